@@ -1,0 +1,224 @@
+"""The manifest: one JSON object per utterance, preceded by one header line.
+
+A manifest file looks like this::
+
+    {"ser_manifest": 1, "corpus": "ravdess", "root": "/data/ravdess16k", "label_set": null}
+    {"id": "03-01-01-01-01-01-01", "audio": "Actor_01/03-01-01-01-01-01-01.flac", ...}
+    ...
+
+The header carries what every row shares (the corpus name and the folder that ``audio`` paths are
+relative to). It is deterministic, so rebuilding a manifest from the same corpus gives the same
+bytes and the same sha256. Rows are :class:`Utterance` records; unknown keys in a row are kept in
+``extra`` so that hand-edited manifests round-trip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MANIFEST_VERSION = 1
+HEADER_KEY = "ser_manifest"
+
+
+class ManifestError(ValueError):
+    """A manifest (or the corpus behind it) is malformed; the message names the rows and the fix."""
+
+
+@dataclass(kw_only=True)
+class Utterance:
+    """One utterance of a corpus.
+
+    Only ``id`` is required. Every other field is ``None`` when the corpus does not have it.
+    """
+
+    id: str
+    """Unique, stable identifier (used as the cache key)."""
+    audio: str | None = None
+    """Audio path relative to the manifest root (absolute paths are allowed); None = no audio."""
+    start: float | None = None
+    """Segment start in seconds inside ``audio``; None = from the beginning."""
+    end: float | None = None
+    """Segment end in seconds inside ``audio``; None = to the end."""
+    text: str | None = None
+    """Transcript, cleaned of non-speech tokens (the raw form, if different, is in ``extra``)."""
+    label: str | None = None
+    """The corpus' own categorical label, before any label-set mapping."""
+    speaker: str | None = None
+    """Speaker identifier, unique within the corpus."""
+    gender: str | None = None
+    """"F" or "M" where the corpus documents it."""
+    session: str | None = None
+    """Recording session (IEMOCAP ``Ses01`` ...)."""
+    dialog: str | None = None
+    """Dialogue or conversation identifier."""
+    script: str | None = None
+    """Script (text) identifier for acted, scripted material; None for improvised speech."""
+    split: str | None = None
+    """Official split: ``train``, ``validation``, ``test`` (or extra test sets such as ``test2``)."""
+    duration: float | None = None
+    """Duration in seconds of the utterance (of the segment when start/end are set)."""
+    lang: str | None = None
+    """Language code (``en``, ``zh``, ``de``)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Corpus-specific fields (IEMOCAP V/A/D, motion-capture paths, intensity, ...)."""
+
+    def to_json(self) -> str:
+        """Serialise to one JSON line; ``None`` fields and an empty ``extra`` are omitted."""
+        record = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        if not record.get("extra"):
+            record.pop("extra", None)
+        return json.dumps(record, ensure_ascii=False, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Utterance:
+        """Build from a parsed JSON object; unknown keys are moved into ``extra``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in record.items() if k in known}
+        unknown = {k: v for k, v in record.items() if k not in known}
+        if unknown:
+            kwargs["extra"] = {**kwargs.get("extra", {}), **unknown}
+        return cls(**kwargs)
+
+
+UTTERANCE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Utterance))
+
+
+@dataclass(kw_only=True)
+class ManifestHeader:
+    """What all rows of a manifest share."""
+
+    corpus: str
+    """Adapter name that built the manifest (``ravdess``, ``iemocap``, ``csv`` ...)."""
+    root: str
+    """Folder that relative ``audio`` paths are resolved against."""
+    label_set: str | None = None
+    """Label set the rows were filtered to at build time, if any."""
+
+    def to_json(self) -> str:
+        record = {HEADER_KEY: MANIFEST_VERSION, **dataclasses.asdict(self)}
+        return json.dumps(record, ensure_ascii=False)
+
+
+@dataclass
+class Manifest:
+    """A header plus the utterances, in file order."""
+
+    header: ManifestHeader
+    utterances: list[Utterance]
+    path: Path | None = None
+    """Where it was read from (None for a manifest built in memory)."""
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __iter__(self) -> Iterator[Utterance]:
+        return iter(self.utterances)
+
+    @property
+    def root(self) -> Path:
+        """The audio root; a relative root is taken relative to the manifest's folder."""
+        root = Path(self.header.root)
+        if not root.is_absolute() and self.path is not None:
+            root = self.path.parent / root
+        return root
+
+    def audio_path(self, utterance: Utterance) -> Path | None:
+        """Absolute path of an utterance's audio file, or None when it has none."""
+        if utterance.audio is None:
+            return None
+        path = Path(utterance.audio)
+        return path if path.is_absolute() else self.root / path
+
+    def by_id(self) -> dict[str, Utterance]:
+        """Map id -> utterance (the last one wins for duplicated ids; validation refuses them)."""
+        return {u.id: u for u in self.utterances}
+
+
+def write_manifest(path: str | os.PathLike[str], header: ManifestHeader,
+                   utterances: Iterable[Utterance]) -> int:
+    """Write a manifest atomically (temp file in the same folder, then rename).
+
+    Returns the number of utterances written. A crash never leaves a half-written manifest.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+            out.write(header.to_json() + "\n")
+            for utt in utterances:
+                out.write(utt.to_json() + "\n")
+                count += 1
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return count
+
+
+def read_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """Read a manifest written by :func:`write_manifest` (or a hand-made JSONL file).
+
+    A file without a header line is accepted; its root is then the file's folder and its corpus
+    ``unknown``. Blank lines are skipped. Malformed JSON raises :class:`ManifestError` naming the
+    line and the parse error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: no such manifest file; build one with `ser manifest CORPUS ROOT -o {path}`")
+    header: ManifestHeader | None = None
+    utterances: list[Utterance] = []
+    with path.open(encoding="utf-8") as lines:
+        for line_no, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ManifestError(f"{path}:{line_no}: not valid JSON ({err.msg}, column {err.colno}); "
+                                    "fix or remove that line") from err
+            if not isinstance(record, dict):
+                raise ManifestError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
+            if HEADER_KEY in record:
+                if header is not None or utterances:
+                    raise ManifestError(f"{path}:{line_no}: a header line may only be the first line")
+                header = _parse_header(record, path, line_no)
+                continue
+            if "id" not in record or not isinstance(record["id"], str) or not record["id"]:
+                raise ManifestError(f"{path}:{line_no}: row has no string 'id'; every row needs a unique id")
+            try:
+                utterances.append(Utterance.from_dict(record))
+            except TypeError as err:
+                raise ManifestError(f"{path}:{line_no}: {err}") from err
+    if header is None:
+        header = ManifestHeader(corpus="unknown", root=".")
+    return Manifest(header=header, utterances=utterances, path=path)
+
+
+def _parse_header(record: dict[str, Any], path: Path, line_no: int) -> ManifestHeader:
+    version = record.get(HEADER_KEY)
+    if version != MANIFEST_VERSION:
+        raise ManifestError(f"{path}:{line_no}: manifest format version {version!r} is not supported "
+                            f"(this ser reads version {MANIFEST_VERSION}); rebuild it with `ser manifest`")
+    return ManifestHeader(corpus=str(record.get("corpus", "unknown")), root=str(record.get("root", ".")),
+                          label_set=record.get("label_set"))
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes (used to tie caches to the manifest they were built from)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
