@@ -115,6 +115,8 @@ class Manifest:
     utterances: list[Utterance]
     path: Path | None = None
     """Where it was read from (None for a manifest built in memory)."""
+    line_numbers: list[int] | None = None
+    """File line number of each utterance (for error messages), when read from a file."""
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -136,6 +138,12 @@ class Manifest:
             return None
         path = Path(utterance.audio)
         return path if path.is_absolute() else self.root / path
+
+    def location(self, index: int) -> str:
+        """``file:line`` of the utterance at ``index`` (or ``row N`` for in-memory manifests)."""
+        if self.line_numbers is not None and self.path is not None:
+            return f"{self.path}:{self.line_numbers[index]}"
+        return f"row {index + 1}"
 
     def by_id(self) -> dict[str, Utterance]:
         """Map id -> utterance (the last one wins for duplicated ids; validation refuses them)."""
@@ -179,31 +187,36 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
         raise ManifestError(f"{path}: no such manifest file; build one with `ser manifest CORPUS ROOT -o {path}`")
     header: ManifestHeader | None = None
     utterances: list[Utterance] = []
-    with path.open(encoding="utf-8") as lines:
-        for line_no, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ManifestError(f"{path}:{line_no}: not valid JSON ({err.msg}, column {err.colno}); "
-                                    "fix or remove that line") from err
-            if not isinstance(record, dict):
-                raise ManifestError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
-            if HEADER_KEY in record:
-                if header is not None or utterances:
-                    raise ManifestError(f"{path}:{line_no}: a header line may only be the first line")
-                header = _parse_header(record, path, line_no)
-                continue
-            if "id" not in record or not isinstance(record["id"], str) or not record["id"]:
-                raise ManifestError(f"{path}:{line_no}: row has no string 'id'; every row needs a unique id")
-            try:
-                utterances.append(Utterance.from_dict(record))
-            except TypeError as err:
-                raise ManifestError(f"{path}:{line_no}: {err}") from err
+    line_numbers: list[int] = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ManifestError(f"{path}: not UTF-8 text ({err}); manifests are UTF-8 JSONL") from err
+    for line_no, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ManifestError(f"{path}:{line_no}: not valid JSON ({err.msg}, column {err.colno}); "
+                                "fix or remove that line") from err
+        if not isinstance(record, dict):
+            raise ManifestError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
+        if HEADER_KEY in record:
+            if header is not None or utterances:
+                raise ManifestError(f"{path}:{line_no}: a header line may only be the first line")
+            header = _parse_header(record, path, line_no)
+            continue
+        if "id" not in record or not isinstance(record["id"], str) or not record["id"]:
+            raise ManifestError(f"{path}:{line_no}: row has no string 'id'; every row needs a unique id")
+        try:
+            utterances.append(Utterance.from_dict(record))
+            line_numbers.append(line_no)
+        except TypeError as err:
+            raise ManifestError(f"{path}:{line_no}: {err}") from err
     if header is None:
         header = ManifestHeader(corpus="unknown", root=".")
-    return Manifest(header=header, utterances=utterances, path=path)
+    return Manifest(header=header, utterances=utterances, path=path, line_numbers=line_numbers)
 
 
 def _parse_header(record: dict[str, Any], path: Path, line_no: int) -> ManifestHeader:

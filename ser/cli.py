@@ -1,0 +1,39 @@
+"""The ``ser`` command line. Command groups live in ``ser.commands``; heavy imports stay inside
+command bodies so that ``ser --help`` imports neither torch nor transformers."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from ser import __version__
+from ser.commands import manifest, protocol
+
+app = typer.Typer(
+    name="ser", no_args_is_help=True, add_completion=False,
+    help="Speech emotion recognition from cached features: manifests, protocols, extraction, fusion heads.")
+app.add_typer(manifest.app, name="manifest")
+app.add_typer(protocol.app, name="protocol")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ser {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-v info, -vv debug)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Speech emotion recognition from cached features."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""One module per CLI command group. Command bodies import the heavy modules they need lazily."""

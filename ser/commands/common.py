@@ -1,0 +1,41 @@
+"""Helpers shared by the CLI command modules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the package's "bad input" exceptions into a one-line message and exit status 2.
+
+    Programming errors (anything else) still raise with a traceback.
+    """
+    from ser.manifests.schema import ManifestError
+
+    try:
+        yield
+    except (ManifestError, FileNotFoundError) as err:
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from err
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, object]:
+    """``["k=10", "test_split=test2"]`` -> ``{"k": 10, "test_split": "test2"}`` (ints and floats parsed)."""
+    options: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}")
+        parsed: object = value
+        for cast in (int, float):
+            try:
+                parsed = cast(value)
+                break
+            except ValueError:
+                continue
+        options[key.strip()] = parsed
+    return options

@@ -1,0 +1,421 @@
+"""Evaluation protocols: turn a manifest into folds of (train, validation, test) utterance ids.
+
+Rules that hold for every preset and are checked every time folds are made:
+
+* train, validation and test of a fold share no id;
+* validation is carved from the training pool only (never from the test fold);
+* for speaker-independent presets no speaker of the test fold is in its train or validation set,
+  and for the script-disjoint preset no script of the test fold is either;
+* the same manifest, options and seed always give the same folds.
+
+Presets (``PRESETS``):
+
+``iemocap-loso``        5 folds, one IEMOCAP session out each (speaker-independent).
+``iemocap-loso-script`` the same, but every scripted utterance whose script also occurs in the
+                        test session is removed from train and validation (text-independent).
+``session-loso``        one fold per ``session`` value, any corpus.
+``speaker-loso``        one fold per speaker.
+``speaker-kfold``       speakers dealt into k folds of about equal size (``k`` option, default 5).
+``official``            the corpus' own split field (MELD, MSP-Podcast, ESD); the official
+                        validation split when it exists, else validation carved from training
+                        speakers. Speaker overlap between official splits is reported, not hidden.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from ser.manifests.labels import LabelSet, apply_label_set
+from ser.manifests.schema import Manifest, ManifestError, Utterance
+
+ValidationBy = Literal["speaker", "utterance"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fold:
+    """One train / validation / test partition, as utterance ids in manifest order."""
+
+    name: str
+    train: tuple[str, ...]
+    validation: tuple[str, ...]
+    test: tuple[str, ...]
+
+    def split_ids(self) -> dict[str, tuple[str, ...]]:
+        return {"train": self.train, "validation": self.validation, "test": self.test}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ValidationRule:
+    """How validation data are carved out of a fold's training pool."""
+
+    fraction: float = 0.2
+    """Share of the training pool's utterances moved to validation."""
+    by: ValidationBy = "speaker"
+    """``speaker``: hold out whole training speakers (gender-alternating, about ``fraction`` of the
+    utterances), so validation is speaker-independent like the test fold. ``utterance``: a random
+    stratified-by-class ``fraction`` of the training utterances."""
+    seed: int = 0
+    """Seed of the (deterministic) choice; each fold mixes its own name into it."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fraction < 1.0:
+            raise ValueError(f"validation fraction must be between 0 and 1 (exclusive), got {self.fraction}")
+        if self.by not in ("speaker", "utterance"):
+            raise ValueError(f"validation rule 'by' must be 'speaker' or 'utterance', got {self.by!r}")
+
+
+@dataclass(kw_only=True)
+class ProtocolCard:
+    """Everything a reader needs to know to interpret (and reproduce) a result."""
+
+    protocol: str
+    corpus: str
+    label_set: str | None
+    classes: list[str] | None
+    folds: list[str]
+    validation: str
+    seed: int
+    speaker_independent: bool
+    n_utterances: int
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FoldSet:
+    """The folds of a protocol applied to a manifest, plus its card and the rows it used."""
+
+    card: ProtocolCard
+    folds: list[Fold]
+    utterances: dict[str, Utterance]
+    """Id -> utterance of every row the protocol considered (after label-set filtering)."""
+    dropped_labels: Counter[str] = field(default_factory=Counter)
+
+    def fold(self, name: str) -> Fold:
+        for fold in self.folds:
+            if fold.name == name:
+                return fold
+        raise KeyError(f"no fold {name!r}; folds are {', '.join(f.name for f in self.folds)}")
+
+    def to_json(self) -> str:
+        """The card and every fold's id lists (to publish or reuse the exact split)."""
+        return json.dumps({"card": self.card.to_dict(),
+                           "folds": [{"name": f.name, **{k: list(v) for k, v in f.split_ids().items()}}
+                                     for f in self.folds]}, indent=1, ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation carving
+
+
+def _fold_rng(rule: ValidationRule, fold_name: str) -> random.Random:
+    return random.Random(f"{rule.seed}:{fold_name}")
+
+
+def _speaker_holdout(pool: list[Utterance], rule: ValidationRule, rng: random.Random) -> set[str]:
+    """Training speakers to hold out: gender-alternating, until ``fraction`` of the pool is reached."""
+    counts = Counter(u.speaker for u in pool)
+    gender = {u.speaker: (u.gender or "?") for u in pool}
+    by_gender: dict[str, list[str]] = {}
+    for speaker in sorted(counts):
+        by_gender.setdefault(gender[speaker], []).append(speaker)
+    for speakers in by_gender.values():
+        rng.shuffle(speakers)
+    order: list[str] = []
+    groups = [by_gender[g] for g in sorted(by_gender)]
+    rng.shuffle(groups)
+    while any(groups):
+        for speakers in groups:
+            if speakers:
+                order.append(speakers.pop())
+    target = rule.fraction * len(pool)
+    chosen: set[str] = set()
+    total = 0
+    for speaker in order[:-1]:  # always leave at least one speaker to train on
+        if total >= target:
+            break
+        chosen.add(speaker)
+        total += counts[speaker]
+    return chosen
+
+
+def _stratified_holdout(pool: list[Utterance], rule: ValidationRule, rng: random.Random,
+                        label_set: LabelSet | None) -> set[str]:
+    """A ``fraction`` of each class (or of everything, without a label set), chosen at random."""
+    strata: dict[str | None, list[str]] = {}
+    for utt in pool:
+        key = label_set.class_of(utt) if label_set else None
+        strata.setdefault(key, []).append(utt.id)
+    chosen: set[str] = set()
+    for key in sorted(strata, key=str):
+        ids = strata[key]
+        rng.shuffle(ids)
+        take = round(rule.fraction * len(ids))
+        if len(ids) >= 2:
+            take = min(max(take, 1), len(ids) - 1)
+        chosen.update(ids[:take])
+    return chosen
+
+
+def carve_validation(pool: list[Utterance], rule: ValidationRule, fold_name: str,
+                     label_set: LabelSet | None) -> tuple[list[Utterance], list[Utterance], str]:
+    """Split a training pool into (train, validation); also return how it was done, in words."""
+    rng = _fold_rng(rule, fold_name)
+    speakers = {u.speaker for u in pool}
+    if rule.by == "speaker" and None not in speakers and len(speakers) >= 2:
+        held = _speaker_holdout(pool, rule, rng)
+        train = [u for u in pool if u.speaker not in held]
+        validation = [u for u in pool if u.speaker in held]
+        return train, validation, f"speakers {', '.join(sorted(held))}"
+    held_ids = _stratified_holdout(pool, rule, rng, label_set)
+    train = [u for u in pool if u.id not in held_ids]
+    validation = [u for u in pool if u.id in held_ids]
+    how = "stratified utterances" if label_set else "random utterances"
+    if rule.by == "speaker":
+        how += " (too few training speakers to hold any out)"
+    return train, validation, how
+
+
+# --------------------------------------------------------------------------------------------
+# Presets
+
+
+def _require(utterances: Sequence[Utterance], attribute: str, protocol: str) -> None:
+    missing = [u.id for u in utterances if getattr(u, attribute) in (None, "")]
+    if missing:
+        shown = ", ".join(missing[:5])
+        raise ManifestError(f"protocol {protocol!r} needs a {attribute} for every row, but {len(missing)} rows "
+                            f"have none (e.g. {shown}); fill the field in the manifest or choose another "
+                            "protocol")
+
+
+def _check_groups_partition_speakers(utterances: Sequence[Utterance], group: str, protocol: str) -> None:
+    """Refuse a manifest in which one speaker appears in two groups (that would leak speakers)."""
+    groups_of: dict[str, set[str]] = {}
+    for utt in utterances:
+        if utt.speaker is not None:
+            groups_of.setdefault(utt.speaker, set()).add(str(getattr(utt, group)))
+    shared = {spk: sorted(g) for spk, g in groups_of.items() if len(g) > 1}
+    if shared:
+        shown = "; ".join(f"{spk} in {', '.join(g)}" for spk, g in list(shared.items())[:5])
+        raise ManifestError(f"protocol {protocol!r}: {len(shared)} speakers occur in more than one {group} "
+                            f"({shown}); a held-out {group} would share speakers with training. Fix the "
+                            f"speaker or {group} fields, or use speaker-loso / speaker-kfold")
+
+
+def _leave_one_group_out(utterances: list[Utterance], group: str, rule: ValidationRule,
+                         label_set: LabelSet | None, exclude_scripts: bool = False
+                         ) -> tuple[list[Fold], list[str]]:
+    values = sorted({str(getattr(u, group)) for u in utterances})
+    if len(values) < 2:
+        raise ManifestError(f"leaving one {group} out needs at least 2 distinct {group} values; "
+                            f"the manifest has {values}")
+    folds: list[Fold] = []
+    notes: list[str] = []
+    for value in values:
+        test = [u for u in utterances if str(getattr(u, group)) == value]
+        pool = [u for u in utterances if str(getattr(u, group)) != value]
+        if exclude_scripts:
+            test_scripts = {u.script for u in test if u.script}
+            before = len(pool)
+            pool = [u for u in pool if not (u.script and u.script in test_scripts)]
+            notes.append(f"{value}: removed {before - len(pool)} training rows sharing a script with the test fold")
+        train, validation, how = carve_validation(pool, rule, value, label_set)
+        notes.append(f"{value}: validation = {how}")
+        folds.append(Fold(name=value, train=_ids(train), validation=_ids(validation), test=_ids(test)))
+    return folds, notes
+
+
+def _ids(utterances: Sequence[Utterance]) -> tuple[str, ...]:
+    return tuple(u.id for u in utterances)
+
+
+def _session_loso(utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None,
+                  options: dict[str, Any], name: str) -> tuple[list[Fold], list[str]]:
+    _require(utterances, "session", name)
+    _check_groups_partition_speakers(utterances, "session", name)
+    return _leave_one_group_out(utterances, "session", rule, label_set,
+                                exclude_scripts=options.get("exclude_scripts", False))
+
+
+def _iemocap_loso(utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None,
+                  options: dict[str, Any], name: str) -> tuple[list[Fold], list[str]]:
+    return _session_loso(utterances, rule, label_set, options, name)
+
+
+def _iemocap_loso_script(utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None,
+                         options: dict[str, Any], name: str) -> tuple[list[Fold], list[str]]:
+    return _session_loso(utterances, rule, label_set, {**options, "exclude_scripts": True}, name)
+
+
+def _speaker_loso(utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None,
+                  options: dict[str, Any], name: str) -> tuple[list[Fold], list[str]]:
+    _require(utterances, "speaker", name)
+    return _leave_one_group_out(utterances, "speaker", rule, label_set)
+
+
+def _speaker_kfold(utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None,
+                   options: dict[str, Any], name: str) -> tuple[list[Fold], list[str]]:
+    _require(utterances, "speaker", name)
+    k = int(options.get("k", 5))
+    counts = Counter(u.speaker for u in utterances)
+    if not 2 <= k <= len(counts):
+        raise ManifestError(f"speaker-kfold: k must be between 2 and the number of speakers ({len(counts)}), got {k}")
+    speakers = sorted(counts)
+    random.Random(f"{rule.seed}:speaker-kfold").shuffle(speakers)
+    # Largest speakers first (stable after the seeded shuffle), each to the currently smallest fold.
+    speakers.sort(key=lambda s: -counts[s])
+    members: list[list[str]] = [[] for _ in range(k)]
+    sizes = [0] * k
+    for speaker in speakers:
+        target = min(range(k), key=lambda i: (sizes[i], i))
+        members[target].append(speaker)
+        sizes[target] += counts[speaker]
+    fold_of = {spk: i for i, group in enumerate(members) for spk in group}
+    folds: list[Fold] = []
+    notes: list[str] = []
+    for i in range(k):
+        fold_name = f"fold{i + 1}"
+        test = [u for u in utterances if fold_of[u.speaker] == i]
+        pool = [u for u in utterances if fold_of[u.speaker] != i]
+        train, validation, how = carve_validation(pool, rule, fold_name, label_set)
+        notes.append(f"{fold_name}: test speakers {', '.join(sorted(members[i]))}; validation = {how}")
+        folds.append(Fold(name=fold_name, train=_ids(train), validation=_ids(validation), test=_ids(test)))
+    return folds, notes
+
+
+def _official(utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None,
+              options: dict[str, Any], name: str) -> tuple[list[Fold], list[str]]:
+    _require(utterances, "split", name)
+    test_split = options.get("test_split", "test")
+    by_split: dict[str, list[Utterance]] = {}
+    for utt in utterances:
+        by_split.setdefault(str(utt.split), []).append(utt)
+    if "train" not in by_split or test_split not in by_split:
+        raise ManifestError(f"protocol 'official' needs rows with split 'train' and '{test_split}'; the manifest "
+                            f"has splits {sorted(by_split)}. Add the missing split's files or pick another "
+                            "protocol")
+    notes: list[str] = []
+    if "validation" in by_split:
+        train, validation = by_split["train"], by_split["validation"]
+        notes.append("validation = the official validation split")
+    else:
+        train, validation, how = carve_validation(by_split["train"], rule, "official", label_set)
+        notes.append(f"validation = {how} of the official training split")
+    unused = sorted(set(by_split) - {"train", "validation", test_split})
+    if unused:
+        notes.append(f"rows of splits {', '.join(unused)} are not used")
+    return [Fold(name=test_split, train=_ids(train), validation=_ids(validation),
+                 test=_ids(by_split[test_split]))], notes
+
+
+ProtocolFunction = Callable[[list[Utterance], ValidationRule, "LabelSet | None", dict[str, Any], str],
+                            tuple[list[Fold], list[str]]]
+
+PRESETS: dict[str, ProtocolFunction] = {
+    "iemocap-loso": _iemocap_loso,
+    "iemocap-loso-script": _iemocap_loso_script,
+    "session-loso": _session_loso,
+    "speaker-loso": _speaker_loso,
+    "speaker-kfold": _speaker_kfold,
+    "official": _official,
+}
+
+PRESET_DESCRIPTIONS: dict[str, str] = {
+    "iemocap-loso": "IEMOCAP leave-one-session-out (5 folds), validation from training speakers",
+    "iemocap-loso-script": "IEMOCAP leave-one-session-out, scripts of the test session removed from training",
+    "session-loso": "leave one session out, any corpus with a session field",
+    "speaker-loso": "leave one speaker out (one fold per speaker)",
+    "speaker-kfold": "speakers dealt into k folds of equal size (option k, default 5)",
+    "official": "the corpus' official train/validation/test split (MELD, MSP-Podcast, ESD)",
+}
+
+SPEAKER_INDEPENDENT_BY_DESIGN = {"iemocap-loso", "iemocap-loso-script", "session-loso", "speaker-loso",
+                                 "speaker-kfold"}
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point and checks
+
+
+def verify_folds(folds: Sequence[Fold], utterances: dict[str, Utterance], *,
+                 disjoint_fields: Sequence[str] = ()) -> None:
+    """Raise if any fold leaks: shared ids, or a value of ``disjoint_fields`` (e.g. ``speaker``)
+    present in both the test fold and its train or validation set."""
+    for fold in folds:
+        train, validation, test = set(fold.train), set(fold.validation), set(fold.test)
+        for a_name, a, b_name, b in (("train", train, "validation", validation), ("train", train, "test", test),
+                                     ("validation", validation, "test", test)):
+            shared = a & b
+            if shared:
+                raise AssertionError(f"fold {fold.name}: {len(shared)} ids in both {a_name} and {b_name}, "
+                                     f"e.g. {sorted(shared)[:3]}")
+        if not test:
+            raise ManifestError(f"fold {fold.name}: the test set is empty")
+        if not fold.train:
+            raise ManifestError(f"fold {fold.name}: the training set is empty")
+        for attr in disjoint_fields:
+            test_values = {getattr(utterances[i], attr) for i in test} - {None}
+            seen = {getattr(utterances[i], attr) for i in train | validation} - {None}
+            leaked = test_values & seen
+            if leaked:
+                raise AssertionError(f"fold {fold.name}: {attr} values {sorted(leaked)[:5]} are in the test fold "
+                                     "and in train/validation")
+
+
+def make_folds(manifest: Manifest, protocol: str, *, label_set: LabelSet | None = None,
+               rule: ValidationRule | None = None, options: dict[str, Any] | None = None) -> FoldSet:
+    """Apply a protocol preset to a manifest (after filtering it to ``label_set``).
+
+    ``options``: ``k`` for speaker-kfold, ``test_split`` for official.
+    """
+    if protocol not in PRESETS:
+        raise ManifestError(f"unknown protocol {protocol!r}; choose one of {', '.join(PRESETS)}")
+    rule = rule or ValidationRule()
+    options = options or {}
+    utterances = list(manifest.utterances)
+    dropped: Counter[str] = Counter()
+    if label_set is not None:
+        filtered = apply_label_set(utterances, label_set)
+        utterances, dropped = filtered.kept, filtered.dropped
+    if not utterances:
+        raise ManifestError(f"{manifest.path}: no utterances left to split"
+                            + (f" after applying label set {label_set.name}" if label_set else ""))
+    folds, notes = PRESETS[protocol](utterances, rule, label_set, options, protocol)
+    by_id = {u.id: u for u in utterances}
+    script_fields = ("script",) if protocol == "iemocap-loso-script" else ()
+    speaker_independent = protocol in SPEAKER_INDEPENDENT_BY_DESIGN
+    if speaker_independent:
+        verify_folds(folds, by_id, disjoint_fields=("speaker", *script_fields))
+    else:
+        verify_folds(folds, by_id)
+        overlap = _speaker_overlap(folds, by_id)
+        speaker_independent = not overlap
+        if overlap:
+            notes.append(f"speakers shared between test and train/validation: {overlap} "
+                         "(the official split is speaker-dependent)")
+    card = ProtocolCard(
+        protocol=protocol, corpus=manifest.header.corpus,
+        label_set=label_set.name if label_set else None,
+        classes=list(label_set.classes) if label_set else None,
+        folds=[f.name for f in folds],
+        validation=(f"official split where present, else {rule.by}-held-out {rule.fraction:.0%}"
+                    if protocol == "official" else f"{rule.by}-held-out {rule.fraction:.0%} of training rows"),
+        seed=rule.seed, speaker_independent=speaker_independent, n_utterances=len(utterances), notes=notes)
+    return FoldSet(card=card, folds=folds, utterances=by_id, dropped_labels=dropped)
+
+
+def _speaker_overlap(folds: Sequence[Fold], by_id: dict[str, Utterance]) -> int:
+    overlap: set[str] = set()
+    for fold in folds:
+        test = {by_id[i].speaker for i in fold.test} - {None}
+        rest = {by_id[i].speaker for i in (*fold.train, *fold.validation)} - {None}
+        overlap |= test & rest
+    return len(overlap)

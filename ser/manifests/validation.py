@@ -1,0 +1,134 @@
+"""Manifest validation: find every problem at once and name the rows and the fix.
+
+Errors make a manifest unusable (duplicate ids, missing audio, labels outside the label set,
+unreadable transcripts, impossible segments, an empty manifest, speakers that leak between
+protocol groups). Warnings are worth knowing but do not block (rows without audio or labels).
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from ser.manifests.labels import LabelSet
+from ser.manifests.schema import Manifest, ManifestError
+
+MAX_LISTED = 5
+
+
+@dataclass
+class Problem:
+    """One kind of problem, the rows it affects, and how to fix it."""
+
+    kind: str
+    fix: str
+    rows: list[str] = field(default_factory=list)
+    """``file:line id`` of every affected row."""
+
+    def describe(self) -> str:
+        shown = "; ".join(self.rows[:MAX_LISTED])
+        more = f" (and {len(self.rows) - MAX_LISTED} more)" if len(self.rows) > MAX_LISTED else ""
+        return f"{self.kind}: {len(self.rows)} rows: {shown}{more}. Fix: {self.fix}"
+
+
+@dataclass
+class ValidationReport:
+    """The outcome of :func:`validate_manifest`."""
+
+    n_rows: int
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    label_counts: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _bad_text(text: object) -> str | None:
+    """Why a transcript is unusable, or None when it is fine."""
+    if not isinstance(text, str):
+        return f"text is a {type(text).__name__}, not a string"
+    if "\ufffd" in text:
+        return "text contains U+FFFD (it was decoded with the wrong encoding)"
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\t\n" for ch in text):
+        return "text contains control characters"
+    return None
+
+
+def validate_manifest(manifest: Manifest, *, label_set: LabelSet | None = None, drop_unknown: bool = False,
+                      check_audio: bool = True, protocol: str | None = None) -> ValidationReport:
+    """Check a manifest; with ``label_set`` also check labels, with ``protocol`` the grouping.
+
+    ``drop_unknown`` turns labels outside the label set into a warning (they will be dropped).
+    """
+    report = ValidationReport(n_rows=len(manifest))
+    if not manifest.utterances:
+        report.errors.append(Problem("empty manifest", "rebuild it with `ser manifest CORPUS ROOT -o FILE` and "
+                                     "check that ROOT is the corpus folder", [str(manifest.path)]))
+        return report
+
+    first_seen: dict[str, str] = {}
+    problems: dict[str, list[str]] = defaultdict(list)
+    for index, utt in enumerate(manifest.utterances):
+        where = f"{manifest.location(index)} {utt.id}"
+        if utt.id in first_seen:
+            problems["duplicate id"].append(f"{where} (first at {first_seen[utt.id]})")
+        else:
+            first_seen[utt.id] = manifest.location(index)
+        if utt.audio is None:
+            problems["no audio"].append(where)
+        elif check_audio:
+            path = manifest.audio_path(utt)
+            if path is None or not os.path.isfile(path):
+                problems["missing audio"].append(f"{where} -> {path}")
+        if utt.text is not None:
+            reason = _bad_text(utt.text)
+            if reason:
+                problems["unreadable transcript"].append(f"{where} ({reason})")
+        if (utt.start is not None and utt.start < 0) or (
+                utt.start is not None and utt.end is not None and utt.end <= utt.start):
+            problems["bad segment"].append(f"{where} (start {utt.start}, end {utt.end})")
+        if utt.duration is not None and utt.duration <= 0:
+            problems["non-positive duration"].append(f"{where} ({utt.duration})")
+        if label_set is None:
+            report.label_counts[utt.label or "<none>"] += 1
+        else:
+            cls = label_set.class_of(utt)
+            if cls is None:
+                problems["label outside label set"].append(f"{where} ({label_set.raw_label(utt)!r})")
+            else:
+                report.label_counts[cls] += 1
+        if utt.label is None and label_set is None:
+            problems["no label"].append(where)
+
+    fixes = {
+        "duplicate id": ("error", "make ids unique (rebuild the manifest; two copies of a file?)"),
+        "missing audio": ("error", f"check the manifest root ({manifest.root}) or the audio paths; "
+                          "rebuild with `ser manifest` if the corpus moved"),
+        "unreadable transcript": ("error", "re-decode the transcript with the right encoding (the corpus adapter "
+                                  "does this) or remove the text field"),
+        "bad segment": ("error", "start must be >= 0 and end > start"),
+        "non-positive duration": ("error", "the audio is empty; remove the row or the file"),
+        "label outside label set": (
+            "warning" if drop_unknown else "error",
+            f"these rows are dropped when the label set {label_set.name if label_set else ''} is used"
+            if drop_unknown else "pass --drop-unknown to drop them, or choose a label set that covers them"),
+        "no audio": ("warning", "audio-based extractors will skip these rows; text extractors can still use them"),
+        "no label": ("warning", "unlabelled rows can be extracted but not used for training or testing"),
+    }
+    for kind, rows in problems.items():
+        severity, fix = fixes[kind]
+        (report.errors if severity == "error" else report.warnings).append(Problem(kind, fix, rows))
+
+    if protocol is not None and not report.errors:
+        from ser.manifests.protocols import make_folds
+
+        try:
+            make_folds(manifest, protocol, label_set=label_set)
+        except ManifestError as err:
+            report.errors.append(Problem(f"protocol {protocol}", "see the message", [str(err)]))
+    return report
+
