@@ -137,12 +137,14 @@ def generic_csv(
 ) -> None:
     """Any corpus described by a CSV file; map its columns with the --*-col options.
 
-    Columns not mapped to a field are kept in each row's ``extra``.
+    A named column must exist in the header; pass an empty name (e.g. --speaker-col '') to ignore
+    one. Columns not mapped to a field are kept in each row's ``extra``.
     """
-    options = {"csv_path": csv_path, "id_col": id_col, "audio_col": audio_col, "label_col": label_col,
-               "speaker_col": speaker_col, "text_col": text_col, "split_col": split_col,
-               "session_col": session_col, "dialog_col": dialog_col, "start_col": start_col,
-               "end_col": end_col, "gender_col": gender_col, "delimiter": delimiter, "encoding": encoding}
+    columns = {"id_col": id_col, "label_col": label_col, "speaker_col": speaker_col, "text_col": text_col,
+               "split_col": split_col, "session_col": session_col, "dialog_col": dialog_col,
+               "start_col": start_col, "end_col": end_col, "gender_col": gender_col}
+    options = {"csv_path": csv_path, **{key: value or None for key, value in columns.items()},
+               "audio_col": audio_col, "delimiter": delimiter, "encoding": encoding}
     _build("csv", root, output, label_set, durations, options)
 
 
