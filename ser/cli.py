@@ -37,3 +37,7 @@ def main_options(
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""The top-level CLI: lazy imports and global options."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from ser import __version__
+from ser.cli import app
+
+HEAVY = ("torch", "transformers", "numpy", "h5py", "zarr", "sklearn", "soundfile", "opensmile")
+
+
+def test_importing_the_cli_and_printing_help_imports_nothing_heavy() -> None:
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom ser.cli import app\n"
+            "for args in (['--help'], ['manifest', '--help'], ['protocol', '--help'], ['manifest', 'ravdess', "
+            "'--help']):\n    assert CliRunner().invoke(app, args).exit_code == 0\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_version_and_help() -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["--version"]).stdout.strip() == f"ser {__version__}"
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "manifest" in result.stdout and "protocol" in result.stdout
