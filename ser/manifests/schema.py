@@ -77,6 +77,15 @@ class Utterance:
             record.pop("extra", None)
         return json.dumps(record, ensure_ascii=False, sort_keys=False)
 
+    def fingerprint(self) -> str:
+        """Short hash of what features are computed from: audio path, segment and text.
+
+        Caches store it per row; a reader compares it with the current manifest row, so labels and
+        splits can change freely but a changed audio path, segment or transcript is caught.
+        """
+        key = json.dumps([self.audio, self.start, self.end, self.text], ensure_ascii=False)
+        return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> Utterance:
         """Build from a parsed JSON object; unknown keys are moved into ``extra``."""

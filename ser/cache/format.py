@@ -1,0 +1,98 @@
+"""The cache store format (v1): names, layout description, errors, hashing.
+
+A finished store (``x.h5`` file or ``x.zarr`` folder, same layout in both)::
+
+    attrs      format="ser-cache", format_version=1, status="complete", and JSON provenance:
+               extractor (name, preset, config, config_hash), upstream, manifest, environment, created
+    ids        (N, W)     utf-8 ids as zero-padded uint8 rows, in extraction order
+    fingerprints (N, W)   per-row fingerprint of the manifest row (audio, segment, text)
+    pooled/<stat>  (N, L, D)  per-utterance statistics for every layer (mean, std, cls, ...)
+    seq/offsets    (N+1,) int64: item i is rows offsets[i]:offsets[i+1] of every seq array
+    seq/<layer>    (sum_T, D) frame or token sequence of one selected layer (float16 by default)
+    rejected/ids, rejected/reasons  (R, W)  ids extraction could not use, and why
+
+Rows are stored in the order they were extracted (duration-bucketed, not manifest order); readers
+index by id, so the order never matters to users.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT_NAME = "ser-cache"
+FORMAT_VERSION = 1
+PARTIAL_SUFFIX = ".partial"
+BACKEND_SUFFIXES = {".h5": "hdf5", ".hdf5": "hdf5", ".zarr": "zarr"}
+
+
+class CacheError(RuntimeError):
+    """A store is missing, partial, of another version, or does not match what was asked for.
+
+    The message always names the store and the command or option that fixes the problem.
+    """
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreLayout:
+    """What each row of a store holds."""
+
+    pooled: dict[str, tuple[int, int]]
+    """Pooled statistic name -> (layers L, dim D); every row has a (L, D) array per statistic."""
+    seq: dict[str, int] = field(default_factory=dict)
+    """Stored sequence layer name (e.g. ``layer_06``) -> dim D. All share one length per row."""
+    pooled_dtype: str = "float32"
+    seq_dtype: str = "float16"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> StoreLayout:
+        record = json.loads(text)
+        return cls(pooled={k: (int(v[0]), int(v[1])) for k, v in record["pooled"].items()},
+                   seq={k: int(v) for k, v in record.get("seq", {}).items()},
+                   pooled_dtype=record.get("pooled_dtype", "float32"),
+                   seq_dtype=record.get("seq_dtype", "float16"))
+
+
+def backend_of(path: Path) -> str:
+    """``hdf5`` or ``zarr`` from the store path's suffix; a clear error for anything else."""
+    suffix = path.suffix.lower()
+    if suffix not in BACKEND_SUFFIXES:
+        raise CacheError(f"{path}: a cache store path must end in .h5 (HDF5) or .zarr (Zarr), not {suffix!r}")
+    return BACKEND_SUFFIXES[suffix]
+
+
+def partial_path(path: Path) -> Path:
+    """The working folder of an unfinished store."""
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Stable short hash of a JSON-serialisable extractor config."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def encode_strings(values: list[str]) -> Any:
+    """Strings as an (N, W) uint8 matrix of zero-padded utf-8 bytes.
+
+    Plain integers are portable across HDF5 and every Zarr version, unlike string dtypes.
+    """
+    import numpy as np
+
+    encoded = [v.encode("utf-8") for v in values]
+    width = max((len(e) for e in encoded), default=1) or 1
+    out = np.zeros((len(encoded), width), dtype=np.uint8)
+    for row, data in enumerate(encoded):
+        out[row, : len(data)] = np.frombuffer(data, dtype=np.uint8)
+    return out
+
+
+def decode_strings(matrix: Any) -> list[str]:
+    """Inverse of :func:`encode_strings`."""
+    return [bytes(row).rstrip(b"\0").decode("utf-8") for row in matrix]

@@ -1,0 +1,170 @@
+"""Read finished stores: ids, pooled views, per-utterance sequences.
+
+The reader opens its file lazily and re-opens it in a new process (checked by pid), so one reader
+object can be handed to DataLoader worker processes safely; pickling drops the open handle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ser.cache.backends import StoreFile, open_store_file
+from ser.cache.format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    PARTIAL_SUFFIX,
+    CacheError,
+    StoreLayout,
+    backend_of,
+    decode_strings,
+    partial_path,
+)
+
+MAX_LISTED = 5
+
+
+def _listing(values: Sequence[str]) -> str:
+    shown = ", ".join(values[:MAX_LISTED])
+    return shown + (f" (and {len(values) - MAX_LISTED} more)" if len(values) > MAX_LISTED else "")
+
+
+class CacheReader:
+    """A complete store, opened read-only.
+
+    Raises :class:`CacheError` for missing or partial stores and unknown format versions.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if self.path.name.endswith(PARTIAL_SUFFIX):
+            final = self.path.with_name(self.path.name[: -len(PARTIAL_SUFFIX)])
+            raise CacheError(f"{self.path} is an unfinished store; run the same `ser extract` command again to "
+                             f"resume and finish it (it will be written to {final})")
+        backend_of(self.path)
+        if not self.path.exists():
+            if partial_path(self.path).exists():
+                raise CacheError(f"{self.path} is not finished yet ({partial_path(self.path).name} exists); run the "
+                                 "same `ser extract` command again to resume and finish it")
+            raise CacheError(f"{self.path}: no such cache store; create it with `ser extract`")
+        self._store: StoreFile | None = None
+        self._pid = -1
+        store = self._file()
+        attrs = dict(store.attrs)
+        if attrs.get("format") != FORMAT_NAME:
+            raise CacheError(f"{self.path} is not a ser cache store (format attribute {attrs.get('format')!r})")
+        if attrs.get("format_version") != FORMAT_VERSION:
+            raise CacheError(f"{self.path} uses cache format version {attrs.get('format_version')}; this ser reads "
+                             f"version {FORMAT_VERSION}. Re-extract it with this version of ser")
+        if attrs.get("status") != "complete":
+            raise CacheError(f"{self.path} has status {attrs.get('status')!r}; only complete stores can be read")
+        self.layout = StoreLayout.from_json(attrs["layout"])
+        self.attrs: dict[str, Any] = {}
+        for key, value in attrs.items():
+            if key in ("format", "format_version", "status", "layout", "n_items", "n_rejected", "finalized"):
+                self.attrs[key] = value
+            else:
+                self.attrs[key] = json.loads(value) if isinstance(value, str) else value
+        self.ids: list[str] = decode_strings(store.read("ids"))
+        self.fingerprints: list[str] = decode_strings(store.read("fingerprints"))
+        self.index: dict[str, int] = {uid: row for row, uid in enumerate(self.ids)}
+        self.offsets: np.ndarray = store.read("seq/offsets").astype(np.int64)
+        self.rejected: dict[str, str] = dict(zip(decode_strings(store.read("rejected/ids")),
+                                                 decode_strings(store.read("rejected/reasons")), strict=True))
+
+    # ------------------------------------------------------------------ handles
+
+    def _file(self) -> StoreFile:
+        if self._store is None or self._pid != os.getpid():
+            self._store = open_store_file(self.path, "r")
+            self._pid = os.getpid()
+        return self._store
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_store"] = None
+        state["_pid"] = -1
+        return state
+
+    def close(self) -> None:
+        if self._store is not None and self._pid == os.getpid():
+            self._store.close()
+        self._store = None
+
+    def __enter__(self) -> CacheReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ metadata
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self.index
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(N,) sequence length of each row (0 when no sequences are stored)."""
+        return np.diff(self.offsets)
+
+    def rows_of(self, ids: Sequence[str]) -> np.ndarray:
+        """Row numbers of ``ids``; a clear error names ids that are rejected or absent."""
+        missing = [uid for uid in ids if uid not in self.index]
+        if missing:
+            rejected = [f"{uid} ({self.rejected[uid]})" for uid in missing if uid in self.rejected]
+            absent = [uid for uid in missing if uid not in self.rejected]
+            parts = []
+            if rejected:
+                parts.append(f"{len(rejected)} were rejected at extraction: {_listing(rejected)}")
+            if absent:
+                parts.append(f"{len(absent)} were never extracted: {_listing(absent)} (extract them with `ser "
+                             "extract` over the same manifest, or drop them from the manifest)")
+            raise CacheError(f"{self.path}: {len(missing)} requested ids are not in the store; " + "; ".join(parts))
+        return np.fromiter((self.index[uid] for uid in ids), dtype=np.int64, count=len(ids))
+
+    def check_rows(self, expected: Mapping[str, str]) -> None:
+        """Refuse when a manifest row changed since extraction (audio, segment or text differ).
+
+        ``expected`` maps id -> fingerprint of the current manifest row. Ids that are absent or
+        rejected are reported by :meth:`rows_of`, not here.
+        """
+        changed = [uid for uid, fp in expected.items()
+                   if uid in self.index and self.fingerprints[self.index[uid]] != fp]
+        if changed:
+            raise CacheError(f"{self.path}: {len(changed)} manifest rows changed since this store was extracted "
+                             f"(audio path, segment or text differ): {_listing(changed)}. Re-extract into a new "
+                             "store with `ser extract`")
+
+    # ------------------------------------------------------------------ data
+
+    def pooled(self, stat: str, *, ids: Sequence[str] | None = None, layers: Sequence[int] | None = None
+               ) -> np.ndarray:
+        """Pooled statistic ``stat`` as (n, L', D): rows of ``ids`` in that order (all rows in store
+        order when None), layers ``layers`` (all when None). Reads the array in one pass."""
+        if stat not in self.layout.pooled:
+            raise CacheError(f"{self.path} has no pooled statistic {stat!r}; it has {sorted(self.layout.pooled)}")
+        array = self._file().read(f"pooled/{stat}")
+        if layers is not None:
+            n_layers = self.layout.pooled[stat][0]
+            bad = [layer for layer in layers if not -n_layers <= layer < n_layers]
+            if bad:
+                raise CacheError(f"{self.path}: pooled {stat} has {n_layers} layers; layers {bad} do not exist")
+            array = array[:, list(layers)]
+        return array if ids is None else array[self.rows_of(ids)]
+
+    def sequence(self, uid: str, layer: str) -> np.ndarray:
+        """(T, D) stored sequence of one utterance for ``layer``."""
+        if layer not in self.layout.seq:
+            stored = sorted(self.layout.seq) or "none (re-extract with --seq)"
+            raise CacheError(f"{self.path} stores no sequence for {layer!r}; stored layers: {stored}")
+        row = int(self.rows_of([uid])[0])
+        start, stop = int(self.offsets[row]), int(self.offsets[row + 1])
+        return self._file().read(f"seq/{layer}", slice(start, stop))

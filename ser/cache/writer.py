@@ -1,0 +1,296 @@
+"""Crash-safe, resumable store writer.
+
+While extraction runs, rows accumulate in ``<store>.partial/``: a ``meta.json`` (layout and
+provenance), a ``lock`` file, and numbered segments. A segment is a folder of ``.npy`` arrays
+plus ``rows.json``, written under a temporary name, fsynced and renamed into place, so it is
+either complete or absent: a writer killed at any instant (even SIGKILL) loses at most the rows
+it had not flushed yet. Re-opening the same store resumes: finished and rejected ids are known and
+skipped by the caller. ``finalize`` streams all segments into the final ``.h5`` / ``.zarr`` store
+(temp name + atomic rename) and removes the partial folder.
+
+One writer per store: a second one is refused through an OS lock (``flock``) that dies with its
+process. Parallel extraction writes one store per shard and merges them (``ser cache merge``).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ser.cache.assemble import (
+    DEFAULT_POOLED_CHUNK_BYTES,
+    DEFAULT_SEQ_CHUNK_BYTES,
+    assemble_store,
+)
+from ser.cache.format import FORMAT_NAME, FORMAT_VERSION, CacheError, StoreLayout, backend_of, partial_path
+
+logger = logging.getLogger(__name__)
+
+SEGMENT_PREFIX = "seg-"
+DEFAULT_SEGMENT_BYTES = 64 << 20
+
+
+def _write_json_atomic(path: Path, record: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        json.dump(record, out, sort_keys=True)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Segment:
+    """A flushed run of rows in the partial folder (a :class:`~ser.cache.assemble.RowSource`)."""
+
+    path: Path
+    ids: list[str]
+    fingerprints: list[str]
+    lengths: np.ndarray
+    rejected: dict[str, str]
+
+    @classmethod
+    def load(cls, path: Path) -> Segment:
+        record = json.loads((path / "rows.json").read_text(encoding="utf-8"))
+        return cls(path=path, ids=record["ids"], fingerprints=record["fingerprints"],
+                   lengths=np.asarray(record["lengths"], dtype=np.int64), rejected=record["rejected"])
+
+    def pooled_rows(self, stat: str, start: int, stop: int) -> np.ndarray:
+        return np.load(self.path / f"pooled-{stat}.npy", mmap_mode="r")[start:stop]
+
+    def seq_frames(self, layer: str, start: int, stop: int) -> np.ndarray:
+        return np.load(self.path / f"seq-{layer}.npy", mmap_mode="r")[start:stop]
+
+
+class CacheWriter:
+    """Append rows to a store; resume after a crash; finalize into the complete store.
+
+    Use :meth:`open` (or the class as a context manager after it) rather than the constructor.
+    """
+
+    def __init__(self, path: Path, partial: Path, layout: StoreLayout, attrs: dict[str, Any],
+                 lock_fd: int, segments: list[Segment], segment_bytes: int) -> None:
+        self.path = path
+        self.partial = partial
+        self.layout = layout
+        self.attrs = attrs
+        self._lock_fd: int | None = lock_fd
+        self._segments = segments
+        self._segment_bytes = segment_bytes
+        self._done: set[str] = {i for s in segments for i in s.ids}
+        self.rejected: dict[str, str] = {k: v for s in segments for k, v in s.rejected.items()}
+        self._buffer_reset()
+
+    # ---------------------------------------------------------------- opening
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, layout: StoreLayout, attrs: dict[str, Any],
+             segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> CacheWriter:
+        """Start a new store or resume the partial one at ``path``.
+
+        ``attrs`` is the provenance (JSON-serialisable dict per key); ``attrs["extractor"]
+        ["config_hash"]`` must match the partial store's when resuming, so a changed config never
+        mixes into an old store.
+        """
+        final = Path(path)
+        backend_of(final)
+        if final.exists():
+            raise CacheError(f"{final} is already complete; delete it to extract again, or write to another path")
+        partial = partial_path(final)
+        partial.mkdir(parents=True, exist_ok=True)
+        lock_fd = cls._lock(partial)
+        try:
+            cls._check_or_write_meta(partial, layout, attrs)
+            segments = cls._load_segments(partial)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        writer = cls(final, partial, layout, attrs, lock_fd, segments, segment_bytes)
+        if segments:
+            logger.info("%s: resuming, %d rows and %d rejected already written", final, len(writer._done),
+                        len(writer.rejected))
+        return writer
+
+    @staticmethod
+    def _lock(partial: Path) -> int:
+        lock_path = partial / "lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.EAGAIN, errno.EACCES):
+                holder = lock_path.read_text(encoding="utf-8").strip() or "another process"
+                raise CacheError(f"{partial} is being written by {holder}; only one writer per store. Wait for "
+                                 "it, or split the work with --shard i/N and `ser cache merge`") from err
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}".encode())
+        return fd
+
+    @staticmethod
+    def _check_or_write_meta(partial: Path, layout: StoreLayout, attrs: dict[str, Any]) -> None:
+        meta_path = partial / "meta.json"
+        new_hash = attrs.get("extractor", {}).get("config_hash")
+        if meta_path.exists():
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("format_version") != FORMAT_VERSION:
+                raise CacheError(f"{partial} was written by cache format {meta.get('format_version')}; "
+                                 f"this ser writes {FORMAT_VERSION}. Delete the partial folder to start over")
+            old_hash = meta.get("attrs", {}).get("extractor", {}).get("config_hash")
+            if old_hash != new_hash or StoreLayout.from_json(meta["layout"]) != layout:
+                raise CacheError(f"{partial} was started with another extractor config (hash {old_hash}, now "
+                                 f"{new_hash}) or layout; the rows would not mix. Delete {partial} to start "
+                                 "over, or write to another output path")
+            return
+        _write_json_atomic(meta_path, {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                                       "status": "partial", "layout": layout.to_json(), "attrs": attrs})
+
+    @staticmethod
+    def _load_segments(partial: Path) -> list[Segment]:
+        for leftover in partial.glob(f"{SEGMENT_PREFIX}*.tmp"):
+            shutil.rmtree(leftover)  # an interrupted flush: its rows were never acknowledged
+        return [Segment.load(p) for p in sorted(partial.glob(f"{SEGMENT_PREFIX}*")) if p.is_dir()]
+
+    # ---------------------------------------------------------------- appending
+
+    def _buffer_reset(self) -> None:
+        self._ids: list[str] = []
+        self._fingerprints: list[str] = []
+        self._pooled: dict[str, list[np.ndarray]] = {k: [] for k in self.layout.pooled}
+        self._seq: dict[str, list[np.ndarray]] = {k: [] for k in self.layout.seq}
+        self._lengths: list[int] = []
+        self._rejected_buffer: dict[str, str] = {}
+        self._buffered_bytes = 0
+
+    @property
+    def done_ids(self) -> set[str]:
+        """Ids already written or rejected (flushed or buffered): skip these when resuming."""
+        return self._done | set(self.rejected)
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+    def add(self, uid: str, fingerprint: str, pooled: dict[str, np.ndarray],
+            seq: dict[str, np.ndarray] | None = None) -> bool:
+        """Buffer one row. ``pooled[stat]`` is (L, D); ``seq[layer]`` is (T, D) with one T for all layers.
+
+        A row with NaN or Inf values is rejected (recorded with the reason) instead of stored;
+        returns False in that case.
+        """
+        seq = seq or {}
+        if uid in self._done or uid in self.rejected:
+            raise CacheError(f"{self.path}: id {uid!r} was already written")
+        if set(pooled) != set(self.layout.pooled) or set(seq) != set(self.layout.seq):
+            raise CacheError(f"{self.path}: row {uid!r} has pooled {sorted(pooled)} / seq {sorted(seq)}, the store "
+                             f"expects {sorted(self.layout.pooled)} / {sorted(self.layout.seq)}")
+        for stat, array in pooled.items():
+            if array.shape != self.layout.pooled[stat]:
+                raise CacheError(f"{self.path}: row {uid!r} pooled {stat} has shape {array.shape}, expected "
+                                 f"{self.layout.pooled[stat]}")
+        lengths = {array.shape[0] for array in seq.values()}
+        if len(lengths) > 1:
+            raise CacheError(f"{self.path}: row {uid!r} sequences have different lengths {sorted(lengths)}")
+        for layer, array in seq.items():
+            if array.ndim != 2 or array.shape[1] != self.layout.seq[layer]:
+                raise CacheError(f"{self.path}: row {uid!r} seq {layer} has shape {array.shape}, expected "
+                                 f"(T, {self.layout.seq[layer]})")
+        for name, array in [*pooled.items(), *seq.items()]:
+            if not np.isfinite(array).all():
+                self.reject(uid, f"non-finite values in {name}")
+                return False
+        self._ids.append(uid)
+        self._fingerprints.append(fingerprint)
+        self._done.add(uid)
+        for stat, array in pooled.items():
+            self._pooled[stat].append(np.asarray(array, dtype=self.layout.pooled_dtype))
+        for layer, array in seq.items():
+            self._seq[layer].append(np.asarray(array, dtype=self.layout.seq_dtype))
+        self._lengths.append(lengths.pop() if lengths else 0)
+        self._buffered_bytes += sum(a.nbytes for a in pooled.values()) + sum(a.nbytes for a in seq.values())
+        if self._buffered_bytes >= self._segment_bytes:
+            self.flush()
+        return True
+
+    def reject(self, uid: str, reason: str) -> None:
+        """Record that ``uid`` could not be extracted, and why (kept in the store's rejected list)."""
+        if uid in self._done:
+            raise CacheError(f"{self.path}: id {uid!r} was already written; it cannot also be rejected")
+        self.rejected[uid] = reason
+        self._rejected_buffer[uid] = reason
+
+    def flush(self) -> None:
+        """Write buffered rows as one new segment (atomic). No-op when nothing is buffered."""
+        if not self._ids and not self._rejected_buffer:
+            return
+        index = len(self._segments)
+        final = self.partial / f"{SEGMENT_PREFIX}{index:06d}"
+        tmp = final.with_name(final.name + ".tmp")
+        tmp.mkdir()
+        for stat, (n_layers, dim) in self.layout.pooled.items():
+            rows = self._pooled[stat]
+            array = np.stack(rows) if rows else np.zeros((0, n_layers, dim), dtype=self.layout.pooled_dtype)
+            np.save(tmp / f"pooled-{stat}.npy", array)
+        for layer, dim in self.layout.seq.items():
+            frames = self._seq[layer]
+            array = np.concatenate(frames) if frames else np.zeros((0, dim), dtype=self.layout.seq_dtype)
+            np.save(tmp / f"seq-{layer}.npy", array)
+        (tmp / "rows.json").write_text(json.dumps({
+            "ids": self._ids, "fingerprints": self._fingerprints, "lengths": self._lengths,
+            "rejected": self._rejected_buffer}), encoding="utf-8")
+        for file in tmp.iterdir():
+            fd = os.open(file, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.rename(tmp, final)
+        _fsync_dir(self.partial)
+        self._segments.append(Segment.load(final))
+        self._buffer_reset()
+
+    # ---------------------------------------------------------------- finishing
+
+    def finalize(self, *, compression: str | None = None, pooled_chunk_bytes: int = DEFAULT_POOLED_CHUNK_BYTES,
+                 seq_chunk_bytes: int = DEFAULT_SEQ_CHUNK_BYTES) -> Path:
+        """Flush, write the complete store (atomic rename) and remove the partial folder."""
+        self.flush()
+        assemble_store(self.path, layout=self.layout, attrs=self.attrs, sources=self._segments,
+                       rejected=self.rejected, compression=compression, pooled_chunk_bytes=pooled_chunk_bytes,
+                       seq_chunk_bytes=seq_chunk_bytes)
+        self.close()
+        shutil.rmtree(self.partial)
+        return self.path
+
+    def close(self) -> None:
+        """Flush and release the lock without finalizing (the partial store can be resumed)."""
+        if self._lock_fd is None:
+            return
+        try:
+            self.flush()
+        finally:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> CacheWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
