@@ -8,13 +8,14 @@ import logging
 import typer
 
 from ser import __version__
-from ser.commands import manifest, protocol
+from ser.commands import cache, manifest, protocol
 
 app = typer.Typer(
     name="ser", no_args_is_help=True, add_completion=False,
     help="Speech emotion recognition from cached features: manifests, protocols, extraction, fusion heads.")
 app.add_typer(manifest.app, name="manifest")
 app.add_typer(protocol.app, name="protocol")
+app.add_typer(cache.app, name="cache")
 
 
 def _version(value: bool) -> None:

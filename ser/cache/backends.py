@@ -45,6 +45,7 @@ class Hdf5File:
     def __init__(self, path: Path, mode: str) -> None:
         import h5py
 
+        self._maps: dict[str, np.ndarray] = {}
         try:
             self._file = h5py.File(path, mode)
         except OSError as err:
@@ -56,7 +57,9 @@ class Hdf5File:
 
     def create(self, name: str, shape: tuple[int, ...], dtype: str, chunks: tuple[int, ...] | None,
                compression: str | None) -> None:
-        chunks = _safe_chunks(shape, chunks) if all(shape) else None
+        # Uncompressed arrays are stored contiguously: their final shape is known, and a contiguous
+        # dataset can be memory-mapped for reads at numpy speed. Chunks only serve compression.
+        chunks = _safe_chunks(shape, chunks) if compression and all(shape) else None
         self._file.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks,
                                   compression=compression if chunks else None)
 
@@ -65,10 +68,27 @@ class Hdf5File:
             self._file[name][start:start + len(data)] = data
 
     def read(self, name: str, selection: Any = ...) -> np.ndarray:
+        if selection is not Ellipsis:  # small reads: memory map (no per-call HDF5 overhead)
+            mapped = self._memory_map(name)
+            if mapped is not None:
+                return np.array(mapped[selection])
         dataset = self._file[name]
         if dataset.size == 0:
             return np.empty(dataset.shape, dtype=dataset.dtype)
         return dataset[selection]
+
+    def _memory_map(self, name: str) -> np.ndarray | None:
+        """A read-only numpy memory map of a contiguous dataset (None when it is chunked or empty)."""
+        if name in self._maps:
+            return self._maps[name]
+        mapped = None
+        if self._file.mode == "r":
+            dataset = self._file[name]
+            offset = dataset.id.get_offset()
+            if dataset.chunks is None and dataset.size and offset is not None:
+                mapped = np.memmap(self.path, dtype=dataset.dtype, mode="r", offset=offset, shape=dataset.shape)
+        self._maps[name] = mapped
+        return mapped
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self._file[name].shape)
@@ -83,6 +103,7 @@ class Hdf5File:
         return os.path.getsize(self.path)
 
     def close(self) -> None:
+        self._maps.clear()
         self._file.close()
 
 
@@ -100,6 +121,7 @@ class ZarrFile:
             self._group = zarr.open_group(store=str(path), mode={"a": "r+"}.get(mode, mode))
         except (FileNotFoundError, ValueError, KeyError) as err:
             raise CacheError(f"{path}: cannot open as a Zarr group ({err})") from err
+        self._raw: dict[str, tuple[int, tuple[int, ...], np.dtype] | None] = {}
         self.path = path
         self.attrs = self._group.attrs
 
@@ -121,7 +143,60 @@ class ZarrFile:
             self._group[name][start:start + len(data)] = data
 
     def read(self, name: str, selection: Any = ...) -> np.ndarray:
+        layout = self._raw_layout(name)
+        if layout is not None and (selection is Ellipsis or (isinstance(selection, slice) and selection.step is None)):
+            return self._read_raw_rows(name, layout, selection)
         return np.asarray(self._group[name][selection])
+
+    def _raw_layout(self, name: str) -> tuple[int, tuple[int, ...], np.dtype] | None:
+        """(chunk rows, full shape, dtype) when chunks are plain little-endian bytes split along rows only.
+
+        Such chunks (what this store writes when uncompressed) are raw C-order arrays under the
+        spec's default chunk keys, so row ranges can be read straight from the chunk files, without
+        the per-chunk overhead of the generic Zarr path. Anything else returns None (generic path).
+        """
+        if name in self._raw:
+            return self._raw[name]
+        from zarr.codecs import BytesCodec
+        from zarr.core.chunk_grids import RegularChunkGrid
+        from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
+
+        array = self._group[name]
+        meta = array.metadata
+        layout = None
+        dtype = np.dtype(array.dtype)
+        codecs = getattr(meta, "codecs", ())
+        if (len(codecs) == 1 and isinstance(codecs[0], BytesCodec)
+                and (codecs[0].endian is None or codecs[0].endian.value == "little") and dtype.byteorder in "=<|"
+                and isinstance(meta.chunk_key_encoding, DefaultChunkKeyEncoding)
+                and meta.chunk_key_encoding.separator == "/" and isinstance(meta.chunk_grid, RegularChunkGrid)
+                and tuple(meta.chunk_grid.chunk_shape[1:]) == tuple(array.shape[1:]) and array.size):
+            layout = (int(meta.chunk_grid.chunk_shape[0]), tuple(array.shape), dtype)
+        self._raw[name] = layout
+        return layout
+
+    def _read_raw_rows(self, name: str, layout: tuple[int, tuple[int, ...], np.dtype], selection: Any) -> np.ndarray:
+        chunk_rows, shape, dtype = layout
+        start, stop, _ = (slice(None) if selection is Ellipsis else selection).indices(shape[0])
+        stop = max(start, stop)
+        row_items = int(np.prod(shape[1:], dtype=np.int64))
+        out = np.zeros((stop - start, *shape[1:]), dtype=dtype)
+        flat = out.reshape(stop - start, row_items)
+        zeros = "/".join("0" for _ in shape[1:])
+        for chunk in range(start // chunk_rows, (stop - 1) // chunk_rows + 1 if stop > start else 0):
+            first = max(start, chunk * chunk_rows)
+            last = min(stop, (chunk + 1) * chunk_rows)
+            key = f"c/{chunk}/{zeros}" if zeros else f"c/{chunk}"
+            path = self.path / name / key
+            if not path.exists():
+                continue  # never written: fill value, already zero
+            offset = (first - chunk * chunk_rows) * row_items * dtype.itemsize
+            target = flat[first - start:last - start]
+            with open(path, "rb") as chunk_file:
+                chunk_file.seek(offset)
+                if chunk_file.readinto(memoryview(target).cast("B")) != target.nbytes:
+                    raise CacheError(f"{path}: chunk file is shorter than its array says; the store is damaged")
+        return out
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self._group[name].shape)

@@ -294,3 +294,17 @@ class CacheWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def partial_summary(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """Rows, rejects and segments of an unfinished store at ``path`` (None when there is none)."""
+    partial = partial_path(Path(path))
+    meta_path = partial / "meta.json"
+    if not meta_path.exists():
+        return None
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    segments = [Segment.load(p) for p in sorted(partial.glob(f"{SEGMENT_PREFIX}*")) if p.is_dir()
+                and not p.name.endswith(".tmp")]
+    return {"partial": str(partial), "segments": len(segments), "rows": sum(len(s.ids) for s in segments),
+            "rejected": sum(len(s.rejected) for s in segments), "attrs": meta.get("attrs", {}),
+            "layout": meta.get("layout")}

@@ -14,11 +14,12 @@ def user_errors() -> Iterator[None]:
 
     Programming errors (anything else) still raise with a traceback.
     """
+    from ser.cache.format import CacheError
     from ser.manifests.schema import ManifestError
 
     try:
         yield
-    except (ManifestError, FileNotFoundError) as err:
+    except (ManifestError, CacheError, FileNotFoundError) as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from err
 

@@ -1,0 +1,98 @@
+"""``ser cache``: inspect, verify and merge feature cache stores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from ser.commands.common import user_errors
+
+app = typer.Typer(no_args_is_help=True, help=(
+    "Inspect, verify and merge feature cache stores (.h5 files or .zarr folders).\n\n"
+    "Example: ser cache info hubert.h5"))
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+@app.command("info")
+def info(store: Path = typer.Argument(..., help="Cache store (.h5 or .zarr), finished or partial."),
+         as_json: bool = typer.Option(False, "--json", help="Print everything as JSON.")) -> None:
+    """Status, items, rejected ids, layers and dims, bytes on disk, and provenance of a store."""
+    with user_errors():
+        from ser.cache.reader import CacheReader
+        from ser.cache.writer import partial_summary
+
+        partial = partial_summary(store)
+        if not store.exists() and partial is not None:
+            if as_json:
+                typer.echo(json.dumps({"status": "partial", **partial}, indent=1, default=str))
+                return
+            typer.echo(f"{store}: partial ({partial['rows']} rows, {partial['rejected']} rejected, "
+                       f"{partial['segments']} segments in {partial['partial']})")
+            typer.echo("resume by running the same `ser extract` command again")
+            return
+        with CacheReader(store) as reader:
+            stored = reader._file().nbytes_stored()
+            summary = {
+                "status": "complete", "items": len(reader), "rejected": len(reader.rejected),
+                "pooled": {k: {"layers": v[0], "dim": v[1]} for k, v in reader.layout.pooled.items()},
+                "seq": {"layers": reader.layout.seq, "frames": int(reader.offsets[-1])},
+                "dtypes": {"pooled": reader.layout.pooled_dtype, "seq": reader.layout.seq_dtype},
+                "bytes": stored, **{k: v for k, v in reader.attrs.items() if k not in ("layout",)},
+            }
+    if as_json:
+        typer.echo(json.dumps(summary, indent=1, default=str))
+        return
+    typer.echo(f"{store}: complete, {summary['items']} items, {summary['rejected']} rejected, "
+               f"{_human_bytes(stored)} on disk")
+    for stat, shape in summary["pooled"].items():
+        typer.echo(f"  pooled/{stat}: {shape['layers']} layers x {shape['dim']} ({summary['dtypes']['pooled']})")
+    for layer, dim in summary["seq"]["layers"].items():
+        typer.echo(f"  seq/{layer}: {summary['seq']['frames']} frames x {dim} ({summary['dtypes']['seq']})")
+    for key in ("extractor", "upstream", "manifest", "environment", "merged_from", "finalized"):
+        if key in summary:
+            typer.echo(f"  {key}: {json.dumps(summary[key], default=str)}")
+
+
+@app.command("verify")
+def verify(store: Path = typer.Argument(..., help="Cache store to check."),
+           manifest: Path | None = typer.Option(None, "--manifest", "-m", help=(
+               "Also check that every manifest id is stored or listed as rejected, and that no manifest "
+               "row (audio, segment, text) changed since extraction."))) -> None:
+    """Check every value (no NaN/Inf), monotone offsets, and coverage of a manifest. Exit 1 on problems."""
+    with user_errors():
+        from ser.cache.verify import verify_store
+        from ser.manifests.schema import read_manifest
+
+        expected = None
+        if manifest is not None:
+            expected = {u.id: u.fingerprint() for u in read_manifest(manifest)}
+        report = verify_store(store, expected)
+    typer.echo(f"{store}: {report.n_items} items, {report.n_rejected} rejected; checked "
+               f"{', '.join(report.checked)}")
+    for problem in report.problems:
+        typer.secho(f"problem: {problem}", fg=typer.colors.RED, err=True)
+    if not report.ok:
+        raise typer.Exit(1)
+    typer.secho("ok", fg=typer.colors.GREEN)
+
+
+@app.command("merge")
+def merge(shards: list[Path] = typer.Argument(..., help="Finished shard stores of one `ser extract --shard` run."),
+          output: Path = typer.Option(..., "--output", "-o", help="Merged store to write (.h5 or .zarr)."),
+          compression: str | None = typer.Option(None, help="Compress the merged arrays (HDF5: gzip, lzf; "
+                                                 "Zarr: zstd, gzip, blosc).")) -> None:
+    """Join shard stores (same extractor config and manifest, disjoint ids) into one store."""
+    with user_errors():
+        from ser.cache.merge import merge_stores
+
+        out = merge_stores(shards, output, compression=compression)
+    typer.echo(f"merged {len(shards)} shards into {out}")
