@@ -8,7 +8,7 @@ import logging
 import typer
 
 from ser import __version__
-from ser.commands import cache, manifest, protocol
+from ser.commands import cache, extract, manifest, protocol
 
 app = typer.Typer(
     name="ser", no_args_is_help=True, add_completion=False,
@@ -16,6 +16,8 @@ app = typer.Typer(
 app.add_typer(manifest.app, name="manifest")
 app.add_typer(protocol.app, name="protocol")
 app.add_typer(cache.app, name="cache")
+app.command("extract")(extract.extract)
+app.command("extractors")(extract.list_extractors)
 
 
 def _version(value: bool) -> None:

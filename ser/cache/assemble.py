@@ -70,7 +70,7 @@ def _remove(path: Path) -> None:
 
 
 def assemble_store(out: Path, *, layout: StoreLayout, attrs: dict[str, Any], sources: Sequence[RowSource],
-                   rejected: dict[str, str], compression: str | None = None,
+                   rejected: dict[str, str], notes: dict[str, str] | None = None, compression: str | None = None,
                    pooled_chunk_bytes: int = DEFAULT_POOLED_CHUNK_BYTES,
                    seq_chunk_bytes: int = DEFAULT_SEQ_CHUNK_BYTES) -> Path:
     """Concatenate ``sources`` into a complete store at ``out`` (atomic: temp name, then rename)."""
@@ -87,7 +87,7 @@ def assemble_store(out: Path, *, layout: StoreLayout, attrs: dict[str, Any], sou
     store = open_store_file(tmp, "w", backend=backend_of(out))
     try:
         _create_arrays(store, layout, n_rows, int(offsets[-1]), compression, pooled_chunk_bytes, seq_chunk_bytes,
-                       ids, fingerprints, rejected, offsets)
+                       ids, fingerprints, rejected, notes or {}, offsets)
         _copy_rows(store, layout, sources)
         store.attrs.update({
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "status": "complete",
@@ -107,9 +107,10 @@ def assemble_store(out: Path, *, layout: StoreLayout, attrs: dict[str, Any], sou
 
 def _create_arrays(store: StoreFile, layout: StoreLayout, n_rows: int, n_frames: int, compression: str | None,
                    pooled_chunk_bytes: int, seq_chunk_bytes: int, ids: list[str], fingerprints: list[str],
-                   rejected: dict[str, str], offsets: np.ndarray) -> None:
+                   rejected: dict[str, str], notes: dict[str, str], offsets: np.ndarray) -> None:
     for name, values in (("ids", ids), ("fingerprints", fingerprints),
-                         ("rejected/ids", list(rejected)), ("rejected/reasons", list(rejected.values()))):
+                         ("rejected/ids", list(rejected)), ("rejected/reasons", list(rejected.values())),
+                         ("notes/ids", list(notes)), ("notes/texts", list(notes.values()))):
         encoded = encode_strings(values)
         store.create(name, encoded.shape, "uint8", None, None)
         store.write(name, 0, encoded)

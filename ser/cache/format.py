@@ -10,6 +10,7 @@ A finished store (``x.h5`` file or ``x.zarr`` folder, same layout in both)::
     seq/offsets    (N+1,) int64: item i is rows offsets[i]:offsets[i+1] of every seq array
     seq/<layer>    (sum_T, D) frame or token sequence of one selected layer (float16 by default)
     rejected/ids, rejected/reasons  (R, W)  ids extraction could not use, and why
+    notes/ids, notes/texts          (K, W)  remarks on stored rows (padded, chunked, truncated)
 
 Rows are stored in the order they were extracted (duration-bucketed, not manifest order); readers
 index by id, so the order never matters to users.
@@ -23,13 +24,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ser.errors import UserError
+
 FORMAT_NAME = "ser-cache"
 FORMAT_VERSION = 1
 PARTIAL_SUFFIX = ".partial"
 BACKEND_SUFFIXES = {".h5": "hdf5", ".hdf5": "hdf5", ".zarr": "zarr"}
 
 
-class CacheError(RuntimeError):
+class CacheError(UserError, RuntimeError):
     """A store is missing, partial, of another version, or does not match what was asked for.
 
     The message always names the store and the command or option that fixes the problem.

@@ -54,6 +54,7 @@ def merge_stores(shards: Sequence[str | os.PathLike[str]], out: str | os.PathLik
                 raise CacheError(f"id {uid!r} is in both {seen[uid]} and {reader.path}; shards must be disjoint")
             seen[uid] = reader.path
     rejected = {uid: reason for r in readers for uid, reason in r.rejected.items() if uid not in seen}
+    notes = {uid: text for r in readers for uid, text in r.notes.items()}
     attrs = {key: value for key, value in first.attrs.items()
              if key not in ("format", "format_version", "status", "layout", "n_items", "n_rejected", "finalized")}
     extractor = dict(attrs.get("extractor", {}))
@@ -63,7 +64,7 @@ def merge_stores(shards: Sequence[str | os.PathLike[str]], out: str | os.PathLik
                              .get("shard")} for r in readers]
     try:
         return assemble_store(Path(out), layout=first.layout, attrs=attrs,
-                              sources=[_ShardSource(r) for r in readers], rejected=rejected,
+                              sources=[_ShardSource(r) for r in readers], rejected=rejected, notes=notes,
                               compression=compression)
     finally:
         for reader in readers:

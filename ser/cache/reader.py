@@ -76,6 +76,10 @@ class CacheReader:
         self.offsets: np.ndarray = store.read("seq/offsets").astype(np.int64)
         self.rejected: dict[str, str] = dict(zip(decode_strings(store.read("rejected/ids")),
                                                  decode_strings(store.read("rejected/reasons")), strict=True))
+        self.notes: dict[str, str] = {}
+        if store.has("notes/ids"):
+            self.notes = dict(zip(decode_strings(store.read("notes/ids")),
+                                  decode_strings(store.read("notes/texts")), strict=True))
 
     # ------------------------------------------------------------------ handles
 

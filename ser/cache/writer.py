@@ -65,12 +65,14 @@ class Segment:
     fingerprints: list[str]
     lengths: np.ndarray
     rejected: dict[str, str]
+    notes: dict[str, str]
 
     @classmethod
     def load(cls, path: Path) -> Segment:
         record = json.loads((path / "rows.json").read_text(encoding="utf-8"))
         return cls(path=path, ids=record["ids"], fingerprints=record["fingerprints"],
-                   lengths=np.asarray(record["lengths"], dtype=np.int64), rejected=record["rejected"])
+                   lengths=np.asarray(record["lengths"], dtype=np.int64), rejected=record["rejected"],
+                   notes=record.get("notes", {}))
 
     def pooled_rows(self, stat: str, start: int, stop: int) -> np.ndarray:
         return np.load(self.path / f"pooled-{stat}.npy", mmap_mode="r")[start:stop]
@@ -96,6 +98,7 @@ class CacheWriter:
         self._segment_bytes = segment_bytes
         self._done: set[str] = {i for s in segments for i in s.ids}
         self.rejected: dict[str, str] = {k: v for s in segments for k, v in s.rejected.items()}
+        self.notes: dict[str, str] = {k: v for s in segments for k, v in s.notes.items()}
         self._buffer_reset()
 
     # ---------------------------------------------------------------- opening
@@ -178,6 +181,7 @@ class CacheWriter:
         self._seq: dict[str, list[np.ndarray]] = {k: [] for k in self.layout.seq}
         self._lengths: list[int] = []
         self._rejected_buffer: dict[str, str] = {}
+        self._notes_buffer: dict[str, str] = {}
         self._buffered_bytes = 0
 
     @property
@@ -189,11 +193,11 @@ class CacheWriter:
         return len(self._done)
 
     def add(self, uid: str, fingerprint: str, pooled: dict[str, np.ndarray],
-            seq: dict[str, np.ndarray] | None = None) -> bool:
+            seq: dict[str, np.ndarray] | None = None, note: str | None = None) -> bool:
         """Buffer one row. ``pooled[stat]`` is (L, D); ``seq[layer]`` is (T, D) with one T for all layers.
 
-        A row with NaN or Inf values is rejected (recorded with the reason) instead of stored;
-        returns False in that case.
+        ``note`` is kept with the row (e.g. "padded to the minimum length"). A row with NaN or Inf
+        values is rejected (recorded with the reason) instead of stored; returns False then.
         """
         seq = seq or {}
         if uid in self._done or uid in self.rejected:
@@ -224,6 +228,9 @@ class CacheWriter:
         for layer, array in seq.items():
             self._seq[layer].append(np.asarray(array, dtype=self.layout.seq_dtype))
         self._lengths.append(lengths.pop() if lengths else 0)
+        if note:
+            self.notes[uid] = note
+            self._notes_buffer[uid] = note
         self._buffered_bytes += sum(a.nbytes for a in pooled.values()) + sum(a.nbytes for a in seq.values())
         if self._buffered_bytes >= self._segment_bytes:
             self.flush()
@@ -254,7 +261,7 @@ class CacheWriter:
             np.save(tmp / f"seq-{layer}.npy", array)
         (tmp / "rows.json").write_text(json.dumps({
             "ids": self._ids, "fingerprints": self._fingerprints, "lengths": self._lengths,
-            "rejected": self._rejected_buffer}), encoding="utf-8")
+            "rejected": self._rejected_buffer, "notes": self._notes_buffer}), encoding="utf-8")
         for file in tmp.iterdir():
             fd = os.open(file, os.O_RDONLY)
             try:
@@ -273,8 +280,8 @@ class CacheWriter:
         """Flush, write the complete store (atomic rename) and remove the partial folder."""
         self.flush()
         assemble_store(self.path, layout=self.layout, attrs=self.attrs, sources=self._segments,
-                       rejected=self.rejected, compression=compression, pooled_chunk_bytes=pooled_chunk_bytes,
-                       seq_chunk_bytes=seq_chunk_bytes)
+                       rejected=self.rejected, notes=self.notes, compression=compression,
+                       pooled_chunk_bytes=pooled_chunk_bytes, seq_chunk_bytes=seq_chunk_bytes)
         self.close()
         shutil.rmtree(self.partial)
         return self.path

@@ -14,12 +14,11 @@ def user_errors() -> Iterator[None]:
 
     Programming errors (anything else) still raise with a traceback.
     """
-    from ser.cache.format import CacheError
-    from ser.manifests.schema import ManifestError
+    from ser.errors import UserError
 
     try:
         yield
-    except (ManifestError, CacheError, FileNotFoundError) as err:
+    except (UserError, FileNotFoundError) as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from err
 

@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ser.errors import UserError
+
 MANIFEST_VERSION = 1
 HEADER_KEY = "ser_manifest"
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A manifest (or the corpus behind it) is malformed; the message names the rows and the fix."""
 
 

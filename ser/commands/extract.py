@@ -1,0 +1,100 @@
+"""``ser extract``: run an upstream model over a manifest into a feature cache store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from ser.commands.common import parse_options, user_errors
+from ser.extract.registry import DESCRIPTIONS, FAMILIES, PRESETS  # noqa: TID253 (literal registry, no heavy imports)
+
+EXIT_REJECTED = 3
+"""Exit status when the store was finished but some utterances were rejected (see the rejects file)."""
+
+
+def _families_help() -> str:
+    return "; ".join(f"{name} ({', '.join(PRESETS[name])})" for name in FAMILIES)
+
+
+def _device(choice: str) -> str:
+    import torch
+
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available():
+        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    return "cpu"
+
+
+def extract(
+    model: str = typer.Option(..., "--model", help=f"Extractor family. Families (presets): {_families_help()}."),
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="Manifest to extract (from `ser manifest`)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Store to write: .h5 (HDF5) or .zarr (Zarr)."),
+    preset: str | None = typer.Option(None, help="Preset of the family (default: the first listed)."),
+    checkpoint: str | None = typer.Option(None, help="Local model folder (save_pretrained layout) or weights file "
+                                          "instead of the preset's hub id; needed offline."),
+    seq: str = typer.Option("none", help="Layers stored as frame/token sequences: none, last, all, numbers such as "
+                            "6,12, or names (layer_06, lld, logmel). Pooled statistics of ALL layers are "
+                            "always stored."),
+    device: str = typer.Option("auto", help="auto (cuda if available, under torchrun cuda:LOCAL_RANK), cpu, "
+                               "cuda, cuda:N."),
+    dtype: str = typer.Option("float32", help="Compute dtype on GPU: float32, float16, bfloat16 (autocast)."),
+    batch_seconds: float = typer.Option(160.0, help="Most padded audio seconds per batch (lower it on small GPUs)."),
+    batch_items: int = typer.Option(32, help="Most items per batch."),
+    num_workers: int = typer.Option(2, help="Background processes decoding and resampling audio (0 = none)."),
+    max_seconds: float | None = typer.Option(None, help="SSL models: cut longer audio into chunks of this many "
+                                             "seconds and stitch the frames (default 30)."),
+    max_total_seconds: float = typer.Option(3 * 3600.0, help="Reject audio longer than this as absurd."),
+    shard: str | None = typer.Option(None, help="i/N: extract every N-th row starting at i into "
+                                     "OUTPUT.shard{i}of{N}.h5; join shards with `ser cache merge`. Under torchrun "
+                                     "each rank takes its own shard and rank 0 merges them."),
+    option: list[str] = typer.Option([], "--option", "-O", help="Family option KEY=VALUE (e.g. -O max_tokens=256 "
+                                     "for text, -O pca_checkpoint=PATH for vggish, -O steps=200 for mocap)."),
+    compression: str | None = typer.Option(None, help="Compress the finished store (HDF5: gzip, lzf; Zarr: zstd, "
+                                           "gzip, blosc). Default: none (fastest reads)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Extract features of every manifest row into a cache store (resumable: re-run the same command).
+
+    Exit status: 0 all rows extracted; 3 finished but some rows were rejected (listed with the
+    reason in OUTPUT.rejects.tsv); 2 bad input (the message says which and how to fix it).
+    """
+    with user_errors():
+        from ser.extract.registry import build_extractor
+        from ser.extract.runner import RunOptions, parse_shard, run_extraction
+        from ser.extract.torchrun import TorchrunContext
+
+        ctx = TorchrunContext.from_environment()
+        chosen_shard = parse_shard(shard) or ctx.shard
+        family_options = parse_options(option)
+        if max_seconds is not None:
+            family_options["max_seconds"] = max_seconds
+        extractor = build_extractor(model, preset, checkpoint=checkpoint, device=_device(device), dtype=dtype,
+                                    **family_options)
+        options = RunOptions(seq=seq, batch_seconds=batch_seconds, batch_items=batch_items,
+                             num_workers=num_workers, shard=chosen_shard, max_total_seconds=max_total_seconds,
+                             compression=compression, progress=progress and ctx.rank == 0)
+        report = run_extraction(manifest, extractor, output, options)
+        merged = ctx.merge_shards(output, chosen_shard, compression) if ctx.active and shard is None else None
+    if report.already_complete:
+        typer.echo(f"{report.output} is already complete (same extractor config); nothing to do")
+        return
+    rate = report.audio_seconds / report.seconds if report.seconds else 0.0
+    typer.echo(f"{report.output}: {report.extracted} extracted ({report.resumed} were already done), "
+               f"{len(report.rejected)} rejected, {report.seconds:.1f} s"
+               + (f", {rate:.1f} audio-s/s ({rate:.0f} audio-h per hour)" if report.audio_seconds else ""))
+    if merged is not None:
+        typer.echo(f"rank 0 merged the {ctx.world_size} shards into {merged}")
+    if report.rejected:
+        typer.secho(f"{len(report.rejected)} rows rejected; reasons in {report.rejects_file}", fg=typer.colors.YELLOW)
+        raise typer.Exit(EXIT_REJECTED)
+
+
+def list_extractors() -> None:
+    """List extractor families, their presets and what each preset loads."""
+    for family, presets in PRESETS.items():
+        typer.echo(f"{family}: {DESCRIPTIONS[family]}")
+        for name, upstream in presets.items():
+            typer.echo(f"  {name:14s} {upstream}")

@@ -1,0 +1,120 @@
+"""Audio input: decode, down-mix, resample, cut segments, and refuse unusable audio with a reason.
+
+soundfile decodes wav/flac/ogg/mp3 (reading only the segment asked for); PyAV decodes containers
+such as MELD's mp4 clips; soxr resamples to the model's rate.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+
+SOUNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf"}
+SILENCE_PEAK = 1e-5
+"""Peak absolute amplitude below which a clip counts as silent (digital silence or a dead channel)."""
+DEFAULT_MAX_SECONDS = 3 * 3600.0
+
+
+class AudioError(Exception):
+    """Audio that cannot be used; ``str(err)`` is the reason written to the rejects list."""
+
+
+def _read_soundfile(path: Path, start: float | None, end: float | None) -> tuple[np.ndarray, int]:
+    import soundfile
+
+    try:
+        info = soundfile.info(str(path))
+        first = round((start or 0.0) * info.samplerate)
+        last = round(end * info.samplerate) if end is not None else -1
+        data, rate = soundfile.read(str(path), start=first, stop=None if last < 0 else last, dtype="float32",
+                                    always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError) as err:
+        raise AudioError(f"unreadable audio ({err})") from err
+    return data, rate
+
+
+def _read_container(path: Path, start: float | None, end: float | None) -> tuple[np.ndarray, int]:
+    try:
+        import av
+    except ImportError:
+        raise AudioError(f"{path.suffix} files need PyAV (pip install 'serkit[audio]')") from None
+    try:
+        with av.open(str(path)) as container:
+            streams = [s for s in container.streams if s.type == "audio"]
+            if not streams:
+                raise AudioError("no audio stream in the container")
+            stream = streams[0]
+            rate = stream.codec_context.sample_rate
+            chunks = []
+            for frame in container.decode(stream):
+                array = frame.to_ndarray()
+                if frame.format.is_planar:
+                    chunks.append(array.T)
+                else:
+                    chunks.append(array.reshape(-1, len(frame.layout.channels)))
+            if not chunks:
+                raise AudioError("the audio stream holds no samples")
+            data = np.concatenate(chunks).astype(np.float32)
+    except av.error.FFmpegError as err:
+        raise AudioError(f"unreadable audio ({err})") from err
+    if np.issubdtype(chunks[0].dtype, np.integer):
+        data /= float(np.iinfo(chunks[0].dtype).max)
+    first = round((start or 0.0) * rate)
+    last = round(end * rate) if end is not None else len(data)
+    return data[first:last], rate
+
+
+def load_audio(path: str | Path, *, sample_rate: int, start: float | None = None, end: float | None = None,
+               max_seconds: float = DEFAULT_MAX_SECONDS) -> np.ndarray:
+    """(samples,) float32 mono audio of ``path`` (or its ``start``..``end`` segment) at ``sample_rate``.
+
+    Raises :class:`AudioError` for a missing, unreadable, empty, silent, non-finite or absurdly
+    long input, with the reason as message.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"missing audio file {path}")
+    if path.suffix.lower() in SOUNDFILE_SUFFIXES:
+        data, rate = _read_soundfile(path, start, end)
+    else:
+        data, rate = _read_container(path, start, end)
+    mono = data.mean(axis=1) if data.ndim == 2 else data
+    if mono.size == 0:
+        raise AudioError("empty audio (no samples in the file or segment)")
+    if mono.size / rate > max_seconds:
+        raise AudioError(f"too long: {mono.size / rate:.0f} s > {max_seconds:.0f} s (raise --max-total-seconds "
+                         "if it is intended)")
+    if not np.isfinite(mono).all():
+        raise AudioError("audio holds NaN or Inf samples")
+    if float(np.max(np.abs(mono))) < SILENCE_PEAK:
+        raise AudioError("silent audio (peak amplitude below 1e-5)")
+    if rate != sample_rate:
+        import soxr
+
+        mono = soxr.resample(mono, rate, sample_rate, quality="HQ")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def pad_to_minimum(audio: np.ndarray, min_samples: int) -> tuple[np.ndarray, str | None]:
+    """Zero-pad audio shorter than ``min_samples`` (centred); return it with a note saying so."""
+    if audio.size >= min_samples:
+        return audio, None
+    missing = min_samples - audio.size
+    padded = np.pad(audio, (missing // 2, missing - missing // 2))
+    return padded, f"padded from {audio.size} to {min_samples} samples (shorter than the receptive field)"
+
+
+def split_chunks(audio: np.ndarray, max_samples: int, min_samples: int) -> list[np.ndarray]:
+    """Cut audio longer than ``max_samples`` into consecutive chunks of at most that length.
+
+    A last chunk shorter than ``min_samples`` is merged into the previous one, so every chunk is
+    long enough for the model.
+    """
+    if max_samples <= 0 or audio.size <= max_samples:
+        return [audio]
+    bounds = [*list(range(0, audio.size, max_samples)), audio.size]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < max(min_samples, 1):
+        bounds.pop(-2)
+    return [audio[a:b] for a, b in itertools.pairwise(bounds)]

@@ -1,0 +1,73 @@
+"""Loading Hugging Face models by hub name or local path, failing fast when offline."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from ser.extract.base import ExtractorError
+
+logger = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_SECONDS = 3.0
+
+
+def hub_reachable(timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
+    """Whether the model hub's host accepts a TCP connection (``HF_ENDPOINT`` is honoured)."""
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _offline_hint(name: str) -> str:
+    return (f"cannot load {name!r}: it is not a local folder, not in the Hugging Face cache, and the hub is "
+            "unreachable (or HF_HUB_OFFLINE=1). Download it once where there is network "
+            "(`huggingface-cli download NAME`) and pass the folder with --checkpoint PATH, or set HF_HOME to a "
+            "cache that holds it")
+
+
+def load_pretrained(loader: Callable[..., Any], name_or_path: str, *, revision: str | None = None,
+                    **kwargs: Any) -> Any:
+    """``loader.from_pretrained`` with a fast, clear failure when the model cannot be had.
+
+    Local folders load directly. Hub names are tried from the local cache first; only when the hub
+    answers a quick TCP probe is a download attempted, so an offline machine fails in seconds
+    instead of retrying for half a minute.
+    """
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    local = Path(name_or_path).expanduser()
+    if local.exists():
+        if not (local / "config.json").exists() and not (local / "preprocessor_config.json").exists():
+            raise ExtractorError(f"{local} is not a Hugging Face model folder (no config.json); point "
+                                 "--checkpoint at the folder written by save_pretrained")
+        return loader.from_pretrained(str(local), **kwargs)
+    try:
+        return loader.from_pretrained(name_or_path, revision=revision, local_files_only=True, **kwargs)
+    except OSError as cached_error:
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        if offline or not hub_reachable():
+            raise ExtractorError(_offline_hint(name_or_path)) from cached_error
+    logger.info("downloading %s from the hub", name_or_path)
+    try:
+        return loader.from_pretrained(name_or_path, revision=revision, **kwargs)
+    except OSError as err:
+        raise ExtractorError(f"cannot load {name_or_path!r} from the hub ({err}); pass a local copy with "
+                             "--checkpoint PATH") from err
+
+
+def resolved_revision(model: Any) -> str | None:
+    """The commit a hub model was loaded from, when transformers recorded it."""
+    config = getattr(model, "config", None)
+    return getattr(config, "_commit_hash", None)

@@ -1,0 +1,126 @@
+"""The Whisper encoder (any size) through transformers.
+
+Whisper's encoder always sees 30 s of log-mel input (shorter audio is padded by its feature
+extractor, as in training) and emits 1500 frames (50 Hz). Only the frames that cover real audio
+(``ceil(samples / 320)``) are pooled and stored. Because every input is padded to 30 s anyway,
+batched and one-at-a-time outputs are identical. Longer audio is cut into 30 s chunks whose
+frames are concatenated. L = encoder_layers + 1 hidden states (the input embedding included).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ser.extract.audio import split_chunks
+from ser.extract.base import (
+    ExtractorError,
+    ExtractorSpec,
+    Features,
+    Item,
+    ItemRejected,
+    layer_names,
+    require,
+    stitch_chunks,
+)
+from ser.extract.hf import load_pretrained, resolved_revision
+from ser.extract.registry import PRESETS
+from ser.extract.ssl import TORCH_DTYPES
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SECONDS = 30.0
+
+
+@dataclass(kw_only=True)
+class WhisperConfig:
+    """Settings of the Whisper encoder extractor (everything here goes into the config hash)."""
+
+    preset: str
+    """``large-v3``, ``medium``, ``small``, ``base`` or ``tiny``."""
+    model: str
+    """Hub id or local folder of the checkpoint."""
+    revision: str | None = None
+    """Hub revision to load."""
+    dtype: str = "float32"
+    """Compute dtype on GPU (float16 / bfloat16 use autocast); CPU always computes in float32."""
+
+
+class WhisperEncoderExtractor:
+    """Hidden states of the Whisper encoder; see the module docstring."""
+
+    def __init__(self, config: WhisperConfig, *, device: str = "cpu") -> None:
+        transformers = require("transformers", "ssl")
+        if config.dtype not in TORCH_DTYPES:
+            raise ExtractorError(f"--dtype must be one of {', '.join(TORCH_DTYPES)}, not {config.dtype!r}")
+        self.cfg = config
+        self.device = torch.device(device)
+        model = load_pretrained(transformers.AutoModel, config.model, revision=config.revision)
+        if not hasattr(model, "get_encoder") or not hasattr(model.config, "num_mel_bins"):
+            raise ExtractorError(f"{config.model} is a {type(model).__name__}, not a Whisper model")
+        self.revision = resolved_revision(model) or config.revision
+        self.encoder = model.get_encoder().eval().to(self.device)
+        self.feature_extractor = load_pretrained(transformers.AutoFeatureExtractor, config.model,
+                                                 revision=config.revision)
+        self.sample_rate = int(self.feature_extractor.sampling_rate)
+        self.hop = int(self.feature_extractor.hop_length) * 2  # mel hop, then the stride-2 convolution
+        n_layers = model.config.encoder_layers + 1
+        dim = model.config.d_model
+        self.spec = ExtractorSpec(
+            name="whisper", preset=config.preset, modality="audio",
+            pooled={"mean": (n_layers, dim), "std": (n_layers, dim)},
+            seq_layers=dict.fromkeys(layer_names(n_layers), dim), sample_rate=self.sample_rate,
+            frame_rate=self.sample_rate / self.hop, min_samples=self.hop, supports_padding=True)
+        self._autocast = self.device.type == "cuda" and config.dtype != "float32"
+
+    def config(self) -> dict[str, Any]:
+        return {"family": "whisper", **asdict(self.cfg), "chunk_seconds": CHUNK_SECONDS}
+
+    def upstream(self) -> dict[str, Any]:
+        n_layers, dim = self.spec.pooled["mean"]
+        return {"model": self.cfg.model, "class": type(self.encoder).__name__, "revision": self.revision,
+                "sample_rate": self.sample_rate, "frame_rate": self.spec.frame_rate, "layers": n_layers,
+                "dim": dim, "dtype": self.cfg.dtype, "mel_bins": self.feature_extractor.feature_size}
+
+    def _forward(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
+        """(L, T_valid, D) hidden states of each chunk."""
+        features = self.feature_extractor([c.astype(np.float32) for c in chunks], sampling_rate=self.sample_rate,
+                                          return_tensors="pt")
+        inputs = features["input_features"].to(self.device)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=TORCH_DTYPES[self.cfg.dtype],
+                                                    enabled=self._autocast):
+            output = self.encoder(inputs, output_hidden_states=True)
+        hidden = torch.stack(output.hidden_states, dim=1).float().cpu().numpy()  # (B, L, 1500, D)
+        valid = [min(hidden.shape[2], math.ceil(c.size / self.hop)) for c in chunks]
+        return [hidden[row, :, :n] for row, n in enumerate(valid)]
+
+    def extract(self, items: Sequence[Item], seq_layers: Sequence[str]) -> list[Features | ItemRejected]:
+        """Features per item: pooled mean/std (L, D) of all layers, (T, D) frames of ``seq_layers``."""
+        max_samples = int(CHUNK_SECONDS * self.sample_rate)
+        pieces: list[np.ndarray] = []
+        owners: list[int] = []
+        notes: list[str | None] = []
+        for index, item in enumerate(items):
+            if item.audio is None:
+                raise ExtractorError(f"{item.id}: audio extractors need audio")
+            chunks = split_chunks(item.audio, max_samples, self.spec.min_samples)
+            notes.append(f"processed in {len(chunks)} chunks of <= 30 s" if len(chunks) > 1 else None)
+            pieces.extend(chunks)
+            owners.extend([index] * len(chunks))
+        return list(stitch_chunks(len(items), owners, self._forward(pieces), self.spec, seq_layers, notes))
+
+
+def build(preset: str, *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32",
+          **options: Any) -> WhisperEncoderExtractor:
+    allowed = {"revision"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ExtractorError(f"whisper: unknown options {unknown}; accepted: {sorted(allowed)}")
+    config = WhisperConfig(preset=preset, model=checkpoint or PRESETS["whisper"][preset], dtype=dtype, **options)
+    return WhisperEncoderExtractor(config, device=device)
