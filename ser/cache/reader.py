@@ -55,6 +55,13 @@ class CacheReader:
         self._store: StoreFile | None = None
         self._pid = -1
         store = self._file()
+        try:
+            self._load(store)
+        except BaseException:
+            self.close()
+            raise
+
+    def _load(self, store: StoreFile) -> None:
         attrs = dict(store.attrs)
         if attrs.get("format") != FORMAT_NAME:
             raise CacheError(f"{self.path} is not a ser cache store (format attribute {attrs.get('format')!r})")

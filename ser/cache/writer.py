@@ -216,22 +216,25 @@ class CacheWriter:
             if array.ndim != 2 or array.shape[1] != self.layout.seq[layer]:
                 raise CacheError(f"{self.path}: row {uid!r} seq {layer} has shape {array.shape}, expected "
                                  f"(T, {self.layout.seq[layer]})")
-        for name, array in [*pooled.items(), *seq.items()]:
+        # Cast first, then check: a finite float32 value can overflow float16 to Inf.
+        stored_pooled = {k: np.asarray(a, dtype=self.layout.pooled_dtype) for k, a in pooled.items()}
+        stored_seq = {k: np.asarray(a, dtype=self.layout.seq_dtype) for k, a in seq.items()}
+        for name, array in [*stored_pooled.items(), *stored_seq.items()]:
             if not np.isfinite(array).all():
                 self.reject(uid, f"non-finite values in {name}")
                 return False
         self._ids.append(uid)
         self._fingerprints.append(fingerprint)
         self._done.add(uid)
-        for stat, array in pooled.items():
-            self._pooled[stat].append(np.asarray(array, dtype=self.layout.pooled_dtype))
-        for layer, array in seq.items():
-            self._seq[layer].append(np.asarray(array, dtype=self.layout.seq_dtype))
+        for stat, array in stored_pooled.items():
+            self._pooled[stat].append(array)
+        for layer, array in stored_seq.items():
+            self._seq[layer].append(array)
         self._lengths.append(lengths.pop() if lengths else 0)
         if note:
             self.notes[uid] = note
             self._notes_buffer[uid] = note
-        self._buffered_bytes += sum(a.nbytes for a in pooled.values()) + sum(a.nbytes for a in seq.values())
+        self._buffered_bytes += sum(a.nbytes for a in [*stored_pooled.values(), *stored_seq.values()])
         if self._buffered_bytes >= self._segment_bytes:
             self.flush()
         return True
@@ -301,6 +304,21 @@ class CacheWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def remove_stale_partial(path: str | os.PathLike[str]) -> bool:
+    """Remove ``<store>.partial/`` left behind when a writer died between the final rename and the
+    clean-up. Only done when the finished store exists; returns whether something was removed."""
+    final = Path(path)
+    partial = partial_path(final)
+    if not final.exists() or not partial.is_dir():
+        return False
+    fd = CacheWriter._lock(partial)
+    try:
+        shutil.rmtree(partial)
+    finally:
+        os.close(fd)
+    return True
 
 
 def partial_summary(path: str | os.PathLike[str]) -> dict[str, Any] | None:

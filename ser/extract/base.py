@@ -58,6 +58,9 @@ class ExtractorSpec:
     supports_padding: bool = True
     """False when padded batches change the output (e.g. group-norm feature encoders trained
     without attention masks): the runner then only batches items of identical length."""
+    in_workers: bool = False
+    """True for cheap CPU-only extractors (eGeMAPS, log-mel): the runner computes them inside its
+    decoding worker processes, so they use every core instead of one."""
 
     def resolve_seq(self, choice: str) -> tuple[str, ...]:
         """Parse ``--seq``: ``none``, ``last``, ``all``, layer numbers ``6,12`` or layer names."""

@@ -101,7 +101,7 @@ class EgemapsExtractor:
             name="egemaps", preset=self.cfg.preset, modality="audio",
             pooled={"functionals": (1, n_functionals), "lld_mean": (1, n_lld), "lld_std": (1, n_lld)},
             seq_layers={"lld": n_lld}, sample_rate=SAMPLE_RATE, frame_rate=FRAME_RATE,
-            min_samples=self.cfg.min_samples, supports_padding=True)
+            min_samples=self.cfg.min_samples, supports_padding=True, in_workers=True)
 
     def config(self) -> dict[str, Any]:
         return {**asdict(self.cfg), "functionals_level": "Functionals", "lld_level": "LowLevelDescriptors",

@@ -114,7 +114,7 @@ class LogMelExtractor:
             name="logmel", preset=cfg.preset, modality="audio",
             pooled={"mean": (1, cfg.n_mels), "std": (1, cfg.n_mels)}, seq_layers={"logmel": cfg.n_mels},
             sample_rate=cfg.sample_rate, frame_rate=cfg.sample_rate / cfg.hop_length,
-            min_samples=cfg.win_length, supports_padding=True)
+            min_samples=cfg.win_length, supports_padding=True, in_workers=True)
 
     def config(self) -> dict[str, Any]:
         return {**asdict(self.cfg), "window": "hann (periodic)", "power": 2.0}

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ser.cache.format import StoreLayout, config_hash
 from ser.cache.provenance import environment, utc_now
-from ser.cache.writer import CacheWriter
+from ser.cache.writer import CacheWriter, remove_stale_partial
 from ser.extract.audio import DEFAULT_MAX_SECONDS, AudioError, load_audio
 from ser.extract.base import Extractor, ExtractorError, Features, Item, ItemRejected
 from ser.manifests.audio_info import AudioInfoError, probe_duration
@@ -130,11 +130,22 @@ def plan_batches(rows: Sequence[Utterance], durations: Sequence[float], *, batch
     return batches
 
 
+Decoded = list[Item | tuple[str, str]]
+"""A decoded batch: items, or (id, rejection reason) for rows that could not be decoded."""
+
+
 class _BatchDataset(Dataset):
-    """Decodes one planned batch per index (runs in DataLoader workers)."""
+    """Decodes one planned batch per index (runs in DataLoader workers).
+
+    With ``extractor`` set (extractors whose spec says ``in_workers``) the features are computed
+    here too, and the batch comes back as (decoded, results).
+    """
 
     def __init__(self, manifest: Manifest, rows: Sequence[Utterance], batches: list[list[int]],
-                 extractor_modality: str, sample_rate: int | None, max_total_seconds: float) -> None:
+                 extractor_modality: str, sample_rate: int | None, max_total_seconds: float,
+                 extractor: Extractor | None = None, seq_layers: Sequence[str] = ()) -> None:
+        self.extractor = extractor
+        self.seq_layers = tuple(seq_layers)
         self.root = str(manifest.root)
         self.paths = [str(manifest.audio_path(u)) if u.audio else None for u in rows]
         self.rows = rows
@@ -146,8 +157,15 @@ class _BatchDataset(Dataset):
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __getitem__(self, index: int) -> list[Item | tuple[str, str]]:
-        out: list[Item | tuple[str, str]] = []
+    def __getitem__(self, index: int) -> tuple[Decoded, list[Features | ItemRejected] | None]:
+        decoded = self._decode(index)
+        if self.extractor is None:
+            return decoded, None
+        items = [entry for entry in decoded if isinstance(entry, Item)]
+        return decoded, _extract_batch(self.extractor, items, self.seq_layers) if items else []
+
+    def _decode(self, index: int) -> Decoded:
+        out: Decoded = []
         for row_index in self.batches[index]:
             row = self.rows[row_index]
             if self.modality != "audio":
@@ -249,6 +267,7 @@ def run_extraction(manifest_path: str | os.PathLike[str], extractor: Extractor, 
     layout, attrs = store_attrs(extractor, seq_layers, manifest, options.shard)
     if out.exists():
         _check_complete_store(out, attrs)
+        remove_stale_partial(out)
         report.already_complete = True
         return report
     rows = [u for i, u in enumerate(manifest.utterances)
@@ -262,19 +281,24 @@ def run_extraction(manifest_path: str | os.PathLike[str], extractor: Extractor, 
         batches = plan_batches(todo, durations, batch_seconds=options.batch_seconds,
                                batch_items=options.batch_items,
                                same_length_only=spec.modality == "audio" and not spec.supports_padding)
-        dataset = _BatchDataset(manifest, todo, batches, spec.modality, spec.sample_rate, options.max_total_seconds)
+        in_workers = spec.in_workers and options.num_workers > 0
+        dataset = _BatchDataset(manifest, todo, batches, spec.modality, spec.sample_rate, options.max_total_seconds,
+                                extractor=extractor if in_workers else None, seq_layers=seq_layers)
         loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=options.num_workers,
                             prefetch_factor=2 if options.num_workers else None,
                             persistent_workers=False)
         fingerprints = {u.id: u.fingerprint() for u in todo}
         failures_in_a_row = 0
         with _progress(len(todo), options.progress) as bar:
-            for decoded in loader:
+            for decoded, computed in loader:
                 items = [entry for entry in decoded if isinstance(entry, Item)]
                 for entry in decoded:
                     if not isinstance(entry, Item):
                         writer.reject(*entry)
-                results = _extract_batch(extractor, items, seq_layers) if items else []
+                if computed is not None:
+                    results = computed
+                else:
+                    results = _extract_batch(extractor, items, seq_layers) if items else []
                 for item, result in zip(items, results, strict=True):
                     if isinstance(result, ItemRejected):
                         writer.reject(item.id, str(result))
