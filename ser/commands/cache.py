@@ -14,6 +14,15 @@ app = typer.Typer(no_args_is_help=True, help=(
     "Example: ser cache info hubert.h5"))
 
 
+def _compact(value: object) -> object:
+    """Long lists (e.g. 88 feature names) shown as a count; ``--json`` prints them in full."""
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items()}
+    if isinstance(value, list) and len(value) > 8:
+        return f"[{len(value)} items]"
+    return value
+
+
 def _human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -59,7 +68,7 @@ def info(store: Path = typer.Argument(..., help="Cache store (.h5 or .zarr), fin
         typer.echo(f"  seq/{layer}: {summary['seq']['frames']} frames x {dim} ({summary['dtypes']['seq']})")
     for key in ("extractor", "upstream", "manifest", "environment", "merged_from", "finalized"):
         if key in summary:
-            typer.echo(f"  {key}: {json.dumps(summary[key], default=str)}")
+            typer.echo(f"  {key}: {json.dumps(_compact(summary[key]), default=str)}")
 
 
 @app.command("verify")
