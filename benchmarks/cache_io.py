@@ -125,7 +125,7 @@ def main() -> None:
         print(f"{n} utterances, {int(lengths.sum())} frames, raw {raw_bytes(lengths) / 2**30:.2f} GiB")
         reference = numpy_reference(tmp, lengths)
         print("numpy: pooled {pooled:.3f} s, seq {seq:.3f} s, items {items:.3f} s".format(**reference))
-        chunk_options = [(1 << 20, 4 << 20)]
+        chunk_options = [(16 << 20, 4 << 20)]
         if args.sweep:
             chunk_options = [(p, s) for p in (256 << 10, 1 << 20, 4 << 20) for s in (1 << 20, 4 << 20, 16 << 20)]
         worst = float("inf")

@@ -8,7 +8,7 @@ import logging
 import typer
 
 from ser import __version__
-from ser.commands import cache, extract, manifest, protocol
+from ser.commands import cache, demo, extract, fit, manifest, protocol
 
 app = typer.Typer(
     name="ser", no_args_is_help=True, add_completion=False,
@@ -18,6 +18,9 @@ app.add_typer(protocol.app, name="protocol")
 app.add_typer(cache.app, name="cache")
 app.command("extract")(extract.extract)
 app.command("extractors")(extract.list_extractors)
+app.command("fit")(fit.fit)
+app.add_typer(fit.fusion_app, name="fusion")
+app.command("demo")(demo.demo)
 
 
 def _version(value: bool) -> None:
@@ -35,6 +38,8 @@ def main_options(
     """Speech emotion recognition from cached features."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # run logs may lower ser's level; the console keeps its own
+        handler.setLevel(level)
 
 
 def main() -> None:

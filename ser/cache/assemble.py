@@ -21,7 +21,7 @@ from ser.cache.backends import StoreFile, open_store_file
 from ser.cache.format import FORMAT_NAME, FORMAT_VERSION, CacheError, StoreLayout, backend_of, encode_strings
 from ser.cache.provenance import utc_now
 
-DEFAULT_POOLED_CHUNK_BYTES = 1 << 20
+DEFAULT_POOLED_CHUNK_BYTES = 16 << 20
 DEFAULT_SEQ_CHUNK_BYTES = 4 << 20
 BLOCK_BYTES = 64 << 20
 

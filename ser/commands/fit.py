@@ -1,0 +1,91 @@
+"""``ser fit`` (train a fusion head under a protocol) and ``ser fusion list``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ser.commands.common import user_errors
+
+fusion_app = typer.Typer(no_args_is_help=True, help="Fusion heads.")
+
+VIEW_HELP = ("STORE[:stat=NAME,layer=last|avg|weighted|N] for pooled vectors (layer=weighted learns softmax layer "
+             "weights), or STORE:seq=LAYER for padded sequences.")
+
+
+@fusion_app.command("list")
+def list_heads() -> None:
+    """Every fusion head with a one-line description and its source paper."""
+    from ser.fusion.heads import HEADS
+
+    for name, info in HEADS.items():
+        typer.echo(f"{name:18s} {info.description}  [{info.source}]")
+
+
+def _split_list(text: str | None, cast: type) -> list[Any] | None:
+    if text is None or text == "all":
+        return None
+    return [cast(part) for part in text.split(",") if part.strip()]
+
+
+def fit(
+    fusion: str | None = typer.Option(None, "--fusion", "-f", help="Head name (`ser fusion list`)."),
+    manifest: Path | None = typer.Option(None, "--manifest", "-m", help="Manifest the caches were extracted from."),
+    protocol: str | None = typer.Option(None, "--protocol", "-p", help="Protocol preset (`ser protocol list`)."),
+    audio: str | None = typer.Option(None, "--audio", help=f"Audio features: {VIEW_HELP}"),
+    text: str | None = typer.Option(None, "--text", help=f"Text features: {VIEW_HELP}"),
+    mocap: str | None = typer.Option(None, "--mocap", help=f"Motion-capture features: {VIEW_HELP}"),
+    label_set: str | None = typer.Option(None, "--label-set", "-l", help="Label set (default: the manifest's, "
+                                         "else the corpus default)."),
+    folds: str | None = typer.Option(None, help="Folds to run: all (default) or names, e.g. Ses01,Ses02."),
+    seeds: str | None = typer.Option(None, help="Training seeds, e.g. 0,1,2 (default 0)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML file with any FitConfig keys (fusion, "
+                                       "manifest, protocol, audio, text, head: {...}, train: {...}, ...)."),
+    set_: list[str] = typer.Option([], "--set", help="Override KEY=VALUE (dotted: train.lr=1e-4, head.fusion=gmu); "
+                                   "precedence: defaults < --config YAML < flags < --set."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Parent folder of run directories (default runs/)."),
+) -> None:
+    """Train a fusion head on cached features: every fold x seed, validation from training speakers only,
+    test touched once. Writes config.yaml, metrics.json, predictions.csv, confusion.png and train.log."""
+    with user_errors():
+        import yaml
+
+        from ser.errors import UserError
+        from ser.fusion.run import apply_overrides, config_from_dict, run_fit
+
+        record: dict[str, Any] = {}
+        if config is not None:
+            try:
+                record = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+            except (OSError, yaml.YAMLError) as err:
+                raise UserError(f"{config}: cannot read the YAML config ({err})") from err
+        flags = {"fusion": fusion, "manifest": str(manifest) if manifest else None, "protocol": protocol,
+                 "audio": audio, "text": text, "mocap": mocap, "label_set": label_set,
+                 "folds": _split_list(folds, str), "seeds": _split_list(seeds, int),
+                 "out": str(out) if out else None}
+        record.update({k: v for k, v in flags.items() if v is not None})
+        fit_config = config_from_dict(apply_overrides(record, set_))
+        run_dir = run_fit(fit_config)
+    report(run_dir)
+
+
+def report(run_dir: Path) -> None:
+    """Print per-fold test metrics and the mean ± std from a run directory's metrics.json."""
+    import json
+
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    card = metrics["protocol_card"]
+    typer.echo(f"{metrics['fusion']} on {card['corpus']} ({card['protocol']}, label set {metrics['label_set']}, "
+               f"{card['n_utterances']} utterances; validation: {card['validation']})")
+    typer.echo(f"{'fold':12s} {'seed':>4s} {'UA':>6s} {'WA':>6s} {'mF1':>6s} {'wF1':>6s} {'epoch':>5s}")
+    for run in metrics["runs"]:
+        t = run["test"]
+        typer.echo(f"{run['fold']:12s} {run['seed']:4d} {100 * t['ua']:6.2f} {100 * t['wa']:6.2f} "
+                   f"{100 * t['macro_f1']:6.2f} {100 * t['weighted_f1']:6.2f} {run['best_epoch']:5d}")
+    summary = metrics["test"]
+    typer.echo("mean ± std over folds and seeds: " + ", ".join(
+        f"{name} {100 * summary[key]['mean']:.2f} ± {100 * summary[key]['std']:.2f}"
+        for key, name in (("ua", "UA"), ("wa", "WA"), ("macro_f1", "macro-F1"), ("weighted_f1", "weighted-F1"))))
+    typer.echo(f"run directory: {run_dir}")

@@ -1,0 +1,264 @@
+"""Join cache stores with a manifest and a protocol fold: tensors for the heads.
+
+A modality input is named ``STORE[:options]`` on the command line:
+
+``feats.h5``                         pooled, first statistic of the store, last layer
+``feats.h5:stat=mean,layer=6``       pooled statistic ``mean`` of layer 6
+``feats.h5:layer=avg``               mean over all cached layers
+``feats.h5:layer=weighted``          all layers; the model learns softmax layer weights (SUPERB style)
+``feats.h5:seq=layer_12``            the stored frame/token sequence of ``layer_12`` (padded + lengths)
+``feats.h5:seq``                     the store's only (or last) stored sequence layer
+
+Pooled data live in memory; sequences are read lazily from the store (and kept once read, up to
+``seq_cache_bytes``). Rows a store rejected at extraction are dropped from every split and
+counted; ids missing from a store, or whose manifest row changed since extraction, are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ser.cache.reader import CacheReader
+from ser.errors import UserError
+from ser.manifests.labels import LabelSet
+from ser.manifests.protocols import Fold
+from ser.manifests.schema import Utterance
+
+logger = logging.getLogger(__name__)
+
+MODALITIES = ("audio", "text", "mocap")
+
+
+class DataError(UserError):
+    """The caches, the manifest and the head's needs do not fit together."""
+
+
+@dataclass(frozen=True)
+class View:
+    """How one modality is read from its store."""
+
+    store: Path
+    kind: str = "pooled"
+    """``pooled`` or ``seq``."""
+    stat: str | None = None
+    """Pooled statistic (None: the store's first)."""
+    layer: str = "last"
+    """Pooled: ``last``, ``avg``, ``weighted`` or a layer number; seq: a stored layer name (or ``""``)."""
+
+    def describe(self) -> str:
+        if self.kind == "seq":
+            return f"{self.store.name}:seq={self.layer}"
+        return f"{self.store.name}:stat={self.stat},layer={self.layer}"
+
+
+def parse_view(text: str) -> View:
+    """Parse ``STORE[:key=value,...]`` (see the module docstring)."""
+    store, _, options = text.partition(":")
+    if not store:
+        raise DataError(f"empty store path in {text!r}")
+    view = {"kind": "pooled", "stat": None, "layer": "last"}
+    for part in filter(None, (p.strip() for p in options.split(","))):
+        key, sep, value = part.partition("=")
+        if key == "seq":
+            view["kind"], view["layer"] = "seq", value
+        elif key in ("stat", "layer") and sep and value:
+            view[key] = value
+        else:
+            raise DataError(f"{text!r}: unknown view option {part!r}; use stat=NAME, layer=last|avg|weighted|N "
+                            "or seq[=LAYER]")
+    return View(store=Path(store), kind=view["kind"], stat=view["stat"], layer=view["layer"])  # type: ignore[arg-type]
+
+
+@dataclass
+class ModalityData:
+    """One modality's data for a list of ids (the rows of a :class:`FusionData`)."""
+
+    view: View
+    dim: int
+    pooled: np.ndarray | None = None
+    """(N, D) or, for ``layer=weighted``, (N, L, D) float32."""
+    reader: CacheReader | None = None
+    seq_layer: str | None = None
+    n_layers: int = 1
+    """L of the pooled stack (1 unless layer=weighted)."""
+
+
+@dataclass
+class FusionData:
+    """Everything a fit needs, for the usable rows of a manifest (in manifest order)."""
+
+    ids: list[str]
+    labels: np.ndarray
+    """(N,) int64 class indices of the label set."""
+    speakers: list[str | None]
+    classes: tuple[str, ...]
+    modalities: dict[str, ModalityData]
+    dropped_rejected: dict[str, str] = field(default_factory=dict)
+    """Id -> reason, for rows some store rejected at extraction (excluded everywhere)."""
+    seq_cache_bytes: int = 4 << 30
+    _seq_cache: dict[tuple[str, int], np.ndarray] = field(default_factory=dict, repr=False)
+    _seq_cached_bytes: int = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def index_of(self, ids: Sequence[str]) -> np.ndarray:
+        """Row numbers of the given ids that are usable (rejected ids are skipped)."""
+        position = {uid: i for i, uid in enumerate(self.ids)}
+        return np.array([position[uid] for uid in ids if uid in position], dtype=np.int64)
+
+    def fold_indices(self, fold: Fold) -> dict[str, np.ndarray]:
+        return {split: self.index_of(ids) for split, ids in fold.split_ids().items()}
+
+    def sequence(self, modality: str, row: int) -> np.ndarray:
+        """(T, D) float32 sequence of one row, read lazily and cached in memory."""
+        key = (modality, row)
+        cached = self._seq_cache.get(key)
+        if cached is not None:
+            return cached
+        data = self.modalities[modality]
+        assert data.reader is not None and data.seq_layer is not None
+        frames = data.reader.sequence(self.ids[row], data.seq_layer)
+        if self._seq_cached_bytes + frames.nbytes <= self.seq_cache_bytes:
+            self._seq_cache[key] = frames
+            self._seq_cached_bytes += frames.nbytes
+        return frames
+
+
+def _default_stat(reader: CacheReader, view: View) -> str:
+    stat = view.stat or next(iter(reader.layout.pooled))
+    if stat not in reader.layout.pooled:
+        raise DataError(f"{view.store} has no pooled statistic {stat!r}; it has {sorted(reader.layout.pooled)}")
+    return stat
+
+
+def _pooled_matrix(reader: CacheReader, view: View, ids: Sequence[str]) -> tuple[np.ndarray, int]:
+    stat = _default_stat(reader, view)
+    stack = reader.pooled(stat, ids=ids).astype(np.float32, copy=False)  # (N, L, D)
+    n_layers = stack.shape[1]
+    if view.layer == "last":
+        return stack[:, -1], 1
+    if view.layer == "avg":
+        return stack.mean(axis=1), 1
+    if view.layer == "weighted":
+        return stack, n_layers
+    try:
+        layer = int(view.layer)
+    except ValueError:
+        raise DataError(f"{view.describe()}: layer must be last, avg, weighted or a number") from None
+    if not -n_layers <= layer < n_layers:
+        raise DataError(f"{view.store} stat {stat} has {n_layers} layers (0..{n_layers - 1}); no layer {layer}")
+    return stack[:, layer], 1
+
+
+def _seq_layer(reader: CacheReader, view: View) -> str:
+    stored = list(reader.layout.seq)
+    if not stored:
+        raise DataError(f"{view.store} stores no sequences; re-extract with --seq LAYER (pooled statistics "
+                        "cannot feed a sequence head)")
+    layer = view.layer or stored[-1]
+    if layer not in stored:
+        raise DataError(f"{view.store} stores sequences for {stored}, not {layer!r}")
+    return layer
+
+
+def load_fusion_data(utterances: Sequence[Utterance], label_set: LabelSet, views: dict[str, View]) -> FusionData:
+    """Join stores and manifest rows (already filtered to the label set) into one :class:`FusionData`."""
+    if not views:
+        raise DataError("no input given: pass at least one of --audio, --text, --mocap")
+    rows = [u for u in utterances if label_set.class_of(u) is not None]
+    readers = {m: CacheReader(v.store) for m, v in views.items()}
+    dropped: dict[str, str] = {}
+    for modality, reader in readers.items():
+        reader.check_rows({u.id: u.fingerprint() for u in rows if u.id in reader.index})
+        for u in rows:
+            if u.id in reader.rejected:
+                dropped.setdefault(u.id, f"{modality}: {reader.rejected[u.id]}")
+    usable = [u for u in rows if u.id not in dropped]
+    if dropped:
+        logger.warning("%d rows were rejected at extraction and are left out of every split", len(dropped))
+    ids = [u.id for u in usable]
+    modalities: dict[str, ModalityData] = {}
+    for modality, view in views.items():
+        reader = readers[modality]
+        reader.rows_of(ids)  # refuses absent ids with a clear message
+        if view.kind == "seq":
+            layer = _seq_layer(reader, view)
+            modalities[modality] = ModalityData(view=view, dim=reader.layout.seq[layer], reader=reader,
+                                                seq_layer=layer)
+        else:
+            matrix, n_layers = _pooled_matrix(reader, view, ids)
+            modalities[modality] = ModalityData(view=view, dim=matrix.shape[-1], pooled=matrix, n_layers=n_layers)
+            reader.close()
+    labels = np.array([label_set.index_of(u) for u in usable], dtype=np.int64)
+    return FusionData(ids=ids, labels=labels, speakers=[u.speaker for u in usable], classes=label_set.classes,
+                      modalities=modalities, dropped_rejected=dropped)
+
+
+# ----------------------------------------------------------------------------------------- batches
+
+
+@dataclass
+class Standardizer:
+    """Per-feature z-scoring of pooled inputs with statistics of the TRAINING rows only."""
+
+    mean: dict[str, np.ndarray]
+    std: dict[str, np.ndarray]
+
+    @classmethod
+    def fit(cls, data: FusionData, train_rows: np.ndarray) -> Standardizer:
+        mean, std = {}, {}
+        for modality, m in data.modalities.items():
+            if m.pooled is not None:
+                values = m.pooled[train_rows].astype(np.float64)
+                mean[modality] = values.mean(axis=0).astype(np.float32)
+                std[modality] = np.maximum(values.std(axis=0), 1e-8).astype(np.float32)
+        return cls(mean, std)
+
+    def apply(self, modality: str, values: np.ndarray) -> np.ndarray:
+        if modality not in self.mean:
+            return values
+        return (values - self.mean[modality]) / self.std[modality]
+
+
+def _pad(sequences: list[np.ndarray], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    out = torch.zeros(len(sequences), max(int(lengths.max()), 1), dim, dtype=torch.float32)
+    for i, frames in enumerate(sequences):
+        out[i, : len(frames)] = torch.from_numpy(np.asarray(frames, dtype=np.float32))
+    return out, lengths
+
+
+def make_batch(data: FusionData, rows: np.ndarray, standardizer: Standardizer | None) -> dict[str, torch.Tensor]:
+    """The input dict of the head contract for ``rows``: pooled (B, D) / (B, L, D), or padded
+    sequences (B, T, D) with ``<modality>_lengths`` (B,)."""
+    batch: dict[str, torch.Tensor] = {}
+    for modality, m in data.modalities.items():
+        if m.pooled is not None:
+            values = m.pooled[rows]
+            if standardizer is not None:
+                values = standardizer.apply(modality, values)
+            batch[modality] = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+        else:
+            padded, lengths = _pad([data.sequence(modality, int(r)) for r in rows], m.dim)
+            batch[modality] = padded
+            batch[f"{modality}_lengths"] = lengths
+    return batch
+
+
+def iterate_batches(data: FusionData, rows: np.ndarray, batch_size: int, *, shuffle: bool,
+                    generator: torch.Generator | None, standardizer: Standardizer | None
+                    ) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor], torch.Tensor]]:
+    """(rows, inputs, labels) batches over ``rows`` (shuffled with ``generator`` when asked)."""
+    order = rows
+    if shuffle:
+        order = rows[torch.randperm(len(rows), generator=generator).numpy()]
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        yield chunk, make_batch(data, chunk, standardizer), torch.from_numpy(data.labels[chunk])

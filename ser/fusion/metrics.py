@@ -1,0 +1,139 @@
+"""Evaluation metrics (DESIGN §4): computed ONCE over the whole evaluated set, never per batch.
+
+Naming is the standard one (several seed repositories swap UA and WA; we never do):
+
+* ``ua`` — unweighted accuracy = macro recall = balanced accuracy: the mean, over the classes that
+  occur in ``y_true``, of each class's recall. A class with zero support has no defined recall and
+  is left out of the mean (this is exactly sklearn's ``balanced_accuracy_score``; sklearn's
+  ``recall_score(average="macro", labels=range(C))`` would instead count it as recall 0).
+* ``wa`` — weighted accuracy = plain accuracy (each class weighted by its support).
+* ``macro_f1`` / ``weighted_f1`` — F1 over ``labels=range(C)`` with ``zero_division=0``: a class
+  absent from both ``y_true`` and ``y_pred`` contributes F1 = 0 to the macro mean (and weight 0 to
+  the weighted mean). ``absent_classes`` in the result names such classes so a report can flag them.
+* ``confusion`` — C×C counts, rows = true class, columns = predicted class, both in ``classes``
+  order, every class present even with zero support.
+
+sklearn is imported inside the functions (the ser.fusion lint config bans it at module level).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+DEFAULT_AGGREGATE_KEYS: tuple[str, ...] = ("ua", "wa", "macro_f1", "weighted_f1")
+
+
+def _as_labels(values: Any, name: str, n_classes: int) -> np.ndarray:
+    """Turn a sequence / array / CPU tensor of class indices into a 1-D int64 array, validated."""
+    if hasattr(values, "detach"):  # torch tensor: avoid importing torch here
+        values = values.detach().cpu().numpy()
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D class indices, got shape {arr.shape}")
+    is_float = np.issubdtype(arr.dtype, np.floating)
+    whole = np.issubdtype(arr.dtype, np.integer) or (is_float and bool(np.all(arr % 1 == 0)))
+    if not whole:
+        raise ValueError(f"{name} must hold integer class indices, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+        raise ValueError(f"{name} holds indices outside [0, {n_classes}): min {arr.min()}, max {arr.max()}")
+    return arr
+
+
+def compute_metrics(y_true: Any, y_pred: Any, classes: Sequence[str]) -> dict[str, Any]:
+    """Metrics of one evaluated set.
+
+    Args:
+        y_true: ``(N,)`` true class indices into ``classes`` (list, numpy array or CPU tensor).
+        y_pred: ``(N,)`` predicted class indices into ``classes``.
+        classes: the C class names; index ``i`` of the labels means ``classes[i]``.
+
+    Returns:
+        A JSON-serialisable dict: ``ua``, ``wa``, ``macro_f1``, ``weighted_f1`` (floats in [0, 1]),
+        ``per_class`` ``{name: {"precision", "recall", "f1", "support"}}`` (zero-support classes
+        report precision/recall/F1 as sklearn does with ``zero_division=0``), ``confusion``
+        (C×C list of lists, rows = true, columns = predicted, ``classes`` order), ``n`` (N),
+        ``classes`` (the names, in order) and ``absent_classes`` (names with zero support).
+    """
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    classes = list(classes)
+    n_classes = len(classes)
+    if n_classes == 0:
+        raise ValueError("classes must name at least one class")
+    if len(set(classes)) != n_classes:
+        raise ValueError(f"duplicate class names in {classes}")
+    true = _as_labels(y_true, "y_true", n_classes)
+    pred = _as_labels(y_pred, "y_pred", n_classes)
+    if true.shape != pred.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {true.shape[0]} vs {pred.shape[0]}")
+    if true.size == 0:
+        raise ValueError("cannot compute metrics over an empty set")
+
+    labels = list(range(n_classes))
+    confusion = confusion_matrix(true, pred, labels=labels)
+    support = confusion.sum(axis=1)
+    present = support > 0
+    # Balanced accuracy: mean recall over the classes present in y_true (== balanced_accuracy_score).
+    ua = float(np.mean(np.diag(confusion)[present] / support[present]))
+    wa = float(accuracy_score(true, pred))
+    macro_f1 = float(f1_score(true, pred, labels=labels, average="macro", zero_division=0))
+    weighted_f1 = float(f1_score(true, pred, labels=labels, average="weighted", zero_division=0))
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        true, pred, labels=labels, average=None, zero_division=0
+    )
+    per_class = {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(classes)
+    }
+    return {
+        "ua": ua,
+        "wa": wa,
+        "macro_f1": macro_f1,
+        "weighted_f1": weighted_f1,
+        "per_class": per_class,
+        "confusion": confusion.astype(int).tolist(),
+        "n": int(true.size),
+        "classes": classes,
+        "absent_classes": [name for i, name in enumerate(classes) if not present[i]],
+    }
+
+
+def aggregate(
+    results: Iterable[Mapping[str, Any]], keys: Sequence[str] = DEFAULT_AGGREGATE_KEYS
+) -> dict[str, dict[str, Any]]:
+    """Mean ± std of scalar metrics over runs (folds, seeds, or folds × seeds).
+
+    ``std`` is the SAMPLE standard deviation (``ddof=1``, the spread one would expect between
+    repeated runs) when there are at least two values, and 0.0 for a single value.
+
+    Args:
+        results: metric dicts as returned by :func:`compute_metrics` (any mapping holding ``keys``).
+        keys: the scalar entries to aggregate.
+
+    Returns:
+        ``{key: {"mean": float, "std": float, "values": [float, ...]}}`` in ``keys`` order.
+    """
+    results = list(results)
+    if not results:
+        raise ValueError("aggregate needs at least one metric dict")
+    out: dict[str, dict[str, Any]] = {}
+    for key in keys:
+        values: list[float] = []
+        for i, result in enumerate(results):
+            if key not in result:
+                raise KeyError(f"metric {key!r} missing from result {i} (has {', '.join(map(str, result))})")
+            values.append(float(result[key]))
+        mean = math.fsum(values) / len(values)
+        std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        out[key] = {"mean": mean, "std": std, "values": values}
+    return out

@@ -1,0 +1,253 @@
+"""A whole fit: protocol folds x seeds, and the run directory with everything needed to judge it.
+
+Run directory ``<out>/<fusion>-<protocol>-<label set>-<config hash>/``:
+
+``config.yaml``       the resolved configuration (defaults < YAML < --set) and the protocol card
+``metrics.json``      per fold and seed: validation and test UA / WA / macro-F1 / weighted-F1,
+                      per-class scores, confusion, best epoch, learned layer weights; then
+                      mean ± std over folds and seeds
+``predictions.csv``   one line per test utterance, fold and seed, with class probabilities
+``confusion.png``     confusion matrix summed over folds and seeds (row-normalised)
+``train.log``         the log of the run
+
+The same config and seeds give the same numbers (and the same directory name).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ser.cache.format import config_hash
+from ser.errors import UserError
+from ser.fusion.data import MODALITIES, View, load_fusion_data, parse_view
+from ser.fusion.heads import head_module
+from ser.fusion.metrics import aggregate
+from ser.fusion.train import FoldResult, TrainConfig, train_fold
+from ser.manifests.corpora import DEFAULT_LABEL_SETS
+from ser.manifests.labels import load_label_set
+from ser.manifests.protocols import ValidationRule, make_folds
+from ser.manifests.schema import read_manifest
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class FitConfig:
+    """Everything that defines a fit (YAML keys; nested ``head`` and ``train``)."""
+
+    fusion: str
+    """Head name (``ser fusion list``)."""
+    manifest: str
+    protocol: str
+    """Protocol preset (``ser protocol list``)."""
+    audio: str | None = None
+    """Audio store and view, ``STORE[:stat=..,layer=..|seq=..]``."""
+    text: str | None = None
+    mocap: str | None = None
+    label_set: str | None = None
+    """Default: the manifest's label set, else the corpus default."""
+    val_fraction: float = 0.2
+    val_by: str = "speaker"
+    split_seed: int = 0
+    """Seed of the validation carving (independent of the training seeds)."""
+    protocol_options: dict[str, Any] = field(default_factory=dict)
+    folds: list[str] | None = None
+    """Fold names to run (None = all)."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    head: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the head's config (paper defaults otherwise)."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    out: str = "runs"
+
+    def views(self) -> dict[str, View]:
+        return {m: parse_view(v) for m in MODALITIES if (v := getattr(self, m))}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def slug(self) -> str:
+        """Readable name + hash of everything that changes the numbers (``out`` excluded)."""
+        record = self.to_dict()
+        record.pop("out")
+        label = self.label_set or "default"
+        return f"{self.fusion}-{self.protocol}-{label}-{config_hash(record)[:10]}"
+
+
+def config_from_dict(record: dict[str, Any]) -> FitConfig:
+    """Build a :class:`FitConfig` from a (YAML) dict, refusing unknown keys by name."""
+    known = {f.name for f in dataclasses.fields(FitConfig)}
+    unknown = sorted(set(record) - known)
+    if unknown:
+        raise UserError(f"unknown config keys {unknown}; known: {sorted(known)}")
+    record = dict(record)
+    train = record.pop("train", {}) or {}
+    train_known = {f.name for f in dataclasses.fields(TrainConfig)}
+    bad = sorted(set(train) - train_known)
+    if bad:
+        raise UserError(f"unknown train keys {bad}; known: {sorted(train_known)}")
+    missing = [k for k in ("fusion", "manifest", "protocol") if not record.get(k)]
+    if missing:
+        raise UserError(f"the fit config needs {', '.join(missing)} (flags --fusion/--manifest/--protocol or YAML)")
+    return FitConfig(**record, train=TrainConfig(**train))
+
+
+def apply_overrides(record: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
+    """Apply ``--set key=value`` overrides (dotted keys into nested dicts; values parsed as YAML)."""
+    import yaml
+
+    record = json.loads(json.dumps(record))
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set expects KEY=VALUE, got {pair!r}")
+        target = record
+        *parents, leaf = key.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise UserError(f"--set {key}: {part} is not a section")
+        target[leaf] = yaml.safe_load(raw)
+    return record
+
+
+def _check_inputs(fusion: str, views: dict[str, View]) -> None:
+    """The head's declared INPUTS against what was given (clear message on a mismatch)."""
+    needs: dict[str, str] = head_module(fusion).INPUTS
+    for modality, kind in needs.items():
+        optional = kind.endswith("?")
+        kind = kind.rstrip("?")
+        if modality not in views:
+            if not optional:
+                raise UserError(f"head {fusion} needs --{modality} ({kind} features)")
+            continue
+        if views[modality].kind != kind:
+            hint = ("extract with --seq and pass STORE:seq=LAYER" if kind == "seq"
+                    else "pass STORE (pooled) or STORE:stat=..,layer=..")
+            raise UserError(f"head {fusion} takes {kind} {modality} features, got {views[modality].describe()}; "
+                            f"{hint}")
+    extra = sorted(set(views) - set(needs))
+    if extra:
+        raise UserError(f"head {fusion} does not use {', '.join('--' + m for m in extra)}")
+
+
+def run_fit(cfg: FitConfig) -> Path:
+    """Run every requested fold and seed; write and return the run directory."""
+    run_dir = Path(cfg.out) / cfg.slug()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "train.log", mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("ser").addHandler(handler)
+    logging.getLogger("ser").setLevel(min(logging.getLogger("ser").level or logging.INFO, logging.INFO))
+    try:
+        return _run(cfg, run_dir)
+    finally:
+        logging.getLogger("ser").removeHandler(handler)
+        handler.close()
+
+
+def _run(cfg: FitConfig, run_dir: Path) -> Path:
+    views = cfg.views()
+    _check_inputs(cfg.fusion, views)
+    manifest = read_manifest(cfg.manifest)
+    label_name = cfg.label_set or manifest.header.label_set or DEFAULT_LABEL_SETS.get(manifest.header.corpus)
+    if not label_name:
+        raise UserError(f"{cfg.manifest}: no label set given and the corpus {manifest.header.corpus!r} has no "
+                        "default; pass --label-set")
+    label_set = load_label_set(label_name)
+    rule = ValidationRule(fraction=cfg.val_fraction, by=cfg.val_by, seed=cfg.split_seed)  # type: ignore[arg-type]
+    fold_set = make_folds(manifest, cfg.protocol, label_set=label_set, rule=rule, options=cfg.protocol_options)
+    data = load_fusion_data(list(fold_set.utterances.values()), label_set, views)
+    folds = fold_set.folds if cfg.folds is None else [fold_set.fold(name) for name in cfg.folds]
+    card = {**fold_set.card.to_dict(), "dropped_rejected_at_extraction": len(data.dropped_rejected)}
+    _write_yaml(run_dir / "config.yaml", {"config": cfg.to_dict(), "label_set": label_name, "protocol_card": card,
+                                         "inputs": {m: v.describe() for m, v in views.items()}})
+    results: list[FoldResult] = []
+    for seed in cfg.seeds:
+        for fold in folds:
+            rows = data.fold_indices(fold)
+            results.append(train_fold(data, fold.name, rows, fusion=cfg.fusion, head_options=cfg.head,
+                                      cfg=cfg.train, seed=seed))
+            logger.info("fold %s seed %d: test UA %.2f WA %.2f macro-F1 %.2f", fold.name, seed,
+                        100 * results[-1].test["ua"], 100 * results[-1].test["wa"], 100 * results[-1].test["macro_f1"])
+    summary = {
+        "protocol_card": card, "label_set": label_name, "classes": list(data.classes), "fusion": cfg.fusion,
+        "runs": [r.to_dict() for r in results],
+        "test": aggregate([r.test for r in results]),
+        "validation": aggregate([r.validation for r in results]),
+        "confusion": _summed_confusion(results, len(data.classes)),
+    }
+    _write_json(run_dir / "metrics.json", summary)
+    _write_predictions(run_dir / "predictions.csv", results, data.classes)
+    _plot_confusion(run_dir / "confusion.png", summary["confusion"], list(data.classes))
+    return run_dir
+
+
+def _summed_confusion(results: list[FoldResult], n_classes: int) -> list[list[int]]:
+    total = np.zeros((n_classes, n_classes), dtype=np.int64)
+    for result in results:
+        total += np.asarray(result.test["confusion"], dtype=np.int64)
+    return total.tolist()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, record: dict[str, Any]) -> None:
+    _atomic_write(path, json.dumps(record, indent=1, default=str))
+
+
+def _write_yaml(path: Path, record: dict[str, Any]) -> None:
+    import yaml
+
+    _atomic_write(path, yaml.safe_dump(json.loads(json.dumps(record, default=str)), sort_keys=False))
+
+
+def _write_predictions(path: Path, results: list[FoldResult], classes: tuple[str, ...]) -> None:
+    columns = ["fold", "seed", "id", "true", "pred", *[f"p_{c}" for c in classes]]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=columns)
+        writer.writeheader()
+        for result in results:
+            writer.writerows(result.predictions)
+    os.replace(tmp, path)
+
+
+def _plot_confusion(path: Path, confusion: list[list[int]], classes: list[str]) -> None:
+    """Row-normalised confusion matrix with counts; skipped (logged) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning("matplotlib is not installed (pip install 'serkit[plots]'); %s not written", path.name)
+        return
+    counts = np.asarray(confusion, dtype=np.float64)
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(classes), 0.8 + 0.7 * len(classes)))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center",
+                    color="white" if rates[i, j] > 0.5 else "black", fontsize=8)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="recall share")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

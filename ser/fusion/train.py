@@ -1,0 +1,257 @@
+"""Training one fold: seeded, checkpoint chosen on validation only, test evaluated once.
+
+The loop per fold and seed:
+
+1. seed Python, numpy and torch (and ask torch for deterministic algorithms);
+2. z-score pooled inputs with statistics of the fold's TRAINING rows (never validation or test);
+3. train for at most ``epochs``; after each epoch evaluate the validation rows, keep the weights of
+   the best validation ``select`` metric (UA by default), stop after ``patience`` epochs without
+   improvement;
+4. restore the best weights and evaluate the test rows exactly once.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ser.errors import UserError
+from ser.fusion.blocks import LayerWeights
+from ser.fusion.data import FusionData, Standardizer, iterate_batches
+from ser.fusion.heads import head_module
+from ser.fusion.losses import build_loss
+from ser.fusion.metrics import compute_metrics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """Optimisation settings of a fit (``train.*`` keys in YAML and ``--set``)."""
+
+    epochs: int = 100
+    """Most training epochs per fold."""
+    batch_size: int = 32
+    optimizer: str = "adamw"
+    """adam, adamw or sgd."""
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    momentum: float = 0.9
+    """SGD momentum."""
+    schedule: str = "none"
+    """none, step (StepLR step_size/gamma), plateau (on validation loss), cosine (over epochs)."""
+    step_size: int = 30
+    gamma: float = 0.1
+    plateau_patience: int = 10
+    patience: int = 20
+    """Early stopping: epochs without a better validation metric (0 = train all epochs)."""
+    select: str = "ua"
+    """Validation metric that chooses the checkpoint: ua, wa, macro_f1 or weighted_f1."""
+    loss: str = "ce"
+    """ce, focal, ce+center, ce+contrastive_center, arcface, cosface, ce+arcface, ce+cosface."""
+    loss_options: dict[str, Any] = field(default_factory=dict)
+    """Extra loss arguments (gamma for focal, lam for the lambda combination, ...)."""
+    class_weighted: bool = False
+    """Weight CE by inverse class frequency of the fold's training rows."""
+    normalize: bool = True
+    """Z-score pooled inputs with the fold's training statistics."""
+    device: str = "auto"
+    """auto, cpu, cuda, cuda:N."""
+    amp: bool = True
+    """Mixed precision on GPU (ignored on CPU)."""
+    deterministic: bool = True
+    """torch.use_deterministic_algorithms (same config + seed = same numbers)."""
+
+
+@dataclass
+class FoldResult:
+    """Outcome of one fold and seed."""
+
+    fold: str
+    seed: int
+    best_epoch: int
+    epochs_run: int
+    validation: dict[str, Any]
+    test: dict[str, Any]
+    predictions: list[dict[str, Any]]
+    layer_weights: dict[str, list[float]] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        record.pop("predictions")
+        return record
+
+
+class FusionModel(nn.Module):
+    """Learnable layer weights for ``layer=weighted`` inputs, then the head."""
+
+    def __init__(self, head: nn.Module, layer_counts: dict[str, int]) -> None:
+        super().__init__()
+        self.head = head
+        self.mixers = nn.ModuleDict({m: LayerWeights(n) for m, n in layer_counts.items() if n > 1})
+
+    def _mix(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if not self.mixers:
+            return inputs
+        return {k: self.mixers[k](v) if k in self.mixers else v for k, v in inputs.items()}
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(self._mix(inputs))
+
+    def forward_features(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head.forward_features(self._mix(inputs))
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def seed_everything(seed: int, deterministic: bool) -> torch.Generator:
+    """Seed every RNG; return the generator that shuffles batches."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def _optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise UserError(f"train.optimizer must be adam, adamw or sgd, not {cfg.optimizer!r}")
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
+    if cfg.schedule == "none":
+        return None
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+    if cfg.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg.gamma, patience=cfg.plateau_patience)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.epochs, 1))
+    raise UserError(f"train.schedule must be none, step, plateau or cosine, not {cfg.schedule!r}")
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights (mean 1) from TRAINING labels; absent classes get weight 0."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / max((counts > 0).sum(), 1), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def _evaluate(model: FusionModel, data: FusionData, rows: np.ndarray, cfg: TrainConfig, device: torch.device,
+              standardizer: Standardizer | None, loss_fn: nn.Module) -> tuple[dict[str, Any], np.ndarray, float]:
+    """Metrics over ALL ``rows`` at once, the (n, C) probabilities, and the mean loss."""
+    model.eval()
+    probabilities, total_loss = [], 0.0
+    with torch.inference_mode():
+        for _, inputs, labels in iterate_batches(data, rows, cfg.batch_size * 4, shuffle=False, generator=None,
+                                                 standardizer=standardizer):
+            inputs = {k: v.to(device) for k, v in inputs.items()}
+            labels = labels.to(device)
+            if getattr(loss_fn, "needs_features", False):
+                logits, features = model.forward_features(inputs)
+            else:
+                logits, features = model(inputs), None
+            total_loss += float(loss_fn(logits.float(), features, labels)) * len(labels)
+            probabilities.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+    probs = np.concatenate(probabilities) if probabilities else np.zeros((0, len(data.classes)))
+    metrics = compute_metrics(data.labels[rows], probs.argmax(axis=1), data.classes)
+    return metrics, probs, total_loss / max(len(rows), 1)
+
+
+def train_fold(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *, fusion: str,
+               head_options: dict[str, Any], cfg: TrainConfig, seed: int) -> FoldResult:
+    """Train on ``rows["train"]``, select on ``rows["validation"]``, test once on ``rows["test"]``."""
+    start = time.perf_counter()
+    device = resolve_device(cfg.device)
+    generator = seed_everything(seed, cfg.deterministic)
+    if len(rows["validation"]) == 0:
+        raise UserError(f"fold {fold_name}: the validation set is empty; raise --val-fraction or check the protocol")
+    standardizer = Standardizer.fit(data, rows["train"]) if cfg.normalize else None
+    dims = {m: d.dim for m, d in data.modalities.items()}
+    try:
+        head = head_module(fusion).build(dims, len(data.classes), **head_options)
+    except TypeError as err:
+        raise UserError(f"fusion head {fusion}: {err}") from err
+    model = FusionModel(head, {m: d.n_layers for m, d in data.modalities.items()}).to(device)
+    weights = class_weights(data.labels[rows["train"]], len(data.classes)) if cfg.class_weighted else None
+    loss_fn = build_loss(cfg.loss, len(data.classes), getattr(head, "feature_dim", 0),
+                         weights.to(device) if weights is not None else None, **cfg.loss_options).to(device)
+    if getattr(loss_fn, "needs_features", False) and not hasattr(head, "forward_features"):
+        raise UserError(f"loss {cfg.loss!r} needs features, but head {fusion!r} does not expose them; use ce or focal")
+    optimizer = _optimizer([*model.parameters(), *loss_fn.parameters()], cfg)
+    scheduler = _scheduler(optimizer, cfg)
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    best_score, best_epoch, best_state, waited = -np.inf, -1, None, 0
+    best_val: dict[str, Any] = {}
+    history: list[dict[str, float]] = []
+    epoch = 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        loss_fn.train()
+        epoch_loss = 0.0
+        for _, inputs, labels in iterate_batches(data, rows["train"], cfg.batch_size, shuffle=True,
+                                                 generator=generator, standardizer=standardizer):
+            inputs = {k: v.to(device) for k, v in inputs.items()}
+            labels = labels.to(device)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, enabled=use_amp):
+                if getattr(loss_fn, "needs_features", False):
+                    logits, features = model.forward_features(inputs)
+                else:
+                    logits, features = model(inputs), None
+            loss = loss_fn(logits.float(), None if features is None else features.float(), labels)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            epoch_loss += loss.item() * len(labels)
+        val_metrics, _, val_loss = _evaluate(model, data, rows["validation"], cfg, device, standardizer, loss_fn)
+        score = val_metrics[cfg.select]
+        history.append({"epoch": epoch, "train_loss": epoch_loss / max(len(rows["train"]), 1),
+                        "val_loss": val_loss, f"val_{cfg.select}": score})
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val_loss)
+        elif scheduler is not None:
+            scheduler.step()
+        if score > best_score:
+            best_score, best_epoch, waited = score, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+            best_val = val_metrics
+        else:
+            waited += 1
+            if cfg.patience and waited >= cfg.patience:
+                break
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    test_metrics, probs, _ = _evaluate(model, data, rows["test"], cfg, device, standardizer, loss_fn)
+    predictions = [{"fold": fold_name, "seed": seed, "id": data.ids[r], "true": data.classes[data.labels[r]],
+                    "pred": data.classes[int(p.argmax())],
+                    **{f"p_{c}": round(float(v), 6) for c, v in zip(data.classes, p, strict=True)}}
+                   for r, p in zip(rows["test"], probs, strict=True)]
+    layer_weights = {m: mixer.weights() for m, mixer in model.mixers.items()}
+    logger.info("fold %s seed %d: best epoch %d/%d, val %s %.4f, test UA %.4f WA %.4f", fold_name, seed, best_epoch,
+                epoch, cfg.select, best_score, test_metrics["ua"], test_metrics["wa"])
+    return FoldResult(fold=fold_name, seed=seed, best_epoch=best_epoch, epochs_run=epoch, validation=best_val,
+                      test=test_metrics, predictions=predictions, layer_weights=layer_weights, history=history,
+                      seconds=time.perf_counter() - start)
