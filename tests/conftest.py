@@ -31,3 +31,18 @@ def meld_root() -> Path:
     if not root.is_dir():
         pytest.skip(f"real MELD data not found at {root}")
     return root
+
+
+@pytest.fixture(autouse=True)
+def _single_torch_thread():
+    """Small test models run fastest on one thread (and the CI machine has two cores)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

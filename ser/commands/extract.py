@@ -86,7 +86,13 @@ def extract(
                f"{len(report.rejected)} rejected, {report.seconds:.1f} s"
                + (f", {rate:.1f} audio-s/s ({rate:.0f} audio-h per hour)" if report.audio_seconds else ""))
     if merged is not None:
-        typer.echo(f"rank 0 merged the {ctx.world_size} shards into {merged}")
+        from ser.cache.reader import CacheReader
+
+        with CacheReader(merged) as reader:
+            report.rejected = dict(reader.rejected)
+            report.rejects_file = merged.with_name(merged.name + ".rejects.tsv")
+        typer.echo(f"rank 0 merged the {ctx.world_size} shards into {merged}: {len(reader)} items, "
+                   f"{len(report.rejected)} rejected")
     if report.rejected:
         typer.secho(f"{len(report.rejected)} rows rejected; reasons in {report.rejects_file}", fg=typer.colors.YELLOW)
         raise typer.Exit(EXIT_REJECTED)

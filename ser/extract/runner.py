@@ -239,7 +239,7 @@ def _extract_batch(extractor: Extractor, items: list[Item], seq_layers: Sequence
         return [result for item in items for result in _extract_batch(extractor, [item], seq_layers)]
 
 
-def _write_rejects(path: Path, rejected: dict[str, str], notes: dict[str, str]) -> None:
+def write_rejects(path: Path, rejected: dict[str, str], notes: dict[str, str]) -> None:
     buffer = io.StringIO()
     table = csv.writer(buffer, delimiter="\t", lineterminator="\n")
     table.writerow(["id", "status", "reason"])
@@ -266,11 +266,13 @@ def run_extraction(manifest_path: str | os.PathLike[str], extractor: Extractor, 
     out = shard_output(Path(output), options.shard)
     report = RunReport(output=out, rejects_file=out.with_name(out.name + ".rejects.tsv"))
     layout, attrs = store_attrs(extractor, seq_layers, manifest, options.shard)
-    if out.exists():
-        _check_complete_store(out, attrs)
-        remove_stale_partial(out)
-        report.already_complete = True
-        return report
+    merged = Path(output)  # a shard's work is also done when the merged store already exists
+    for finished in dict.fromkeys([out, merged]):
+        if finished.exists():
+            _check_complete_store(finished, attrs)
+            remove_stale_partial(finished)
+            report.output, report.already_complete = finished, True
+            return report
     rows = [u for i, u in enumerate(manifest.utterances)
             if options.shard is None or i % options.shard[1] == options.shard[0]]
     start_time = time.perf_counter()
@@ -289,7 +291,9 @@ def run_extraction(manifest_path: str | os.PathLike[str], extractor: Extractor, 
                             prefetch_factor=2 if options.num_workers else None,
                             persistent_workers=False)
         fingerprints = {u.id: u.fingerprint() for u in todo}
-        failures_in_a_row = 0
+        # Forward failures are only recorded once a later item succeeds: a streak that ends the run
+        # (broken model or device) must not leave healthy items rejected for good.
+        failed: dict[str, str] = {}
         with _progress(len(todo), options.progress) as bar:
             for decoded, computed in loader:
                 items = [entry for entry in decoded if isinstance(entry, Item)]
@@ -302,28 +306,34 @@ def run_extraction(manifest_path: str | os.PathLike[str], extractor: Extractor, 
                     results = _extract_batch(extractor, items, seq_layers) if items else []
                 for item, result in zip(items, results, strict=True):
                     if isinstance(result, ItemRejected):
-                        writer.reject(item.id, str(result))
-                        failures_in_a_row += str(result).startswith("extraction failed")
+                        if str(result).startswith("extraction failed"):
+                            failed[item.id] = str(result)
+                        else:
+                            writer.reject(item.id, str(result))
                         continue
-                    failures_in_a_row = 0
+                    for uid, reason in failed.items():
+                        writer.reject(uid, reason)
+                    failed.clear()
                     if writer.add(item.id, fingerprints[item.id], result.pooled, result.seq, note=result.note):
                         report.extracted += 1
                         if item.audio is not None:
                             report.audio_seconds += item.audio.size / (spec.sample_rate or 1)
-                if failures_in_a_row >= MAX_CONSECUTIVE_FAILURES:
-                    raise ExtractorError(f"{failures_in_a_row} items failed in a row (last: "
-                                         f"{writer.rejected[items[-1].id]}); stopping. Rows written so far are "
-                                         f"kept in {writer.partial} and the run resumes from there")
+                if len(failed) >= MAX_CONSECUTIVE_FAILURES:
+                    raise ExtractorError(f"{len(failed)} items failed in a row (last: {list(failed.values())[-1]}); "
+                                         f"stopping. Rows written so far are kept in {writer.partial} and the run "
+                                         "resumes from there (the failed items will be tried again)")
                 bar.update(len(decoded))
                 elapsed = max(time.perf_counter() - start_time, 1e-9)
                 bar.set_postfix_str(f"{report.audio_seconds / 3600 / elapsed * 3600:.2f} audio-h/h "
                                     f"({report.audio_seconds / elapsed:.1f} audio-s/s)", refresh=False)
+        for uid, reason in failed.items():
+            writer.reject(uid, reason)
         report.rejected = dict(writer.rejected)
         notes = dict(writer.notes)
         writer.finalize(compression=options.compression)
     report.seconds = time.perf_counter() - start_time
     if report.rejects_file is not None:
-        _write_rejects(report.rejects_file, report.rejected, notes)
+        write_rejects(report.rejects_file, report.rejected, notes)
     return report
 
 

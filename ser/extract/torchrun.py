@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ser.cache.merge import merge_stores
-from ser.extract.runner import shard_output
+from ser.cache.reader import CacheReader
+from ser.extract.runner import shard_output, write_rejects
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ class TorchrunContext:
         return (self.rank, self.world_size) if self.active else None
 
     def merge_shards(self, output: Path, shard: tuple[int, int] | None, compression: str | None) -> Path | None:
-        """Wait for every rank; on rank 0 merge the shard stores into ``output``. Returns it on rank 0."""
+        """Wait for every rank; on rank 0 merge the shard stores into ``output`` (with its rejects file) and
+        remove them. Returns ``output`` on rank 0 when it merged, else None."""
         import torch.distributed as dist
 
         created = not dist.is_initialized()
@@ -47,11 +49,14 @@ class TorchrunContext:
             merged = None
             if self.rank == 0:
                 shards = [shard_output(output, (r, self.world_size)) for r in range(self.world_size)]
-                if not output.exists():
+                if all(path.exists() for path in shards):
                     merge_stores(shards, output, compression=compression)
+                    with CacheReader(output) as reader:
+                        write_rejects(output.with_name(output.name + ".rejects.tsv"), reader.rejected, reader.notes)
+                    merged = output
                 for path in shards:
                     _remove_store(path)
-                merged = output
+                    path.with_name(path.name + ".rejects.tsv").unlink(missing_ok=True)
             dist.barrier()
             return merged
         finally:

@@ -80,7 +80,7 @@ class SpecAugment(nn.Module):
         """(B, T, F) frames, (B,) lengths -> masked copy in training mode, ``x`` itself in eval."""
         if not self.training:
             return x
-        batch, n_frames, n_freq = x.shape
+        _batch, n_frames, n_freq = x.shape
         time_mask, freq_mask = self.sample_masks(lengths, n_frames, n_freq)
         time_mask, freq_mask = time_mask.to(x.device), freq_mask.to(x.device)
         valid = ~padding_mask(lengths.to(x.device), n_frames)  # (B, T)

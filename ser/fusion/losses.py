@@ -161,8 +161,10 @@ class CenterLoss(nn.Module):
         return self.lambda_c / (2.0 * batch) * squared
 
     def extra_repr(self) -> str:
-        return (f"n_classes={self.n_classes}, feat_dim={self.feat_dim}, lambda_c={self.lambda_c}, "
-                f"paper_form={self.paper_form}")
+        return (
+            f"n_classes={self.n_classes}, feat_dim={self.feat_dim}, lambda_c={self.lambda_c}, "
+            f"paper_form={self.paper_form}"
+        )
 
 
 class ContrastiveCenterLoss(nn.Module):
@@ -203,8 +205,10 @@ class ContrastiveCenterLoss(nn.Module):
         return scale * (intra / (inter + self.delta)).sum()
 
     def extra_repr(self) -> str:
-        return (f"n_classes={self.n_classes}, feat_dim={self.feat_dim}, lambda_c={self.lambda_c}, "
-                f"delta={self.delta}, paper_form={self.paper_form}")
+        return (
+            f"n_classes={self.n_classes}, feat_dim={self.feat_dim}, lambda_c={self.lambda_c}, "
+            f"delta={self.delta}, paper_form={self.paper_form}"
+        )
 
 
 class CombinedMarginLoss(nn.Module):
@@ -247,14 +251,16 @@ class CombinedMarginLoss(nn.Module):
         self.register_buffer("class_weight", _class_weight_buffer(class_weight, n_classes))
 
     @classmethod
-    def arcface(cls, n_classes: int, feat_dim: int, s: float = 64.0, m: float = 0.5, **kwargs: object
-                ) -> CombinedMarginLoss:
+    def arcface(
+        cls, n_classes: int, feat_dim: int, s: float = 64.0, m: float = 0.5, **kwargs: object
+    ) -> CombinedMarginLoss:
         """ArcFace: target logit s·cos(θ + m)."""
         return cls(n_classes, feat_dim, s=s, m1=1.0, m2=m, m3=0.0, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
-    def cosface(cls, n_classes: int, feat_dim: int, s: float = 64.0, m: float = 0.5, **kwargs: object
-                ) -> CombinedMarginLoss:
+    def cosface(
+        cls, n_classes: int, feat_dim: int, s: float = 64.0, m: float = 0.5, **kwargs: object
+    ) -> CombinedMarginLoss:
         """CosFace: target logit s·(cos θ − m)."""
         return cls(n_classes, feat_dim, s=s, m1=1.0, m2=0.0, m3=m, **kwargs)  # type: ignore[arg-type]
 
@@ -283,8 +289,10 @@ class CombinedMarginLoss(nn.Module):
         return F.cross_entropy(self.margin_logits(features, labels), labels, weight=self.class_weight)
 
     def extra_repr(self) -> str:
-        return (f"n_classes={self.n_classes}, feat_dim={self.feat_dim}, s={self.s}, m1={self.m1}, "
-                f"m2={self.m2}, m3={self.m3}")
+        return (
+            f"n_classes={self.n_classes}, feat_dim={self.feat_dim}, s={self.s}, m1={self.m1}, "
+            f"m2={self.m2}, m3={self.m3}"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -335,8 +343,7 @@ class FeatureOnlyLoss(TrainingLoss):
         super().__init__()
         self.inner = inner
 
-    def forward(self, logits: torch.Tensor | None, features: torch.Tensor | None, labels: torch.Tensor
-                ) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor | None, features: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
         return self.inner(_check_features(features, labels, self.inner.feat_dim, "FeatureOnlyLoss"), labels)
 
     def predict_logits(self, logits: torch.Tensor | None, features: torch.Tensor | None) -> torch.Tensor:
@@ -426,8 +433,9 @@ def build_loss(
     accepted = _OPTIONS[name]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise TypeError(f"loss {name!r} got unknown option(s) {', '.join(unknown)}; "
-                        f"accepted: {', '.join(accepted) or 'none'}")
+        raise TypeError(
+            f"loss {name!r} got unknown option(s) {', '.join(unknown)}; accepted: {', '.join(accepted) or 'none'}"
+        )
     opts: dict = {**accepted, **options}
     weights = _class_weight_buffer(class_weights, n_classes)
 
@@ -446,8 +454,9 @@ def build_loss(
     if name == "ce+center":
         auxiliary = CenterLoss(n_classes, feat_dim, lambda_c=opts["lambda_c"], paper_form=opts["paper_form"])
     elif name == "ce+contrastive_center":
-        auxiliary = ContrastiveCenterLoss(n_classes, feat_dim, lambda_c=opts["lambda_c"], delta=opts["delta"],
-                                          paper_form=opts["paper_form"])
+        auxiliary = ContrastiveCenterLoss(
+            n_classes, feat_dim, lambda_c=opts["lambda_c"], delta=opts["delta"], paper_form=opts["paper_form"]
+        )
     else:  # ce+arcface, ce+cosface
         auxiliary = CombinedMarginLoss(n_classes, feat_dim, **margin)
     return CombinedLoss(nn.CrossEntropyLoss(weight=weights), auxiliary, lam=opts["lam"])
@@ -458,4 +467,3 @@ def loss_options(name: str) -> dict[str, object]:
     if name not in _OPTIONS:
         raise KeyError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
     return dict(_OPTIONS[name])
-

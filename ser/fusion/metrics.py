@@ -83,9 +83,7 @@ def compute_metrics(y_true: Any, y_pred: Any, classes: Sequence[str]) -> dict[st
     wa = float(accuracy_score(true, pred))
     macro_f1 = float(f1_score(true, pred, labels=labels, average="macro", zero_division=0))
     weighted_f1 = float(f1_score(true, pred, labels=labels, average="weighted", zero_division=0))
-    precision, recall, f1, _ = precision_recall_fscore_support(
-        true, pred, labels=labels, average=None, zero_division=0
-    )
+    precision, recall, f1, _ = precision_recall_fscore_support(true, pred, labels=labels, average=None, zero_division=0)
     per_class = {
         name: {
             "precision": float(precision[i]),

@@ -8,6 +8,7 @@ the extractor reads (``do_normalize``, sampling rate).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,14 @@ def tiny_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
     WhisperModel(config).save_pretrained(folder)
     WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread() -> Iterator[None]:
+    """Run tiny models on one intra-op thread: on a busy 2-core machine, thread spinning costs 30x the CPU time."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-INPUTS = {"text": "pooled", "audio": "pooled"}
+INPUTS = {"text": "pooled?", "audio": "pooled?"}
 EXAMPLE_DIMS = {"text": 24, "audio": 16}
 
 MODALITIES = ("text", "audio")

@@ -19,9 +19,9 @@ EXAMPLE_DIMS = {"audio": 12, "text": 8}
 class MlpConfig:
     """Hyper-parameters of the MLP baseline."""
 
-    hidden: tuple[int, ...] = (256,)
+    hidden: tuple[int, ...] = (512,)
     """Widths of the hidden layers."""
-    dropout: float = 0.3
+    dropout: float = 0.5
     """Dropout before every linear layer."""
 
 

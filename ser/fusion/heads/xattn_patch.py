@@ -74,7 +74,7 @@ class _CrossLayer(nn.Module):
     def forward(self, audio: torch.Tensor, text: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         """audio (B, P, d), text (B, 1, d), pad (B, P) True at padded patches -> (B, P, d)."""
         memory = torch.cat([text, audio], dim=1)
-        memory_pad = torch.cat([torch.zeros_like(pad[:, :1]), pad], dim=1)
+        memory_pad = torch.cat([pad.new_zeros(pad.shape[0], 1), pad], dim=1)  # the text key is never masked
         attended, _ = self.attn(audio, memory, memory, key_padding_mask=memory_pad, need_weights=False)
         audio = self.norm1(audio + self.drop1(attended))
         return self.norm2(audio + self.drop2(self.ff(audio)))
@@ -111,7 +111,9 @@ class XattnPatchHead(nn.Module):
         if self.augment is not None:
             audio = self.augment(audio, lengths)
         size = self.config.patch_frames
-        n_patches = min(n_frames // size, self.config.max_patches)
+        if n_frames < size:  # keep one (fully padded) patch so attention shapes stay non-empty
+            audio = nn.functional.pad(audio, (0, 0, 0, size - n_frames))
+        n_patches = min(max(n_frames // size, 1), self.config.max_patches)
         patch_lengths = (lengths // size).clamp(max=n_patches)
         patches = audio[:, : n_patches * size].reshape(batch, n_patches, size * n_mels)
         x = self.patch_norm(self.patch_embed(patches)) + self.positions[:n_patches]

@@ -1,0 +1,104 @@
+"""Log-mel transformer head: shapes, eval padding invariance, gradients, SpecAugment."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import nn
+
+from ser.fusion.heads import audio_transformer
+from ser.fusion.heads.audio_transformer import build, sinusoidal_positions
+
+N_MELS = 64
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: intra-op threads only add synchronisation (tens of times slower on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def batch(lengths: list[int], pad: float = 0.0) -> dict[str, torch.Tensor]:
+    """Log-mel-like frames (around -6) padded with ``pad`` to the longest item."""
+    audio = torch.randn(len(lengths), max(lengths), N_MELS) * 2.0 - 6.0
+    for i, length in enumerate(lengths):
+        audio[i, length:] = pad
+    return {"audio": audio, "audio_lengths": torch.tensor(lengths)}
+
+
+def alone(inputs: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
+    """Item ``i`` of a batch on its own, unpadded."""
+    length = int(inputs["audio_lengths"][i])
+    return {"audio": inputs["audio"][i : i + 1, :length], "audio_lengths": inputs["audio_lengths"][i : i + 1]}
+
+
+def test_contract_and_shapes() -> None:
+    assert audio_transformer.INPUTS == {"audio": "seq"} and audio_transformer.EXAMPLE_DIMS == {"audio": N_MELS}
+    torch.manual_seed(0)
+    head = build(audio_transformer.EXAMPLE_DIMS, 4).eval()
+    assert len(head.encoder.layers) == 4
+    layer = head.encoder.layers[0]
+    assert layer.self_attn.embed_dim == 128 and layer.self_attn.num_heads == 4
+    assert layer.linear1.out_features == 512 and not layer.norm_first
+    inputs = batch([48, 31, 1])
+    logits, features = head.forward_features(inputs)
+    assert logits.shape == (3, 4) and features.shape == (3, head.feature_dim) == (3, 128)
+    assert torch.equal(head(inputs), logits) and torch.isfinite(logits).all()
+
+
+def test_sinusoidal_positions() -> None:
+    table = sinusoidal_positions(50, 8)
+    assert table.shape == (50, 8)
+    assert torch.equal(table[0], torch.tensor([0.0, 1.0] * 4))
+    torch.testing.assert_close(table[3, 2], torch.tensor(math.sin(3 / 10000 ** (2 / 8))))
+    torch.testing.assert_close(table[3, 3], torch.tensor(math.cos(3 / 10000 ** (2 / 8))))
+
+
+def test_padding_invariance_eval() -> None:
+    torch.manual_seed(1)
+    head = build(audio_transformer.EXAMPLE_DIMS, 4).eval()
+    inputs = batch([37, 80, 52, 1], pad=55.0)  # garbage padding: it must not matter either
+    with torch.no_grad():
+        batched = head(inputs)
+        for i in range(4):
+            torch.testing.assert_close(head(alone(inputs, i))[0], batched[i], atol=1e-5, rtol=1e-5)
+
+
+def test_gradients_reach_every_parameter() -> None:
+    torch.manual_seed(2)
+    head = build(audio_transformer.EXAMPLE_DIMS, 3, specaugment=False).train()
+    inputs = batch([40, 26, 33])
+    nn.functional.cross_entropy(head(inputs), torch.tensor([0, 1, 2])).backward()
+    for name, param in head.named_parameters():
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0, name
+
+
+def test_specaugment_only_in_training() -> None:
+    torch.manual_seed(3)
+    with_aug = build(audio_transformer.EXAMPLE_DIMS, 4, dropout=0.0)
+    without = build(audio_transformer.EXAMPLE_DIMS, 4, dropout=0.0, specaugment=False)
+    without.load_state_dict(with_aug.state_dict())
+    inputs = batch([60, 45])
+    with torch.no_grad():
+        torch.testing.assert_close(with_aug.eval()(inputs), without.eval()(inputs))
+        with_aug.train()
+        outs = []
+        for seed in (0, 0, 1, 2):
+            torch.manual_seed(seed)
+            outs.append(with_aug(inputs))
+    torch.testing.assert_close(outs[0], outs[1])
+    assert any(not torch.allclose(outs[0], other) for other in outs[2:])
+
+
+def test_rejects() -> None:
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        build(audio_transformer.EXAMPLE_DIMS, 4, n_mels=3)
+    with pytest.raises(ValueError, match="audio"):
+        build({"audio": 64, "text": 8}, 4)

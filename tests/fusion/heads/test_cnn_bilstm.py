@@ -1,0 +1,107 @@
+"""CNN + BiLSTM log-mel head: shapes, padding invariance (eval and train), gradients, SpecAugment."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import nn
+
+from ser.fusion.heads import cnn_bilstm
+from ser.fusion.heads.cnn_bilstm import build
+
+N_MELS = 64
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: intra-op threads only add synchronisation (tens of times slower on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def batch(lengths: list[int], pad: float = 0.0, t: int | None = None) -> dict[str, torch.Tensor]:
+    """Log-mel-like frames (around -6) padded with ``pad`` to ``t`` (default: the longest item)."""
+    t = t or max(lengths)
+    audio = torch.randn(len(lengths), t, N_MELS) * 2.0 - 6.0
+    for i, length in enumerate(lengths):
+        audio[i, length:] = pad
+    return {"audio": audio, "audio_lengths": torch.tensor(lengths)}
+
+
+def alone(inputs: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
+    """Item ``i`` of a batch on its own, unpadded."""
+    length = int(inputs["audio_lengths"][i])
+    return {"audio": inputs["audio"][i : i + 1, :length], "audio_lengths": inputs["audio_lengths"][i : i + 1]}
+
+
+def test_contract_and_shapes() -> None:
+    assert cnn_bilstm.INPUTS == {"audio": "seq"} and cnn_bilstm.EXAMPLE_DIMS == {"audio": N_MELS}
+    torch.manual_seed(0)
+    head = build(cnn_bilstm.EXAMPLE_DIMS, 4).eval()
+    assert [block.conv.out_channels for block in head.blocks] == [32, 64, 128]
+    assert head.lstm.input_size == 128 * 8 and head.lstm.hidden_size == 128 and head.lstm.bidirectional
+    inputs = batch([48, 31, 1])
+    logits, features = head.forward_features(inputs)
+    assert logits.shape == (3, 4) and features.shape == (3, head.feature_dim) == (3, 256)
+    assert torch.equal(head(inputs), logits) and torch.isfinite(logits).all()
+
+
+def test_padding_invariance_eval() -> None:
+    torch.manual_seed(1)
+    head = build(cnn_bilstm.EXAMPLE_DIMS, 4).eval()
+    inputs = batch([37, 70, 52], pad=55.0)  # garbage padding: it must not matter either
+    with torch.no_grad():
+        batched = head(inputs)
+        for i in range(3):
+            torch.testing.assert_close(head(alone(inputs, i))[0], batched[i], atol=1e-5, rtol=1e-5)
+
+
+def test_padding_invariance_train_mode() -> None:
+    """Batch-norm training statistics use valid frames only: one item padded (batch of 1) == unpadded."""
+    torch.manual_seed(2)
+    head = build(cnn_bilstm.EXAMPLE_DIMS, 4, dropout=0.0, specaugment=False).train()
+    twin = copy.deepcopy(head)
+    inputs = batch([33], t=64, pad=-3.0)
+    torch.testing.assert_close(head(inputs), twin(alone(inputs, 0)), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(head.blocks[0].bn.running_var, twin.blocks[0].bn.running_var)
+
+
+def test_gradients_reach_every_parameter() -> None:
+    torch.manual_seed(3)
+    head = build(cnn_bilstm.EXAMPLE_DIMS, 3, specaugment=False, lstm_layers=2).train()
+    inputs = batch([40, 26, 33])
+    nn.functional.cross_entropy(head(inputs), torch.tensor([0, 1, 2])).backward()
+    for name, param in head.named_parameters():
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0, name
+
+
+def test_specaugment_only_in_training() -> None:
+    torch.manual_seed(4)
+    with_aug = build(cnn_bilstm.EXAMPLE_DIMS, 4, dropout=0.0)
+    without = build(cnn_bilstm.EXAMPLE_DIMS, 4, dropout=0.0, specaugment=False)
+    without.load_state_dict(with_aug.state_dict())
+    inputs = batch([60, 45])
+    with torch.no_grad():
+        torch.testing.assert_close(with_aug.eval()(inputs), without.eval()(inputs))
+        with_aug.train()
+        outs = []
+        for seed in (0, 0, 1, 2):
+            torch.manual_seed(seed)
+            outs.append(with_aug(inputs))
+    torch.testing.assert_close(outs[0], outs[1])
+    assert any(not torch.allclose(outs[0], other) for other in outs[2:])
+
+
+def test_rejects() -> None:
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        build(cnn_bilstm.EXAMPLE_DIMS, 4, hidden=3)
+    with pytest.raises(ValueError, match="audio"):
+        build({"text": 8}, 4)
+    with pytest.raises(ValueError, match="halve"):
+        build({"audio": 4}, 4)

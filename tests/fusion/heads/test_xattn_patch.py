@@ -1,0 +1,151 @@
+"""Patch cross-attention head: patching, shapes, eval padding invariance, gradients, SpecAugment."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import nn
+
+from ser.fusion.heads import xattn_patch
+from ser.fusion.heads.xattn_patch import build
+
+N_MELS = 64
+DIMS = xattn_patch.EXAMPLE_DIMS
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: intra-op threads only add synchronisation (tens of times slower on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def batch(lengths: list[int], pad: float = 0.0) -> dict[str, torch.Tensor]:
+    """Log-mel-like frames (around -6) padded with ``pad`` to the longest item, and text vectors."""
+    audio = torch.randn(len(lengths), max(lengths), N_MELS) * 2.0 - 6.0
+    for i, length in enumerate(lengths):
+        audio[i, length:] = pad
+    return {"audio": audio, "audio_lengths": torch.tensor(lengths), "text": torch.randn(len(lengths), DIMS["text"])}
+
+
+def alone(inputs: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
+    """Item ``i`` of a batch on its own, unpadded."""
+    length = int(inputs["audio_lengths"][i])
+    return {"audio": inputs["audio"][i : i + 1, :length], "audio_lengths": inputs["audio_lengths"][i : i + 1],
+            "text": inputs["text"][i : i + 1]}
+
+
+def test_contract_and_shapes() -> None:
+    assert xattn_patch.INPUTS == {"audio": "seq", "text": "pooled"} and DIMS == {"audio": N_MELS, "text": 16}
+    torch.manual_seed(0)
+    head = build(DIMS, 4).eval()
+    assert head.patch_embed.in_features == 256 and head.patch_embed.out_features == 256
+    assert head.positions.shape == (512, 256) and len(head.layers) == 2
+    assert head.layers[0].attn.num_heads == 4
+    inputs = batch([48, 31, 7, 2])  # the last item is shorter than one patch
+    logits, features = head.forward_features(inputs)
+    assert logits.shape == (4, 4) and features.shape == (4, head.feature_dim) == (4, 256)
+    assert torch.equal(head(inputs), logits) and torch.isfinite(logits).all()
+
+
+def test_trailing_frames_beyond_whole_patches_are_ignored() -> None:
+    torch.manual_seed(1)
+    head = build(DIMS, 4).eval()
+    inputs = batch([43])
+    trimmed = {**inputs, "audio": inputs["audio"][:, :40], "audio_lengths": torch.tensor([40])}
+    changed = {**inputs, "audio": inputs["audio"].clone()}
+    changed["audio"][:, 40:] = 99.0
+    with torch.no_grad():
+        torch.testing.assert_close(head(inputs), head(trimmed))
+        torch.testing.assert_close(head(inputs), head(changed))
+
+
+def test_patch_layout_is_four_consecutive_frames() -> None:
+    """Changing one frame changes exactly the patch holding it (the first layer's queries)."""
+    torch.manual_seed(2)
+    head = build(DIMS, 4).eval()
+    inputs = batch([40])
+    changed = inputs["audio"].clone()
+    changed[0, 9] += 1.0  # frame 9 lies in patch 2 (frames 8-11)
+    with torch.no_grad():
+        before = head.patch_embed(inputs["audio"][:, :40].reshape(1, 10, 256))
+        after = head.patch_embed(changed[:, :40].reshape(1, 10, 256))
+    differs = (before != after).any(dim=-1)[0]
+    assert differs.tolist() == [i == 2 for i in range(10)]
+
+
+def test_padding_invariance_eval() -> None:
+    torch.manual_seed(3)
+    head = build(DIMS, 4).eval()
+    inputs = batch([37, 80, 54, 3], pad=55.0)  # garbage padding: it must not matter either
+    with torch.no_grad():
+        batched = head(inputs)
+        for i in range(4):
+            torch.testing.assert_close(head(alone(inputs, i))[0], batched[i], atol=1e-5, rtol=1e-5)
+
+
+def test_text_matters() -> None:
+    torch.manual_seed(4)
+    head = build(DIMS, 4).eval()
+    inputs = batch([40, 40])
+    other = {**inputs, "text": torch.randn(2, DIMS["text"])}
+    with torch.no_grad():
+        assert not torch.allclose(head(inputs), head(other))
+
+
+def test_long_items_keep_their_first_patches() -> None:
+    torch.manual_seed(5)
+    head = build(DIMS, 4, max_patches=8).eval()
+    inputs = batch([60, 20])
+    first = {**inputs, "audio": inputs["audio"][:, :32], "audio_lengths": torch.tensor([32, 20])}
+    with torch.no_grad():
+        torch.testing.assert_close(head(inputs), head(first))
+
+
+def test_gradients_reach_every_parameter() -> None:
+    torch.manual_seed(6)
+    head = build(DIMS, 3, specaugment=False).train()
+    inputs = batch([40, 26, 33])
+    nn.functional.cross_entropy(head(inputs), torch.tensor([0, 1, 2])).backward()
+    for name, param in head.named_parameters():
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0, name
+
+
+def test_specaugment_only_in_training() -> None:
+    torch.manual_seed(7)
+    with_aug = build(DIMS, 4, dropout=0.0)
+    without = build(DIMS, 4, dropout=0.0, specaugment=False)
+    without.load_state_dict(with_aug.state_dict())
+    inputs = batch([60, 45])
+    with torch.no_grad():
+        torch.testing.assert_close(with_aug.eval()(inputs), without.eval()(inputs))
+        with_aug.train()
+        outs = []
+        for seed in (0, 0, 1, 2):
+            torch.manual_seed(seed)
+            outs.append(with_aug(inputs))
+    torch.testing.assert_close(outs[0], outs[1])
+    assert any(not torch.allclose(outs[0], other) for other in outs[2:])
+
+
+def test_rejects() -> None:
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        build(DIMS, 4, patch_size=256)
+    with pytest.raises(ValueError, match="text"):
+        build({"audio": 64}, 4)
+
+
+def test_batch_shorter_than_one_patch() -> None:
+    """No whole patch anywhere: the audio pools to 0 and the logits stay finite (text key only)."""
+    torch.manual_seed(8)
+    head = build(DIMS, 4).eval()
+    inputs = batch([3, 1])
+    with torch.no_grad():
+        logits, features = head.forward_features(inputs)
+    assert logits.shape == (2, 4) and torch.isfinite(logits).all()
+    assert torch.equal(features, torch.zeros_like(features))
