@@ -59,8 +59,11 @@ def _read_container(path: Path, start: float | None, end: float | None) -> tuple
             data = np.concatenate(chunks).astype(np.float32)
     except av.error.FFmpegError as err:
         raise AudioError(f"unreadable audio ({err})") from err
-    if np.issubdtype(chunks[0].dtype, np.integer):
-        data /= float(np.iinfo(chunks[0].dtype).max)
+    if np.issubdtype(chunks[0].dtype, np.unsignedinteger):  # e.g. u8 PCM: zero sits at mid-range
+        middle = (float(np.iinfo(chunks[0].dtype).max) + 1) / 2
+        data = (data - middle) / middle
+    elif np.issubdtype(chunks[0].dtype, np.integer):
+        data /= float(np.iinfo(chunks[0].dtype).max) + 1
     first = round((start or 0.0) * rate)
     last = round(end * rate) if end is not None else len(data)
     return data[first:last], rate

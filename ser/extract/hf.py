@@ -52,7 +52,11 @@ def load_pretrained(loader: Callable[..., Any], name_or_path: str, *, revision: 
         if not (local / "config.json").exists() and not (local / "preprocessor_config.json").exists():
             raise ExtractorError(f"{local} is not a Hugging Face model folder (no config.json); point "
                                  "--checkpoint at the folder written by save_pretrained")
-        return loader.from_pretrained(str(local), **kwargs)
+        try:
+            return loader.from_pretrained(str(local), **kwargs)
+        except (OSError, ValueError) as err:
+            raise ExtractorError(f"{local} cannot be loaded as a {getattr(loader, '__name__', 'model')} ({err}); "
+                                 "point --checkpoint at a complete save_pretrained folder") from err
     try:
         return loader.from_pretrained(name_or_path, revision=revision, local_files_only=True, **kwargs)
     except OSError as cached_error:

@@ -64,6 +64,18 @@ class SslConfig:
     """Zero-mean unit-variance input normalisation; None = what the checkpoint's feature extractor says."""
 
 
+def final_hidden_states(output: Any) -> list[torch.Tensor]:
+    """All hidden states with the last one equal to the model output.
+
+    Depending on the transformers version, the last entry of ``hidden_states`` of pre-LN encoders
+    (the large wav2vec2-style models, Whisper) is taken before or after the final LayerNorm;
+    ``last_hidden_state`` is always after it, so it replaces the last entry: one meaning everywhere.
+    """
+    states = list(output.hidden_states)
+    states[-1] = output.last_hidden_state
+    return states
+
+
 def receptive_field(kernels: Sequence[int], strides: Sequence[int]) -> int:
     """Samples one output frame of a stack of 1-D convolutions sees (400 for wav2vec2's encoder)."""
     field, jump = 1, 1
@@ -153,7 +165,7 @@ class SslExtractor:
                                                         enabled=self._autocast):
                 output = self.model(**inputs, output_hidden_states=True)
             frames = self.model._get_feat_extract_output_lengths(torch.tensor(lengths)).tolist()
-            hidden = torch.stack(output.hidden_states, dim=1).float().cpu().numpy()  # (B, L, T, D)
+            hidden = torch.stack(final_hidden_states(output), dim=1).float().cpu().numpy()  # (B, L, T, D)
             for row, index in enumerate(group):
                 results[index] = hidden[row, :, : int(frames[row])]
         return [r for r in results if r is not None]

@@ -31,7 +31,7 @@ from ser.extract.base import (
 )
 from ser.extract.hf import load_pretrained, resolved_revision
 from ser.extract.registry import PRESETS
-from ser.extract.ssl import TORCH_DTYPES
+from ser.extract.ssl import TORCH_DTYPES, final_hidden_states
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class WhisperEncoderExtractor:
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=TORCH_DTYPES[self.cfg.dtype],
                                                     enabled=self._autocast):
             output = self.encoder(inputs, output_hidden_states=True)
-        hidden = torch.stack(output.hidden_states, dim=1).float().cpu().numpy()  # (B, L, 1500, D)
+        hidden = torch.stack(final_hidden_states(output), dim=1).float().cpu().numpy()  # (B, L, 1500, D)
         valid = [min(hidden.shape[2], math.ceil(c.size / self.hop)) for c in chunks]
         return [hidden[row, :, :n] for row, n in enumerate(valid)]
 

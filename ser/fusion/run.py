@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import os
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,20 @@ def config_from_dict(record: dict[str, Any]) -> FitConfig:
     missing = [k for k in ("fusion", "manifest", "protocol") if not record.get(k)]
     if missing:
         raise UserError(f"the fit config needs {', '.join(missing)} (flags --fusion/--manifest/--protocol or YAML)")
-    return FitConfig(**record, train=TrainConfig(**train))
+    return FitConfig(**record, train=TrainConfig(**_coerce_numbers(TrainConfig, train)))
+
+
+def _coerce_numbers(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """YAML reads ``1e-4`` as a string; turn such values of int/float fields into numbers (or refuse)."""
+    types = typing.get_type_hints(cls)
+    out = dict(values)
+    for key, value in values.items():
+        if isinstance(value, str) and types.get(key) in (int, float):
+            try:
+                out[key] = types[key](float(value)) if types[key] is int else float(value)
+            except ValueError:
+                raise UserError(f"train.{key} must be a number, not {value!r}") from None
+    return out
 
 
 def apply_overrides(record: dict[str, Any], pairs: list[str]) -> dict[str, Any]:

@@ -155,9 +155,6 @@ def test_int32_pcm_in_a_container_is_scaled(tmp_path: Path) -> None:
     np.testing.assert_allclose(load_audio(path, sample_rate=RATE), samples, atol=1e-6, rtol=0)
 
 
-@pytest.mark.xfail(strict=True, reason="ser/extract/audio.py _read_container scales every integer sample format by "
-                   "1/iinfo.max, which is wrong for unsigned 8-bit PCM (u8, zero at 128): the audio comes back in "
-                   "[0, 1] with a +0.5 DC offset and half the amplitude")
 def test_unsigned_8bit_pcm_in_a_container_is_centred(tmp_path: Path) -> None:
     path = tmp_path / "u8.mka"
     av = pytest.importorskip("av")

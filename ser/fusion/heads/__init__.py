@@ -33,6 +33,8 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
+from ser.errors import UserError
+
 
 @dataclass(frozen=True)
 class HeadInfo:
@@ -76,7 +78,7 @@ HEADS: dict[str, HeadInfo] = {
 
 
 def head_module(name: str) -> ModuleType:
-    """Import a head's module (raises KeyError naming the choices for unknown names)."""
+    """Import a head's module (a :class:`UserError` names the choices for unknown names)."""
     if name not in HEADS:
-        raise KeyError(f"unknown fusion head {name!r}; choose one of {', '.join(HEADS)}")
+        raise UserError(f"unknown fusion head {name!r}; choose one of {', '.join(HEADS)}")
     return importlib.import_module(HEADS[name].target)
