@@ -65,3 +65,40 @@ def decode_text(data: bytes, encodings: tuple[str, ...], source: Path) -> str:
             continue
     raise ManifestError(f"{source}: unreadable transcript, not decodable as any of {', '.join(encodings)}; "
                         "re-save it as UTF-8")
+
+
+def read_csv_rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """Parse a UTF-8 CSV into ``(first line number, row)`` pairs; blank lines are skipped.
+
+    Raises :class:`ManifestError` naming the file and line for a missing column, unparsable
+    quoting, or a row whose field count differs from the header's.
+    """
+    import csv
+    import io
+
+    text = decode_text(path.read_bytes(), ("utf-8",), path)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        raise ManifestError(f"{path}: the file is empty; expected the header {','.join(required)}") from None
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ManifestError(f"{path}:1: missing column(s) {', '.join(missing)}; the header must contain "
+                            f"{','.join(required)}")
+    rows = []
+    while True:
+        line_no = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            raise ManifestError(f"{path}:{line_no}: unparsable CSV ({err}); fix the quoting of that row") from err
+        if not fields or not any(f.strip() for f in fields):
+            continue
+        if len(fields) != len(header):
+            raise ManifestError(f"{path}:{line_no}: {len(fields)} fields but the header has {len(header)}; "
+                                "quote fields that contain commas and fill in missing values")
+        rows.append((line_no, dict(zip(header, fields, strict=True))))
+    return rows

@@ -10,13 +10,11 @@ Raw labels are the Emotion column, lowercased; the Sentiment column is kept in `
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ser.manifests.corpora.base import CorpusScan, decode_text, relative_audio, require_dir
+from ser.manifests.corpora.base import CorpusScan, read_csv_rows, relative_audio, require_dir
 from ser.manifests.schema import ManifestError, Utterance
 
 
@@ -133,35 +131,4 @@ def _scan_split(root: Path, split: _Split, clip_dirs: list[tuple[Path, set[str]]
 
 
 def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
-    """Parse one MELD CSV into ``(first line number, row)`` pairs; blank lines are skipped.
-
-    Raises :class:`ManifestError` naming the file and line for a missing column or a row whose
-    field count differs from the header's.
-    """
-    text = decode_text(path.read_bytes(), ("utf-8",), path)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [name.strip() for name in next(reader)]
-    except StopIteration:
-        raise ManifestError(f"{path}: the file is empty; expected the header {','.join(COLUMNS)}") from None
-    missing = [c for c in COLUMNS if c not in header]
-    if missing:
-        raise ManifestError(f"{path}:1: missing column(s) {', '.join(missing)}; the header must be "
-                            f"{','.join(COLUMNS)}")
-    rows = []
-    while True:
-        line_no = reader.line_num + 1
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as err:
-            raise ManifestError(f"{path}:{line_no}: unparsable CSV ({err}); "
-                                "fix the quoting of that row") from err
-        if not fields or not any(f.strip() for f in fields):
-            continue
-        if len(fields) != len(header):
-            raise ManifestError(f"{path}:{line_no}: {len(fields)} fields but the header has {len(header)}; "
-                                "quote fields that contain commas and fill in missing values")
-        rows.append((line_no, dict(zip(header, fields, strict=True))))
-    return rows
+    return read_csv_rows(path, COLUMNS)
