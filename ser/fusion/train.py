@@ -69,6 +69,9 @@ class TrainConfig:
     """Mixed precision on GPU (ignored on CPU)."""
     deterministic: bool = True
     """torch.use_deterministic_algorithms (same config + seed = same numbers)."""
+    refit: bool = False
+    """After choosing the epoch count on validation, retrain from the same seed on train +
+    validation for that many epochs, then test (validation never sees the test fold either way)."""
     threads: int = 1
     """CPU threads for torch (0 = torch's default). One thread is fastest for the small heads: their
     matrices are too small for intra-op parallelism to pay, and ablation grids run several fits
@@ -184,24 +187,29 @@ def _evaluate(model: FusionModel, data: FusionData, rows: np.ndarray, cfg: Train
     return metrics, probs, total_loss / max(len(rows), 1)
 
 
-def train_fold(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *, fusion: str,
-               head_options: dict[str, Any], cfg: TrainConfig, seed: int) -> FoldResult:
-    """Train on ``rows["train"]``, select on ``rows["validation"]``, test once on ``rows["test"]``."""
-    start = time.perf_counter()
-    device = resolve_device(cfg.device)
-    generator = seed_everything(seed, cfg.deterministic)
-    if cfg.threads > 0 and device.type == "cpu":
-        torch.set_num_threads(cfg.threads)
-    if len(rows["validation"]) == 0:
-        raise UserError(f"fold {fold_name}: the validation set is empty; raise --val-fraction or check the protocol")
-    standardizer = Standardizer.fit(data, rows["train"]) if cfg.normalize else None
+@dataclass
+class _Setup:
+    """A freshly initialised model with its loss, optimiser, schedule and input scaling."""
+
+    model: FusionModel
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    standardizer: Standardizer | None
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+
+
+def _setup(data: FusionData, train_rows: np.ndarray, fusion: str, head_options: dict[str, Any], cfg: TrainConfig,
+           device: torch.device) -> _Setup:
+    standardizer = Standardizer.fit(data, train_rows) if cfg.normalize else None
     dims = {m: d.dim for m, d in data.modalities.items()}
     try:
         head = head_module(fusion).build(dims, len(data.classes), **head_options)
     except TypeError as err:
         raise UserError(f"fusion head {fusion}: {err}") from err
     model = FusionModel(head, {m: d.n_layers for m, d in data.modalities.items()}).to(device)
-    weights = class_weights(data.labels[rows["train"]], len(data.classes)) if cfg.class_weighted else None
+    weights = class_weights(data.labels[train_rows], len(data.classes)) if cfg.class_weighted else None
     if cfg.loss not in ("ce", "focal") and not hasattr(head, "forward_features"):
         raise UserError(f"loss {cfg.loss!r} needs features, but head {fusion!r} does not expose them; use ce or focal")
     try:
@@ -210,35 +218,61 @@ def train_fold(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *,
     except (ValueError, TypeError) as err:
         raise UserError(f"train.loss {cfg.loss!r}: {err}") from err
     optimizer = _optimizer([*model.parameters(), *loss_fn.parameters()], cfg)
-    scheduler = _scheduler(optimizer, cfg)
     use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    return _Setup(model, loss_fn, optimizer, _scheduler(optimizer, cfg), standardizer,
+                  torch.amp.GradScaler("cuda", enabled=use_amp), use_amp)
+
+
+def _train_epoch(setup: _Setup, data: FusionData, rows: np.ndarray, cfg: TrainConfig, device: torch.device,
+                 generator: torch.Generator) -> float:
+    """One pass over ``rows``; returns the mean training loss."""
+    setup.model.train()
+    setup.loss_fn.train()
+    epoch_loss = 0.0
+    for _, inputs, labels in iterate_batches(data, rows, cfg.batch_size, shuffle=True, generator=generator,
+                                             standardizer=setup.standardizer):
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        labels = labels.to(device)
+        setup.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=setup.use_amp):
+            if getattr(setup.loss_fn, "needs_features", False):
+                logits, features = setup.model.forward_features(inputs)
+            else:
+                logits, features = setup.model(inputs), None
+        loss = setup.loss_fn(logits.float(), None if features is None else features.float(), labels)
+        setup.scaler.scale(loss).backward()
+        setup.scaler.step(setup.optimizer)
+        setup.scaler.update()
+        epoch_loss += loss.item() * len(labels)
+    return epoch_loss / max(len(rows), 1)
+
+
+def train_fold(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *, fusion: str,
+               head_options: dict[str, Any], cfg: TrainConfig, seed: int) -> FoldResult:
+    """Train on ``rows["train"]``, select on ``rows["validation"]``, test once on ``rows["test"]``.
+
+    With ``cfg.refit`` the model is then re-initialised with the same seed and trained on train +
+    validation for the selected number of epochs before the single test pass (validation only
+    chose the epoch count).
+    """
+    start = time.perf_counter()
+    device = resolve_device(cfg.device)
+    generator = seed_everything(seed, cfg.deterministic)
+    if cfg.threads > 0 and device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    if len(rows["validation"]) == 0:
+        raise UserError(f"fold {fold_name}: the validation set is empty; raise --val-fraction or check the protocol")
+    setup = _setup(data, rows["train"], fusion, head_options, cfg, device)
+    model, loss_fn, scheduler, standardizer = setup.model, setup.loss_fn, setup.scheduler, setup.standardizer
     best_score, best_epoch, best_state, waited = -np.inf, -1, None, 0
     best_val: dict[str, Any] = {}
     history: list[dict[str, float]] = []
     epoch = 0
     for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        loss_fn.train()
-        epoch_loss = 0.0
-        for _, inputs, labels in iterate_batches(data, rows["train"], cfg.batch_size, shuffle=True,
-                                                 generator=generator, standardizer=standardizer):
-            inputs = {k: v.to(device) for k, v in inputs.items()}
-            labels = labels.to(device)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, enabled=use_amp):
-                if getattr(loss_fn, "needs_features", False):
-                    logits, features = model.forward_features(inputs)
-                else:
-                    logits, features = model(inputs), None
-            loss = loss_fn(logits.float(), None if features is None else features.float(), labels)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            epoch_loss += loss.item() * len(labels)
+        train_loss = _train_epoch(setup, data, rows["train"], cfg, device, generator)
         val_metrics, _, val_loss = _evaluate(model, data, rows["validation"], cfg, device, standardizer, loss_fn)
         score = val_metrics[cfg.select]
-        history.append({"epoch": epoch, "train_loss": epoch_loss / max(len(rows["train"]), 1),
+        history.append({"epoch": epoch, "train_loss": train_loss,
                         "val_loss": val_loss, f"val_{cfg.select}": score})
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(val_loss)
@@ -255,6 +289,16 @@ def train_fold(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *,
     assert best_state is not None
     model.load_state_dict(best_state[0])
     loss_fn.load_state_dict(best_state[1])  # centers / margin weights chosen with the model
+    if cfg.refit:
+        generator = seed_everything(seed, cfg.deterministic)
+        pooled = np.concatenate([rows["train"], rows["validation"]])
+        setup = _setup(data, pooled, fusion, head_options, cfg, device)
+        model, loss_fn, standardizer = setup.model, setup.loss_fn, setup.standardizer
+        for _ in range(best_epoch):
+            _train_epoch(setup, data, pooled, cfg, device, generator)
+            if setup.scheduler is not None and not isinstance(setup.scheduler,
+                                                              torch.optim.lr_scheduler.ReduceLROnPlateau):
+                setup.scheduler.step()
     test_metrics, probs, _ = _evaluate(model, data, rows["test"], cfg, device, standardizer, loss_fn)
     predictions = [{"fold": fold_name, "seed": seed, "id": data.ids[r], "true": data.classes[data.labels[r]],
                     "pred": data.classes[int(p.argmax())],
