@@ -1,0 +1,29 @@
+"""``ser demo`` end to end on the packaged RAVDESS subset (offline, CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from ser.cli import app
+
+
+def test_demo_runs_offline_and_reports_both_fits(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    workdir = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--workdir", str(workdir), "--epochs", "8"])
+    assert result.exit_code == 0, result.output
+    assert "ravdess: 240 utterances found, 240 written" in result.output
+    assert result.output.count("mean ± std over folds and seeds: UA") == 2
+    assert "only the audio branch can" in result.output
+    runs = sorted((workdir / "runs").iterdir())
+    assert len(runs) == 2
+    for run in runs:
+        assert (run / "confusion.png").stat().st_size > 1000
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert [r["fold"] for r in metrics["runs"]] == ["Actor_01", "Actor_02", "Actor_03", "Actor_04"]
+        assert metrics["test"]["ua"]["mean"] > 0.125  # above chance for 8 classes
+    again = CliRunner().invoke(app, ["demo", "--workdir", str(workdir), "--epochs", "8"])
+    assert again.exit_code == 0 and again.output.count("already complete") == 2  # caches are reused
