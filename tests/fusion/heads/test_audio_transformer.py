@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from torch import nn
 
 from ser.fusion.heads import audio_transformer
 from ser.fusion.heads.audio_transformer import build, sinusoidal_positions
@@ -68,33 +67,6 @@ def test_padding_invariance_eval() -> None:
         batched = head(inputs)
         for i in range(4):
             torch.testing.assert_close(head(alone(inputs, i))[0], batched[i], atol=1e-5, rtol=1e-5)
-
-
-def test_gradients_reach_every_parameter() -> None:
-    torch.manual_seed(2)
-    head = build(audio_transformer.EXAMPLE_DIMS, 3, specaugment=False).train()
-    inputs = batch([40, 26, 33])
-    nn.functional.cross_entropy(head(inputs), torch.tensor([0, 1, 2])).backward()
-    for name, param in head.named_parameters():
-        assert param.grad is not None, name
-        assert torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0, name
-
-
-def test_specaugment_only_in_training() -> None:
-    torch.manual_seed(3)
-    with_aug = build(audio_transformer.EXAMPLE_DIMS, 4, dropout=0.0)
-    without = build(audio_transformer.EXAMPLE_DIMS, 4, dropout=0.0, specaugment=False)
-    without.load_state_dict(with_aug.state_dict())
-    inputs = batch([60, 45])
-    with torch.no_grad():
-        torch.testing.assert_close(with_aug.eval()(inputs), without.eval()(inputs))
-        with_aug.train()
-        outs = []
-        for seed in (0, 0, 1, 2):
-            torch.manual_seed(seed)
-            outs.append(with_aug(inputs))
-    torch.testing.assert_close(outs[0], outs[1])
-    assert any(not torch.allclose(outs[0], other) for other in outs[2:])
 
 
 def test_rejects() -> None:

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from torch import nn
 
 from ser.fusion.heads import cnn_bilstm
 from ser.fusion.heads.cnn_bilstm import build
@@ -69,33 +68,6 @@ def test_padding_invariance_train_mode() -> None:
     inputs = batch([33], t=64, pad=-3.0)
     torch.testing.assert_close(head(inputs), twin(alone(inputs, 0)), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(head.blocks[0].bn.running_var, twin.blocks[0].bn.running_var)
-
-
-def test_gradients_reach_every_parameter() -> None:
-    torch.manual_seed(3)
-    head = build(cnn_bilstm.EXAMPLE_DIMS, 3, specaugment=False, lstm_layers=2).train()
-    inputs = batch([40, 26, 33])
-    nn.functional.cross_entropy(head(inputs), torch.tensor([0, 1, 2])).backward()
-    for name, param in head.named_parameters():
-        assert param.grad is not None, name
-        assert torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0, name
-
-
-def test_specaugment_only_in_training() -> None:
-    torch.manual_seed(4)
-    with_aug = build(cnn_bilstm.EXAMPLE_DIMS, 4, dropout=0.0)
-    without = build(cnn_bilstm.EXAMPLE_DIMS, 4, dropout=0.0, specaugment=False)
-    without.load_state_dict(with_aug.state_dict())
-    inputs = batch([60, 45])
-    with torch.no_grad():
-        torch.testing.assert_close(with_aug.eval()(inputs), without.eval()(inputs))
-        with_aug.train()
-        outs = []
-        for seed in (0, 0, 1, 2):
-            torch.manual_seed(seed)
-            outs.append(with_aug(inputs))
-    torch.testing.assert_close(outs[0], outs[1])
-    assert any(not torch.allclose(outs[0], other) for other in outs[2:])
 
 
 def test_rejects() -> None:

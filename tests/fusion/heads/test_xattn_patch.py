@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from torch import nn
 
 from ser.fusion.heads import xattn_patch
 from ser.fusion.heads.xattn_patch import build
@@ -104,33 +103,6 @@ def test_long_items_keep_their_first_patches() -> None:
     first = {**inputs, "audio": inputs["audio"][:, :32], "audio_lengths": torch.tensor([32, 20])}
     with torch.no_grad():
         torch.testing.assert_close(head(inputs), head(first))
-
-
-def test_gradients_reach_every_parameter() -> None:
-    torch.manual_seed(6)
-    head = build(DIMS, 3, specaugment=False).train()
-    inputs = batch([40, 26, 33])
-    nn.functional.cross_entropy(head(inputs), torch.tensor([0, 1, 2])).backward()
-    for name, param in head.named_parameters():
-        assert param.grad is not None, name
-        assert torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0, name
-
-
-def test_specaugment_only_in_training() -> None:
-    torch.manual_seed(7)
-    with_aug = build(DIMS, 4, dropout=0.0)
-    without = build(DIMS, 4, dropout=0.0, specaugment=False)
-    without.load_state_dict(with_aug.state_dict())
-    inputs = batch([60, 45])
-    with torch.no_grad():
-        torch.testing.assert_close(with_aug.eval()(inputs), without.eval()(inputs))
-        with_aug.train()
-        outs = []
-        for seed in (0, 0, 1, 2):
-            torch.manual_seed(seed)
-            outs.append(with_aug(inputs))
-    torch.testing.assert_close(outs[0], outs[1])
-    assert any(not torch.allclose(outs[0], other) for other in outs[2:])
 
 
 def test_rejects() -> None:
