@@ -32,7 +32,6 @@ from ser.manifests.schema import Utterance
 
 logger = logging.getLogger(__name__)
 
-MODALITIES = ("audio", "text", "mocap")
 
 
 class DataError(UserError):

@@ -16,23 +16,21 @@ The same config and seeds give the same numbers (and the same directory name).
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import logging
 import os
-import typing
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ser.cache.format import config_hash
 from ser.errors import UserError
-from ser.fusion.data import MODALITIES, View, load_fusion_data, parse_view
+from ser.fusion.config import FitConfig, TrainConfig, apply_overrides, config_from_dict
+from ser.fusion.data import View, load_fusion_data
 from ser.fusion.heads import head_module
 from ser.fusion.metrics import aggregate
-from ser.fusion.train import FoldResult, TrainConfig, train_fold
+from ser.fusion.plots import plot_confusion
+from ser.fusion.train import FoldResult, train_fold
 from ser.manifests.corpora import DEFAULT_LABEL_SETS
 from ser.manifests.labels import load_label_set
 from ser.manifests.protocols import ValidationRule, make_folds
@@ -40,97 +38,7 @@ from ser.manifests.schema import read_manifest
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(kw_only=True)
-class FitConfig:
-    """Everything that defines a fit (YAML keys; nested ``head`` and ``train``)."""
-
-    fusion: str
-    """Head name (``ser fusion list``)."""
-    manifest: str
-    protocol: str
-    """Protocol preset (``ser protocol list``)."""
-    audio: str | None = None
-    """Audio store and view, ``STORE[:stat=..,layer=..|seq=..]``."""
-    text: str | None = None
-    mocap: str | None = None
-    label_set: str | None = None
-    """Default: the manifest's label set, else the corpus default."""
-    val_fraction: float = 0.2
-    val_by: str = "speaker"
-    split_seed: int = 0
-    """Seed of the validation carving (independent of the training seeds)."""
-    protocol_options: dict[str, Any] = field(default_factory=dict)
-    folds: list[str] | None = None
-    """Fold names to run (None = all)."""
-    seeds: list[int] = field(default_factory=lambda: [0])
-    head: dict[str, Any] = field(default_factory=dict)
-    """Overrides of the head's config (paper defaults otherwise)."""
-    train: TrainConfig = field(default_factory=TrainConfig)
-    out: str = "runs"
-
-    def views(self) -> dict[str, View]:
-        return {m: parse_view(v) for m in MODALITIES if (v := getattr(self, m))}
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def slug(self) -> str:
-        """Readable name + hash of everything that changes the numbers (``out`` excluded)."""
-        record = self.to_dict()
-        record.pop("out")
-        label = self.label_set or "default"
-        return f"{self.fusion}-{self.protocol}-{label}-{config_hash(record)[:10]}"
-
-
-def config_from_dict(record: dict[str, Any]) -> FitConfig:
-    """Build a :class:`FitConfig` from a (YAML) dict, refusing unknown keys by name."""
-    known = {f.name for f in dataclasses.fields(FitConfig)}
-    unknown = sorted(set(record) - known)
-    if unknown:
-        raise UserError(f"unknown config keys {unknown}; known: {sorted(known)}")
-    record = dict(record)
-    train = record.pop("train", {}) or {}
-    train_known = {f.name for f in dataclasses.fields(TrainConfig)}
-    bad = sorted(set(train) - train_known)
-    if bad:
-        raise UserError(f"unknown train keys {bad}; known: {sorted(train_known)}")
-    missing = [k for k in ("fusion", "manifest", "protocol") if not record.get(k)]
-    if missing:
-        raise UserError(f"the fit config needs {', '.join(missing)} (flags --fusion/--manifest/--protocol or YAML)")
-    return FitConfig(**record, train=TrainConfig(**_coerce_numbers(TrainConfig, train)))
-
-
-def _coerce_numbers(cls: type, values: dict[str, Any]) -> dict[str, Any]:
-    """YAML reads ``1e-4`` as a string; turn such values of int/float fields into numbers (or refuse)."""
-    types = typing.get_type_hints(cls)
-    out = dict(values)
-    for key, value in values.items():
-        if isinstance(value, str) and types.get(key) in (int, float):
-            try:
-                out[key] = types[key](float(value)) if types[key] is int else float(value)
-            except ValueError:
-                raise UserError(f"train.{key} must be a number, not {value!r}") from None
-    return out
-
-
-def apply_overrides(record: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
-    """Apply ``--set key=value`` overrides (dotted keys into nested dicts; values parsed as YAML)."""
-    import yaml
-
-    record = json.loads(json.dumps(record))
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"--set expects KEY=VALUE, got {pair!r}")
-        target = record
-        *parents, leaf = key.split(".")
-        for part in parents:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise UserError(f"--set {key}: {part} is not a section")
-        target[leaf] = yaml.safe_load(raw)
-    return record
+__all__ = ["FitConfig", "TrainConfig", "apply_overrides", "config_from_dict", "run_fit"]
 
 
 def _check_inputs(fusion: str, views: dict[str, View]) -> None:
@@ -199,9 +107,9 @@ def _run(cfg: FitConfig, run_dir: Path) -> Path:
         "validation": aggregate([r.validation for r in results]),
         "confusion": _summed_confusion(results, len(data.classes)),
     }
-    _write_json(run_dir / "metrics.json", summary)
     _write_predictions(run_dir / "predictions.csv", results, data.classes)
-    _plot_confusion(run_dir / "confusion.png", summary["confusion"], list(data.classes))
+    plot_confusion(run_dir / "confusion.png", summary["confusion"], list(data.classes))
+    _write_json(run_dir / "metrics.json", summary)  # last: its presence means the run is complete
     return run_dir
 
 
@@ -237,31 +145,3 @@ def _write_predictions(path: Path, results: list[FoldResult], classes: tuple[str
         for result in results:
             writer.writerows(result.predictions)
     os.replace(tmp, path)
-
-
-def _plot_confusion(path: Path, confusion: list[list[int]], classes: list[str]) -> None:
-    """Row-normalised confusion matrix with counts; skipped (logged) without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logger.warning("matplotlib is not installed (pip install 'serkit[plots]'); %s not written", path.name)
-        return
-    counts = np.asarray(confusion, dtype=np.float64)
-    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(classes), 0.8 + 0.7 * len(classes)))
-    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center",
-                    color="white" if rates[i, j] > 0.5 else "black", fontsize=8)
-    fig.colorbar(image, ax=ax, fraction=0.046, label="recall share")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -170,10 +170,15 @@ def fuzzify(x: torch.Tensor, mode: str) -> torch.Tensor:
     z = standardise(x)
     if mode == "per_sample":
         index = select_fuzzy_types(x)  # (B,)
-        # Evaluate all five memberships (cheap at these widths) and gather each sample's own.
-        stacked = torch.stack([MEMBERSHIPS[name](z) for name in FUZZY_TYPES])  # (K, B, ..., H)
-        gather_at = index.view(1, -1, *([1] * (z.dim() - 1))).expand(1, *z.shape)
-        return stacked.gather(0, gather_at).squeeze(0)
+        present = torch.unique(index).tolist()
+        if len(present) == 1:  # the usual case: every sample picked the same membership
+            return MEMBERSHIPS[FUZZY_TYPES[present[0]]](z)
+        # Evaluate only the memberships some sample picked, then take each sample's own.
+        out = torch.zeros_like(z)
+        for k in present:
+            chosen = (index == k).view(-1, *([1] * (z.dim() - 1)))
+            out = torch.where(chosen, MEMBERSHIPS[FUZZY_TYPES[k]](z), out)
+        return out
     name = select_fuzzy_type(x) if mode == "batch" else mode
     return MEMBERSHIPS[name](z)
 
