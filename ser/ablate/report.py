@@ -1,0 +1,344 @@
+"""``ser report``: every finished run under a folder, grouped into grid cells, as tables and plots.
+
+A **cell** is a fit config without its seeds and folds: the runs of one cell (every fold x seed,
+whether they came from one ``ser fit --seeds 0,1,2`` or from three ``ser ablate`` jobs) are pooled,
+and each metric is reported as mean ± std over those fold x seed runs (the same statistic
+``metrics.json`` holds for a single run directory). A (cell, fold, seed) found twice counts once.
+
+Cells are grouped into **sections** by protocol card (corpus, protocol, label set): numbers of
+different protocols are never ranked against each other. Within a section the columns are the
+config keys that differ between its cells, and the best mean per metric is marked.
+
+Outputs (``<runs>/report/`` unless told otherwise):
+
+``report.md``           one table per section, best per metric in bold, plus the protocol cards
+``report.csv``          one row per cell: the varying keys, n runs, mean and std of every metric, best flags
+``runs.csv``            one row per (cell, fold, seed): the long format for your own statistics
+``bars_<section>.png``  UA and WA per cell with std error bars
+``confusion/<cell>.png`` confusion matrix summed over the cell's runs
+``layer_weights_<section>.png``  learned softmax layer weights (mean ± std over runs) per cell
+``emobox.json``         per cell and run, metrics under EmoBox's field names (ua, wa, micro_f1, macro_f1,
+                        confusion, num) with their mean and std
+``emobox_predictions/<cell>.jsonl``  {"key", "pred", "label", "fold", "seed"} per test utterance
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ser.cache.format import config_hash
+from ser.errors import UserError
+from ser.fusion.metrics import aggregate
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("ua", "wa", "macro_f1", "weighted_f1")
+METRIC_NAMES = {"ua": "UA", "wa": "WA", "macro_f1": "macro-F1", "weighted_f1": "weighted-F1"}
+RUN_KEYS = ("seeds", "folds", "out")
+"""Config keys that do not define a cell (a cell pools its seeds and folds)."""
+
+
+@dataclass
+class Cell:
+    """The pooled runs of one fit config (without seeds and folds)."""
+
+    key: str
+    config: dict[str, Any]
+    section: str
+    classes: list[str]
+    card: dict[str, Any]
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    """metrics.json ``runs`` entries (fold, seed, test, validation, layer_weights, ...)."""
+    run_dirs: list[Path] = field(default_factory=list)
+
+    @property
+    def cell_id(self) -> str:
+        return f"{self.config.get('fusion', 'cell')}-{self.key[:8]}"
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        return aggregate([run["test"] for run in self.runs], METRICS)
+
+    def confusion(self) -> np.ndarray:
+        return np.sum([np.asarray(run["test"]["confusion"], dtype=np.int64) for run in self.runs], axis=0)
+
+    def seeds(self) -> list[int]:
+        return sorted({int(run["seed"]) for run in self.runs})
+
+    def folds(self) -> list[str]:
+        return sorted({str(run["fold"]) for run in self.runs})
+
+
+@dataclass
+class Section:
+    """Cells evaluated under one protocol card."""
+
+    name: str
+    card: dict[str, Any]
+    cells: list[Cell]
+    columns: list[str]
+    """Flattened config keys whose values differ between the cells (``fusion`` always first)."""
+
+    def best(self) -> dict[str, str]:
+        """Metric -> cell key with the highest mean."""
+        out = {}
+        for metric in METRICS:
+            means = {c.key: c.summary()[metric]["mean"] for c in self.cells}
+            out[metric] = max(means, key=lambda k: means[k])
+        return out
+
+
+def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> dotted keys (``train.lr``); lists become their JSON text."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{name}."))
+        elif isinstance(value, (list, dict)):
+            out[name] = json.dumps(value)
+        else:
+            out[name] = value
+    return out
+
+
+def _read_run(metrics_path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    import yaml
+
+    run_dir = metrics_path.parent
+    try:
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        resolved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        logger.warning("%s: skipped, cannot read its metrics.json / config.yaml (%s)", run_dir, err)
+        return None
+    if not isinstance(metrics, dict) or "runs" not in metrics or not isinstance(resolved, dict):
+        logger.warning("%s: skipped, not a ser fit run directory", run_dir)
+        return None
+    return metrics, resolved
+
+
+def collect(runs_dir: Path) -> list[Cell]:
+    """Every finished run directory under ``runs_dir``, pooled into cells (in discovery order)."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise UserError(f"{runs_dir} is not a folder of run directories")
+    cells: dict[str, Cell] = {}
+    seen: set[tuple[str, str, int]] = set()
+    duplicates = 0
+    for metrics_path in sorted(runs_dir.rglob("metrics.json")):
+        read = _read_run(metrics_path)
+        if read is None:
+            continue
+        metrics, resolved = read
+        config = {k: v for k, v in (resolved.get("config") or {}).items() if k not in RUN_KEYS}
+        config["label_set"] = resolved.get("label_set", config.get("label_set"))
+        key = config_hash(config)
+        card = metrics.get("protocol_card", {})
+        if key not in cells:
+            section = f"{card.get('corpus', '?')} / {card.get('protocol', config.get('protocol'))} / " \
+                      f"{metrics.get('label_set', config.get('label_set'))}"
+            cells[key] = Cell(key=key, config=config, section=section, classes=list(metrics.get("classes", [])),
+                              card=card)
+        cell = cells[key]
+        cell.run_dirs.append(metrics_path.parent)
+        for run in metrics["runs"]:
+            ident = (key, str(run["fold"]), int(run["seed"]))
+            if ident in seen:
+                duplicates += 1
+                continue
+            seen.add(ident)
+            cell.runs.append(run)
+    if duplicates:
+        logger.info("%d (cell, fold, seed) runs were found twice and counted once", duplicates)
+    if not cells:
+        raise UserError(f"no finished runs (metrics.json) under {runs_dir}; run `ser fit` or `ser ablate` first")
+    return list(cells.values())
+
+
+def sections(cells: Iterable[Cell]) -> list[Section]:
+    grouped: dict[str, list[Cell]] = {}
+    for cell in cells:
+        grouped.setdefault(cell.section, []).append(cell)
+    out = []
+    for name, members in grouped.items():
+        flat = [flatten(c.config) for c in members]
+        keys = list(dict.fromkeys(k for f in flat for k in f))
+        varying = [k for k in keys if len({json.dumps(f.get(k), default=str) for f in flat}) > 1]
+        columns = ["fusion", *[k for k in varying if k != "fusion"]]
+        out.append(Section(name=name, card=members[0].card, cells=members, columns=columns))
+    return out
+
+
+def _pct(entry: dict[str, Any]) -> str:
+    return f"{100 * entry['mean']:.2f} ± {100 * entry['std']:.2f}"
+
+
+def _value(cell: Cell, column: str) -> str:
+    value = flatten(cell.config).get(column)
+    return "-" if value is None else str(value)
+
+
+def markdown(all_sections: list[Section], title: str) -> str:
+    lines = [f"# {title}", "",
+             "Mean ± std over folds x seeds of the test metrics (%); UA = macro recall, WA = accuracy. "
+             "Best per column in bold.", ""]
+    for section in all_sections:
+        best = section.best()
+        lines += [f"## {section.name}", ""]
+        card = section.card
+        lines.append(f"Protocol: {card.get('protocol')} ({len(card.get('folds') or [])} folds), validation: "
+                     f"{card.get('validation', '?')}, speaker-independent: {card.get('speaker_independent', '?')}, "
+                     f"{card.get('n_utterances', '?')} utterances.")
+        lines.append("")
+        header = ["cell", *section.columns, "folds", "seeds", "runs", *(METRIC_NAMES[m] for m in METRICS)]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join("---" for _ in header) + "|")
+        for cell in section.cells:
+            summary = cell.summary()
+            scores = [f"**{_pct(summary[m])}**" if best[m] == cell.key else _pct(summary[m]) for m in METRICS]
+            row = [cell.cell_id, *(_value(cell, c).replace("|", "\\|") for c in section.columns),
+                   str(len(cell.folds())), ",".join(map(str, cell.seeds())), str(len(cell.runs)), *scores]
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def cell_rows(all_sections: list[Section]) -> tuple[list[str], list[dict[str, Any]]]:
+    """report.csv: one row per cell (fractions in [0, 1], not percent)."""
+    config_columns = list(dict.fromkeys(c for s in all_sections for c in s.columns))
+    columns = ["section", "cell", *config_columns, "n_folds", "seeds", "n_runs",
+               *(f"{m}_{stat}" for m in METRICS for stat in ("mean", "std")), "best"]
+    rows = []
+    for section in all_sections:
+        best = section.best()
+        for cell in section.cells:
+            summary = cell.summary()
+            row: dict[str, Any] = {"section": section.name, "cell": cell.cell_id, "n_folds": len(cell.folds()),
+                                   "seeds": " ".join(map(str, cell.seeds())), "n_runs": len(cell.runs),
+                                   "best": " ".join(m for m in METRICS if best[m] == cell.key)}
+            row.update({c: _value(cell, c) for c in section.columns})
+            for metric in METRICS:
+                row[f"{metric}_mean"] = f"{summary[metric]['mean']:.6f}"
+                row[f"{metric}_std"] = f"{summary[metric]['std']:.6f}"
+            rows.append(row)
+    return columns, rows
+
+
+def run_rows(cells: list[Cell]) -> tuple[list[str], list[dict[str, Any]]]:
+    """runs.csv: one row per (cell, fold, seed)."""
+    columns = ["cell", "fold", "seed", "best_epoch", *METRICS, "n_test"]
+    rows = [{"cell": cell.cell_id, "fold": run["fold"], "seed": run["seed"], "best_epoch": run.get("best_epoch"),
+             **{m: f"{run['test'][m]:.6f}" for m in METRICS}, "n_test": run["test"].get("n")}
+            for cell in cells for run in cell.runs]
+    return columns, rows
+
+
+def emobox_record(cell: Cell) -> dict[str, Any]:
+    """A cell's runs under EmoBox's metric names (``EmoEval``: wa, ua, micro_f1, macro_f1, confusion,
+    num); micro-F1 of single-label classification is the accuracy, computed here from the confusion."""
+    folds = []
+    for run in cell.runs:
+        confusion = np.asarray(run["test"]["confusion"], dtype=np.int64)
+        num = int(confusion.sum())
+        folds.append({"fold": run["fold"], "seed": run["seed"], "num": num, "wa": run["test"]["wa"],
+                      "ua": run["test"]["ua"], "micro_f1": float(np.trace(confusion) / max(num, 1)),
+                      "macro_f1": run["test"]["macro_f1"], "confusion": confusion.tolist()})
+    stats = aggregate(folds, ("ua", "wa", "micro_f1", "macro_f1"))
+    return {"config": cell.config, "classes": cell.classes, "protocol_card": cell.card, "runs": folds,
+            "mean": {k: v["mean"] for k, v in stats.items()}, "std": {k: v["std"] for k, v in stats.items()}}
+
+
+def _emobox_predictions(cell: Cell, path: Path) -> int:
+    """{"key", "pred", "label", "fold", "seed"} lines from the cell's predictions.csv files."""
+    wanted = {(str(r["fold"]), int(r["seed"])) for r in cell.runs}
+    written: set[tuple[str, int]] = set()
+    count = 0
+    with open(path, "w", encoding="utf-8") as out:
+        for run_dir in cell.run_dirs:
+            found: set[tuple[str, int]] = set()
+            try:
+                with open(run_dir / "predictions.csv", encoding="utf-8", newline="") as source:
+                    for row in csv.DictReader(source):
+                        ident = (row["fold"], int(row["seed"]))
+                        if ident not in wanted or ident in written:
+                            continue
+                        found.add(ident)
+                        out.write(json.dumps({"key": row["id"], "pred": row["pred"], "label": row["true"],
+                                              "fold": row["fold"], "seed": int(row["seed"])}) + "\n")
+                        count += 1
+            except OSError:
+                logger.warning("%s has no predictions.csv; its EmoBox predictions are missing", run_dir)
+            written |= found
+    return count
+
+
+def safe_name(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text).strip("_") or "section"
+
+
+def write_report(runs_dir: Path, out_dir: Path | None = None, *, title: str | None = None,
+                 plots: bool = True) -> Path:
+    """Collect, aggregate and write every output listed in the module docstring; returns the folder."""
+    from ser.ablate.figures import plot_bars, plot_layer_weights
+    from ser.fusion.plots import plot_confusion
+
+    runs_dir = Path(runs_dir)
+    out_dir = Path(out_dir) if out_dir is not None else runs_dir / "report"
+    cells = collect(runs_dir)
+    all_sections = sections(cells)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.md").write_text(markdown(all_sections, title or f"Results in {runs_dir.name}"),
+                                       encoding="utf-8")
+    _write_csv(out_dir / "report.csv", *cell_rows(all_sections))
+    _write_csv(out_dir / "runs.csv", *run_rows(cells))
+    emobox = {cell.cell_id: emobox_record(cell) for cell in cells}
+    (out_dir / "emobox.json").write_text(json.dumps(emobox, indent=1, default=str), encoding="utf-8")
+    (out_dir / "emobox_predictions").mkdir(exist_ok=True)
+    for cell in cells:
+        _emobox_predictions(cell, out_dir / "emobox_predictions" / f"{cell.cell_id}.jsonl")
+    if plots:
+        (out_dir / "confusion").mkdir(exist_ok=True)
+        for cell in cells:
+            plot_confusion(out_dir / "confusion" / f"{cell.cell_id}.png", cell.confusion().tolist(), cell.classes)
+        for section in all_sections:
+            labels = [cell_label(cell, section) for cell in section.cells]
+            plot_bars(out_dir / f"bars_{safe_name(section.name)}.png", section.name, labels,
+                      [cell.summary() for cell in section.cells])
+            curves = {f"{label} [{modality}]": weights for cell, label in zip(section.cells, labels, strict=True)
+                      for modality, weights in layer_weight_runs(cell).items()}
+            if curves:
+                plot_layer_weights(out_dir / f"layer_weights_{safe_name(section.name)}.png", section.name, curves)
+    return out_dir
+
+
+def cell_label(cell: Cell, section: Section) -> str:
+    """Short label for plots: the cell's values of the section's varying columns."""
+    parts = [_value(cell, c) if c == "fusion" else f"{c.split('.')[-1]}={_value(cell, c)}" for c in section.columns]
+    text = " ".join(parts)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def layer_weight_runs(cell: Cell) -> dict[str, list[list[float]]]:
+    """Modality -> the learned layer weights of every run that learned them."""
+    out: dict[str, list[list[float]]] = {}
+    for run in cell.runs:
+        for modality, weights in (run.get("layer_weights") or {}).items():
+            if weights and all(isinstance(w, (int, float)) and math.isfinite(w) for w in weights):
+                out.setdefault(modality, []).append([float(w) for w in weights])
+    return out

@@ -1,0 +1,354 @@
+"""Run grid jobs on this machine: N at once, k per GPU, in long-lived worker processes.
+
+* **Slots.** With GPUs (``CUDA_VISIBLE_DEVICES`` / ``nvidia-smi``) there are ``jobs_per_gpu`` slots
+  per GPU, and a job starts on a GPU only while it has at least ``gpu_min_free_mib`` free (other
+  users' work counts: this is a shared box). Without GPUs, or with ``device="cpu"``, there are
+  ``workers`` CPU slots (default: one per core; the fits use one thread each).
+* **Idempotent.** Finished runs (``metrics.json``) are skipped; a run locked by a live process (a
+  second runner, another user, a Slurm node) is left to it and waited for; a crashed run is redone.
+* **Workers.** Each slot has one ``ser.ablate.worker`` process (pinned to its GPU through
+  ``CUDA_VISIBLE_DEVICES``) that imports torch once and runs job after job; a worker that dies
+  (out-of-memory kill, native crash) costs its current job and is replaced.
+* **Failure-tolerant.** A job that fails is reported with the end of its ``ablate.log`` and the
+  grid goes on; the summary lists every failure.
+* **Interruptible.** Ctrl-C (or SIGTERM) stops the running jobs and returns; running the grid again
+  resumes it. Jobs die with the runner even if it is SIGKILLed (Linux ``PR_SET_PDEATHSIG``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ser.ablate.devices import Gpu, discover_gpus, free_memory
+from ser.ablate.grid import Job
+from ser.ablate.job import PARENT_ENV
+from ser.ablate.state import is_done, is_locked
+
+logger = logging.getLogger(__name__)
+
+Echo = Callable[[str], None]
+
+
+@dataclass(kw_only=True)
+class RunnerOptions:
+    """How a local grid run uses the machine."""
+
+    workers: int | None = None
+    """Most jobs at once. Default: one per CPU core without GPUs; GPUs x jobs_per_gpu with them."""
+    jobs_per_gpu: int = 1
+    """Jobs packed onto each GPU at once (the small heads leave most of a GPU idle)."""
+    gpu_min_free_mib: int = 2048
+    """Start a job on a GPU only while it has this much memory free (0 turns the guard off)."""
+    device: str = "auto"
+    """auto: GPUs when there are any, else CPU; cpu: never use a GPU."""
+    wait_for_others: bool = True
+    """Wait for runs that another process is running (else report them as not run here)."""
+    poll_seconds: float = 0.5
+    python: str = sys.executable
+
+
+@dataclass
+class GridOutcome:
+    """What a grid run did."""
+
+    total: int = 0
+    already_done: list[Job] = field(default_factory=list)
+    ran: list[Job] = field(default_factory=list)
+    done_elsewhere: list[Job] = field(default_factory=list)
+    failed: list[tuple[Job, str]] = field(default_factory=list)
+    not_run: list[Job] = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return not (self.failed or self.not_run or self.interrupted)
+
+    def summary(self) -> str:
+        return (f"{self.total} jobs: {len(self.ran)} ran, {len(self.already_done)} already done, "
+                f"{len(self.done_elsewhere)} done by another process, {len(self.failed)} failed, "
+                f"{len(self.not_run)} not run" + (" (interrupted)" if self.interrupted else "")
+                + f", {self.seconds:.0f} s")
+
+
+class _Worker:
+    """One ``ser.ablate.worker`` process pinned to a slot's device, fed one job at a time."""
+
+    def __init__(self, gpu: str | None, options: RunnerOptions, log_path: Path) -> None:
+        env = dict(os.environ)
+        env[PARENT_ENV] = str(os.getpid())
+        env["CUDA_VISIBLE_DEVICES"] = gpu if gpu is not None else ""
+        env.setdefault("OMP_NUM_THREADS", "1")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            # A new session: the terminal's Ctrl-C reaches the runner only, which stops the workers itself.
+            self.process = subprocess.Popen([options.python, "-m", "ser.ablate.worker"], stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True)
+        assert self.process.stdout is not None
+        os.set_blocking(self.process.stdout.fileno(), False)
+        self._buffer = b""
+
+    def send(self, spec: Path) -> bool:
+        """Hand over one job; False when the worker is gone."""
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write((json.dumps({"spec": str(spec)}) + "\n").encode())
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return False
+        return True
+
+    def answer(self) -> dict[str, Any] | None:
+        """The worker's answer for its current job, if it has written one."""
+        assert self.process.stdout is not None
+        try:
+            chunk = os.read(self.process.stdout.fileno(), 65536)
+        except BlockingIOError:
+            chunk = b""
+        self._buffer += chunk
+        if b"\n" not in self._buffer:
+            return None
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return json.loads(line)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+@dataclass
+class _Slot:
+    gpu: str | None
+    """GPU id for CUDA_VISIBLE_DEVICES, None for a CPU slot."""
+    worker: _Worker | None = None
+    job: Job | None = None
+    started: float = 0.0
+
+
+def plan_slots(gpus: list[Gpu], options: RunnerOptions) -> list[str | None]:
+    """The slots a run gets: ``jobs_per_gpu`` per GPU (capped by ``workers``), or CPU slots."""
+    if options.jobs_per_gpu < 1:
+        raise ValueError("jobs_per_gpu must be at least 1")
+    if options.device == "cpu" or not gpus:
+        return [None] * max(1, options.workers or os.cpu_count() or 1)
+    slots: list[str | None] = [g.id for _ in range(options.jobs_per_gpu) for g in gpus]
+    return slots[: options.workers] if options.workers else slots
+
+
+def _tail(path: Path, lines: int = 6) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:]) or "(empty log)"
+
+
+def _write_spec(job: Job) -> Path:
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    spec = job.run_dir / "job.json"
+    tmp = spec.with_name(f"job.json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(job.record, indent=1, default=str), encoding="utf-8")
+    os.replace(tmp, spec)
+    return spec
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (e.g. from a batch system) stops the grid like Ctrl-C does."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_workers(slots: list[_Slot], grace: float = 10.0) -> None:
+    """Terminate every worker (SIGTERM, then SIGKILL after ``grace`` seconds)."""
+    workers = [slot.worker for slot in slots if slot.worker is not None]
+    for worker in workers:
+        if worker.alive():
+            worker.process.terminate()
+    deadline = time.monotonic() + grace
+    for worker in workers:
+        try:
+            worker.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait()
+    for slot in slots:
+        slot.worker = None
+
+
+class _Scheduler:
+    """The state of one local grid run (queue, deferred runs, slots) and its steps."""
+
+    def __init__(self, jobs: list[Job], options: RunnerOptions, echo: Echo, log_dir: Path) -> None:
+        self.options, self.echo, self.log_dir = options, echo, log_dir
+        self.gpus = discover_gpus() if options.device != "cpu" else []
+        self.slots = [_Slot(gpu) for gpu in plan_slots(self.gpus, options)]
+        self.outcome = GridOutcome(total=len(jobs))
+        self.queue: deque[Job] = deque()
+        for job in jobs:
+            (self.outcome.already_done if is_done(job.run_dir) else self.queue).append(job)
+        self.deferred: list[Job] = []
+        self._last_memory_note = 0.0
+
+    def describe(self) -> str:
+        where = (f"{len(self.slots)} slots on GPUs {', '.join(g.id for g in self.gpus)}" if self.gpus
+                 else f"{len(self.slots)} CPU workers")
+        return (f"{self.outcome.total} jobs, {len(self.outcome.already_done)} already done, {len(self.queue)} to run "
+                f"on {where}")
+
+    def _count(self) -> str:
+        o = self.outcome
+        return f"[{len(o.already_done) + len(o.ran) + len(o.done_elsewhere) + len(o.failed)}/{o.total}]"
+
+    def _fail(self, job: Job, reason: str) -> None:
+        self.outcome.failed.append((job, reason))
+        self.echo(f"{self._count()} FAILED  {job.label()} seed {job.seed}: {reason.splitlines()[0]}")
+
+    def _settle(self, slot: _Slot, answer: dict[str, Any]) -> None:
+        job, seconds = slot.job, time.monotonic() - slot.started
+        assert job is not None
+        slot.job = None
+        status = answer.get("status")
+        if status == "busy":
+            self.deferred.append(job)
+        elif status == "done" and is_done(job.run_dir):
+            self.outcome.done_elsewhere.append(job)
+        elif status == "ran" and is_done(job.run_dir):
+            self.outcome.ran.append(job)
+            self.echo(f"{self._count()} done    {job.label()} seed {job.seed} ({seconds:.1f} s) -> {job.run_dir.name}")
+        else:
+            log = job.run_dir / "ablate.log"
+            self._fail(job, f"{answer.get('error', 'no result written')} (end of {log}:\n{_tail(log)})")
+
+    def reap(self) -> None:
+        for slot in self.slots:
+            if slot.worker is None or slot.job is None:
+                continue
+            answer = slot.worker.answer()
+            if answer is not None:
+                self._settle(slot, answer)
+            elif not slot.worker.alive():  # killed (out of memory?) or crashed hard: costs this job only
+                code = slot.worker.process.returncode
+                slot.worker = None
+                self._settle(slot, {"status": "error", "error": f"the worker process died with exit status {code} "
+                                    "(killed, e.g. out of memory, or a crash in native code)"})
+
+    def revisit_deferred(self) -> None:
+        """Runs another process holds: finished by it, given up by it (redo here), or still running."""
+        still = []
+        for job in self.deferred:
+            if is_done(job.run_dir):
+                self.outcome.done_elsewhere.append(job)
+                self.echo(f"{self._count()} done elsewhere {job.label()} seed {job.seed}")
+            elif not is_locked(job.run_dir):
+                self.queue.appendleft(job)
+            elif self.options.wait_for_others:
+                still.append(job)
+            else:
+                self.outcome.not_run.append(job)
+        self.deferred = still
+
+    def _gpu_has_room(self, slot: _Slot, free: dict[str, int | None]) -> bool:
+        if slot.gpu is None or self.options.gpu_min_free_mib <= 0:
+            return True
+        available = free.get(slot.gpu)
+        if available is None or available >= self.options.gpu_min_free_mib:
+            return True
+        now = time.monotonic()
+        if now - self._last_memory_note > 60:
+            self._last_memory_note = now
+            self.echo(f"waiting: GPU {slot.gpu} has {available} MiB free, below the {self.options.gpu_min_free_mib} "
+                      "MiB guard (--gpu-min-free)")
+        return False
+
+    def _start(self, index: int, slot: _Slot, job: Job) -> None:
+        spec = _write_spec(job)
+        for _ in range(2):  # a worker that died while idle is replaced once
+            if slot.worker is None or not slot.worker.alive():
+                slot.worker = _Worker(slot.gpu, self.options, self.log_dir / f"worker-{index}.log")
+            if slot.worker.send(spec):
+                slot.job, slot.started = job, time.monotonic()
+                return
+            slot.worker = None
+        self._fail(job, f"could not start a worker process (see {self.log_dir / f'worker-{index}.log'})")
+
+    def launch_ready(self) -> None:
+        idle = [(i, slot) for i, slot in enumerate(self.slots) if slot.job is None]
+        if not idle or not self.queue:
+            return
+        gpu_idle = any(slot.gpu is not None for _, slot in idle)
+        free = free_memory(self.gpus) if gpu_idle and self.options.gpu_min_free_mib > 0 else {}
+        for index, slot in idle:
+            if not self.queue:
+                break
+            if not self._gpu_has_room(slot, free):
+                continue
+            job = self.queue.popleft()
+            if is_done(job.run_dir):
+                self.outcome.done_elsewhere.append(job)
+            elif is_locked(job.run_dir):
+                self.deferred.append(job)
+            else:
+                self._start(index, slot, job)
+
+    def busy(self) -> bool:
+        return bool(self.queue or self.deferred or any(s.job is not None for s in self.slots))
+
+    def close(self) -> None:
+        """Stop the workers; jobs they were running (only when interrupted) are not run."""
+        running = [slot.job for slot in self.slots if slot.job is not None]
+        _stop_workers(self.slots)
+        for slot in self.slots:
+            slot.job = None
+        self.outcome.not_run += running + list(self.queue) + self.deferred
+        self.queue.clear()
+        self.deferred = []
+
+
+def run_grid(jobs: list[Job], options: RunnerOptions | None = None, echo: Echo = logger.info,
+             log_dir: Path | None = None) -> GridOutcome:
+    """Run every job that is not finished yet; returns what happened (see :class:`GridOutcome`).
+
+    ``log_dir`` holds the workers' own logs (default ``<first job's out>/.workers``)."""
+    options = options or RunnerOptions()
+    start = time.monotonic()
+    if log_dir is None:
+        log_dir = (Path(jobs[0].config.out) if jobs else Path(".")) / ".workers"
+    scheduler = _Scheduler(jobs, options, echo, log_dir)
+    echo(scheduler.describe())
+    with _sigterm_as_interrupt():
+        try:
+            while scheduler.busy():
+                scheduler.reap()
+                scheduler.revisit_deferred()
+                scheduler.launch_ready()
+                if scheduler.busy():
+                    time.sleep(options.poll_seconds)
+        except KeyboardInterrupt:
+            echo("interrupted: stopping running jobs (run the same command again to resume)")
+            scheduler.outcome.interrupted = True
+        finally:
+            scheduler.close()
+    scheduler.outcome.seconds = time.monotonic() - start
+    return scheduler.outcome
