@@ -104,7 +104,8 @@ def _short(value: Any) -> str:
 
 
 def load_grid(path: Path, *, overrides: Sequence[str] = (), out: str | None = None) -> Grid:
-    """Read and check a grid YAML file; ``overrides`` (``KEY=VALUE``, as ``--set``) change the base."""
+    """Read and check a grid YAML file; ``overrides`` (``KEY=VALUE``, as ``--set``) change the base
+    (``seeds=[0]`` replaces the grid's seeds)."""
     import yaml
 
     try:
@@ -116,6 +117,9 @@ def load_grid(path: Path, *, overrides: Sequence[str] = (), out: str | None = No
     grid = parse_grid(record, source=str(path), default_name=Path(path).stem)
     if overrides:
         grid.base = apply_overrides(grid.base, list(overrides))
+        if any(pair.partition("=")[0] == "seeds" for pair in overrides):  # --set seeds=[0] replaces the grid's
+            seeds = grid.base["seeds"]
+            grid.seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     if out is not None:
         grid.out = out
     return grid

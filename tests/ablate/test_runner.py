@@ -18,7 +18,7 @@ from ser.ablate.devices import Gpu, discover_gpus
 from ser.ablate.grid import Job, expand, load_grid
 from ser.ablate.runner import RunnerOptions, plan_slots, run_grid
 from ser.ablate.state import RunLock, RunState, attempts, is_locked, run_state
-from tests.ablate.conftest import write_grid
+from tests.fakes.caches import write_grid
 
 CPU = RunnerOptions(workers=2, device="cpu", poll_seconds=0.1)
 

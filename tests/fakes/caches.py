@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 
 from ser.cache.format import StoreLayout
 from ser.cache.writer import CacheWriter
@@ -37,3 +39,22 @@ def make_corpus(tmp_path: Path, n_speakers: int = 6, per_speaker: int = 24, laye
             writer.add(row.id, row.fingerprint(), {"mean": rng.normal(size=(1, 6)).astype(np.float32)})
         writer.finalize()
     return manifest, audio, text
+
+
+def tiny_corpus(tmp_path: Path) -> dict[str, Path]:
+    """4 speakers x 12 utterances with audio and text stores (see :func:`make_corpus`)."""
+    manifest, audio, text = make_corpus(tmp_path, n_speakers=4, per_speaker=12)
+    return {"manifest": manifest, "audio": audio, "text": text, "root": tmp_path}
+
+
+def write_grid(corpus: dict[str, Path], name: str = "grid", **parts: Any) -> Path:
+    """A grid over a :func:`tiny_corpus` (mlp on audio layer 1, two folds, few epochs: about a second
+    per fit) changed by ``parts`` (grid keys; ``base`` entries update the base)."""
+    base = {"fusion": "mlp", "manifest": str(corpus["manifest"]), "protocol": "speaker-loso",
+            "label_set": "ravdess8", "val_by": "utterance", "audio": f"{corpus['audio']}:layer=1",
+            "folds": ["spk0", "spk1"], "train": {"epochs": 4, "patience": 0, "batch_size": 16}}
+    base.update(parts.pop("base", {}))
+    record = {"name": name, "out": str(corpus["root"] / "runs"), "base": base, **parts}
+    path = corpus["root"] / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(record), encoding="utf-8")
+    return path
