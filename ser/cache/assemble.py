@@ -48,8 +48,15 @@ def _blocks(total: int, step: int) -> Iterator[tuple[int, int]]:
         yield start, min(total, start + step)
 
 
-def _chunk_rows(row_bytes: int, target: int) -> int:
-    return max(1, target // max(1, row_bytes))
+def chunk_rows(row_bytes: int, target: int, n_rows: int) -> int:
+    """Rows per chunk: about ``target`` bytes, with the rows spread evenly over the chunks.
+
+    Zarr stores every chunk in full, so a last chunk holding a few rows would be mostly padding;
+    spreading the rows keeps the padding under one row per chunk.
+    """
+    rows = max(1, target // max(1, row_bytes))
+    n_chunks = max(1, -(-n_rows // rows))
+    return max(1, -(-n_rows // n_chunks))
 
 
 def _fsync_tree(path: Path) -> None:
@@ -117,13 +124,13 @@ def _create_arrays(store: StoreFile, layout: StoreLayout, n_rows: int, n_frames:
     for stat, (n_layers, dim) in layout.pooled.items():
         row_bytes = n_layers * dim * np.dtype(layout.pooled_dtype).itemsize
         store.create(f"pooled/{stat}", (n_rows, n_layers, dim), layout.pooled_dtype,
-                     (_chunk_rows(row_bytes, pooled_chunk_bytes), n_layers, dim), compression)
+                     (chunk_rows(row_bytes, pooled_chunk_bytes, n_rows), n_layers, dim), compression)
     store.create("seq/offsets", offsets.shape, "int64", None, None)
     store.write("seq/offsets", 0, offsets)
     for layer, dim in layout.seq.items():
         row_bytes = dim * np.dtype(layout.seq_dtype).itemsize
         store.create(f"seq/{layer}", (n_frames, dim), layout.seq_dtype,
-                     (_chunk_rows(row_bytes, seq_chunk_bytes), dim), compression)
+                     (chunk_rows(row_bytes, seq_chunk_bytes, n_frames), dim), compression)
 
 
 def _copy_rows(store: StoreFile, layout: StoreLayout, sources: Sequence[RowSource]) -> None:

@@ -176,6 +176,8 @@ class CacheReader:
         if layer not in self.layout.seq:
             stored = sorted(self.layout.seq) or "none (re-extract with --seq)"
             raise CacheError(f"{self.path} stores no sequence for {layer!r}; stored layers: {stored}")
-        row = int(self.rows_of([uid])[0])
+        row = self.index.get(uid)
+        if row is None:
+            row = int(self.rows_of([uid])[0])  # raises, naming why the id is missing
         start, stop = int(self.offsets[row]), int(self.offsets[row + 1])
         return self._file().read(f"seq/{layer}", slice(start, stop))
