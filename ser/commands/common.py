@@ -23,14 +23,26 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(2) from err
 
 
+BOOLEAN_WORDS = {"true": True, "yes": True, "false": False, "no": False}
+"""Option values read as booleans (any letter case)."""
+
+
 def parse_options(pairs: list[str] | None) -> dict[str, object]:
-    """``["k=10", "test_split=test2"]`` -> ``{"k": 10, "test_split": "test2"}`` (ints and floats parsed)."""
+    """``["k=10", "test_split=test2", "normalize=False"]`` -> ``{"k": 10, "test_split": "test2", "normalize": False}``.
+
+    Ints and floats are parsed, and true/false/yes/no (any case) become booleans; anything else
+    stays a string (the consumer converts or refuses it by the type it expects).
+    """
     options: dict[str, object] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}")
         parsed: object = value
+        word = value.strip().lower()
+        if word in BOOLEAN_WORDS:
+            options[key.strip()] = BOOLEAN_WORDS[word]
+            continue
         for cast in (int, float):
             try:
                 parsed = cast(value)

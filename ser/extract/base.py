@@ -61,6 +61,10 @@ class ExtractorSpec:
     in_workers: bool = False
     """True for cheap CPU-only extractors (eGeMAPS, log-mel): the runner computes them inside its
     decoding worker processes, so they use every core instead of one."""
+    window_seconds: float | None = None
+    """Set when the model pads every input (chunk) to a fixed window (Whisper: 30 s): an item then
+    costs ``ceil(seconds / window) * window`` seconds of compute whatever its length, and the runner
+    plans batches by that cost instead of the audio's duration."""
 
     def resolve_seq(self, choice: str) -> tuple[str, ...]:
         """Parse ``--seq``: ``none``, ``last``, ``all``, layer numbers ``6,12`` or layer names."""
@@ -134,49 +138,76 @@ def require(module: str, extra: str) -> Any:
                              f"({err})") from err
 
 
+@dataclass
+class ChunkStats:
+    """What the host needs of one chunk's hidden states: per-layer moments and the selected layers.
+
+    Computed on the model's device (see ``ser.extract.pooling``), so only (L, D) statistics and the
+    ``--seq`` layers' frames cross to host memory.
+    """
+
+    count: int
+    """Valid frames T of the chunk."""
+    mean: np.ndarray
+    """(L, D) float64 per-layer mean over the valid frames."""
+    m2: np.ndarray
+    """(L, D) float64 per-layer sum of squared deviations from ``mean`` (variance = m2 / count)."""
+    seq: dict[str, np.ndarray] = field(default_factory=dict)
+    """Selected layer -> (T, D) float32 valid frames."""
+
+
 class RunningStats:
     """Per-layer mean and std over frames that arrive in pieces (chunks of a long recording).
 
-    Sums are kept in float64, so stitching chunks gives the statistics of the whole sequence.
+    Pieces are combined through their counts, means and squared deviations (Chan et al.'s pairwise
+    update, in float64), so stitching chunks gives the statistics of the whole sequence without the
+    cancellation of a sum-of-squares formula.
     """
 
     def __init__(self, n_layers: int, dim: int) -> None:
-        self.total = np.zeros((n_layers, dim), dtype=np.float64)
-        self.total_sq = np.zeros((n_layers, dim), dtype=np.float64)
+        self.mean = np.zeros((n_layers, dim), dtype=np.float64)
+        self.m2 = np.zeros((n_layers, dim), dtype=np.float64)
         self.count = 0
 
     def add(self, frames: np.ndarray) -> None:
         """frames: (L, T, D) valid frames of one piece."""
         as64 = frames.astype(np.float64, copy=False)
-        self.total += as64.sum(axis=1)
-        self.total_sq += np.square(as64).sum(axis=1)
-        self.count += frames.shape[1]
+        mean = as64.mean(axis=1)
+        self.add_moments(frames.shape[1], mean, np.square(as64 - mean[:, None]).sum(axis=1))
+
+    def add_moments(self, count: int, mean: np.ndarray, m2: np.ndarray) -> None:
+        """Add a piece of ``count`` frames given its (L, D) ``mean`` and ``m2`` (summed squared deviations)."""
+        if count == 0:
+            return
+        total = self.count + count
+        delta = np.asarray(mean, dtype=np.float64) - self.mean
+        self.mean = self.mean + delta * (count / total)
+        self.m2 = self.m2 + np.asarray(m2, dtype=np.float64) + np.square(delta) * (self.count * count / total)
+        self.count = total
 
     def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
         """(L, D) mean and population std, float32."""
         if self.count == 0:
             raise ValueError("no frames were added")
-        mean = self.total / self.count
-        var = np.maximum(self.total_sq / self.count - np.square(mean), 0.0)
-        return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
+        var = np.maximum(self.m2 / self.count, 0.0)
+        return self.mean.astype(np.float32), np.sqrt(var).astype(np.float32)
 
 
-def stitch_chunks(n_items: int, owners: Sequence[int], hidden: Sequence[np.ndarray], spec: ExtractorSpec,
+def stitch_chunks(n_items: int, owners: Sequence[int], chunks: Sequence[ChunkStats], spec: ExtractorSpec,
                   seq_layers: Sequence[str], notes: Sequence[str | None]) -> list[Features]:
     """Features of items whose audio was cut into chunks.
 
-    ``hidden[k]`` is the (L, T_k, D) valid hidden states of chunk k, which belongs to item
+    ``chunks[k]`` holds the moments and selected frames of chunk k, which belongs to item
     ``owners[k]`` (chunks of one item in time order). Frames are concatenated per item; pooled
     ``mean`` and ``std`` are those of the whole concatenated sequence.
     """
     n_layers, dim = spec.pooled["mean"]
     stats = [RunningStats(n_layers, dim) for _ in range(n_items)]
-    layer_index = {name: i for i, name in enumerate(spec.seq_layers)}
     frames: list[dict[str, list[np.ndarray]]] = [{layer: [] for layer in seq_layers} for _ in range(n_items)]
-    for owner, states in zip(owners, hidden, strict=True):
-        stats[owner].add(states)
+    for owner, chunk in zip(owners, chunks, strict=True):
+        stats[owner].add_moments(chunk.count, chunk.mean, chunk.m2)
         for layer in seq_layers:
-            frames[owner][layer].append(states[layer_index[layer]])
+            frames[owner][layer].append(chunk.seq[layer])
     results = []
     for index in range(n_items):
         mean, std = stats[index].mean_std()

@@ -37,6 +37,7 @@ import numpy as np
 
 from ser.extract.audio import pad_to_minimum
 from ser.extract.base import ExtractorError, ExtractorSpec, Features, Item, ItemRejected, require
+from ser.extract.options import coerce_options
 
 logger = logging.getLogger(__name__)
 
@@ -191,11 +192,9 @@ def build(preset: str, *, checkpoint: str | None = None, device: str = "cpu", dt
         raise ExtractorError(f"logmel has no preset {preset!r}; presets: {', '.join(PRESETS)}")
     if checkpoint is not None:
         raise ExtractorError("logmel takes no --checkpoint (it has no learned weights)")
-    allowed = {f.name for f in fields(LogMelConfig)} - {"preset"}
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise ExtractorError(f"logmel: unknown options {unknown}; accepted: {sorted(allowed)}")
+    settings = coerce_options("logmel", LogMelConfig, options,
+                              allowed={f.name for f in fields(LogMelConfig)} - {"preset"})
     if device != "cpu" or dtype != "float32":
         logger.info("logmel computes on the CPU in float64, stored as float32 (ignoring device=%s, dtype=%s)",
                     device, dtype)
-    return LogMelExtractor(replace(PRESETS[preset], **options))
+    return LogMelExtractor(replace(PRESETS[preset], **settings))

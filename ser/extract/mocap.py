@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from ser.extract.base import ExtractorError, ExtractorSpec, Features, Item, ItemRejected
+from ser.extract.options import coerce_options
 
 logger = logging.getLogger(__name__)
 
@@ -187,17 +188,6 @@ class MocapExtractor:
         return results
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ExtractorError(f"mocap: ignore_nan must be true or false, not {value!r}")
-
-
 def build(preset: str, *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32",
           **options: Any) -> MocapExtractor:
     """Mocap extractor; options: ``steps``, ``head_columns``, ``hand_columns``, ``rotated_columns``, ``ignore_nan``.
@@ -206,16 +196,6 @@ def build(preset: str, *, checkpoint: str | None = None, device: str = "cpu", dt
     """
     if checkpoint is not None:
         raise ExtractorError("mocap reads the corpus's motion capture files and has no checkpoint")
-    integers = {"steps", "head_columns", "hand_columns", "rotated_columns"}
-    unknown = sorted(set(options) - integers - {"ignore_nan"})
-    if unknown:
-        raise ExtractorError(f"mocap: unknown options {unknown}; accepted: {sorted([*integers, 'ignore_nan'])}")
-    settings: dict[str, Any] = {}
-    for name in integers & set(options):
-        try:
-            settings[name] = int(options[name])
-        except (TypeError, ValueError) as err:
-            raise ExtractorError(f"mocap: {name} must be an integer, not {options[name]!r}") from err
-    if "ignore_nan" in options:
-        settings["ignore_nan"] = _as_bool(options["ignore_nan"])
+    settings = coerce_options("mocap", MocapConfig, options,
+                              allowed={"steps", "head_columns", "hand_columns", "rotated_columns", "ignore_nan"})
     return MocapExtractor(MocapConfig(preset=preset, **settings))

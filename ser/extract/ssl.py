@@ -27,6 +27,7 @@ import torch
 
 from ser.extract.audio import pad_to_minimum, split_chunks
 from ser.extract.base import (
+    ChunkStats,
     ExtractorError,
     ExtractorSpec,
     Features,
@@ -36,7 +37,10 @@ from ser.extract.base import (
     require,
     stitch_chunks,
 )
+from ser.extract.devices import resolve_device
 from ser.extract.hf import load_pretrained, resolved_revision
+from ser.extract.options import coerce_options
+from ser.extract.pooling import chunk_stats
 from ser.extract.registry import PRESETS
 
 logger = logging.getLogger(__name__)
@@ -91,7 +95,7 @@ class SslExtractor:
     def __init__(self, config: SslConfig, *, device: str = "cpu") -> None:
         transformers = require("transformers", "ssl")
         self.cfg = config
-        self.device = torch.device(device)
+        self.device = torch.device(resolve_device(device))
         if config.dtype not in TORCH_DTYPES:
             raise ExtractorError(f"--dtype must be one of {', '.join(TORCH_DTYPES)}, not {config.dtype!r}")
         self.model = load_pretrained(transformers.AutoModel, config.model, revision=config.revision)
@@ -119,6 +123,7 @@ class SslExtractor:
             sample_rate=self.sample_rate, frame_rate=self.sample_rate / stride,
             min_samples=receptive_field(model_config.conv_kernel, model_config.conv_stride),
             supports_padding=getattr(model_config, "feat_extract_norm", "layer") == "layer")
+        self._layer_index = {name: i for i, name in enumerate(self.spec.seq_layers)}
         self._autocast = self.device.type == "cuda" and config.dtype != "float32"
         if self.device.type != "cuda" and config.dtype != "float32":
             logger.info("computing in float32 on %s (%s applies on GPU only)", self.device, config.dtype)
@@ -141,9 +146,10 @@ class SslExtractor:
             return ((audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)).astype(np.float32)
         return audio.astype(np.float32, copy=False)
 
-    def _forward(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
-        """Hidden states of each chunk: list of (L, T_valid, D) float32 arrays, input order kept."""
-        results: list[np.ndarray | None] = [None] * len(chunks)
+    def _forward(self, chunks: list[np.ndarray], seq_layers: Sequence[str]) -> list[ChunkStats]:
+        """Per chunk (input order kept): moments of every layer over its valid frames, and the (T_valid, D)
+        frames of ``seq_layers``; pooled on the model's device (``ser.extract.pooling``)."""
+        results: list[ChunkStats | None] = [None] * len(chunks)
         if self.spec.supports_padding:
             groups = [list(range(len(chunks)))]
         else:  # identical lengths only: no padding ever reaches a group-norm encoder
@@ -165,9 +171,9 @@ class SslExtractor:
                                                         enabled=self._autocast):
                 output = self.model(**inputs, output_hidden_states=True)
             frames = self.model._get_feat_extract_output_lengths(torch.tensor(lengths)).tolist()
-            hidden = torch.stack(final_hidden_states(output), dim=1).float().cpu().numpy()  # (B, L, T, D)
-            for row, index in enumerate(group):
-                results[index] = hidden[row, :, : int(frames[row])]
+            states = final_hidden_states(output)  # L tensors (B, T, D) on the model's device
+            for row, stats in enumerate(chunk_stats(states, frames, self._layer_index, seq_layers)):
+                results[group[row]] = stats
         return [r for r in results if r is not None]
 
     def extract(self, items: Sequence[Item], seq_layers: Sequence[str]) -> list[Features | ItemRejected]:
@@ -187,17 +193,16 @@ class SslExtractor:
             notes.append(note)
             pieces.extend(chunks)
             owners.extend([index] * len(chunks))
-        return list(stitch_chunks(len(items), owners, self._forward(pieces), self.spec, seq_layers, notes))
+        return list(stitch_chunks(len(items), owners, self._forward(pieces, seq_layers), self.spec, seq_layers, notes))
 
 
 def _build(family: str, preset: str, *, checkpoint: str | None = None, device: str = "cpu",
            dtype: str = "float32", **options: Any) -> SslExtractor:
-    allowed = {"max_seconds", "revision", "normalize"}
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise ExtractorError(f"{family}: unknown options {unknown}; accepted: {sorted(allowed)}")
+    settings = coerce_options(family, SslConfig, options, allowed={"max_seconds", "revision", "normalize"})
+    if settings.get("max_seconds", 1.0) <= 0:
+        raise ExtractorError(f"{family}: max_seconds must be > 0, not {settings['max_seconds']}")
     config = SslConfig(family=family, preset=preset, model=checkpoint or PRESETS[family][preset], dtype=dtype,
-                       **options)
+                       **settings)
     return SslExtractor(config, device=device)
 
 

@@ -33,7 +33,9 @@ from ser.extract.base import (
     layer_names,
     require,
 )
+from ser.extract.devices import resolve_device
 from ser.extract.hf import load_pretrained, resolved_revision
+from ser.extract.options import coerce_options
 from ser.extract.registry import PRESETS
 
 logger = logging.getLogger(__name__)
@@ -228,16 +230,8 @@ def _masked_means(hidden: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.T
 
 
 def _resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else must be a valid torch device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError) as err:
-        raise ExtractorError(f"unknown device {name!r} ({err})") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ExtractorError(f"device {name!r} asked for but CUDA is not available; use --device cpu")
-    return device
+    """``auto`` -> CUDA when available, else CPU; anything else checked by :func:`resolve_device`."""
+    return torch.device(resolve_device(name))
 
 
 def _effective_dtype(name: str, device: torch.device) -> str:
@@ -252,15 +246,9 @@ def _effective_dtype(name: str, device: torch.device) -> str:
 
 def _build(family: str, preset: str, *, model: str, model_label: str | None, device: str, dtype: str,
            options: dict[str, Any]) -> TextExtractor:
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ExtractorError(f"{family}: unknown option(s) {', '.join(unknown)}; accepted: "
-                             f"checkpoint, device, dtype, {', '.join(OPTIONS)}")
-    max_tokens = options.get("max_tokens", 512)
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
-        raise ExtractorError(f"{family}: max_tokens must be an integer, got {max_tokens!r}")
-    cfg = TextConfig(family=family, preset=preset, model=model, model_label=model_label,
-                     revision=options.get("revision"), max_tokens=max_tokens, device=device, dtype=dtype)
+    settings = coerce_options(family, TextConfig, options, allowed=OPTIONS)
+    cfg = TextConfig(family=family, preset=preset, model=model, model_label=model_label, device=device, dtype=dtype,
+                     **settings)
     return TextExtractor(cfg)
 
 

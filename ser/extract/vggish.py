@@ -42,6 +42,8 @@ import torch
 
 from ser.extract.audio import pad_to_minimum
 from ser.extract.base import ExtractorError, ExtractorSpec, Features, Item, ItemRejected, require
+from ser.extract.devices import resolve_device
+from ser.extract.options import coerce_options
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +187,7 @@ class VggishExtractor:
     def __init__(self, config: VggishConfig, *, device: str = "cpu") -> None:
         tv = require("torchvggish", "vggish")
         self.cfg = config
-        self.device = torch.device(device)
+        self.device = torch.device(resolve_device(device))
         if config.batch_patches < 1:
             raise ExtractorError(f"vggish: batch_patches must be >= 1, not {config.batch_patches}")
         self.weights_path, self.pca_path = resolve_files(config.checkpoint, config.pca_checkpoint)
@@ -299,13 +301,10 @@ class VggishExtractor:
 def build(preset: str, *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32",
           **options: Any) -> VggishExtractor:
     """VGGish extractor; options: ``pca_checkpoint`` (path), ``batch_patches`` (int)."""
-    allowed = {"pca_checkpoint", "batch_patches"}
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise ExtractorError(f"vggish: unknown options {unknown}; accepted: {sorted(allowed)}")
+    settings = coerce_options("vggish", VggishConfig, options, allowed={"pca_checkpoint", "batch_patches"})
     if dtype != "float32":
         logger.info("vggish computes in float32 (--dtype %s ignored: the 8-bit postprocessing needs float32)", dtype)
-    pca = options.get("pca_checkpoint")
-    config = VggishConfig(preset=preset, checkpoint=checkpoint, pca_checkpoint=None if pca is None else str(pca),
-                          batch_patches=int(options.get("batch_patches", 256)))
+    config = VggishConfig(preset=preset, checkpoint=checkpoint, **settings)
+    if config.batch_patches < 1:
+        raise ExtractorError(f"vggish: batch_patches must be >= 1, not {config.batch_patches}")
     return VggishExtractor(config, device=device)

@@ -20,6 +20,7 @@ import torch
 
 from ser.extract.audio import split_chunks
 from ser.extract.base import (
+    ChunkStats,
     ExtractorError,
     ExtractorSpec,
     Features,
@@ -29,7 +30,10 @@ from ser.extract.base import (
     require,
     stitch_chunks,
 )
+from ser.extract.devices import resolve_device
 from ser.extract.hf import load_pretrained, resolved_revision
+from ser.extract.options import coerce_options
+from ser.extract.pooling import chunk_stats
 from ser.extract.registry import PRESETS
 from ser.extract.ssl import TORCH_DTYPES, final_hidden_states
 
@@ -60,7 +64,7 @@ class WhisperEncoderExtractor:
         if config.dtype not in TORCH_DTYPES:
             raise ExtractorError(f"--dtype must be one of {', '.join(TORCH_DTYPES)}, not {config.dtype!r}")
         self.cfg = config
-        self.device = torch.device(device)
+        self.device = torch.device(resolve_device(device))
         model = load_pretrained(transformers.AutoModel, config.model, revision=config.revision)
         if not hasattr(model, "get_encoder") or not hasattr(model.config, "num_mel_bins"):
             raise ExtractorError(f"{config.model} is a {type(model).__name__}, not a Whisper model")
@@ -76,7 +80,9 @@ class WhisperEncoderExtractor:
             name="whisper", preset=config.preset, modality="audio",
             pooled={"mean": (n_layers, dim), "std": (n_layers, dim)},
             seq_layers=dict.fromkeys(layer_names(n_layers), dim), sample_rate=self.sample_rate,
-            frame_rate=self.sample_rate / self.hop, min_samples=self.hop, supports_padding=True)
+            frame_rate=self.sample_rate / self.hop, min_samples=self.hop, supports_padding=True,
+            window_seconds=CHUNK_SECONDS)
+        self._layer_index = {name: i for i, name in enumerate(self.spec.seq_layers)}
         self._autocast = self.device.type == "cuda" and config.dtype != "float32"
 
     def config(self) -> dict[str, Any]:
@@ -88,17 +94,18 @@ class WhisperEncoderExtractor:
                 "sample_rate": self.sample_rate, "frame_rate": self.spec.frame_rate, "layers": n_layers,
                 "dim": dim, "dtype": self.cfg.dtype, "mel_bins": self.feature_extractor.feature_size}
 
-    def _forward(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
-        """(L, T_valid, D) hidden states of each chunk."""
+    def _forward(self, chunks: list[np.ndarray], seq_layers: Sequence[str]) -> list[ChunkStats]:
+        """Per chunk: moments of every layer over the frames covering real audio, and those frames of
+        ``seq_layers``; the 1500-frame outputs are cut to the valid frames on the model's device."""
         features = self.feature_extractor([c.astype(np.float32) for c in chunks], sampling_rate=self.sample_rate,
                                           return_tensors="pt")
         inputs = features["input_features"].to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=TORCH_DTYPES[self.cfg.dtype],
                                                     enabled=self._autocast):
             output = self.encoder(inputs, output_hidden_states=True)
-        hidden = torch.stack(final_hidden_states(output), dim=1).float().cpu().numpy()  # (B, L, 1500, D)
-        valid = [min(hidden.shape[2], math.ceil(c.size / self.hop)) for c in chunks]
-        return [hidden[row, :, :n] for row, n in enumerate(valid)]
+        states = final_hidden_states(output)  # L tensors (B, 1500, D) on the model's device
+        valid = [min(states[0].shape[1], math.ceil(c.size / self.hop)) for c in chunks]
+        return chunk_stats(states, valid, self._layer_index, seq_layers)
 
     def extract(self, items: Sequence[Item], seq_layers: Sequence[str]) -> list[Features | ItemRejected]:
         """Features per item: pooled mean/std (L, D) of all layers, (T, D) frames of ``seq_layers``."""
@@ -113,14 +120,11 @@ class WhisperEncoderExtractor:
             notes.append(f"processed in {len(chunks)} chunks of <= 30 s" if len(chunks) > 1 else None)
             pieces.extend(chunks)
             owners.extend([index] * len(chunks))
-        return list(stitch_chunks(len(items), owners, self._forward(pieces), self.spec, seq_layers, notes))
+        return list(stitch_chunks(len(items), owners, self._forward(pieces, seq_layers), self.spec, seq_layers, notes))
 
 
 def build(preset: str, *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32",
           **options: Any) -> WhisperEncoderExtractor:
-    allowed = {"revision"}
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise ExtractorError(f"whisper: unknown options {unknown}; accepted: {sorted(allowed)}")
-    config = WhisperConfig(preset=preset, model=checkpoint or PRESETS["whisper"][preset], dtype=dtype, **options)
+    settings = coerce_options("whisper", WhisperConfig, options, allowed={"revision"})
+    config = WhisperConfig(preset=preset, model=checkpoint or PRESETS["whisper"][preset], dtype=dtype, **settings)
     return WhisperEncoderExtractor(config, device=device)
