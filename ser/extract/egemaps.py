@@ -1,6 +1,7 @@
 """eGeMAPS (extended Geneva Minimalistic Acoustic Parameter Set, v02) through openSMILE.
 
-Per item, two openSMILE passes over the 16 kHz signal (``Smile.process_signal``):
+Per item, one openSMILE run over the 16 kHz signal yields both levels (``ser.extract.smile_pass``;
+two ``Smile.process_signal`` calls, one per level, where that is unavailable):
 
 * functionals: the 88 eGeMAPSv02 utterance-level parameters, stored as pooled ``functionals``
   (1, 88);
@@ -39,6 +40,8 @@ import numpy as np
 
 from ser.extract.audio import pad_to_minimum
 from ser.extract.base import ExtractorError, ExtractorSpec, Features, Item, ItemRejected, require
+from ser.extract.options import coerce_options
+from ser.extract.smile_pass import one_pass_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +99,7 @@ class EgemapsExtractor:
                                     feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
         self.functional_names: list[str] = list(self._functionals.feature_names)
         self.lld_names: list[str] = list(self._lld.feature_names)
+        self._one_pass = one_pass_or_none(self._functionals, self._lld, SAMPLE_RATE)
         n_functionals, n_lld = len(self.functional_names), len(self.lld_names)
         self.spec = ExtractorSpec(
             name="egemaps", preset=self.cfg.preset, modality="audio",
@@ -115,6 +119,8 @@ class EgemapsExtractor:
 
     def _process(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(88,) functionals and (T, 25) LLD frames of one signal, float32."""
+        if self._one_pass is not None:
+            return self._one_pass(audio)
         functionals = self._functionals.process_signal(audio, SAMPLE_RATE)
         lld = self._lld.process_signal(audio, SAMPLE_RATE)
         if list(functionals.columns) != self.functional_names or list(lld.columns) != self.lld_names:
@@ -164,11 +170,9 @@ def build(preset: str, *, checkpoint: str | None = None, device: str = "cpu", dt
         raise ExtractorError(f"egemaps has no preset {preset!r}; presets: {', '.join(PRESET_FEATURE_SETS)}")
     if checkpoint is not None:
         raise ExtractorError("egemaps takes no --checkpoint (openSMILE's feature sets ship with the package)")
-    allowed = {f.name for f in fields(EgemapsConfig)} - {"preset"}
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise ExtractorError(f"egemaps: unknown options {unknown}; accepted: {sorted(allowed)}")
+    settings = coerce_options("egemaps", EgemapsConfig, options,
+                              allowed={f.name for f in fields(EgemapsConfig)} - {"preset"})
     if device != "cpu" or dtype != "float32":
         logger.info("egemaps runs openSMILE on the CPU in float32 (ignoring device=%s, dtype=%s)", device, dtype)
-    config = replace(EgemapsConfig(preset=preset, feature_set=PRESET_FEATURE_SETS[preset]), **options)
+    config = replace(EgemapsConfig(preset=preset, feature_set=PRESET_FEATURE_SETS[preset]), **settings)
     return EgemapsExtractor(config)

@@ -157,3 +157,55 @@ def test_real_ravdess_clip(extractor: EgemapsExtractor) -> None:
     frames = features.seq["lld"].shape[0]
     assert frames == lld_frame_count(audio.size)
     assert abs(frames - audio.size / SR * 100) <= 5
+
+
+# ---------------------------------------------------------------------- one openSMILE run for both levels
+
+
+def _two_passes(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    levels = (opensmile.FeatureLevel.Functionals, opensmile.FeatureLevel.LowLevelDescriptors)
+    functionals, lld = (opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=level)
+                        .process_signal(audio, SR).to_numpy(dtype=np.float32) for level in levels)
+    return functionals.reshape(-1), lld
+
+
+@pytest.mark.parametrize(("name", "audio"), [
+    ("voice 2.5 s", voice_like(2.5, seed=7)), ("minimum 960", voice_like(MIN_SAMPLES / SR, seed=8)),
+    ("noise", (0.05 * np.random.default_rng(9).standard_normal(SR)).astype(np.float32)),
+    ("loud clipped", np.clip(3 * voice_like(1.0, seed=10), -1.0, 0.99997)),
+])
+def test_one_pass_equals_two_smile_passes_bit_for_bit(extractor: EgemapsExtractor, name: str,
+                                                      audio: np.ndarray) -> None:
+    assert extractor._one_pass is not None  # openSMILE 2.6 supports it; the fallback is tested below
+    got_functionals, got_lld = extractor._one_pass(audio)
+    want_functionals, want_lld = _two_passes(audio)
+    assert got_functionals.shape == (88,) and got_lld.shape == (lld_frame_count(audio.size), 25)
+    np.testing.assert_array_equal(got_functionals, want_functionals, err_msg=name)
+    np.testing.assert_array_equal(got_lld, want_lld, err_msg=name)
+
+
+def test_one_pass_gives_nan_functionals_for_a_too_short_signal(extractor: EgemapsExtractor) -> None:
+    assert extractor._one_pass is not None
+    functionals, lld = extractor._one_pass(voice_like(0.03))
+    assert functionals.shape == (88,) and np.isnan(functionals).all() and lld.shape[0] == 0
+
+
+def test_two_pass_fallback_gives_the_same_features(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ser.extract.smile_pass as smile_pass
+
+    class Broken:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise AttributeError("Smile has no attribute '_options'")  # as if opensmile-python changed
+
+    monkeypatch.setattr(smile_pass, "OnePass", Broken)
+    fallback = build("v02")
+    assert fallback._one_pass is None
+    monkeypatch.undo()
+    single = build("v02")
+    assert single._one_pass is not None
+    audio = voice_like(1.7, seed=11)
+    a, b = one(fallback, audio), one(single, audio)
+    for key in a.pooled:
+        np.testing.assert_array_equal(a.pooled[key], b.pooled[key])
+    np.testing.assert_array_equal(a.seq["lld"], b.seq["lld"])
+    assert fallback.config() == single.config()  # the same features: stores stay interchangeable
