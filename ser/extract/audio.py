@@ -1,7 +1,9 @@
 """Audio input: decode, down-mix, resample, cut segments, and refuse unusable audio with a reason.
 
 soundfile decodes wav/flac/ogg/mp3 (reading only the segment asked for); PyAV decodes containers
-such as MELD's mp4 clips; soxr resamples to the model's rate.
+such as MELD's mp4 clips; soxr resamples to the model's rate. Absurdly long audio is refused from
+the file header, before any sample is decoded (and, for containers whose header states no
+duration, as soon as the decoded samples pass the limit), so one stray podcast cannot exhaust memory.
 """
 
 from __future__ import annotations
@@ -21,11 +23,23 @@ class AudioError(Exception):
     """Audio that cannot be used; ``str(err)`` is the reason written to the rejects list."""
 
 
-def _read_soundfile(path: Path, start: float | None, end: float | None) -> tuple[np.ndarray, int]:
+def _too_long(seconds: float, max_seconds: float) -> AudioError:
+    return AudioError(f"too long: {seconds:.0f} s > {max_seconds:.0f} s (raise --max-total-seconds if it is intended)")
+
+
+def _segment_seconds(total: float, start: float | None, end: float | None) -> float:
+    """Length of the ``start``..``end`` part of ``total`` seconds."""
+    return max(0.0, min(total, end if end is not None else total) - (start or 0.0))
+
+
+def _read_soundfile(path: Path, start: float | None, end: float | None,
+                    max_seconds: float) -> tuple[np.ndarray, int]:
     import soundfile
 
     try:
         info = soundfile.info(str(path))
+        if info.samplerate and _segment_seconds(info.frames / info.samplerate, start, end) > max_seconds:
+            raise _too_long(_segment_seconds(info.frames / info.samplerate, start, end), max_seconds)
         first = round((start or 0.0) * info.samplerate)
         last = round(end * info.samplerate) if end is not None else -1
         data, rate = soundfile.read(str(path), start=first, stop=None if last < 0 else last, dtype="float32",
@@ -35,7 +49,17 @@ def _read_soundfile(path: Path, start: float | None, end: float | None) -> tuple
     return data, rate
 
 
-def _read_container(path: Path, start: float | None, end: float | None) -> tuple[np.ndarray, int]:
+def container_seconds(stream: object, container: object) -> float | None:
+    """Duration a container's header states for ``stream`` (None when it states none)."""
+    duration, time_base = getattr(stream, "duration", None), getattr(stream, "time_base", None)
+    if duration is not None and time_base is not None:
+        return float(duration * time_base)
+    total = getattr(container, "duration", None)
+    return total / 1_000_000 if total is not None else None
+
+
+def _read_container(path: Path, start: float | None, end: float | None,
+                    max_seconds: float) -> tuple[np.ndarray, int]:
     try:
         import av
     except ImportError:
@@ -46,16 +70,25 @@ def _read_container(path: Path, start: float | None, end: float | None) -> tuple
             if not streams:
                 raise AudioError("no audio stream in the container")
             stream = streams[0]
+            stated = container_seconds(stream, container)
+            if stated is not None and _segment_seconds(stated, start, end) > max_seconds:
+                raise _too_long(_segment_seconds(stated, start, end), max_seconds)
             rate = stream.codec_context.sample_rate
-            chunks = []
+            stop_after = round((end if end is not None else (start or 0.0) + max_seconds) * rate) + 1
+            chunks, decoded = [], 0
             for frame in container.decode(stream):
                 array = frame.to_ndarray()
                 if frame.format.is_planar:
                     chunks.append(array.T)
                 else:
                     chunks.append(array.reshape(-1, len(frame.layout.channels)))
+                decoded += len(chunks[-1])
+                if decoded > stop_after:  # past the segment's end, or past the limit: no need for more
+                    break
             if not chunks:
                 raise AudioError("the audio stream holds no samples")
+            if end is None and decoded > stop_after:
+                raise _too_long(decoded / rate - (start or 0.0), max_seconds)
             data = np.concatenate(chunks).astype(np.float32)
     except av.error.FFmpegError as err:
         raise AudioError(f"unreadable audio ({err})") from err
@@ -80,15 +113,14 @@ def load_audio(path: str | Path, *, sample_rate: int, start: float | None = None
     if not path.is_file():
         raise AudioError(f"missing audio file {path}")
     if path.suffix.lower() in SOUNDFILE_SUFFIXES:
-        data, rate = _read_soundfile(path, start, end)
+        data, rate = _read_soundfile(path, start, end, max_seconds)
     else:
-        data, rate = _read_container(path, start, end)
+        data, rate = _read_container(path, start, end, max_seconds)
     mono = data.mean(axis=1) if data.ndim == 2 else data
     if mono.size == 0:
         raise AudioError("empty audio (no samples in the file or segment)")
-    if mono.size / rate > max_seconds:
-        raise AudioError(f"too long: {mono.size / rate:.0f} s > {max_seconds:.0f} s (raise --max-total-seconds "
-                         "if it is intended)")
+    if mono.size / rate > max_seconds:  # a header that understated the length
+        raise _too_long(mono.size / rate, max_seconds)
     if not np.isfinite(mono).all():
         raise AudioError("audio holds NaN or Inf samples")
     if float(np.max(np.abs(mono))) < SILENCE_PEAK:

@@ -300,3 +300,86 @@ def test_split_chunks(n_samples: int, max_samples: int, min_samples: int, sizes:
     chunks = split_chunks(audio, max_samples, min_samples)
     assert _sizes(chunks) == sizes
     np.testing.assert_array_equal(np.concatenate(chunks), audio)  # consecutive, nothing lost or repeated
+
+
+# ---------------------------------------------------------------------- length from the header, mp3 and ogg
+
+
+def test_too_long_is_refused_from_the_header_without_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "long.flac"
+    sf.write(path, _noise(3 * RATE, seed=11), RATE)
+
+    def no_decoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("samples were decoded")
+
+    monkeypatch.setattr(sf, "read", no_decoding)
+    with pytest.raises(AudioError, match=r"^too long: 3 s > 2 s"):
+        load_audio(path, sample_rate=RATE, max_seconds=2.0)
+    with pytest.raises(AudioError, match=r"^too long: 2 s > 1 s"):  # the segment's length counts, from the header
+        load_audio(path, sample_rate=RATE, start=1.0, max_seconds=1.0)
+    with pytest.raises(AssertionError, match="decoded"):  # within the limit it does decode
+        load_audio(path, sample_rate=RATE, max_seconds=3.0)
+
+
+def test_too_long_container_is_refused_before_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("av")
+    import av
+
+    path = tmp_path / "long.mkv"
+    _write_container(path, "matroska", "flac", _sine(300, 3.0, RATE, 0.5)[None], RATE)
+    opened = av.open
+
+    class NoDecode:
+        """A container whose header is read normally but whose samples must not be decoded."""
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self._inner = opened(*args, **kwargs)
+
+        def __enter__(self) -> NoDecode:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._inner.close()
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._inner, name)
+
+        def decode(self, *args: object, **kwargs: object) -> None:
+            raise AssertionError("samples were decoded")
+
+    monkeypatch.setattr(av, "open", NoDecode)
+    with pytest.raises(AudioError, match=r"^too long: 3 s > 2 s"):
+        load_audio(path, sample_rate=RATE, max_seconds=2.0)
+    monkeypatch.setattr(av, "open", opened)
+    assert load_audio(path, sample_rate=RATE, max_seconds=3.5).size == 3 * RATE
+
+
+def test_container_segment_returns_exactly_those_samples(tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    path = tmp_path / "clip.mkv"
+    samples = _noise(2 * RATE, seed=12)
+    _write_container(path, "matroska", "flac", samples[None], RATE)
+    audio = load_audio(path, sample_rate=RATE, start=0.5, end=1.0)
+    assert audio.size == RATE // 2
+    np.testing.assert_allclose(audio, samples[RATE // 2: RATE], atol=1 / 32768 + 1e-7, rtol=0)
+
+
+@pytest.mark.parametrize(("suffix", "fmt", "subtype"), [(".ogg", "OGG", "VORBIS"), (".mp3", "MP3", "MPEG_LAYER_III")])
+def test_lossy_soundfile_formats_decode(tmp_path: Path, suffix: str, fmt: str, subtype: str) -> None:
+    """libsndfile reads (and writes) Ogg Vorbis and MP3: a 44.1 kHz stereo tone comes back as 16 kHz mono."""
+    if fmt not in sf.available_formats() or subtype not in sf.available_subtypes(fmt):
+        pytest.skip(f"this libsndfile has no {fmt}/{subtype}")
+    left, right = _sine(440, 1.0, 44100, 0.5), _sine(440, 1.0, 44100, 0.3)
+    path = tmp_path / f"tone{suffix}"
+    sf.write(path, np.stack([left, right], axis=1), 44100, format=fmt, subtype=subtype)
+    audio = load_audio(path, sample_rate=RATE)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(audio.size - RATE) <= 0.06 * RATE  # MP3 adds encoder delay / padding frames
+    interior = audio[2000:-2000]
+    assert np.sqrt(np.mean(np.square(interior))) == pytest.approx(0.4 / np.sqrt(2), rel=0.05)  # mean of channels
+    spectrum = np.abs(np.fft.rfft(interior * np.hanning(interior.size)))
+    assert np.fft.rfftfreq(interior.size, 1 / RATE)[np.argmax(spectrum)] == pytest.approx(440, abs=3)
+    segment = load_audio(path, sample_rate=RATE, start=0.25, end=0.75)
+    assert abs(segment.size - RATE // 2) <= 2
+    with pytest.raises(AudioError, match="too long"):
+        load_audio(path, sample_rate=RATE, max_seconds=0.5)
