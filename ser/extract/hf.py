@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,19 @@ from ser.extract.base import ExtractorError
 logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_SECONDS = 3.0
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+"""A Hugging Face hub id: ``name`` or ``owner/name`` (letters, digits, ``-``, ``_``, ``.``)."""
+
+
+def looks_like_path(name: str) -> bool:
+    """Whether ``name`` was meant as a local folder rather than a hub id: it starts with ``/``, ``./``,
+    ``../`` or ``~``, is not of the ``owner/name`` form, or its parent folder exists here."""
+    if name.startswith(("/", "./", "../", "~", ".\\", "..\\")) or name in (".", "..") or "\\" in name:
+        return True
+    if not HUB_ID.match(name):
+        return True
+    parent = Path(name).parent
+    return str(parent) != "." and parent.is_dir()
 
 
 def hub_reachable(timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
@@ -57,6 +71,10 @@ def load_pretrained(loader: Callable[..., Any], name_or_path: str, *, revision: 
         except (OSError, ValueError) as err:
             raise ExtractorError(f"{local} cannot be loaded as a {getattr(loader, '__name__', 'model')} ({err}); "
                                  "point --checkpoint at a complete save_pretrained folder") from err
+    if looks_like_path(name_or_path):
+        raise ExtractorError(f"--checkpoint {name_or_path}: no such folder ({local.absolute()} does not exist); "
+                             "point --checkpoint at the folder written by save_pretrained, or give a hub id as "
+                             "owner/name")
     try:
         return loader.from_pretrained(name_or_path, revision=revision, local_files_only=True, **kwargs)
     except OSError as cached_error:
