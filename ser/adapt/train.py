@@ -1,0 +1,292 @@
+"""Adapting the upstream on one fold: data of the fold's training rows only, early stopping on its
+validation rows, the best state saved as a checkpoint with its provenance.
+
+Layout of ``<out>/<fold>/checkpoint/`` (what ``ser extract --checkpoint`` takes): the
+``save_pretrained`` model and feature-extractor files, ``head.pt`` (the classification or projection
+head, for reference), ``history.json`` and, written last, ``ser_finetune.json``: mode, base model,
+fold, protocol, manifest sha256, the train / validation ids and speakers that shaped the weights,
+the excluded test speakers, the trainable parameters, the config and the best epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ser.adapt.config import FinetuneConfig
+from ser.adapt.data import Clip, CropDataset, loader
+from ser.adapt.model import (
+    ClassifierHead,
+    ProjectionHead,
+    mean_embedding,
+    nt_xent,
+    set_train_mode,
+    unfreeze_top,
+)
+from ser.cache.adaptation import PROVENANCE_NAME
+from ser.cache.provenance import environment, utc_now
+from ser.errors import UserError
+from ser.extract.base import require
+from ser.extract.hf import load_pretrained
+from ser.manifests.corpora import DEFAULT_LABEL_SETS
+from ser.manifests.labels import LabelSet, load_label_set
+from ser.manifests.protocols import Fold, FoldSet, ValidationRule, make_folds
+from ser.manifests.schema import Manifest, file_sha256, read_manifest
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FoldAdaptation:
+    """What adapting one fold produced."""
+
+    fold: str
+    checkpoint: Path
+    best_epoch: int
+    best_score: float
+    """Validation UA (supervised) or NT-Xent loss (contrastive) of the saved state."""
+    trainable: list[str] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)
+    skipped: bool = False
+    """True when a finished checkpoint was found and reused."""
+
+
+def fold_set_of(cfg: FinetuneConfig) -> tuple[Manifest, LabelSet, FoldSet]:
+    manifest = read_manifest(cfg.manifest)
+    name = cfg.label_set or manifest.header.label_set or DEFAULT_LABEL_SETS.get(manifest.header.corpus)
+    if not name:
+        raise UserError(f"{cfg.manifest}: no label set given and the corpus has no default; pass --label-set")
+    label_set = load_label_set(name)
+    rule = ValidationRule(fraction=cfg.val_fraction, by=cfg.val_by, seed=cfg.split_seed)  # type: ignore[arg-type]
+    folds = make_folds(manifest, cfg.protocol, label_set=label_set, rule=rule, options=cfg.protocol_options)
+    return manifest, label_set, folds
+
+
+def _clips(manifest: Manifest, folds: FoldSet, label_set: LabelSet, ids: tuple[str, ...]) -> list[Clip]:
+    clips = []
+    for uid in ids:
+        row = folds.utterances[uid]
+        path = manifest.audio_path(row)
+        if path is None:
+            logger.warning("%s: no audio, left out of the adaptation", uid)
+            continue
+        label = label_set.index_of(row)
+        clips.append(Clip(id=uid, path=str(path), start=row.start, end=row.end, label=-1 if label is None else label))
+    return clips
+
+
+def _device(choice: str) -> torch.device:
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {choice}: no CUDA device is available here; use --device cpu or auto")
+    try:
+        return torch.device(choice)
+    except RuntimeError as err:
+        raise UserError(f"--device {choice!r} is not a device (auto, cpu, cuda, cuda:N)") from err
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _balanced_accuracy(true: np.ndarray, pred: np.ndarray) -> float:
+    """UA: mean recall over the classes present in ``true``."""
+    classes = np.unique(true)
+    return float(np.mean([np.mean(pred[true == c] == c) for c in classes]))
+
+
+class _Trainer:
+    """One fold's optimisation (model, head, data) for either mode."""
+
+    def __init__(self, cfg: FinetuneConfig, upstream: nn.Module, n_classes: int, sample_rate: int,
+                 normalize: bool, train: list[Clip], validation: list[Clip], device: torch.device) -> None:
+        self.cfg, self.upstream, self.device = cfg, upstream.to(device), device
+        hidden = int(upstream.config.hidden_size)
+        self.supervised = cfg.mode == "supervised"
+        self.head: nn.Module = (ClassifierHead(hidden, n_classes) if self.supervised
+                                else ProjectionHead(hidden, cfg.projection_dim)).to(device)
+        views = 1 if self.supervised else 2
+        self.train_data = CropDataset(train, sample_rate=sample_rate, crop_seconds=cfg.crop, views=views,
+                                      seed=cfg.seed, normalize=normalize, random_crops=True)
+        self.val_data = CropDataset(validation, sample_rate=sample_rate,
+                                    crop_seconds=cfg.eval_seconds if self.supervised else cfg.crop, views=views,
+                                    seed=cfg.seed + 1, normalize=normalize, random_crops=not self.supervised)
+        trainable = [p for p in upstream.parameters() if p.requires_grad]
+        groups = [{"params": list(self.head.parameters()), "lr": cfg.head_lr}]
+        if trainable:
+            groups.append({"params": trainable, "lr": cfg.lr})
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+
+    def _loss(self, crops: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, V, T) crops -> (loss, supervised logits or an empty tensor)."""
+        crops = crops.to(self.device)
+        if self.supervised:
+            logits = self.head(mean_embedding(self.upstream, crops[:, 0]))
+            return nn.functional.cross_entropy(logits, labels.to(self.device)), logits
+        b = crops.shape[0]
+        projected = self.head(mean_embedding(self.upstream, crops.flatten(0, 1))).view(b, 2, -1)
+        return nt_xent(projected[:, 0], projected[:, 1], self.cfg.temperature), torch.empty(0)
+
+    def train_epoch(self, epoch: int) -> float:
+        set_train_mode(self.upstream)
+        self.head.train()
+        self.train_data.epoch = epoch
+        total, count = 0.0, 0
+        batches = loader(self.train_data, batch_size=self.cfg.batch_size, shuffle=True, seed=self.cfg.seed,
+                         num_workers=self.cfg.num_workers, drop_last=not self.supervised)
+        for batch in batches:
+            if batch is None or (not self.supervised and batch[0].shape[0] < 2):
+                continue
+            loss, _ = self._loss(*batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += float(loss.detach()) * batch[0].shape[0]
+            count += batch[0].shape[0]
+        return total / max(count, 1)
+
+    @torch.inference_mode()
+    def validate(self) -> float:
+        """Validation UA (supervised, higher is better) or NT-Xent loss (contrastive, lower is better)."""
+        self.upstream.eval()
+        self.head.eval()
+        losses, trues, preds = [], [], []
+        batches = loader(self.val_data, batch_size=self.cfg.batch_size, shuffle=False, seed=0,
+                         num_workers=self.cfg.num_workers)
+        for batch in batches:
+            if batch is None or (not self.supervised and batch[0].shape[0] < 2):
+                continue
+            loss, logits = self._loss(*batch)
+            losses.append((float(loss), batch[0].shape[0]))
+            if self.supervised:
+                trues.append(batch[1].numpy())
+                preds.append(logits.argmax(dim=1).cpu().numpy())
+        if not losses:
+            raise UserError("no usable validation audio for the adaptation (all rejected?); check "
+                            "`ser manifest validate`")
+        if self.supervised:
+            return _balanced_accuracy(np.concatenate(trues), np.concatenate(preds))
+        return sum(value * n for value, n in losses) / sum(n for _, n in losses)
+
+    def state(self) -> dict[str, dict[str, torch.Tensor]]:
+        trainable = {n: p.detach().clone() for n, p in self.upstream.named_parameters() if p.requires_grad}
+        return {"upstream": trainable, "head": {k: v.detach().clone() for k, v in self.head.state_dict().items()}}
+
+    def load(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
+        parameters = dict(self.upstream.named_parameters())
+        with torch.no_grad():
+            for name, value in state["upstream"].items():
+                parameters[name].copy_(value)
+        self.head.load_state_dict(state["head"])
+
+
+def adapt_fold(cfg: FinetuneConfig, fold_name: str, out: Path) -> FoldAdaptation:
+    """Adapt the upstream on ``fold_name``'s training rows; the checkpoint goes to ``out/<fold>/checkpoint``
+    (reused when it is already complete)."""
+    manifest, label_set, folds = fold_set_of(cfg)
+    fold = folds.fold(fold_name)
+    checkpoint = Path(out) / fold.name / "checkpoint"
+    if (checkpoint / PROVENANCE_NAME).is_file():
+        provenance = json.loads((checkpoint / PROVENANCE_NAME).read_text(encoding="utf-8"))
+        if provenance.get("config") == cfg.to_dict():
+            logger.info("fold %s: finished checkpoint found at %s", fold.name, checkpoint)
+            return FoldAdaptation(fold=fold.name, checkpoint=checkpoint, best_epoch=provenance["best_epoch"],
+                                  best_score=provenance["best_score"], trainable=provenance["trainable"],
+                                  skipped=True)
+        raise UserError(f"{checkpoint} holds an adaptation with other settings; choose another --out or delete it")
+    if not fold.validation:
+        raise UserError(f"fold {fold.name}: empty validation set; raise --val-fraction or use --val-by utterance")
+    _seed_everything(cfg.seed)
+    transformers = require("transformers", "ssl")
+    device = _device(cfg.device)
+    upstream = load_pretrained(transformers.AutoModel, cfg.model)
+    try:
+        feature_extractor = load_pretrained(transformers.AutoFeatureExtractor, cfg.model)
+        sample_rate = int(feature_extractor.sampling_rate)
+        normalize = bool(getattr(feature_extractor, "do_normalize", False))
+    except (OSError, ValueError, UserError):
+        logger.warning("%s has no feature-extractor config; assuming 16 kHz input without normalisation", cfg.model)
+        feature_extractor, sample_rate, normalize = None, 16000, False
+    trainable = unfreeze_top(upstream, cfg.unfreeze if cfg.unfreeze is not None or cfg.mode == "contrastive" else 2)
+    train = _clips(manifest, folds, label_set, fold.train)
+    validation = _clips(manifest, folds, label_set, fold.validation)
+    trainer = _Trainer(cfg, upstream, len(label_set.classes), sample_rate, normalize, train, validation, device)
+    logger.info("fold %s: %s adaptation of %s, %d trainable tensors, %d train / %d validation utterances",
+                fold.name, cfg.mode, cfg.model, len(trainable), len(train), len(validation))
+    better = (lambda a, b: a > b) if cfg.mode == "supervised" else (lambda a, b: a < b)
+    # Epoch 0 (the starting weights) is logged as a baseline but is not a candidate: the checkpoint
+    # is always a trained state, the best epoch on validation.
+    history: list[dict[str, float]] = [{"epoch": 0, "validation": trainer.validate()}]
+    best_score, best_epoch, best_state, waited = math.nan, 0, trainer.state(), 0
+    for epoch in range(1, cfg.epochs + 1):
+        start = time.perf_counter()
+        train_loss = trainer.train_epoch(epoch)
+        score = trainer.validate()
+        history.append({"epoch": epoch, "train_loss": train_loss, "validation": score,
+                        "seconds": time.perf_counter() - start})
+        logger.info("fold %s epoch %d: train loss %.4f, validation %s %.4f", fold.name, epoch, train_loss,
+                    "UA" if cfg.mode == "supervised" else "NT-Xent", score)
+        if best_epoch == 0 or better(score, best_score):
+            best_score, best_epoch, best_state, waited = score, epoch, trainer.state(), 0
+        else:
+            waited += 1
+            if cfg.patience and waited >= cfg.patience:
+                break
+    trainer.load(best_state)
+    _save(checkpoint, trainer, feature_extractor, _provenance(cfg, manifest, folds, fold, label_set, trainable,
+                                                              best_epoch, best_score), history)
+    return FoldAdaptation(fold=fold.name, checkpoint=checkpoint, best_epoch=best_epoch, best_score=best_score,
+                          trainable=trainable, history=history)
+
+
+def _provenance(cfg: FinetuneConfig, manifest: Manifest, folds: FoldSet, fold: Fold, label_set: LabelSet,
+                trainable: list[str], best_epoch: int, best_score: float) -> dict[str, Any]:
+    def speakers(ids: tuple[str, ...]) -> list[str]:
+        return sorted({s for uid in ids if (s := folds.utterances[uid].speaker) is not None})
+
+    return {
+        "format": "ser-finetune", "version": 1, "mode": cfg.mode, "base_model": cfg.model, "fold": fold.name,
+        "protocol": cfg.protocol, "protocol_options": cfg.protocol_options, "label_set": label_set.name,
+        "validation_rule": {"fraction": cfg.val_fraction, "by": cfg.val_by, "seed": cfg.split_seed},
+        "manifest": {"path": str(Path(cfg.manifest).resolve()), "sha256": file_sha256(cfg.manifest),
+                     "corpus": manifest.header.corpus},
+        "trained_on": {"train_ids": list(fold.train), "validation_ids": list(fold.validation),
+                       "speakers": speakers(fold.train + fold.validation),
+                       "labels_used": cfg.mode == "supervised"},
+        "excluded": {"test_speakers": speakers(fold.test), "n_test_ids": len(fold.test)},
+        "trainable": trainable, "config": cfg.to_dict(), "best_epoch": best_epoch, "best_score": best_score,
+        "created": utc_now(), "environment": environment(),
+    }
+
+
+def _save(checkpoint: Path, trainer: _Trainer, feature_extractor: Any, provenance: dict[str, Any],
+          history: list[dict[str, float]]) -> None:
+    """Write everything under a temporary name, provenance last, then rename into place."""
+    partial = checkpoint.with_name(checkpoint.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    trainer.upstream.to("cpu").save_pretrained(partial)
+    if feature_extractor is not None:
+        feature_extractor.save_pretrained(partial)
+    torch.save(trainer.head.to("cpu").state_dict(), partial / "head.pt")
+    (partial / "history.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
+    (partial / PROVENANCE_NAME).write_text(json.dumps(provenance, indent=1, default=str), encoding="utf-8")
+    if checkpoint.exists():
+        shutil.rmtree(checkpoint)
+    os.replace(partial, checkpoint)
