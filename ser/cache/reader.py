@@ -34,6 +34,14 @@ def _listing(values: Sequence[str]) -> str:
     return shown + (f" (and {len(values) - MAX_LISTED} more)" if len(values) > MAX_LISTED else "")
 
 
+def changed_rows_message(path: Path, changed: Sequence[str]) -> str:
+    """What to say (and do) about stored rows whose audio path, segment or text changed."""
+    return (f"{path}: {len(changed)} manifest rows changed since this store was extracted (audio path, segment "
+            f"or text differ): {_listing(changed)}. Their features were computed from the old rows: re-run `ser "
+            "extract` with this manifest and the same options, which extracts the changed rows again into the "
+            "store (or extract into a new store)")
+
+
 class CacheReader:
     """A complete store, opened read-only.
 
@@ -74,7 +82,7 @@ class CacheReader:
         self.attrs: dict[str, Any] = {}
         for key, value in attrs.items():
             if key in ("format", "format_version", "status", "layout", "n_items", "n_rejected", "finalized"):
-                self.attrs[key] = value
+                self.attrs[key] = value.item() if isinstance(value, np.generic) else value  # plain JSON types
             else:
                 self.attrs[key] = json.loads(value) if isinstance(value, str) else value
         self.ids: list[str] = decode_strings(store.read("ids"))
@@ -141,18 +149,44 @@ class CacheReader:
             raise CacheError(f"{self.path}: {len(missing)} requested ids are not in the store; " + "; ".join(parts))
         return np.fromiter((self.index[uid] for uid in ids), dtype=np.int64, count=len(ids))
 
+    @property
+    def manifest_sha256(self) -> str | None:
+        """sha256 of the manifest file the store was extracted from (None when not recorded)."""
+        manifest = self.attrs.get("manifest")
+        return manifest.get("sha256") if isinstance(manifest, dict) else None
+
+    def manifest_note(self, sha256: str, name: str = "the manifest") -> str | None:
+        """None when ``sha256`` is the manifest hash recorded at extraction, else a sentence saying so.
+
+        A different hash is not an error: labels, splits and other fields may change without a
+        re-extraction. What matters is whether any row's audio, segment or text changed, which
+        :meth:`changed_rows` checks row by row.
+        """
+        recorded = self.manifest_sha256
+        if recorded == sha256:
+            return None
+        if recorded is None:
+            return f"{self.path} records no manifest sha256; every row's fingerprint is checked instead"
+        source = (self.attrs.get("manifest") or {}).get("path")
+        return (f"{name} (sha256 {sha256[:12]}) is not the manifest this store was extracted from (sha256 "
+                f"{recorded[:12]}{f', {source}' if source else ''}); it was edited or rebuilt since. Labels and "
+                "splits may change freely, so every row's fingerprint (audio path, segment, text) is checked "
+                "instead")
+
+    def changed_rows(self, expected: Mapping[str, str]) -> list[str]:
+        """Ids of stored rows whose manifest fingerprint (``expected``: id -> fingerprint) differs."""
+        return [uid for uid, fp in expected.items()
+                if uid in self.index and self.fingerprints[self.index[uid]] != fp]
+
     def check_rows(self, expected: Mapping[str, str]) -> None:
         """Refuse when a manifest row changed since extraction (audio, segment or text differ).
 
         ``expected`` maps id -> fingerprint of the current manifest row. Ids that are absent or
         rejected are reported by :meth:`rows_of`, not here.
         """
-        changed = [uid for uid, fp in expected.items()
-                   if uid in self.index and self.fingerprints[self.index[uid]] != fp]
+        changed = self.changed_rows(expected)
         if changed:
-            raise CacheError(f"{self.path}: {len(changed)} manifest rows changed since this store was extracted "
-                             f"(audio path, segment or text differ): {_listing(changed)}. Re-extract into a new "
-                             "store with `ser extract`")
+            raise CacheError(changed_rows_message(self.path, changed))
 
     # ------------------------------------------------------------------ data
 

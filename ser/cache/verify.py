@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ser.cache.reader import CacheReader
+from ser.cache.reader import CacheReader, changed_rows_message
 
 BLOCK_ROWS = 4096
 BLOCK_FRAMES = 1 << 18
@@ -24,15 +24,23 @@ class VerifyReport:
     n_rejected: int
     problems: list[str] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Worth knowing, not a problem (e.g. the manifest was edited since extraction)."""
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def verify_store(path: str | os.PathLike[str], expected: Mapping[str, str] | None = None) -> VerifyReport:
+def verify_store(path: str | os.PathLike[str], expected: Mapping[str, str] | None = None, *,
+                 manifest_sha256: str | None = None, manifest_name: str = "the manifest") -> VerifyReport:
     """Check every value of a store. ``expected`` (id -> manifest-row fingerprint) adds coverage
-    checks: each id stored or rejected, fingerprints unchanged, no stored id outside the manifest."""
+    checks: each id stored or rejected, fingerprints unchanged, no stored id outside the manifest.
+
+    ``manifest_sha256`` (of the file ``expected`` was read from) is compared with the hash recorded
+    at extraction; a difference is a note, not a problem, because only the rows' fingerprints
+    decide whether the features still fit (labels and splits may change without re-extraction).
+    """
     with CacheReader(path) as reader:
         report = VerifyReport(path=Path(path), n_items=len(reader), n_rejected=len(reader.rejected))
         store = reader._file()
@@ -65,6 +73,12 @@ def verify_store(path: str | os.PathLike[str], expected: Mapping[str, str] | Non
         report.checked.append("all values finite")
         if len(set(reader.ids)) != len(reader.ids):
             report.problems.append("duplicate ids in the store")
+        if manifest_sha256 is not None:
+            note = reader.manifest_note(manifest_sha256, manifest_name)
+            if note is None:
+                report.checked.append("manifest sha256 as at extraction")
+            else:
+                report.notes.append(note)
         if expected is not None:
             _check_coverage(reader, expected, report)
     return report
@@ -74,10 +88,9 @@ def _check_coverage(reader: CacheReader, expected: Mapping[str, str], report: Ve
     missing = [uid for uid in expected if uid not in reader.index and uid not in reader.rejected]
     if missing:
         report.problems.append(f"{len(missing)} manifest ids are neither stored nor rejected, e.g. {missing[:5]}")
-    changed = [uid for uid, fp in expected.items()
-               if uid in reader.index and reader.fingerprints[reader.index[uid]] != fp]
+    changed = reader.changed_rows(expected)
     if changed:
-        report.problems.append(f"{len(changed)} manifest rows changed since extraction, e.g. {changed[:5]}")
+        report.problems.append(changed_rows_message(reader.path, changed))
     extra = [uid for uid in reader.ids if uid not in expected]
     if extra:
         report.problems.append(f"{len(extra)} stored ids are not in the manifest, e.g. {extra[:5]}")

@@ -75,18 +75,23 @@ def info(store: Path = typer.Argument(..., help="Cache store (.h5 or .zarr), fin
 def verify(store: Path = typer.Argument(..., help="Cache store to check."),
            manifest: Path | None = typer.Option(None, "--manifest", "-m", help=(
                "Also check that every manifest id is stored or listed as rejected, and that no manifest "
-               "row (audio, segment, text) changed since extraction."))) -> None:
+               "row (audio, segment, text) changed since extraction. A manifest that differs from the one "
+               "used at extraction (other sha256) is reported and checked row by row: labels and splits may "
+               "change without re-extraction."))) -> None:
     """Check every value (no NaN/Inf), monotone offsets, and coverage of a manifest. Exit 1 on problems."""
     with user_errors():
         from ser.cache.verify import verify_store
-        from ser.manifests.schema import read_manifest
+        from ser.manifests.schema import file_sha256, read_manifest
 
-        expected = None
+        expected = sha256 = None
         if manifest is not None:
             expected = {u.id: u.fingerprint() for u in read_manifest(manifest)}
-        report = verify_store(store, expected)
+            sha256 = file_sha256(manifest)
+        report = verify_store(store, expected, manifest_sha256=sha256, manifest_name=str(manifest))
     typer.echo(f"{store}: {report.n_items} items, {report.n_rejected} rejected; checked "
                f"{', '.join(report.checked)}")
+    for note in report.notes:
+        typer.secho(f"note: {note}", fg=typer.colors.YELLOW)
     for problem in report.problems:
         typer.secho(f"problem: {problem}", fg=typer.colors.RED, err=True)
     if not report.ok:

@@ -15,6 +15,7 @@ from ser.cache.writer import CacheWriter
 from tests.cache.storeutil import (
     BACKENDS,
     LAYOUT,
+    MANIFEST_SHA,
     Row,
     assert_matches_rows,
     assert_same_content,
@@ -173,9 +174,33 @@ def test_verify_reports_missing_changed_and_extra_ids(store: Path, rows: list[Ro
     assert not report.ok
     assert report.problems == [
         "2 manifest ids are neither stored nor rejected, e.g. ['new-1', 'new-2']",
-        f"1 manifest rows changed since extraction, e.g. ['{rows[3].uid}']",
+        f"{store}: 1 manifest rows changed since this store was extracted (audio path, segment or text differ): "
+        f"{rows[3].uid}. Their features were computed from the old rows: re-run `ser extract` with this manifest "
+        "and the same options, which extracts the changed rows again into the store (or extract into a new store)",
         f"2 stored ids are not in the manifest, e.g. ['{rows[8].uid}', '{rows[9].uid}']",
     ]
+
+
+def test_verify_compares_the_manifest_hash_then_every_row(store: Path, rows: list[Row],
+                                                          expected: dict[str, str]) -> None:
+    same = verify_store(store, expected, manifest_sha256=MANIFEST_SHA)
+    assert same.ok and same.notes == []
+    assert "manifest sha256 as at extraction" in same.checked
+    # Another manifest file (labels edited, say) whose rows still fit: a note, not a problem.
+    edited = verify_store(store, expected, manifest_sha256="a" * 64, manifest_name="m2.jsonl")
+    assert edited.ok, edited.problems
+    assert "manifest sha256 as at extraction" not in edited.checked
+    assert edited.notes == [f"m2.jsonl (sha256 {'a' * 12}) is not the manifest this store was extracted from (sha256 "
+                            f"{'0' * 12}, m.csv); it was edited or rebuilt since. Labels and splits may change freely, "
+                            "so every row's fingerprint (audio path, segment, text) is checked instead"]
+    # ... and one whose transcripts changed for two rows: refused, naming them.
+    changed = verify_store(store, {**expected, rows[1].uid: "new text", rows[7].uid: "new audio"},
+                           manifest_sha256="a" * 64)
+    assert len(changed.notes) == 1
+    assert changed.problems == [f"{store}: 2 manifest rows changed since this store was extracted (audio path, "
+                                f"segment or text differ): {rows[1].uid}, {rows[7].uid}. Their features were computed "
+                                "from the old rows: re-run `ser extract` with this manifest and the same options, "
+                                "which extracts the changed rows again into the store (or extract into a new store)"]
 
 
 def test_verify_finds_nan_in_pooled(store: Path, rows: list[Row], expected: dict[str, str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import pickle
@@ -16,7 +17,7 @@ import pytest
 from ser.cache.format import FORMAT_VERSION, CacheError, partial_path
 from ser.cache.reader import CacheReader
 from ser.cache.verify import verify_store
-from tests.cache.storeutil import BACKENDS, LAYOUT, Row, make_rows, set_attr, write_store, writer_open
+from tests.cache.storeutil import BACKENDS, LAYOUT, MANIFEST_SHA, Row, make_rows, set_attr, write_store, writer_open
 
 REJECTED = {"rej-a": "audio too short (0.1 s)", "rej-b": "non-finite values in mean"}
 
@@ -186,8 +187,30 @@ def test_check_rows_detects_changed_fingerprints(store: Path, rows: list[Row]) -
         changed = {**expected, rows[2].uid: "edited", rows[6].uid: "edited too"}
         with pytest.raises(CacheError, match=f"2 manifest rows changed since this store was extracted \\(audio path, "
                                              f"segment or text differ\\): {rows[2].uid}, {rows[6].uid}\\. "
-                                             "Re-extract into a new store with `ser extract`"):
+                                             "Their features were computed from the old rows: re-run `ser extract` "
+                                             "with this manifest"):
             reader.check_rows(changed)
+        assert reader.changed_rows(changed) == [rows[2].uid, rows[6].uid]
+
+
+def test_manifest_sha256_is_compared_with_the_one_recorded_at_extraction(store: Path) -> None:
+    with CacheReader(store) as reader:
+        assert reader.manifest_sha256 == MANIFEST_SHA
+        assert reader.manifest_note(MANIFEST_SHA) is None
+        note = reader.manifest_note("f" * 64, "new.jsonl")
+    assert note == ("new.jsonl (sha256 ffffffffffff) is not the manifest this store was extracted from (sha256 "
+                    "000000000000, m.csv); it was edited or rebuilt since. Labels and splits may change freely, so "
+                    "every row's fingerprint (audio path, segment, text) is checked instead")
+    set_attr(store, "manifest", '{"path": null, "sha256": null}')
+    with CacheReader(store) as reader:
+        assert reader.manifest_sha256 is None
+        assert "records no manifest sha256" in reader.manifest_note("f" * 64)
+
+
+def test_numeric_attributes_are_plain_python_values(store: Path) -> None:
+    with CacheReader(store) as reader:
+        assert type(reader.attrs["n_items"]) is int and type(reader.attrs["n_rejected"]) is int
+        json.dumps(reader.attrs)  # what resuming from a finished store's attributes needs
 
 
 # ------------------------------------------------------------------------------------------------ sequences
