@@ -18,7 +18,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from ser.cache.backends import StoreFile, open_store_file
-from ser.cache.format import FORMAT_NAME, FORMAT_VERSION, CacheError, StoreLayout, backend_of, encode_strings
+from ser.cache.format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    CacheError,
+    StoreLayout,
+    backend_of,
+    check_compression,
+    encode_strings,
+)
 from ser.cache.provenance import utc_now
 
 DEFAULT_POOLED_CHUNK_BYTES = 16 << 20
@@ -81,6 +89,7 @@ def assemble_store(out: Path, *, layout: StoreLayout, attrs: dict[str, Any], sou
                    pooled_chunk_bytes: int = DEFAULT_POOLED_CHUNK_BYTES,
                    seq_chunk_bytes: int = DEFAULT_SEQ_CHUNK_BYTES) -> Path:
     """Concatenate ``sources`` into a complete store at ``out`` (atomic: temp name, then rename)."""
+    check_compression(out, compression)
     if out.exists():
         raise CacheError(f"{out} already exists; delete it or choose another output path")
     tmp = out.with_name(out.name + ".assembling")

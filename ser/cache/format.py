@@ -70,6 +70,27 @@ def backend_of(path: Path) -> str:
     return BACKEND_SUFFIXES[suffix]
 
 
+COMPRESSIONS: dict[str, tuple[str, ...]] = {"hdf5": ("gzip", "lzf"), "zarr": ("zstd", "gzip", "blosc")}
+"""The compression names each backend accepts (``--compression``)."""
+
+
+def check_compression(path: Path, compression: str | None) -> None:
+    """Refuse a compression the store's backend cannot write, before any work starts."""
+    backend = backend_of(path)
+    if compression is None or compression in COMPRESSIONS[backend]:
+        return
+    other = next((name for name, codecs in COMPRESSIONS.items() if compression in codecs), None)
+    suffix = {"hdf5": ".h5", "zarr": ".zarr"}
+    hint = f" ({compression} is for {suffix[other]} stores)" if other else ""
+    raise CacheError(f"{path}: {backend_label(backend)} stores take --compression "
+                     f"{' or '.join(COMPRESSIONS[backend])}, not {compression!r}{hint}; leave it out for an "
+                     "uncompressed store (fastest reads)")
+
+
+def backend_label(backend: str) -> str:
+    return {"hdf5": "HDF5", "zarr": "Zarr"}[backend]
+
+
 def partial_path(path: Path) -> Path:
     """The working folder of an unfinished store."""
     return path.with_name(path.name + PARTIAL_SUFFIX)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ser.cache.assemble import assemble_store
-from ser.cache.format import CacheError
+from ser.cache.format import CacheError, check_compression
 from ser.cache.reader import CacheReader
 
 
@@ -38,6 +38,7 @@ def merge_stores(shards: Sequence[str | os.PathLike[str]], out: str | os.PathLik
     """
     if len(shards) < 1:
         raise CacheError("ser cache merge needs at least one shard store")
+    check_compression(Path(out), compression)
     readers = [CacheReader(p) for p in shards]
     first = readers[0]
     config = first.attrs.get("extractor", {}).get("config_hash")

@@ -14,7 +14,7 @@ import zarr
 from ser.cache import backends
 from ser.cache.assemble import chunk_rows
 from ser.cache.backends import Hdf5File, ZarrFile, raw_zarr_layout
-from ser.cache.format import CacheError
+from ser.cache.format import COMPRESSIONS, CacheError, check_compression
 from ser.cache.reader import CacheReader
 from tests.cache.storeutil import make_rows, writer_open
 
@@ -165,3 +165,29 @@ def test_zarr_padding_stays_under_a_row_per_chunk(tmp_path: Path) -> None:
     files = sorted((path / "pooled" / "mean" / "c").rglob("0"))
     files = [f for f in files if f.is_file()]
     assert [f.stat().st_size for f in files] == [6 * 4 * 6 * 4] * 4  # 24 rows stored for 22
+
+
+def test_every_named_compression_writes_and_reads_back(tmp_path: Path) -> None:
+    assert set(COMPRESSIONS["zarr"]) == set(ZarrFile._CODECS)
+    rows = make_rows(3)
+    for backend, names in COMPRESSIONS.items():
+        for name in names:
+            path = tmp_path / f"{name}.{'h5' if backend == 'hdf5' else 'zarr'}"
+            writer = writer_open(path)
+            for row in rows:
+                writer.add(row.uid, row.fingerprint, row.pooled, row.seq)
+            writer.finalize(compression=name)
+            with CacheReader(path) as reader:
+                np.testing.assert_array_equal(reader.pooled("mean"),
+                                              np.stack([r.pooled["mean"] for r in rows]).astype("f4"))
+
+
+def test_compression_names_are_checked_per_backend(tmp_path: Path) -> None:
+    check_compression(tmp_path / "a.h5", None)
+    check_compression(tmp_path / "a.h5", "lzf")
+    check_compression(tmp_path / "a.zarr", "blosc")
+    with pytest.raises(CacheError, match=r"a\.zarr: Zarr stores take --compression zstd or gzip or blosc, not "
+                                         r"'lzf' \(lzf is for \.h5 stores\)"):
+        check_compression(tmp_path / "a.zarr", "lzf")
+    with pytest.raises(CacheError, match=r"must end in \.h5 \(HDF5\) or \.zarr"):
+        check_compression(tmp_path / "a.npy", None)
