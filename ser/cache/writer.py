@@ -36,6 +36,8 @@ from ser.cache.format import FORMAT_NAME, FORMAT_VERSION, CacheError, StoreLayou
 logger = logging.getLogger(__name__)
 
 SEGMENT_PREFIX = "seg-"
+NO_LOCK_ERRNOS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
+"""``flock`` errors that mean the file system cannot lock at all (some NFS and FUSE mounts)."""
 DEFAULT_SEGMENT_BYTES = 64 << 20
 
 
@@ -143,6 +145,11 @@ class CacheWriter:
                 holder = lock_path.read_text(encoding="utf-8").strip() or "another process"
                 raise CacheError(f"{partial} is being written by {holder}; only one writer per store. Wait for "
                                  "it, or split the work with --shard i/N and `ser cache merge`") from err
+            if err.errno in NO_LOCK_ERRNOS:
+                raise CacheError(f"{partial}: the file system holding it has no file locks (flock: "
+                                 f"{os.strerror(err.errno)}), which the writer needs to keep two runs from mixing "
+                                 "rows. Write the store to a local disk and copy it afterwards, or extract shards "
+                                 "(--shard i/N) to local disks and join them with `ser cache merge`") from err
             raise
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}".encode())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -423,6 +425,31 @@ def test_second_writer_in_the_same_process_is_refused(store: Path) -> None:
     second = writer_open(store)
     assert second.done_ids == {row.uid}
     second.finalize()
+
+
+@pytest.mark.parametrize("code", [errno.ENOLCK, errno.EOPNOTSUPP])
+def test_file_system_without_locks_is_a_clear_error(store: Path, monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(writer_module.fcntl, "flock", no_locks)
+    with pytest.raises(CacheError, match=f"{re.escape(str(partial_path(store)))}: the file system holding it has no "
+                                         f"file locks \\(flock: {re.escape(os.strerror(code))}\\), .*Write the store "
+                                         "to a local disk and copy it afterwards, or extract shards \\(--shard i/N\\) "
+                                         "to local disks and join them with `ser cache merge`"):
+        writer_open(store)
+    monkeypatch.undo()
+    writer_open(store).close()  # the refused open left nothing locked or open
+
+
+def test_other_lock_errors_are_not_disguised(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(fd: int, operation: int) -> None:
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(writer_module.fcntl, "flock", broken)
+    with pytest.raises(OSError, match="Bad file descriptor") as caught:
+        writer_open(store)
+    assert not isinstance(caught.value, CacheError)
 
 
 HOLDER = textwrap.dedent("""
