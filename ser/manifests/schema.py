@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -100,6 +101,41 @@ class Utterance:
 
 
 UTTERANCE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Utterance))
+TEXT_FIELDS: tuple[str, ...] = ("audio", "text", "label", "speaker", "gender", "session", "dialog", "script",
+                                "split", "lang")
+"""Fields that hold a string (or null)."""
+SECONDS_FIELDS: tuple[str, ...] = ("start", "end", "duration")
+"""Fields that hold a finite number of seconds (or null)."""
+
+
+def field_type_error(record: dict[str, Any]) -> str | None:
+    """Why a row's known fields have the wrong JSON type (what to write instead), or None when they are fine."""
+    for name in TEXT_FIELDS:
+        value = record.get(name)
+        if value is not None and not isinstance(value, str):
+            return (f"field {name!r} is {json.dumps(value, ensure_ascii=False)} ({_json_type(value)}); it must be "
+                    f"a string or null, e.g. {json.dumps(str(value), ensure_ascii=False)}")
+    for name in SECONDS_FIELDS:
+        value = record.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return (f"field {name!r} is {json.dumps(value, ensure_ascii=False)} ({_json_type(value)}); it must be "
+                    "a number of seconds (e.g. 1.25) or null")
+    extra = record.get("extra")
+    if extra is not None and not isinstance(extra, dict):
+        return f"field 'extra' is {_json_type(extra)}; it must be a JSON object of corpus-specific fields"
+    return None
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number" if math.isfinite(value) else "not a finite number"
+    if isinstance(value, str):
+        return "a string"
+    return {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
 
 
 @dataclass(kw_only=True)
@@ -220,11 +256,11 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
             continue
         if "id" not in record or not isinstance(record["id"], str) or not record["id"]:
             raise ManifestError(f"{path}:{line_no}: row has no string 'id'; every row needs a unique id")
-        try:
-            utterances.append(Utterance.from_dict(record))
-            line_numbers.append(line_no)
-        except TypeError as err:
-            raise ManifestError(f"{path}:{line_no}: {err}") from err
+        problem = field_type_error(record)
+        if problem:
+            raise ManifestError(f"{path}:{line_no}: row {record['id']!r}: {problem}; fix that line")
+        utterances.append(Utterance.from_dict(record))
+        line_numbers.append(line_no)
     if header is None:
         header = ManifestHeader(corpus="unknown", root=".")
     return Manifest(header=header, utterances=utterances, path=path, line_numbers=line_numbers)
@@ -235,7 +271,12 @@ def _parse_header(record: dict[str, Any], path: Path, line_no: int) -> ManifestH
     if version != MANIFEST_VERSION:
         raise ManifestError(f"{path}:{line_no}: manifest format version {version!r} is not supported "
                             f"(this ser reads version {MANIFEST_VERSION}); rebuild it with `ser manifest`")
-    return ManifestHeader(corpus=str(record.get("corpus", "unknown")), root=str(record.get("root", ".")),
+    for key in ("corpus", "root", "label_set"):
+        value = record.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ManifestError(f"{path}:{line_no}: header field {key!r} is {json.dumps(value)}; it must be a "
+                                "string (rebuild the manifest with `ser manifest`, or fix the header line)")
+    return ManifestHeader(corpus=record.get("corpus") or "unknown", root=record.get("root") or ".",
                           label_set=record.get("label_set"))
 
 

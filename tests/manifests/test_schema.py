@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from ser.manifests.schema import (
+    SECONDS_FIELDS,
+    TEXT_FIELDS,
+    UTTERANCE_FIELDS,
     Manifest,
     ManifestError,
     ManifestHeader,
@@ -100,3 +104,43 @@ def test_in_memory_manifest_locations() -> None:
     assert manifest.location(0) == "row 1"
     assert len(manifest) == 2
     assert manifest.by_id()["b"].start == 1.0
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    ('{"id": "a", "label": 5}', """row 'a': field 'label' is 5 (a number); it must be a string or null, e.g. "5"; """
+                                "fix that line"),
+    ('{"id": "a", "start": "abc"}', "row 'a': field 'start' is \"abc\" (a string); it must be a number of seconds "
+                                    "(e.g. 1.25) or null; fix that line"),
+    ('{"id": "a", "audio": 7}', "row 'a': field 'audio' is 7 (a number); it must be a string or null, e.g. \"7\""),
+    ('{"id": "a", "duration": "x"}', "row 'a': field 'duration' is \"x\" (a string); it must be a number of seconds"),
+    ('{"id": "a", "end": true}', "field 'end' is true (a boolean); it must be a number of seconds"),
+    ('{"id": "a", "start": NaN}', "field 'start' is NaN (not a finite number); it must be a number of seconds"),
+    ('{"id": "a", "speaker": ["s1"]}', "field 'speaker' is [\"s1\"] (a list); it must be a string"),
+    ('{"id": "a", "extra": [1]}', "field 'extra' is a list; it must be a JSON object of corpus-specific fields"),
+])
+def test_wrong_field_types_name_the_line_and_the_fix(tmp_path: Path, row: str, message: str) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"ser_manifest": 1, "corpus": "c", "root": "."}\n{"id": "ok"}\n' + row + "\n",
+                    encoding="utf-8")
+    with pytest.raises(ManifestError, match=f"^{re.escape(str(path))}:3: .*{re.escape(message)}"):
+        read_manifest(path)
+
+
+def test_numbers_and_nulls_are_accepted_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"id": "a", "start": 1, "end": 2.5, "duration": null, "label": null, "extra": {"v": 3}}\n',
+                    encoding="utf-8")
+    (row,) = read_manifest(path).utterances
+    assert (row.start, row.end, row.duration, row.label, row.extra) == (1, 2.5, None, None, {"v": 3})
+    assert type(row.start) is int  # kept as written: the row fingerprint (and so caches) must not change
+
+
+def test_every_field_has_a_type_check() -> None:
+    assert {"id", "extra", *TEXT_FIELDS, *SECONDS_FIELDS} == set(UTTERANCE_FIELDS)
+
+
+def test_header_fields_must_be_strings(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"ser_manifest": 1, "corpus": "c", "root": ".", "label_set": 4}\n', encoding="utf-8")
+    with pytest.raises(ManifestError, match=f"{path}:1: header field 'label_set' is 4; it must be a string"):
+        read_manifest(path)
