@@ -36,6 +36,28 @@ def normalise_split(value: str) -> str:
     return SPLIT_ALIASES.get(lowered, lowered)
 
 
+DELIMITER_NAMES = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
+"""Spellings of delimiters that are awkward to type in a shell (``--delimiter tab``)."""
+
+
+def check_delimiter(delimiter: str) -> str:
+    """The one-character field delimiter meant by ``delimiter`` (``tab`` and ``\\t`` mean TAB)."""
+    chosen = DELIMITER_NAMES.get(delimiter.lower(), delimiter) if isinstance(delimiter, str) else delimiter
+    if not isinstance(chosen, str) or len(chosen) != 1 or chosen in "\r\n\"":
+        raise ManifestError(f"CSV delimiter {delimiter!r} is not usable: it must be one character other than a "
+                            "quote or a line break, e.g. --delimiter ';' or --delimiter tab")
+    return chosen
+
+
+def check_encoding(encoding: str) -> None:
+    """Refuse a name that is not a text encoding Python knows, naming common ones."""
+    try:
+        "".encode(encoding)
+    except (LookupError, TypeError):
+        raise ManifestError(f"unknown CSV encoding {encoding!r}; use a Python codec name such as utf-8, "
+                            "utf-8-sig, utf-16, latin-1, cp1252 or gb18030") from None
+
+
 def scan(root: Path, *, csv_path: Path, id_col: str | None = None, audio_col: str = "audio",
          label_col: str | None = "label", speaker_col: str | None = "speaker", text_col: str | None = "text",
          split_col: str | None = None, session_col: str | None = None, dialog_col: str | None = None,
@@ -48,6 +70,8 @@ def scan(root: Path, *, csv_path: Path, id_col: str | None = None, audio_col: st
     and line).
     """
     require_dir(root, "corpus root", "Pass the folder that the CSV's audio paths are relative to.")
+    delimiter = check_delimiter(delimiter)
+    check_encoding(encoding)
     source = _locate_csv(root, Path(csv_path))
     options = {"id_col": id_col, "audio_col": audio_col, "label_col": label_col,
                "speaker_col": speaker_col, "text_col": text_col, "split_col": split_col,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,24 @@ def test_round_trip_through_build_manifest(tmp_path: Path) -> None:
     assert (b.id, b.split, b.start, b.end) == ("clips/b", "validation", 0.1, 0.4)
     assert b.duration == pytest.approx(0.3)
     assert manifest.audio_path(b) == tmp_path.resolve() / "clips" / "b.wav"
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"encoding": "nope"}, "unknown CSV encoding 'nope'; use a Python codec name such as utf-8"),
+    ({"encoding": "rot13"}, "unknown CSV encoding 'rot13'"),  # a codec, but not a text encoding
+    ({"delimiter": ""}, "CSV delimiter '' is not usable: it must be one character"),
+    ({"delimiter": ";;"}, "CSV delimiter ';;' is not usable"),
+    ({"delimiter": '"'}, "CSV delimiter '\"' is not usable"),
+])
+def test_bad_encoding_and_delimiter_options_are_manifest_errors(tmp_path: Path, options: dict[str, str],
+                                                                 message: str) -> None:
+    csv_path = write_csv(tmp_path / "meta.csv", ["audio,label", "a.wav,happy"])
+    with pytest.raises(ManifestError, match=re.escape(message)):
+        scan(tmp_path, csv_path=csv_path, **options)
+
+
+@pytest.mark.parametrize("spelling", ["tab", "TAB", "\\t", "\t"])
+def test_tab_delimiter_spellings(tmp_path: Path, spelling: str) -> None:
+    csv_path = write_csv(tmp_path / "meta.tsv", ["audio\tlabel", "a.wav\thappy, mostly"])
+    (utt,) = scan(tmp_path, csv_path=csv_path, delimiter=spelling, speaker_col=None, text_col=None).utterances
+    assert (utt.audio, utt.label) == ("a.wav", "happy, mostly")
