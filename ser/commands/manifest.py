@@ -151,8 +151,11 @@ def generic_csv(
 @app.command("validate")
 def validate(
     manifest: Path = typer.Argument(..., help="Manifest file to check."),
-    label_set: str | None = typer.Option(None, "--label-set", "-l",
-                                            help="Also check that every label is in this label set."),
+    label_set: str | None = typer.Option(None, "--label-set", "-l", help=(
+        "Check that every label is in this label set. Default: the label set the manifest was built with, "
+        "else the corpus default (iemocap4, ravdess8, meld7, ...); under a corpus default, labels the corpus "
+        "has but the set drops (IEMOCAP fru) are warnings and labels the corpus does not have are errors.")),
+    all_labels: bool = typer.Option(False, "--all-labels", help="Do not check labels against any label set."),
     drop_unknown: bool = typer.Option(False, help="Report labels outside the label set as a warning "
                                       "(they will be dropped) instead of an error."),
     check_audio: bool = typer.Option(True, "--check-audio/--no-check-audio",
@@ -166,16 +169,18 @@ def validate(
     Every problem is listed with its file:line and id, and the fix. Exit status 1 when there are errors.
     """
     with user_errors():
-        from ser.manifests.labels import load_label_set
+        from ser.manifests.labels import choose_label_set
         from ser.manifests.schema import read_manifest
         from ser.manifests.validation import validate_manifest
 
         loaded = read_manifest(manifest)
-        chosen = load_label_set(label_set) if label_set else None
-        report = validate_manifest(loaded, label_set=chosen, drop_unknown=drop_unknown,
-                                   check_audio=check_audio, protocol=protocol)
+        choice = choose_label_set(loaded, label_set, all_labels=all_labels)
+        report = validate_manifest(loaded, label_set=choice.label_set, drop_unknown=drop_unknown,
+                                   check_audio=check_audio, protocol=protocol,
+                                   default_label_set=choice.source == "default")
     labels = ", ".join(f"{k} {v}" for k, v in sorted(report.label_counts.items()))
-    typer.echo(f"{manifest}: {report.n_rows} rows ({loaded.header.corpus}); labels: {labels or 'none'}")
+    typer.echo(f"{manifest}: {report.n_rows} rows ({loaded.header.corpus}); labels checked against "
+               f"{choice.describe()}: {labels or 'none'}")
     for problem in report.warnings:
         typer.secho(f"warning: {problem.describe()}", fg=typer.colors.YELLOW)
     for problem in report.errors:

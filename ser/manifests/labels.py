@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ser.manifests.schema import ManifestError, Utterance
+from ser.manifests.schema import Manifest, ManifestError, Utterance
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,37 @@ def load_label_set(name_or_path: str) -> LabelSet:
         raise ManifestError(f"{path} holds {len(records)} label sets; choose one with {path}#NAME")
     ((name, record),) = records.items()
     return _from_record(name, record)
+
+
+@dataclass(frozen=True)
+class LabelSetChoice:
+    """The label set a command works with, and why that one."""
+
+    label_set: LabelSet | None
+    source: str
+    """``named`` (given by the user), ``header`` (the manifest was built with it), ``default`` (the
+    corpus default) or ``none``."""
+
+    def describe(self) -> str:
+        if self.label_set is None:
+            return "no label set"
+        return {"named": self.label_set.name, "header": f"{self.label_set.name} (from the manifest header)",
+                "default": f"{self.label_set.name} (the corpus default)"}[self.source]
+
+
+def choose_label_set(manifest: Manifest, name: str | None, *, all_labels: bool = False) -> LabelSetChoice:
+    """The label set named, else the one the manifest was built with, else the corpus default, else none
+    (``all_labels``: none, whatever the manifest says)."""
+    from ser.manifests.corpora import DEFAULT_LABEL_SETS
+
+    if all_labels:
+        return LabelSetChoice(None, "none")
+    if name:
+        return LabelSetChoice(load_label_set(name), "named")
+    if manifest.header.label_set:
+        return LabelSetChoice(load_label_set(manifest.header.label_set), "header")
+    default = DEFAULT_LABEL_SETS.get(manifest.header.corpus)
+    return LabelSetChoice(load_label_set(default), "default") if default else LabelSetChoice(None, "none")
 
 
 def apply_label_set(utterances: Iterable[Utterance], label_set: LabelSet) -> LabelFilterResult:

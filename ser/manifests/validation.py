@@ -59,11 +59,18 @@ def _bad_text(text: object) -> str | None:
 
 
 def validate_manifest(manifest: Manifest, *, label_set: LabelSet | None = None, drop_unknown: bool = False,
-                      check_audio: bool = True, protocol: str | None = None) -> ValidationReport:
+                      check_audio: bool = True, protocol: str | None = None,
+                      default_label_set: bool = False) -> ValidationReport:
     """Check a manifest; with ``label_set`` also check labels, with ``protocol`` the grouping.
 
     ``drop_unknown`` turns labels outside the label set into a warning (they will be dropped).
+    ``default_label_set`` says that nobody asked for ``label_set`` (it is the corpus default): then
+    a raw label the corpus has but the set does not use (IEMOCAP ``fru`` under ``iemocap4``) is only
+    a warning, while a label the corpus does not have at all (a typo) stays an error.
     """
+    from ser.manifests.corpora import RAW_LABELS
+
+    known = set(RAW_LABELS.get(manifest.header.corpus, ())) if default_label_set else set()
     report = ValidationReport(n_rows=len(manifest))
     if not manifest.utterances:
         report.errors.append(Problem("empty manifest", "rebuild it with `ser manifest CORPUS ROOT -o FILE` and "
@@ -97,10 +104,17 @@ def validate_manifest(manifest: Manifest, *, label_set: LabelSet | None = None, 
             report.label_counts[utt.label or "<none>"] += 1
         else:
             cls = label_set.class_of(utt)
-            if cls is None:
-                problems["label outside label set"].append(f"{where} ({label_set.raw_label(utt)!r})")
-            else:
+            raw = label_set.raw_label(utt)
+            if cls is not None:
                 report.label_counts[cls] += 1
+            elif known and raw is None:
+                problems["no label"].append(where)
+            elif known and raw in known:
+                problems["label outside the default label set"].append(f"{where} ({raw!r})")
+            elif known:
+                problems["label unknown to the corpus"].append(f"{where} ({raw!r})")
+            else:
+                problems["label outside label set"].append(f"{where} ({raw!r})")
         if utt.label is None and label_set is None:
             problems["no label"].append(where)
 
@@ -116,6 +130,14 @@ def validate_manifest(manifest: Manifest, *, label_set: LabelSet | None = None, 
             "warning" if drop_unknown else "error",
             f"these rows are dropped when the label set {label_set.name if label_set else ''} is used"
             if drop_unknown else "pass --drop-unknown to drop them, or choose a label set that covers them"),
+        "label outside the default label set": (
+            "warning", f"these rows are dropped when {label_set.name if label_set else ''} is used; pass "
+            "--label-set to validate (and train) with a set that keeps them"),
+        "label unknown to the corpus": (
+            "warning" if drop_unknown else "error",
+            f"{manifest.header.corpus} has no such label (its labels: "
+            f"{', '.join(RAW_LABELS.get(manifest.header.corpus, ()))}); correct the label, or pass --label-set "
+            "NAME (or --all-labels) if the manifest is meant to hold other labels"),
         "no audio": ("warning", "audio-based extractors will skip these rows; text extractors can still use them"),
         "no label": ("warning", "unlabelled rows can be extracted but not used for training or testing"),
     }

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from ser.cli import app
-from ser.manifests.schema import read_manifest
+from ser.manifests.schema import ManifestHeader, Utterance, read_manifest, write_manifest
 from tests.fakes import write_tone
 
 runner = CliRunner()
@@ -81,3 +82,54 @@ def test_label_sets_and_protocol_lists() -> None:
     assert "iemocap4" in result.stdout and "ang hap sad neu" in result.stdout
     result = runner.invoke(app, ["protocol", "list"])
     assert "iemocap-loso-script" in result.stdout and "speaker-kfold" in result.stdout
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["--encoding", "nope"], "error: unknown CSV encoding 'nope'; use a Python codec name such as utf-8"),
+    (["--delimiter", ""], "error: CSV delimiter '' is not usable: it must be one character other than a quote or "
+                          "a line break, e.g. --delimiter ';' or --delimiter tab"),
+])
+def test_csv_encoding_and_delimiter_mistakes_are_one_line_errors(tmp_path: Path, option: list[str],
+                                                                 message: str) -> None:
+    (tmp_path / "meta.csv").write_text("audio,label\na.wav,ang\n", encoding="utf-8")
+    result = runner.invoke(app, ["manifest", "csv", str(tmp_path), "--csv", "meta.csv", "-o",
+                                 str(tmp_path / "m.jsonl"), *option])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert result.output.startswith(message) and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "m.jsonl").exists()
+
+
+def _ravdess_manifest(tmp_path: Path, labels: list[str]) -> Path:
+    rows = []
+    for i, label in enumerate(labels):
+        write_tone(tmp_path / f"{i}.wav", seconds=0.05)
+        rows.append(Utterance(id=f"r{i}", audio=f"{i}.wav", label=label, speaker="01"))
+    path = tmp_path / "rav.jsonl"
+    write_manifest(path, ManifestHeader(corpus="ravdess", root=str(tmp_path)), rows)
+    return path
+
+
+def test_validate_without_label_set_uses_the_corpus_default(tmp_path: Path) -> None:
+    path = _ravdess_manifest(tmp_path, ["angry", "banana", "calm"])
+    result = runner.invoke(app, ["manifest", "validate", str(path)])
+    assert result.exit_code == 1, result.output
+    assert f"{path}: 3 rows (ravdess); labels checked against ravdess8 (the corpus default): ang 1, cal 1" \
+        in result.output
+    assert f"error: label unknown to the corpus: 1 rows: {path}:3 r1 ('banana'). Fix: ravdess has no such label" \
+        in result.output
+    result = runner.invoke(app, ["manifest", "validate", str(path), "--all-labels"])
+    assert result.exit_code == 0, result.output
+    assert "labels checked against no label set: angry 1, banana 1, calm 1" in result.output
+    result = runner.invoke(app, ["manifest", "validate", str(path), "--drop-unknown"])
+    assert result.exit_code == 0 and "warning: label unknown to the corpus" in result.output
+
+
+def test_validate_names_a_row_with_a_wrong_field_type(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"id": "a", "label": "ang"}\n{"id": "b", "label": 5}\n', encoding="utf-8")
+    result = runner.invoke(app, ["manifest", "validate", str(path)])
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)
+    assert result.output.strip() == (f"error: {path}:2: row 'b': field 'label' is 5 (a number); it must be a string "
+                                     'or null, e.g. "5"; fix that line')

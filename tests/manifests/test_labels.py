@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ser.manifests.labels import LabelSet, apply_label_set, builtin_label_sets, load_label_set
-from ser.manifests.schema import ManifestError, Utterance
+from ser.manifests.corpora import DEFAULT_LABEL_SETS
+from ser.manifests.labels import LabelSet, apply_label_set, builtin_label_sets, choose_label_set, load_label_set
+from ser.manifests.schema import Manifest, ManifestError, ManifestHeader, Utterance
 
 
 def test_builtin_sets_cover_every_corpus_and_are_consistent() -> None:
@@ -51,3 +52,32 @@ def test_user_label_set_file(tmp_path: Path) -> None:
 def test_inconsistent_label_set_is_refused() -> None:
     with pytest.raises(ManifestError, match="not in its classes"):
         LabelSet(name="bad", classes=("a",), mapping={"x": "b"})
+
+
+@pytest.mark.parametrize(("name", "header", "corpus", "all_labels", "want"), [
+    ("msp4", "iemocap4", "iemocap", False, ("msp4", "named")),
+    (None, "iemocap4-exc", "iemocap", False, ("iemocap4-exc", "header")),
+    (None, None, "meld", False, ("meld7", "default")),
+    (None, None, "csv", False, (None, "none")),
+    ("msp4", "iemocap4", "iemocap", True, (None, "none")),
+])
+def test_label_set_choice(name: str | None, header: str | None, corpus: str, all_labels: bool,
+                          want: tuple[str | None, str]) -> None:
+    manifest = Manifest(header=ManifestHeader(corpus=corpus, root=".", label_set=header), utterances=[])
+    choice = choose_label_set(manifest, name, all_labels=all_labels)
+    assert (choice.label_set.name if choice.label_set else None, choice.source) == want
+
+
+def test_raw_label_lists_match_the_adapters_and_cover_the_label_sets() -> None:
+    from ser.manifests.corpora import RAW_LABELS, cremad, emodb, esd, iemocap, msp_podcast, ravdess, tess
+
+    assert set(RAW_LABELS) == set(DEFAULT_LABEL_SETS)
+    emitted = {"iemocap": iemocap.CODES, "msp-podcast": msp_podcast.EMOTIONS.values(),
+               "cremad": cremad.EMOTIONS.values(), "emodb": emodb.EMOTIONS.values(), "esd": esd.EMOTIONS.values(),
+               "ravdess": ravdess.EMOTIONS.values(),
+               "tess": [*tess.EMOTIONS.values(), *tess.TWO_TOKEN_EMOTIONS.values()]}
+    for corpus, labels in emitted.items():
+        assert set(RAW_LABELS[corpus]) == set(labels), corpus
+    for label_set in builtin_label_sets().values():
+        if label_set.field == "label":  # every raw label a built-in set maps is one its corpus writes
+            assert set(label_set.mapping) <= set(RAW_LABELS[label_set.corpus]), label_set.name

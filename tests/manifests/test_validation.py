@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ser.manifests.labels import load_label_set
+from ser.manifests.labels import choose_label_set, load_label_set
 from ser.manifests.schema import ManifestHeader, Utterance, read_manifest, write_manifest
-from ser.manifests.validation import validate_manifest
+from ser.manifests.validation import ValidationReport, validate_manifest
 from tests.fakes import write_tone
 
 
@@ -72,3 +72,52 @@ def test_protocol_grouping_problems_are_reported(tmp_path: Path) -> None:
     report = validate_manifest(read_manifest(_write(tmp_path, rows)), check_audio=False, protocol="iemocap-loso")
     assert [p.kind for p in report.errors] == ["protocol iemocap-loso"]
     assert "Ses01F in Ses01, Ses02" in report.errors[0].rows[0]
+
+
+def _corpus_manifest(tmp_path: Path, corpus: str, labels: list[str | None], label_set: str | None = None) -> Path:
+    path = tmp_path / f"{corpus}.jsonl"
+    write_manifest(path, ManifestHeader(corpus=corpus, root=str(tmp_path), label_set=label_set),
+                   [Utterance(id=f"u{i}", label=label) for i, label in enumerate(labels)])
+    return path
+
+
+def _validate_default(path: Path, **kwargs: object) -> ValidationReport:
+    """What ``ser manifest validate`` does without --label-set."""
+    manifest = read_manifest(path)
+    choice = choose_label_set(manifest, None)
+    return validate_manifest(manifest, label_set=choice.label_set, check_audio=False,
+                             default_label_set=choice.source == "default", **kwargs)  # type: ignore[arg-type]
+
+
+def test_without_a_label_set_the_corpus_default_catches_unknown_labels(tmp_path: Path) -> None:
+    path = _corpus_manifest(tmp_path, "ravdess", ["angry", "calm", "banana", "sad"])
+    report = _validate_default(path)
+    assert not report.ok
+    (error,) = report.errors
+    assert error.kind == "label unknown to the corpus"
+    assert error.rows == [f"{path}:4 u2 ('banana')"]
+    assert "its labels: neutral, calm, happy, sad, angry, fearful, disgust, surprised" in error.fix
+    assert report.label_counts == {"ang": 1, "cal": 1, "sad": 1}  # ravdess8 class names
+    assert _validate_default(path, drop_unknown=True).ok
+
+
+def test_labels_the_default_set_drops_are_warnings_not_errors(tmp_path: Path) -> None:
+    path = _corpus_manifest(tmp_path, "iemocap", ["ang", "fru", "xxx", "exc", None, "frustrated"])
+    report = _validate_default(path)
+    assert {p.kind: p.rows for p in report.errors} == {"label unknown to the corpus": [f"{path}:7 u5 ('frustrated')"]}
+    warnings = {p.kind: p.rows for p in report.warnings}
+    assert warnings["label outside the default label set"] == [f"{path}:3 u1 ('fru')", f"{path}:4 u2 ('xxx')"]
+    assert warnings["no label"] == [f"{path}:6 u4"]
+    assert report.label_counts == {"ang": 1, "hap": 1}
+
+
+def test_a_header_label_set_is_checked_strictly(tmp_path: Path) -> None:
+    path = _corpus_manifest(tmp_path, "iemocap", ["ang", "fru"], label_set="iemocap4")
+    report = _validate_default(path)
+    assert [(p.kind, p.rows) for p in report.errors] == [("label outside label set", [f"{path}:3 u1 ('fru')"])]
+
+
+def test_no_default_for_unknown_corpora(tmp_path: Path) -> None:
+    path = _corpus_manifest(tmp_path, "toy", ["banana"])
+    report = _validate_default(path)
+    assert report.ok and report.label_counts == {"banana": 1}

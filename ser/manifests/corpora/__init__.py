@@ -41,6 +41,20 @@ DEFAULT_LABEL_SETS: dict[str, str] = {
 }
 """The label set a corpus is usually evaluated with (used when a command is given none)."""
 
+RAW_LABELS: dict[str, tuple[str, ...]] = {
+    "iemocap": ("neu", "hap", "exc", "sad", "ang", "fru", "fea", "sur", "dis", "oth", "xxx"),
+    "meld": ("neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"),
+    "esd": ("angry", "happy", "neutral", "sad", "surprise"),
+    "msp-podcast": ("anger", "happiness", "sadness", "surprise", "fear", "disgust", "contempt", "neutral", "other",
+                    "no_agreement"),
+    "cremad": ("anger", "disgust", "fear", "happy", "neutral", "sad"),
+    "ravdess": ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"),
+    "emodb": ("anger", "boredom", "disgust", "fear", "happiness", "sadness", "neutral"),
+    "tess": ("angry", "disgust", "fear", "happy", "neutral", "pleasant_surprise", "sad"),
+}
+"""Every raw label each adapter writes. A label outside its corpus' list is a typo or a foreign row,
+while a known label outside the default label set (IEMOCAP ``fru``) is simply not used by that set."""
+
 
 def get_adapter(corpus: str) -> Callable[..., CorpusScan]:
     """Import and return the ``scan`` function of a corpus adapter."""
