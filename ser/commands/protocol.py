@@ -13,7 +13,6 @@ from ser.commands.common import parse_options, user_errors
 if TYPE_CHECKING:
     from ser.manifests.labels import LabelSet
     from ser.manifests.protocols import Fold, FoldSet
-    from ser.manifests.schema import Manifest
 
 app = typer.Typer(no_args_is_help=True, help=(
     "Evaluation protocols: folds of (train, validation, test) with validation carved from training "
@@ -27,17 +26,6 @@ def list_protocols() -> None:
 
     for name, description in PRESET_DESCRIPTIONS.items():
         typer.echo(f"{name:22s} {description}")
-
-
-def choose_label_set(manifest: Manifest, name: str | None, all_labels: bool) -> LabelSet | None:
-    """The label set named, else the manifest's own, else the corpus default, else none."""
-    from ser.manifests.corpora import DEFAULT_LABEL_SETS
-    from ser.manifests.labels import load_label_set
-
-    if all_labels:
-        return None
-    name = name or manifest.header.label_set or DEFAULT_LABEL_SETS.get(manifest.header.corpus)
-    return load_label_set(name) if name else None
 
 
 def _speakers(fold_set: FoldSet, ids: tuple[str, ...]) -> set[str]:
@@ -98,17 +86,20 @@ def show(
 ) -> None:
     """Print the fold table of PROTOCOL applied to MANIFEST: sizes, speakers and hours per split."""
     with user_errors():
-        from ser.manifests.protocols import ValidationRule, make_folds
+        from ser.manifests.labels import choose_label_set
+        from ser.manifests.protocols import ValidationRule, make_folds, save_folds
         from ser.manifests.schema import read_manifest
 
         loaded = read_manifest(manifest)
-        chosen = choose_label_set(loaded, label_set, all_labels)
+        chosen = choose_label_set(loaded, label_set, all_labels=all_labels).label_set
         try:
             rule = ValidationRule(fraction=val_fraction, by=val_by, seed=seed)  # type: ignore[arg-type]
         except ValueError as err:
             raise typer.BadParameter(str(err)) from err
         fold_set = make_folds(loaded, protocol, label_set=chosen, rule=rule, options=parse_options(option))
         shown_fold = fold_set.fold(fold) if fold else fold_set.folds[0]
+        if save is not None:
+            save_folds(fold_set, save)
     card = fold_set.card
     typer.echo(f"protocol {card.protocol} on {manifest} ({card.corpus}, label set {card.label_set or 'none'}, "
                f"{card.n_utterances} utterances, {len(card.folds)} folds, seed {card.seed})")
@@ -122,5 +113,4 @@ def show(
     for line in label_table(fold_set, shown_fold, chosen):
         typer.echo(line)
     if save is not None:
-        save.write_text(fold_set.to_json(), encoding="utf-8")
         typer.echo(f"folds written to {save}")

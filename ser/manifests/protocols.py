@@ -24,10 +24,12 @@ Presets (``PRESETS``):
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from ser.manifests.labels import LabelSet, apply_label_set
@@ -102,7 +104,8 @@ class FoldSet:
         for fold in self.folds:
             if fold.name == name:
                 return fold
-        raise KeyError(f"no fold {name!r}; folds are {', '.join(f.name for f in self.folds)}")
+        raise ManifestError(f"protocol {self.card.protocol!r} has no fold {name!r}; its folds are "
+                            f"{', '.join(f.name for f in self.folds)}")
 
     def to_json(self) -> str:
         """The card and every fold's id lists (to publish or reuse the exact split)."""
@@ -233,6 +236,15 @@ def _leave_one_group_out(utterances: list[Utterance], group: str, rule: Validati
     return folds, notes
 
 
+def int_option(options: dict[str, Any], key: str, default: int, protocol: str) -> int:
+    """An integer preset option (``-O k=10``), refused with the fix when it is not one."""
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().lstrip("-").isdigit():
+        raise ManifestError(f"protocol {protocol!r}: option {key} must be a whole number, got {value!r}; "
+                            f"pass e.g. -O {key}={default}")
+    return int(value)
+
+
 def _ids(utterances: Sequence[Utterance]) -> tuple[str, ...]:
     return tuple(u.id for u in utterances)
 
@@ -264,7 +276,7 @@ def _speaker_loso(utterances: list[Utterance], rule: ValidationRule, label_set: 
 def _speaker_kfold(utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None,
                    options: dict[str, Any], name: str) -> tuple[list[Fold], list[str]]:
     _require(utterances, "speaker", name)
-    k = int(options.get("k", 5))
+    k = int_option(options, "k", 5, name)
     counts = Counter(u.speaker for u in utterances)
     if not 2 <= k <= len(counts):
         raise ManifestError(f"speaker-kfold: k must be between 2 and the number of speakers ({len(counts)}), got {k}")
@@ -337,6 +349,12 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
     "official": "the corpus' official train/validation/test split (MELD, MSP-Podcast, ESD)",
 }
 
+PRESET_OPTIONS: dict[str, tuple[str, ...]] = {
+    "iemocap-loso": (), "iemocap-loso-script": (), "session-loso": ("exclude_scripts",), "speaker-loso": (),
+    "speaker-kfold": ("k",), "official": ("test_split",),
+}
+"""The options (``-O KEY=VALUE``) each preset takes."""
+
 SPEAKER_INDEPENDENT_BY_DESIGN = {"iemocap-loso", "iemocap-loso-script", "session-loso", "speaker-loso",
                                  "speaker-kfold"}
 
@@ -359,8 +377,15 @@ def verify_folds(folds: Sequence[Fold], utterances: dict[str, Utterance], *,
                                      f"e.g. {sorted(shared)[:3]}")
         if not test:
             raise ManifestError(f"fold {fold.name}: the test set is empty")
-        if not fold.train:
-            raise ManifestError(f"fold {fold.name}: the training set is empty")
+        if not train:
+            raise ManifestError(f"fold {fold.name}: the training set is empty ({len(validation)} validation, "
+                                f"{len(test)} test rows); lower --val-fraction (val_fraction), or use a protocol "
+                                "or label set that leaves more rows outside the test fold")
+        if not validation:
+            raise ManifestError(f"fold {fold.name}: the validation set is empty ({len(train)} training rows, "
+                                "none could be held out: every class has a single row, or the training pool is one "
+                                "row); raise --val-fraction (val_fraction), switch --val-by (val_by) between "
+                                "speaker and utterance, or use a label set with more rows per class")
         for attr in disjoint_fields:
             test_values = {getattr(utterances[i], attr) for i in test} - {None}
             seen = {getattr(utterances[i], attr) for i in train | validation} - {None}
@@ -380,6 +405,10 @@ def make_folds(manifest: Manifest, protocol: str, *, label_set: LabelSet | None 
         raise ManifestError(f"unknown protocol {protocol!r}; choose one of {', '.join(PRESETS)}")
     rule = rule or ValidationRule()
     options = options or {}
+    unknown = sorted(set(options) - set(PRESET_OPTIONS[protocol]))
+    if unknown:
+        takes = ", ".join(PRESET_OPTIONS[protocol]) or "no options"
+        raise ManifestError(f"protocol {protocol!r} has no option {', '.join(unknown)}; it takes {takes}")
     utterances = list(manifest.utterances)
     dropped: Counter[str] = Counter()
     if label_set is not None:
@@ -410,6 +439,22 @@ def make_folds(manifest: Manifest, protocol: str, *, label_set: LabelSet | None 
                     if protocol == "official" else f"{rule.by}-held-out {rule.fraction:.0%} of training rows"),
         seed=rule.seed, speaker_independent=speaker_independent, n_utterances=len(utterances), notes=notes)
     return FoldSet(card=card, folds=folds, utterances=by_id, dropped_labels=dropped)
+
+
+def save_folds(fold_set: FoldSet, path: str | os.PathLike[str]) -> None:
+    """Write the card and every fold's id lists to ``path`` as JSON (atomic: temp file, then rename)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ManifestError(f"cannot write the folds to {path}: the folder {path.parent} does not exist; create "
+                            "it or choose another path")
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(fold_set.to_json(), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise ManifestError(f"cannot write the folds to {path} ({err.strerror or err}); choose a writable "
+                            "path") from err
 
 
 def _speaker_overlap(folds: Sequence[Fold], by_id: dict[str, Utterance]) -> int:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from ser.manifests.labels import load_label_set
-from ser.manifests.protocols import PRESETS, ValidationRule, make_folds
+from ser.manifests.labels import LabelSet, load_label_set
+from ser.manifests.protocols import PRESETS, ValidationRule, make_folds, save_folds
 from ser.manifests.schema import Manifest, ManifestError, ManifestHeader, Utterance
 
 IEMOCAP_LABELS = ["ang", "hap", "exc", "sad", "neu", "fru"]
@@ -117,16 +119,36 @@ def test_speaker_kfold_tests_every_speaker_once_with_balanced_sizes() -> None:
         make_folds(manifest, "speaker-kfold", options={"k": 12})
 
 
+TOY_LABELS = LabelSet(name="toy4", classes=("neu", "ang", "sad", "hap"),
+                      mapping={"neutral": "neu", "angry": "ang", "sad": "sad", "happy": "hap"})
+
+
+def skewed_like(n_speakers: int = 10) -> Manifest:
+    """Per speaker 8 neutral, 4 angry, 2 sad, 2 happy rows (classes of very different sizes)."""
+    labels = ["neutral"] * 8 + ["angry"] * 4 + ["sad"] * 2 + ["happy"] * 2
+    rows = [Utterance(id=f"s{s:02d}_{k:02d}", label=label, speaker=f"s{s:02d}", gender="MF"[s % 2], duration=1.0)
+            for s in range(n_speakers) for k, label in enumerate(labels)]
+    return Manifest(header=ManifestHeader(corpus="toy", root="."), utterances=rows)
+
+
 def test_utterance_validation_is_stratified_and_from_training_speakers_only() -> None:
-    manifest = acted_like()
-    labels = load_label_set("iemocap4")  # maps nothing of acted_like: use a custom-like set instead
-    assert labels.classes
-    fold_set = make_folds(manifest, "speaker-loso", rule=ValidationRule(by="utterance", fraction=0.25))
+    fold_set = make_folds(skewed_like(), "speaker-loso", label_set=TOY_LABELS,
+                          rule=ValidationRule(by="utterance", fraction=0.25))
     u = fold_set.utterances
     for fold in fold_set.folds:
         test_speakers = {u[i].speaker for i in fold.test}
-        assert test_speakers.isdisjoint(u[i].speaker for i in fold.validation)
-        assert len(fold.validation) == 36  # 25 % of 144
+        assert test_speakers.isdisjoint(u[i].speaker for i in (*fold.train, *fold.validation))
+        pool = Counter(TOY_LABELS.class_of(u[i]) for i in (*fold.train, *fold.validation))
+        assert pool == {"neu": 72, "ang": 36, "sad": 18, "hap": 18}  # 9 training speakers
+        held = Counter(TOY_LABELS.class_of(u[i]) for i in fold.validation)
+        # a quarter of every class (round half to even: 4.5 -> 4), not a quarter of the pool at random
+        assert held == {"neu": 18, "ang": 9, "sad": 4, "hap": 4}
+        assert len({u[i].speaker for i in fold.validation}) > 1  # utterances, not whole speakers
+    # Without a label set the share is taken of the whole pool: the class counts then vary by fold.
+    plain = make_folds(skewed_like(), "speaker-loso", rule=ValidationRule(by="utterance", fraction=0.25))
+    per_fold = {tuple(sorted(Counter(TOY_LABELS.class_of(plain.utterances[i]) for i in f.validation).items()))
+                for f in plain.folds}
+    assert all(len(f.validation) == 36 for f in plain.folds) and len(per_fold) > 1
 
 
 def test_official_split_uses_official_validation_and_reports_speaker_overlap() -> None:
@@ -165,3 +187,101 @@ def test_validation_rule_rejects_bad_values() -> None:
         ValidationRule(fraction=1.0)
     with pytest.raises(ValueError, match="'speaker' or 'utterance'"):
         ValidationRule(by="dialog")  # type: ignore[arg-type]
+
+
+def _validation_speakers(fold_set) -> list[tuple[str, ...]]:
+    return [tuple(sorted({fold_set.utterances[i].speaker for i in f.validation})) for f in fold_set.folds]
+
+
+@pytest.mark.parametrize(("protocol", "manifest", "options"), [
+    ("speaker-kfold", acted_like, {"k": 5}),
+    ("session-loso", iemocap_like, {}),
+    ("speaker-loso", acted_like, {}),
+])
+def test_same_seed_same_folds_other_seed_other_validation(protocol: str, manifest, options: dict) -> None:
+    a = make_folds(manifest(), protocol, rule=ValidationRule(seed=11), options=options)
+    b = make_folds(manifest(), protocol, rule=ValidationRule(seed=11), options=options)
+    c = make_folds(manifest(), protocol, rule=ValidationRule(seed=12), options=options)
+    assert a.folds == b.folds and a.card == b.card
+    assert _validation_speakers(a) != _validation_speakers(c)
+    assert_leak_free(a)
+    assert_leak_free(c)
+
+
+def test_speaker_kfold_seed_also_deals_the_test_speakers() -> None:
+    def groups(seed: int) -> set[frozenset[str]]:
+        folds = make_folds(acted_like(), "speaker-kfold", rule=ValidationRule(seed=seed), options={"k": 5}).folds
+        return {frozenset(i.split("_")[0] for i in f.test) for f in folds}
+
+    assert groups(0) == groups(0)
+    assert len({frozenset(groups(seed)) for seed in range(4)}) > 1  # other seeds, other test groups
+    for seed in range(4):  # ... each a partition of the 10 speakers into 5 pairs
+        assert sorted(len(g) for g in groups(seed)) == [2] * 5
+        assert set().union(*groups(seed)) == {f"s{s:02d}" for s in range(10)}
+
+
+def test_utterance_validation_is_deterministic_per_seed() -> None:
+    def validation(seed: int) -> list[tuple[str, ...]]:
+        fold_set = make_folds(skewed_like(), "speaker-loso", label_set=TOY_LABELS,
+                              rule=ValidationRule(by="utterance", fraction=0.25, seed=seed))
+        return [f.validation for f in fold_set.folds]
+
+    assert validation(5) == validation(5)
+    other = validation(6)
+    assert other != validation(5)
+    assert [len(v) for v in other] == [len(v) for v in validation(5)]  # same stratified sizes, other rows
+
+
+def test_empty_validation_is_refused_with_the_fold_and_the_fix() -> None:
+    # one row per class in each training pool: a stratified share of 20 % holds nothing out
+    rows = [Utterance(id=f"s{s}_{label}", label=label, speaker=f"s{s}") for s in range(2)
+            for label in ("neutral", "angry", "sad", "happy")]
+    manifest = Manifest(header=ManifestHeader(corpus="toy", root="."), utterances=rows)
+    with pytest.raises(ManifestError, match=r"fold s0: the validation set is empty \(4 training rows, none could "
+                                            r"be held out.*raise --val-fraction \(val_fraction\), switch --val-by"):
+        make_folds(manifest, "speaker-loso", label_set=TOY_LABELS, rule=ValidationRule(by="utterance"))
+
+
+def test_empty_training_set_is_refused_with_the_fold_and_the_fix() -> None:
+    rows = [Utterance(id=f"Ses0{s}F_script01_{k}", label="ang", speaker=f"Ses0{s}F", gender="F", session=f"Ses0{s}",
+                      script="script01") for s in (1, 2) for k in range(3)]
+    manifest = Manifest(header=ManifestHeader(corpus="iemocap", root="."), utterances=rows)
+    with pytest.raises(ManifestError, match=r"fold Ses01: the training set is empty .*lower --val-fraction"):
+        make_folds(manifest, "iemocap-loso-script")
+
+
+def test_preset_options_are_checked() -> None:
+    manifest = acted_like()
+    with pytest.raises(ManifestError, match=r"protocol 'speaker-kfold': option k must be a whole number, got "
+                                            r"'abc'; pass e.g. -O k=5"):
+        make_folds(manifest, "speaker-kfold", options={"k": "abc"})
+    with pytest.raises(ManifestError, match=r"option k must be a whole number, got 2\.5"):
+        make_folds(manifest, "speaker-kfold", options={"k": 2.5})
+    assert len(make_folds(manifest, "speaker-kfold", options={"k": "3"}).folds) == 3
+    with pytest.raises(ManifestError, match=r"protocol 'speaker-loso' has no option k; it takes no options"):
+        make_folds(manifest, "speaker-loso", options={"k": 3})
+    with pytest.raises(ManifestError, match=r"protocol 'official' has no option kk; it takes test_split"):
+        make_folds(manifest, "official", options={"kk": 3})
+
+
+def test_unknown_fold_name_is_a_manifest_error() -> None:
+    fold_set = make_folds(acted_like(n_speakers=3), "speaker-loso")
+    assert fold_set.fold("s01").name == "s01"
+    with pytest.raises(ManifestError, match=r"protocol 'speaker-loso' has no fold 'nope'; its folds are s00, s01, "
+                                            r"s02"):
+        fold_set.fold("nope")
+
+
+def test_save_folds_writes_json_and_refuses_unwritable_paths(tmp_path: Path) -> None:
+    fold_set = make_folds(acted_like(n_speakers=3), "speaker-loso")
+    save_folds(fold_set, tmp_path / "folds.json")
+    saved = json.loads((tmp_path / "folds.json").read_text())
+    assert [f["name"] for f in saved["folds"]] == ["s00", "s01", "s02"]
+    assert saved["folds"][0]["test"] == list(fold_set.folds[0].test)
+    assert [p.name for p in tmp_path.iterdir()] == ["folds.json"]
+    with pytest.raises(ManifestError, match=f"cannot write the folds to {tmp_path}/missing/f.json: the folder "
+                                            f"{tmp_path}/missing does not exist; create it or choose another path"):
+        save_folds(fold_set, tmp_path / "missing" / "f.json")
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(ManifestError, match=r"cannot write the folds to .*dir.json \(Is a directory\)"):
+        save_folds(fold_set, tmp_path / "dir.json")
