@@ -27,6 +27,8 @@ class BuildReport:
     written: int
     scanned: int
     skipped: Counter[str] = field(default_factory=Counter)
+    kept: Counter[str] = field(default_factory=Counter)
+    """Rows written although something is missing (reason -> count), e.g. MELD rows without a clip."""
     dropped_labels: Counter[str] = field(default_factory=Counter)
     unreadable_audio: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -35,6 +37,7 @@ class BuildReport:
         """A short human-readable summary."""
         out = [f"{self.corpus}: {self.scanned} utterances found, {self.written} written to {self.output}"]
         out += [f"  skipped {count}: {reason}" for reason, count in sorted(self.skipped.items())]
+        out += [f"  kept {count}: {reason}" for reason, count in sorted(self.kept.items())]
         if self.dropped_labels:
             parts = ", ".join(f"{label} {n}" for label, n in sorted(self.dropped_labels.items()))
             out.append(f"  dropped by label set: {sum(self.dropped_labels.values())} ({parts})")
@@ -100,5 +103,5 @@ def build_manifest(corpus: str, root: str | os.PathLike[str], output: str | os.P
                             label_set=label_set.name if label_set else None)
     written = write_manifest(output, header, utterances)
     return BuildReport(corpus=corpus, output=Path(output), written=written, scanned=len(scan.utterances),
-                       skipped=scan.skipped, dropped_labels=dropped, unreadable_audio=failures,
+                       skipped=scan.skipped, kept=scan.kept, dropped_labels=dropped, unreadable_audio=failures,
                        notes=scan.notes)

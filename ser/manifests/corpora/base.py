@@ -20,11 +20,20 @@ class CorpusScan:
     """Reason -> count of things the adapter skipped or could not use (e.g. ``missing clip``)."""
     notes: list[str] = field(default_factory=list)
     """Human-readable remarks for the build summary (first examples of skipped files, ...)."""
+    kept: Counter[str] = field(default_factory=Counter)
+    """Reason -> count of rows written although something is missing (e.g. MELD rows without a clip,
+    kept as text-only rows). Unlike ``skipped``, these rows are in the manifest."""
 
     def skip(self, reason: str, example: str | None = None, max_examples: int = 3) -> None:
         """Count one skipped item; remember the first few examples of each reason."""
         self.skipped[reason] += 1
         if example is not None and self.skipped[reason] <= max_examples:
+            self.notes.append(f"{reason}: {example}")
+
+    def keep(self, reason: str, example: str | None = None, max_examples: int = 3) -> None:
+        """Count one row kept despite ``reason``; remember the first few examples."""
+        self.kept[reason] += 1
+        if example is not None and self.kept[reason] <= max_examples:
             self.notes.append(f"{reason}: {example}")
 
 

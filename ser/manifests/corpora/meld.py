@@ -39,13 +39,15 @@ INTEGER_COLUMNS: tuple[str, ...] = ("Sr No.", "Dialogue_ID", "Utterance_ID", "Se
 CLIP_SUFFIXES: tuple[str, ...] = (".wav", ".mp4")
 """Clip suffixes in order of preference (audio extracted to wav beats the original video)."""
 RAW_SUBFOLDER = "MELD.Raw"
+MISSING_CLIP_KEPT = "no clip, kept as a text-only row"
+MISSING_CLIP_DROPPED = "no clip (--require-audio)"
 
 
 def scan(root: Path, *, require_audio: bool = False) -> CorpusScan:
     """Read every MELD CSV found in ``root`` and match each row with its clip.
 
-    Rows whose clip is absent keep ``audio=None`` and are counted as ``missing clip``; with
-    ``require_audio`` they are dropped instead (and counted the same way). Raises
+    Rows whose clip is absent keep ``audio=None`` and are counted in ``result.kept``; with
+    ``require_audio`` they are dropped instead and counted in ``result.skipped``. Raises
     :class:`ManifestError` when no CSV is present, a CSV is not UTF-8, or a row cannot be parsed.
     """
     require_dir(root, "MELD root", "Pass the folder that contains train_sent_emo.csv / dev_sent_emo.csv "
@@ -107,10 +109,11 @@ def _scan_split(root: Path, split: _Split, clip_dirs: list[tuple[Path, set[str]]
             continue
         seen[(dialogue, utterance)] = line_no
         clip = _find_clip(clip_dirs, stem)
+        if clip is None and require_audio:
+            result.skip(MISSING_CLIP_DROPPED, f"{split.clip_folder}/{stem}.mp4")
+            continue
         if clip is None:
-            result.skip("missing clip", f"{split.clip_folder}/{stem}.mp4")
-            if require_audio:
-                continue
+            result.keep(MISSING_CLIP_KEPT, f"{split.clip_folder}/{stem}.mp4")
         text = row["Utterance"].strip()
         emotion = row["Emotion"].strip().lower()
         speaker = row["Speaker"].strip()

@@ -74,15 +74,17 @@ def test_missing_clip_is_kept_without_audio_and_counted(tmp_path: Path) -> None:
     by_id = {u.id: u for u in result.utterances}
     assert by_id["train_dia1_utt0"].audio is None
     assert by_id["train_dia1_utt0"].text == "That\u2019s it, I\u2019m done!"
-    assert result.skipped == Counter({"missing clip": 1})
-    assert "missing clip: train_splits/dia1_utt0.mp4" in result.notes
+    assert result.skipped == Counter()
+    assert result.kept == Counter({"no clip, kept as a text-only row": 1})
+    assert "no clip, kept as a text-only row: train_splits/dia1_utt0.mp4" in result.notes
 
 
 def test_require_audio_drops_rows_without_clip(tmp_path: Path) -> None:
     result = scan(make_meld_tree(tmp_path), require_audio=True)
     assert [u.id for u in result.utterances] == [i for i in ALL_IDS if i != "train_dia1_utt0"]
     assert all(u.audio is not None for u in result.utterances)
-    assert result.skipped == Counter({"missing clip": 1})
+    assert result.skipped == Counter({"no clip (--require-audio)": 1})
+    assert result.kept == Counter()
 
 
 def test_clip_folders_under_meld_raw(tmp_path: Path) -> None:
@@ -99,14 +101,15 @@ def test_wav_preferred_over_mp4_and_mp4_accepted(tmp_path: Path) -> None:
     by_id = {u.id: u for u in result.utterances}
     assert by_id["train_dia0_utt0"].audio == "train_splits/dia0_utt0.wav"
     assert by_id["train_dia1_utt0"].audio == "train_splits/dia1_utt0.mp4"
-    assert result.skipped == Counter()
+    assert result.skipped == Counter() and result.kept == Counter()
 
 
 def test_without_clips_every_row_is_text_only(tmp_path: Path) -> None:
     result = scan(make_meld_tree(tmp_path, with_clips=False))
     assert [u.id for u in result.utterances] == ALL_IDS
     assert all(u.audio is None and u.text for u in result.utterances)
-    assert result.skipped == Counter({"missing clip": 8})
+    assert result.skipped == Counter()
+    assert result.kept == Counter({"no clip, kept as a text-only row": 8})
     assert any(n.startswith("train: no clip folder") for n in result.notes)
     assert scan(tmp_path, require_audio=True).utterances == []
 
@@ -179,6 +182,12 @@ def test_build_manifest_from_fake_tree(tmp_path: Path) -> None:
     root = make_meld_tree(tmp_path / "meld")
     report = build_manifest("meld", root, tmp_path / "meld.jsonl")
     assert report.written == 8
+    lines = report.lines()
+    assert "  kept 1: no clip, kept as a text-only row" in lines
+    assert not any(line.startswith("  skipped") for line in lines)  # the text-only row is written, not skipped
+    dropped = build_manifest("meld", root, tmp_path / "meld-audio.jsonl", options={"require_audio": True})
+    assert dropped.written == 7
+    assert "  skipped 1: no clip (--require-audio)" in dropped.lines()
     manifest = read_manifest(tmp_path / "meld.jsonl")
     by_id = manifest.by_id()
     assert by_id["train_dia0_utt0"].duration == pytest.approx(0.1)
@@ -201,7 +210,8 @@ def test_real_meld_csvs(tmp_path: Path) -> None:
     assert {u.extra["sentiment"] for u in result.utterances} == {"neutral", "positive", "negative"}
     assert all(u.text for u in result.utterances)
     assert all(u.speaker for u in result.utterances)
-    assert result.skipped["missing clip"] == len(result.utterances)
+    assert result.kept["no clip, kept as a text-only row"] == len(result.utterances)
+    assert not result.skipped
     first = result.utterances[0]
     assert first.id == "train_dia0_utt0"
     assert "\u2019" in first.text
