@@ -155,9 +155,23 @@ def test_disagreeing_emotion_keeps_folder_label_and_is_counted(dataset: Path) ->
     assert row.text == "The garden gate was left open."
 
 
-def test_chinese_emotion_words_are_not_compared(dataset: Path) -> None:
+def test_chinese_emotion_field_never_overrides_the_folder_label(dataset: Path) -> None:
+    """Mandarin emotion words only help split a line; a disagreeing one changes neither label nor counts."""
+    transcript = dataset / "0001" / "0001.txt"
+    lines = transcript.read_bytes().decode("gb2312").split("\r\n")
+    angry = "0001_000351"  # Angry/train clip; its line says 生气 (angry)
+    (index,) = [i for i, line in enumerate(lines) if line.startswith(angry)]
+    assert lines[index].endswith("\t生气")
+    lines[index] = f"{angry} 他今天很伤心 伤心"  # space-separated, and the word says sad
+    transcript.write_bytes("\r\n".join(lines).encode("gb2312"))
     result = esd.scan(dataset, languages=("zh",))
+    rows = by_id(result)
+    assert rows[angry].label == "angry"  # the folder decides
+    assert rows[angry].text == "他今天很伤心"  # the line was still split, thanks to the emotion word
     assert result.skipped["transcript emotion disagrees with folder"] == 0
+    assert result.skipped["unparsable transcript line"] == 0
+    assert {u.label for u in result.utterances if u.speaker == "0001"} == {"angry", "happy", "neutral", "sad",
+                                                                           "surprise"}
 
 
 def test_missing_transcript_line_leaves_text_empty(dataset: Path) -> None:
