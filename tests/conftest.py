@@ -25,6 +25,23 @@ def ravdess_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def ravdess_egemaps(ravdess_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(manifest, store): the whole real RAVDESS manifest (1200 clips) and its eGeMAPS cache, extracted once
+    per session and shared by the extraction and fusion integration tests."""
+    from ser.extract.registry import build_extractor
+    from ser.extract.runner import RunOptions, run_extraction
+    from ser.manifests.build import build_manifest
+
+    folder = tmp_path_factory.mktemp("ravdess-egemaps")
+    manifest = folder / "rav.jsonl"
+    build_manifest("ravdess", ravdess_root, manifest)
+    store = folder / "egemaps.h5"
+    report = run_extraction(manifest, build_extractor("egemaps"), store, RunOptions(num_workers=2, progress=False))
+    assert report.extracted == 1200 and not report.rejected
+    return manifest, store
+
+
+@pytest.fixture(scope="session")
 def meld_root() -> Path:
     """The real MELD train/dev CSVs; tests using them skip when absent."""
     root = shared_data_dir() / "meld"

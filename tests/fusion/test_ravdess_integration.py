@@ -4,7 +4,9 @@ The anchor is computed here, on the same standardised eGeMAPS functionals and th
 scikit-learn RBF-SVM (default C and gamma) trained on each fold's training speakers (train +
 validation rows, as it needs no model selection). The MLP chooses its epoch count on the
 validation rows (a stratified share of the training speakers' utterances), then is retrained on
-the same train + validation rows (``train.refit``) and tested once. Chance UA is 12.5 %.
+the same train + validation rows (``train.refit``) and tested once. Chance UA is 12.5 %. The
+eGeMAPS cache is the session fixture ``ravdess_egemaps`` (tests/conftest.py), shared with the
+extraction tests.
 """
 
 from __future__ import annotations
@@ -13,28 +15,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from ser.cache.reader import CacheReader
-from ser.extract.registry import build_extractor
-from ser.extract.runner import RunOptions, run_extraction
 from ser.fusion.run import FitConfig, run_fit
 from ser.fusion.train import TrainConfig
-from ser.manifests.build import build_manifest
 from ser.manifests.labels import load_label_set
 from ser.manifests.protocols import ValidationRule, make_folds
 from ser.manifests.schema import read_manifest
-
-
-@pytest.fixture(scope="module")
-def ravdess_egemaps(ravdess_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("ravdess-egemaps")
-    manifest = folder / "rav.jsonl"
-    build_manifest("ravdess", ravdess_root, manifest)
-    store = folder / "egemaps.h5"
-    report = run_extraction(manifest, build_extractor("egemaps"), store, RunOptions(num_workers=2, progress=False))
-    assert report.extracted == 1200 and not report.rejected
-    return manifest, store
 
 
 def svm_anchor(manifest_path: Path, store: Path) -> list[float]:
