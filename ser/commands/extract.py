@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -18,16 +17,6 @@ def _families_help() -> str:
     return "; ".join(f"{name} ({', '.join(PRESETS[name])})" for name in FAMILIES)
 
 
-def _device(choice: str) -> str:
-    import torch
-
-    if choice != "auto":
-        return choice
-    if torch.cuda.is_available():
-        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-    return "cpu"
-
-
 def extract(
     model: str = typer.Option(..., "--model", help=f"Extractor family. Families (presets): {_families_help()}."),
     manifest: Path = typer.Option(..., "--manifest", "-m", help="Manifest to extract (from `ser manifest`)."),
@@ -38,10 +27,12 @@ def extract(
     seq: str = typer.Option("none", help="Layers stored as frame/token sequences: none, last, all, numbers such as "
                             "6,12, or names (layer_06, lld, logmel). Pooled statistics of ALL layers are "
                             "always stored."),
-    device: str = typer.Option("auto", help="auto (cuda if available, under torchrun cuda:LOCAL_RANK), cpu, "
-                               "cuda, cuda:N."),
+    device: str = typer.Option("auto", help="auto (cuda if available), cpu, cuda, cuda:N, mps. Under torchrun "
+                               "auto and cuda mean cuda:LOCAL_RANK."),
     dtype: str = typer.Option("float32", help="Compute dtype on GPU: float32, float16, bfloat16 (autocast)."),
-    batch_seconds: float = typer.Option(160.0, help="Most padded audio seconds per batch (lower it on small GPUs)."),
+    batch_seconds: float = typer.Option(160.0, help="Most padded audio seconds per batch (lower it on small GPUs); "
+                                        "Whisper counts 30 s per item and chunk. Text and mocap batches are "
+                                        "limited by --batch-items only."),
     batch_items: int = typer.Option(32, help="Most items per batch."),
     num_workers: int = typer.Option(2, help="Background processes decoding and resampling audio (0 = none)."),
     max_seconds: float | None = typer.Option(None, help="SSL models: cut longer audio into chunks of this many "
@@ -54,16 +45,24 @@ def extract(
                                      "for text, -O pca_checkpoint=PATH for vggish, -O steps=200 for mocap)."),
     compression: str | None = typer.Option(None, help="Compress the finished store (HDF5: gzip, lzf; Zarr: zstd, "
                                            "gzip, blosc). Default: none (fastest reads)."),
+    flush_seconds: float = typer.Option(30.0, help="Write the rows extracted so far to disk at least this often "
+                                        "(seconds): a killed run loses at most this much work and resumes."),
+    retry_rejected: bool = typer.Option(False, "--retry-rejected", help="Extract the rows earlier runs rejected "
+                                        "once more (after a transient error such as a network file system "
+                                        "hiccup)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Extract features of every manifest row into a cache store (resumable: re-run the same command).
 
-    Exit status: 0 all rows extracted; 3 finished but some rows were rejected (listed with the
-    reason in OUTPUT.rejects.tsv); 2 bad input (the message says which and how to fix it).
+    Re-running over a finished store extracts the rows it lacks (rows added to the manifest, rows
+    whose audio, segment or text changed, and with --retry-rejected the rejected ones) and keeps
+    the rest. Exit status: 0 all rows stored; 3 finished but some rows are rejected (listed with
+    the reason in OUTPUT.rejects.tsv); 2 bad input (the message says which and how to fix it).
     """
     with user_errors():
+        from ser.extract.devices import resolve_device
         from ser.extract.registry import build_extractor
-        from ser.extract.runner import RunOptions, parse_shard, run_extraction
+        from ser.extract.runner import RunOptions, parse_shard, progress_rates, run_extraction
         from ser.extract.torchrun import TorchrunContext
 
         ctx = TorchrunContext.from_environment()
@@ -71,20 +70,26 @@ def extract(
         family_options = parse_options(option)
         if max_seconds is not None:
             family_options["max_seconds"] = max_seconds
-        extractor = build_extractor(model, preset, checkpoint=checkpoint, device=_device(device), dtype=dtype,
+        chosen_device = resolve_device(device)
+        extractor = build_extractor(model, preset, checkpoint=checkpoint, device=chosen_device, dtype=dtype,
                                     **family_options)
         options = RunOptions(seq=seq, batch_seconds=batch_seconds, batch_items=batch_items,
                              num_workers=num_workers, shard=chosen_shard, max_total_seconds=max_total_seconds,
-                             compression=compression, progress=progress and ctx.rank == 0)
+                             compression=compression, flush_seconds=flush_seconds, retry_rejected=retry_rejected,
+                             progress=progress and ctx.rank == 0)
         report = run_extraction(manifest, extractor, output, options)
         merged = ctx.merge_shards(output, chosen_shard, compression) if ctx.active and shard is None else None
     if report.already_complete:
-        typer.echo(f"{report.output} is already complete (same extractor config); nothing to do")
-        return
-    rate = report.audio_seconds / report.seconds if report.seconds else 0.0
-    typer.echo(f"{report.output}: {report.extracted} extracted ({report.resumed} were already done), "
-               f"{len(report.rejected)} rejected, {report.seconds:.1f} s"
-               + (f", {rate:.1f} audio-s/s ({rate:.0f} audio-h per hour)" if report.audio_seconds else ""))
+        typer.echo(f"{report.output} is already complete (same extractor config): {report.stored} rows stored, "
+                   f"{len(report.rejected)} rejected; nothing to do")
+    else:
+        if report.extended:
+            typer.echo(f"{report.output}: extended the finished store ({report.extended})")
+        rate = (f", {progress_rates(report.extracted, report.audio_seconds, report.seconds)}, "
+                f"{report.audio_seconds / report.seconds:.1f}x real time"
+                if report.audio_seconds and report.seconds else "")
+        typer.echo(f"{report.output}: {report.extracted} extracted ({report.resumed} were already done), "
+                   f"{len(report.rejected)} rejected, {report.seconds:.1f} s{rate}")
     if merged is not None:
         from ser.cache.reader import CacheReader
 
@@ -94,7 +99,9 @@ def extract(
         typer.echo(f"rank 0 merged the {ctx.world_size} shards into {merged}: {len(reader)} items, "
                    f"{len(report.rejected)} rejected")
     if report.rejected:
-        typer.secho(f"{len(report.rejected)} rows rejected; reasons in {report.rejects_file}", fg=typer.colors.YELLOW)
+        retry = "" if retry_rejected else " (run again with --retry-rejected to try them once more)"
+        typer.secho(f"{len(report.rejected)} rows rejected; reasons in {report.rejects_file}{retry}",
+                    fg=typer.colors.YELLOW)
         raise typer.Exit(EXIT_REJECTED)
 
 

@@ -2,14 +2,19 @@
 
 * Batches are duration-bucketed (longest first, so an out-of-memory error shows up at once): a
   batch holds at most ``batch_seconds`` of padded audio and ``batch_items`` items. Extractors that
-  must not see padding only get items of identical length together.
+  must not see padding only get items of identical length together; Whisper-style extractors that
+  pad every input to a fixed window are planned by that window. Text and mocap batches are limited
+  by ``batch_items`` only (their "duration" means nothing to a compute budget).
 * Decoding and resampling run in DataLoader worker processes (``num_workers``), ahead of the model.
-* Rows stream into the crash-safe :class:`~ser.cache.writer.CacheWriter`: memory does not grow
-  with the corpus, and re-running the same command resumes where a crash stopped it.
-* Bad inputs never stop the run: unreadable, empty, silent or absurdly long audio, missing text,
-  NaN features, and an item whose forward pass fails on its own are rejected with the reason
-  (kept in the store and written to ``<store>.rejects.tsv``). Only a run of consecutive failures
-  (a broken model or device) aborts.
+* Rows stream into the crash-safe :class:`~ser.cache.writer.CacheWriter`, which is flushed every
+  ``flush_seconds`` (and ``segment_bytes``, ``flush_rows``): memory does not grow with the corpus,
+  a killed run loses at most the last interval, and re-running the same command resumes.
+* A finished store is brought up to date with its manifest (new rows, changed rows, rejected rows
+  with ``retry_rejected``) instead of being taken as complete; see :mod:`ser.extract.update`.
+* Bad inputs never stop the run: unreadable, empty, silent or absurdly long audio, any error while
+  decoding one row, missing text, NaN features, and an item whose forward pass fails on its own
+  are rejected with the reason (kept in the store and written to ``<store>.rejects.tsv``). Only a
+  run of consecutive failures (a broken model or device) aborts.
 * ``shard=(i, n)`` extracts rows ``i, i+n, i+2n, ...`` of the manifest into its own store.
 """
 
@@ -21,7 +26,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +34,19 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ser.cache.format import StoreLayout, check_compression, config_hash
+from ser.cache.format import StoreLayout, config_hash
 from ser.cache.provenance import environment, utc_now
 from ser.cache.writer import CacheWriter, remove_stale_partial
 from ser.extract.audio import DEFAULT_MAX_SECONDS, AudioError, load_audio
 from ser.extract.base import Extractor, ExtractorError, Features, Item, ItemRejected
+from ser.extract.update import (
+    Pending,
+    find_pending,
+    remove_store,
+    seed_from_store,
+    set_aside_path,
+    store_attrs_of,
+)
 from ser.manifests.audio_info import AudioInfoError, probe_duration
 from ser.manifests.schema import Manifest, Utterance, file_sha256, read_manifest
 
@@ -49,7 +62,8 @@ class RunOptions:
     seq: str = "none"
     """Layers stored as sequences: none, last, all, numbers (6,12) or names; pooled stats are always written."""
     batch_seconds: float = 160.0
-    """Most padded audio seconds in one batch (audio extractors)."""
+    """Most padded audio seconds in one batch (audio extractors; a fixed-window model such as Whisper
+    counts its window per chunk). Text and mocap batches are limited by ``batch_items`` alone."""
     batch_items: int = 32
     """Most items in one batch."""
     num_workers: int = 2
@@ -61,7 +75,13 @@ class RunOptions:
     compression: str | None = None
     """Compress the finished store (HDF5: gzip, lzf; Zarr: zstd, gzip, blosc)."""
     segment_bytes: int = 64 << 20
-    """Rows are flushed to disk (and safe from crashes) every this many bytes."""
+    """Buffered rows are flushed to disk (and safe from crashes) once they hold this many bytes ..."""
+    flush_seconds: float = 30.0
+    """... and at least this often in wall-clock seconds, so a killed run loses at most this much work."""
+    flush_rows: int = 0
+    """... and every this many rows (0: no row limit)."""
+    retry_rejected: bool = False
+    """Extract the rows that earlier runs rejected once more (after a transient error, e.g. on NFS)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -73,9 +93,14 @@ class RunReport:
     output: Path
     extracted: int = 0
     rejected: dict[str, str] = field(default_factory=dict)
+    """Rows of this run's manifest that are rejected in the store, with the reason."""
     resumed: int = 0
-    """Rows already in the partial store when the run started."""
+    """Rows (stored or rejected) already in the store when extraction started."""
     already_complete: bool = False
+    stored: int = 0
+    """Rows of this run's manifest in the finished store (set when it was already complete)."""
+    extended: str | None = None
+    """Set when a finished store was extended: what it lacked (``2 new rows, 1 changed row``)."""
     seconds: float = 0.0
     audio_seconds: float = 0.0
     rejects_file: Path | None = None
@@ -87,6 +112,11 @@ def shard_output(output: Path, shard: tuple[int, int] | None) -> Path:
         return output
     index, count = shard
     return output.with_name(f"{output.stem}.shard{index}of{count}{output.suffix}")
+
+
+def rejects_path(store: Path) -> Path:
+    """``feats.h5`` -> ``feats.h5.rejects.tsv``."""
+    return store.with_name(store.name + ".rejects.tsv")
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -106,39 +136,64 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def plan_batches(rows: Sequence[Utterance], durations: Sequence[float], *, batch_seconds: float, batch_items: int,
-                 same_length_only: bool) -> list[list[int]]:
+                 same_length_only: bool, window_seconds: float | None = None) -> list[list[int]]:
     """Indices of ``rows`` grouped into batches, longest first.
 
-    A batch's cost is its padded size: ``len(batch) * longest``. With ``same_length_only`` a batch
-    holds items of identical duration only.
+    A batch's cost is its padded size: ``len(batch) * longest``. With ``window_seconds`` every item
+    is padded to whole windows by the model itself (Whisper: 30 s), so an item costs
+    ``ceil(duration / window) * window`` and a batch the sum of its items' costs. With
+    ``same_length_only`` a batch holds items of identical duration only. ``batch_seconds`` may be
+    ``math.inf`` (batches limited by ``batch_items`` only).
     """
     order = sorted(range(len(rows)), key=lambda i: (-durations[i], rows[i].id))
     batches: list[list[int]] = []
     current: list[int] = []
+    spent = 0.0
     for index in order:
+        cost = window_cost(durations[index], window_seconds) if window_seconds else 0.0
         if current:
-            longest = durations[current[0]]
-            fits = (len(current) + 1) * longest <= batch_seconds and len(current) < batch_items
-            if same_length_only and durations[index] != longest:
+            if window_seconds:
+                fits = spent + cost <= batch_seconds
+            else:
+                fits = (len(current) + 1) * durations[current[0]] <= batch_seconds
+            fits = fits and len(current) < batch_items
+            if same_length_only and durations[index] != durations[current[0]]:
                 fits = False
             if not fits:
                 batches.append(current)
-                current = []
+                current, spent = [], 0.0
         current.append(index)
+        spent += cost
     if current:
         batches.append(current)
     return batches
 
 
-Decoded = list[Item | tuple[str, str]]
-"""A decoded batch: items, or (id, rejection reason) for rows that could not be decoded."""
+def window_cost(seconds: float, window: float) -> float:
+    """Seconds of model input for ``seconds`` of audio cut into ``window``-second padded chunks (at least one)."""
+    return max(1, math.ceil(seconds / window - 1e-9)) * window
+
+
+@dataclass
+class Decoded:
+    """One manifest row as it comes back from a decoding worker: exactly one of item, result, error is set."""
+
+    id: str
+    seconds: float = 0.0
+    """Duration of the decoded audio (0 for text and mocap rows)."""
+    item: Item | None = None
+    """The decoded item, for extraction in the main process."""
+    result: Features | ItemRejected | None = None
+    """Features computed in the worker (``in_workers`` extractors: the audio is not shipped back)."""
+    error: str | None = None
+    """Why the row could not be decoded."""
 
 
 class _BatchDataset(Dataset):
     """Decodes one planned batch per index (runs in DataLoader workers).
 
     With ``extractor`` set (extractors whose spec says ``in_workers``) the features are computed
-    here too, and the batch comes back as (decoded, results).
+    here too, and only the features and durations go back to the main process.
     """
 
     def __init__(self, manifest: Manifest, rows: Sequence[Utterance], batches: list[list[int]],
@@ -157,43 +212,46 @@ class _BatchDataset(Dataset):
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __getitem__(self, index: int) -> tuple[Decoded, list[Features | ItemRejected] | None]:
-        decoded = self._decode(index)
+    def __getitem__(self, index: int) -> list[Decoded]:
+        decoded = [self._decode(row_index) for row_index in self.batches[index]]
         if self.extractor is None:
-            return decoded, None
-        items = [entry for entry in decoded if isinstance(entry, Item)]
-        return decoded, _extract_batch(self.extractor, items, self.seq_layers) if items else []
+            return decoded
+        ready = [entry for entry in decoded if entry.item is not None]
+        items = [entry.item for entry in ready if entry.item is not None]
+        results = _extract_batch(self.extractor, items, self.seq_layers) if items else []
+        for entry, result in zip(ready, results, strict=True):
+            entry.result, entry.item = result, None
+        return decoded
 
-    def _decode(self, index: int) -> Decoded:
-        out: Decoded = []
-        for row_index in self.batches[index]:
-            row = self.rows[row_index]
-            if self.modality != "audio":
-                out.append(Item(id=row.id, text=row.text, extra={**row.extra, "root": self.root}))
-                continue
-            path = self.paths[row_index]
-            if path is None:
-                out.append((row.id, "the manifest row has no audio"))
-                continue
-            try:
-                audio = load_audio(path, sample_rate=self.sample_rate or 16000, start=row.start, end=row.end,
-                                   max_seconds=self.max_total_seconds)
-            except AudioError as err:
-                out.append((row.id, str(err)))
-                continue
-            out.append(Item(id=row.id, audio=audio, text=row.text, extra={**row.extra, "root": self.root}))
-        return out
+    def _decode(self, row_index: int) -> Decoded:
+        row = self.rows[row_index]
+        if self.modality != "audio":
+            return Decoded(row.id, item=Item(id=row.id, text=row.text, extra={**row.extra, "root": self.root}))
+        path = self.paths[row_index]
+        if path is None:
+            return Decoded(row.id, error="the manifest row has no audio")
+        rate = self.sample_rate or 16000
+        try:
+            audio = load_audio(path, sample_rate=rate, start=row.start, end=row.end,
+                               max_seconds=self.max_total_seconds)
+        except AudioError as err:
+            return Decoded(row.id, error=str(err))
+        except Exception as err:  # never let one row kill the run (a decoder bug, an OS error, ...)
+            return Decoded(row.id, error=f"decoding failed: {type(err).__name__}: {err}")
+        return Decoded(row.id, seconds=audio.size / rate,
+                       item=Item(id=row.id, audio=audio, text=row.text, extra={**row.extra, "root": self.root}))
 
 
-def _durations(manifest: Manifest, rows: Sequence[Utterance]) -> list[float]:
-    """Duration of each row, from the manifest or (when missing) the audio header; text rows use length."""
+def _durations(manifest: Manifest, rows: Sequence[Utterance], modality: str) -> list[float]:
+    """Duration of each row, from the manifest or (when missing) the audio header; rows of text and
+    mocap extractors without a duration use their text length (for ordering only)."""
     durations = []
     for row in rows:
         if row.duration is not None:
             durations.append(float(row.duration))
         elif row.audio is not None and row.start is not None and row.end is not None:
             durations.append(row.end - row.start)
-        elif row.audio is not None:
+        elif row.audio is not None and modality == "audio":
             try:
                 durations.append(probe_duration(manifest.audio_path(row)))  # type: ignore[arg-type]
             except AudioInfoError:
@@ -250,92 +308,201 @@ def write_rejects(path: Path, rejected: dict[str, str], notes: dict[str, str]) -
     os.replace(tmp, path)
 
 
+def progress_rates(items: int, audio_seconds: float, elapsed: float) -> str:
+    """``"12.5 utt/s, 0.0104 audio-h/s"``: utterances and audio hours per wall-clock second."""
+    elapsed = max(elapsed, 1e-9)
+    return f"{items / elapsed:.1f} utt/s, {audio_seconds / 3600 / elapsed:.3g} audio-h/s"
+
+
 def _progress(total: int, enabled: bool) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="utt", disable=not enabled, dynamic_ncols=True, smoothing=0.1)
+    # the rates are whole-run averages in the postfix (progress_rates), not tqdm's smoothed items/s
+    return tqdm(total=total, unit="utt", disable=not enabled, dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} utt [{elapsed}<{remaining}{postfix}]")
 
 
 def run_extraction(manifest_path: str | os.PathLike[str], extractor: Extractor, output: str | os.PathLike[str],
                    options: RunOptions | None = None) -> RunReport:
     """Extract every (remaining) row of a manifest into ``output``; see the module docstring."""
     options = options or RunOptions()
-    check_compression(Path(output), options.compression)  # refused now, not after hours of extraction
     manifest = read_manifest(manifest_path)
-    spec = extractor.spec
-    seq_layers = spec.resolve_seq(options.seq)
-    out = shard_output(Path(output), options.shard)
-    report = RunReport(output=out, rejects_file=out.with_name(out.name + ".rejects.tsv"))
-    layout, attrs = store_attrs(extractor, seq_layers, manifest, options.shard)
-    merged = Path(output)  # a shard's work is also done when the merged store already exists
-    for finished in dict.fromkeys([out, merged]):
-        if finished.exists():
-            _check_complete_store(finished, attrs)
-            remove_stale_partial(finished)
-            report.output, report.already_complete = finished, True
-            return report
     rows = [u for i, u in enumerate(manifest.utterances)
             if options.shard is None or i % options.shard[1] == options.shard[0]]
+    retry = {u.id for u in rows} if options.retry_rejected else set()
+    return _run(manifest, rows, extractor, Path(output), options, retry)
+
+
+def _run(manifest: Manifest, rows: list[Utterance], extractor: Extractor, output: Path, options: RunOptions,
+         retry: Collection[str]) -> RunReport:
+    """One pass: finish or extend the store of ``rows``; rejected ids in ``retry`` are tried again."""
+    seq_layers = extractor.spec.resolve_seq(options.seq)
+    out = shard_output(output, options.shard)
+    report = RunReport(output=out, rejects_file=rejects_path(out))
+    layout, attrs = store_attrs(extractor, seq_layers, manifest, options.shard)
+    expected = {u.id: u.fingerprint() for u in rows}
+    aside = set_aside_path(out)
+    if aside.exists() and out.exists():
+        raise ExtractorError(f"{aside} is left over from an interrupted extension of {out}, but {out} exists "
+                             f"too; delete {aside} if {out} is the store to keep, then run again")
+    if aside.exists():
+        report.extended = "an interrupted extension, resumed"
+    else:
+        merged = output  # a shard's work is also done when the merged store already exists
+        finished = next((path for path in dict.fromkeys([out, merged]) if path.exists()), None)
+        if finished is not None:
+            _check_complete_store(finished, attrs)
+            remove_stale_partial(finished)
+            pending = find_pending(finished, expected, retry=retry)
+            if pending.nothing_to_do:
+                return _already_complete(report, finished, pending)
+            if finished != out:
+                raise ExtractorError(f"{finished} (merged from shards) lacks {pending.describe()} of shard "
+                                     f"{options.shard[0] if options.shard else 0}; a merged store cannot be extended "
+                                     "shard by shard. Run the same `ser extract` without --shard or torchrun (one "
+                                     "process) to extend it, or delete it and extract the shards again")
+            logger.info("%s: extending the finished store (%s)", out, pending.describe())
+            report.extended = pending.describe()
+            os.replace(out, aside)
+    if aside.exists():
+        previous = store_attrs_of(aside)
+        attrs = {**attrs, "extended_from": {key: previous.get(key) for key in ("manifest", "created", "finalized",
+                                                                                "n_items", "extended_from")}}
+    earlier = _extract_into(manifest, rows, extractor, out, layout, attrs, seq_layers, options, report,
+                            aside=aside if aside.exists() else None, retry=retry, expected=expected)
+    if earlier:  # rejects of the resumed partial store, tried again now that it is finished
+        again = _run(manifest, rows, extractor, output, options, earlier)
+        again.extracted += report.extracted
+        again.seconds += report.seconds
+        again.audio_seconds += report.audio_seconds
+        again.resumed = report.resumed
+        return again
+    return report
+
+
+def _already_complete(report: RunReport, finished: Path, pending: Pending) -> RunReport:
+    report.output, report.already_complete = finished, True
+    report.rejected, report.stored = dict(pending.rejected), pending.stored
+    report.rejects_file = rejects_path(finished)
+    if report.rejected and not report.rejects_file.exists():
+        from ser.cache.reader import CacheReader
+
+        with CacheReader(finished) as reader:
+            write_rejects(report.rejects_file, reader.rejected, reader.notes)
+    return report
+
+
+def _extract_into(manifest: Manifest, rows: list[Utterance], extractor: Extractor, out: Path, layout: StoreLayout,
+                  attrs: dict[str, Any], seq_layers: Sequence[str], options: RunOptions, report: RunReport, *,
+                  aside: Path | None, retry: Collection[str], expected: dict[str, str]) -> set[str]:
+    """Open (or resume) the partial store, seed it from ``aside`` if given, extract the rest, finalize.
+
+    Returns the rejected ids of a resumed partial store that are in ``retry`` (to be tried again
+    once this store is finished); empty otherwise.
+    """
+    spec = extractor.spec
     start_time = time.perf_counter()
+    earlier: set[str] = set()
     with CacheWriter.open(out, layout=layout, attrs=attrs, segment_bytes=options.segment_bytes) as writer:
+        if aside is not None:
+            seed_from_store(writer, aside, expected, retry=retry)
+            writer.flush()
+            remove_store(aside)
+        elif retry:
+            earlier = {uid for uid in writer.rejected if uid in retry}
         done = writer.done_ids
         report.resumed = len(done)
         todo = [u for u in rows if u.id not in done]
-        durations = _durations(manifest, todo)
-        batches = plan_batches(todo, durations, batch_seconds=options.batch_seconds,
+        batches = plan_batches(todo, _durations(manifest, todo, spec.modality),
+                               batch_seconds=options.batch_seconds if spec.modality == "audio" else math.inf,
                                batch_items=options.batch_items,
-                               same_length_only=spec.modality == "audio" and not spec.supports_padding)
+                               same_length_only=spec.modality == "audio" and not spec.supports_padding,
+                               window_seconds=spec.window_seconds if spec.modality == "audio" else None)
         in_workers = spec.in_workers and options.num_workers > 0
         dataset = _BatchDataset(manifest, todo, batches, spec.modality, spec.sample_rate, options.max_total_seconds,
                                 extractor=extractor if in_workers else None, seq_layers=seq_layers)
         loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=options.num_workers,
                             prefetch_factor=2 if options.num_workers else None,
                             persistent_workers=False)
-        fingerprints = {u.id: u.fingerprint() for u in todo}
-        # Forward failures are only recorded once a later item succeeds: a streak that ends the run
-        # (broken model or device) must not leave healthy items rejected for good.
-        failed: dict[str, str] = {}
+        sink = _Sink(writer, report, extractor, seq_layers, {u.id: expected[u.id] for u in todo})
+        flushed_at, unflushed, seen = time.monotonic(), 0, 0
         with _progress(len(todo), options.progress) as bar:
-            for decoded, computed in loader:
-                items = [entry for entry in decoded if isinstance(entry, Item)]
-                for entry in decoded:
-                    if not isinstance(entry, Item):
-                        writer.reject(*entry)
-                if computed is not None:
-                    results = computed
-                else:
-                    results = _extract_batch(extractor, items, seq_layers) if items else []
-                for item, result in zip(items, results, strict=True):
-                    if isinstance(result, ItemRejected):
-                        if str(result).startswith("extraction failed"):
-                            failed[item.id] = str(result)
-                        else:
-                            writer.reject(item.id, str(result))
-                        continue
-                    for uid, reason in failed.items():
-                        writer.reject(uid, reason)
-                    failed.clear()
-                    if writer.add(item.id, fingerprints[item.id], result.pooled, result.seq, note=result.note):
-                        report.extracted += 1
-                        if item.audio is not None:
-                            report.audio_seconds += item.audio.size / (spec.sample_rate or 1)
-                if len(failed) >= MAX_CONSECUTIVE_FAILURES:
-                    raise ExtractorError(f"{len(failed)} items failed in a row (last: {list(failed.values())[-1]}); "
-                                         f"stopping. Rows written so far are kept in {writer.partial} and the run "
-                                         "resumes from there (the failed items will be tried again)")
-                bar.update(len(decoded))
-                elapsed = max(time.perf_counter() - start_time, 1e-9)
-                bar.set_postfix_str(f"{report.audio_seconds / 3600 / elapsed * 3600:.2f} audio-h/h "
-                                    f"({report.audio_seconds / elapsed:.1f} audio-s/s)", refresh=False)
-        for uid, reason in failed.items():
-            writer.reject(uid, reason)
-        report.rejected = dict(writer.rejected)
+            for decoded in loader:
+                count = sink.take(decoded)
+                del decoded  # the batch's audio and features must not outlive it (flat memory)
+                seen += count
+                unflushed += count
+                now = time.monotonic()
+                if now - flushed_at >= options.flush_seconds or 0 < options.flush_rows <= unflushed:
+                    writer.flush()
+                    flushed_at, unflushed = now, 0
+                bar.update(count)
+                bar.set_postfix_str(progress_rates(seen, report.audio_seconds, time.perf_counter() - start_time),
+                                    refresh=False)
+        sink.close()
+        report.rejected = {uid: reason for uid, reason in writer.rejected.items() if uid in expected}
+        rejected_all = dict(writer.rejected)
         notes = dict(writer.notes)
         writer.finalize(compression=options.compression)
     report.seconds = time.perf_counter() - start_time
     if report.rejects_file is not None:
-        write_rejects(report.rejects_file, report.rejected, notes)
-    return report
+        write_rejects(report.rejects_file, rejected_all, notes)
+    return earlier
+
+
+class _Sink:
+    """Takes decoded batches: extracts what still needs it, writes rows and rejections, counts them."""
+
+    def __init__(self, writer: CacheWriter, report: RunReport, extractor: Extractor, seq_layers: Sequence[str],
+                 fingerprints: dict[str, str]) -> None:
+        self.writer = writer
+        self.report = report
+        self.extractor = extractor
+        self.seq_layers = seq_layers
+        self.fingerprints = fingerprints
+        # Forward failures are only recorded once a later item succeeds: a streak that ends the run
+        # (broken model or device) must not leave healthy items rejected for good.
+        self.failed: dict[str, str] = {}
+
+    def take(self, decoded: list[Decoded]) -> int:
+        """Handle one batch; returns its number of rows."""
+        writer = self.writer
+        for entry in decoded:
+            if entry.error is not None:
+                writer.reject(entry.id, entry.error)
+        waiting = [entry for entry in decoded if entry.item is not None]
+        items = [entry.item for entry in waiting if entry.item is not None]
+        computed = _extract_batch(self.extractor, items, self.seq_layers) if items else []
+        for entry, result in zip(waiting, computed, strict=True):
+            entry.result = result
+        for entry in decoded:
+            result = entry.result
+            if result is None:
+                continue
+            if isinstance(result, ItemRejected):
+                if str(result).startswith("extraction failed"):
+                    self.failed[entry.id] = str(result)
+                else:
+                    writer.reject(entry.id, str(result))
+                continue
+            self._reject_failed()
+            if writer.add(entry.id, self.fingerprints[entry.id], result.pooled, result.seq, note=result.note):
+                self.report.extracted += 1
+                self.report.audio_seconds += entry.seconds
+        if len(self.failed) >= MAX_CONSECUTIVE_FAILURES:
+            raise ExtractorError(f"{len(self.failed)} items failed in a row (last: {list(self.failed.values())[-1]}); "
+                                 f"stopping. Rows written so far are kept in {writer.partial} and the run "
+                                 "resumes from there (the failed items will be tried again)")
+        return len(decoded)
+
+    def _reject_failed(self) -> None:
+        for uid, reason in self.failed.items():
+            self.writer.reject(uid, reason)
+        self.failed.clear()
+
+    def close(self) -> None:
+        """At the end of the rows: failures still pending are rejections."""
+        self._reject_failed()
 
 
 def _check_complete_store(out: Path, attrs: dict[str, Any]) -> None:
@@ -351,4 +518,3 @@ def _check_complete_store(out: Path, attrs: dict[str, Any]) -> None:
 def audio_hours_per_hour(report: RunReport) -> float:
     """Throughput in audio hours per wall-clock hour (NaN when nothing was timed)."""
     return report.audio_seconds / report.seconds if report.seconds else math.nan
-

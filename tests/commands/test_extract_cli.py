@@ -1,9 +1,10 @@
-"""``ser extract`` and ``ser extractors`` through typer's CliRunner; real-data runs on two RAVDESS actors."""
+"""``ser extract`` and ``ser extractors`` through typer's CliRunner; real-data runs over the whole RAVDESS manifest."""
 
 from __future__ import annotations
 
-import shutil
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from ser.cache.reader import CacheReader
 from ser.cli import app
+from ser.extract.audio import load_audio
 from ser.extract.registry import FAMILIES, PRESETS
 from ser.manifests.schema import ManifestHeader, Utterance, read_manifest, write_manifest
 from tests.fakes import write_tone
@@ -42,13 +44,13 @@ def test_extract_writes_the_store_and_a_summary(tmp_path: Path) -> None:
     result = _extract(manifest, out)
     assert result.exit_code == 0, result.output
     assert f"{out}: 3 extracted (0 were already done), 0 rejected" in result.output
-    assert "audio-s/s" in result.output
+    assert re.search(r", [0-9.]+ utt/s, [0-9.e-]+ audio-h/s, [0-9.]+x real time$", result.output.splitlines()[-1])
     with CacheReader(out) as reader:
         assert sorted(reader.ids) == ["t0", "t1", "t2"] and reader.rejected == {}
         assert reader.layout.pooled == {"mean": (1, 64), "std": (1, 64)} and reader.layout.seq == {}
     result = _extract(manifest, out)
     assert result.exit_code == 0, result.output
-    assert "already complete (same extractor config); nothing to do" in result.output
+    assert "already complete (same extractor config): 3 rows stored, 0 rejected; nothing to do" in result.output
     result = _extract(manifest, out, "--preset", "librosa")
     assert result.exit_code == 2 and "another extractor config" in result.output
 
@@ -120,65 +122,211 @@ def test_extract_help_documents_the_options() -> None:
         assert option in result.output, option
 
 
-# ------------------------------------------------------------------------------------------ real data
+# ------------------------------------------------------------------------------------------ re-runs of a finished store
+
+
+def _verify_cli(store: Path, manifest: Path) -> str:
+    result = runner.invoke(app, ["cache", "verify", str(store), "--manifest", str(manifest)])
+    assert result.exit_code == 0, result.output
+    assert "manifest coverage and fingerprints" in result.output
+    return result.output
+
+
+def test_rerun_with_rejects_exits_3_and_retry_rejected_extracts_them(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, bad=True)
+    out = tmp_path / "out.h5"
+    assert _extract(manifest, out).exit_code == 3
+    again = _extract(manifest, out)
+    assert again.exit_code == 3, again.output
+    assert "already complete (same extractor config): 3 rows stored, 1 rejected; nothing to do" in again.output
+    assert (f"1 rows rejected; reasons in {out}.rejects.tsv (run again with --retry-rejected to try them once more)"
+            in again.output)
+    write_tone(tmp_path / "gone.wav", seconds=0.3, frequency=700.0)  # the file system is back
+    retried = _extract(manifest, out, "--retry-rejected")
+    assert retried.exit_code == 0, retried.output
+    assert f"{out}: extended the finished store (1 rejected row to retry)" in retried.output
+    assert "1 extracted (3 were already done), 0 rejected" in retried.output
+    assert "4 items, 0 rejected" in _verify_cli(out, manifest)
+
+
+def test_grown_manifest_extends_the_store_and_verifies(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path)
+    out = tmp_path / "out.h5"
+    assert _extract(manifest, out, "--seq", "logmel").exit_code == 0
+    rows = read_manifest(manifest).utterances
+    for i in (3, 4):
+        write_tone(tmp_path / f"t{i}.wav", seconds=0.25, frequency=800.0 + 50 * i)
+        rows.append(Utterance(id=f"t{i}", audio=f"t{i}.wav"))
+    rows[0] = Utterance(id="t0", audio="t0.wav", start=0.0, end=0.1)  # and one row now a segment
+    write_manifest(manifest, ManifestHeader(corpus="tones", root=str(tmp_path)), rows)
+    grown = _extract(manifest, out, "--seq", "logmel")
+    assert grown.exit_code == 0, grown.output
+    assert "extended the finished store (2 new rows, 1 changed row)" in grown.output
+    assert "3 extracted (2 were already done), 0 rejected" in grown.output
+    assert "5 items, 0 rejected" in _verify_cli(out, manifest)
+    with CacheReader(out) as reader:
+        assert reader.sequence("t0", "logmel").shape == (1 + 1600 // 160, 64)
+
+
+# ------------------------------------------------------------------------------------------ options and devices
+
+
+def test_option_words_reach_the_config_as_booleans_and_numbers(tmp_path: Path) -> None:
+    result = _extract(_manifest(tmp_path), tmp_path / "out.h5", "-O", "center=No", "-O", "peak_normalize=YES",
+                      "-O", "n_mels=40", "-O", "f_max=7000.5", "-O", "pad_mode=constant")
+    assert result.exit_code == 0, result.output
+    with CacheReader(tmp_path / "out.h5") as reader:
+        config = reader.attrs["extractor"]["config"]
+    assert (config["center"], config["peak_normalize"], config["n_mels"], config["f_max"], config["pad_mode"]) == (
+        False, True, 40, 7000.5, "constant")
+
+
+def test_logmel_center_false_reaches_the_store(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path)
+    out = tmp_path / "out.h5"
+    result = _extract(manifest, out, "-O", "center=false", "--seq", "logmel")
+    assert result.exit_code == 0, result.output
+    with CacheReader(out) as reader:
+        assert reader.attrs["extractor"]["config"]["center"] is False
+        assert reader.sequence("t2", "logmel").shape == (1 + (8000 - 512) // 160, 64)  # whole windows only
+    centred = _extract(manifest, tmp_path / "centred.h5", "-O", "center=TRUE", "--seq", "logmel")
+    assert centred.exit_code == 0, centred.output
+    with CacheReader(tmp_path / "centred.h5") as reader:
+        assert reader.attrs["extractor"]["config"]["center"] is True
+        assert reader.sequence("t2", "logmel").shape == (1 + 8000 // 160, 64)
 
 
 @pytest.fixture(scope="module")
-def ravdess_two_actors(ravdess_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A manifest of RAVDESS actors 01 and 02 (120 clips), built by `ser manifest ravdess` on a copy."""
-    work = tmp_path_factory.mktemp("ravdess")
-    for actor in ("Actor_01", "Actor_02"):
-        shutil.copytree(ravdess_root / actor, work / "corpus" / actor)
-    manifest = work / "rav.jsonl"
-    result = runner.invoke(app, ["manifest", "ravdess", str(work / "corpus"), "-o", str(manifest)])
-    assert result.exit_code == 0, result.output
-    assert "120 utterances found, 120 written" in result.output
-    return manifest
+def tiny_hubert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("transformers")
+    from tests.extract.conftest import _save_ssl
+
+    return _save_ssl(tmp_path_factory.mktemp("hubert"), "hubert", "group", seed=1)
 
 
-def _verify(store: Path, manifest: Path) -> None:
-    result = runner.invoke(app, ["cache", "verify", str(store), "--manifest", str(manifest)])
-    assert result.exit_code == 0, result.output
-    assert "120 items, 0 rejected" in result.output and "manifest coverage and fingerprints" in result.output
+def _hubert(manifest: Path, out: Path, checkpoint: Path, *extra: str) -> Any:
+    return runner.invoke(app, ["extract", "--model", "hubert", "--checkpoint", str(checkpoint), "-m", str(manifest),
+                               "-o", str(out), "--no-progress", "--num-workers", "0", "--seq", "last", *extra])
 
 
-def test_real_ravdess_egemaps(ravdess_two_actors: Path) -> None:
-    manifest = ravdess_two_actors
-    store = manifest.with_name("egemaps.h5")
-    result = runner.invoke(app, ["extract", "--model", "egemaps", "-m", str(manifest), "-o", str(store),
-                                 "--no-progress", "--num-workers", "1"])  # eGeMAPS runs in the worker process
-    assert result.exit_code == 0, result.output
-    assert "120 extracted (0 were already done), 0 rejected" in result.output
-    _verify(store, manifest)
-    ids = [u.id for u in read_manifest(manifest)]
+def test_ssl_normalize_false_reaches_the_store_and_the_model(tmp_path: Path, tiny_hubert: Path) -> None:
+    import torch
+    from transformers import AutoModel
+
+    from ser.extract.audio import load_audio
+
+    manifest = _manifest(tmp_path)
+    raw, normalised = tmp_path / "raw.h5", tmp_path / "normalised.h5"
+    assert _hubert(manifest, raw, tiny_hubert, "-O", "normalize=false").exit_code == 0
+    assert _hubert(manifest, normalised, tiny_hubert).exit_code == 0  # the checkpoint says do_normalize=True
+    model = AutoModel.from_pretrained(tiny_hubert).eval()
+    audio = load_audio(tmp_path / "t2.wav", sample_rate=16000)
+    with torch.no_grad():
+        direct = model(torch.from_numpy(audio)[None]).last_hidden_state[0].numpy()  # unnormalised input
+    with CacheReader(raw) as a, CacheReader(normalised) as b:
+        assert a.attrs["extractor"]["config"]["normalize"] is False
+        assert b.attrs["extractor"]["config"]["normalize"] is True
+        np.testing.assert_allclose(a.sequence("t2", "layer_02"), direct, atol=2e-3, rtol=0)  # float16 frames
+        np.testing.assert_allclose(a.pooled("mean", ids=["t2"])[0, -1], direct.mean(axis=0), atol=1e-5, rtol=0)
+        assert not np.allclose(b.pooled("mean", ids=["t2"])[0, -1], direct.mean(axis=0), atol=1e-3)
+    bad = _hubert(manifest, tmp_path / "bad.h5", tiny_hubert, "-O", "normalize=maybe")
+    assert bad.exit_code == 2
+    assert "hubert: -O normalize=maybe is not valid: normalize must be true or false" in bad.output
+
+
+@pytest.mark.parametrize(("device", "message"), [
+    ("gpu", "--device gpu: unknown device; use auto, cpu, cuda, cuda:N or mps"),
+    ("cuda:one", "--device cuda:one: unknown device"),
+    ("cuda", "--device cuda: CUDA is not available here"),
+])
+def test_bad_device_exits_2_before_anything_is_built(tmp_path: Path, tiny_hubert: Path, device: str,
+                                                     message: str) -> None:
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    manifest = _manifest(tmp_path)
+    for result in (_hubert(manifest, tmp_path / "h.h5", tiny_hubert, "--device", device),
+                   _extract(manifest, tmp_path / "l.h5", "--device", device)):
+        assert result.exit_code == 2, result.output
+        assert message in result.output and "Traceback" not in result.output
+    assert not list(tmp_path.glob("*.h5*"))
+
+
+def test_missing_checkpoint_folder_exits_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["extract", "--model", "hubert", "--checkpoint", "./models/nope", "-m",
+                                 str(_manifest(tmp_path)), "-o", str(tmp_path / "o.h5"), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert "--checkpoint ./models/nope: no such folder" in result.output
+
+
+def test_cli_defaults_are_the_run_options_defaults() -> None:
+    """The CLI spells its defaults as literals (no torch import for --help); they must not drift."""
+    import inspect
+
+    from ser.extract.runner import RunOptions
+
+    (command,) = [c for c in app.registered_commands if c.name == "extract"]
+    assert command.callback is not None
+    defaults = {name: param.default.default for name, param in inspect.signature(command.callback).parameters.items()}
+    options = RunOptions()
+    for name in ("batch_seconds", "batch_items", "num_workers", "max_total_seconds", "flush_seconds", "seq",
+                 "retry_rejected", "compression"):
+        assert defaults[name] == getattr(options, name), name
+
+
+# ------------------------------------------------------------------------------------------ real data
+
+
+def test_real_ravdess_egemaps_whole_corpus(ravdess_egemaps: tuple[Path, Path]) -> None:
+    """The shared session extraction (1200 clips, tests/conftest.py) verified through the CLI."""
+    manifest, store = ravdess_egemaps
+    output = _verify_cli(store, manifest)
+    assert "1200 items, 0 rejected" in output
+    rows = read_manifest(manifest)
+    ids = [u.id for u in rows]
     with CacheReader(store) as reader:
         functionals = reader.pooled("functionals", ids=ids)
-        assert functionals.shape == (120, 1, 88) and np.isfinite(functionals).all()
-        assert len(np.unique(functionals.reshape(120, -1), axis=0)) == 120  # every clip has its own values
-        assert reader.pooled("lld_mean").shape == (120, 1, 25)
+        assert functionals.shape == (1200, 1, 88) and np.isfinite(functionals).all()
+        assert reader.pooled("lld_mean").shape == (1200, 1, 25)
         assert len(reader.attrs["upstream"]["functional_names"]) == 88
+    assert len({u.speaker for u in rows}) == 20
+    # every clip has its own values, except one pair of recordings that hold the very same samples
+    _, first, counts = np.unique(functionals.reshape(1200, -1), axis=0, return_index=True, return_counts=True)
+    assert len(counts) == 1199
+    twins = [uid for uid, row in zip(ids, functionals, strict=True)
+             if np.array_equal(row, functionals[first[counts == 2][0]])]
+    assert len(twins) == 2 and all(uid.endswith("-07") for uid in twins), twins
+    by_id = {u.id: u for u in rows}
+    twin_audio = [load_audio(rows.audio_path(by_id[uid]), sample_rate=16000) for uid in twins]
+    np.testing.assert_array_equal(*twin_audio)
+    # the CLI computes the same config hash as the library: the finished store is recognised as complete
+    again = runner.invoke(app, ["extract", "--model", "egemaps", "-m", str(manifest), "-o", str(store),
+                                "--no-progress"])
+    assert again.exit_code == 0, again.output
+    assert "already complete (same extractor config): 1200 rows stored, 0 rejected" in again.output
 
 
-def test_real_ravdess_minilm_text_carries_only_the_statement(ravdess_two_actors: Path) -> None:
-    """RAVDESS has two sentences, so the text branch sees two inputs whatever the emotion."""
-    manifest = ravdess_two_actors
+def test_real_ravdess_minilm_text_carries_only_the_statement(ravdess_egemaps: tuple[Path, Path]) -> None:
+    """RAVDESS has two sentences, so the text branch sees two inputs whatever the emotion (all 1200 clips)."""
+    manifest, _ = ravdess_egemaps
     store = manifest.with_name("minilm.h5")
     result = runner.invoke(app, ["extract", "--model", "minilm", "-m", str(manifest), "-o", str(store),
                                  "--no-progress", "--num-workers", "0"])
     assert result.exit_code == 0, result.output
-    _verify(store, manifest)
+    assert "1200 extracted (0 were already done), 0 rejected" in result.output
+    assert "1200 items, 0 rejected" in _verify_cli(store, manifest)
     rows = read_manifest(manifest).utterances
     with CacheReader(store) as reader:
         mean = reader.pooled("mean", ids=[u.id for u in rows])
-        assert mean.shape == (120, 7, 384) and np.isfinite(mean).all()
-    flat = mean.reshape(120, -1)
-    assert len(np.unique(flat, axis=0)) == 2
+        assert mean.shape == (1200, 7, 384) and np.isfinite(mean).all()
+    flat = mean.reshape(1200, -1)
     by_text: dict[str, np.ndarray] = {}
     for row, vector in zip(rows, flat, strict=True):
         assert row.text is not None
-        if row.text in by_text:
-            np.testing.assert_array_equal(vector, by_text[row.text])
+        if row.text in by_text:  # batched with other texts, yet identical to the first copy
+            np.testing.assert_allclose(vector, by_text[row.text], atol=1e-5, rtol=0)
         by_text[row.text] = vector
     assert sorted(by_text) == ["Dogs are sitting by the door", "Kids are talking by the door"]
-    labels = {row.label for row in rows}
-    assert len(labels) == 8  # eight emotions map onto two vectors
+    assert not np.allclose(*by_text.values(), atol=1e-3)
+    assert len({row.label for row in rows}) == 8  # eight emotions map onto two vectors

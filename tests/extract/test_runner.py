@@ -625,3 +625,214 @@ def test_torchrun_refuses_another_config_into_a_finished_store(torchrun_run: Tor
         assert reader.attrs["extractor"]["preset"] == "64"  # the finished store is untouched either way
     assert "another extractor config" in output, output[-3000:]
     assert "merged" not in result.stdout
+
+
+# ------------------------------------------------------------------------------------------ flushing by time and rows
+
+
+def _tone_manifest(root: Path, n: int, *, seconds: float = 3.0, files: int = 4, bad: bool = False) -> Path:
+    """``n`` rows over ``files`` distinct tones (row i reads a{i % files}.wav), plus a missing file with ``bad``."""
+    for k in range(files):
+        write_tone(root / f"a{k}.wav", seconds=seconds, frequency=200.0 + 110 * k)
+    rows = [Utterance(id=f"u{i:04d}", audio=f"a{i % files}.wav", duration=seconds) for i in range(n)]
+    if bad:
+        rows.append(Utterance(id="gone", audio="gone.wav", duration=seconds))
+    write_manifest(root / "m.jsonl", ManifestHeader(corpus="tones", root=str(root)), rows)
+    return root / "m.jsonl"
+
+
+def test_killed_cli_run_with_default_flush_settings_keeps_rows_and_resumes(tmp_path: Path) -> None:
+    """SIGKILL a real `ser extract` (default segment size and batching; only the flush interval shortened).
+
+    The 240 rows hold 9 MB of features, far below the 64 MB segment size: before the time-based
+    flush, a run killed at any point before the end kept nothing.
+    """
+    import signal
+    import time
+
+    manifest = _tone_manifest(tmp_path / "tones", 240, bad=True)
+    out = tmp_path / "killed.h5"
+    command = [sys.executable, "-m", "ser.cli", "extract", "--model", "logmel", "-m", str(manifest), "-o", str(out),
+               "--seq", "logmel", "--no-progress", "--flush-seconds", "0.3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    summary = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        summary = partial_summary(out)
+        if summary is not None and summary["rows"] > 0:
+            break
+        time.sleep(0.01)
+    finished_first = proc.poll() is not None
+    if not finished_first:
+        os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its decoding workers, without any clean-up
+    _, stderr = proc.communicate(timeout=60)
+    assert not finished_first, f"the run ended before rows were flushed (exit {proc.returncode}): {stderr[-2000:]}"
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists()
+    kept = partial_summary(out)
+    assert kept is not None and 0 < kept["rows"] < 240  # rows flushed by time survived the kill
+
+    resumed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 3, resumed.stderr[-3000:]  # finished, with the missing file rejected
+    done_before = kept["rows"] + kept["rejected"]
+    assert f"{241 - done_before} extracted ({done_before} were already done), 1 rejected" in resumed.stdout
+    extractor = _logmel()
+    direct = {}
+    for k in range(4):
+        audio = load_audio(tmp_path / "tones" / f"a{k}.wav", sample_rate=SR)
+        result = extractor.extract([Item(id=f"a{k}", audio=audio)], ["logmel"])[0]
+        assert isinstance(result, Features)
+        direct[k] = result
+    stored = read_stored(out)
+    assert sorted(stored.fingerprints) == [f"u{i:04d}" for i in range(240)]
+    assert list(stored.rejected) == ["gone"] and "missing audio file" in stored.rejected["gone"]
+    for uid in stored.fingerprints:
+        want = direct[int(uid[1:]) % 4]
+        np.testing.assert_array_equal(stored.pooled["mean"][uid], want.pooled["mean"], err_msg=uid)
+        np.testing.assert_array_equal(stored.pooled["std"][uid], want.pooled["std"], err_msg=uid)
+        np.testing.assert_array_equal(stored.seq["logmel"][uid], want.seq["logmel"].astype(np.float16), err_msg=uid)
+
+
+class Snooping(Hooked):
+    """Records, at every extract call, how many rows the partial store holds on disk."""
+
+    def __init__(self, inner: LogMelExtractor, out: Path) -> None:
+        super().__init__(inner)
+        self.out = out
+        self.on_disk: list[int] = []
+
+    def extract(self, items: Sequence[Item], seq_layers: Sequence[str]) -> list[Features | ItemRejected]:
+        summary = partial_summary(self.out)
+        self.on_disk.append(summary["rows"] if summary else 0)
+        return super().extract(items, seq_layers)
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({}, [0, 0, 0, 0, 0, 0]),  # 30 s never pass here, and 18 small rows never fill 64 MB
+    ({"flush_seconds": 0.0}, [0, 3, 6, 9, 12, 15]),  # flushed after every batch
+    ({"flush_rows": 6}, [0, 0, 6, 6, 12, 12]),  # flushed once 6 rows were taken
+], ids=["defaults", "every-batch", "every-6-rows"])
+def test_rows_are_flushed_by_time_and_by_row_count(tmp_path: Path, settings: dict[str, Any],
+                                                   expected: list[int]) -> None:
+    manifest = _tone_manifest(tmp_path / "tones", 18, seconds=0.2)
+    out = tmp_path / "feats.h5"
+    snooping = Snooping(_logmel(), out)
+    report = run_extraction(manifest, snooping, out, _options(batch_items=3, **settings))
+    assert report.extracted == 18
+    assert [len(call) for call in snooping.calls] == [3] * 6
+    assert snooping.on_disk == expected
+
+
+def test_run_options_flush_defaults() -> None:
+    options = RunOptions()
+    assert (options.flush_seconds, options.flush_rows, options.segment_bytes) == (30.0, 0, 64 << 20)
+
+
+# ------------------------------------------------------------------------------------------ batch planning by modality
+
+
+class Recording:
+    """A cheap extractor of any modality that records its batches (pooled mean = row number)."""
+
+    def __init__(self, modality: str, *, window_seconds: float | None = None) -> None:
+        self.spec = ExtractorSpec(name="rec", preset="p", modality=modality,  # type: ignore[arg-type]
+                                  pooled={"mean": (1, 2)}, seq_layers={},
+                                  sample_rate=SR if modality == "audio" else None, window_seconds=window_seconds)
+        self.calls: list[list[str]] = []
+
+    def config(self) -> dict[str, Any]:
+        return {"rec": self.spec.modality}
+
+    def upstream(self) -> dict[str, Any]:
+        return {"model": "none"}
+
+    def extract(self, items: Sequence[Item], seq_layers: Sequence[str]) -> list[Features | ItemRejected]:
+        self.calls.append([item.id for item in items])
+        return [Features(pooled={"mean": np.full((1, 2), float(item.id[1:]), np.float32)}) for item in items]
+
+
+def test_text_rows_are_batched_by_item_count_not_by_characters(tmp_path: Path) -> None:
+    """MELD-like transcripts of ~80 characters: the audio budget (160 "seconds") would allow 2 per batch."""
+    sentence = "Oh my God, I cannot believe you would do that to me after everything we went through!"
+    rows = [Utterance(id=f"t{i:03d}", text=sentence[: 60 + i % 25]) for i in range(70)]
+    manifest = tmp_path / "text.jsonl"
+    write_manifest(manifest, ManifestHeader(corpus="meld", root=str(tmp_path)), rows)
+    recording = Recording("text")
+    run_extraction(manifest, recording, tmp_path / "a.h5", _options())
+    assert [len(call) for call in recording.calls] == [32, 32, 6]
+    lengths = [len(next(r.text for r in rows if r.id == uid) or "") for call in recording.calls for uid in call]
+    assert lengths == sorted(lengths, reverse=True)  # still longest first: similar lengths pad little
+    recording = Recording("mocap")
+    run_extraction(manifest, recording, tmp_path / "b.h5", _options(batch_items=10, batch_seconds=1.0))
+    assert [len(call) for call in recording.calls] == [10] * 7
+
+
+def test_plan_batches_with_a_fixed_window_counts_the_padded_cost() -> None:
+    """Whisper pads every chunk to 30 s: 3 s clips cost 30 s each, a 65 s clip 90 s (three chunks)."""
+    durations = [3.0] * 12 + [65.0, 31.0]
+    rows = _rows(len(durations))
+    batches = plan_batches(rows, durations, batch_seconds=160.0, batch_items=32, same_length_only=False,
+                           window_seconds=30.0)
+    assert batches[0] == [12, 13]  # 90 s + 60 s = 150 s <= 160 s
+    assert [len(b) for b in batches[1:]] == [5, 5, 2]  # 5 x 30 s = 150 s; a sixth would make 180 s
+    by_duration = plan_batches(rows, durations, batch_seconds=160.0, batch_items=32, same_length_only=False)
+    assert [len(b) for b in by_duration] == [2, 12]  # what planning by real duration did: 12 windows = 360 s
+
+
+def test_runner_plans_whisper_style_extractors_by_window(tmp_path: Path) -> None:
+    manifest = _tone_manifest(tmp_path / "tones", 12, seconds=0.5, files=2)
+    windowed = Recording("audio", window_seconds=30.0)
+    run_extraction(manifest, windowed, tmp_path / "w.h5", _options(batch_seconds=100.0))
+    assert [len(call) for call in windowed.calls] == [3, 3, 3, 3]  # 3 x 30 s <= 100 s
+    plain = Recording("audio")
+    run_extraction(manifest, plain, tmp_path / "p.h5", _options(batch_seconds=100.0))
+    assert [len(call) for call in plain.calls] == [12]
+
+
+# ------------------------------------------------------------------------------------------ decoding, workers, rates
+
+
+def test_any_decoding_error_rejects_only_that_row(corpus: Corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                  ) -> None:
+    import ser.extract.runner as runner_module
+
+    real = runner_module.load_audio
+
+    def flaky(path: str, **kwargs: Any) -> np.ndarray:
+        if path.endswith("g2.wav"):
+            raise TypeError("a decoder bug")
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(runner_module, "load_audio", flaky)
+    report = run_extraction(corpus.manifest, _logmel(), tmp_path / "feats.h5", _options())
+    assert report.rejected["g2"] == "decoding failed: TypeError: a decoder bug"
+    assert report.extracted == len(GOOD) - 1
+    assert sorted(report.rejected) == sorted([*BAD_REASONS, "g2"])
+
+
+def test_in_worker_extraction_sends_durations_not_audio(corpus: Corpus) -> None:
+    from ser.extract.runner import _BatchDataset
+    from ser.manifests.schema import read_manifest
+
+    manifest = read_manifest(corpus.manifest)
+    rows = [corpus.rows[uid] for uid in ("g1", "missing", "g3")]
+    extractor = _logmel()
+    dataset = _BatchDataset(manifest, rows, [[0, 1, 2]], "audio", SR, 3600.0, extractor=extractor)
+    g1, missing, g3 = dataset[0]
+    assert missing.error is not None and "missing audio file" in missing.error and missing.result is None
+    for entry, seconds in ((g1, 0.5), (g3, 1.2)):
+        assert entry.item is None and isinstance(entry.result, Features)  # no decoded audio comes back
+        assert entry.seconds == pytest.approx(seconds, abs=1 / SR)
+    plain = _BatchDataset(manifest, rows, [[0, 1, 2]], "audio", SR, 3600.0)
+    first = plain[0][0]
+    assert first.item is not None and first.item.audio is not None and first.result is None
+    assert first.item.audio.size == 8000
+
+
+def test_progress_rates_are_utterances_and_audio_hours_per_second() -> None:
+    from ser.extract.runner import progress_rates
+
+    assert progress_rates(100, 7200.0, 10.0) == "10.0 utt/s, 0.2 audio-h/s"
+    assert progress_rates(3, 90.0, 2.0) == "1.5 utt/s, 0.0125 audio-h/s"

@@ -1,0 +1,166 @@
+"""Bringing a finished store up to date with its manifest instead of calling it "complete".
+
+A finished store is compared with the manifest rows of this run (this shard's, under ``--shard``):
+
+* missing: rows neither stored nor rejected (the manifest grew);
+* changed: stored rows whose audio path, segment or transcript changed (their fingerprint differs);
+* retry: rejected rows, when ``--retry-rejected`` asks for them again (a transient NFS error).
+
+When there is such work, the store is extended: it is renamed to ``<stem>.extending<suffix>``,
+a new partial store is opened under the final name and seeded with every row worth keeping (all
+stored rows but the changed ones; every rejection but those retried), the old store is removed,
+and the runner extracts the rest as in any resume. Each step survives a crash: the renamed store
+is only removed once its rows are flushed into the partial store, and a re-run finishes the
+seeding first. Stored rows that are not in this manifest are kept (the store may serve a bigger
+manifest, e.g. all IEMOCAP emotions while this manifest holds four). Rejected rows have no
+fingerprint, so a changed row that was rejected stays rejected unless ``--retry-rejected`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ser.cache.backends import open_store_file
+from ser.cache.reader import CacheReader
+from ser.cache.writer import CacheWriter
+from ser.extract.base import ExtractorError
+
+logger = logging.getLogger(__name__)
+
+BLOCK_BYTES = 64 << 20
+"""Rows are copied from the old store in blocks of about this many bytes (memory stays flat)."""
+
+
+@dataclass
+class Pending:
+    """What a finished store lacks for the manifest rows of a run."""
+
+    missing: list[str] = field(default_factory=list)
+    """Manifest ids neither stored nor rejected."""
+    changed: list[str] = field(default_factory=list)
+    """Stored ids whose manifest row (audio path, segment, text) changed since extraction."""
+    retry: list[str] = field(default_factory=list)
+    """Rejected ids to extract again (``--retry-rejected``)."""
+    rejected: dict[str, str] = field(default_factory=dict)
+    """Manifest ids that stay rejected, with the reason."""
+    stored: int = 0
+    """Manifest rows stored and unchanged."""
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not (self.missing or self.changed or self.retry)
+
+    def describe(self) -> str:
+        """``3 new rows, 1 changed row, 2 rejected rows to retry``."""
+        parts = [(len(self.missing), "new row"), (len(self.changed), "changed row"),
+                 (len(self.retry), "rejected row")]
+        text = ", ".join(f"{n} {what}{'s' if n != 1 else ''}" for n, what in parts if n)
+        return text + (" to retry" if self.retry else "")
+
+
+def find_pending(path: Path, expected: Mapping[str, str], *, retry: Collection[str] = ()) -> Pending:
+    """Compare the finished store at ``path`` with ``expected`` (manifest id -> row fingerprint);
+    rejected ids in ``retry`` are to be extracted again."""
+    pending = Pending()
+    with CacheReader(path) as reader:
+        for uid, fingerprint in expected.items():
+            row = reader.index.get(uid)
+            if row is not None:
+                if reader.fingerprints[row] != fingerprint:
+                    pending.changed.append(uid)
+                else:
+                    pending.stored += 1
+            elif uid in reader.rejected:
+                if uid in retry:
+                    pending.retry.append(uid)
+                else:
+                    pending.rejected[uid] = reader.rejected[uid]
+            else:
+                pending.missing.append(uid)
+    return pending
+
+
+def set_aside_path(path: Path) -> Path:
+    """Where a finished store waits while it is being extended: ``feats.h5`` -> ``feats.extending.h5``."""
+    return path.with_name(f"{path.stem}.extending{path.suffix}")
+
+
+def store_attrs_of(path: Path) -> dict[str, Any]:
+    """Provenance attributes of a finished store, as plain JSON values (numpy scalars converted)."""
+    with CacheReader(path) as reader:
+        attrs = dict(reader.attrs)
+    return json.loads(json.dumps(attrs, default=lambda value: value.item() if hasattr(value, "item") else str(value)))
+
+
+def remove_store(path: Path) -> None:
+    """Delete an HDF5 file or a Zarr folder."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def _row_blocks(reader: CacheReader) -> Iterator[tuple[int, int]]:
+    """Consecutive row ranges of about :data:`BLOCK_BYTES` each (at least one row)."""
+    layout = reader.layout
+    pooled_row = sum(n * d for n, d in layout.pooled.values()) * np.dtype(layout.pooled_dtype).itemsize
+    frame_bytes = sum(layout.seq.values()) * np.dtype(layout.seq_dtype).itemsize
+    lengths = reader.lengths
+    start, size = 0, 0
+    for row in range(len(reader)):
+        row_bytes = pooled_row + int(lengths[row]) * frame_bytes
+        if row > start and size + row_bytes > BLOCK_BYTES:
+            yield start, row
+            start, size = row, 0
+        size += row_bytes
+    if start < len(reader):
+        yield start, len(reader)
+
+
+def seed_from_store(writer: CacheWriter, source: Path, expected: Mapping[str, str], *,
+                    retry: Collection[str]) -> int:
+    """Copy the rows of the finished store ``source`` into ``writer``; returns the rows copied.
+
+    Skipped: ids the writer already holds (a seeding interrupted before), stored rows whose
+    fingerprint differs from ``expected`` (their manifest row changed: they are re-extracted), and
+    rejected ids in ``retry``. Rows outside ``expected`` are kept.
+    """
+    done = writer.done_ids
+    copied = 0
+    with CacheReader(source) as reader:
+        if reader.layout != writer.layout:
+            raise ExtractorError(f"{source} has another layout than {writer.path} is written with; delete "
+                                 f"{source} (or move it back to {writer.path}) and run again")
+        layout = reader.layout
+        offsets = reader.offsets
+        store = open_store_file(source, "r")
+        try:
+            for start, stop in _row_blocks(reader):
+                pooled = {stat: store.read(f"pooled/{stat}", slice(start, stop)) for stat in layout.pooled}
+                first, last = int(offsets[start]), int(offsets[stop])
+                frames = {layer: store.read(f"seq/{layer}", slice(first, last)) for layer in layout.seq}
+                for row in range(start, stop):
+                    uid, fingerprint = reader.ids[row], reader.fingerprints[row]
+                    if uid in done or expected.get(uid, fingerprint) != fingerprint:
+                        continue
+                    a, b = int(offsets[row]) - first, int(offsets[row + 1]) - first
+                    row_pooled = {stat: np.array(values[row - start]) for stat, values in pooled.items()}
+                    row_seq = {layer: np.array(values[a:b]) for layer, values in frames.items()}
+                    writer.add(uid, fingerprint, row_pooled, row_seq, note=reader.notes.get(uid))
+                    copied += 1
+        finally:
+            store.close()
+        held = writer.done_ids
+        for uid, reason in reader.rejected.items():
+            if uid not in held and uid not in retry:
+                writer.reject(uid, reason)
+    logger.info("%s: %d rows kept from the finished store", writer.path, copied)
+    return copied
