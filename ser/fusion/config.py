@@ -1,6 +1,11 @@
 """What defines a fit: :class:`FitConfig` (inputs, protocol, seeds) and :class:`TrainConfig`
 (optimisation), plus the YAML / ``--set`` plumbing that builds them.
 
+Precedence of the training settings in a record read by :func:`config_from_dict` (``ser fit``,
+``ser ablate``): TrainConfig defaults < the head's paper preset (``ser.fusion.presets``) < YAML <
+flags < ``--set``. YAML reads ``1e-4`` as a string; :func:`coerce_fields` turns such values into the
+numbers a dataclass field's type asks for (train here, head options when the fit resolves them).
+
 Torch-free on purpose: ``ser ablate`` expands grids, hashes run directories and validates keys
 without importing torch; only running a fit does (``ser.fusion.run``).
 """
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,6 +26,9 @@ if TYPE_CHECKING:
     from ser.fusion.data import View
 
 MODALITIES = ("audio", "text", "mocap")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("none", "step", "plateau", "cosine")
+SELECT_METRICS = ("ua", "wa", "macro_f1", "weighted_f1")
 
 
 @dataclass(kw_only=True)
@@ -36,9 +45,13 @@ class TrainConfig:
     momentum: float = 0.9
     """SGD momentum."""
     schedule: str = "none"
-    """none, step (StepLR step_size/gamma), plateau (on validation loss), cosine (over epochs)."""
+    """none, step (StepLR: lr x gamma every step_size epochs), plateau (ReduceLROnPlateau on the
+    validation loss: lr x gamma after plateau_patience epochs without improvement), cosine (cosine
+    annealing to 0 over ``epochs``). Stepped once per epoch. With ``refit`` a plateau schedule
+    replays the lr of each epoch of the selection run (the refit has no validation loss)."""
     step_size: int = 30
     gamma: float = 0.1
+    """Factor of step and plateau schedules."""
     plateau_patience: int = 10
     patience: int = 20
     """Early stopping: epochs without a better validation metric (0 = train all epochs)."""
@@ -57,15 +70,33 @@ class TrainConfig:
     amp: bool = True
     """Mixed precision on GPU (ignored on CPU)."""
     deterministic: bool = True
-    """torch.use_deterministic_algorithms (same config + seed = same numbers)."""
+    """Same config + seed = same numbers: torch.use_deterministic_algorithms (warn_only: an op without
+    a deterministic kernel warns instead of failing), and on CUDA ``CUBLAS_WORKSPACE_CONFIG=:4096:8``
+    (set at the start of the fit unless already set) with cuDNN autotuning off."""
     refit: bool = False
     """After choosing the epoch count on validation, retrain from the same seed on train +
-    validation for that many epochs, then test (validation never sees the test fold either way)."""
+    validation for that many epochs (replaying the selection run's per-epoch learning rates, so
+    plateau schedules work too), then test (validation never sees the test fold either way)."""
     threads: int = 1
     """CPU threads for torch (0 = torch's default). One thread is fastest for the small heads: their
     matrices are too small for intra-op parallelism to pay, and ablation grids run several fits
     side by side."""
 
+    def check(self) -> None:
+        """Refuse unknown choices by name (before a fit creates anything)."""
+        for name, value, choices in (("optimizer", self.optimizer, OPTIMIZERS), ("schedule", self.schedule, SCHEDULES),
+                                     ("select", self.select, SELECT_METRICS)):
+            if value not in choices:
+                raise UserError(f"train.{name} must be one of {', '.join(choices)}, not {value!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise UserError(f"train.epochs and train.batch_size must be >= 1 (got {self.epochs}, {self.batch_size})")
+
+    @classmethod
+    def for_head(cls, fusion: str, **changes: Any) -> TrainConfig:
+        """The head's paper preset (``ser.fusion.presets``) with ``changes`` on top."""
+        from ser.fusion.presets import train_preset
+
+        return cls(**coerce_fields(cls, {**train_preset(fusion), **changes}, "train"))
 
 
 @dataclass(kw_only=True)
@@ -94,6 +125,9 @@ class FitConfig:
     head: dict[str, Any] = field(default_factory=dict)
     """Overrides of the head's config (paper defaults otherwise)."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    """Optimisation. Built from a record (:func:`config_from_dict`) it starts from the head's paper
+    preset; constructed in Python it is what is passed (``TrainConfig.for_head(fusion)`` for the
+    preset, plain ``TrainConfig()`` for the defaults)."""
     out: str = "runs"
 
     def views(self) -> dict[str, View]:
@@ -127,19 +161,72 @@ def config_from_dict(record: dict[str, Any]) -> FitConfig:
     missing = [k for k in ("fusion", "manifest", "protocol") if not record.get(k)]
     if missing:
         raise UserError(f"the fit config needs {', '.join(missing)} (flags --fusion/--manifest/--protocol or YAML)")
-    return FitConfig(**record, train=TrainConfig(**_coerce_numbers(TrainConfig, train)))
+    from ser.fusion.presets import train_preset
+
+    train = {**train_preset(record["fusion"]), **train}  # defaults < head preset < YAML < flags < --set
+    return FitConfig(**record, train=TrainConfig(**coerce_fields(TrainConfig, train, "train")))
 
 
-def _coerce_numbers(cls: type, values: dict[str, Any]) -> dict[str, Any]:
-    """YAML reads ``1e-4`` as a string; turn such values of int/float fields into numbers (or refuse)."""
-    types = typing.get_type_hints(cls)
+_NUMBERS: tuple[type, ...] = (int, float)
+
+
+def _number(value: str, kind: type, where: str) -> int | float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise UserError(f"{where} must be a number, not {value!r}") from None
+    if kind is int:
+        if not number.is_integer():
+            raise UserError(f"{where} must be a whole number, not {value!r}")
+        return int(number)
+    return number
+
+
+def _coerce_value(value: Any, hint: Any, where: str) -> Any:
+    """``value`` turned into the number(s) ``hint`` asks for, when it is a string (or a list/tuple of
+    strings) and ``hint`` is int, float, an optional of them or a ``tuple[int|float, ...]``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in _NUMBERS:
+        return _number(value, hint, where) if isinstance(value, str) else value
+    if origin in (typing.Union, types.UnionType):
+        numbers = [a for a in args if a in _NUMBERS]
+        if isinstance(value, str) and numbers and value.lower() not in ("none", "null"):
+            return _number(value, float if float in numbers else int, where)
+        return value
+    if origin in (tuple, list) and isinstance(value, list | tuple):
+        inner = args[0] if args else None
+        if inner in _NUMBERS:
+            return type(value)(_number(v, inner, f"{where}[{i}]") if isinstance(v, str) else v
+                               for i, v in enumerate(value))
+    return value
+
+
+def coerce_fields(cls: type, values: dict[str, Any], section: str) -> dict[str, Any]:
+    """``values`` for dataclass ``cls`` with numeric strings turned into numbers by the fields' types.
+
+    YAML reads ``1e-4`` (no dot) as a string and ``--set head.dropout=1e-1`` arrives the same way;
+    int / float / optional / ``tuple[int, ...]`` fields get numbers, anything else is left alone (the
+    dataclass refuses unknown keys). ``section`` names the key prefix in messages (``train``, ``head``).
+    A string that is not a number for a numeric field is a :class:`UserError`.
+    """
+    hints = typing.get_type_hints(cls)
+    return {key: _coerce_value(value, hints[key], f"{section}.{key}") if key in hints else value
+            for key, value in values.items()}
+
+
+def coerce_like(values: dict[str, Any], defaults: dict[str, Any], section: str) -> dict[str, Any]:
+    """``values`` with numeric strings turned into numbers where the default is a number (or None,
+    for options such as a loss's ``lam`` whose default is off); for options described by a dict of
+    defaults instead of a dataclass (``train.loss_options``)."""
     out = dict(values)
     for key, value in values.items():
-        if isinstance(value, str) and types.get(key) in (int, float):
-            try:
-                out[key] = types[key](float(value)) if types[key] is int else float(value)
-            except ValueError:
-                raise UserError(f"train.{key} must be a number, not {value!r}") from None
+        default = defaults.get(key, ...)
+        if isinstance(value, str) and not isinstance(default, bool) and (
+                isinstance(default, int | float) or default is None):
+            if default is None and value.lower() in ("none", "null"):
+                out[key] = None
+            else:
+                out[key] = _number(value, int if type(default) is int else float, f"{section}.{key}")
     return out
 
 
