@@ -12,6 +12,12 @@ probability 0.5, and filled them with 0.0. Under its ``power_to_db(ref=max)`` sc
   makes the masks reproducible.
 
 A mask wider than the item (a very short utterance) is clipped to the item's length.
+
+Deviation in time scale (widths are counted in frames of whatever cache feeds the head): the source's
+mel frames were librosa's default hop of 512 samples at 16 kHz = 32 ms, so its 10-30-frame time mask
+covered 320-960 ms; on the ``64`` log-mel preset (10 ms hop) the same 10-30 frames cover 100-300 ms.
+``SpecAugment(time_width=(32, 96))`` gives the source's durations at 10 ms. Frequency widths (5-15 of
+64 mel bins) are the same in both.
 """
 
 from __future__ import annotations

@@ -20,18 +20,22 @@ Contract (every head module):
   modality the head receives to its feature dimension D; unknown overrides raise a ``TypeError``
   naming the accepted fields (through the dataclass constructor).
 
-Each module also defines ``INPUTS: dict[str, str]``: modality -> ``"pooled"`` or ``"seq"`` (what the
-data loader must produce), with ``"?"`` suffix for optional modalities (``"pooled?"``), and
-``EXAMPLE_DIMS: dict[str, int]``: small input dims the registry-wide contract tests build it with.
+Each module also defines ``CONFIG`` (its config dataclass: ``ser fit`` coerces ``head.*`` values by
+its field types and records every field in ``config.yaml``), ``INPUTS: dict[str, str]``: modality ->
+``"pooled"`` or ``"seq"`` (what the data loader must produce), with ``"?"`` suffix for optional
+modalities (``"pooled?"``), and ``EXAMPLE_DIMS: dict[str, int]``: small input dims the
+registry-wide contract tests build it with.
 
 The registry below maps names to ``module:build`` literals, so listing heads imports no torch.
+Each head's paper training recipe is in ``ser.fusion.presets`` (torch-free as well).
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from types import ModuleType
+from typing import Any
 
 from ser.errors import UserError
 
@@ -82,3 +86,22 @@ def head_module(name: str) -> ModuleType:
     if name not in HEADS:
         raise UserError(f"unknown fusion head {name!r}; choose one of {', '.join(HEADS)}")
     return importlib.import_module(HEADS[name].target)
+
+
+def resolve_head_config(name: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check ``overrides`` against head ``name``'s config dataclass before anything is trained.
+
+    Returns ``(options, resolved)``: the overrides with numeric strings coerced by the field types
+    (what ``build`` gets) and every field of the resulting config (what ``config.yaml`` records).
+    Unknown or invalid options are a :class:`UserError` naming the accepted fields.
+    """
+    from ser.fusion.config import coerce_fields
+
+    module = head_module(name)
+    options = coerce_fields(module.CONFIG, dict(overrides), "head")
+    try:
+        config = module.CONFIG(**options)
+    except (TypeError, ValueError) as err:
+        fields = ", ".join(module.CONFIG.__dataclass_fields__)
+        raise UserError(f"fusion head {name}: {err} (head options: {fields})") from None
+    return options, asdict(config)

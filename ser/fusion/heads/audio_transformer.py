@@ -12,6 +12,14 @@ from those arguments:
 
 Padded frames are never attended to and never pooled, so in eval mode an item's logits do not
 depend on the padding the batch adds (up to float rounding).
+
+SpecAugment widths are in frames of the cache (``ser.fusion.augment``): 10-30 time frames are
+100-300 ms at the ``64`` log-mel preset's 10 ms hop, where the source's 10-30 frames were 320-960 ms
+at librosa's default hop of 512 samples (32 ms); the frequency widths (5-15 of 64 mel bins) match.
+
+Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): the Copenhagen script's
+Adam 1e-4 with weight decay 1e-4, ReduceLROnPlateau(0.8, patience 2) on validation loss, 30 epochs,
+batch 64. Input scaling: none (``train.normalize`` only z-scores pooled vectors, never sequences).
 """
 
 from __future__ import annotations
@@ -91,6 +99,10 @@ class AudioTransformerHead(nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.forward_features(inputs)[0]
+
+
+CONFIG = AudioTransformerConfig
+"""The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
 def build(dims: dict[str, int], n_classes: int, **overrides: object) -> AudioTransformerHead:

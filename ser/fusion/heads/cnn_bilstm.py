@@ -17,6 +17,14 @@ convolution (a 3×3 "same" convolution at the boundary then sees exactly its own
 batch-norm statistics use valid frames only (``MaskedBatchNorm2d``), the LSTM never sees padded
 frames and the mean ignores them. An item's logits therefore do not depend on the batch padding,
 in eval and in training mode (up to float summation order).
+
+SpecAugment widths are in frames of the cache (``ser.fusion.augment``): 10-30 time frames are
+100-300 ms at the ``64`` log-mel preset's 10 ms hop, where the source's 10-30 frames were 320-960 ms
+at librosa's default hop of 512 samples (32 ms); the frequency widths (5-15 of 64 mel bins) match.
+
+Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): the Copenhagen script's
+Adam 1e-4 with weight decay 1e-4, ReduceLROnPlateau(0.8, patience 2) on validation loss, 30 epochs,
+batch 64. Input scaling: none (``train.normalize`` only z-scores pooled vectors, never sequences).
 """
 
 from __future__ import annotations
@@ -28,8 +36,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ser.fusion.augment import SpecAugment
-from ser.fusion.blocks import masked_pool, padding_mask
-from ser.fusion.heads.resnet18 import LOG_FLOOR, MaskedBatchNorm2d, zero_padded_frames
+from ser.fusion.blocks import LOG_FLOOR, MaskedBatchNorm2d, masked_pool, padding_mask, zero_padded_frames
 
 INPUTS = {"audio": "seq"}
 EXAMPLE_DIMS = {"audio": 64}
@@ -117,6 +124,10 @@ class CnnBiLstmHead(nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.forward_features(inputs)[0]
+
+
+CONFIG = CnnBiLstmConfig
+"""The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
 def build(dims: dict[str, int], n_classes: int, **overrides: object) -> CnnBiLstmHead:

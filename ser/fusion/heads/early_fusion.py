@@ -18,6 +18,12 @@ Deviations from the source repository:
 * No positional or modality embeddings (neither has the original). With ``per_modality`` each token
   comes from its own projection, so the encoder can still tell the modalities apart.
 * Single-modality use (one of text/audio) is allowed; the original always had both.
+
+Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): the Copenhagen script's
+Adam 1e-4 with weight decay 1e-4, ReduceLROnPlateau(0.8, patience 2) on validation loss, 30 epochs,
+batch 64. Input scaling: the trainer z-scores the text and audio vectors with the fold's training
+statistics (``train.normalize``, on by default); the source feeds them raw, which
+``train.normalize=false`` reproduces.
 """
 
 from __future__ import annotations
@@ -102,6 +108,10 @@ class EarlyFusionHead(nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.forward_features(inputs)[0]
+
+
+CONFIG = EarlyFusionConfig
+"""The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
 def build(dims: dict[str, int], n_classes: int, **overrides: object) -> EarlyFusionHead:

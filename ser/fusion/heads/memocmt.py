@@ -16,7 +16,7 @@ attention-weight dropout ``dropout``; no residual connections (as the paper)::
 The block whose keys are the text is the "text-side" block (the original's ``text_attention``); its
 outputs sit at the AUDIO query positions, so they are valid where the audio frames are valid, and the
 audio-side block's outputs are valid where the text tokens are valid. The pooling over such a mask
-(padding in the middle) is 4M-SER's ``_pool_unpadded``, imported from ``mser4``.
+(padding in the middle) is ``ser.fusion.blocks.pool_unpadded``, shared with 4M-SER.
 
 Deviations from the source repository (each one is also noted where it happens):
 
@@ -41,6 +41,10 @@ Deviations from the source repository (each one is also noted where it happens):
 
 Not in the head: the original reads int16 audio without dividing by 32768 and keeps the frozen
 encoders in train mode (dropout noise); both are the cache's business.
+
+Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): Adam 1e-4, StepLR(30,
+0.1), 100 epochs (batch 1 there, 32 here). Input scaling: none (``train.normalize`` only z-scores pooled
+vectors, never sequences).
 """
 
 from __future__ import annotations
@@ -51,8 +55,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ser.fusion.blocks import padding_mask
-from ser.fusion.heads.mser4 import _pool_unpadded
+from ser.fusion.blocks import padding_mask, pool_unpadded
 
 INPUTS = {"text": "seq", "audio": "seq"}
 EXAMPLE_DIMS = {"text": 16, "audio": 16}
@@ -146,11 +149,15 @@ class MemoCmtHead(nn.Module):
         fused = self.dropout(torch.cat([text_side, audio_side], dim=1))  # (B, F+T, D)
         fused_pad = torch.cat([audio_pad, text_pad], dim=1)  # (B, F+T)
 
-        features = _pool_unpadded(fused, fused_pad, self.pooling)  # (B, D); "first" = first audio query
+        features = pool_unpadded(fused, fused_pad, self.pooling)  # (B, D); "first" = first audio query
         return self.classifier(features), features  # (B, C), (B, D)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.forward_features(inputs)[0]
+
+
+CONFIG = MemoCmtConfig
+"""The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
 def build(dims: dict[str, int], n_classes: int, **overrides: object) -> MemoCmtHead:

@@ -1,7 +1,22 @@
-"""Baseline: pooled vectors of one or more modalities, concatenated, then an MLP.
+"""Baseline: pooled vectors of one or more modalities, concatenated, then an MLP::
+
+    [audio ‖ mocap ‖ text] (B, sum D)   (modality-name order)
+    -> Dropout(input_dropout) -> Linear 512 -> ReLU -> Dropout(dropout) -> Linear C
 
 Audio-only (``--audio``), text-only (``--text``) or both; the unimodal baselines of the seed
-papers are this head with one modality.
+papers are this head with one modality. The default layout is the Copenhagen project's
+``train_model.py`` "mlp" (input -> Linear 512 -> ReLU -> Dropout 0.5 -> Linear C; seed_models.md §7).
+
+Deviations (ours, not in any source):
+
+* Dropout on the INPUT features (``input_dropout``, default: the same 0.5 as ``dropout``); the source
+  has none before its first Linear. ``head.input_dropout=0`` gives the source's layout exactly.
+* The trainer z-scores the pooled inputs with the fold's training statistics (``train.normalize``,
+  on by default; the source fed raw flattened log-mel + BERT vectors). ``train.normalize=false``
+  turns it off.
+
+Training: no paper preset (``ser.fusion.presets``: the TrainConfig defaults, AdamW 1e-3, weight
+decay 1e-2, batch 32, early stopping after 20 epochs without a better validation UA).
 """
 
 from __future__ import annotations
@@ -22,7 +37,10 @@ class MlpConfig:
     hidden: tuple[int, ...] = (512,)
     """Widths of the hidden layers."""
     dropout: float = 0.5
-    """Dropout before every linear layer."""
+    """Dropout before every hidden-to-next linear layer (after each ReLU)."""
+    input_dropout: float | None = None
+    """Dropout on the concatenated input features, before the first linear layer (not in the source:
+    see the module docstring); None = the same as ``dropout``, 0 = none."""
 
 
 class MlpHead(nn.Module):
@@ -35,15 +53,20 @@ class MlpHead(nn.Module):
         self.modalities = sorted(dims)
         layers: list[nn.Module] = []
         width = sum(dims.values())
+        rate = config.dropout if config.input_dropout is None else config.input_dropout
         for hidden in config.hidden:
-            layers += [nn.Dropout(config.dropout), nn.Linear(width, hidden), nn.ReLU()]
-            width = hidden
-        layers += [nn.Dropout(config.dropout), nn.Linear(width, n_classes)]
+            layers += [nn.Dropout(rate), nn.Linear(width, hidden), nn.ReLU()]
+            width, rate = hidden, config.dropout
+        layers += [nn.Dropout(rate), nn.Linear(width, n_classes)]
         self.net = nn.Sequential(*layers)
         self.feature_dim = width
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net(torch.cat([inputs[m] for m in self.modalities], dim=-1))
+
+
+CONFIG = MlpConfig
+"""The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
 def build(dims: dict[str, int], n_classes: int, **overrides: object) -> MlpHead:

@@ -34,6 +34,11 @@ Deviations from the source repository (each one is also noted where it happens):
 Not in the head: the original keeps frozen BERT in train mode (dropout noise in the "frozen" features);
 the cache removes it. The paper-era VGGish is postprocessed (quantised, gradient-free), so training on
 cached VGGish is exact for the paper; v0.1.1 made VGGish trainable, which a cache cannot reproduce.
+
+Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): Adam 1e-4, StepLR(30,
+0.1) STEPPED each epoch (the source builds it but never calls ``step()``: constant lr, a bug not
+reproduced), 200 epochs (batch 1 there, 32 here; validation, not the test set, chooses the checkpoint).
+Input scaling: none (``train.normalize`` only z-scores pooled vectors, never sequences).
 """
 
 from __future__ import annotations
@@ -44,13 +49,10 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ser.fusion.blocks import padding_mask
+from ser.fusion.blocks import AUDIO_NORMS, AudioNorm, SelfAttentionBlock, check_heads_divide, padding_mask
 
 INPUTS = {"text": "seq", "audio": "seq"}
 EXAMPLE_DIMS = {"text": 16, "audio": 16}
-
-AUDIO_NORMS = ("layer_norm", "min_max", "none")
-
 
 @dataclass(kw_only=True)
 class Mser3Config:
@@ -73,59 +75,6 @@ class Mser3Config:
             raise ValueError(f"audio_norm must be one of {', '.join(AUDIO_NORMS)}, got {self.audio_norm!r}")
 
 
-def _min_max_valid(audio: torch.Tensor, pad: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """(B, N, A) -> (B, N, A) scaled to [0, 1] per item, min and max over the item's valid patches only.
-
-    ``pad`` (B, N) is True at padded patches; those come out as 0. Deviation: the ``eps`` floor on
-    ``max - min`` (the original divides by zero when an item is constant)."""
-    fill = pad.unsqueeze(-1)  # (B, N, 1)
-    low = audio.masked_fill(fill, float("inf")).amin(dim=(1, 2), keepdim=True)  # (B, 1, 1)
-    high = audio.masked_fill(fill, float("-inf")).amax(dim=(1, 2), keepdim=True)  # (B, 1, 1)
-    scaled = (audio - low) / (high - low).clamp(min=eps)  # (B, N, A)
-    return scaled.masked_fill(fill, 0.0)
-
-
-class _AudioNorm(nn.Module):
-    """The ``audio_norm`` choice as a module: (B, N, A), padding mask (B, N) -> (B, N, A)."""
-
-    def __init__(self, kind: str, dim: int) -> None:
-        super().__init__()
-        self.kind = kind
-        # Only "layer_norm" has parameters; the other two build nothing.
-        self.layer_norm = nn.LayerNorm(dim) if kind == "layer_norm" else None
-
-    def forward(self, audio: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
-        if self.layer_norm is not None:
-            return self.layer_norm(audio)  # per patch: padding cannot leak into valid patches
-        if self.kind == "min_max":
-            return _min_max_valid(audio, pad)
-        return audio
-
-
-class _SelfAttentionBlock(nn.Module):
-    """Masked self-attention -> Linear -> LayerNorm, no residual: (B, L, D_in) -> (B, L, D_out).
-
-    Outputs at padded positions are computed but meaningless; the caller masks them downstream."""
-
-    def __init__(self, dim_in: int, dim_out: int, heads: int, dropout: float) -> None:
-        super().__init__()
-        self.attention = nn.MultiheadAttention(dim_in, heads, dropout=dropout, batch_first=True)
-        self.linear = nn.Linear(dim_in, dim_out)
-        self.norm = nn.LayerNorm(dim_out)
-
-    def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
-        attended, _ = self.attention(x, x, x, key_padding_mask=pad, need_weights=False)  # (B, L, D_in)
-        return self.norm(self.linear(attended))  # (B, L, D_out)
-
-
-def _check_heads(dims: dict[str, int], heads: int, name: str) -> None:
-    """Both attentions need their width divisible by the number of heads."""
-    for modality in ("text", "audio"):
-        if dims[modality] % heads:
-            raise ValueError(f"the {name} head attends over {modality} features of width {dims[modality]}, which "
-                             f"{heads} attention heads do not divide; pass heads=<a divisor of it>")
-
-
 class Mser3Head(nn.Module):
     """Text tokens (B, T, Dt) + audio patches (B, N, A), with lengths -> logits (B, C)."""
 
@@ -133,11 +82,11 @@ class Mser3Head(nn.Module):
         super().__init__()
         if set(dims) != set(INPUTS):
             raise ValueError(f"the mser3 head needs exactly the modalities text and audio, got {sorted(dims)}")
-        _check_heads(dims, config.heads, "mser3")
+        check_heads_divide(dims, config.heads, "mser3")
         text_dim, audio_dim = dims["text"], dims["audio"]  # 768, 128 in the paper
-        self.audio_norm = _AudioNorm(config.audio_norm, audio_dim)
-        self.text_block = _SelfAttentionBlock(text_dim, audio_dim, config.heads, config.dropout)  # Dt -> A
-        self.fusion_block = _SelfAttentionBlock(audio_dim, audio_dim, config.heads, config.dropout)  # A -> A
+        self.audio_norm = AudioNorm(config.audio_norm, audio_dim)
+        self.text_block = SelfAttentionBlock(text_dim, audio_dim, config.heads, config.dropout)  # Dt -> A
+        self.fusion_block = SelfAttentionBlock(audio_dim, audio_dim, config.heads, config.dropout)  # A -> A
         self.classifier = nn.Sequential(
             nn.Dropout(config.dropout),
             nn.Linear(audio_dim, config.hidden),  # A -> 64
@@ -160,6 +109,10 @@ class Mser3Head(nn.Module):
 
         pooled = fused[:, 0]  # (B, A): the text [CLS] position
         return self.classifier(pooled)  # (B, C)
+
+
+CONFIG = Mser3Config
+"""The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
 def build(dims: dict[str, int], n_classes: int, **overrides: object) -> Mser3Head:

@@ -15,9 +15,10 @@ A. No residual connections (as the paper)::
                         -> features (B, A)
                         -> Dropout -> [Linear d -> LeakyReLU(0.01)] for d in linear_layers -> Linear C
 
-The audio normalisation, the attention block and the heads check are 3M-SER's (imported from
-``mser3``, not subclassed). ``forward_features`` returns the pooled (B, A) vector, on which the original
-puts its center / contrastive-center / ArcFace / CosFace losses (implemented elsewhere).
+The audio normalisation, the attention block and the heads check are 3M-SER's, shared through
+``ser.fusion.blocks`` (no head imports another head's module). ``forward_features`` returns the pooled
+(B, A) vector, on which the original puts its center / contrastive-center / ArcFace / CosFace losses
+(implemented elsewhere).
 
 Deviations from the source repository (each one is also noted where it happens):
 
@@ -28,6 +29,17 @@ Deviations from the source repository (each one is also noted where it happens):
   so crashes in the head; we take the values.
 * The original also returns the text and audio branch outputs; the auxiliary losses only use the pooled
   feature, which ``forward_features`` returns.
+* Loss parameters (centers, margin weights): the original's ``MarginTrainer`` gives them a SEPARATE Adam
+  (the model's lr, betas, eps and weight decay) with a LambdaLR that multiplies their lr by 0.1 at each
+  milestone epoch {8, 14, 20, 25} reached. Not reproduced: our trainer puts them in the model's optimiser,
+  under the model's schedule (the ``mser4`` training preset: Adam 1e-4, StepLR(30, 0.1)).
+* Optimiser: the original's VGGish and loss-study configs that set no ``optimizer_type`` silently fall
+  back to SGD with momentum 0.99 (a hidden default); the SSL configs set Adam. The ``mser4`` training
+  preset (``ser.fusion.presets``) uses Adam 1e-4 with StepLR(30, 0.1) everywhere.
+
+Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): Adam 1e-4, StepLR(30,
+0.1), 100 epochs (batch 1 there, 32 here). Input scaling: none (``train.normalize`` only z-scores pooled
+vectors, never sequences).
 """
 
 from __future__ import annotations
@@ -38,8 +50,14 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ser.fusion.blocks import padding_mask
-from ser.fusion.heads.mser3 import AUDIO_NORMS, _AudioNorm, _check_heads, _SelfAttentionBlock
+from ser.fusion.blocks import (
+    AUDIO_NORMS,
+    AudioNorm,
+    SelfAttentionBlock,
+    check_heads_divide,
+    padding_mask,
+    pool_unpadded,
+)
 
 INPUTS = {"text": "seq", "audio": "seq"}
 EXAMPLE_DIMS = {"text": 16, "audio": 16}
@@ -72,25 +90,6 @@ class Mser4Config:
         self.linear_layers = tuple(int(width) for width in self.linear_layers)  # YAML gives lists
 
 
-def _pool_unpadded(x: torch.Tensor, pad: torch.Tensor, how: str) -> torch.Tensor:
-    """Pool (B, L, D) over the positions where ``pad`` (B, L) is False -> (B, D).
-
-    ``blocks.masked_pool`` takes lengths, i.e. padding at the end; a concatenation of two padded sequences
-    has padding in the middle, hence this mask-based twin. ``how``: ``first`` (position 0, which must be
-    valid), ``mean``, ``max`` or ``min``."""
-    if how == "first":
-        return x[:, 0]
-    fill = pad.unsqueeze(-1)  # (B, L, 1)
-    if how == "mean":
-        count = (~pad).sum(dim=1, keepdim=True).clamp(min=1).to(x.dtype)  # (B, 1)
-        return x.masked_fill(fill, 0.0).sum(dim=1) / count
-    if how == "max":
-        return x.masked_fill(fill, float("-inf")).amax(dim=1)
-    if how == "min":
-        return x.masked_fill(fill, float("inf")).amin(dim=1)
-    raise ValueError(f"unknown pooling {how!r}; use first, mean, max or min")
-
-
 class Mser4Head(nn.Module):
     """Text tokens (B, T, Dt) + audio frames (B, F, A), with lengths -> logits (B, C); features (B, A)."""
 
@@ -98,12 +97,12 @@ class Mser4Head(nn.Module):
         super().__init__()
         if set(dims) != set(INPUTS):
             raise ValueError(f"the mser4 head needs exactly the modalities text and audio, got {sorted(dims)}")
-        _check_heads(dims, config.heads, "mser4")
+        check_heads_divide(dims, config.heads, "mser4")
         text_dim, audio_dim = dims["text"], dims["audio"]  # 768, 128 (VGGish) or 768 (SSL)
         self.pooling = "first" if config.pooling == "cls" else config.pooling
-        self.audio_norm = _AudioNorm(config.audio_norm, audio_dim)
-        self.text_block = _SelfAttentionBlock(text_dim, audio_dim, config.heads, config.dropout)  # Dt -> A
-        self.fusion_block = _SelfAttentionBlock(audio_dim, audio_dim, config.heads, config.dropout)  # A -> A
+        self.audio_norm = AudioNorm(config.audio_norm, audio_dim)
+        self.text_block = SelfAttentionBlock(text_dim, audio_dim, config.heads, config.dropout)  # Dt -> A
+        self.fusion_block = SelfAttentionBlock(audio_dim, audio_dim, config.heads, config.dropout)  # A -> A
         layers: list[nn.Module] = [nn.Dropout(config.dropout)]
         width = audio_dim
         for hidden in config.linear_layers:
@@ -126,11 +125,15 @@ class Mser4Head(nn.Module):
         fused_pad = torch.cat([text_pad, audio_pad], dim=1)  # (B, T+F)
         fused = self.fusion_block(fused, fused_pad)  # (B, T+F, A)
 
-        features = _pool_unpadded(fused, fused_pad, self.pooling)  # (B, A)
+        features = pool_unpadded(fused, fused_pad, self.pooling)  # (B, A)
         return self.classifier(features), features  # (B, C), (B, A)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.forward_features(inputs)[0]
+
+
+CONFIG = Mser4Config
+"""The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
 def build(dims: dict[str, int], n_classes: int, **overrides: object) -> Mser4Head:

@@ -23,6 +23,14 @@ Deviations from the source repositories (each one is also noted where it happens
   2021 model's hand-crafted 100x34 speech features and its GRU/attention speech branch are not offered.
 * Text: BERT is fine-tuned in both papers; here it is the cached (frozen) [CLS] vector.
 * Mocap: the 2021 GRU/self-attention variant A is not offered; the Conv2D variant B is (see config).
+* 2021 variants NOT offered (the 2023 model and the 2021 Conv2D-mocap concatenation model are):
+  the 2021 speech input (34 pyAudioAnalysis short-term features x 100 frames) and both of its speech
+  branches (text + speech: flattened 3400 -> Dense 512 -> 256 -> 256 -> 256; speech + mocap:
+  GRU(128) -> SeqSelfAttention -> GRU(128) -> attention -> GRU(128) -> Dense 256, with its post-concat
+  ReLU -> Dense 256 -> ReLU), the mocap GRU/attention variant A (GRU 512 -> attention -> GRU 256 ->
+  attention -> GRU 128 -> Dense 256), the GloVe text models, and the attention regularisers (L2 1e-4
+  kernel, L1 1e-4 bias). The 2021 text branch (Dense 256 tanh), branch width 256 and fused width 256
+  are a configuration away (``text_activation="tanh"``, ``branch_dim=256``, ``fusion_hidden=256``).
   The grid is taken as a sequence with lengths: frames past an item's length are zeroed and the time
   axis is padded to ``mocap_frames`` (200), so the conv input never depends on the batch's padding.
   The original grid is always exactly 200 frames (``array_split`` into 200 chunks), so on that cache
@@ -30,6 +38,13 @@ Deviations from the source repositories (each one is also noted where it happens
 * 'same' padding with stride 2: Keras pads asymmetrically (the extra row/column at the end) for even
   sizes; we pad 1 on every side, which gives the same output size ceil(n / 2). No weights are ported,
   so only the sizes matter.
+
+Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): Adam 1e-5, batch 5, 100
+epochs, no schedule (the 2023 three-modal Adam run; that lr was set for fine-tuning wav2vec2 and BERT
+end to end, so on frozen cached vectors it learns slowly: raise ``train.lr`` for the two-stage setting).
+Input scaling: the trainer z-scores the text and speech vectors (the mocap grid is a sequence) with the
+fold's training statistics (``train.normalize``, on by default); the source feeds them raw, which
+``train.normalize=false`` reproduces.
 """
 
 from __future__ import annotations
@@ -155,6 +170,10 @@ class PatamiaHead(nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.forward_features(inputs)[0]
+
+
+CONFIG = PatamiaConfig
+"""The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
 def build(dims: dict[str, int], n_classes: int, **overrides: object) -> PatamiaHead:

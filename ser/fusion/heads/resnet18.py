@@ -23,6 +23,14 @@ cache is unpadded and batches are padded with zeros by the loader):
 
 Hence an item's logits do not depend on the padding the batch adds, in eval and in training mode
 (up to float summation order; ``tests/fusion/heads/test_resnet18.py``).
+
+SpecAugment widths are in frames of the cache (``ser.fusion.augment``): 10-30 time frames are
+100-300 ms at the ``64`` log-mel preset's 10 ms hop, where the source's 10-30 frames were 320-960 ms
+at librosa's default hop of 512 samples (32 ms); the frequency widths (5-15 of 64 mel bins) match.
+
+Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): the Copenhagen script's
+Adam 1e-4 with weight decay 1e-4, ReduceLROnPlateau(0.8, patience 2) on validation loss, 30 epochs,
+batch 64. Input scaling: none (``train.normalize`` only z-scores pooled vectors, never sequences).
 """
 
 from __future__ import annotations
@@ -33,52 +41,10 @@ import torch
 from torch import nn
 
 from ser.fusion.augment import SpecAugment
-from ser.fusion.blocks import padding_mask
+from ser.fusion.blocks import LOG_FLOOR, MaskedBatchNorm2d, conv_out_lengths, padding_mask, zero_padded_frames
 
 INPUTS = {"audio": "seq"}
 EXAMPLE_DIMS = {"audio": 64}
-
-LOG_FLOOR = -13.815510557964274
-"""``log(1e-6)``: the value of silence in the ``64`` log-mel preset (``ser.extract.logmel``)."""
-
-
-def conv_out_lengths(lengths: torch.Tensor, kernel: int, stride: int, padding: int) -> torch.Tensor:
-    """Valid output length along an axis of a convolution / pooling for valid input ``lengths``
-    (PyTorch's ``floor((L + 2p - k) / s) + 1``; 0 stays 0)."""
-    return ((lengths + 2 * padding - kernel) // stride + 1).clamp(min=0)
-
-
-def zero_padded_frames(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """(B, C, F, T) features, (B, T) bool valid frames -> features with padded frames set to 0."""
-    return x.masked_fill(~valid[:, None, None, :], 0.0)
-
-
-class MaskedBatchNorm2d(nn.BatchNorm2d):
-    """``BatchNorm2d`` over ``(B, C, F, T)`` whose training statistics (and running-statistic
-    updates) use the valid time frames only. Eval mode uses the running statistics, as usual, so
-    padding never matters there; the state dict is that of ``nn.BatchNorm2d``."""
-
-    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
-        use_batch_stats = self.training or not self.track_running_stats
-        if valid is None or not use_batch_stats:
-            return super().forward(x)
-        weight = valid[:, None, None, :].to(x.dtype)  # (B, 1, 1, T)
-        count = weight.sum() * x.shape[2]
-        mean = (x * weight).sum(dim=(0, 2, 3)) / count.clamp(min=1)
-        centred = x - mean[None, :, None, None]
-        var = (centred.square() * weight).sum(dim=(0, 2, 3)) / count.clamp(min=1)
-        if self.training and self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                unbiased = var * count / (count - 1).clamp(min=1)
-                self.running_mean.lerp_(mean.detach(), momentum)
-                self.running_var.lerp_(unbiased.detach(), momentum)
-        out = centred * torch.rsqrt(var + self.eps)[None, :, None, None]
-        if self.affine:
-            out = out * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        return out
-
 
 class _BasicBlock(nn.Module):
     """Two 3×3 convolutions with a residual (1×1 strided projection when the shape changes)."""
@@ -192,6 +158,10 @@ class ResNet18Head(nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.forward_features(inputs)[0]
+
+
+CONFIG = ResNet18Config
+"""The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
 def build(dims: dict[str, int], n_classes: int, **overrides: object) -> ResNet18Head:

@@ -8,10 +8,18 @@ pooled vector per utterance: in the paper the 192-d ECAPA-TDNN speaker x-vector
 
 Deviations from the source repository:
 
-* None in the default configuration. The paper's head has no activation, so it is one linear map
-  (flagged, kept); ``nonlinear=True`` adds a ReLU after each hidden linear layer (not in the paper).
+* None in the head's default configuration (the trainer's input z-scoring is one, see below). The
+  paper's head has no activation, so it is one linear map (flagged, kept); ``nonlinear=True`` adds a
+  ReLU after each hidden linear layer (not in the paper).
+* Checkpoint: the source saves only when the training AND validation losses both reach new minima in
+  the same epoch; the trainer keeps the best validation ``train.select`` epoch (UA by default).
 * The original applies softmax only for argmax; this head returns logits, which is the same thing.
 * ``inputs["speaker"]`` (an optional key of the head contract) is not used by this head.
+
+Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): Adam 1e-4, StepLR(30,
+0.1), 200 epochs, batch 128 (the paper). Input scaling: the trainer z-scores the text and audio vectors
+with the fold's training statistics (``train.normalize``, on by default); the source feeds them raw,
+which ``train.normalize=false`` reproduces.
 """
 
 from __future__ import annotations
@@ -66,6 +74,10 @@ class SerFuseHead(nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.forward_features(inputs)[0]
+
+
+CONFIG = SerFuseConfig
+"""The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
 def build(dims: dict[str, int], n_classes: int, **overrides: object) -> SerFuseHead:

@@ -20,6 +20,16 @@ multiple of 4 (= 256 / 64). This module is our reconstruction from them:
 
 Padded patches are never attended to and never pooled, so in eval mode an item's logits do not
 depend on the padding the batch adds (up to float rounding).
+
+SpecAugment widths are in frames of the cache (``ser.fusion.augment``): 10-30 time frames are
+100-300 ms at the ``64`` log-mel preset's 10 ms hop, where the source's 10-30 frames were 320-960 ms
+at librosa's default hop of 512 samples (32 ms); the frequency widths (5-15 of 64 mel bins) match.
+
+Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): the Copenhagen script's
+Adam 1e-4 with weight decay 1e-4, ReduceLROnPlateau(0.8, patience 2) on validation loss, 30 epochs,
+batch 64. Input scaling: the trainer z-scores the text vector (the log-mel frames are a sequence) with
+the fold's training statistics (``train.normalize``, on by default); the source feeds them raw, which
+``train.normalize=false`` reproduces.
 """
 
 from __future__ import annotations
@@ -126,6 +136,10 @@ class XattnPatchHead(nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.forward_features(inputs)[0]
+
+
+CONFIG = XattnPatchConfig
+"""The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
 def build(dims: dict[str, int], n_classes: int, **overrides: object) -> XattnPatchHead:

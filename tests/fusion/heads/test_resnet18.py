@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from ser.fusion.blocks import MaskedBatchNorm2d, conv_out_lengths
 from ser.fusion.heads import resnet18
-from ser.fusion.heads.resnet18 import MaskedBatchNorm2d, build, conv_out_lengths
+from ser.fusion.heads.resnet18 import build
 
 N_MELS = 64
 # Same depth and layout as ResNet-18, narrow channels: the masking logic is width-independent, and the
