@@ -19,6 +19,13 @@ so the softmax over the single key is exactly 1 and each "attention" is the affi
 ``out_proj(v_proj(value))``; queries and keys never matter (their projections get exactly zero
 gradient). Cross-attention is therefore ``α·L(a_f) + (1 − α)·L(t_f)`` with one shared affine ``L``:
 α only weights audio against text.
+
+Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): AdamW 1e-4 with weight
+decay 1e-2, batch 64, 100 epochs, ReduceLROnPlateau(factor 0.3, patience 30) on the validation loss:
+model v2 as run at the repository's HEAD (the source keeps the best validation WA, we select on
+``train.select``, UA by default). Input scaling: the trainer z-scores the text and audio vectors with
+the fold's training statistics (``train.normalize``, on by default); the source feeds them raw, which
+``train.normalize=false`` reproduces.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
@@ -90,7 +98,17 @@ class FleserConfig:
 
 def standardise(x: torch.Tensor) -> torch.Tensor:
     """z = (x − mean) / (std + 1e-5) over the last (feature) dimension; std unbiased (torch default)."""
-    return (x - x.mean(dim=-1, keepdim=True)) / (x.std(dim=-1, keepdim=True) + _STD_EPS)
+    centred, std = _centred_std(x)
+    return centred / (std + _STD_EPS)
+
+
+def _centred_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x − mean, unbiased std) over the last dimension, std with keepdim. Two plain passes instead of
+    ``Tensor.std``, whose CPU kernel costs several times more on these (B, 256) rows (it runs twice
+    per modality and step)."""
+    centred = x - x.mean(dim=-1, keepdim=True)
+    var = centred.square().sum(dim=-1, keepdim=True) / max(x.shape[-1] - 1, 1)
+    return centred, var.sqrt()
 
 
 def sigmoid_membership(z: torch.Tensor) -> torch.Tensor:
@@ -129,32 +147,43 @@ MEMBERSHIPS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 
 def _rule_index(flat: torch.Tensor) -> torch.Tensor:
-    """Selection rules on each row of ``flat`` (N, M) -> (N,) indices into ``FUZZY_TYPES``.
+    """Selection rules on each row of ``flat`` (N, M) -> (N,) int64 indices into ``FUZZY_TYPES``, on
+    ``flat``'s device (see :func:`_host_rule_index`)."""
+    return torch.from_numpy(_host_rule_index(flat)).to(flat.device)
+
+
+def _host_rule_index(flat: torch.Tensor) -> np.ndarray:
+    """Selection rules on each row of ``flat`` (N, M) -> (N,) int64 numpy indices into ``FUZZY_TYPES``.
 
     Statistics per row: mean μ, unbiased std σ, skew = mean((x − μ)³) / (σ³ + 1e-5), min, max.
     First matching rule wins: (a) −0.5 < skew < 0.5 and 0 ≤ min < max ≤ 1 -> linear if σ < 0.1 else
     gaussian; (b) |skew| > 0.5 -> tanh; (c) μ > 0.7 or max > 1.5 -> sigmoid; (d) else piecewise.
+
+    The rules are a non-differentiable decision on a small (N, M) matrix, so they run in numpy
+    (float32, on a host copy): a dozen tiny torch ops per call cost more than the encoder's
+    matrix products at batch 64. The caller needs the result on the host anyway (which memberships
+    to evaluate), so on CUDA this is one small copy and no extra synchronisation.
     """
-    flat = flat.detach().float()
-    mean = flat.mean(dim=1)
-    std = flat.std(dim=1)
-    skew = ((flat - mean[:, None]) ** 3).mean(dim=1) / (std**3 + _STD_EPS)
-    low, high = flat.amin(dim=1), flat.amax(dim=1)
-
-    def code(name: str) -> torch.Tensor:
-        return torch.tensor(FUZZY_TYPES.index(name), device=flat.device)
-
+    values = flat.detach().float().cpu().numpy()
+    mean = values.mean(axis=1)
+    centred = values - mean[:, None]
+    squared = centred * centred
+    std = np.sqrt(squared.sum(axis=1) / max(values.shape[1] - 1, 1))
+    skew = (squared * centred).mean(axis=1) / (std**3 + _STD_EPS)
+    low, high = values.min(axis=1), values.max(axis=1)
+    code = {name: FUZZY_TYPES.index(name) for name in FUZZY_TYPES}
     # Assigned from the last rule to the first, so the first matching rule overwrites the others.
-    index = torch.full(mean.shape, FUZZY_TYPES.index("piecewise"), dtype=torch.long, device=flat.device)
-    index = torch.where((mean > 0.7) | (high > 1.5), code("sigmoid"), index)
-    index = torch.where(skew.abs() > 0.5, code("tanh"), index)
+    index = np.full(mean.shape, code["piecewise"], dtype=np.int64)
+    index[(mean > 0.7) | (high > 1.5)] = code["sigmoid"]
+    index[np.abs(skew) > 0.5] = code["tanh"]
     rule_a = (skew > -0.5) & (skew < 0.5) & (low >= 0) & (low < high) & (high <= 1)
-    return torch.where(rule_a, torch.where(std < 0.1, code("linear"), code("gaussian")), index)
+    index[rule_a] = np.where(std[rule_a] < 0.1, code["linear"], code["gaussian"])
+    return index
 
 
 def select_fuzzy_type(x: torch.Tensor) -> str:
     """The paper's selection: the rules on the statistics of the WHOLE tensor (all samples at once)."""
-    return FUZZY_TYPES[int(_rule_index(x.reshape(1, -1))[0])]
+    return FUZZY_TYPES[int(_host_rule_index(x.reshape(1, -1))[0])]
 
 
 def select_fuzzy_types(x: torch.Tensor) -> torch.Tensor:
@@ -169,14 +198,14 @@ def fuzzify(x: torch.Tensor, mode: str) -> torch.Tensor:
         return x
     z = standardise(x)
     if mode == "per_sample":
-        index = select_fuzzy_types(x)  # (B,)
-        present = torch.unique(index).tolist()
+        index = _host_rule_index(x.reshape(x.shape[0], -1))  # (B,) on the host
+        present = np.unique(index).tolist()
         if len(present) == 1:  # the usual case: every sample picked the same membership
             return MEMBERSHIPS[FUZZY_TYPES[present[0]]](z)
         # Evaluate only the memberships some sample picked, then take each sample's own.
         out = torch.zeros_like(z)
         for k in present:
-            chosen = (index == k).view(-1, *([1] * (z.dim() - 1)))
+            chosen = torch.from_numpy(index == k).to(z.device).view(-1, *([1] * (z.dim() - 1)))
             out = torch.where(chosen, MEMBERSHIPS[FUZZY_TYPES[k]](z), out)
         return out
     name = select_fuzzy_type(x) if mode == "batch" else mode
@@ -184,6 +213,28 @@ def fuzzify(x: torch.Tensor, mode: str) -> torch.Tensor:
 
 
 # --- layers -------------------------------------------------------------------------------------
+
+
+def single_key_attention(attn: nn.MultiheadAttention, value: torch.Tensor) -> torch.Tensor:
+    """``attn(query, value, value)`` for a length-1 key/value sequence, whatever the query:
+    (B, 1, H) -> (B, 1, H).
+
+    The softmax over one key is exactly 1, so each head returns its value projection and the output
+    is ``out_proj(v_proj(value))``; the query and key projections never matter (the parameters stay
+    in ``attn.in_proj_weight``, for the state dict, and get exactly zero gradient as in the paper's
+    model). Attention-weight dropout (training mode) then keeps or zeroes each head's whole output
+    per sample, scaled by 1 / (1 - p), which is what ``nn.MultiheadAttention`` does to a weight of 1.
+    Computed directly: half the FLOPs of the full attention (no query/key projections) and none of
+    its kernel overhead, the bulk of a FleSER training step.
+    """
+    hidden = attn.embed_dim
+    v = F.linear(value, attn.in_proj_weight[2 * hidden:], attn.in_proj_bias[2 * hidden:])  # (B, 1, H)
+    p = attn.dropout
+    if attn.training and p > 0:
+        heads = attn.num_heads
+        keep = torch.empty(v.shape[0], 1, heads, 1, device=v.device, dtype=v.dtype).bernoulli_(1 - p) / (1 - p)
+        v = (v.view(v.shape[0], 1, heads, hidden // heads) * keep).view_as(v)
+    return attn.out_proj(v)
 
 
 class ModalEncoder(nn.Module):
@@ -197,13 +248,14 @@ class ModalEncoder(nn.Module):
         self.drop_in = nn.Dropout(config.dropout)
         # Length-1 self-attention (faithful to the paper): softmax over the single key is 1, so this
         # is the affine out_proj(v_proj(e)); the attention dropout then drops a head's whole output.
+        # Evaluated by single_key_attention (same function, fewer FLOPs).
         self.attn = nn.MultiheadAttention(config.hidden, config.heads, dropout=config.dropout, batch_first=True)
         self.drop_attn = nn.Dropout(config.dropout)
         self.norm_out = nn.LayerNorm(config.hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e = self.drop_in(self.norm_in(torch.relu(self.linear(x))))
-        a, _ = self.attn(e, e, e, need_weights=False)
+        a = single_key_attention(self.attn, e)  # = self.attn(e, e, e) on the length-1 sequence
         return self.norm_out(e + self.drop_attn(a))
 
 
@@ -236,11 +288,11 @@ class FleserFusion(nn.Module):
             if self.method == "concat":
                 fused = proj
             elif self.method == "self_attention":
-                attended, _ = self.attn(proj, proj, proj, need_weights=False)
+                attended = single_key_attention(self.attn, proj)  # = self.attn(proj, proj, proj)
                 fused = self.norm(proj + self.drop(attended))
             else:  # cross_attention: one shared MHA in both directions
-                text_query, _ = self.attn(text, audio, audio, need_weights=False)
-                audio_query, _ = self.attn(audio, text, text, need_weights=False)
+                text_query = single_key_attention(self.attn, audio)  # = self.attn(text, audio, audio)
+                audio_query = single_key_attention(self.attn, text)  # = self.attn(audio, text, text)
                 mixed = self.alpha * text_query + (1 - self.alpha) * audio_query
                 fused = self.norm(proj + self.drop(mixed))
         return fused.mean(dim=1)
@@ -281,6 +333,10 @@ class FleserHead(nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.forward_features(inputs)[0]
+
+
+CONFIG = FleserConfig
+"""The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
 def build(dims: dict[str, int], n_classes: int, **overrides: object) -> FleserHead:

@@ -24,6 +24,7 @@ from ser.fusion.heads.fleser import (
     select_fuzzy_type,
     select_fuzzy_types,
     sigmoid_membership,
+    single_key_attention,
     standardise,
     tanh_membership,
 )
@@ -254,6 +255,24 @@ def test_cross_attention_is_an_alpha_weighted_affine_map() -> None:
         mixed = alpha * affine(audio) + (1 - alpha) * affine(text)
         expected = fusion.norm(fusion.proj(torch.cat([text, audio], dim=-1)) + mixed).mean(dim=1)
         assert torch.allclose(fusion(text, audio), expected, atol=1e-5)
+
+
+def test_single_key_attention_is_the_multihead_attention_it_replaces() -> None:
+    torch.manual_seed(0)
+    attn = nn.MultiheadAttention(16, 4, dropout=0.5, batch_first=True).eval()
+    query, value = torch.randn(6, 1, 16), torch.randn(6, 1, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(single_key_attention(attn, value), attn(query, value, value)[0])
+        # training mode: attention dropout on a weight of 1 keeps or zeroes each head's output, x 1/(1-p)
+        attn.train()
+        w_v, b_v = attn.in_proj_weight[32:], attn.in_proj_bias[32:]
+        heads = F.linear(value, w_v, b_v).view(6, 4, 4)
+        torch.manual_seed(1)
+        out = single_key_attention(attn, value)
+        solved = torch.linalg.solve(attn.out_proj.weight, (out - attn.out_proj.bias).view(6, 16).T).T.view(6, 4, 4)
+        scale = (solved / heads).mean(dim=-1)  # per sample and head: 0 (dropped) or 2 (kept)
+        torch.testing.assert_close(solved, scale[..., None] * heads, atol=1e-4, rtol=1e-4)
+        assert set(scale.round().flatten().tolist()) == {0.0, 2.0}
 
 
 def test_only_the_used_fusion_layers_exist() -> None:
