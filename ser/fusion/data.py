@@ -20,6 +20,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,6 +87,8 @@ class ModalityData:
     seq_layer: str | None = None
     n_layers: int = 1
     """L of the pooled stack (1 unless layer=weighted)."""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """Where the store's features come from (see :func:`store_provenance`), for ``config.yaml``."""
 
 
 @dataclass
@@ -130,6 +133,22 @@ class FusionData:
         return frames
 
 
+def store_provenance(reader: CacheReader) -> dict[str, Any]:
+    """What identifies a store's features: path, extractor name / preset / config hash, the upstream
+    model (id, revision and the other scalar upstream attributes) and the manifest hash it was
+    extracted from. Lists (e.g. feature names) are left out to keep ``config.yaml`` readable."""
+    extractor = reader.attrs.get("extractor") or {}
+    upstream = reader.attrs.get("upstream") or {}
+    manifest = reader.attrs.get("manifest") or {}
+    return {
+        "store": str(reader.path.resolve()),
+        "extractor": {k: extractor.get(k) for k in ("name", "preset", "config_hash") if k in extractor},
+        "upstream": {k: v for k, v in upstream.items() if isinstance(v, str | int | float | bool) or v is None},
+        "manifest_sha256": manifest.get("sha256"),
+        "created": reader.attrs.get("created"),
+    }
+
+
 def _default_stat(reader: CacheReader, view: View) -> str:
     stat = view.stat or next(iter(reader.layout.pooled))
     if stat not in reader.layout.pooled:
@@ -138,22 +157,22 @@ def _default_stat(reader: CacheReader, view: View) -> str:
 
 
 def _pooled_matrix(reader: CacheReader, view: View, ids: Sequence[str]) -> tuple[np.ndarray, int]:
+    """(N, D) for one layer or the layer mean, (N, L, D) for ``weighted``; reads only the layers used."""
     stat = _default_stat(reader, view)
-    stack = reader.pooled(stat, ids=ids).astype(np.float32, copy=False)  # (N, L, D)
-    n_layers = stack.shape[1]
+    n_layers = reader.layout.pooled[stat][0]
+    if view.layer in ("avg", "weighted"):
+        stack = reader.pooled(stat, ids=ids).astype(np.float32, copy=False)  # (N, L, D)
+        return (stack.mean(axis=1), 1) if view.layer == "avg" else (stack, n_layers)
     if view.layer == "last":
-        return stack[:, -1], 1
-    if view.layer == "avg":
-        return stack.mean(axis=1), 1
-    if view.layer == "weighted":
-        return stack, n_layers
-    try:
-        layer = int(view.layer)
-    except ValueError:
-        raise DataError(f"{view.describe()}: layer must be last, avg, weighted or a number") from None
-    if not -n_layers <= layer < n_layers:
-        raise DataError(f"{view.store} stat {stat} has {n_layers} layers (0..{n_layers - 1}); no layer {layer}")
-    return stack[:, layer], 1
+        layer = n_layers - 1
+    else:
+        try:
+            layer = int(view.layer)
+        except ValueError:
+            raise DataError(f"{view.describe()}: layer must be last, avg, weighted or a number") from None
+        if not -n_layers <= layer < n_layers:
+            raise DataError(f"{view.store} stat {stat} has {n_layers} layers (0..{n_layers - 1}); no layer {layer}")
+    return reader.pooled(stat, ids=ids, layers=[layer])[:, 0].astype(np.float32, copy=False), 1
 
 
 def _seq_layer(reader: CacheReader, view: View) -> str:
@@ -187,13 +206,15 @@ def load_fusion_data(utterances: Sequence[Utterance], label_set: LabelSet, views
     for modality, view in views.items():
         reader = readers[modality]
         reader.rows_of(ids)  # refuses absent ids with a clear message
+        provenance = store_provenance(reader)
         if view.kind == "seq":
             layer = _seq_layer(reader, view)
             modalities[modality] = ModalityData(view=view, dim=reader.layout.seq[layer], reader=reader,
-                                                seq_layer=layer)
+                                                seq_layer=layer, provenance=provenance)
         else:
             matrix, n_layers = _pooled_matrix(reader, view, ids)
-            modalities[modality] = ModalityData(view=view, dim=matrix.shape[-1], pooled=matrix, n_layers=n_layers)
+            modalities[modality] = ModalityData(view=view, dim=matrix.shape[-1], pooled=matrix, n_layers=n_layers,
+                                                provenance=provenance)
             reader.close()
     labels = np.array([label_set.index_of(u) for u in usable], dtype=np.int64)
     return FusionData(ids=ids, labels=labels, speakers=[u.speaker for u in usable], classes=label_set.classes,

@@ -2,7 +2,11 @@
 
 Run directory ``<out>/<fusion>-<protocol>-<label set>-<config hash>/``:
 
-``config.yaml``       the resolved configuration (defaults < YAML < --set) and the protocol card
+``config.yaml``       the resolved configuration (defaults < head preset < YAML < flags < --set; the
+                      train section as trained, with loss options coerced), every field of the
+                      head config (``head_resolved``), the head's training preset, the protocol
+                      card, and per input its view and store provenance (path, extractor name /
+                      preset / config hash, upstream model, manifest hash)
 ``metrics.json``      per fold and seed: validation and test UA / WA / macro-F1 / weighted-F1,
                       per-class scores, confusion, best epoch, learned layer weights; then
                       mean ± std over folds and seeds
@@ -19,26 +23,33 @@ import csv
 import json
 import logging
 import os
+from dataclasses import asdict, dataclass, replace
+from logging.handlers import MemoryHandler
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ser.errors import UserError
-from ser.fusion.config import FitConfig, TrainConfig, apply_overrides, config_from_dict
-from ser.fusion.data import View, load_fusion_data
-from ser.fusion.heads import head_module
+from ser.fusion.config import FitConfig, TrainConfig, apply_overrides, coerce_like, config_from_dict
+from ser.fusion.data import FusionData, View, load_fusion_data
+from ser.fusion.heads import head_module, resolve_head_config
+from ser.fusion.losses import loss_options
 from ser.fusion.metrics import aggregate
 from ser.fusion.plots import plot_confusion
-from ser.fusion.train import FoldResult, train_fold
+from ser.fusion.presets import train_preset
+from ser.fusion.train import FoldResult, deterministic_cuda_setup, train_fold
 from ser.manifests.corpora import DEFAULT_LABEL_SETS
 from ser.manifests.labels import load_label_set
-from ser.manifests.protocols import ValidationRule, make_folds
+from ser.manifests.protocols import Fold, ValidationRule, make_folds
 from ser.manifests.schema import read_manifest
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["FitConfig", "TrainConfig", "apply_overrides", "config_from_dict", "run_fit"]
+
+
+_SEQ_HINTS = {"mocap": "pass --mocap STORE:seq (the motion-capture grid; extract it with --seq grid)"}
 
 
 def _check_inputs(fusion: str, views: dict[str, View]) -> None:
@@ -52,8 +63,10 @@ def _check_inputs(fusion: str, views: dict[str, View]) -> None:
                 raise UserError(f"head {fusion} needs --{modality} ({kind} features)")
             continue
         if views[modality].kind != kind:
-            hint = ("extract with --seq and pass STORE:seq=LAYER" if kind == "seq"
-                    else "pass STORE (pooled) or STORE:stat=..,layer=..")
+            if kind == "seq":
+                hint = _SEQ_HINTS.get(modality, f"pass --{modality} STORE:seq=LAYER (extract with --seq LAYER)")
+            else:
+                hint = f"pass --{modality} STORE (pooled) or STORE:stat=..,layer=.."
             raise UserError(f"head {fusion} takes {kind} {modality} features, got {views[modality].describe()}; "
                             f"{hint}")
     extra = sorted(set(views) - set(needs))
@@ -61,24 +74,39 @@ def _check_inputs(fusion: str, views: dict[str, View]) -> None:
         raise UserError(f"head {fusion} does not use {', '.join('--' + m for m in extra)}")
 
 
-def run_fit(cfg: FitConfig) -> Path:
-    """Run every requested fold and seed; write and return the run directory."""
-    run_dir = Path(cfg.out) / cfg.slug()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run_dir / "train.log", mode="w", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("ser").addHandler(handler)
-    logging.getLogger("ser").setLevel(min(logging.getLogger("ser").level or logging.INFO, logging.INFO))
-    try:
-        return _run(cfg, run_dir)
-    finally:
-        logging.getLogger("ser").removeHandler(handler)
-        handler.close()
+@dataclass
+class _Plan:
+    """A checked fit, ready to train: nothing in it has written a file yet."""
+
+    cfg: FitConfig
+    head_options: dict[str, Any]
+    """``cfg.head`` with numbers coerced by the head config's field types (what ``build`` gets)."""
+    head_resolved: dict[str, Any]
+    """Every field of the head config (paper defaults + overrides)."""
+    train: TrainConfig
+    """``cfg.train`` with ``loss_options`` coerced."""
+    label_name: str
+    data: FusionData
+    folds: list[Fold]
+    card: dict[str, Any]
 
 
-def _run(cfg: FitConfig, run_dir: Path) -> Path:
+def _prepare(cfg: FitConfig) -> _Plan:
+    """Validate everything a fit needs and load its data, before any run directory exists: a fit that
+    cannot start (unknown head, wrong inputs or options, bad protocol, missing store) leaves nothing."""
     views = cfg.views()
     _check_inputs(cfg.fusion, views)
+    head_options, head_resolved = resolve_head_config(cfg.fusion, cfg.head)
+    cfg.train.check()
+    try:
+        accepted = loss_options(cfg.train.loss)
+    except KeyError as err:
+        raise UserError(f"train.loss: {err.args[0]}") from None
+    unknown = sorted(set(cfg.train.loss_options) - set(accepted))
+    if unknown:
+        raise UserError(f"train.loss_options {unknown} are not options of loss {cfg.train.loss!r}; it takes "
+                        f"{', '.join(accepted) or 'none'}")
+    train = replace(cfg.train, loss_options=coerce_like(cfg.train.loss_options, accepted, "train.loss_options"))
     manifest = read_manifest(cfg.manifest)
     label_name = cfg.label_set or manifest.header.label_set or DEFAULT_LABEL_SETS.get(manifest.header.corpus)
     if not label_name:
@@ -87,21 +115,63 @@ def _run(cfg: FitConfig, run_dir: Path) -> Path:
     label_set = load_label_set(label_name)
     rule = ValidationRule(fraction=cfg.val_fraction, by=cfg.val_by, seed=cfg.split_seed)  # type: ignore[arg-type]
     fold_set = make_folds(manifest, cfg.protocol, label_set=label_set, rule=rule, options=cfg.protocol_options)
-    data = load_fusion_data(list(fold_set.utterances.values()), label_set, views)
     folds = fold_set.folds if cfg.folds is None else [fold_set.fold(name) for name in cfg.folds]
+    data = load_fusion_data(list(fold_set.utterances.values()), label_set, views)
     card = {**fold_set.card.to_dict(), "dropped_rejected_at_extraction": len(data.dropped_rejected)}
-    _write_yaml(run_dir / "config.yaml", {"config": cfg.to_dict(), "label_set": label_name, "protocol_card": card,
-                                         "inputs": {m: v.describe() for m, v in views.items()}})
+    return _Plan(cfg=cfg, head_options=head_options, head_resolved=head_resolved, train=train,
+                 label_name=label_name, data=data, folds=folds, card=card)
+
+
+def run_fit(cfg: FitConfig) -> Path:
+    """Run every requested fold and seed; write and return the run directory.
+
+    Everything is checked and loaded first; the run directory is created only then (log records of
+    that phase are buffered and written to its ``train.log``)."""
+    deterministic_cuda_setup(cfg.train.deterministic)  # before anything can initialise CUDA
+    ser_logger = logging.getLogger("ser")
+    ser_logger.setLevel(min(ser_logger.level or logging.INFO, logging.INFO))
+    buffer = MemoryHandler(capacity=1 << 16, flushLevel=logging.CRITICAL + 1)  # flushed by hand only
+    ser_logger.addHandler(buffer)
+    handler: logging.Handler | None = None
+    try:
+        plan = _prepare(cfg)
+        run_dir = Path(cfg.out) / cfg.slug()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(run_dir / "train.log", mode="w", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        buffer.setTarget(handler)
+        buffer.flush()
+        ser_logger.removeHandler(buffer)
+        ser_logger.addHandler(handler)
+        return _run(plan, run_dir)
+    finally:
+        ser_logger.removeHandler(buffer)
+        buffer.close()
+        if handler is not None:
+            ser_logger.removeHandler(handler)
+            handler.close()
+
+
+def _run(plan: _Plan, run_dir: Path) -> Path:
+    cfg, data = plan.cfg, plan.data
+    _write_yaml(run_dir / "config.yaml", {
+        "config": {**cfg.to_dict(), "head": plan.head_options, "train": asdict(plan.train)},
+        "head_resolved": plan.head_resolved,
+        "train_preset": train_preset(cfg.fusion),
+        "label_set": plan.label_name, "protocol_card": plan.card,
+        "inputs": {m: {"view": d.view.describe(), **d.provenance} for m, d in data.modalities.items()},
+    })
     results: list[FoldResult] = []
     for seed in cfg.seeds:
-        for fold in folds:
+        for fold in plan.folds:
             rows = data.fold_indices(fold)
-            results.append(train_fold(data, fold.name, rows, fusion=cfg.fusion, head_options=cfg.head,
-                                      cfg=cfg.train, seed=seed))
+            results.append(train_fold(data, fold.name, rows, fusion=cfg.fusion, head_options=plan.head_options,
+                                      cfg=plan.train, seed=seed))
             logger.info("fold %s seed %d: test UA %.2f WA %.2f macro-F1 %.2f", fold.name, seed,
                         100 * results[-1].test["ua"], 100 * results[-1].test["wa"], 100 * results[-1].test["macro_f1"])
     summary = {
-        "protocol_card": card, "label_set": label_name, "classes": list(data.classes), "fusion": cfg.fusion,
+        "protocol_card": plan.card, "label_set": plan.label_name, "classes": list(data.classes),
+        "fusion": cfg.fusion,
         "runs": [r.to_dict() for r in results],
         "test": aggregate([r.test for r in results]),
         "validation": aggregate([r.validation for r in results]),

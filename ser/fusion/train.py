@@ -2,18 +2,25 @@
 
 The loop per fold and seed:
 
-1. seed Python, numpy and torch (and ask torch for deterministic algorithms);
+1. seed Python, numpy and torch (and ask torch for deterministic algorithms; on CUDA also
+   ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` and no cuDNN autotuning, see :func:`deterministic_cuda_setup`);
 2. z-score pooled inputs with statistics of the fold's TRAINING rows (never validation or test);
 3. train for at most ``epochs``; after each epoch evaluate the validation rows, keep the weights of
    the best validation ``select`` metric (UA by default), stop after ``patience`` epochs without
    improvement;
 4. restore the best weights and evaluate the test rows exactly once.
+
+With ``refit`` the model is re-initialised from the same seed and trained on train + validation for
+the selected number of epochs, at the learning rate each of those epochs had in the selection run
+(replayed from the history, so a plateau schedule, which needs a validation loss the refit does not
+have, follows the same trajectory as the run that chose the epoch count).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -81,8 +88,33 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
+CUBLAS_WORKSPACE = ":4096:8"
+"""cuBLAS workspace setting that makes its GEMMs deterministic (NVIDIA's cuBLAS docs, "Results
+reproducibility"); torch's deterministic mode needs it (or ``:16:8``) on CUDA >= 10.2."""
+
+
+def deterministic_cuda_setup(deterministic: bool) -> None:
+    """What same-seed-same-numbers needs on CUDA beyond ``torch.use_deterministic_algorithms``.
+
+    Sets ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless the user set it (cuBLAS reads it when its handle
+    is created, i.e. at the first CUDA matrix product of the process, so this runs at the start of
+    ``run_fit``, before anything touches CUDA) and turns cuDNN autotuning off (its algorithm choice
+    varies between runs). A no-op on CPU-only machines; harmless when repeated.
+    """
+    if not deterministic:
+        return
+    if "CUBLAS_WORKSPACE_CONFIG" not in os.environ:
+        if torch.cuda.is_initialized():
+            logger.warning("CUDA was initialised before the fit set CUBLAS_WORKSPACE_CONFIG=%s; GPU results may "
+                           "not be reproducible (export it before starting Python)", CUBLAS_WORKSPACE)
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
 def seed_everything(seed: int, deterministic: bool) -> torch.Generator:
     """Seed every RNG; return the generator that shuffles batches."""
+    deterministic_cuda_setup(deterministic)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -211,8 +243,8 @@ def train_fold(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *,
     """Train on ``rows["train"]``, select on ``rows["validation"]``, test once on ``rows["test"]``.
 
     With ``cfg.refit`` the model is then re-initialised with the same seed and trained on train +
-    validation for the selected number of epochs before the single test pass (validation only
-    chose the epoch count).
+    validation for the selected number of epochs, with the selection run's per-epoch learning
+    rates, before the single test pass (validation only chose the epoch count).
     """
     start = time.perf_counter()
     device = resolve_device(cfg.device)
@@ -228,10 +260,11 @@ def train_fold(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *,
     history: list[dict[str, float]] = []
     epoch = 0
     for epoch in range(1, cfg.epochs + 1):
+        lr = setup.optimizer.param_groups[0]["lr"]
         train_loss = _train_epoch(setup, data, rows["train"], cfg, device, generator)
         val_metrics, _, val_loss = _evaluate(model, data, rows["validation"], cfg, device, standardizer, loss_fn)
         score = val_metrics[cfg.select]
-        history.append({"epoch": epoch, "train_loss": train_loss,
+        history.append({"epoch": epoch, "lr": lr, "train_loss": train_loss,
                         "val_loss": val_loss, f"val_{cfg.select}": score})
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(val_loss)
@@ -253,11 +286,10 @@ def train_fold(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *,
         pooled = np.concatenate([rows["train"], rows["validation"]])
         setup = _setup(data, pooled, fusion, head_options, cfg, device)
         model, loss_fn, standardizer = setup.model, setup.loss_fn, setup.standardizer
-        for _ in range(best_epoch):
+        for past in history[:best_epoch]:  # the selection run's lr, epoch by epoch (any schedule)
+            for group in setup.optimizer.param_groups:
+                group["lr"] = past["lr"]
             _train_epoch(setup, data, pooled, cfg, device, generator)
-            if setup.scheduler is not None and not isinstance(setup.scheduler,
-                                                              torch.optim.lr_scheduler.ReduceLROnPlateau):
-                setup.scheduler.step()
     test_metrics, probs, _ = _evaluate(model, data, rows["test"], cfg, device, standardizer, loss_fn)
     predictions = [{"fold": fold_name, "seed": seed, "id": data.ids[r], "true": data.classes[data.labels[r]],
                     "pred": data.classes[int(p.argmax())],

@@ -115,6 +115,18 @@ def test_config_precedence_and_errors(tmp_path: Path) -> None:
                              ["train.lr=1e-4", "head.hidden=[64, 32]", "seeds=[0, 1]"])
     cfg = config_from_dict(record)
     assert cfg.train.lr == 1e-4 and cfg.head == {"hidden": [64, 32]} and cfg.seeds == [0, 1]
+    # defaults < head preset < YAML < --set
+    fleser = config_from_dict(apply_overrides({"fusion": "fleser", "manifest": "m", "protocol": "p",
+                                               "train": {"lr": "3e-4", "epochs": 7}}, ["train.epochs=9"]))
+    assert (fleser.train.optimizer, fleser.train.weight_decay, fleser.train.batch_size) == ("adamw", 1e-2, 64)
+    assert (fleser.train.schedule, fleser.train.gamma, fleser.train.plateau_patience) == ("plateau", 0.3, 30)
+    assert fleser.train.lr == 3e-4 and fleser.train.epochs == 9 and fleser.train.patience == 0
+    assert fleser.train == TrainConfig.for_head("fleser", lr=3e-4, epochs=9)
+    assert config_from_dict({**record, "train": {}}).train == TrainConfig()  # mlp: no preset
+    with pytest.raises(UserError, match="unknown fusion head 'nope'"):
+        config_from_dict({**record, "fusion": "nope"})
+    with pytest.raises(UserError, match=r"train\.lr must be a number"):
+        config_from_dict({**record, "train": {"lr": "fast"}})
     with pytest.raises(UserError, match="unknown config keys"):
         config_from_dict({**record, "learning_rate": 1})
     with pytest.raises(UserError, match="unknown train keys"):
@@ -141,7 +153,70 @@ def test_cli_fit_with_yaml_and_set(tmp_path: Path) -> None:
     assert saved["config"]["train"]["epochs"] == 3 and saved["config"]["head"] == {"hidden": [32]}
     assert all(len(r["history"]) <= 3 for r in json.loads((run_dir / "metrics.json").read_text())["runs"])
     result = CliRunner().invoke(app, ["fit", "--fusion", "nope", "-m", str(manifest), "-p", "speaker-loso",
-                                      "--audio", str(audio)])
+                                      "--audio", str(audio), "--out", str(tmp_path / "failed")])
     assert result.exit_code == 2 and "unknown fusion head" in result.output
+    assert not (tmp_path / "failed").exists()
     result = CliRunner().invoke(app, ["fusion", "list"])
     assert "fleser" in result.output and "FleSER" in result.output
+
+
+def test_failed_fits_leave_no_run_directory(tmp_path: Path) -> None:
+    manifest, audio, text = make_corpus(tmp_path)
+    out = tmp_path / "runs"
+    bad = [
+        ({"fusion": "audio_transformer"}, "audio_transformer takes seq audio"),
+        ({"fusion": "patamia", "text": str(text), "mocap": str(audio)}, r"--mocap STORE:seq .*--seq grid"),
+        ({"head": {"hidden": [8], "no_such": 1}}, "fusion head mlp: .*no_such"),
+        ({"head": {"dropout": "lots"}}, r"head\.dropout must be a number"),
+        ({"train": TrainConfig(optimizer="adagrad")}, "train.optimizer must be one of adam, adamw, sgd"),
+        ({"train": TrainConfig(loss="focal", loss_options={"lam": 0.5})}, "not options of loss 'focal'"),
+        ({"train": TrainConfig(loss="hinge")}, "train.loss: unknown loss 'hinge'"),
+        ({"folds": ["spk9"]}, "spk9"),
+        ({"audio": str(tmp_path / "no.h5")}, "no.h5"),
+    ]
+    for changes, message in bad:
+        with pytest.raises(UserError, match=message):
+            run_fit(fit_config(tmp_path, manifest, audio, **changes))
+        assert not out.exists(), changes
+
+
+def test_config_yaml_records_the_resolved_head_train_and_input_provenance(tmp_path: Path) -> None:
+    manifest, audio, _ = make_corpus(tmp_path)
+    cfg = fit_config(tmp_path, manifest, audio, folds=["spk0"], head={"dropout": "1e-1"},
+                     train=TrainConfig(epochs=2, patience=0, batch_size=16, loss="focal",
+                                       loss_options={"gamma": "2"}))
+    run_dir = run_fit(cfg)
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["head_resolved"] == {"hidden": [512], "dropout": 0.1, "input_dropout": None}
+    assert saved["config"]["head"] == {"dropout": 0.1}
+    assert saved["config"]["train"]["loss_options"] == {"gamma": 2.0}
+    assert saved["config"]["train"]["epochs"] == 2 and set(saved["config"]["train"]) == set(vars(TrainConfig()))
+    assert saved["train_preset"] == {}
+    audio_input = saved["inputs"]["audio"]
+    assert audio_input["view"] == "audio.h5:stat=None,layer=1"
+    assert audio_input["store"] == str(audio.resolve()) and audio_input["extractor"] == {"config_hash": "a"}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["runs"][0]["epochs_run"] == 2
+
+
+def test_cli_flags_override_yaml_and_presets_reach_config_yaml(tmp_path: Path) -> None:
+    manifest, audio, text = make_corpus(tmp_path)
+    config = tmp_path / "fit.yaml"
+    config.write_text(yaml.safe_dump({"fusion": "fleser", "protocol": "speaker-loso", "label_set": "ravdess8",
+                                      "manifest": "elsewhere.jsonl", "seeds": [5], "folds": ["spk2"],
+                                      "audio": f"{audio}:layer=0", "train": {"lr": "2e-3", "epochs": 4}}))
+    result = CliRunner().invoke(app, ["fit", "--config", str(config), "-m", str(manifest), "--audio",
+                                      f"{audio}:layer=1", "--text", str(text), "--seeds", "0", "--folds", "spk0",
+                                      "--set", "train.epochs=2", "--set", "head.alpha=5e-1",
+                                      "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    record, train = saved["config"], saved["config"]["train"]
+    assert record["manifest"] == str(manifest) and record["audio"].endswith(":layer=1")  # flags over YAML
+    assert record["seeds"] == [0] and record["folds"] == ["spk0"]
+    assert train["lr"] == 2e-3 and train["epochs"] == 2  # YAML over preset, --set over YAML
+    assert (train["optimizer"], train["batch_size"], train["schedule"]) == ("adamw", 64, "plateau")  # preset
+    assert saved["train_preset"]["lr"] == 1e-4 and saved["head_resolved"]["alpha"] == 0.5
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert [(r["fold"], r["seed"], r["epochs_run"]) for r in metrics["runs"]] == [("spk0", 0, 2)]
