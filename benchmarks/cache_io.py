@@ -9,7 +9,8 @@ Printed per backend:
   write  MB/s of the whole writer path (segments + finalize)
   read   throughput ratio numpy time / store time for (a) all pooled vectors of one statistic,
          (b) the whole sequence layer, (c) every utterance's sequence one by one through
-         ``CacheReader.sequence`` (DataLoader pattern; numpy slices a memory map of the ``.npy``)
+         ``CacheReader.sequence`` (DataLoader pattern; numpy slices a memory map of the ``.npy``
+         opened per round, while one reader serves every round, as it serves every epoch)
   size   stored bytes / raw array bytes (storage overhead; target <= 1.05 uncompressed)
 
 Timing: each read is timed ``--rounds`` times, numpy and store alternately within a round, and
@@ -20,25 +21,30 @@ Last line (the tracked number, higher is better): the worst of the ratios that h
 the stores written with the writer's default chunk sizes: min(read ratios (a), (b), (c), raw bytes
 / stored bytes). Targets: reads >= 0.8, size <= 1.05 (i.e. >= 0.95 here).
 
-    python benchmarks/cache_io.py [--scale 0.25] [--backends h5,zarr] [--dir /tmp] [--rounds 5]
+    python benchmarks/cache_io.py [--scale 0.25] [--backends h5,zarr] [--dir /tmp] [--rounds 7]
     python benchmarks/cache_io.py --sweep        # Zarr chunk sizes around the defaults
     python benchmarks/cache_io.py --compression zstd   # for information (no targets)
 
 Chunk sizes (``--sweep``). Uncompressed HDF5 stores are contiguous, so chunk sizes only matter for
 Zarr (and for compressed stores). The sweep varies the pooled chunk size with the sequence chunk
 size at its default, then the sequence chunk size with the pooled one at its default. Measured at
-``--scale 0.25`` on the 2-core CI machine (read ratios pooled / seq / per-item, two runs each):
+``--scale 0.25`` on the shared 2-core CI machine (read ratios, range over two sweeps):
 
-  pooled  1 MiB: 0.59 / - / -      4 MiB: 0.84      16 MiB (default): 1.03      64 MiB: 1.16
-  seq     1 MiB: - / 0.70 / 0.69   4 MiB (default): 0.94-1.0 / 1.26-1.40   16 MiB: 1.05 / 2.48
+  pooled chunks   1 MiB: pooled 0.59        4 MiB: 0.82-0.84    16 MiB (default): 1.02-1.03
+                 64 MiB: 1.16 (a single chunk at this scale)
+  seq chunks      1 MiB: seq 0.70-0.74, per-item 0.69-0.82
+                  4 MiB (default): seq 0.94-1.26, per-item 1.26-1.87
+                 16 MiB: seq 1.05-1.60, per-item 2.48-4.04
+  size ratio 1.000-1.003 everywhere (rows are spread evenly over the chunks, so no chunk is
+  mostly padding)
 
 Each chunk is one file, memory-mapped when read, so small chunks cost a file open and a map per
-chunk: 1 MiB misses the target for both. 16 MiB pooled chunks are the smallest with a margin
-(64 MiB is a single chunk at this scale). For sequences 4 MiB meets every target; 16 MiB is
-faster still uncompressed, but a compressed chunk is decoded whole for every item read from it
-(``--compression zstd``: per-item 0.02 at 4 MiB, 0.01 at 16 MiB), so the smaller chunk is the
-default. Per-item reads of compressed stores are far slower than of plain ones whatever the chunk
-size: train on sequences from uncompressed stores.
+chunk: 1 MiB misses the target for both kinds. 16 MiB pooled chunks are the smallest with a margin.
+For sequences 4 MiB meets every target; 16 MiB is faster still uncompressed, but a compressed
+chunk is decoded whole for every item read from it (``--compression zstd --sweep``: per-item 0.02
+at 4 MiB, 0.01 at 16 MiB), so the smaller chunk is the default. Per-item reads of compressed
+stores are far slower than of plain ones whatever the chunk size: train on sequences from
+uncompressed stores.
 """
 
 from __future__ import annotations
@@ -156,7 +162,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the IEMOCAP-sized store")
     parser.add_argument("--backends", default="h5,zarr")
     parser.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
-    parser.add_argument("--rounds", type=int, default=5, help="timing rounds (the best of each side counts)")
+    parser.add_argument("--rounds", type=int, default=7, help="timing rounds (the best of each side counts)")
     parser.add_argument("--sweep", action="store_true", help="try several Zarr chunk sizes around the defaults")
     parser.add_argument("--compression", default=None, help="compress the stores (zstd, gzip, blosc for Zarr; gzip, "
                         "lzf for HDF5); for information, the targets are for uncompressed stores")
