@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ser.cache.format import StoreLayout, config_hash
+from ser.cache.format import StoreLayout, check_compression, config_hash
 from ser.cache.provenance import environment, utc_now
 from ser.cache.writer import CacheWriter, remove_stale_partial
 from ser.extract.audio import DEFAULT_MAX_SECONDS, AudioError, load_audio
@@ -326,6 +326,7 @@ def run_extraction(manifest_path: str | os.PathLike[str], extractor: Extractor, 
                    options: RunOptions | None = None) -> RunReport:
     """Extract every (remaining) row of a manifest into ``output``; see the module docstring."""
     options = options or RunOptions()
+    check_compression(Path(output), options.compression)  # refused now, not after hours of extraction
     manifest = read_manifest(manifest_path)
     rows = [u for i, u in enumerate(manifest.utterances)
             if options.shard is None or i % options.shard[1] == options.shard[0]]
