@@ -120,3 +120,17 @@ def encode_strings(values: list[str]) -> Any:
 def decode_strings(matrix: Any) -> list[str]:
     """Inverse of :func:`encode_strings`."""
     return [bytes(row).rstrip(b"\0").decode("utf-8") for row in matrix]
+
+
+AUG_SEPARATOR = "@aug"
+"""Augmented copies of a manifest row are stored as rows ``<id>@aug<k>`` (k = 0, 1, ...)."""
+
+
+def augmented_id(source: str, copy: int) -> str:
+    return f"{source}{AUG_SEPARATOR}{copy}"
+
+
+def source_of(row_id: str) -> str | None:
+    """The source utterance of an augmented row id, None for an original row."""
+    source, sep, copy = row_id.rpartition(AUG_SEPARATOR)
+    return source if sep and copy.isdigit() else None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ser.cache.format import source_of
 from ser.cache.reader import CacheReader, changed_rows_message
 
 BLOCK_ROWS = 4096
@@ -88,6 +89,12 @@ def _check_coverage(reader: CacheReader, expected: Mapping[str, str], report: Ve
     missing = [uid for uid in expected if uid not in reader.index and uid not in reader.rejected]
     if missing:
         report.problems.append(f"{len(missing)} manifest ids are neither stored nor rejected, e.g. {missing[:5]}")
+    # augmented copies (<id>@aug<k>) belong to their source row and were computed from its audio
+    copies = {uid: expected[source] for uid in (*reader.ids, *reader.rejected)
+              if (source := source_of(uid)) is not None and source in expected}
+    if copies:
+        expected = {**expected, **copies}
+        report.checked.append(f"{len(copies)} augmented copies of manifest rows")
     changed = reader.changed_rows(expected)
     if changed:
         report.problems.append(changed_rows_message(reader.path, changed))

@@ -51,6 +51,15 @@ def extract(
                                         "once more (after a transient error such as a network file system "
                                         "hiccup)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    augment: Path | None = typer.Option(None, "--augment", help="Augmentation policy YAML (per-class chains of "
+                                        "pitch_shift, time_stretch, noise, reverb, gain): stores augmented copies "
+                                        "<id>@aug<k> next to every row; `ser fit` trains on copies of training "
+                                        "rows only."),
+    augment_split: list[str] = typer.Option([], "--augment-split", help="Augment only rows of this official "
+                                            "split (repeatable, e.g. train); default every row."),
+    corrupt: str | None = typer.Option(None, "--corrupt", help="Corrupt every row for a robustness test copy: "
+                                       "white|pink|brown|blue|violet@SNRdB, NOISE_FOLDER@SNRdB or reverb@RT60s "
+                                       "(e.g. white@10dB); pass the store to `ser fit --robustness`."),
 ) -> None:
     """Extract features of every manifest row into a cache store (resumable: re-run the same command).
 
@@ -60,11 +69,17 @@ def extract(
     the reason in OUTPUT.rejects.tsv); 2 bad input (the message says which and how to fix it).
     """
     with user_errors():
+        from ser.cache.format import check_compression
+        from ser.extract.augment import load_policy, parse_corruption
         from ser.extract.devices import resolve_device
         from ser.extract.registry import build_extractor
         from ser.extract.runner import RunOptions, parse_shard, progress_rates, run_extraction
         from ser.extract.torchrun import TorchrunContext
 
+        # everything that can be refused is refused before the model loads
+        check_compression(output, compression)
+        waveform = {"augment": load_policy(augment) if augment else None, "augment_splits": tuple(augment_split),
+                    "corrupt": parse_corruption(corrupt) if corrupt else None}
         ctx = TorchrunContext.from_environment()
         chosen_shard = parse_shard(shard) or ctx.shard
         family_options = parse_options(option)
@@ -73,7 +88,7 @@ def extract(
         chosen_device = resolve_device(device)
         extractor = build_extractor(model, preset, checkpoint=checkpoint, device=chosen_device, dtype=dtype,
                                     **family_options)
-        options = RunOptions(seq=seq, batch_seconds=batch_seconds, batch_items=batch_items,
+        options = RunOptions(**waveform, seq=seq, batch_seconds=batch_seconds, batch_items=batch_items,
                              num_workers=num_workers, shard=chosen_shard, max_total_seconds=max_total_seconds,
                              compression=compression, flush_seconds=flush_seconds, retry_rejected=retry_rejected,
                              progress=progress and ctx.rank == 0)

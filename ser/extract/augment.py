@@ -46,28 +46,21 @@ from typing import Any
 
 import numpy as np
 
+from ser.cache.format import AUG_SEPARATOR, augmented_id, source_of
 from ser.errors import UserError
+from ser.manifests.schema import Utterance
 
-AUG_SEPARATOR = "@aug"
 COLORS = ("white", "pink", "brown", "blue", "violet")
 KINDS = {"pitch_shift": ("semitones",), "time_stretch": ("rate",), "noise": ("snr_db",), "reverb": (),
          "gain": ("db",)}
 """Transform name -> the range parameters it must have."""
 OPTIONAL = {"noise": ("color", "folder"), "reverb": ("rt60", "ir_folder")}
 
+__all__ = ["AUG_SEPARATOR", "augmented_id", "source_of"]  # re-exported: the row-id convention lives in ser.cache
+
 
 class AugmentError(UserError):
     """A malformed augmentation policy or corruption spec."""
-
-
-def augmented_id(source: str, copy: int) -> str:
-    return f"{source}{AUG_SEPARATOR}{copy}"
-
-
-def source_of(row_id: str) -> str | None:
-    """The source utterance of an augmented row id, None for an original row."""
-    source, sep, copy = row_id.rpartition(AUG_SEPARATOR)
-    return source if sep and copy.isdigit() else None
 
 
 @dataclass(frozen=True)
@@ -306,6 +299,40 @@ def _build_audiomentation(transform: Transform) -> Any:
     if transform.kind == "reverb" and "ir_folder" in params:
         return am.ApplyImpulseResponse(ir_path=params["ir_folder"], p=1.0)
     raise AssertionError(transform.kind)
+
+
+Plan = dict[str, tuple[tuple[Transform, ...], int]]
+"""Row id -> (transforms, seed) for the rows whose audio is transformed before feature extraction."""
+
+
+def augmented_rows(rows: list[Utterance], policy: AugmentPolicy, class_of: Any, *,
+                   splits: tuple[str, ...] = ()) -> tuple[list[Utterance], Plan]:
+    """The extra rows a policy makes (``<id>@aug<k>``: the source row's audio, text and labels) and
+    their transforms. ``class_of(row)`` names a row's class for the policy; with ``splits`` only rows
+    of those official splits are augmented."""
+    import dataclasses
+
+    extra_rows: list[Utterance] = []
+    plan: Plan = {}
+    for row in rows:
+        if AUG_SEPARATOR in row.id:
+            raise AugmentError(f"manifest id {row.id!r} contains {AUG_SEPARATOR!r}, which marks augmented copies; "
+                               "rename it before augmenting")
+        if row.audio is None or (splits and row.split not in splits):
+            continue
+        chain = policy.chain_for(class_of(row))
+        if chain is None:
+            continue
+        for copy in range(chain.copies):
+            copy_id = augmented_id(row.id, copy)
+            extra_rows.append(dataclasses.replace(row, id=copy_id))
+            plan[copy_id] = (chain.transforms, row_seed(policy.seed, row.id, copy))
+    return extra_rows, plan
+
+
+def corruption_plan(rows: list[Utterance], corruption: Transform, seed: int = 0) -> Plan:
+    """Every row corrupted, each with its own seed."""
+    return {row.id: ((corruption,), row_seed(seed, row.id, 0)) for row in rows}
 
 
 def apply_chain(transforms: tuple[Transform, ...], samples: np.ndarray, rate: int, seed: int) -> np.ndarray:

@@ -38,6 +38,16 @@ from ser.cache.format import StoreLayout, check_compression, config_hash
 from ser.cache.provenance import environment, utc_now
 from ser.cache.writer import CacheWriter, remove_stale_partial
 from ser.extract.audio import DEFAULT_MAX_SECONDS, AudioError, load_audio
+from ser.extract.augment import (
+    AugmentError,
+    AugmentPolicy,
+    Plan,
+    Transform,
+    apply_chain,
+    augmented_rows,
+    corruption_plan,
+    describe_corruption,
+)
 from ser.extract.base import Extractor, ExtractorError, Features, Item, ItemRejected
 from ser.extract.update import (
     Pending,
@@ -57,7 +67,8 @@ MAX_CONSECUTIVE_FAILURES = 20
 
 @dataclass(kw_only=True)
 class RunOptions:
-    """How to run an extraction (none of these change the features, except ``seq``)."""
+    """How to run an extraction (none of these change the features, except ``seq``, ``augment``
+    and ``corrupt``, which are part of the store's config)."""
 
     seq: str = "none"
     """Layers stored as sequences: none, last, all, numbers (6,12) or names; pooled stats are always written."""
@@ -84,6 +95,14 @@ class RunOptions:
     """Extract the rows that earlier runs rejected once more (after a transient error, e.g. on NFS)."""
     progress: bool = True
     """Show a progress bar."""
+    augment: AugmentPolicy | None = None
+    """Waveform augmentation policy (audio extractors): every row whose class has a chain also gets
+    ``copies`` augmented rows ``<id>@aug<k>`` (see :mod:`ser.extract.augment`). Changes the features."""
+    augment_splits: tuple[str, ...] = ()
+    """Augment only rows of these official splits (e.g. ``("train",)``; empty: every row; ``ser fit``
+    uses copies of a fold's training rows only either way)."""
+    corrupt: Transform | None = None
+    """Test-time corruption applied to every row (``parse_corruption("white@10dB")``). Changes the features."""
 
 
 @dataclass
@@ -198,8 +217,9 @@ class _BatchDataset(Dataset):
 
     def __init__(self, manifest: Manifest, rows: Sequence[Utterance], batches: list[list[int]],
                  extractor_modality: str, sample_rate: int | None, max_total_seconds: float,
-                 extractor: Extractor | None = None, seq_layers: Sequence[str] = ()) -> None:
+                 extractor: Extractor | None = None, seq_layers: Sequence[str] = (), plan: Plan | None = None) -> None:
         self.extractor = extractor
+        self.plan = plan or {}
         self.seq_layers = tuple(seq_layers)
         self.root = str(manifest.root)
         self.paths = [str(manifest.audio_path(u)) if u.audio else None for u in rows]
@@ -238,6 +258,12 @@ class _BatchDataset(Dataset):
             return Decoded(row.id, error=str(err))
         except Exception as err:  # never let one row kill the run (a decoder bug, an OS error, ...)
             return Decoded(row.id, error=f"decoding failed: {type(err).__name__}: {err}")
+        if row.id in self.plan:
+            transforms, seed = self.plan[row.id]
+            try:
+                audio = apply_chain(transforms, audio, rate, seed)
+            except Exception as err:  # a transform that fails on one clip rejects that row only
+                return Decoded(row.id, error=f"augmentation failed: {type(err).__name__}: {err}")
         return Decoded(row.id, seconds=audio.size / rate,
                        item=Item(id=row.id, audio=audio, text=row.text, extra={**row.extra, "root": self.root}))
 
@@ -265,10 +291,17 @@ def _durations(manifest: Manifest, rows: Sequence[Utterance], modality: str) -> 
 
 
 def store_attrs(extractor: Extractor, seq_layers: Sequence[str], manifest: Manifest,
-                shard: tuple[int, int] | None) -> tuple[StoreLayout, dict[str, Any]]:
+                shard: tuple[int, int] | None, options: RunOptions | None = None
+                ) -> tuple[StoreLayout, dict[str, Any]]:
     """The layout and provenance attributes of the store an extraction writes."""
     spec = extractor.spec
     config = {**extractor.config(), "seq_layers": list(seq_layers)}
+    waveform: dict[str, Any] = {}  # keys only when set, so plain stores keep their config hash
+    if options is not None and options.augment is not None:
+        waveform["augment"] = {**options.augment.to_dict(), "splits": list(options.augment_splits)}
+    if options is not None and options.corrupt is not None:
+        waveform["corrupt"] = {"kind": options.corrupt.kind, "params": options.corrupt.params}
+    config.update(waveform)
     layout = StoreLayout(pooled=dict(spec.pooled), seq={layer: spec.seq_layers[layer] for layer in seq_layers})
     attrs = {
         "extractor": {"name": spec.name, "preset": spec.preset, "modality": spec.modality, "config": config,
@@ -280,6 +313,10 @@ def store_attrs(extractor: Extractor, seq_layers: Sequence[str], manifest: Manif
         "environment": environment(),
         "created": utc_now(),
     }
+    if options is not None and options.corrupt is not None:
+        attrs["corruption"] = describe_corruption(options.corrupt)
+    if "augment" in waveform:
+        attrs["augmentation"] = waveform["augment"]
     return layout, attrs
 
 
@@ -330,17 +367,40 @@ def run_extraction(manifest_path: str | os.PathLike[str], extractor: Extractor, 
     manifest = read_manifest(manifest_path)
     rows = [u for i, u in enumerate(manifest.utterances)
             if options.shard is None or i % options.shard[1] == options.shard[0]]
+    rows, plan = _waveform_plan(manifest, rows, extractor, options)
     retry = {u.id for u in rows} if options.retry_rejected else set()
-    return _run(manifest, rows, extractor, Path(output), options, retry)
+    return _run(manifest, rows, extractor, Path(output), options, retry, plan)
+
+
+def _waveform_plan(manifest: Manifest, rows: list[Utterance], extractor: Extractor, options: RunOptions
+                   ) -> tuple[list[Utterance], Plan]:
+    """The rows to extract (augmented copies appended) and which of them are transformed, how."""
+    if options.augment is None and options.corrupt is None:
+        return rows, {}
+    if extractor.spec.modality != "audio":
+        raise AugmentError(f"--augment and --corrupt transform audio; {extractor.spec.name} reads "
+                           f"{extractor.spec.modality}")
+    if options.augment is not None and options.corrupt is not None:
+        raise AugmentError("--augment makes training copies and --corrupt evaluation copies: use one per store")
+    if options.corrupt is not None:
+        return rows, corruption_plan(rows, options.corrupt)
+    from ser.manifests.labels import choose_label_set
+
+    assert options.augment is not None
+    label_set = choose_label_set(manifest, options.augment.label_set).label_set
+    class_of = label_set.class_of if label_set is not None else (lambda row: row.label)
+    extra, plan = augmented_rows(rows, options.augment, class_of, splits=options.augment_splits)
+    logger.info("augmentation: %d extra rows from %d source rows", len(extra), len(rows))
+    return rows + extra, plan
 
 
 def _run(manifest: Manifest, rows: list[Utterance], extractor: Extractor, output: Path, options: RunOptions,
-         retry: Collection[str]) -> RunReport:
+         retry: Collection[str], plan: Plan) -> RunReport:
     """One pass: finish or extend the store of ``rows``; rejected ids in ``retry`` are tried again."""
     seq_layers = extractor.spec.resolve_seq(options.seq)
     out = shard_output(output, options.shard)
     report = RunReport(output=out, rejects_file=rejects_path(out))
-    layout, attrs = store_attrs(extractor, seq_layers, manifest, options.shard)
+    layout, attrs = store_attrs(extractor, seq_layers, manifest, options.shard, options)
     expected = {u.id: u.fingerprint() for u in rows}
     aside = set_aside_path(out)
     if aside.exists() and out.exists():
@@ -370,9 +430,9 @@ def _run(manifest: Manifest, rows: list[Utterance], extractor: Extractor, output
         attrs = {**attrs, "extended_from": {key: previous.get(key) for key in ("manifest", "created", "finalized",
                                                                                 "n_items", "extended_from")}}
     earlier = _extract_into(manifest, rows, extractor, out, layout, attrs, seq_layers, options, report,
-                            aside=aside if aside.exists() else None, retry=retry, expected=expected)
+                            aside=aside if aside.exists() else None, retry=retry, expected=expected, plan=plan)
     if earlier:  # rejects of the resumed partial store, tried again now that it is finished
-        again = _run(manifest, rows, extractor, output, options, earlier)
+        again = _run(manifest, rows, extractor, output, options, earlier, plan)
         again.extracted += report.extracted
         again.seconds += report.seconds
         again.audio_seconds += report.audio_seconds
@@ -395,7 +455,7 @@ def _already_complete(report: RunReport, finished: Path, pending: Pending) -> Ru
 
 def _extract_into(manifest: Manifest, rows: list[Utterance], extractor: Extractor, out: Path, layout: StoreLayout,
                   attrs: dict[str, Any], seq_layers: Sequence[str], options: RunOptions, report: RunReport, *,
-                  aside: Path | None, retry: Collection[str], expected: dict[str, str]) -> set[str]:
+                  aside: Path | None, retry: Collection[str], expected: dict[str, str], plan: Plan) -> set[str]:
     """Open (or resume) the partial store, seed it from ``aside`` if given, extract the rest, finalize.
 
     Returns the rejected ids of a resumed partial store that are in ``retry`` (to be tried again
@@ -421,7 +481,7 @@ def _extract_into(manifest: Manifest, rows: list[Utterance], extractor: Extracto
                                window_seconds=spec.window_seconds if spec.modality == "audio" else None)
         in_workers = spec.in_workers and options.num_workers > 0
         dataset = _BatchDataset(manifest, todo, batches, spec.modality, spec.sample_rate, options.max_total_seconds,
-                                extractor=extractor if in_workers else None, seq_layers=seq_layers)
+                                extractor=extractor if in_workers else None, seq_layers=seq_layers, plan=plan)
         loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=options.num_workers,
                             prefetch_factor=2 if options.num_workers else None,
                             persistent_workers=False)

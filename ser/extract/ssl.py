@@ -20,11 +20,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ser.cache.adaptation import PROVENANCE_NAME, AdaptationError, read_provenance, record_from_provenance
 from ser.extract.audio import pad_to_minimum, split_chunks
 from ser.extract.base import (
     ChunkStats,
@@ -78,6 +80,19 @@ def final_hidden_states(output: Any) -> list[torch.Tensor]:
     states = list(output.hidden_states)
     states[-1] = output.last_hidden_state
     return states
+
+
+def adaptation_of(model: str) -> dict[str, Any]:
+    """``{"adaptation": record}`` for a checkpoint folder written by ``ser finetune`` (which fold and
+    utterances adapted it; ``ser fit`` checks it against every fold it tests), else ``{}``."""
+    folder = Path(model).expanduser()
+    try:
+        provenance = read_provenance(folder) if folder.is_dir() else None
+        return {} if provenance is None else {"adaptation": record_from_provenance(folder, provenance).to_dict()}
+    except AdaptationError as err:
+        raise ExtractorError(str(err)) from err
+    except KeyError as err:
+        raise ExtractorError(f"{folder / PROVENANCE_NAME} lacks {err}; re-run ser finetune for this fold") from err
 
 
 def receptive_field(kernels: Sequence[int], strides: Sequence[int]) -> int:
@@ -137,7 +152,7 @@ class SslExtractor:
                 "revision": resolved_revision(self.model) or self.cfg.revision, "sample_rate": self.sample_rate,
                 "frame_rate": self.spec.frame_rate, "layers": n_layers, "dim": dim, "dtype": self.cfg.dtype,
                 "feat_extract_norm": getattr(self.model.config, "feat_extract_norm", None),
-                "attention_mask_used": self.spec.supports_padding}
+                "attention_mask_used": self.spec.supports_padding, **adaptation_of(self.cfg.model)}
 
     # ------------------------------------------------------------------ forward
 

@@ -1,40 +1,17 @@
-"""A small synthetic speech-like corpus on disk (class-dependent tones in noise, 4 speakers) and
-tiny random upstreams saved with save_pretrained."""
+"""The tone corpus and tiny random upstreams saved with save_pretrained."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from ser.manifests.schema import ManifestHeader, Utterance, write_manifest
-
-LABELS = ["neutral", "angry", "sad", "happy"]
-RATE = 16000
+from tests.fakes.tones import write_tone_corpus
 
 
 @pytest.fixture(scope="session")
 def tone_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """4 speakers x 8 clips of 0.6-1.4 s: a tone whose pitch depends on the class, plus noise."""
-    import soundfile
-
-    root = tmp_path_factory.mktemp("tones")
-    rng = np.random.default_rng(0)
-    rows = []
-    for s in range(4):
-        for k in range(8):
-            label = k % 4
-            seconds = 0.6 + 0.1 * k
-            t = np.arange(int(seconds * RATE)) / RATE
-            wave = 0.3 * np.sin(2 * np.pi * (150 + 120 * label + 10 * s) * t) + 0.02 * rng.standard_normal(len(t))
-            name = f"spk{s}_{k}.wav"
-            soundfile.write(root / name, wave.astype(np.float32), RATE)
-            rows.append(Utterance(id=f"spk{s}_{k}", audio=name, label=LABELS[label], speaker=f"spk{s}",
-                                  gender="MF"[s % 2], text="x", duration=seconds))
-    manifest = root / "tones.jsonl"
-    write_manifest(manifest, ManifestHeader(corpus="ravdess", root=str(root), label_set="ravdess8"), rows)
-    return manifest
+    return write_tone_corpus(tmp_path_factory.mktemp("tones"))
 
 
 @pytest.fixture(scope="session")
