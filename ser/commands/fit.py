@@ -44,11 +44,14 @@ def fit(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file with any FitConfig keys (fusion, "
                                        "manifest, protocol, audio, text, head: {...}, train: {...}, ...)."),
     set_: list[str] = typer.Option([], "--set", help="Override KEY=VALUE (dotted: train.lr=1e-4, head.fusion=gmu); "
-                                   "precedence: defaults < --config YAML < flags < --set."),
+                                   "precedence: defaults < the head's paper training preset < --config YAML < "
+                                   "flags < --set."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Parent folder of run directories (default runs/)."),
 ) -> None:
     """Train a fusion head on cached features: every fold x seed, validation from training speakers only,
-    test touched once. Writes config.yaml, metrics.json, predictions.csv, confusion.png and train.log."""
+    test touched once. Training starts from the head's paper recipe (ser.fusion.presets). Writes
+    config.yaml, metrics.json, predictions.csv, confusion.png and train.log (nothing when the inputs or
+    options are refused)."""
     with user_errors():
         import yaml
 
