@@ -55,3 +55,25 @@ def plot_layer_weights(path: Path, title: str, curves: dict[str, list[list[float
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_robustness(path: Path, title: str, curves: dict[str, dict[str, Any]]) -> None:
+    """Test UA (%) against SNR (dB) per curve, ± std bands; each curve's clean UA as a dotted line."""
+    plt = pyplot_or_none(path)
+    if plt is None:
+        return
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for name, curve in curves.items():
+        snr = np.asarray(curve["snr"], dtype=np.float64)
+        mean, std = 100 * np.asarray(curve["mean"]), 100 * np.asarray(curve["std"])
+        line = ax.plot(snr, mean, marker="o", markersize=3, label=name)[0]
+        ax.fill_between(snr, mean - std, mean + std, alpha=0.15, color=line.get_color())
+        ax.axhline(100 * curve["clean"], linestyle=":", color=line.get_color(), linewidth=1)
+    ax.set_xlabel("SNR of the test copies (dB); dotted: clean test")
+    ax.set_ylabel("test UA (%), mean ± std over folds x seeds")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

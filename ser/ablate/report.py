@@ -17,6 +17,8 @@ Outputs (``<runs>/report/`` unless told otherwise):
 ``bars_<section>.png``  UA and WA per cell with std error bars
 ``confusion/<cell>.png`` confusion matrix summed over the cell's runs
 ``layer_weights_<section>.png``  learned softmax layer weights (mean ± std over runs) per cell
+``robustness.csv`` / ``robustness_<section>.png``  test UA against SNR for fits that were also tested
+                        on corrupted copies (``ser fit --robustness STORE...``)
 ``emobox.json``         per cell and run, metrics under EmoBox's field names (ua, wa, micro_f1, macro_f1,
                         confusion, num) with their mean and std
 ``emobox_predictions/<cell>.jsonl``  {"key", "pred", "label", "fold", "seed"} per test utterance
@@ -59,6 +61,10 @@ class Cell:
     runs: list[dict[str, Any]] = field(default_factory=list)
     """metrics.json ``runs`` entries (fold, seed, test, validation, layer_weights, ...)."""
     run_dirs: list[Path] = field(default_factory=list)
+    robustness: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Condition label (``white 10 dB``) -> test metrics of every fold x seed run on that corrupted copy."""
+    conditions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Condition label -> its corruption description (type, snr_db or rt60)."""
 
     @property
     def cell_id(self) -> str:
@@ -150,18 +156,62 @@ def collect(runs_dir: Path) -> list[Cell]:
                               card=card)
         cell = cells[key]
         cell.run_dirs.append(metrics_path.parent)
+        fresh: set[tuple[str, int]] = set()
         for run in metrics["runs"]:
             ident = (key, str(run["fold"]), int(run["seed"]))
             if ident in seen:
                 duplicates += 1
                 continue
             seen.add(ident)
+            fresh.add(ident[1:])
             cell.runs.append(run)
+        for condition in metrics.get("robustness") or []:
+            label = condition_label(condition["corruption"])
+            cell.conditions[label] = condition["corruption"]
+            cell.robustness.setdefault(label, []).extend(
+                r["test"] for r in condition["runs"] if (str(r["fold"]), int(r["seed"])) in fresh)
     if duplicates:
         logger.info("%d (cell, fold, seed) runs were found twice and counted once", duplicates)
     if not cells:
         raise UserError(f"no finished runs (metrics.json) under {runs_dir}; run `ser fit` or `ser ablate` first")
     return list(cells.values())
+
+
+def condition_label(corruption: dict[str, Any]) -> str:
+    """``white 10 dB`` / ``reverb 0.5 s``."""
+    if "snr_db" in corruption:
+        return f"{corruption['type']} {corruption['snr_db']:g} dB"
+    if "rt60" in corruption:
+        return f"{corruption['type']} {corruption['rt60']:g} s"
+    return str(corruption.get("type", "?"))
+
+
+def _condition_order(corruption: dict[str, Any]) -> tuple[str, float]:
+    """By type, then from mild to severe (high SNR / short RT60 first)."""
+    if "snr_db" in corruption:
+        return str(corruption["type"]), -float(corruption["snr_db"])
+    return str(corruption["type"]), float(corruption.get("rt60", 0.0))
+
+
+def robustness_table(section: Section) -> str:
+    """Markdown: test UA (mean ± std over folds x seeds) on the clean test rows and on every corrupted
+    copy, per cell that was evaluated on corrupted copies; empty when none was."""
+    cells = [c for c in section.cells if c.robustness]
+    if not cells:
+        return ""
+    conditions: dict[str, dict[str, Any]] = {}
+    for cell in cells:
+        conditions.update(cell.conditions)
+    order = sorted(conditions, key=lambda label: _condition_order(conditions[label]))
+    lines = ["Noise robustness: test UA (%) on corrupted copies of the test rows (the clean fit, tested once per "
+             "copy).", "", "| cell | clean | " + " | ".join(order) + " |", "|" + "---|" * (len(order) + 2)]
+    for cell in cells:
+        row = [cell.cell_id, _pct(cell.summary()["ua"])]
+        for label in order:
+            runs = cell.robustness.get(label)
+            row.append(_pct(aggregate(runs, ("ua",))["ua"]) if runs else "-")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def sections(cells: Iterable[Cell]) -> list[Section]:
@@ -209,6 +259,9 @@ def markdown(all_sections: list[Section], title: str) -> str:
                    str(len(cell.folds())), ",".join(map(str, cell.seeds())), str(len(cell.runs)), *scores]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+        robustness = robustness_table(section)
+        if robustness:
+            lines += [robustness, ""]
     return "\n".join(lines)
 
 
@@ -295,7 +348,7 @@ def safe_name(text: str) -> str:
 def write_report(runs_dir: Path, out_dir: Path | None = None, *, title: str | None = None,
                  plots: bool = True) -> Path:
     """Collect, aggregate and write every output listed in the module docstring; returns the folder."""
-    from ser.ablate.figures import plot_bars, plot_layer_weights
+    from ser.ablate.figures import plot_bars, plot_layer_weights, plot_robustness
     from ser.fusion.plots import plot_confusion
 
     runs_dir = Path(runs_dir)
@@ -312,7 +365,14 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, *, title: str | No
     (out_dir / "emobox_predictions").mkdir(exist_ok=True)
     for cell in cells:
         _emobox_predictions(cell, out_dir / "emobox_predictions" / f"{cell.cell_id}.jsonl")
+    robust = [c for c in cells if c.robustness]
+    if robust:
+        _write_csv(out_dir / "robustness.csv", *robustness_rows(robust))
     if plots:
+        for section in all_sections:
+            curves = robustness_curves([c for c in section.cells if c.robustness], section)
+            if curves:
+                plot_robustness(out_dir / f"robustness_{safe_name(section.name)}.png", section.name, curves)
         (out_dir / "confusion").mkdir(exist_ok=True)
         for cell in cells:
             plot_confusion(out_dir / "confusion" / f"{cell.cell_id}.png", cell.confusion().tolist(), cell.classes)
@@ -325,6 +385,43 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, *, title: str | No
             if curves:
                 plot_layer_weights(out_dir / f"layer_weights_{safe_name(section.name)}.png", section.name, curves)
     return out_dir
+
+
+def robustness_rows(cells: list[Cell]) -> tuple[list[str], list[dict[str, Any]]]:
+    """robustness.csv: one row per (cell, condition), the clean test included."""
+    columns = ["cell", "condition", "type", "snr_db", "rt60", "n_runs", "ua_mean", "ua_std", "wa_mean", "wa_std"]
+    rows = []
+    for cell in cells:
+        clean = cell.summary()
+        rows.append({"cell": cell.cell_id, "condition": "clean", "type": "clean", "n_runs": len(cell.runs),
+                     "ua_mean": f"{clean['ua']['mean']:.6f}", "ua_std": f"{clean['ua']['std']:.6f}",
+                     "wa_mean": f"{clean['wa']['mean']:.6f}", "wa_std": f"{clean['wa']['std']:.6f}"})
+        for label, runs in cell.robustness.items():
+            stats = aggregate(runs, ("ua", "wa"))
+            rows.append({"cell": cell.cell_id, "condition": label, **cell.conditions[label], "n_runs": len(runs),
+                         "ua_mean": f"{stats['ua']['mean']:.6f}", "ua_std": f"{stats['ua']['std']:.6f}",
+                         "wa_mean": f"{stats['wa']['mean']:.6f}", "wa_std": f"{stats['wa']['std']:.6f}"})
+    return columns, rows
+
+
+def robustness_curves(cells: list[Cell], section: Section) -> dict[str, dict[str, Any]]:
+    """For plotting: ``"<cell label> [<noise>]"`` -> {"snr": [...], "mean": [...], "std": [...], "clean": UA}
+    (noise conditions only, sorted by SNR)."""
+    curves: dict[str, dict[str, Any]] = {}
+    for cell in cells:
+        clean = cell.summary()["ua"]["mean"]
+        by_type: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+        for label, runs in cell.robustness.items():
+            corruption = cell.conditions[label]
+            if "snr_db" in corruption:
+                by_type.setdefault(str(corruption["type"]), []).append(
+                    (float(corruption["snr_db"]), aggregate(runs, ("ua",))["ua"]))
+        for noise, points in by_type.items():
+            points.sort(key=lambda point: point[0])
+            curves[f"{cell_label(cell, section)} [{noise}]"] = {
+                "snr": [p[0] for p in points], "mean": [p[1]["mean"] for p in points],
+                "std": [p[1]["std"] for p in points], "clean": clean}
+    return curves
 
 
 def cell_label(cell: Cell, section: Section) -> str:

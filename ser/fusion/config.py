@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ser.fusion.data import View
 
 MODALITIES = ("audio", "text", "mocap")
+FOLD_PLACEHOLDER = "{fold}"
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "step", "plateau", "cosine")
 SELECT_METRICS = ("ua", "wa", "macro_f1", "weighted_f1")
@@ -109,7 +110,8 @@ class FitConfig:
     protocol: str
     """Protocol preset (``ser protocol list``)."""
     audio: str | None = None
-    """Audio store and view, ``STORE[:stat=..,layer=..|seq=..]``."""
+    """Audio store and view, ``STORE[:stat=..,layer=..|seq=..]``. ``{fold}`` in a store path (any
+    modality) is replaced by each fold's name: one store per fold, e.g. per-fold fine-tuned upstreams."""
     text: str | None = None
     mocap: str | None = None
     label_set: str | None = None
@@ -124,16 +126,30 @@ class FitConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     head: dict[str, Any] = field(default_factory=dict)
     """Overrides of the head's config (paper defaults otherwise)."""
+    augmented: bool = True
+    """Train on the augmented copies (``ser extract --augment``) of each fold's training rows when a
+    store holds them; validation and test never see a copy."""
+    robustness: list[str] = field(default_factory=list)
+    """Corrupted copies of the audio store (``ser extract --corrupt``): after the clean test, each
+    fold's test rows are evaluated once more on each, read with the ``audio`` view's options."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation. Built from a record (:func:`config_from_dict`) it starts from the head's paper
     preset; constructed in Python it is what is passed (``TrainConfig.for_head(fusion)`` for the
     preset, plain ``TrainConfig()`` for the defaults)."""
     out: str = "runs"
 
-    def views(self) -> dict[str, View]:
+    def views(self, fold: str | None = None) -> dict[str, View]:
+        """The input views, with ``{fold}`` in store paths replaced by ``fold`` when given."""
         from ser.fusion.data import parse_view
 
-        return {m: parse_view(v) for m in MODALITIES if (v := getattr(self, m))}
+        def resolve(text: str) -> str:
+            return text.replace(FOLD_PLACEHOLDER, fold) if fold is not None else text
+
+        return {m: parse_view(resolve(v)) for m in MODALITIES if (v := getattr(self, m))}
+
+    def per_fold(self) -> bool:
+        """True when some store path holds ``{fold}`` (one store per fold)."""
+        return any(FOLD_PLACEHOLDER in v for v in (self.audio, self.text, self.mocap, *self.robustness) if v)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -12,6 +12,12 @@ A modality input is named ``STORE[:options]`` on the command line:
 Pooled data live in memory; sequences are read lazily from the store (and kept once read, up to
 ``seq_cache_bytes``). Rows a store rejected at extraction are dropped from every split and
 counted; ids missing from a store, or whose manifest row changed since extraction, are refused.
+
+Augmented copies (``<id>@aug<k>``, written by ``ser extract --augment``) become extra rows after
+the manifest's rows: :meth:`FusionData.fold_indices` adds the copies of a fold's TRAINING rows to
+its training set and never a copy to validation or test, nor a copy of a validation or test row to
+training. A modality whose store has no copies (the text of an augmented audio row) reads its
+source row.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ser.cache.format import source_of
 from ser.cache.reader import CacheReader
 from ser.errors import UserError
 from ser.manifests.labels import LabelSet
@@ -89,6 +96,10 @@ class ModalityData:
     """L of the pooled stack (1 unless layer=weighted)."""
     provenance: dict[str, Any] = field(default_factory=dict)
     """Where the store's features come from (see :func:`store_provenance`), for ``config.yaml``."""
+    adaptation: dict[str, Any] | None = None
+    """The store's ``upstream.adaptation`` record when its upstream was fine-tuned by ``ser finetune``."""
+    corruption: dict[str, Any] | None = None
+    """The store's ``corruption`` attribute when it holds corrupted copies (``ser extract --corrupt``)."""
 
 
 @dataclass
@@ -103,6 +114,10 @@ class FusionData:
     modalities: dict[str, ModalityData]
     dropped_rejected: dict[str, str] = field(default_factory=dict)
     """Id -> reason, for rows some store rejected at extraction (excluded everywhere)."""
+    sources: list[str] = field(default_factory=list)
+    """(N,) the manifest id each row comes from (itself for original rows; empty = all original)."""
+    keys: dict[str, list[str]] = field(default_factory=dict)
+    """Modality -> the store row read for each row (a copy's own row, or its source's)."""
     seq_cache_bytes: int = 4 << 30
     _seq_cache: dict[tuple[str, int], np.ndarray] = field(default_factory=dict, repr=False)
     _seq_cached_bytes: int = 0
@@ -111,12 +126,27 @@ class FusionData:
         return len(self.ids)
 
     def index_of(self, ids: Sequence[str]) -> np.ndarray:
-        """Row numbers of the given ids that are usable (rejected ids are skipped)."""
-        position = {uid: i for i, uid in enumerate(self.ids)}
+        """Row numbers of the given (manifest) ids that are usable; rejected ids are skipped and
+        augmented copies are never returned."""
+        position = {uid: i for i, uid in enumerate(self.ids) if not self.is_copy(i)}
         return np.array([position[uid] for uid in ids if uid in position], dtype=np.int64)
 
+    def is_copy(self, row: int) -> bool:
+        return bool(self.sources) and self.sources[row] != self.ids[row]
+
+    def copies_of(self, ids: Sequence[str]) -> np.ndarray:
+        """Row numbers of the augmented copies of the given manifest ids."""
+        wanted = set(ids)
+        return np.array([i for i, source in enumerate(self.sources) if self.is_copy(i) and source in wanted],
+                        dtype=np.int64)
+
     def fold_indices(self, fold: Fold) -> dict[str, np.ndarray]:
-        return {split: self.index_of(ids) for split, ids in fold.split_ids().items()}
+        """Rows of a fold's splits: validation and test get original rows only; training also gets the
+        augmented copies of its own rows."""
+        rows = {split: self.index_of(ids) for split, ids in fold.split_ids().items()}
+        if self.sources:
+            rows["train"] = np.concatenate([rows["train"], self.copies_of(fold.train)])
+        return rows
 
     def sequence(self, modality: str, row: int) -> np.ndarray:
         """(T, D) float32 sequence of one row, read lazily and cached in memory."""
@@ -126,7 +156,8 @@ class FusionData:
             return cached
         data = self.modalities[modality]
         assert data.reader is not None and data.seq_layer is not None
-        frames = data.reader.sequence(self.ids[row], data.seq_layer)
+        key_ids = self.keys.get(modality)
+        frames = data.reader.sequence(key_ids[row] if key_ids else self.ids[row], data.seq_layer)
         if self._seq_cached_bytes + frames.nbytes <= self.seq_cache_bytes:
             self._seq_cache[key] = frames
             self._seq_cached_bytes += frames.nbytes
@@ -186,8 +217,20 @@ def _seq_layer(reader: CacheReader, view: View) -> str:
     return layer
 
 
-def load_fusion_data(utterances: Sequence[Utterance], label_set: LabelSet, views: dict[str, View]) -> FusionData:
-    """Join stores and manifest rows (already filtered to the label set) into one :class:`FusionData`."""
+def _augmented_copies(readers: dict[str, CacheReader], usable: set[str]) -> list[str]:
+    """Stored augmented copies of usable rows, in store order, over every store (none rejected)."""
+    copies: dict[str, None] = {}
+    for reader in readers.values():
+        for row_id in reader.ids:
+            if source_of(row_id) in usable and row_id not in reader.rejected:
+                copies.setdefault(row_id)
+    return list(copies)
+
+
+def load_fusion_data(utterances: Sequence[Utterance], label_set: LabelSet, views: dict[str, View], *,
+                     augmented: bool = True) -> FusionData:
+    """Join stores and manifest rows (already filtered to the label set) into one :class:`FusionData`;
+    with ``augmented`` the stores' augmented copies of those rows are appended (training only)."""
     if not views:
         raise DataError("no input given: pass at least one of --audio, --text, --mocap")
     rows = [u for u in utterances if label_set.class_of(u) is not None]
@@ -201,24 +244,36 @@ def load_fusion_data(utterances: Sequence[Utterance], label_set: LabelSet, views
     usable = [u for u in rows if u.id not in dropped]
     if dropped:
         logger.warning("%d rows were rejected at extraction and are left out of every split", len(dropped))
-    ids = [u.id for u in usable]
+    originals = [u.id for u in usable]
+    copies = _augmented_copies(readers, set(originals)) if augmented else []
+    if copies:
+        logger.info("%d augmented copies found; they join the training rows of their sources only", len(copies))
+    ids = originals + copies
+    sources = originals + [source_of(c) or c for c in copies]
+    by_id = {u.id: u for u in usable}
     modalities: dict[str, ModalityData] = {}
+    keys: dict[str, list[str]] = {}
     for modality, view in views.items():
         reader = readers[modality]
-        reader.rows_of(ids)  # refuses absent ids with a clear message
+        reader.rows_of(originals)  # refuses absent ids with a clear message
+        keys[modality] = originals + [c if c in reader.index else source_of(c) or c for c in copies]
         provenance = store_provenance(reader)
+        adaptation = (reader.attrs.get("upstream") or {}).get("adaptation")
+        corruption = reader.attrs.get("corruption")
         if view.kind == "seq":
             layer = _seq_layer(reader, view)
             modalities[modality] = ModalityData(view=view, dim=reader.layout.seq[layer], reader=reader,
-                                                seq_layer=layer, provenance=provenance)
+                                                seq_layer=layer, provenance=provenance, adaptation=adaptation,
+                                                corruption=corruption)
         else:
-            matrix, n_layers = _pooled_matrix(reader, view, ids)
+            matrix, n_layers = _pooled_matrix(reader, view, keys[modality])
             modalities[modality] = ModalityData(view=view, dim=matrix.shape[-1], pooled=matrix, n_layers=n_layers,
-                                                provenance=provenance)
+                                                provenance=provenance, adaptation=adaptation, corruption=corruption)
             reader.close()
-    labels = np.array([label_set.index_of(u) for u in usable], dtype=np.int64)
-    return FusionData(ids=ids, labels=labels, speakers=[u.speaker for u in usable], classes=label_set.classes,
-                      modalities=modalities, dropped_rejected=dropped)
+    labels = np.array([label_set.index_of(by_id[source]) for source in sources], dtype=np.int64)
+    return FusionData(ids=ids, labels=labels, speakers=[by_id[source].speaker for source in sources],
+                      classes=label_set.classes, modalities=modalities, dropped_rejected=dropped,
+                      sources=sources if copies else [], keys=keys if copies else {})
 
 
 # ----------------------------------------------------------------------------------------- batches

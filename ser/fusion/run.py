@@ -23,16 +23,17 @@ import csv
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from logging.handlers import MemoryHandler
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ser.cache.adaptation import AdaptationError, AdaptationRecord, check_fold
 from ser.errors import UserError
-from ser.fusion.config import FitConfig, TrainConfig, apply_overrides, coerce_like, config_from_dict
-from ser.fusion.data import FusionData, View, load_fusion_data
+from ser.fusion.config import FOLD_PLACEHOLDER, FitConfig, TrainConfig, apply_overrides, coerce_like, config_from_dict
+from ser.fusion.data import DataError, FusionData, View, load_fusion_data
 from ser.fusion.heads import head_module, resolve_head_config
 from ser.fusion.losses import loss_options
 from ser.fusion.metrics import aggregate
@@ -40,9 +41,9 @@ from ser.fusion.plots import plot_confusion
 from ser.fusion.presets import train_preset
 from ser.fusion.train import FoldResult, deterministic_cuda_setup, train_fold
 from ser.manifests.corpora import DEFAULT_LABEL_SETS
-from ser.manifests.labels import load_label_set
-from ser.manifests.protocols import Fold, ValidationRule, make_folds
-from ser.manifests.schema import read_manifest
+from ser.manifests.labels import LabelSet, load_label_set
+from ser.manifests.protocols import Fold, FoldSet, ValidationRule, make_folds
+from ser.manifests.schema import Utterance, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +87,19 @@ class _Plan:
     train: TrainConfig
     """``cfg.train`` with ``loss_options`` coerced."""
     label_name: str
-    data: FusionData
+    fold_data: dict[str, FusionData]
+    """Fold name -> its data (one shared object unless store paths hold ``{fold}``)."""
     folds: list[Fold]
     card: dict[str, Any]
+    robust: dict[str, dict[str, FusionData]] = field(default_factory=dict)
+    """Fold name -> robustness store key -> the fold's data with audio read from that corrupted copy."""
+    robust_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Robustness store key -> {"store": as configured, "corruption": from the store's attributes}."""
+
+    @property
+    def data(self) -> FusionData:
+        """The first fold's data (classes and inputs are the same for every fold)."""
+        return self.fold_data[self.folds[0].name]
 
 
 def _prepare(cfg: FitConfig) -> _Plan:
@@ -116,10 +127,60 @@ def _prepare(cfg: FitConfig) -> _Plan:
     rule = ValidationRule(fraction=cfg.val_fraction, by=cfg.val_by, seed=cfg.split_seed)  # type: ignore[arg-type]
     fold_set = make_folds(manifest, cfg.protocol, label_set=label_set, rule=rule, options=cfg.protocol_options)
     folds = fold_set.folds if cfg.folds is None else [fold_set.fold(name) for name in cfg.folds]
-    data = load_fusion_data(list(fold_set.utterances.values()), label_set, views)
-    card = {**fold_set.card.to_dict(), "dropped_rejected_at_extraction": len(data.dropped_rejected)}
+    utterances = list(fold_set.utterances.values())
+    if cfg.per_fold():
+        fold_data = {f.name: load_fusion_data(utterances, label_set, cfg.views(f.name), augmented=cfg.augmented)
+                     for f in folds}
+    else:
+        shared = load_fusion_data(utterances, label_set, views, augmented=cfg.augmented)
+        fold_data = {f.name: shared for f in folds}
+    for fold in folds:
+        _check_adaptation(fold_data[fold.name], fold, fold_set)
+    robust, robust_info = _robustness_data(cfg, utterances, label_set, folds, fold_data, fold_set)
+    first = fold_data[folds[0].name]
+    card = {**fold_set.card.to_dict(), "dropped_rejected_at_extraction": len(first.dropped_rejected),
+            "augmented_training_copies": sum(first.is_copy(row) for row in range(len(first)))}
     return _Plan(cfg=cfg, head_options=head_options, head_resolved=head_resolved, train=train,
-                 label_name=label_name, data=data, folds=folds, card=card)
+                 label_name=label_name, fold_data=fold_data, folds=folds, card=card, robust=robust,
+                 robust_info=robust_info)
+
+
+def _check_adaptation(data: FusionData, fold: Fold, fold_set: FoldSet) -> None:
+    """Refuse a store whose upstream was adapted (``ser finetune``) with this fold's test data."""
+    test_speakers = {s for uid in fold.test if (s := fold_set.utterances[uid].speaker) is not None}
+    for modality in data.modalities.values():
+        if not modality.adaptation:
+            continue
+        try:
+            check_fold(AdaptationRecord.from_dict(modality.adaptation), fold=fold.name, test_ids=list(fold.test),
+                       test_speakers=test_speakers, speaker_independent=fold_set.card.speaker_independent,
+                       store=str(modality.view.store))
+        except AdaptationError as err:
+            raise DataError(str(err)) from err
+
+
+def _robustness_data(cfg: FitConfig, utterances: list[Utterance], label_set: LabelSet, folds: list[Fold],
+                     fold_data: dict[str, FusionData], fold_set: FoldSet
+                     ) -> tuple[dict[str, dict[str, FusionData]], dict[str, dict[str, Any]]]:
+    """Per fold, the data with its audio read from each corrupted copy (``cfg.robustness``)."""
+    if not cfg.robustness:
+        return {}, {}
+    if cfg.audio is None:
+        raise UserError("robustness stores replace the audio input: pass --audio too")
+    robust: dict[str, dict[str, FusionData]] = {fold.name: {} for fold in folds}
+    info: dict[str, dict[str, Any]] = {}
+    for entry in cfg.robustness:
+        key = Path(entry.partition(":")[0]).name
+        for fold in folds:
+            clean = fold_data[fold.name]
+            store = Path(entry.partition(":")[0].replace(FOLD_PLACEHOLDER, fold.name))
+            views = {m: replace(d.view, store=store) if m == "audio" else d.view for m, d in clean.modalities.items()}
+            variant = load_fusion_data(utterances, label_set, views, augmented=False)
+            _check_adaptation(variant, fold, fold_set)
+            robust[fold.name][key] = variant
+            corruption = variant.modalities["audio"].corruption or {"type": store.stem}
+            info[key] = {"store": entry, "corruption": corruption}
+    return robust, info
 
 
 def run_fit(cfg: FitConfig) -> Path:
@@ -154,19 +215,25 @@ def run_fit(cfg: FitConfig) -> Path:
 
 def _run(plan: _Plan, run_dir: Path) -> Path:
     cfg, data = plan.cfg, plan.data
+    per_fold = {fold: {m: {"view": d.view.describe(), **d.provenance} for m, d in fold_data.modalities.items()}
+                for fold, fold_data in plan.fold_data.items()} if cfg.per_fold() else None
     _write_yaml(run_dir / "config.yaml", {
         "config": {**cfg.to_dict(), "head": plan.head_options, "train": asdict(plan.train)},
         "head_resolved": plan.head_resolved,
         "train_preset": train_preset(cfg.fusion),
         "label_set": plan.label_name, "protocol_card": plan.card,
         "inputs": {m: {"view": d.view.describe(), **d.provenance} for m, d in data.modalities.items()},
+        **({"inputs_per_fold": per_fold} if per_fold else {}),
+        **({"robustness": plan.robust_info} if plan.robust_info else {}),
     })
     results: list[FoldResult] = []
     for seed in cfg.seeds:
         for fold in plan.folds:
-            rows = data.fold_indices(fold)
-            results.append(train_fold(data, fold.name, rows, fusion=cfg.fusion, head_options=plan.head_options,
-                                      cfg=plan.train, seed=seed))
+            fold_data = plan.fold_data[fold.name]
+            extra = {key: (variant, variant.index_of(fold.test)) for key, variant in plan.robust.get(fold.name,
+                                                                                                    {}).items()}
+            results.append(train_fold(fold_data, fold.name, fold_data.fold_indices(fold), fusion=cfg.fusion,
+                                      head_options=plan.head_options, cfg=plan.train, seed=seed, extra_tests=extra))
             logger.info("fold %s seed %d: test UA %.2f WA %.2f macro-F1 %.2f", fold.name, seed,
                         100 * results[-1].test["ua"], 100 * results[-1].test["wa"], 100 * results[-1].test["macro_f1"])
     summary = {
@@ -177,6 +244,11 @@ def _run(plan: _Plan, run_dir: Path) -> Path:
         "validation": aggregate([r.validation for r in results]),
         "confusion": _summed_confusion(results, len(data.classes)),
     }
+    if plan.robust_info:
+        summary["robustness"] = [
+            {**info, "key": key, "test": aggregate([r.robustness[key] for r in results]),
+             "runs": [{"fold": r.fold, "seed": r.seed, "test": r.robustness[key]} for r in results]}
+            for key, info in plan.robust_info.items()]
     _write_predictions(run_dir / "predictions.csv", results, data.classes)
     plot_confusion(run_dir / "confusion.png", summary["confusion"], list(data.classes))
     _write_json(run_dir / "metrics.json", summary)  # last: its presence means the run is complete

@@ -55,6 +55,8 @@ class FoldResult:
     layer_weights: dict[str, list[float]] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    robustness: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Extra test set name (a corrupted copy) -> its metrics, evaluated once after the clean test."""
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
@@ -239,8 +241,11 @@ def _train_epoch(setup: _Setup, data: FusionData, rows: np.ndarray, cfg: TrainCo
 
 
 def train_fold(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *, fusion: str,
-               head_options: dict[str, Any], cfg: TrainConfig, seed: int) -> FoldResult:
-    """Train on ``rows["train"]``, select on ``rows["validation"]``, test once on ``rows["test"]``.
+               head_options: dict[str, Any], cfg: TrainConfig, seed: int,
+               extra_tests: dict[str, tuple[FusionData, np.ndarray]] | None = None) -> FoldResult:
+    """Train on ``rows["train"]``, select on ``rows["validation"]``, test once on ``rows["test"]``,
+    then once on each of ``extra_tests`` (name -> data and rows: the same test utterances read from
+    corrupted copies of a store, scaled with the clean training statistics).
 
     With ``cfg.refit`` the model is then re-initialised with the same seed and trained on train +
     validation for the selected number of epochs, with the selection run's per-epoch learning
@@ -295,9 +300,11 @@ def train_fold(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *,
                     "pred": data.classes[int(p.argmax())],
                     **{f"p_{c}": round(float(v), 6) for c, v in zip(data.classes, p, strict=True)}}
                    for r, p in zip(rows["test"], probs, strict=True)]
+    robustness = {name: _evaluate(model, extra, extra_rows, cfg, device, standardizer, loss_fn)[0]
+                  for name, (extra, extra_rows) in (extra_tests or {}).items()}
     layer_weights = {m: mixer.weights() for m, mixer in model.mixers.items()}
     logger.info("fold %s seed %d: best epoch %d/%d, val %s %.4f, test UA %.4f WA %.4f", fold_name, seed, best_epoch,
                 epoch, cfg.select, best_score, test_metrics["ua"], test_metrics["wa"])
     return FoldResult(fold=fold_name, seed=seed, best_epoch=best_epoch, epochs_run=epoch, validation=best_val,
                       test=test_metrics, predictions=predictions, layer_weights=layer_weights, history=history,
-                      seconds=time.perf_counter() - start)
+                      seconds=time.perf_counter() - start, robustness=robustness)
