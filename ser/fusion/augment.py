@@ -47,6 +47,22 @@ def _band_masks(lengths: torch.Tensor, size: int, width: tuple[int, int], p: flo
     return mask
 
 
+FILLS = ("min", "mean", "zero")
+
+
+def _fill_value(x: torch.Tensor, valid: torch.Tensor, how: str) -> torch.Tensor:
+    """(B, T, F) frames with (B, T) valid flags -> (B,) value masked bins get: the item's minimum over
+    valid frames (its silence floor, for log-mel), its mean (for learned features) or 0."""
+    if how == "zero":
+        return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    if how == "mean":
+        total = x.masked_fill(~valid[:, :, None], 0.0).sum(dim=(1, 2))
+        count = (valid.sum(dim=1) * x.shape[2]).clamp(min=1)
+        return total / count
+    floor = x.masked_fill(~valid[:, :, None], float("inf")).amin(dim=(1, 2))
+    return torch.where(torch.isfinite(floor), floor, torch.zeros_like(floor))  # empty items
+
+
 class SpecAugment(nn.Module):
     """Time and frequency masking of ``(B, T, F)`` log-mel frames with ``(B,)`` valid lengths."""
 
@@ -58,8 +74,12 @@ class SpecAugment(nn.Module):
         p_freq: float = 0.5,
         n_time_masks: int = 1,
         n_freq_masks: int = 1,
+        fill: str = "min",
     ) -> None:
         super().__init__()
+        if fill not in FILLS:
+            raise ValueError(f"SpecAugment fill must be one of {', '.join(FILLS)}, not {fill!r}")
+        self.fill = fill
         for name, (lo, hi) in (("time_width", time_width), ("freq_width", freq_width)):
             if not 0 <= lo <= hi:
                 raise ValueError(f"SpecAugment {name} must be (lo, hi) with 0 <= lo <= hi, not {(lo, hi)}")
@@ -90,8 +110,6 @@ class SpecAugment(nn.Module):
         time_mask, freq_mask = self.sample_masks(lengths, n_frames, n_freq)
         time_mask, freq_mask = time_mask.to(x.device), freq_mask.to(x.device)
         valid = ~padding_mask(lengths.to(x.device), n_frames)  # (B, T)
-        # Each item's silence floor: its minimum over valid frames (padding excluded, no gradient).
-        floor = x.detach().masked_fill(~valid[:, :, None], float("inf")).amin(dim=(1, 2))
-        floor = torch.where(torch.isfinite(floor), floor, torch.zeros_like(floor))  # empty items
+        floor = _fill_value(x.detach(), valid, self.fill)  # (B,), padding excluded, no gradient
         masked = (time_mask[:, :, None] | freq_mask[:, None, :]) & valid[:, :, None]
         return torch.where(masked, floor[:, None, None].to(x.dtype), x)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 MODALITIES = ("audio", "text", "mocap")
 FOLD_PLACEHOLDER = "{fold}"
+SPECAUGMENT_OPTIONS = ("time_width", "freq_width", "p_time", "p_freq", "n_time_masks", "n_freq_masks", "fill")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "step", "plateau", "cosine")
 SELECT_METRICS = ("ua", "wa", "macro_f1", "weighted_f1")
@@ -83,6 +84,15 @@ class TrainConfig:
     matrices are too small for intra-op parallelism to pay, and ablation grids run several fits
     side by side."""
 
+    specaugment: bool = False
+    """SpecAugment on every SEQUENCE input during training (log-mel frames, SSL frames, token
+    states): time masks over valid frames and masks over feature channels; never at evaluation.
+    (The spectrogram heads have their own, ``head.specaugment``; use one or the other.)"""
+    specaugment_options: dict[str, Any] = field(default_factory=dict)
+    """time_width, freq_width ([lo, hi] frames / channels), p_time, p_freq, n_time_masks,
+    n_freq_masks, fill (min: the item's floor, right for log-mel; mean: its average, the default for
+    learned features; zero). Defaults: the Copenhagen project's 10-30 frames / 5-15 bins at p 0.5."""
+
     def check(self) -> None:
         """Refuse unknown choices by name (before a fit creates anything)."""
         for name, value, choices in (("optimizer", self.optimizer, OPTIMIZERS), ("schedule", self.schedule, SCHEDULES),
@@ -91,6 +101,10 @@ class TrainConfig:
                 raise UserError(f"train.{name} must be one of {', '.join(choices)}, not {value!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise UserError(f"train.epochs and train.batch_size must be >= 1 (got {self.epochs}, {self.batch_size})")
+        unknown = sorted(set(self.specaugment_options) - set(SPECAUGMENT_OPTIONS))
+        if unknown:
+            raise UserError(f"train.specaugment_options {unknown} are unknown; they are "
+                            f"{', '.join(SPECAUGMENT_OPTIONS)}")
 
     @classmethod
     def for_head(cls, fusion: str, **changes: Any) -> TrainConfig:

@@ -109,6 +109,9 @@ def _prepare(cfg: FitConfig) -> _Plan:
     _check_inputs(cfg.fusion, views)
     head_options, head_resolved = resolve_head_config(cfg.fusion, cfg.head)
     cfg.train.check()
+    if cfg.train.specaugment and head_resolved.get("specaugment"):
+        raise UserError(f"head {cfg.fusion} applies its own SpecAugment (head.specaugment); set "
+                        "head.specaugment=false to use train.specaugment instead, or keep only the head's")
     try:
         accepted = loss_options(cfg.train.loss)
     except KeyError as err:

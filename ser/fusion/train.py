@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ser.errors import UserError
+from ser.fusion.augment import SpecAugment
 from ser.fusion.blocks import LayerWeights
 from ser.fusion.config import TrainConfig
 from ser.fusion.data import FusionData, Standardizer, iterate_batches
@@ -67,12 +68,16 @@ class FoldResult:
 class FusionModel(nn.Module):
     """Learnable layer weights for ``layer=weighted`` inputs, then the head."""
 
-    def __init__(self, head: nn.Module, layer_counts: dict[str, int]) -> None:
+    def __init__(self, head: nn.Module, layer_counts: dict[str, int], augment: SpecAugment | None = None) -> None:
         super().__init__()
         self.head = head
         self.mixers = nn.ModuleDict({m: LayerWeights(n) for m, n in layer_counts.items() if n > 1})
+        self.augment = augment
 
     def _mix(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.augment is not None and self.training:  # SpecAugment of every sequence input, training only
+            inputs = {k: self.augment(v, inputs[f"{k}_lengths"]) if f"{k}_lengths" in inputs else v
+                      for k, v in inputs.items()}
         if not self.mixers:
             return inputs
         return {k: self.mixers[k](v) if k in self.mixers else v for k, v in inputs.items()}
@@ -201,7 +206,14 @@ def _setup(data: FusionData, train_rows: np.ndarray, fusion: str, head_options: 
         head = head_module(fusion).build(dims, len(data.classes), **head_options)
     except TypeError as err:
         raise UserError(f"fusion head {fusion}: {err}") from err
-    model = FusionModel(head, {m: d.n_layers for m, d in data.modalities.items()}).to(device)
+    augment = None
+    if cfg.specaugment:
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.specaugment_options.items()}
+        try:
+            augment = SpecAugment(**{"fill": "mean", **options})
+        except (TypeError, ValueError) as err:
+            raise UserError(f"train.specaugment_options: {err}") from err
+    model = FusionModel(head, {m: d.n_layers for m, d in data.modalities.items()}, augment).to(device)
     weights = class_weights(data.labels[train_rows], len(data.classes)) if cfg.class_weighted else None
     if cfg.loss not in ("ce", "focal") and not hasattr(head, "forward_features"):
         raise UserError(f"loss {cfg.loss!r} needs features, but head {fusion!r} does not expose them; use ce or focal")

@@ -173,3 +173,45 @@ def test_corrupted_copies_are_tested_once_each(corpus: dict, tmp_path: Path) -> 
 
     report = (write_report(tmp_path / "runs", plots=False) / "report.md").read_text()
     assert "| cell | clean | white 20 dB | white 0 dB |" in report
+
+
+def test_trainer_specaugment_masks_sequences_in_training_only() -> None:
+    import torch
+
+    from ser.fusion.augment import SpecAugment
+    from ser.fusion.train import FusionModel
+
+    class Echo(torch.nn.Module):
+        def forward(self, inputs):
+            return inputs["audio"]
+
+    model = FusionModel(Echo(), {"audio": 1}, SpecAugment(time_width=(2, 2), freq_width=(1, 1), p_time=1.0,
+                                                           p_freq=1.0, fill="mean"))
+    frames = torch.randn(3, 6, 4)
+    lengths = torch.tensor([6, 4, 2])
+    torch.manual_seed(0)
+    model.train()
+    masked = model({"audio": frames, "audio_lengths": lengths})
+    assert not torch.equal(masked, frames)
+    for i, n in enumerate(lengths.tolist()):
+        assert torch.equal(masked[i, n:], frames[i, n:])  # padding untouched
+    model.eval()
+    assert torch.equal(model({"audio": frames, "audio_lengths": lengths}), frames)
+
+
+def test_trainer_specaugment_in_a_fit_and_not_twice(tmp_path: Path) -> None:
+    from tests.fakes.caches import make_corpus
+
+    manifest, audio, _ = make_corpus(tmp_path, n_speakers=4, per_speaker=8, seq=True)
+    base = dict(fusion="audio_transformer", manifest=str(manifest), protocol="speaker-loso", label_set="ravdess8",
+                audio=f"{audio}:seq=layer_01", val_by="utterance", val_fraction=0.25, folds=["spk0"],
+                out=str(tmp_path / "runs"))
+    with pytest.raises(UserError, match="applies its own SpecAugment"):
+        run_fit(FitConfig(**base, train=TrainConfig(epochs=1, specaugment=True)))
+    with pytest.raises(UserError, match="specaugment_options"):
+        run_fit(FitConfig(**base, head={"specaugment": False},
+                          train=TrainConfig(epochs=1, specaugment=True, specaugment_options={"width": 3})))
+    run_dir = run_fit(FitConfig(**base, head={"specaugment": False},
+                                train=TrainConfig(epochs=2, specaugment=True,
+                                                  specaugment_options={"time_width": [1, 2], "freq_width": [1, 2]})))
+    assert json.loads((run_dir / "metrics.json").read_text())["runs"][0]["fold"] == "spk0"
