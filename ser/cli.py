@@ -8,7 +8,7 @@ import logging
 import typer
 
 from ser import __version__
-from ser.commands import ablate, cache, demo, extract, fit, manifest, protocol
+from ser.commands import ablate, cache, demo, extract, finetune, fit, manifest, protocol
 
 app = typer.Typer(
     name="ser", no_args_is_help=True, add_completion=False,
@@ -21,6 +21,7 @@ app.command("extractors")(extract.list_extractors)
 app.command("fit")(fit.fit)
 app.add_typer(fit.fusion_app, name="fusion")
 app.command("demo")(demo.demo)
+app.command("finetune")(finetune.finetune)
 app.command("ablate")(ablate.ablate)
 app.command("report")(ablate.report)
 

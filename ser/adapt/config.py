@@ -32,9 +32,9 @@ class FinetuneConfig:
     mode: str = "supervised"
     """supervised (top-k layers + a linear head on mean-pooled frames, cross-entropy) or contrastive
     (FleSER: two random crops per utterance, projection head, NT-Xent; no labels used)."""
-    unfreeze: int | None = None
-    """Top transformer layers to train (None: 2 for supervised, all for contrastive). The CNN
-    feature encoder always stays frozen."""
+    unfreeze: int | str | None = None
+    """Top transformer layers to train: a number, ``all``, or None for the mode's default (2 for
+    supervised, all for contrastive). The CNN feature encoder always stays frozen."""
     epochs: int = 10
     patience: int = 3
     """Early stopping on the fold's validation rows (UA for supervised, NT-Xent loss for contrastive)."""
@@ -63,14 +63,22 @@ class FinetuneConfig:
             raise UserError(f"ser finetune supports {', '.join(FAMILIES)}, not {self.family!r}")
         if self.mode not in MODES:
             raise UserError(f"--mode must be supervised or contrastive, not {self.mode!r}")
-        if self.unfreeze is not None and self.unfreeze < 0:
-            raise UserError("--unfreeze must be 0 or more layers (or all)")
+        if self.unfreeze is not None and self.unfreeze != "all" and (
+                not isinstance(self.unfreeze, int) or self.unfreeze < 0):
+            raise UserError(f"--unfreeze takes a number of layers (0 or more) or all, not {self.unfreeze!r}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
         if self.mode == "contrastive" and self.batch_size < 2:
             raise UserError("contrastive adaptation needs --batch-size of at least 2 (the other items are the "
                             "negatives)")
+
+    @property
+    def layers_to_train(self) -> int | None:
+        """The top-k count for :func:`~ser.adapt.model.unfreeze_top` (None: every layer)."""
+        if self.unfreeze is None:
+            return 2 if self.mode == "supervised" else None
+        return None if self.unfreeze == "all" else int(self.unfreeze)
 
     @property
     def crop(self) -> float:

@@ -223,7 +223,7 @@ def adapt_fold(cfg: FinetuneConfig, fold_name: str, out: Path) -> FoldAdaptation
     except (OSError, ValueError, UserError):
         logger.warning("%s has no feature-extractor config; assuming 16 kHz input without normalisation", cfg.model)
         feature_extractor, sample_rate, normalize = None, 16000, False
-    trainable = unfreeze_top(upstream, cfg.unfreeze if cfg.unfreeze is not None or cfg.mode == "contrastive" else 2)
+    trainable = unfreeze_top(upstream, cfg.layers_to_train)
     train = _clips(manifest, folds, label_set, fold.train)
     validation = _clips(manifest, folds, label_set, fold.validation)
     trainer = _Trainer(cfg, upstream, len(label_set.classes), sample_rate, normalize, train, validation, device)

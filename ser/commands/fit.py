@@ -37,6 +37,9 @@ def fit(
     audio: str | None = typer.Option(None, "--audio", help=f"Audio features: {VIEW_HELP}"),
     text: str | None = typer.Option(None, "--text", help=f"Text features: {VIEW_HELP}"),
     mocap: str | None = typer.Option(None, "--mocap", help=f"Motion-capture features: {VIEW_HELP}"),
+    robustness: list[str] = typer.Option([], "--robustness", help="Corrupted copy of the audio store (`ser extract "
+                                         "--corrupt`), repeatable: each fold's test rows are evaluated once more on "
+                                         "it with the --audio view; `ser report` tabulates UA against SNR."),
     label_set: str | None = typer.Option(None, "--label-set", "-l", help="Label set (default: the manifest's, "
                                          "else the corpus default)."),
     folds: str | None = typer.Option(None, help="Folds to run: all (default) or names, e.g. Ses01,Ses02."),
@@ -67,7 +70,7 @@ def fit(
         flags = {"fusion": fusion, "manifest": str(manifest) if manifest else None, "protocol": protocol,
                  "audio": audio, "text": text, "mocap": mocap, "label_set": label_set,
                  "folds": _split_list(folds, str), "seeds": _split_list(seeds, int),
-                 "out": str(out) if out else None}
+                 "robustness": robustness or None, "out": str(out) if out else None}
         record.update({k: v for k, v in flags.items() if v is not None})
         fit_config = config_from_dict(apply_overrides(record, set_))
         run_dir = run_fit(fit_config)
