@@ -1,19 +1,28 @@
 """Overhead of the `ser extract` path over the bare model forward, and its memory growth.
 
-A base-size HuBERT (12 layers, 768-d; random init, so no download, but the real FLOPs; layer-norm
-feature encoder so that padded batches with attention masks are exact) runs over real RAVDESS
-audio (default 100 clips, about 6 minutes).
+A base-size HuBERT (12 layers, 768-d; random init, so no download, but the real FLOPs) runs over
+real RAVDESS audio (default 100 clips, about 6 minutes; fewer than 5 minutes of audio is refused,
+as too little to time). Two feature encoders:
 
-* bare:     the model's batched forward (same batches, attention masks, all hidden states
-            brought to host memory) over audio decoded and resampled beforehand;
+* default: layer norm (as the large checkpoints): padded batches with attention masks are exact;
+* ``--group-norm``: group norm, as the real hubert-base-ls960 / wav2vec2-base / wavlm-base: no
+  attention mask, so only items of identical length share a batch (what the runner does for them).
+
+Measured:
+
+* bare:     the model's forward over audio decoded and resampled beforehand, in the runner's
+            batches (same plan, same masks), returning all hidden states; only the last one is
+            fetched, which waits for the device;
 * ser:      `run_extraction` end to end: decoding in worker processes, forward, per-layer
-            mean/std of every layer, crash-safe segment writes, finalize into an HDF5 store.
+            mean/std of every layer (on the model's device), crash-safe segment writes, finalize
+            into an HDF5 store.
 
-Printed: both wall times, audio seconds per second, and the peak RSS of a child process running
-the ser path over 1x and 4x the corpus (the 4x manifest repeats the clips under new ids). Last
-line: the overhead ratio ser / bare (target <= 1.15; RSS growth target <= 10 %).
+Batch seconds, batch items and workers default to those of `ser extract` (RunOptions). Printed:
+both wall times, audio seconds per second, and the peak RSS of a child process running the ser
+path over 1x and 4x the corpus (the 4x manifest repeats the clips under new ids). Last line: the
+overhead ratio ser / bare (target <= 1.15; RSS growth target <= 10 %).
 
-    python benchmarks/extract_overhead.py [--clips 100] [--device cpu] [--skip-rss]
+    python benchmarks/extract_overhead.py [--clips 100] [--device cpu] [--group-norm] [--skip-rss]
 """
 
 from __future__ import annotations
@@ -30,17 +39,22 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SER_SHARED_DATA", REPO.parent / "shared" / "data")) / "ravdess16k"
+MIN_AUDIO_SECONDS = 300.0
 
 
-def make_model(folder: Path) -> None:
-    """Save a random-initialised base-size HuBERT (layer-norm encoder) with its feature extractor."""
+def make_model(folder: Path, group_norm: bool) -> None:
+    """Save a random-initialised base-size HuBERT (layer- or group-norm encoder) with its feature extractor."""
     import torch
     import transformers
 
     torch.manual_seed(0)
-    config = transformers.HubertConfig(feat_extract_norm="layer", do_stable_layer_norm=True)
+    if group_norm:  # hubert-base-ls960's architecture
+        config = transformers.HubertConfig(feat_extract_norm="group", do_stable_layer_norm=False)
+    else:
+        config = transformers.HubertConfig(feat_extract_norm="layer", do_stable_layer_norm=True)
     transformers.HubertModel(config).save_pretrained(folder)
-    transformers.Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
+    transformers.Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=not group_norm).save_pretrained(
+        folder)
 
 
 def make_manifest(path: Path, clips: int, repeat: int = 1) -> float:
@@ -69,11 +83,16 @@ def bare_forward(model_dir: Path, manifest_path: Path, device: str, batch_second
     from ser.manifests.schema import read_manifest
 
     extractor = build_extractor("hubert", "base", checkpoint=str(model_dir), device=device)
+    padding = extractor.spec.supports_padding
     manifest = read_manifest(manifest_path)
     rows = manifest.utterances
     audio = [extractor._prepare(load_audio(manifest.audio_path(u), sample_rate=16000)) for u in rows]
-    batches = plan_batches(rows, [a.size / 16000 for a in audio], batch_seconds=batch_seconds,
-                           batch_items=batch_items, same_length_only=False)
+    # the runner plans by the manifest's durations; group-norm models get identical-length batches only
+    batches = plan_batches(rows, [u.duration or a.size / 16000 for u, a in zip(rows, audio, strict=True)],
+                           batch_seconds=batch_seconds, batch_items=batch_items, same_length_only=not padding)
+    if not padding:  # as the extractor does: a forward pass per group of identical sample counts
+        batches = [[i for i in batch if audio[i].size == size] for batch in batches
+                   for size in dict.fromkeys(audio[i].size for i in batch)]
     model = extractor.model
     start = time.perf_counter()
     for batch in batches:
@@ -83,10 +102,12 @@ def bare_forward(model_dir: Path, manifest_path: Path, device: str, batch_second
         for row, i in enumerate(batch):
             values[row, : lengths[row]] = audio[i]
             mask[row, : lengths[row]] = 1
+        inputs = {"input_values": torch.from_numpy(values).to(device)}
+        if padding:
+            inputs["attention_mask"] = torch.from_numpy(mask).to(device)
         with torch.inference_mode():
-            out = model(input_values=torch.from_numpy(values).to(device),
-                        attention_mask=torch.from_numpy(mask).to(device), output_hidden_states=True)
-            torch.stack(out.hidden_states, dim=1).float().cpu().numpy()
+            out = model(**inputs, output_hidden_states=True)
+            out.last_hidden_state.cpu()  # waits for the device
     return time.perf_counter() - start
 
 
@@ -116,6 +137,7 @@ def child(args: argparse.Namespace) -> None:
 
 
 def run_child(args: argparse.Namespace, model_dir: Path, manifest: Path, output: Path) -> dict[str, float]:
+    """The ser path in a fresh process (for its own peak RSS)."""
     command = [sys.executable, __file__, "--child", "--model-dir", str(model_dir), "--manifest", str(manifest),
                "--output", str(output), "--device", args.device, "--batch-seconds", str(args.batch_seconds),
                "--batch-items", str(args.batch_items), "--num-workers", str(args.num_workers)]
@@ -127,15 +149,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=100)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-seconds", type=float, default=60.0)
-    parser.add_argument("--batch-items", type=int, default=16)
-    parser.add_argument("--num-workers", type=int, default=1)
+    parser.add_argument("--batch-seconds", type=float, default=None, help="default: ser extract's")
+    parser.add_argument("--batch-items", type=int, default=None, help="default: ser extract's")
+    parser.add_argument("--num-workers", type=int, default=None, help="default: ser extract's")
+    parser.add_argument("--group-norm", action="store_true", help="a group-norm encoder (hubert-base's real path)")
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--manifest", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from ser.extract.runner import RunOptions
+
+    defaults = RunOptions()
+    for name in ("batch_seconds", "batch_items", "num_workers"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(defaults, name))
     if args.child:
         child(args)
         return
@@ -143,11 +172,17 @@ def main() -> None:
         sys.exit(f"RAVDESS data not found at {DATA} (set SER_SHARED_DATA)")
     with tempfile.TemporaryDirectory(prefix="ser-extract-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        model_dir = tmp / "hubert-base-random"
-        make_model(model_dir)
         manifest = tmp / "m1.jsonl"
         audio_seconds = make_manifest(manifest, args.clips)
-        print(f"{args.clips} RAVDESS clips, {audio_seconds:.0f} s of audio, device {args.device}")
+        if audio_seconds < MIN_AUDIO_SECONDS:
+            sys.exit(f"{args.clips} clips hold {audio_seconds:.0f} s of audio; the benchmark needs at least "
+                     f"{MIN_AUDIO_SECONDS:.0f} s to time anything (raise --clips)")
+        model_dir = tmp / "hubert-base-random"
+        make_model(model_dir, args.group_norm)
+        encoder = "group-norm (identical-length batches, no mask)" if args.group_norm else "layer-norm (masked)"
+        print(f"{args.clips} RAVDESS clips, {audio_seconds:.0f} s of audio, device {args.device}, {encoder} "
+              f"encoder, batches of <= {args.batch_seconds:g} s / {args.batch_items} items, "
+              f"{args.num_workers} workers")
         bare = bare_forward(model_dir, manifest, args.device, args.batch_seconds, args.batch_items)
         ser = run_child(args, model_dir, manifest, tmp / "one.h5")
         print(f"bare forward: {bare:.1f} s ({audio_seconds / bare:.1f} audio-s/s)")
