@@ -39,9 +39,9 @@ from ser.cache.adaptation import PROVENANCE_NAME
 from ser.cache.provenance import environment, utc_now
 from ser.errors import UserError
 from ser.extract.base import require
+from ser.extract.devices import resolve_device
 from ser.extract.hf import load_pretrained
-from ser.manifests.corpora import DEFAULT_LABEL_SETS
-from ser.manifests.labels import LabelSet, load_label_set
+from ser.manifests.labels import LabelSet, choose_label_set
 from ser.manifests.protocols import Fold, FoldSet, ValidationRule, make_folds
 from ser.manifests.schema import Manifest, file_sha256, read_manifest
 
@@ -65,10 +65,9 @@ class FoldAdaptation:
 
 def fold_set_of(cfg: FinetuneConfig) -> tuple[Manifest, LabelSet, FoldSet]:
     manifest = read_manifest(cfg.manifest)
-    name = cfg.label_set or manifest.header.label_set or DEFAULT_LABEL_SETS.get(manifest.header.corpus)
-    if not name:
+    label_set = choose_label_set(manifest, cfg.label_set).label_set
+    if label_set is None:
         raise UserError(f"{cfg.manifest}: no label set given and the corpus has no default; pass --label-set")
-    label_set = load_label_set(name)
     rule = ValidationRule(fraction=cfg.val_fraction, by=cfg.val_by, seed=cfg.split_seed)  # type: ignore[arg-type]
     folds = make_folds(manifest, cfg.protocol, label_set=label_set, rule=rule, options=cfg.protocol_options)
     return manifest, label_set, folds
@@ -85,17 +84,6 @@ def _clips(manifest: Manifest, folds: FoldSet, label_set: LabelSet, ids: tuple[s
         label = label_set.index_of(row)
         clips.append(Clip(id=uid, path=str(path), start=row.start, end=row.end, label=-1 if label is None else label))
     return clips
-
-
-def _device(choice: str) -> torch.device:
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {choice}: no CUDA device is available here; use --device cpu or auto")
-    try:
-        return torch.device(choice)
-    except RuntimeError as err:
-        raise UserError(f"--device {choice!r} is not a device (auto, cpu, cuda, cuda:N)") from err
 
 
 def _seed_everything(seed: int) -> None:
@@ -214,7 +202,7 @@ def adapt_fold(cfg: FinetuneConfig, fold_name: str, out: Path) -> FoldAdaptation
         raise UserError(f"fold {fold.name}: empty validation set; raise --val-fraction or use --val-by utterance")
     _seed_everything(cfg.seed)
     transformers = require("transformers", "ssl")
-    device = _device(cfg.device)
+    device = torch.device(resolve_device(cfg.device))
     upstream = load_pretrained(transformers.AutoModel, cfg.model)
     try:
         feature_extractor = load_pretrained(transformers.AutoFeatureExtractor, cfg.model)
