@@ -10,6 +10,18 @@ import numpy as np
 from ser.fusion.plots import pyplot_or_none
 
 
+def _finish(plt: Any, fig: Any, ax: Any, path: Path, title: str, xlabel: str, ylabel: str) -> None:
+    """Labels, title, legend and grid of a line plot, then save and close it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_bars(path: Path, title: str, labels: list[str], summaries: list[dict[str, dict[str, Any]]],
               metrics: tuple[str, ...] = ("ua", "wa")) -> None:
     """Grouped bars: for each cell (x), the mean of each metric in % with ± std error bars."""
@@ -47,14 +59,7 @@ def plot_layer_weights(path: Path, title: str, curves: dict[str, list[list[float
         mean, std = same.mean(axis=0), same.std(axis=0)
         ax.plot(layers, mean, marker="o", markersize=3, label=f"{name} (n={len(same)})")
         ax.fill_between(layers, mean - std, mean + std, alpha=0.2)
-    ax.set_xlabel("layer (0 = input embedding)")
-    ax.set_ylabel("learned softmax weight")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, ax, path, title, "layer (0 = input embedding)", "learned softmax weight")
 
 
 def plot_robustness(path: Path, title: str, curves: dict[str, dict[str, Any]]) -> None:
@@ -69,11 +74,5 @@ def plot_robustness(path: Path, title: str, curves: dict[str, dict[str, Any]]) -
         line = ax.plot(snr, mean, marker="o", markersize=3, label=name)[0]
         ax.fill_between(snr, mean - std, mean + std, alpha=0.15, color=line.get_color())
         ax.axhline(100 * curve["clean"], linestyle=":", color=line.get_color(), linewidth=1)
-    ax.set_xlabel("SNR of the test copies (dB); dotted: clean test")
-    ax.set_ylabel("test UA (%), mean ± std over folds x seeds")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, ax, path, title, "SNR of the test copies (dB); dotted: clean test",
+            "test UA (%), mean ± std over folds x seeds")

@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from ser.errors import UserError
-from ser.fusion.config import MODALITIES, FitConfig, apply_overrides, config_from_dict
+from ser.fusion.config import MODALITIES, FitConfig, apply_overrides, config_from_dict, set_dotted
+from ser.yaml_files import read_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -106,14 +107,7 @@ def _short(value: Any) -> str:
 def load_grid(path: Path, *, overrides: Sequence[str] = (), out: str | None = None) -> Grid:
     """Read and check a grid YAML file; ``overrides`` (``KEY=VALUE``, as ``--set``) change the base
     (``seeds=[0]`` replaces the grid's seeds)."""
-    import yaml
-
-    try:
-        record = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as err:
-        raise GridError(f"{path}: cannot read the grid file ({err.strerror})") from err
-    except yaml.YAMLError as err:
-        raise GridError(f"{path}: not valid YAML ({err})") from err
+    record = read_yaml(path, "grid file", GridError)
     grid = parse_grid(record, source=str(path), default_name=Path(path).stem)
     if overrides:
         grid.base = apply_overrides(grid.base, list(overrides))
@@ -225,13 +219,10 @@ def apply_cell(base: dict[str, Any], cell: Iterable[tuple[str, Any]]) -> dict[st
                                 f"and OPTION in {', '.join(VIEW_OPTIONS)}")
             record[modality] = set_view_option(record.get(modality), option, value)
             continue
-        *parents, leaf = key.split(".")
-        target = record
-        for part in parents:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise GridError(f"grid key {key!r}: {part} is not a section")
-        target[leaf] = copy.deepcopy(value)
+        try:
+            set_dotted(record, key, copy.deepcopy(value), where=f"grid key {key!r}")
+        except UserError as err:
+            raise GridError(str(err)) from None
     return record
 
 

@@ -130,17 +130,11 @@ FIXED_BY_FINETUNE = ("manifest", "protocol", "label_set", "protocol_options", "v
 
 
 def _fit_folds(cfg: FinetuneConfig, names: list[str], out: Path, fit_config: Path, fit_view: str) -> Path:
-    import yaml
-
     from ser.errors import UserError
+    from ser.fusion.config import read_fit_record
     from ser.fusion.run import config_from_dict, run_fit
 
-    try:
-        record = yaml.safe_load(fit_config.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise UserError(f"{fit_config}: cannot read the fit config ({err})") from err
-    if not isinstance(record, dict):
-        raise UserError(f"{fit_config}: a fit config is a mapping (fusion, head, train, ...)")
+    record = read_fit_record(fit_config)
     ours = {key: getattr(cfg, key) for key in FIXED_BY_FINETUNE}
     clashes = sorted(k for k in FIXED_BY_FINETUNE if k in record and record[k] != ours[k])
     if clashes:

@@ -56,17 +56,10 @@ def fit(
     config.yaml, metrics.json, predictions.csv, confusion.png and train.log (nothing when the inputs or
     options are refused)."""
     with user_errors():
-        import yaml
-
-        from ser.errors import UserError
+        from ser.fusion.config import read_fit_record
         from ser.fusion.run import apply_overrides, config_from_dict, run_fit
 
-        record: dict[str, Any] = {}
-        if config is not None:
-            try:
-                record = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-            except (OSError, yaml.YAMLError) as err:
-                raise UserError(f"{config}: cannot read the YAML config ({err})") from err
+        record: dict[str, Any] = read_fit_record(config) if config is not None else {}
         flags = {"fusion": fusion, "manifest": str(manifest) if manifest else None, "protocol": protocol,
                  "audio": audio, "text": text, "mocap": mocap, "label_set": label_set,
                  "folds": _split_list(folds, str), "seeds": _split_list(seeds, int),

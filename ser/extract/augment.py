@@ -49,6 +49,7 @@ import numpy as np
 from ser.cache.format import AUG_SEPARATOR, augmented_id, source_of
 from ser.errors import UserError
 from ser.manifests.schema import Utterance
+from ser.yaml_files import read_yaml
 
 COLORS = ("white", "pink", "brown", "blue", "violet")
 KINDS = {"pitch_shift": ("semitones",), "time_stretch": ("rate",), "noise": ("snr_db",), "reverb": (),
@@ -196,15 +197,7 @@ def parse_policy(record: Any, source: str = "policy") -> AugmentPolicy:
 
 
 def load_policy(path: Path) -> AugmentPolicy:
-    import yaml
-
-    try:
-        record = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as err:
-        raise AugmentError(f"{path}: cannot read the augmentation policy ({err.strerror})") from err
-    except yaml.YAMLError as err:
-        raise AugmentError(f"{path}: not valid YAML ({err})") from err
-    return parse_policy(record, str(path))
+    return parse_policy(read_yaml(path, "augmentation policy", AugmentError), str(path))
 
 
 CORRUPTION = re.compile(r"^(?P<kind>.+)@(?P<value>-?\d+(?:\.\d+)?)(?P<unit>dB|db|s)$")

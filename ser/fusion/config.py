@@ -17,10 +17,12 @@ import json
 import types
 import typing
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ser.cache.format import config_hash
 from ser.errors import UserError
+from ser.yaml_files import read_yaml
 
 if TYPE_CHECKING:
     from ser.fusion.data import View
@@ -176,6 +178,15 @@ class FitConfig:
         return f"{self.fusion}-{self.protocol}-{label}-{config_hash(record)[:10]}"
 
 
+def read_fit_record(path: str | Path) -> dict[str, Any]:
+    """The mapping of a fit-config YAML file (``ser fit --config``); empty file -> {}."""
+    record = read_yaml(path, "fit config") or {}
+    if not isinstance(record, dict):
+        raise UserError(f"{path}: a fit config is a mapping of FitConfig keys (fusion, manifest, protocol, audio, "
+                        "head: {...}, train: {...}, ...)")
+    return record
+
+
 def config_from_dict(record: dict[str, Any]) -> FitConfig:
     """Build a :class:`FitConfig` from a (YAML) dict, refusing unknown keys by name."""
     known = {f.name for f in dataclasses.fields(FitConfig)}
@@ -269,12 +280,17 @@ def apply_overrides(record: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise UserError(f"--set expects KEY=VALUE, got {pair!r}")
-        target = record
-        *parents, leaf = key.split(".")
-        for part in parents:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise UserError(f"--set {key}: {part} is not a section")
-        target[leaf] = yaml.safe_load(raw)
+        set_dotted(record, key, yaml.safe_load(raw), where=f"--set {key}")
     return record
+
+
+def set_dotted(record: dict[str, Any], key: str, value: Any, *, where: str) -> None:
+    """``record["train"]["lr"] = value`` for ``key = "train.lr"`` (sections created as needed)."""
+    target = record
+    *parents, leaf = key.split(".")
+    for part in parents:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise UserError(f"{where}: {part} is not a section")
+    target[leaf] = value
 
