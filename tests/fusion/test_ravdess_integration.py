@@ -4,7 +4,11 @@ The anchor is computed here, on the same standardised eGeMAPS functionals and th
 scikit-learn RBF-SVM (default C and gamma) trained on each fold's training speakers (train +
 validation rows, as it needs no model selection). The MLP chooses its epoch count on the
 validation rows (a stratified share of the training speakers' utterances), then is retrained on
-the same train + validation rows (``train.refit``) and tested once. Chance UA is 12.5 %. The
+the same train + validation rows (``train.refit``) and tested once. Its recipe is the steady one
+(AdamW 3e-4 for up to 150 epochs, patience 30, input dropout 0.2: a smooth validation curve, so
+the chosen epoch count transfers to the refit) and its UA is the mean over seeds 0, 1 and 2, so
+the comparison does not hang on one seed's luck (at the default lr 1e-3 and seed 0 it tied the
+anchor exactly, 48.125 each). Chance UA is 12.5 %. The
 eGeMAPS cache is the session fixture ``ravdess_egemaps`` (tests/conftest.py), shared with the
 extraction tests.
 """
@@ -15,6 +19,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ser.cache.reader import CacheReader
 from ser.fusion.run import FitConfig, run_fit
@@ -46,17 +51,25 @@ def svm_anchor(manifest_path: Path, store: Path) -> list[float]:
     return scores
 
 
-def test_audio_mlp_reaches_the_svm_anchor_under_leave_one_speaker_out(ravdess_egemaps: tuple[Path, Path],
-                                                                       tmp_path: Path) -> None:
+SEEDS = [0, 1, 2]
+
+
+def test_audio_mlp_beats_the_svm_anchor_under_leave_one_speaker_out(ravdess_egemaps: tuple[Path, Path],
+                                                                     tmp_path: Path) -> None:
     manifest, store = ravdess_egemaps
     svm = svm_anchor(manifest, store)
+    train = TrainConfig(lr=3e-4, epochs=150, patience=30, refit=True)
     config = FitConfig(fusion="mlp", manifest=str(manifest), protocol="speaker-loso", val_by="utterance",
-                       audio=f"{store}:stat=functionals", train=TrainConfig(refit=True), out=str(tmp_path))
+                       audio=f"{store}:stat=functionals", head={"input_dropout": 0.2}, seeds=SEEDS, train=train,
+                       out=str(tmp_path))
     metrics = json.loads((run_fit(config) / "metrics.json").read_text())
-    mlp = metrics["test"]["ua"]["values"]
-    print(f"RAVDESS eGeMAPS, 20-fold leave-one-speaker-out: MLP UA {100 * np.mean(mlp):.2f}, "
-          f"RBF-SVM UA {100 * np.mean(svm):.2f} (chance 12.5)")
-    assert len(mlp) == len(svm) == 20
+    assert [(r["seed"], r["fold"]) for r in metrics["runs"][:2]] == [(0, "Actor_01"), (0, "Actor_02")]
+    per_seed = np.asarray(metrics["test"]["ua"]["values"]).reshape(len(SEEDS), 20).mean(axis=1)  # seed-major
+    mlp = float(per_seed.mean())
+    print(f"RAVDESS eGeMAPS, 20-fold leave-one-speaker-out: MLP UA {100 * mlp:.2f} (mean of seeds {SEEDS}: "
+          f"{', '.join(f'{100 * v:.2f}' for v in per_seed)}), RBF-SVM UA {100 * np.mean(svm):.2f} (chance 12.5)")
+    assert len(svm) == 20 and len(metrics["runs"]) == 20 * len(SEEDS)
     assert metrics["protocol_card"]["speaker_independent"]
     assert np.mean(svm) > 0.3  # far above chance: the anchor itself is sane
-    assert np.mean(mlp) >= np.mean(svm)
+    assert mlp == pytest.approx(metrics["test"]["ua"]["mean"])
+    assert mlp >= np.mean(svm)
