@@ -13,9 +13,8 @@ from those arguments:
 Padded frames are never attended to and never pooled, so in eval mode an item's logits do not
 depend on the padding the batch adds (up to float rounding).
 
-SpecAugment widths are in frames of the cache (``ser.fusion.augment``): 10-30 time frames are
-100-300 ms at the ``64`` log-mel preset's 10 ms hop, where the source's 10-30 frames were 320-960 ms
-at librosa's default hop of 512 samples (32 ms); the frequency widths (5-15 of 64 mel bins) match.
+Deviation: SpecAugment widths count frames of the cache, so its time masks are about 3x shorter
+than the source's 32 ms frames made them (``ser.fusion.augment`` gives the numbers and the fix).
 
 Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): the Copenhagen script's
 Adam 1e-4 with weight decay 1e-4, ReduceLROnPlateau(0.8, patience 2) on validation loss, 30 epochs,
