@@ -11,7 +11,10 @@ config keys that differ between its cells, and the best mean per metric is marke
 
 Outputs (``<runs>/report/`` unless told otherwise):
 
-``report.md``           one table per section, best per metric in bold, plus the protocol cards
+``report.md``           one table per section, best per metric in bold, plus the protocol cards; then per
+                        section the pooled metrics (all folds' test predictions as one set) and each
+                        cell's paired UA difference from the best cell with its 95 % interval
+                        (``ser.ablate.compare``), marking cells not distinguishable from the best
 ``report.csv``          one row per cell: the varying keys, n runs, mean and std of every metric, best flags
 ``runs.csv``            one row per (cell, fold, seed): the long format for your own statistics
 ``bars_<section>.png``  UA and WA per cell with std error bars
@@ -37,16 +40,18 @@ from typing import Any
 
 import numpy as np
 
+from ser.ablate.compare import Comparison, paired_comparison
 from ser.cache.format import config_hash
 from ser.errors import UserError
-from ser.fusion.metrics import aggregate
+from ser.fusion.metrics import aggregate, metrics_from_confusion
 
 logger = logging.getLogger(__name__)
 
 METRICS = ("ua", "wa", "macro_f1", "weighted_f1")
 METRIC_NAMES = {"ua": "UA", "wa": "WA", "macro_f1": "macro-F1", "weighted_f1": "weighted-F1"}
-RUN_KEYS = ("seeds", "folds", "out")
-"""Config keys that do not define a cell (a cell pools its seeds and folds)."""
+RUN_KEYS = ("seeds", "folds", "out", "ensemble")
+"""Config keys that do not define a cell (a cell pools its seeds and folds; an ensemble adds a row to a
+run's own metrics but does not change its members)."""
 
 
 @dataclass
@@ -76,6 +81,19 @@ class Cell:
     def confusion(self) -> np.ndarray:
         return np.sum([np.asarray(run["test"]["confusion"], dtype=np.int64) for run in self.runs], axis=0)
 
+    def pooled(self) -> dict[str, dict[str, Any]]:
+        """Metrics of all folds' test predictions pooled into one set per seed (summed confusions),
+        mean ± std over seeds."""
+        per_seed = []
+        for seed in self.seeds():
+            confusion = np.sum([run["test"]["confusion"] for run in self.runs if int(run["seed"]) == seed], axis=0)
+            per_seed.append(metrics_from_confusion(confusion, self.classes))
+        return aggregate(per_seed, METRICS)
+
+    def run_scores(self, metric: str = "ua") -> dict[tuple[str, int], float]:
+        """(fold, seed) -> the run's test ``metric`` (what paired comparisons pair on)."""
+        return {(str(run["fold"]), int(run["seed"])): float(run["test"][metric]) for run in self.runs}
+
     def seeds(self) -> list[int]:
         return sorted({int(run["seed"]) for run in self.runs})
 
@@ -100,6 +118,13 @@ class Section:
             means = {c.key: c.summary()[metric]["mean"] for c in self.cells}
             out[metric] = max(means, key=lambda k: means[k])
         return out
+
+    def comparisons(self) -> dict[str, Comparison | None]:
+        """Cell key -> its paired UA comparison with the best-UA cell (None for the best itself and for
+        cells that share fewer than two (fold, seed) runs with it)."""
+        best = next(c for c in self.cells if c.key == self.best()["ua"])
+        reference = best.run_scores()
+        return {c.key: None if c is best else paired_comparison(c.run_scores(), reference) for c in self.cells}
 
 
 def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -146,6 +171,8 @@ def collect(runs_dir: Path) -> list[Cell]:
             continue
         metrics, resolved = read
         config = {k: v for k, v in (resolved.get("config") or {}).items() if k not in RUN_KEYS}
+        if not config.get("search"):
+            config.pop("search", None)  # runs without a search pool with runs written before it existed
         config["label_set"] = resolved.get("label_set", config.get("label_set"))
         key = config_hash(config)
         card = metrics.get("protocol_card", {})
@@ -259,10 +286,42 @@ def markdown(all_sections: list[Section], title: str) -> str:
                    str(len(cell.folds())), ",".join(map(str, cell.seeds())), str(len(cell.runs)), *scores]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+        lines += comparison_table(section)
         robustness = robustness_table(section)
         if robustness:
             lines += [robustness, ""]
     return "\n".join(lines)
+
+
+def _difference(comparison: Comparison | None, is_best: bool) -> tuple[str, str, str]:
+    """(ΔUA with its interval, p-value, verdict) cells of the comparison table."""
+    if is_best:
+        return "best", "-", "-"
+    if comparison is None:
+        return "no shared runs", "-", "-"
+    interval = (f"{100 * comparison.mean_difference:+.2f} [{100 * comparison.low:+.2f}, "
+                f"{100 * comparison.high:+.2f}]")
+    verdict = "worse" if comparison.distinguishable and comparison.mean_difference < 0 else (
+        "better?" if comparison.distinguishable else "≈ best")
+    return interval, f"{comparison.p_value:.3f}", verdict
+
+
+def comparison_table(section: Section) -> list[str]:
+    """Markdown lines: pooled metrics per cell and each cell's paired UA difference from the best cell."""
+    best = section.best()["ua"]
+    comparisons = section.comparisons()
+    lines = ["Pooled: all folds' test predictions as one set (per seed, mean ± std over seeds). ΔUA: cell − best "
+             "cell over their shared (fold, seed) runs, with a 95 % paired-bootstrap interval and the Wilcoxon "
+             "signed-rank p; **≈ best** = the interval contains 0, not distinguishable from the best.", "",
+             "| cell | UA pooled | WA pooled | macro-F1 pooled | weighted-F1 pooled | ΔUA vs best [95 % CI] | p | "
+             "verdict |", "|---|---|---|---|---|---|---|---|"]
+    for cell in section.cells:
+        pooled = cell.pooled()
+        difference, p_value, verdict = _difference(comparisons[cell.key], cell.key == best)
+        verdict = f"**{verdict}**" if verdict == "≈ best" else verdict
+        lines.append(f"| {cell.cell_id} | " + " | ".join(_pct(pooled[m]) for m in METRICS)
+                     + f" | {difference} | {p_value} | {verdict} |")
+    return [*lines, ""]
 
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
@@ -276,12 +335,17 @@ def cell_rows(all_sections: list[Section]) -> tuple[list[str], list[dict[str, An
     """report.csv: one row per cell (fractions in [0, 1], not percent)."""
     config_columns = list(dict.fromkeys(c for s in all_sections for c in s.columns))
     columns = ["section", "cell", *config_columns, "n_folds", "seeds", "n_runs",
-               *(f"{m}_{stat}" for m in METRICS for stat in ("mean", "std")), "best"]
+               *(f"{m}_{stat}" for m in METRICS for stat in ("mean", "std")), "best",
+               *(f"{m}_pooled_{stat}" for m in METRICS for stat in ("mean", "std")),
+               "ua_diff_vs_best", "ua_diff_low", "ua_diff_high", "wilcoxon_p", "n_pairs", "distinguishable_from_best"]
     rows = []
     for section in all_sections:
         best = section.best()
+        comparisons = section.comparisons()
         for cell in section.cells:
             summary = cell.summary()
+            pooled = cell.pooled()
+            comparison = comparisons[cell.key]
             row: dict[str, Any] = {"section": section.name, "cell": cell.cell_id, "n_folds": len(cell.folds()),
                                    "seeds": " ".join(map(str, cell.seeds())), "n_runs": len(cell.runs),
                                    "best": " ".join(m for m in METRICS if best[m] == cell.key)}
@@ -289,6 +353,13 @@ def cell_rows(all_sections: list[Section]) -> tuple[list[str], list[dict[str, An
             for metric in METRICS:
                 row[f"{metric}_mean"] = f"{summary[metric]['mean']:.6f}"
                 row[f"{metric}_std"] = f"{summary[metric]['std']:.6f}"
+                row[f"{metric}_pooled_mean"] = f"{pooled[metric]['mean']:.6f}"
+                row[f"{metric}_pooled_std"] = f"{pooled[metric]['std']:.6f}"
+            if comparison is not None:
+                row.update({"ua_diff_vs_best": f"{comparison.mean_difference:.6f}",
+                            "ua_diff_low": f"{comparison.low:.6f}", "ua_diff_high": f"{comparison.high:.6f}",
+                            "wilcoxon_p": f"{comparison.p_value:.6f}", "n_pairs": comparison.n_pairs,
+                            "distinguishable_from_best": comparison.distinguishable})
             rows.append(row)
     return columns, rows
 

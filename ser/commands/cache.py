@@ -66,6 +66,10 @@ def info(store: Path = typer.Argument(..., help="Cache store (.h5 or .zarr), fin
         typer.echo(f"  pooled/{stat}: {shape['layers']} layers x {shape['dim']} ({summary['dtypes']['pooled']})")
     for layer, dim in summary["seq"]["layers"].items():
         typer.echo(f"  seq/{layer}: {summary['seq']['frames']} frames x {dim} ({summary['dtypes']['seq']})")
+    recommended = (summary.get("extractor") or {}).get("recommended_view")
+    typer.echo(f"  recommended view: {store.name}:{recommended} (what `ser fit` reads when an input names no view)"
+               if recommended else "  recommended view: none recorded (an older store): an input without a view "
+               "reads the first statistic of the last layer")
     for key in ("extractor", "upstream", "manifest", "environment", "merged_from", "finalized"):
         if key in summary:
             typer.echo(f"  {key}: {json.dumps(_compact(summary[key]), default=str)}")

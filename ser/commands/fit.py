@@ -49,21 +49,31 @@ def fit(
     set_: list[str] = typer.Option([], "--set", help="Override KEY=VALUE (dotted: train.lr=1e-4, head.fusion=gmu); "
                                    "precedence: defaults < the head's paper training preset < --config YAML < "
                                    "flags < --set."),
+    search: list[str] = typer.Option([], "--search", help="Model selection on validation, repeatable: KEY=V1,V2 "
+                                     "with KEY train.NAME or head.NAME (e.g. --search train.lr=1e-4,1e-3 --search "
+                                     "head.dropout=0.2,0.5; brackets for values holding commas: "
+                                     "head.hidden=[[256],[512,256]]). Every combination trains per fold and seed; "
+                                     "per fold the best mean validation metric over seeds wins and only it is "
+                                     "tested."),
+    ensemble: bool = typer.Option(False, "--ensemble", help="Also report each fold's seed ensemble (mean of the "
+                                  "seed members' class probabilities; needs two or more --seeds)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Parent folder of run directories (default runs/)."),
 ) -> None:
-    """Train a fusion head on cached features: every fold x seed, validation from training speakers only,
-    test touched once. Training starts from the head's paper recipe (ser.fusion.presets). Writes
-    config.yaml, metrics.json, predictions.csv, confusion.png and train.log (nothing when the inputs or
-    options are refused)."""
+    """Train a fusion head (or the classic logreg / svm baselines) on cached features: every fold x seed,
+    validation from training speakers only, test touched once. An input without a view reads the
+    store's recommended view (`ser cache info`). Training starts from the head's paper recipe
+    (ser.fusion.presets). Writes config.yaml, metrics.json, predictions.csv, confusion.png and
+    train.log (nothing when the inputs or options are refused)."""
     with user_errors():
-        from ser.fusion.config import read_fit_record
+        from ser.fusion.config import parse_search, read_fit_record
         from ser.fusion.run import apply_overrides, config_from_dict, run_fit
 
         record: dict[str, Any] = read_fit_record(config) if config is not None else {}
         flags = {"fusion": fusion, "manifest": str(manifest) if manifest else None, "protocol": protocol,
                  "audio": audio, "text": text, "mocap": mocap, "label_set": label_set,
                  "folds": _split_list(folds, str), "seeds": _split_list(seeds, int),
-                 "robustness": robustness or None, "out": str(out) if out else None}
+                 "robustness": robustness or None, "out": str(out) if out else None,
+                 "search": parse_search(search) if search else None, "ensemble": ensemble or None}
         record.update({k: v for k, v in flags.items() if v is not None})
         fit_config = config_from_dict(apply_overrides(record, set_))
         run_dir = run_fit(fit_config)
@@ -83,8 +93,22 @@ def report(run_dir: Path) -> None:
         t = run["test"]
         typer.echo(f"{run['fold']:12s} {run['seed']:4d} {100 * t['ua']:6.2f} {100 * t['wa']:6.2f} "
                    f"{100 * t['macro_f1']:6.2f} {100 * t['weighted_f1']:6.2f} {run['best_epoch']:5d}")
-    summary = metrics["test"]
-    typer.echo("mean ± std over folds and seeds: " + ", ".join(
-        f"{name} {100 * summary[key]['mean']:.2f} ± {100 * summary[key]['std']:.2f}"
-        for key, name in (("ua", "UA"), ("wa", "WA"), ("macro_f1", "macro-F1"), ("weighted_f1", "weighted-F1"))))
+    for fold, choice in (metrics.get("search") or {}).get("folds", {}).items():
+        typer.echo(f"search, fold {fold}: chose {choice['candidate']}")
+    typer.echo("mean ± std over folds and seeds:     " + _line(metrics["test"]))
+    if "test_pooled" in metrics:
+        typer.echo("pooled over folds (mean ± std over seeds): " + _line(metrics["test_pooled"]))
+    if "ensemble" in metrics:
+        ensemble = metrics["ensemble"]
+        typer.echo("seed ensemble, mean ± std over folds: " + _line(ensemble["test"]))
+        typer.echo("seed ensemble, pooled over folds:     " + ", ".join(
+            f"{name} {100 * ensemble['test_pooled'][key]:.2f}" for key, name in METRIC_NAMES))
     typer.echo(f"run directory: {run_dir}")
+
+
+METRIC_NAMES = (("ua", "UA"), ("wa", "WA"), ("macro_f1", "macro-F1"), ("weighted_f1", "weighted-F1"))
+
+
+def _line(summary: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {100 * summary[key]['mean']:.2f} ± {100 * summary[key]['std']:.2f}"
+                     for key, name in METRIC_NAMES)

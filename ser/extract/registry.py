@@ -8,6 +8,7 @@ or a description for extractors without a downloadable model).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -59,6 +60,46 @@ DESCRIPTIONS: dict[str, str] = {
     "vggish": "VGGish embeddings per 0.96 s patch (raw and postprocessed)",
     "mocap": "IEMOCAP motion capture resampled to 200 steps x 189 values",
 }
+
+
+RECOMMENDED_VIEWS: dict[str, str] = {
+    # SUPERB practice for self-supervised speech models: a learned softmax-weighted sum of every
+    # layer's frame mean (EmoBox also mean-pools frames); heads that cannot learn layer weights
+    # (logreg, svm) read the plain mean over layers of the same statistic instead.
+    "hubert": "stat=mean,layer=weighted",
+    "wav2vec2": "stat=mean,layer=weighted",
+    "wavlm": "stat=mean,layer=weighted",
+    "whisper": "stat=mean,layer=weighted",
+    # SERVER and SER-Fuse feed BERT's pooler output (a tanh layer trained with next-sentence
+    # prediction); a checkpoint without pooler weights falls back to the last layer's [CLS].
+    "bert": "stat=pooler,layer=last",
+    # RoBERTa was trained without next-sentence prediction, so its pooler carries no trained
+    # sentence objective; the seed models that use RoBERTa read the last layer's <s> (CLS) state.
+    "roberta": "stat=cls,layer=last",
+    # all-MiniLM-L6-v2 is a sentence-embedding model trained on the masked token mean.
+    "minilm": "stat=mean,layer=last",
+    # The 88 eGeMAPS functionals are the utterance-level parameter set the standard defines.
+    "egemaps": "stat=functionals,layer=last",
+    "logmel": "stat=mean,layer=last",
+    # The raw (float, not PCA-quantised) 128-d embedding averaged over the 0.96 s patches.
+    "vggish": "stat=raw_mean,layer=last",
+    "mocap": "stat=mean,layer=last",
+}
+"""Family -> the pooled view (``stat=..,layer=..``) its model was trained for. ``ser extract``
+records it in the store (``extractor.recommended_view``) and ``ser fit`` reads an input through it
+when the input names no view."""
+
+
+def recommended_view(family: str, pooled_stats: Iterable[str]) -> str | None:
+    """The recommended view of ``family`` for a store holding ``pooled_stats``: BERT without a
+    trained pooler falls back to its last-layer CLS; None for a family without a recommendation."""
+    view = RECOMMENDED_VIEWS.get(family)
+    stats = set(pooled_stats)
+    if view is None:
+        return None
+    if view.split(",")[0].partition("=")[2] in stats:
+        return view
+    return "stat=cls,layer=last" if "cls" in stats else None
 
 
 def default_preset(family: str) -> str:

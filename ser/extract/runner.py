@@ -49,6 +49,7 @@ from ser.extract.augment import (
     describe_corruption,
 )
 from ser.extract.base import Extractor, ExtractorError, Features, Item, ItemRejected
+from ser.extract.registry import recommended_view
 from ser.extract.update import (
     Pending,
     find_pending,
@@ -305,7 +306,8 @@ def store_attrs(extractor: Extractor, seq_layers: Sequence[str], manifest: Manif
     layout = StoreLayout(pooled=dict(spec.pooled), seq={layer: spec.seq_layers[layer] for layer in seq_layers})
     attrs = {
         "extractor": {"name": spec.name, "preset": spec.preset, "modality": spec.modality, "config": config,
-                      "config_hash": config_hash(config), "shard": list(shard) if shard else None},
+                      "config_hash": config_hash(config), "shard": list(shard) if shard else None,
+                      "recommended_view": recommended_view(spec.name, spec.pooled)},
         "upstream": extractor.upstream(),
         "manifest": {"path": str(manifest.path.resolve()) if manifest.path else None,
                      "sha256": file_sha256(manifest.path) if manifest.path else None,

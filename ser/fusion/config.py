@@ -148,6 +148,14 @@ class FitConfig:
     robustness: list[str] = field(default_factory=list)
     """Corrupted copies of the audio store (``ser extract --corrupt``): after the clean test, each
     fold's test rows are evaluated once more on each, read with the ``audio`` view's options."""
+    search: dict[str, list[Any]] = field(default_factory=dict)
+    """Model selection on validation: dotted ``train.*`` / ``head.*`` key -> the values to try. Every
+    combination (candidate) trains per fold and seed; per fold the candidate with the best validation
+    ``train.select`` metric, averaged over the seeds, is chosen, and only its members touch the test
+    rows (once). metrics.json records the choice per fold."""
+    ensemble: bool = False
+    """Also report each fold's seed ensemble: the mean of its seed members' class probabilities
+    (needs two or more seeds), beside the mean ± std over seeds."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation. Built from a record (:func:`config_from_dict`) it starts from the head's paper
     preset; constructed in Python it is what is passed (``TrainConfig.for_head(fusion)`` for the
@@ -174,8 +182,66 @@ class FitConfig:
         """Readable name + hash of everything that changes the numbers (``out`` excluded)."""
         record = self.to_dict()
         record.pop("out")
+        for key in ("search", "ensemble"):  # off by default: runs without them keep their names
+            if not record[key]:
+                record.pop(key)
         label = self.label_set or "default"
         return f"{self.fusion}-{self.protocol}-{label}-{config_hash(record)[:10]}"
+
+
+SEARCH_SECTIONS = ("train", "head")
+
+
+def parse_search(pairs: list[str]) -> dict[str, list[Any]]:
+    """``--search KEY=V1,V2`` (repeatable) -> ``{KEY: [V1, V2]}``; each value is read as YAML (``1e-4``,
+    ``true``); a value list in brackets is read whole as YAML, for values that hold commas
+    (``head.hidden=[[256],[512,256]]``)."""
+    import yaml
+
+    space: dict[str, list[Any]] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key or not raw.strip():
+            raise UserError(f"--search expects KEY=V1,V2,..., got {pair!r}")
+        try:
+            values = yaml.safe_load(raw) if raw.lstrip().startswith("[") else [
+                yaml.safe_load(part) for part in raw.split(",")]
+        except yaml.YAMLError as err:
+            raise UserError(f"--search {key}: cannot read {raw!r} ({err})") from None
+        if not isinstance(values, list):
+            raise UserError(f"--search {key}: expected a list of values, got {raw!r}")
+        space[key] = [_yaml_number(value) for value in values]
+    return space
+
+
+def _yaml_number(value: Any) -> Any:
+    """``"1e-4"`` -> 1e-4: YAML 1.1 reads exponents without a dot as strings."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def search_candidates(space: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of a search space, in the order given (the first key varies slowest); ``[{}]``
+    for no search. Keys must be ``train.*`` or ``head.*`` with at least one value, without repeats."""
+    import itertools
+
+    if not isinstance(space, dict):
+        raise UserError(f"search must map train.* / head.* keys to lists of values, not {space!r}")
+    for key, values in space.items():
+        section, _, name = str(key).partition(".")
+        if section not in SEARCH_SECTIONS or not name or "." in name:
+            raise UserError(f"search key {key!r}: only train.NAME and head.NAME can be searched (inputs, seeds, "
+                            "folds and protocols are grid axes of `ser ablate`)")
+        if not isinstance(values, list) or not values:
+            raise UserError(f"search {key}: give a non-empty list of values")
+        texts = [json.dumps(v, sort_keys=True, default=str) for v in values]
+        if len(set(texts)) != len(texts):
+            raise UserError(f"search {key}: the values {values} repeat")
+    return [dict(zip(space, point, strict=True)) for point in itertools.product(*space.values())]
 
 
 def read_fit_record(path: str | Path) -> dict[str, Any]:

@@ -2,7 +2,10 @@
 
 A modality input is named ``STORE[:options]`` on the command line:
 
-``feats.h5``                         pooled, first statistic of the store, last layer
+``feats.h5``                         pooled, the store's recommended view (``ser cache info``; e.g.
+                                     ``stat=mean,layer=weighted`` for HuBERT, ``stat=mean`` for
+                                     MiniLM, ``stat=functionals`` for eGeMAPS); a store written
+                                     before stores recorded one: first statistic, last layer
 ``feats.h5:stat=mean,layer=6``       pooled statistic ``mean`` of layer 6
 ``feats.h5:layer=avg``               mean over all cached layers
 ``feats.h5:layer=weighted``          all layers; the model learns softmax layer weights (SUPERB style)
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +60,12 @@ class View:
     """Pooled statistic (None: the store's first)."""
     layer: str = "last"
     """Pooled: ``last``, ``avg``, ``weighted`` or a layer number; seq: a stored layer name (or ``""``)."""
+    auto: bool = False
+    """True when the input named no view: :func:`resolve_view` reads the store's recommended one."""
 
     def describe(self) -> str:
+        if self.auto:
+            return f"{self.store.name} (recommended view)"
         if self.kind == "seq":
             return f"{self.store.name}:seq={self.layer}"
         return f"{self.store.name}:stat={self.stat},layer={self.layer}"
@@ -69,6 +76,8 @@ def parse_view(text: str) -> View:
     store, _, options = text.partition(":")
     if not store:
         raise DataError(f"empty store path in {text!r}")
+    if not options.strip():
+        return View(store=Path(store), auto=True)
     view = {"kind": "pooled", "stat": None, "layer": "last"}
     for part in filter(None, (p.strip() for p in options.split(","))):
         key, sep, value = part.partition("=")
@@ -180,6 +189,33 @@ def store_provenance(reader: CacheReader) -> dict[str, Any]:
     }
 
 
+def resolve_view(reader: CacheReader, view: View, *, learn_layers: bool = True) -> View:
+    """The concrete view of an input: an input that named no view gets the store's recommended one
+    (logged), or, for a store written before stores recorded one, its first statistic and last layer.
+
+    ``learn_layers=False`` (heads that take one fixed vector per modality: logreg, svm) turns a
+    recommended ``layer=weighted`` into ``layer=avg`` and refuses an explicit one.
+    """
+    if view.auto:
+        extractor = reader.attrs.get("extractor") or {}
+        recommended = extractor.get("recommended_view")
+        if recommended:
+            view = parse_view(f"{view.store}:{recommended}")
+            if view.layer == "weighted" and not learn_layers:
+                view = replace(view, layer="avg")
+            logger.info("%s: no view given; using the recommended view of %s %s: %s", view.store.name,
+                        extractor.get("name"), extractor.get("preset"), view.describe())
+        else:
+            view = View(store=view.store, stat=_default_stat(reader, view))
+            logger.warning("%s records no recommended view (written by an older ser); reading the first statistic "
+                           "of the last layer, %s; name a view (STORE:stat=..,layer=..) to choose", view.store.name,
+                           view.describe())
+    if view.kind == "pooled" and view.layer == "weighted" and not learn_layers:
+        raise DataError(f"{view.describe()}: this head takes one vector per modality and cannot learn layer "
+                        "weights; use layer=avg, layer=last or a layer number")
+    return view
+
+
 def _default_stat(reader: CacheReader, view: View) -> str:
     stat = view.stat or next(iter(reader.layout.pooled))
     if stat not in reader.layout.pooled:
@@ -228,9 +264,10 @@ def _augmented_copies(readers: dict[str, CacheReader], usable: set[str]) -> list
 
 
 def load_fusion_data(utterances: Sequence[Utterance], label_set: LabelSet, views: dict[str, View], *,
-                     augmented: bool = True) -> FusionData:
+                     augmented: bool = True, learn_layers: bool = True) -> FusionData:
     """Join stores and manifest rows (already filtered to the label set) into one :class:`FusionData`;
-    with ``augmented`` the stores' augmented copies of those rows are appended (training only)."""
+    with ``augmented`` the stores' augmented copies of those rows are appended (training only).
+    Views are resolved by :func:`resolve_view` (``learn_layers`` as there)."""
     if not views:
         raise DataError("no input given: pass at least one of --audio, --text, --mocap")
     rows = [u for u in utterances if label_set.class_of(u) is not None]
@@ -255,6 +292,7 @@ def load_fusion_data(utterances: Sequence[Utterance], label_set: LabelSet, views
     keys: dict[str, list[str]] = {}
     for modality, view in views.items():
         reader = readers[modality]
+        view = resolve_view(reader, view, learn_layers=learn_layers)
         reader.rows_of(originals)  # refuses absent ids with a clear message
         keys[modality] = originals + [c if c in reader.index else source_of(c) or c for c in copies]
         provenance = store_provenance(reader)

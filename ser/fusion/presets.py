@@ -47,6 +47,11 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # Our baseline, no paper: the TrainConfig defaults (AdamW 1e-3, weight decay 1e-2, batch 32, early
     # stopping after 20 epochs without a better validation UA).
     "mlp": {},
+    # Classic baselines (ser.fusion.classic): their grid point is chosen on validation, then refitted
+    # on train + validation, as the SVM / logistic-regression rows of SER papers train on every
+    # training speaker. (epochs, lr, ... do not apply to them.)
+    "logreg": {"refit": True},
+    "svm": {"refit": True},
     # SERVER (seed_models §1): CE, Adam 1e-4, StepLR(30, 0.1) stepped each epoch, 101 epochs, batch 1.
     "server": {**_ADAM_STEP, "epochs": 101},
     # 3M-SER (§2): Adam 1e-4, StepLR(30, 0.1) (never stepped in the source: fixed here), 200 epochs, batch 1.

@@ -10,7 +10,12 @@ Run directory ``<out>/<fusion>-<protocol>-<label set>-<config hash>/``:
 ``metrics.json``      per fold and seed: validation and test UA / WA / macro-F1 / weighted-F1,
                       per-class scores, confusion, best epoch, learned layer weights; then
                       mean ± std over folds and seeds
+                      (and pooled: the metrics of all folds' test predictions taken as one set,
+                      per seed, then mean ± std over seeds); with ``--search`` the candidate chosen
+                      per fold; with ``--ensemble`` the per-fold seed ensembles
 ``predictions.csv``   one line per test utterance, fold and seed, with class probabilities
+``predictions_ensemble.csv``  with ``--ensemble``: one line per test utterance and fold, the mean of
+                      the seed members' probabilities
 ``confusion.png``     confusion matrix summed over folds and seeds (row-normalised)
 ``train.log``         the log of the run
 
@@ -23,7 +28,7 @@ import csv
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from logging.handlers import MemoryHandler
 from pathlib import Path
 from typing import Any
@@ -32,14 +37,23 @@ import numpy as np
 
 from ser.cache.adaptation import AdaptationError, AdaptationRecord, check_fold
 from ser.errors import UserError
-from ser.fusion.config import FOLD_PLACEHOLDER, FitConfig, TrainConfig, apply_overrides, coerce_like, config_from_dict
+from ser.fusion.config import (
+    FOLD_PLACEHOLDER,
+    FitConfig,
+    TrainConfig,
+    apply_overrides,
+    coerce_fields,
+    coerce_like,
+    config_from_dict,
+    search_candidates,
+)
 from ser.fusion.data import DataError, FusionData, View, load_fusion_data
-from ser.fusion.heads import head_module, resolve_head_config
+from ser.fusion.heads import HEADS, head_module, resolve_head_config
 from ser.fusion.losses import loss_options
-from ser.fusion.metrics import aggregate
+from ser.fusion.metrics import aggregate, compute_metrics, metrics_from_confusion
 from ser.fusion.plots import plot_confusion
 from ser.fusion.presets import train_preset
-from ser.fusion.train import FoldResult, deterministic_cuda_setup, train_fold
+from ser.fusion.train import FoldResult, deterministic_cuda_setup, select_member, test_member
 from ser.manifests.corpora import DEFAULT_LABEL_SETS
 from ser.manifests.labels import LabelSet, load_label_set
 from ser.manifests.protocols import Fold, FoldSet, ValidationRule, make_folds
@@ -76,6 +90,40 @@ def _check_inputs(fusion: str, views: dict[str, View]) -> None:
 
 
 @dataclass
+class Candidate:
+    """One point of a validation search (the only one without ``--search``)."""
+
+    values: dict[str, Any]
+    """Dotted key -> value (empty without a search)."""
+    head_options: dict[str, Any]
+    head_resolved: dict[str, Any]
+    train: TrainConfig
+
+
+def _candidates(cfg: FitConfig, train: TrainConfig) -> list[Candidate]:
+    """Every search candidate with its head options and train config, all checked before anything runs."""
+    out = []
+    for values in search_candidates(cfg.search):
+        head = dict(cfg.head)
+        changes: dict[str, Any] = {}
+        for key, value in values.items():
+            section, _, name = key.partition(".")
+            (head if section == "head" else changes)[name] = value
+        head_options, head_resolved = resolve_head_config(cfg.fusion, head)
+        candidate_train = train
+        if changes:
+            known = {f.name for f in fields(TrainConfig)}
+            unknown = sorted(set(changes) - known)
+            if unknown:
+                raise UserError(f"search keys {['train.' + k for k in unknown]} are not train settings; known: "
+                                f"{sorted(known)}")
+            candidate_train = replace(train, **coerce_fields(TrainConfig, changes, "train"))
+            candidate_train.check()
+        out.append(Candidate(values, head_options, head_resolved, candidate_train))
+    return out
+
+
+@dataclass
 class _Plan:
     """A checked fit, ready to train: nothing in it has written a file yet."""
 
@@ -95,6 +143,8 @@ class _Plan:
     """Fold name -> robustness store key -> the fold's data with audio read from that corrupted copy."""
     robust_info: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Robustness store key -> {"store": as configured, "corruption": from the store's attributes}."""
+    candidates: list[Candidate] = field(default_factory=list)
+    """The search candidates (one, the plain config, without ``--search``)."""
 
     @property
     def data(self) -> FusionData:
@@ -121,6 +171,10 @@ def _prepare(cfg: FitConfig) -> _Plan:
         raise UserError(f"train.loss_options {unknown} are not options of loss {cfg.train.loss!r}; it takes "
                         f"{', '.join(accepted) or 'none'}")
     train = replace(cfg.train, loss_options=coerce_like(cfg.train.loss_options, accepted, "train.loss_options"))
+    candidates = _candidates(cfg, train)
+    if cfg.ensemble and len(cfg.seeds) < 2:
+        raise UserError("--ensemble averages the seed members of each fold: give two or more seeds (--seeds 0,1,2)")
+    learn_layers = HEADS[cfg.fusion].engine == "torch"
     manifest = read_manifest(cfg.manifest)
     label_name = cfg.label_set or manifest.header.label_set or DEFAULT_LABEL_SETS.get(manifest.header.corpus)
     if not label_name:
@@ -132,10 +186,10 @@ def _prepare(cfg: FitConfig) -> _Plan:
     folds = fold_set.folds if cfg.folds is None else [fold_set.fold(name) for name in cfg.folds]
     utterances = list(fold_set.utterances.values())
     if cfg.per_fold():
-        fold_data = {f.name: load_fusion_data(utterances, label_set, cfg.views(f.name), augmented=cfg.augmented)
-                     for f in folds}
+        fold_data = {f.name: load_fusion_data(utterances, label_set, cfg.views(f.name), augmented=cfg.augmented,
+                                              learn_layers=learn_layers) for f in folds}
     else:
-        shared = load_fusion_data(utterances, label_set, views, augmented=cfg.augmented)
+        shared = load_fusion_data(utterances, label_set, views, augmented=cfg.augmented, learn_layers=learn_layers)
         fold_data = {f.name: shared for f in folds}
     for fold in folds:
         _check_adaptation(fold_data[fold.name], fold, fold_set)
@@ -145,7 +199,7 @@ def _prepare(cfg: FitConfig) -> _Plan:
             "augmented_training_copies": sum(first.is_copy(row) for row in range(len(first)))}
     return _Plan(cfg=cfg, head_options=head_options, head_resolved=head_resolved, train=train,
                  label_name=label_name, fold_data=fold_data, folds=folds, card=card, robust=robust,
-                 robust_info=robust_info)
+                 robust_info=robust_info, candidates=candidates)
 
 
 def _check_adaptation(data: FusionData, fold: Fold, fold_set: FoldSet) -> None:
@@ -229,24 +283,22 @@ def _run(plan: _Plan, run_dir: Path) -> Path:
         **({"inputs_per_fold": per_fold} if per_fold else {}),
         **({"robustness": plan.robust_info} if plan.robust_info else {}),
     })
-    results: list[FoldResult] = []
-    for seed in cfg.seeds:
-        for fold in plan.folds:
-            fold_data = plan.fold_data[fold.name]
-            extra = {key: (variant, variant.index_of(fold.test)) for key, variant in plan.robust.get(fold.name,
-                                                                                                    {}).items()}
-            results.append(train_fold(fold_data, fold.name, fold_data.fold_indices(fold), fusion=cfg.fusion,
-                                      head_options=plan.head_options, cfg=plan.train, seed=seed, extra_tests=extra))
-            logger.info("fold %s seed %d: test UA %.2f WA %.2f macro-F1 %.2f", fold.name, seed,
-                        100 * results[-1].test["ua"], 100 * results[-1].test["wa"], 100 * results[-1].test["macro_f1"])
-    summary = {
+    results, search = _train_members(plan)
+    summary: dict[str, Any] = {
         "protocol_card": plan.card, "label_set": plan.label_name, "classes": list(data.classes),
         "fusion": cfg.fusion,
         "runs": [r.to_dict() for r in results],
         "test": aggregate([r.test for r in results]),
+        "test_pooled": pooled_metrics(results, data.classes),
         "validation": aggregate([r.validation for r in results]),
         "confusion": _summed_confusion(results, len(data.classes)),
     }
+    if search:
+        summary["search"] = search
+    if cfg.ensemble:
+        summary["ensemble"], ensemble_rows = seed_ensembles(results, data.classes)
+        _write_csv(run_dir / "predictions_ensemble.csv", ensemble_rows,
+                   ["fold", "seeds", "id", "true", "pred", *[f"p_{c}" for c in data.classes]])
     if plan.robust_info:
         summary["robustness"] = [
             {**info, "key": key, "test": aggregate([r.robustness[key] for r in results]),
@@ -256,6 +308,80 @@ def _run(plan: _Plan, run_dir: Path) -> Path:
     plot_confusion(run_dir / "confusion.png", summary["confusion"], list(data.classes))
     _write_json(run_dir / "metrics.json", summary)  # last: its presence means the run is complete
     return run_dir
+
+
+def _train_members(plan: _Plan) -> tuple[list[FoldResult], dict[str, Any]]:
+    """Every member (fold x seed x search candidate): select on validation; per fold keep the candidate
+    with the best validation metric averaged over seeds; test only its members, once. Returns the
+    tested members (seed-major, as the folds are listed) and the search record (empty without a search)."""
+    cfg, candidates = plan.cfg, plan.candidates
+    searching = len(candidates) > 1
+    tested: list[FoldResult] = []
+    per_fold: dict[str, dict[str, Any]] = {}
+    for fold in plan.folds:
+        fold_data = plan.fold_data[fold.name]
+        rows = fold_data.fold_indices(fold)
+        selections = [[select_member(fold_data, fold.name, rows, fusion=cfg.fusion, head_options=c.head_options,
+                                     cfg=c.train, seed=seed) for seed in cfg.seeds] for c in candidates]
+        scores = [float(np.mean([s.score for s in members])) for members in selections]
+        chosen = int(np.argmax(scores))  # the first of equal scores
+        if searching:
+            per_fold[fold.name] = {"chosen": chosen, "candidate": candidates[chosen].values,
+                                   f"validation_{candidates[chosen].train.select}": scores,
+                                   "seconds": [sum(s.seconds for s in members) for members in selections]}
+            logger.info("fold %s: search chose %s (validation %s %.4f, mean over seeds; candidates: %s)", fold.name,
+                        candidates[chosen].values, candidates[chosen].train.select, scores[chosen],
+                        ", ".join(f"{v:.4f}" for v in scores))
+        extra = {key: (variant, variant.index_of(fold.test)) for key, variant in plan.robust.get(fold.name, {}).items()}
+        for selection in selections[chosen]:
+            result = test_member(selection, fold_data, rows, extra_tests=extra, candidate=candidates[chosen].values)
+            tested.append(result)
+            logger.info("fold %s seed %d: test UA %.2f WA %.2f macro-F1 %.2f", fold.name, result.seed,
+                        100 * result.test["ua"], 100 * result.test["wa"], 100 * result.test["macro_f1"])
+    order = {seed: i for i, seed in enumerate(cfg.seeds)}
+    tested.sort(key=lambda r: order[r.seed])  # stable: folds stay in protocol order within a seed
+    if not searching:
+        return tested, {}
+    seconds = [sum(fold["seconds"][i] for fold in per_fold.values()) for i in range(len(candidates))]
+    return tested, {"space": cfg.search, "select": candidates[0].train.select,
+                    "candidates": [c.values for c in candidates], "folds": per_fold, "seconds_per_candidate": seconds}
+
+
+def pooled_metrics(results: list[FoldResult], classes: tuple[str, ...]) -> dict[str, Any]:
+    """Metrics of all folds' test predictions pooled into one set, per seed (from the summed confusion
+    matrices), and their mean ± std over seeds. Leave-one-speaker-out folds often lack a class, which
+    drags per-fold macro-F1 down; the pooled set has every class."""
+    per_seed = []
+    for seed in dict.fromkeys(r.seed for r in results):
+        confusion = np.sum([r.test["confusion"] for r in results if r.seed == seed], axis=0)
+        metrics = metrics_from_confusion(confusion, classes)
+        per_seed.append({"seed": seed, **{k: metrics[k] for k in ("ua", "wa", "macro_f1", "weighted_f1", "n")}})
+    return {**aggregate(per_seed), "per_seed": per_seed}
+
+
+def seed_ensembles(results: list[FoldResult], classes: tuple[str, ...]
+                   ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Per fold, the mean of the seed members' test probabilities: its metrics per fold, mean ± std over
+    folds and pooled over folds, and one prediction row per test utterance."""
+    by_fold: dict[str, list[FoldResult]] = {}
+    for result in results:
+        by_fold.setdefault(result.fold, []).append(result)
+    runs, rows = [], []
+    for fold, members in by_fold.items():
+        ids = [p["id"] for p in members[0].predictions]
+        if any([p["id"] for p in m.predictions] != ids for m in members):
+            raise RuntimeError(f"fold {fold}: seed members were tested on different rows")
+        probs = np.mean([m.probabilities for m in members], axis=0)
+        labels = members[0].test_labels
+        runs.append({"fold": fold, "seeds": [m.seed for m in members],
+                     "test": compute_metrics(labels, probs.argmax(axis=1), classes)})
+        rows += [{"fold": fold, "seeds": " ".join(str(m.seed) for m in members), "id": uid,
+                  "true": classes[int(label)], "pred": classes[int(p.argmax())],
+                  **{f"p_{c}": round(float(v), 6) for c, v in zip(classes, p, strict=True)}}
+                 for uid, label, p in zip(ids, labels, probs, strict=True)]
+    pooled = metrics_from_confusion(np.sum([r["test"]["confusion"] for r in runs], axis=0), classes)
+    return {"runs": runs, "test": aggregate([r["test"] for r in runs]),
+            "test_pooled": {k: pooled[k] for k in ("ua", "wa", "macro_f1", "weighted_f1", "n")}}, rows
 
 
 def _summed_confusion(results: list[FoldResult], n_classes: int) -> list[list[int]]:
@@ -282,11 +408,14 @@ def _write_yaml(path: Path, record: dict[str, Any]) -> None:
 
 
 def _write_predictions(path: Path, results: list[FoldResult], classes: tuple[str, ...]) -> None:
-    columns = ["fold", "seed", "id", "true", "pred", *[f"p_{c}" for c in classes]]
+    _write_csv(path, [row for result in results for row in result.predictions],
+               ["fold", "seed", "id", "true", "pred", *[f"p_{c}" for c in classes]])
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=columns)
         writer.writeheader()
-        for result in results:
-            writer.writerows(result.predictions)
+        writer.writerows(rows)
     os.replace(tmp, path)

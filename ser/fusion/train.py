@@ -19,12 +19,14 @@ have, follows the same trajectory as the run that chose the epoch count).
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -33,9 +35,10 @@ from torch import nn
 from ser.errors import UserError
 from ser.fusion.augment import SpecAugment
 from ser.fusion.blocks import LayerWeights
+from ser.fusion.classic import refit_classic, select_classic
 from ser.fusion.config import TrainConfig
 from ser.fusion.data import FusionData, Standardizer, iterate_batches
-from ser.fusion.heads import head_module
+from ser.fusion.heads import HEADS, head_module
 from ser.fusion.losses import build_loss
 from ser.fusion.metrics import compute_metrics
 
@@ -58,11 +61,16 @@ class FoldResult:
     seconds: float = 0.0
     robustness: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Extra test set name (a corrupted copy) -> its metrics, evaluated once after the clean test."""
+    candidate: dict[str, Any] = field(default_factory=dict)
+    """The search candidate this member trained with (dotted key -> value; empty without a search)."""
+    probabilities: np.ndarray | None = field(default=None, repr=False)
+    """(n_test, C) class probabilities of the test rows (kept in memory for seed ensembles)."""
+    test_labels: np.ndarray | None = field(default=None, repr=False)
+    """(n_test,) true class indices of the test rows."""
 
     def to_dict(self) -> dict[str, Any]:
-        record = asdict(self)
-        record.pop("predictions")
-        return record
+        record = {k: v for k, v in self.__dict__.items() if k not in ("predictions", "probabilities", "test_labels")}
+        return copy.deepcopy(record)
 
 
 class FusionModel(nn.Module):
@@ -252,24 +260,66 @@ def _train_epoch(setup: _Setup, data: FusionData, rows: np.ndarray, cfg: TrainCo
     return epoch_loss / max(len(rows), 1)
 
 
-def train_fold(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *, fusion: str,
-               head_options: dict[str, Any], cfg: TrainConfig, seed: int,
-               extra_tests: dict[str, tuple[FusionData, np.ndarray]] | None = None) -> FoldResult:
-    """Train on ``rows["train"]``, select on ``rows["validation"]``, test once on ``rows["test"]``,
-    then once on each of ``extra_tests`` (name -> data and rows: the same test utterances read from
-    corrupted copies of a store, scaled with the clean training statistics).
+@dataclass
+class TorchPredictor:
+    """A trained neural head with everything its evaluation needs."""
 
-    With ``cfg.refit`` the model is then re-initialised with the same seed and trained on train +
-    validation for the selected number of epochs, with the selection run's per-epoch learning
-    rates, before the single test pass (validation only chose the epoch count).
-    """
+    model: FusionModel
+    loss_fn: nn.Module
+    standardizer: Standardizer | None
+    cfg: TrainConfig
+    device: torch.device
+
+    def evaluate(self, data: FusionData, rows: np.ndarray) -> tuple[dict[str, Any], np.ndarray, float]:
+        """Metrics over ALL ``rows`` at once, the (n, C) probabilities and the mean loss."""
+        return _evaluate(self.model, data, rows, self.cfg, self.device, self.standardizer, self.loss_fn)
+
+    def layer_weights(self) -> dict[str, list[float]]:
+        return {m: mixer.weights() for m, mixer in self.model.mixers.items()}
+
+
+class Predictor(Protocol):
+    """What the test stage needs of a selected member (neural or classic)."""
+
+    def evaluate(self, data: FusionData, rows: np.ndarray) -> tuple[dict[str, Any], np.ndarray, float]: ...
+
+
+@dataclass
+class Selection:
+    """One member (fold x seed x search candidate) trained and selected on validation; its test rows
+    are untouched until :func:`test_member`."""
+
+    fold: str
+    seed: int
+    score: float
+    """Validation ``train.select`` metric of the chosen checkpoint (or grid point)."""
+    best_epoch: int
+    epochs_run: int
+    validation: dict[str, Any]
+    history: list[dict[str, float]]
+    seconds: float
+    predictor: Predictor
+    refit: Callable[[], Predictor] | None = None
+    """Builds the model that is tested instead of ``predictor`` (``train.refit``)."""
+
+
+def _check_validation(fold_name: str, rows: dict[str, np.ndarray]) -> None:
+    if len(rows["validation"]) == 0:
+        raise UserError(f"fold {fold_name}: the validation set is empty; raise --val-fraction or check the protocol")
+
+
+def select_member(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *, fusion: str,
+                  head_options: dict[str, Any], cfg: TrainConfig, seed: int) -> Selection:
+    """Train on ``rows["train"]`` and choose the checkpoint (neural heads: the best validation epoch;
+    classic heads: the best grid point) on ``rows["validation"]``. ``rows["test"]`` is not read."""
+    _check_validation(fold_name, rows)
+    if HEADS[fusion].engine == "sklearn":
+        return _select_classic(data, fold_name, rows, fusion=fusion, head_options=head_options, cfg=cfg, seed=seed)
     start = time.perf_counter()
     device = resolve_device(cfg.device)
     generator = seed_everything(seed, cfg.deterministic)
     if cfg.threads > 0 and device.type == "cpu":
         torch.set_num_threads(cfg.threads)
-    if len(rows["validation"]) == 0:
-        raise UserError(f"fold {fold_name}: the validation set is empty; raise --val-fraction or check the protocol")
     setup = _setup(data, rows["train"], fusion, head_options, cfg, device)
     model, loss_fn, scheduler, standardizer = setup.model, setup.loss_fn, setup.scheduler, setup.standardizer
     best_score, best_epoch, best_state, waited = -np.inf, -1, None, 0
@@ -298,25 +348,72 @@ def train_fold(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *,
     assert best_state is not None
     model.load_state_dict(best_state[0])
     loss_fn.load_state_dict(best_state[1])  # centers / margin weights chosen with the model
+    refit = None
     if cfg.refit:
-        generator = seed_everything(seed, cfg.deterministic)
-        pooled = np.concatenate([rows["train"], rows["validation"]])
-        setup = _setup(data, pooled, fusion, head_options, cfg, device)
-        model, loss_fn, standardizer = setup.model, setup.loss_fn, setup.standardizer
-        for past in history[:best_epoch]:  # the selection run's lr, epoch by epoch (any schedule)
-            for group in setup.optimizer.param_groups:
-                group["lr"] = past["lr"]
-            _train_epoch(setup, data, pooled, cfg, device, generator)
-    test_metrics, probs, _ = _evaluate(model, data, rows["test"], cfg, device, standardizer, loss_fn)
+        refit = functools.partial(_refit_torch, data, np.concatenate([rows["train"], rows["validation"]]),
+                                  fusion=fusion, head_options=head_options, cfg=cfg, seed=seed, device=device,
+                                  lrs=[past["lr"] for past in history[:best_epoch]])
+    return Selection(fold=fold_name, seed=seed, score=float(best_score), best_epoch=best_epoch, epochs_run=epoch,
+                     validation=best_val, history=history, seconds=time.perf_counter() - start,
+                     predictor=TorchPredictor(model, loss_fn, standardizer, cfg, device), refit=refit)
+
+
+def _refit_torch(data: FusionData, pooled: np.ndarray, *, fusion: str, head_options: dict[str, Any],
+                 cfg: TrainConfig, seed: int, device: torch.device, lrs: list[float]) -> TorchPredictor:
+    """Re-initialise from the same seed and train on train + validation for the selected number of
+    epochs, at the selection run's learning rate of each epoch (any schedule)."""
+    generator = seed_everything(seed, cfg.deterministic)
+    setup = _setup(data, pooled, fusion, head_options, cfg, device)
+    for lr in lrs:
+        for group in setup.optimizer.param_groups:
+            group["lr"] = lr
+        _train_epoch(setup, data, pooled, cfg, device, generator)
+    return TorchPredictor(setup.model, setup.loss_fn, setup.standardizer, cfg, device)
+
+
+def _select_classic(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *, fusion: str,
+                    head_options: dict[str, Any], cfg: TrainConfig, seed: int) -> Selection:
+    config = head_module(fusion).build({m: d.dim for m, d in data.modalities.items()}, len(data.classes),
+                                       **head_options)
+    chosen = select_classic(data, rows, config=config, normalize=cfg.normalize, select=cfg.select, seed=seed)
+    refit = None
+    if cfg.refit:
+        refit = functools.partial(refit_classic, data, np.concatenate([rows["train"], rows["validation"]]),
+                                  config=config, params=chosen.predictor.params, normalize=cfg.normalize, seed=seed)
+    return Selection(fold=fold_name, seed=seed, score=chosen.score, best_epoch=0, epochs_run=0,
+                     validation=chosen.validation, history=chosen.history, seconds=chosen.seconds,
+                     predictor=chosen.predictor, refit=refit)
+
+
+def test_member(selection: Selection, data: FusionData, rows: dict[str, np.ndarray], *,
+                extra_tests: dict[str, tuple[FusionData, np.ndarray]] | None = None,
+                candidate: dict[str, Any] | None = None) -> FoldResult:
+    """Refit when asked, then evaluate ``rows["test"]`` exactly once (and once each of ``extra_tests``:
+    the same test utterances read from corrupted copies of a store, scaled with the training statistics)."""
+    start = time.perf_counter()
+    predictor = selection.refit() if selection.refit is not None else selection.predictor
+    test_metrics, probs, _ = predictor.evaluate(data, rows["test"])
+    fold_name, seed = selection.fold, selection.seed
     predictions = [{"fold": fold_name, "seed": seed, "id": data.ids[r], "true": data.classes[data.labels[r]],
                     "pred": data.classes[int(p.argmax())],
                     **{f"p_{c}": round(float(v), 6) for c, v in zip(data.classes, p, strict=True)}}
                    for r, p in zip(rows["test"], probs, strict=True)]
-    robustness = {name: _evaluate(model, extra, extra_rows, cfg, device, standardizer, loss_fn)[0]
+    robustness = {name: predictor.evaluate(extra, extra_rows)[0]
                   for name, (extra, extra_rows) in (extra_tests or {}).items()}
-    layer_weights = {m: mixer.weights() for m, mixer in model.mixers.items()}
-    logger.info("fold %s seed %d: best epoch %d/%d, val %s %.4f, test UA %.4f WA %.4f", fold_name, seed, best_epoch,
-                epoch, cfg.select, best_score, test_metrics["ua"], test_metrics["wa"])
-    return FoldResult(fold=fold_name, seed=seed, best_epoch=best_epoch, epochs_run=epoch, validation=best_val,
-                      test=test_metrics, predictions=predictions, layer_weights=layer_weights, history=history,
-                      seconds=time.perf_counter() - start, robustness=robustness)
+    layer_weights = predictor.layer_weights() if isinstance(predictor, TorchPredictor) else {}
+    logger.info("fold %s seed %d: best epoch %d/%d, validation %.4f, test UA %.4f WA %.4f", fold_name, seed,
+                selection.best_epoch, selection.epochs_run, selection.score, test_metrics["ua"], test_metrics["wa"])
+    return FoldResult(fold=fold_name, seed=seed, best_epoch=selection.best_epoch, epochs_run=selection.epochs_run,
+                      validation=selection.validation, test=test_metrics, predictions=predictions,
+                      layer_weights=layer_weights, history=selection.history,
+                      seconds=selection.seconds + time.perf_counter() - start, robustness=robustness,
+                      candidate=dict(candidate or {}), probabilities=probs, test_labels=data.labels[rows["test"]])
+
+
+def train_fold(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *, fusion: str,
+               head_options: dict[str, Any], cfg: TrainConfig, seed: int,
+               extra_tests: dict[str, tuple[FusionData, np.ndarray]] | None = None) -> FoldResult:
+    """One member from start to end: :func:`select_member` on train / validation, then
+    :func:`test_member` (refit with ``cfg.refit``, one test pass, once per ``extra_tests``)."""
+    selection = select_member(data, fold_name, rows, fusion=fusion, head_options=head_options, cfg=cfg, seed=seed)
+    return test_member(selection, data, rows, extra_tests=extra_tests)

@@ -16,8 +16,9 @@ LABELS = ["neutral", "angry", "sad", "happy"]
 
 
 def make_corpus(tmp_path: Path, n_speakers: int = 6, per_speaker: int = 24, layers: int = 3,
-                seq: bool = False) -> tuple[Path, Path, Path]:
-    """Manifest + an audio store whose layer 1 separates the classes + a text store of noise."""
+                seq: bool = False, recommended: str | None = None) -> tuple[Path, Path, Path]:
+    """Manifest + an audio store whose layer 1 separates the classes + a text store of noise;
+    ``recommended`` is recorded as the audio store's recommended view."""
     rows = [Utterance(id=f"s{s}_{k:02d}", label=LABELS[k % 4], speaker=f"spk{s}", gender="MF"[s % 2],
                       text=f"sentence {k}") for s in range(n_speakers) for k in range(per_speaker)]
     manifest = tmp_path / "m.jsonl"
@@ -25,7 +26,8 @@ def make_corpus(tmp_path: Path, n_speakers: int = 6, per_speaker: int = 24, laye
     rng = np.random.default_rng(0)
     audio, text = tmp_path / "audio.h5", tmp_path / "text.h5"
     layout = StoreLayout(pooled={"mean": (layers, 8)}, seq={"layer_01": 8} if seq else {})
-    with CacheWriter.open(audio, layout=layout, attrs={"extractor": {"config_hash": "a"}}) as writer:
+    extractor = {"config_hash": "a", **({"recommended_view": recommended} if recommended else {})}
+    with CacheWriter.open(audio, layout=layout, attrs={"extractor": extractor}) as writer:
         for row in rows:
             label = LABELS.index(row.label)
             stack = rng.normal(size=(layers, 8)).astype(np.float32)

@@ -26,7 +26,9 @@ its field types and records every field in ``config.yaml``), ``INPUTS: dict[str,
 modalities (``"pooled?"``), and ``EXAMPLE_DIMS: dict[str, int]``: small input dims the
 registry-wide contract tests build it with.
 
-The registry below maps names to ``module:build`` literals, so listing heads imports no torch.
+The classic baselines ``logreg`` and ``svm`` (``engine="sklearn"``) follow the same module contract
+(CONFIG, INPUTS, EXAMPLE_DIMS, ``build``) but ``build`` returns their config: ``ser.fusion.classic``
+fits them. The registry below maps names to ``module:build`` literals, so listing heads imports no torch.
 Each head's paper training recipe is in ``ser.fusion.presets`` (torch-free as well).
 """
 
@@ -49,11 +51,18 @@ class HeadInfo:
     description: str
     source: str
     """The paper (or project) the head reproduces."""
+    engine: str = "torch"
+    """``torch`` (an ``nn.Module`` trained by ``ser.fusion.train``) or ``sklearn`` (a classic
+    estimator trained by ``ser.fusion.classic``)."""
 
 
 HEADS: dict[str, HeadInfo] = {
     "mlp": HeadInfo("ser.fusion.heads.mlp", "unimodal or concatenated pooled vectors -> MLP (baseline)",
                     "baseline"),
+    "logreg": HeadInfo("ser.fusion.heads.logreg", "class-balanced logistic regression, C chosen on validation",
+                       "classic baseline (scikit-learn)", engine="sklearn"),
+    "svm": HeadInfo("ser.fusion.heads.svm", "class-balanced SVM (RBF or linear), C and gamma chosen on validation",
+                    "classic baseline (scikit-learn)", engine="sklearn"),
     "server": HeadInfo("ser.fusion.heads.server", "text pooler + summed VGGish, concatenation, linear head",
                        "Pham et al., SERVER (ICIIT 2023)"),
     "mser3": HeadInfo("ser.fusion.heads.mser3", "token self-attention + joint text/audio sequence attention",
@@ -86,6 +95,11 @@ def head_module(name: str) -> ModuleType:
     if name not in HEADS:
         raise UserError(f"unknown fusion head {name!r}; choose one of {', '.join(HEADS)}")
     return importlib.import_module(HEADS[name].target)
+
+
+def torch_heads() -> list[str]:
+    """Names of the neural heads (every head but the classic scikit-learn baselines)."""
+    return [name for name, info in HEADS.items() if info.engine == "torch"]
 
 
 def resolve_head_config(name: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
