@@ -95,13 +95,13 @@ def report(run_dir: Path) -> None:
                    f"{100 * t['macro_f1']:6.2f} {100 * t['weighted_f1']:6.2f} {run['best_epoch']:5d}")
     for fold, choice in (metrics.get("search") or {}).get("folds", {}).items():
         typer.echo(f"search, fold {fold}: chose {choice['candidate']}")
-    typer.echo("mean ± std over folds and seeds:     " + _line(metrics["test"]))
+    typer.echo("mean ± std over folds and seeds: " + _line(metrics["test"]))
     if "test_pooled" in metrics:
-        typer.echo("pooled over folds (mean ± std over seeds): " + _line(metrics["test_pooled"]))
+        typer.echo("all folds' test predictions pooled (mean ± std over seeds): " + _line(metrics["test_pooled"]))
     if "ensemble" in metrics:
         ensemble = metrics["ensemble"]
         typer.echo("seed ensemble, mean ± std over folds: " + _line(ensemble["test"]))
-        typer.echo("seed ensemble, pooled over folds:     " + ", ".join(
+        typer.echo("seed ensemble, all folds pooled: " + ", ".join(
             f"{name} {100 * ensemble['test_pooled'][key]:.2f}" for key, name in METRIC_NAMES))
     typer.echo(f"run directory: {run_dir}")
 

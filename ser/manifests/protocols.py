@@ -315,7 +315,7 @@ def _official(utterances: list[Utterance], rule: ValidationRule, label_set: Labe
                             f"has splits {sorted(by_split)}. Add the missing split's files or pick another "
                             "protocol")
     notes: list[str] = []
-    if "validation" in by_split:
+    if "validation" in by_split and test_split != "validation":
         train, validation = by_split["train"], by_split["validation"]
         notes.append("validation = the official validation split")
     else:

@@ -104,3 +104,27 @@ def test_an_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
         collect(tmp_path)
     with pytest.raises(UserError, match="not a folder"):
         collect(tmp_path / "missing")
+
+
+def test_report_gives_pooled_metrics_and_paired_differences_from_the_best(runs: dict, tmp_path: Path) -> None:
+    from ser.ablate.compare import paired_comparison
+    from ser.fusion.metrics import metrics_from_confusion
+
+    loso = next(s for s in sections(collect(runs["out"])) if "speaker-loso" in s.name)
+    best = next(c for c in loso.cells if c.key == loso.best()["ua"])
+    other = next(c for c in loso.cells if c is not best)
+    expected = paired_comparison(other.run_scores(), best.run_scores())
+    assert loso.comparisons() == {best.key: None, other.key: expected}
+    assert expected is not None and expected.n_pairs == len(set(other.run_scores()) & set(best.run_scores()))
+    seed0 = np.sum([r["test"]["confusion"] for r in best.runs if r["seed"] == 0], axis=0)
+    assert best.pooled()["ua"]["values"][0] == pytest.approx(metrics_from_confusion(seed0, best.classes)["ua"])
+    out = write_report(runs["out"], tmp_path / "report", plots=False)
+    text = (out / "report.md").read_text()
+    assert "ΔUA vs best [95 % CI]" in text and "UA pooled" in text
+    verdict = "≈ best" if not expected.distinguishable else ("worse" if expected.mean_difference < 0 else "better?")
+    assert f"{100 * expected.mean_difference:+.2f} [{100 * expected.low:+.2f}, {100 * expected.high:+.2f}]" in text
+    assert verdict in text
+    with open(out / "report.csv", encoding="utf-8") as handle:
+        rows = {row["cell"]: row for row in csv.DictReader(handle)}
+    assert float(rows[other.cell_id]["ua_diff_vs_best"]) == pytest.approx(expected.mean_difference, abs=1e-6)
+    assert rows[best.cell_id]["ua_diff_vs_best"] == "" and float(rows[best.cell_id]["ua_pooled_mean"]) > 0

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ser.errors import UserError
-from ser.fusion.heads import HEADS, head_module, resolve_head_config
+from ser.fusion.heads import HEADS, head_module, resolve_head_config, torch_heads
 
 N_CLASSES = 5
 
@@ -58,7 +58,7 @@ def test_module_declares_the_contract(name: str) -> None:
     assert all(kind.rstrip("?") in ("pooled", "seq") for kind in module.INPUTS.values())
 
 
-@pytest.mark.parametrize("name", list(HEADS))
+@pytest.mark.parametrize("name", torch_heads())
 def test_output_shape_and_finite_logits(name: str) -> None:
     head = build(name).eval()
     logits = head(make_inputs(name, [40, 24, 32]))
@@ -110,7 +110,7 @@ ZERO_GRADIENT: dict[tuple[str, str], tuple[str, ...]] = {
     # the audio-side block (text queries over audio) is off the output's path (memocmt.py documents it).
     ("memocmt", "pooling=first"): ("audio_attention.", "audio_linear.", "audio_norm."),
 }
-GRADIENT_CASES = [(name, {}) for name in HEADS] + [(n, v) for n, vs in VARIANTS.items() for v in vs]
+GRADIENT_CASES = [(name, {}) for name in torch_heads()] + [(n, v) for n, vs in VARIANTS.items() for v in vs]
 
 
 def _label(options: dict[str, object]) -> str:
@@ -148,7 +148,7 @@ def test_every_exemption_names_a_variant() -> None:
     assert set(ZERO_GRADIENT) <= cases
 
 
-@pytest.mark.parametrize("name", list(HEADS))
+@pytest.mark.parametrize("name", torch_heads())
 def test_same_seed_same_output(name: str) -> None:
     inputs = make_inputs(name, [40, 24])
     first, second = build(name, seed=7).eval(), build(name, seed=7).eval()
@@ -175,6 +175,13 @@ def test_config_dataclass_is_declared_and_resolved(name: str) -> None:
     assert set(resolved) == {f.name for f in dataclasses.fields(module.CONFIG)}
     with pytest.raises(UserError, match=f"fusion head {name}: .*no_such_option"):
         resolve_head_config(name, {"no_such_option": 1})
+
+
+def test_classic_heads_are_the_only_non_torch_heads_and_build_their_config() -> None:
+    assert sorted(set(HEADS) - set(torch_heads())) == ["logreg", "svm"]
+    assert head_module("svm").build({"audio": 4}, 3, C=[1.0]).C == [1.0]
+    with pytest.raises(UserError, match="kernel"):
+        resolve_head_config("svm", {"kernel": "poly"})
 
 
 def test_head_options_from_yaml_strings_are_coerced_by_field_type() -> None:

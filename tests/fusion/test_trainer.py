@@ -126,14 +126,14 @@ def test_class_weighted_loss_uses_training_rows_only(tmp_path: Path, monkeypatch
     monkeypatch.setattr(train_module, "class_weights", spy_weights)
     monkeypatch.setattr(train_module, "build_loss", spy_loss)
     captured: dict[str, np.ndarray] = {}
-    original_fold = train_module.train_fold
+    original_select = train_module.select_member
 
-    def spy_fold(data, fold_name, rows, **kwargs):
+    def spy_select(data, fold_name, rows, **kwargs):
         captured.update(rows)
         captured["labels"] = data.labels
-        return original_fold(data, fold_name, rows, **kwargs)
+        return original_select(data, fold_name, rows, **kwargs)
 
-    monkeypatch.setattr("ser.fusion.run.train_fold", spy_fold)
+    monkeypatch.setattr("ser.fusion.run.select_member", spy_select)
     fit(tmp_path, audio, manifest, train=TrainConfig(epochs=2, patience=0, batch_size=16, class_weighted=True))
     assert len(seen) == 1
     np.testing.assert_array_equal(seen[0], captured["labels"][captured["train"]])

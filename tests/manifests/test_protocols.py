@@ -173,6 +173,18 @@ def test_official_without_validation_carves_it_from_training_speakers() -> None:
         make_folds(manifest, "official", options={"test_split": "test2"})
 
 
+def test_official_tested_on_the_validation_split_carves_validation_from_training() -> None:
+    """MELD with only train and dev on disk: test on dev (``test_split=validation``) must not also
+    select on dev."""
+    rows = [Utterance(id=f"{split}{k}", label="joy", speaker=f"spk{k % 5}", split=split)
+            for split in ("train", "validation") for k in range(20)]
+    manifest = Manifest(header=ManifestHeader(corpus="meld", root="."), utterances=rows)
+    (fold,) = make_folds(manifest, "official", options={"test_split": "validation"}).folds
+    assert fold.test == tuple(f"validation{k}" for k in range(20))
+    assert fold.validation and all(i.startswith("train") for i in fold.validation)
+    assert set(fold.validation).isdisjoint(fold.train) and set(fold.test).isdisjoint(fold.validation)
+
+
 def test_missing_fields_and_unknown_protocol_are_clear_errors() -> None:
     manifest = acted_like()
     with pytest.raises(ManifestError, match="needs a session for every row"):

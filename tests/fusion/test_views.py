@@ -1,0 +1,69 @@
+"""Recommended views: declared per extractor family, recorded in the store, used when an input names none."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ser.extract.registry import FAMILIES, RECOMMENDED_VIEWS, recommended_view
+from ser.fusion.data import parse_view
+from ser.fusion.run import FitConfig, run_fit
+from ser.fusion.train import TrainConfig
+from tests.fakes.caches import make_corpus
+
+EXPECTED = {"hubert": "stat=mean,layer=weighted", "wav2vec2": "stat=mean,layer=weighted",
+            "wavlm": "stat=mean,layer=weighted", "whisper": "stat=mean,layer=weighted",
+            "bert": "stat=pooler,layer=last", "roberta": "stat=cls,layer=last", "minilm": "stat=mean,layer=last",
+            "egemaps": "stat=functionals,layer=last", "logmel": "stat=mean,layer=last",
+            "vggish": "stat=raw_mean,layer=last", "mocap": "stat=mean,layer=last"}
+
+
+def test_every_extractor_family_declares_a_recommended_view_it_stores() -> None:
+    assert RECOMMENDED_VIEWS == EXPECTED and set(RECOMMENDED_VIEWS) == set(FAMILIES)
+    for family, view in EXPECTED.items():
+        parsed = parse_view(f"x.h5:{view}")
+        assert parsed.kind == "pooled" and not parsed.auto
+    assert recommended_view("bert", ["cls", "mean", "pooler"]) == "stat=pooler,layer=last"
+    assert recommended_view("bert", ["cls", "mean"]) == "stat=cls,layer=last"  # no trained pooler
+    assert recommended_view("egemaps", ["functionals", "lld_mean", "lld_std"]) == "stat=functionals,layer=last"
+    assert recommended_view("unknown-family", ["mean"]) is None
+
+
+def test_a_view_is_auto_only_when_the_input_names_none() -> None:
+    assert parse_view("feats.h5").auto
+    assert not parse_view("feats.h5:stat=mean").auto and parse_view("feats.h5:stat=mean").layer == "last"
+
+
+def _fit(tmp_path: Path, audio: str, fusion: str = "mlp") -> dict:
+    manifest = tmp_path / "m.jsonl"
+    cfg = FitConfig(fusion=fusion, manifest=str(manifest), protocol="speaker-loso", audio=audio, label_set="ravdess8",
+                    val_by="utterance", folds=["spk0"], train=TrainConfig(epochs=2, patience=0, batch_size=16),
+                    out=str(tmp_path / "runs"))
+    run_dir = run_fit(cfg)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    return {"view": config["inputs"]["audio"]["view"], "metrics": json.loads((run_dir / "metrics.json").read_text())}
+
+
+def test_fit_reads_the_recommended_view_and_logs_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _, audio, _ = make_corpus(tmp_path, recommended="stat=mean,layer=weighted")
+    with caplog.at_level(logging.INFO, logger="ser"):
+        auto = _fit(tmp_path, str(audio))
+    assert auto["view"] == "audio.h5:stat=mean,layer=weighted"
+    assert "no view given; using the recommended view" in caplog.text
+    assert len(auto["metrics"]["runs"][0]["layer_weights"]["audio"]) == 3  # learned over the 3 cached layers
+    explicit = _fit(tmp_path, f"{audio}:stat=mean,layer=weighted")
+    assert explicit["metrics"]["test"] == auto["metrics"]["test"]  # the same numbers as naming it
+    # heads that cannot learn layer weights read the mean over layers instead
+    assert _fit(tmp_path, str(audio), fusion="logreg")["view"] == "audio.h5:stat=mean,layer=avg"
+
+
+def test_a_store_without_a_recommendation_keeps_the_old_default_with_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _, audio, _ = make_corpus(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="ser"):
+        assert _fit(tmp_path, str(audio))["view"] == "audio.h5:stat=mean,layer=last"
+    assert "records no recommended view" in caplog.text
