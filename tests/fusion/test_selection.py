@@ -46,7 +46,7 @@ def test_parse_search_reads_values_as_yaml_and_bracketed_lists_whole() -> None:
             search_candidates(parse_search(bad))
     with pytest.raises(UserError, match="repeat"):
         search_candidates({"train.lr": [1, 1]})
-    with pytest.raises(UserError, match="only train.NAME and head.NAME"):
+    with pytest.raises(UserError, match=r"only train\.NAME and head\.NAME"):
         search_candidates({"seeds": [[0], [1]]})
 
 

@@ -24,7 +24,7 @@ EXPECTED = {"hubert": "stat=mean,layer=weighted", "wav2vec2": "stat=mean,layer=w
 
 def test_every_extractor_family_declares_a_recommended_view_it_stores() -> None:
     assert RECOMMENDED_VIEWS == EXPECTED and set(RECOMMENDED_VIEWS) == set(FAMILIES)
-    for family, view in EXPECTED.items():
+    for _family, view in EXPECTED.items():
         parsed = parse_view(f"x.h5:{view}")
         assert parsed.kind == "pooled" and not parsed.auto
     assert recommended_view("bert", ["cls", "mean", "pooler"]) == "stat=pooler,layer=last"
