@@ -5,7 +5,8 @@ it runs under the same protocols, run directories, metrics and reports as every 
 (``ser fit --fusion svm``). Per fold and seed:
 
 1. concatenate the pooled inputs (modality-name order, as the ``mlp`` head) into ``(N, sum D)``
-   and z-score them with the fold's TRAINING rows (``train.normalize``, on by default);
+   float64 and z-score them with scikit-learn's ``StandardScaler`` fitted on the fold's TRAINING
+   rows (``train.normalize``, on by default);
 2. fit one estimator per point of the head's small grid (``C``, and ``gamma`` for the RBF kernel)
    on the training rows, class-balanced (``class_weight="balanced"``), and keep the point with the
    best validation ``train.select`` metric (UA by default; ties go to the earlier grid point);
@@ -31,13 +32,13 @@ from typing import Any
 import numpy as np
 
 from ser.errors import UserError
-from ser.fusion.data import FusionData, Standardizer
+from ser.fusion.data import FusionData
 from ser.fusion.metrics import compute_metrics
 
 logger = logging.getLogger(__name__)
 
 
-def design_matrix(data: FusionData, rows: np.ndarray, standardizer: Standardizer | None) -> np.ndarray:
+def design_matrix(data: FusionData, rows: np.ndarray) -> np.ndarray:
     """``(len(rows), sum D)`` float64: the pooled inputs of ``rows`` side by side, in modality-name order."""
     parts = []
     for modality in sorted(data.modalities):
@@ -45,9 +46,15 @@ def design_matrix(data: FusionData, rows: np.ndarray, standardizer: Standardizer
         if pooled is None or pooled.ndim != 2:
             raise UserError(f"classic heads take one pooled vector per modality; {modality} is "
                             f"{data.modalities[modality].view.describe()}")
-        values = pooled[rows]
-        parts.append(standardizer.apply(modality, values) if standardizer is not None else values)
+        parts.append(pooled[rows])
     return np.concatenate(parts, axis=1).astype(np.float64)
+
+
+def fit_scaler(x: np.ndarray, normalize: bool) -> Any:
+    """scikit-learn's ``StandardScaler`` fitted on ``x`` (training rows only), or None without ``normalize``."""
+    from sklearn.preprocessing import StandardScaler
+
+    return StandardScaler().fit(x) if normalize else None
 
 
 @dataclass
@@ -55,12 +62,14 @@ class ClassicPredictor:
     """A fitted estimator with its input scaling; ``evaluate`` mirrors the neural trainer's."""
 
     estimator: Any
-    standardizer: Standardizer | None
+    scaler: Any
+    """The fitted ``StandardScaler`` of the training rows (None: raw features)."""
     params: dict[str, float]
 
     def probabilities(self, data: FusionData, rows: np.ndarray) -> np.ndarray:
         """``(len(rows), C)`` class probabilities over ``data.classes`` (0 for classes the fit never saw)."""
-        x = design_matrix(data, rows, self.standardizer)
+        x = design_matrix(data, rows)
+        x = self.scaler.transform(x) if self.scaler is not None else x
         out = np.zeros((len(rows), len(data.classes)))
         seen = np.asarray(self.estimator.classes_, dtype=np.int64)
         if hasattr(self.estimator, "predict_proba") and not hasattr(self.estimator, "support_"):
@@ -125,8 +134,9 @@ def select_classic(data: FusionData, rows: dict[str, np.ndarray], *, config: Any
     """Fit every grid point on ``rows["train"]``, keep the best on ``rows["validation"]`` (see module doc)."""
     start = time.perf_counter()
     kind = estimator_kind(config)
-    standardizer = Standardizer.fit(data, rows["train"]) if normalize else None
-    x_train = design_matrix(data, rows["train"], standardizer)
+    x_train = design_matrix(data, rows["train"])
+    scaler = fit_scaler(x_train, normalize)
+    x_train = scaler.transform(x_train) if scaler is not None else x_train
     if x_train.shape[1] == 0:
         raise UserError("the inputs have no feature columns")
     y_train = data.labels[rows["train"]]
@@ -136,7 +146,7 @@ def select_classic(data: FusionData, rows: dict[str, np.ndarray], *, config: Any
     history: list[dict[str, float]] = []
     for params in grid(config):
         fitted = estimator(kind, params, x_train.shape[1], seed).fit(x_train, y_train)
-        predictor = ClassicPredictor(fitted, standardizer, params)
+        predictor = ClassicPredictor(fitted, scaler, params)
         metrics, _, _ = predictor.evaluate(data, rows["validation"])
         history.append({**params, f"val_{select}": metrics[select]})
         if best is None or metrics[select] > best[0]:
@@ -151,6 +161,7 @@ def refit_classic(data: FusionData, rows: np.ndarray, *, config: Any, params: di
                   seed: int) -> ClassicPredictor:
     """The chosen grid point fitted again on ``rows`` (train + validation), scaling refitted too."""
     kind = estimator_kind(config)
-    standardizer = Standardizer.fit(data, rows) if normalize else None
-    x = design_matrix(data, rows, standardizer)
-    return ClassicPredictor(estimator(kind, params, x.shape[1], seed).fit(x, data.labels[rows]), standardizer, params)
+    x = design_matrix(data, rows)
+    scaler = fit_scaler(x, normalize)
+    x = scaler.transform(x) if scaler is not None else x
+    return ClassicPredictor(estimator(kind, params, x.shape[1], seed).fit(x, data.labels[rows]), scaler, params)
