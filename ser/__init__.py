@@ -1,3 +1,21 @@
-"""ser: extract speech/text features once into a cache, then fit fusion heads under honest protocols."""
+"""ser: extract speech/text features once into a cache, then fit fusion heads under honest protocols.
+
+``from ser import load_model`` loads a run directory written by ``ser fit`` for inference (see
+:func:`ser.predict.model.load_model`); it is imported on first use, so ``import ser`` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "load_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "load_model":
+        from ser.predict.model import load_model
+
+        return load_model
+    raise AttributeError(f"module 'ser' has no attribute {name!r}")

@@ -8,7 +8,7 @@ import logging
 import typer
 
 from ser import __version__
-from ser.commands import ablate, cache, demo, extract, finetune, fit, manifest, protocol
+from ser.commands import ablate, cache, demo, extract, finetune, fit, manifest, predict, protocol
 
 app = typer.Typer(
     name="ser", no_args_is_help=True, add_completion=False,
@@ -20,6 +20,7 @@ app.command("extract")(extract.extract)
 app.command("extractors")(extract.list_extractors)
 app.command("fit")(fit.fit)
 app.add_typer(fit.fusion_app, name="fusion")
+app.command("predict")(predict.predict)
 app.command("demo")(demo.demo)
 app.command("finetune")(finetune.finetune)
 app.command("ablate")(ablate.ablate)

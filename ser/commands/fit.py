@@ -57,13 +57,17 @@ def fit(
                                      "tested."),
     ensemble: bool = typer.Option(False, "--ensemble", help="Also report each fold's seed ensemble (mean of the "
                                   "seed members' class probabilities; needs two or more --seeds)."),
+    final: bool = typer.Option(False, "--final", help="Also train one deployment model on every labelled row "
+                               "(train + validation of every fold) for the epoch count the folds chose on "
+                               "validation; `ser predict` uses it by default."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Parent folder of run directories (default runs/)."),
 ) -> None:
     """Train a fusion head (or the classic logreg / svm baselines) on cached features: every fold x seed,
     validation from training speakers only, test touched once. An input without a view reads the
     store's recommended view (`ser cache info`). Training starts from the head's paper recipe
-    (ser.fusion.presets). Writes config.yaml, metrics.json, predictions.csv, confusion.png and
-    train.log (nothing when the inputs or options are refused)."""
+    (ser.fusion.presets). Writes config.yaml, metrics.json, predictions.csv, confusion.png, the model
+    files (models/: one per fold and seed, used by `ser predict`) and train.log (nothing when the
+    inputs or options are refused)."""
     with user_errors():
         from ser.fusion.config import parse_search, read_fit_record
         from ser.fusion.run import apply_overrides, config_from_dict, run_fit
@@ -73,7 +77,8 @@ def fit(
                  "audio": audio, "text": text, "mocap": mocap, "label_set": label_set,
                  "folds": _split_list(folds, str), "seeds": _split_list(seeds, int),
                  "robustness": robustness or None, "out": str(out) if out else None,
-                 "search": parse_search(search) if search else None, "ensemble": ensemble or None}
+                 "search": parse_search(search) if search else None, "ensemble": ensemble or None,
+                 "final": final or None}
         record.update({k: v for k, v in flags.items() if v is not None})
         fit_config = config_from_dict(apply_overrides(record, set_))
         run_dir = run_fit(fit_config)

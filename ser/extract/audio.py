@@ -116,7 +116,17 @@ def load_audio(path: str | Path, *, sample_rate: int, start: float | None = None
         data, rate = _read_soundfile(path, start, end, max_seconds)
     else:
         data, rate = _read_container(path, start, end, max_seconds)
+    return prepare_signal(data, rate, sample_rate=sample_rate, max_seconds=max_seconds)
+
+
+def prepare_signal(data: np.ndarray, rate: int, *, sample_rate: int,
+                   max_seconds: float = DEFAULT_MAX_SECONDS) -> np.ndarray:
+    """(samples,) float32 mono at ``sample_rate`` from decoded ``data``: (samples,) or (samples, channels)
+    at ``rate``. Raises :class:`AudioError` for empty, absurdly long, non-finite or silent audio."""
+    data = np.asarray(data, dtype=np.float32)
     mono = data.mean(axis=1) if data.ndim == 2 else data
+    if mono.ndim != 1:
+        raise AudioError(f"audio must be (samples,) or (samples, channels), not shape {data.shape}")
     if mono.size == 0:
         raise AudioError("empty audio (no samples in the file or segment)")
     if mono.size / rate > max_seconds:  # a header that understated the length

@@ -156,6 +156,10 @@ class FitConfig:
     ensemble: bool = False
     """Also report each fold's seed ensemble: the mean of its seed members' class probabilities
     (needs two or more seeds), beside the mean ± std over seeds."""
+    final: bool = False
+    """Also train one deployment model on every labelled row (train and validation of every fold),
+    for the number of epochs the folds chose on validation (see ``ser.fusion.final``); it is saved
+    with the members in ``models/`` and is what ``ser predict`` uses by default."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation. Built from a record (:func:`config_from_dict`) it starts from the head's paper
     preset; constructed in Python it is what is passed (``TrainConfig.for_head(fusion)`` for the
@@ -182,7 +186,7 @@ class FitConfig:
         """Readable name + hash of everything that changes the numbers (``out`` excluded)."""
         record = self.to_dict()
         record.pop("out")
-        for key in ("search", "ensemble"):  # off by default: runs without them keep their names
+        for key in ("search", "ensemble", "final"):  # off by default: runs without them keep their names
             if not record[key]:
                 record.pop(key)
         label = self.label_set or "default"

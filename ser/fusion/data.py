@@ -109,6 +109,11 @@ class ModalityData:
     """The store's ``upstream.adaptation`` record when its upstream was fine-tuned by ``ser finetune``."""
     corruption: dict[str, Any] | None = None
     """The store's ``corruption`` attribute when it holds corrupted copies (``ser extract --corrupt``)."""
+    records: dict[str, Any] = field(default_factory=dict)
+    """The store's full ``extractor`` and ``upstream`` attributes and its ``layout`` dtypes: what
+    inference needs to rebuild the same extractor (written into the run's model files)."""
+    sequences: list[np.ndarray] | None = None
+    """(T, D) sequences held in memory, one per row, instead of a store (``ser predict``)."""
 
 
 @dataclass
@@ -164,6 +169,8 @@ class FusionData:
         if cached is not None:
             return cached
         data = self.modalities[modality]
+        if data.sequences is not None:
+            return data.sequences[row]
         assert data.reader is not None and data.seq_layer is not None
         key_ids = self.keys.get(modality)
         frames = data.reader.sequence(key_ids[row] if key_ids else self.ids[row], data.seq_layer)
@@ -187,6 +194,15 @@ def store_provenance(reader: CacheReader) -> dict[str, Any]:
         "manifest_sha256": manifest.get("sha256"),
         "created": reader.attrs.get("created"),
     }
+
+
+def store_records(reader: CacheReader) -> dict[str, Any]:
+    """The store attributes inference needs: the full ``extractor`` record (name, preset, modality,
+    config, config hash), the ``upstream`` record, the ``corruption`` record if any, and the dtypes
+    the features were stored in (training saw them after that rounding, so inference repeats it)."""
+    return {"extractor": reader.attrs.get("extractor") or {}, "upstream": reader.attrs.get("upstream") or {},
+            "corruption": reader.attrs.get("corruption"),
+            "dtypes": {"pooled": reader.layout.pooled_dtype, "seq": reader.layout.seq_dtype}}
 
 
 def resolve_view(reader: CacheReader, view: View, *, learn_layers: bool = True) -> View:
@@ -298,15 +314,19 @@ def load_fusion_data(utterances: Sequence[Utterance], label_set: LabelSet, views
         provenance = store_provenance(reader)
         adaptation = (reader.attrs.get("upstream") or {}).get("adaptation")
         corruption = reader.attrs.get("corruption")
+        records = store_records(reader)
         if view.kind == "seq":
             layer = _seq_layer(reader, view)
+            view = replace(view, layer=layer)
             modalities[modality] = ModalityData(view=view, dim=reader.layout.seq[layer], reader=reader,
                                                 seq_layer=layer, provenance=provenance, adaptation=adaptation,
-                                                corruption=corruption)
+                                                corruption=corruption, records=records)
         else:
+            view = replace(view, stat=_default_stat(reader, view))
             matrix, n_layers = _pooled_matrix(reader, view, keys[modality])
             modalities[modality] = ModalityData(view=view, dim=matrix.shape[-1], pooled=matrix, n_layers=n_layers,
-                                                provenance=provenance, adaptation=adaptation, corruption=corruption)
+                                                provenance=provenance, adaptation=adaptation, corruption=corruption,
+                                                records=records)
             reader.close()
     labels = np.array([label_set.index_of(by_id[source]) for source in sources], dtype=np.int64)
     return FusionData(ids=ids, labels=labels, speakers=[by_id[source].speaker for source in sources],

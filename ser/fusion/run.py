@@ -17,6 +17,8 @@ Run directory ``<out>/<fusion>-<protocol>-<label set>-<config hash>/``:
 ``predictions_ensemble.csv``  with ``--ensemble``: one line per test utterance and fold, the mean of
                       the seed members' probabilities
 ``confusion.png``     confusion matrix summed over folds and seeds (row-normalised)
+``models/``           every tested member's weights and what inference needs (and with ``--final``
+                      one model trained on every labelled row); see :mod:`ser.fusion.model_files`
 ``train.log``         the log of the run
 
 The same config and seeds give the same numbers (and the same directory name).
@@ -48,9 +50,11 @@ from ser.fusion.config import (
     search_candidates,
 )
 from ser.fusion.data import DataError, FusionData, View, load_fusion_data
+from ser.fusion.final import choose_recipe, labelled_rows, train_final
 from ser.fusion.heads import HEADS, head_module, resolve_head_config
 from ser.fusion.losses import loss_options
 from ser.fusion.metrics import aggregate, compute_metrics, metrics_from_confusion
+from ser.fusion.model_files import FINAL, MODELS_DIR, input_record, member_name, member_record, save_member, write_index
 from ser.fusion.plots import plot_confusion
 from ser.fusion.presets import train_preset
 from ser.fusion.train import FoldResult, deterministic_cuda_setup, select_member, test_member
@@ -147,6 +151,10 @@ class _Plan:
     """The search candidates (one, the plain config, without ``--search``)."""
 
     @property
+    def folds_by_name(self) -> dict[str, Fold]:
+        return {fold.name: fold for fold in self.folds}
+
+    @property
     def data(self) -> FusionData:
         """The first fold's data (classes and inputs are the same for every fold)."""
         return self.fold_data[self.folds[0].name]
@@ -172,6 +180,9 @@ def _prepare(cfg: FitConfig) -> _Plan:
                         f"{', '.join(accepted) or 'none'}")
     train = replace(cfg.train, loss_options=coerce_like(cfg.train.loss_options, accepted, "train.loss_options"))
     candidates = _candidates(cfg, train)
+    if cfg.final and cfg.per_fold():
+        raise UserError("--final trains one model on every fold's rows, but the stores differ per fold ({fold} in a "
+                        "store path): there is no single feature space to train it in")
     if cfg.ensemble and len(cfg.seeds) < 2:
         raise UserError("--ensemble averages the seed members of each fold: give two or more seeds (--seeds 0,1,2)")
     learn_layers = HEADS[cfg.fusion].engine == "torch"
@@ -283,7 +294,7 @@ def _run(plan: _Plan, run_dir: Path) -> Path:
         **({"inputs_per_fold": per_fold} if per_fold else {}),
         **({"robustness": plan.robust_info} if plan.robust_info else {}),
     })
-    results, search = _train_members(plan)
+    results, search, chosen = _train_members(plan)
     summary: dict[str, Any] = {
         "protocol_card": plan.card, "label_set": plan.label_name, "classes": list(data.classes),
         "fusion": cfg.fusion,
@@ -305,19 +316,22 @@ def _run(plan: _Plan, run_dir: Path) -> Path:
              "runs": [{"fold": r.fold, "seed": r.seed, "test": r.robustness[key]} for r in results]}
             for key, info in plan.robust_info.items()]
     _write_predictions(run_dir / "predictions.csv", results, data.classes)
+    _write_models(plan, run_dir / MODELS_DIR, results, chosen, search)
     plot_confusion(run_dir / "confusion.png", summary["confusion"], list(data.classes))
     _write_json(run_dir / "metrics.json", summary)  # last: its presence means the run is complete
     return run_dir
 
 
-def _train_members(plan: _Plan) -> tuple[list[FoldResult], dict[str, Any]]:
+def _train_members(plan: _Plan) -> tuple[list[FoldResult], dict[str, Any], dict[str, tuple[int, list[float]]]]:
     """Every member (fold x seed x search candidate): select on validation; per fold keep the candidate
     with the best validation metric averaged over seeds; test only its members, once. Returns the
-    tested members (seed-major, as the folds are listed) and the search record (empty without a search)."""
+    tested members (seed-major, as the folds are listed), the search record (empty without a search)
+    and per fold the chosen candidate's index with every candidate's validation score."""
     cfg, candidates = plan.cfg, plan.candidates
     searching = len(candidates) > 1
     tested: list[FoldResult] = []
     per_fold: dict[str, dict[str, Any]] = {}
+    choices: dict[str, tuple[int, list[float]]] = {}
     for fold in plan.folds:
         fold_data = plan.fold_data[fold.name]
         rows = fold_data.fold_indices(fold)
@@ -325,6 +339,7 @@ def _train_members(plan: _Plan) -> tuple[list[FoldResult], dict[str, Any]]:
                                      cfg=c.train, seed=seed) for seed in cfg.seeds] for c in candidates]
         scores = [float(np.mean([s.score for s in members])) for members in selections]
         chosen = int(np.argmax(scores))  # the first of equal scores
+        choices[fold.name] = (chosen, scores)
         if searching:
             per_fold[fold.name] = {"chosen": chosen, "candidate": candidates[chosen].values,
                                    f"validation_{candidates[chosen].train.select}": scores,
@@ -341,10 +356,49 @@ def _train_members(plan: _Plan) -> tuple[list[FoldResult], dict[str, Any]]:
     order = {seed: i for i, seed in enumerate(cfg.seeds)}
     tested.sort(key=lambda r: order[r.seed])  # stable: folds stay in protocol order within a seed
     if not searching:
-        return tested, {}
+        return tested, {}, choices
     seconds = [sum(fold["seconds"][i] for fold in per_fold.values()) for i in range(len(candidates))]
     return tested, {"space": cfg.search, "select": candidates[0].train.select,
-                    "candidates": [c.values for c in candidates], "folds": per_fold, "seconds_per_candidate": seconds}
+                    "candidates": [c.values for c in candidates], "folds": per_fold,
+                    "seconds_per_candidate": seconds}, choices
+
+
+def _write_models(plan: _Plan, models_dir: Path, results: list[FoldResult],
+                  choices: dict[str, tuple[int, list[float]]], search: dict[str, Any]) -> None:
+    """Every tested member's weights, the final model with ``--final``, and ``index.json`` (last)."""
+    cfg, data = plan.cfg, plan.data
+    engine = HEADS[cfg.fusion].engine
+    members = []
+    for result in results:
+        candidate = plan.candidates[choices[result.fold][0]]
+        name = member_name(result.fold, result.seed)
+        fold_data = plan.fold_data[result.fold]
+        record = member_record(name=name, fold=result.fold, seed=result.seed,
+                               file=save_member(models_dir, name, result.predictor), engine=engine,
+                               head_options=candidate.head_options, train=candidate.train,
+                               candidate=candidate.values, best_epoch=result.best_epoch,
+                               rows=len(fold_data.fold_indices(plan.folds_by_name[result.fold])["train"]))
+        if cfg.per_fold():
+            record["inputs"] = {m: input_record(d) for m, d in fold_data.modalities.items()}
+        members.append(record)
+    final = None
+    if cfg.final:
+        recipe = choose_recipe(results, {f: c for f, (c, _) in choices.items()},
+                               {f: s for f, (_, s) in choices.items()}, cfg.seeds[0])
+        rows = labelled_rows(data, [data.fold_indices(fold) for fold in plan.folds])
+        candidate = plan.candidates[recipe.candidate]
+        predictor = train_final(data, rows, fusion=cfg.fusion, head_options=candidate.head_options,
+                                cfg=candidate.train, recipe=recipe)
+        name = member_name(FINAL, recipe.seed)
+        final = {**member_record(name=name, fold=FINAL, seed=recipe.seed,
+                                 file=save_member(models_dir, name, predictor), engine=engine,
+                                 head_options=candidate.head_options, train=candidate.train,
+                                 candidate=candidate.values, best_epoch=recipe.epochs, rows=len(rows)),
+                 "recipe": recipe.to_dict()}
+    write_index(models_dir, {
+        "fusion": cfg.fusion, "classes": list(data.classes), "label_set": plan.label_name,
+        "protocol": cfg.protocol, "inputs": {m: input_record(d) for m, d in data.modalities.items()},
+        "members": members, "final": final, "search": bool(search)})
 
 
 def pooled_metrics(results: list[FoldResult], classes: tuple[str, ...]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -67,9 +67,12 @@ class FoldResult:
     """(n_test, C) class probabilities of the test rows (kept in memory for seed ensembles)."""
     test_labels: np.ndarray | None = field(default=None, repr=False)
     """(n_test,) true class indices of the test rows."""
+    predictor: Any = field(default=None, repr=False)
+    """The tested model (a :class:`Predictor`), for the run's model files; not serialised here."""
 
     def to_dict(self) -> dict[str, Any]:
-        record = {k: v for k, v in self.__dict__.items() if k not in ("predictions", "probabilities", "test_labels")}
+        skip = ("predictions", "probabilities", "test_labels", "predictor")
+        record = {k: v for k, v in self.__dict__.items() if k not in skip}
         return copy.deepcopy(record)
 
 
@@ -171,23 +174,32 @@ def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def _evaluate(model: FusionModel, data: FusionData, rows: np.ndarray, cfg: TrainConfig, device: torch.device,
-              standardizer: Standardizer | None, loss_fn: nn.Module) -> tuple[dict[str, Any], np.ndarray, float]:
-    """Metrics over ALL ``rows`` at once, the (n, C) probabilities, and the mean loss."""
+def _batch_outputs(model: FusionModel, loss_fn: nn.Module, data: FusionData, rows: np.ndarray, batch_size: int,
+                   device: torch.device, standardizer: Standardizer | None
+                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]]:
+    """Eval-mode forward passes over ``rows`` in order: per batch the (B, C) logits, the (B, F) features
+    (margin losses only, else None), the (B, C) class scores the loss predicts from, and the (B,) labels."""
     model.eval()
-    probabilities, total_loss = [], 0.0
     with torch.inference_mode():
-        for _, inputs, labels in iterate_batches(data, rows, cfg.batch_size * 4, shuffle=False, generator=None,
+        for _, inputs, labels in iterate_batches(data, rows, batch_size, shuffle=False, generator=None,
                                                  standardizer=standardizer):
             inputs = {k: v.to(device) for k, v in inputs.items()}
-            labels = labels.to(device)
             if getattr(loss_fn, "needs_features", False):
                 logits, features = model.forward_features(inputs)
             else:
                 logits, features = model(inputs), None
-            total_loss += float(loss_fn(logits.float(), features, labels)) * len(labels)
             scores = loss_fn.predict_logits(logits.float(), features)  # margin losses predict from features
-            probabilities.append(torch.softmax(scores.float(), dim=-1).cpu().numpy())
+            yield logits, features, scores, labels.to(device)
+
+
+def _evaluate(model: FusionModel, data: FusionData, rows: np.ndarray, cfg: TrainConfig, device: torch.device,
+              standardizer: Standardizer | None, loss_fn: nn.Module) -> tuple[dict[str, Any], np.ndarray, float]:
+    """Metrics over ALL ``rows`` at once, the (n, C) probabilities, and the mean loss."""
+    probabilities, total_loss = [], 0.0
+    for logits, features, scores, labels in _batch_outputs(model, loss_fn, data, rows, cfg.batch_size * 4, device,
+                                                           standardizer):
+        total_loss += float(loss_fn(logits.float(), features, labels)) * len(labels)
+        probabilities.append(torch.softmax(scores.float(), dim=-1).cpu().numpy())
     probs = np.concatenate(probabilities) if probabilities else np.zeros((0, len(data.classes)))
     metrics = compute_metrics(data.labels[rows], probs.argmax(axis=1), data.classes)
     return metrics, probs, total_loss / max(len(rows), 1)
@@ -274,14 +286,23 @@ class TorchPredictor:
         """Metrics over ALL ``rows`` at once, the (n, C) probabilities and the mean loss."""
         return _evaluate(self.model, data, rows, self.cfg, self.device, self.standardizer, self.loss_fn)
 
+    def probabilities(self, data: FusionData, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), C) class probabilities (no labels needed: ``ser predict``)."""
+        parts = [torch.softmax(scores.float(), dim=-1).cpu().numpy()
+                 for _, _, scores, _ in _batch_outputs(self.model, self.loss_fn, data, rows, self.cfg.batch_size * 4,
+                                                       self.device, self.standardizer)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(data.classes)))
+
     def layer_weights(self) -> dict[str, list[float]]:
         return {m: mixer.weights() for m, mixer in self.model.mixers.items()}
 
 
 class Predictor(Protocol):
-    """What the test stage needs of a selected member (neural or classic)."""
+    """What the test stage and inference need of a trained member (neural or classic)."""
 
     def evaluate(self, data: FusionData, rows: np.ndarray) -> tuple[dict[str, Any], np.ndarray, float]: ...
+
+    def probabilities(self, data: FusionData, rows: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass
@@ -350,7 +371,7 @@ def select_member(data: FusionData, fold_name: str, rows: dict[str, np.ndarray],
     loss_fn.load_state_dict(best_state[1])  # centers / margin weights chosen with the model
     refit = None
     if cfg.refit:
-        refit = functools.partial(_refit_torch, data, np.concatenate([rows["train"], rows["validation"]]),
+        refit = functools.partial(refit_torch, data, np.concatenate([rows["train"], rows["validation"]]),
                                   fusion=fusion, head_options=head_options, cfg=cfg, seed=seed, device=device,
                                   lrs=[past["lr"] for past in history[:best_epoch]])
     return Selection(fold=fold_name, seed=seed, score=float(best_score), best_epoch=best_epoch, epochs_run=epoch,
@@ -358,7 +379,7 @@ def select_member(data: FusionData, fold_name: str, rows: dict[str, np.ndarray],
                      predictor=TorchPredictor(model, loss_fn, standardizer, cfg, device), refit=refit)
 
 
-def _refit_torch(data: FusionData, pooled: np.ndarray, *, fusion: str, head_options: dict[str, Any],
+def refit_torch(data: FusionData, pooled: np.ndarray, *, fusion: str, head_options: dict[str, Any],
                  cfg: TrainConfig, seed: int, device: torch.device, lrs: list[float]) -> TorchPredictor:
     """Re-initialise from the same seed and train on train + validation for the selected number of
     epochs, at the selection run's learning rate of each epoch (any schedule)."""
@@ -407,7 +428,8 @@ def test_member(selection: Selection, data: FusionData, rows: dict[str, np.ndarr
                       validation=selection.validation, test=test_metrics, predictions=predictions,
                       layer_weights=layer_weights, history=selection.history,
                       seconds=selection.seconds + time.perf_counter() - start, robustness=robustness,
-                      candidate=dict(candidate or {}), probabilities=probs, test_labels=data.labels[rows["test"]])
+                      candidate=dict(candidate or {}), probabilities=probs, test_labels=data.labels[rows["test"]],
+                      predictor=predictor)
 
 
 def train_fold(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *, fusion: str,

@@ -1,0 +1,205 @@
+"""Model files of a run: every trained member with what inference needs, loaded without unpickling.
+
+``<run>/models/``:
+
+``index.json``                  format version, head, classes, label set, per input its view and the
+                                store's records (extractor name / preset / config / config hash,
+                                upstream model, the dtypes features were stored in), and one entry
+                                per member (fold, seed, file, head options, training settings)
+``<fold>-seed<seed>.safetensors``  a neural member: head weights (``model.*``), loss parameters
+                                (``loss.*``: margin-loss class weights, centres) and the training
+                                rows' z-scoring statistics (``standardizer.<modality>.mean|std``)
+``<fold>-seed<seed>.skops``     a classic member (logreg, svm): the scikit-learn estimator and its
+                                ``StandardScaler``, in skops' format, which loads only an allow-list
+                                of types (no pickle)
+``final-seed<seed>.*``          with ``ser fit --final``: one model trained on every labelled row
+
+safetensors holds plain tensors only, so loading a member never runs code from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ser.errors import UserError
+from ser.fusion.classic import ClassicPredictor
+from ser.fusion.config import TrainConfig
+from ser.fusion.data import Standardizer
+from ser.fusion.heads import head_module
+from ser.fusion.losses import build_loss
+from ser.fusion.train import FusionModel, TorchPredictor
+
+MODEL_FORMAT = 1
+"""Version of the layout above; a run written with another version is refused by name."""
+MODELS_DIR = "models"
+INDEX_NAME = "index.json"
+FINAL = "final"
+"""Fold name of the model ``ser fit --final`` trains on every labelled row."""
+
+SKOPS_TRUSTED = [
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.svm._classes.SVC",
+    "sklearn.preprocessing._data.StandardScaler",
+]
+"""The only scikit-learn types a classic member file may hold (skops refuses anything else)."""
+
+
+class ModelFileError(UserError):
+    """A run directory's model files are missing, from another format or damaged."""
+
+
+def member_name(fold: str, seed: int) -> str:
+    """File stem of a member: ``Actor_01-seed0`` (characters outside ``[A-Za-z0-9._-]`` become ``_``)."""
+    return f"{re.sub(r'[^A-Za-z0-9._-]', '_', fold)}-seed{seed}"
+
+
+def _atomic(path: Path, write: Any) -> None:
+    """Call ``write(tmp_path)``, then move the result into place (no half-written model file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_member(models_dir: Path, name: str, predictor: Any) -> str:
+    """Write one member's weights; returns the file name (relative to ``models_dir``)."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(predictor, ClassicPredictor):
+        import skops.io
+
+        path = models_dir / f"{name}.skops"
+        _atomic(path, lambda tmp: skops.io.dump({"estimator": predictor.estimator, "scaler": predictor.scaler},
+                                                 tmp))
+        return path.name
+    from safetensors.torch import save_file
+
+    assert isinstance(predictor, TorchPredictor)
+    tensors = {f"model.{k}": v for k, v in predictor.model.state_dict().items()}
+    tensors |= {f"loss.{k}": v for k, v in predictor.loss_fn.state_dict().items()}
+    if predictor.standardizer is not None:
+        for modality in predictor.standardizer.mean:
+            tensors[f"standardizer.{modality}.mean"] = torch.from_numpy(predictor.standardizer.mean[modality])
+            tensors[f"standardizer.{modality}.std"] = torch.from_numpy(predictor.standardizer.std[modality])
+    # clone: safetensors refuses tensors that share memory (tied weights are stored twice, loaded strictly)
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    path = models_dir / f"{name}.safetensors"
+    _atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": str(MODEL_FORMAT)}))
+    return path.name
+
+
+def member_record(*, name: str, fold: str, seed: int, file: str, engine: str, head_options: dict[str, Any],
+                  train: TrainConfig, candidate: dict[str, Any], best_epoch: int, rows: int) -> dict[str, Any]:
+    """The ``index.json`` entry of one member."""
+    return {"name": name, "fold": fold, "seed": seed, "file": file, "engine": engine,
+            "head_options": head_options, "train": asdict(train), "candidate": candidate,
+            "best_epoch": best_epoch, "training_rows": rows}
+
+
+def write_index(models_dir: Path, index: dict[str, Any]) -> None:
+    """Write ``index.json`` (atomically) with the format version."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"format": MODEL_FORMAT, **index}, indent=1, default=str)
+    _atomic(models_dir / INDEX_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def read_index(run_dir: Path) -> dict[str, Any]:
+    """The ``models/index.json`` of a run directory, checked for completeness and format version."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ModelFileError(f"{run_dir} is not a run directory (no such folder); pass a folder written by ser fit")
+    index_path = run_dir / MODELS_DIR / INDEX_NAME
+    if not (run_dir / "metrics.json").is_file():
+        raise ModelFileError(f"{run_dir} is not a finished run (no metrics.json): the fit did not complete, or the "
+                             "folder is not a ser fit run directory")
+    if not index_path.is_file():
+        raise ModelFileError(f"{run_dir} has no model files ({MODELS_DIR}/{INDEX_NAME}): it was written by an older "
+                             "ser that saved no weights; run the same ser fit again to get them")
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelFileError(f"{index_path} cannot be read ({err}); run ser fit again") from err
+    if index.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{index_path} is model format {index.get('format')!r}; this ser reads format "
+                             f"{MODEL_FORMAT}: use the ser version that wrote the run, or fit it again")
+    for member in index.get("members", []):
+        if not (run_dir / MODELS_DIR / member["file"]).is_file():
+            raise ModelFileError(f"{run_dir / MODELS_DIR / member['file']} is missing (member {member['name']}); "
+                                 "the run directory is incomplete: copy it whole or fit again")
+    return index
+
+
+def _train_config(record: dict[str, Any]) -> TrainConfig:
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in record.items() if k in known})
+
+
+def load_member(models_dir: Path, index: dict[str, Any], member: dict[str, Any], device: torch.device) -> Any:
+    """A member as a predictor with ``probabilities(data, rows)``: a :class:`TorchPredictor` (weights read
+    from safetensors, strictly) or a :class:`ClassicPredictor` (skops, allow-listed types only)."""
+    path = models_dir / member["file"]
+    if member["engine"] == "sklearn":
+        import skops.io
+
+        untrusted = [t for t in skops.io.get_untrusted_types(file=path) if t not in SKOPS_TRUSTED]
+        if untrusted:
+            raise ModelFileError(f"{path} holds types outside the allow-list ({', '.join(untrusted)}); refusing "
+                                 "to load it")
+        try:
+            saved = skops.io.load(path, trusted=SKOPS_TRUSTED)
+        except Exception as err:  # a damaged zip or schema: say which file
+            raise ModelFileError(f"{path} cannot be loaded ({type(err).__name__}: {err}); fit the run again") from err
+        return ClassicPredictor(saved["estimator"], saved["scaler"], {})
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise ModelFileError(f"{path} cannot be read ({err}); fit the run again") from err
+    cfg = _train_config(member["train"])
+    inputs = index["inputs"]
+    dims = {m: int(spec["dim"]) for m, spec in inputs.items()}
+    n_classes = len(index["classes"])
+    head = head_module(index["fusion"]).build(dims, n_classes, **member["head_options"])
+    model = FusionModel(head, {m: int(spec["n_layers"]) for m, spec in inputs.items()})
+    weights = torch.ones(n_classes) if cfg.class_weighted else None  # the stored values replace these
+    loss_fn = build_loss(cfg.loss, n_classes, getattr(head, "feature_dim", 0), weights, **cfg.loss_options)
+    try:
+        model.load_state_dict(_section(tensors, "model."), strict=True)
+        loss_fn.load_state_dict(_section(tensors, "loss."), strict=True)
+    except RuntimeError as err:
+        raise ModelFileError(f"{path} does not fit the head recorded in {INDEX_NAME} ({err}); fit the run again") \
+            from err
+    standardizer = None
+    if cfg.normalize:
+        pooled = [m for m, spec in inputs.items() if spec["view"]["kind"] == "pooled"]
+        standardizer = Standardizer({m: tensors[f"standardizer.{m}.mean"].numpy() for m in pooled},
+                                    {m: tensors[f"standardizer.{m}.std"].numpy() for m in pooled})
+    return TorchPredictor(model.to(device), loss_fn.to(device), standardizer, cfg, device)
+
+
+def _section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def input_record(modality: Any) -> dict[str, Any]:
+    """The ``index.json`` entry of one input (a :class:`~ser.fusion.data.ModalityData`)."""
+    view = modality.view
+    return {"view": {"kind": view.kind, "stat": view.stat, "layer": view.layer}, "described": view.describe(),
+            "dim": modality.dim, "n_layers": modality.n_layers, **modality.records}
+
+
+def as_float32(values: np.ndarray, stored_dtype: str) -> np.ndarray:
+    """Features as training read them: rounded to the store's dtype (sequences are float16 by default),
+    then float32."""
+    return np.asarray(values).astype(stored_dtype, copy=False).astype(np.float32, copy=False)
