@@ -19,7 +19,7 @@ def demo(
 ) -> None:
     """Manifest -> eGeMAPS + MiniLM caches -> an audio-only MLP and the FleSER fusion head (audio + text)
     under leave-one-speaker-out, on the packaged RAVDESS actors 01-04 (240 clips, CC BY-NC-SA 4.0; see
-    ser/demo_data/README.md). No network, no GPU."""
+    ser/demo_data/README.md), then one clip classified with the trained model files. No network, no GPU."""
     with user_errors():
         from ser.commands.fit import report
         from ser.extract.registry import build_extractor
@@ -65,5 +65,27 @@ def demo(
                "branch carries no emotion information here; only the audio branch can. The FleSER run fuses the "
                "same audio with the text: whatever it gains or loses against the MLP comes from the head, not "
                "from the text (a clear text gain on RAVDESS would mean a leak). Chance UA for 8 classes is 12.5 %.")
+    _predict_one_clip(corpus, next(iter(run_dirs.values())))
     typer.echo("Next: the same commands with your corpus, e.g. `ser manifest iemocap ... && ser extract --model "
                "hubert ... && ser fit --fusion fleser ...` (see README).")
+
+
+DEMO_CLIP = ("Actor_01", "03-01-05-02-01-01-01.flac")
+"""An angry clip ("Kids are talking by the door", strong intensity) of actor 01."""
+
+
+def _predict_one_clip(corpus: Path, run_dir: Path) -> None:
+    """Classify one packaged clip with the run just trained: the members of fold Actor_01, which never
+    saw actor 01's clips (the other folds trained on them)."""
+    with user_errors():
+        from ser.predict.model import load_model
+
+        clip = corpus.joinpath(*DEMO_CLIP)
+        model = load_model(run_dir, members=DEMO_CLIP[0], device="cpu")
+        prediction = model.predict(clip)
+    typer.secho(f"\npredict one clip with the audio-only MLP of fold {DEMO_CLIP[0]} (trained without actor 01)",
+                bold=True)
+    typer.echo(f"  {clip.name} (true label: angry) -> {prediction.label}")
+    top = sorted(prediction.probabilities.items(), key=lambda item: -item[1])[:3]
+    typer.echo("  most probable: " + ", ".join(f"{name} {100 * p:.1f} %" for name, p in top))
+    typer.echo(f"  the same from the shell: ser predict {run_dir} {clip} --members {DEMO_CLIP[0]}")

@@ -133,6 +133,8 @@ def _predict_windows(model: Any, files: list[Path], window: float, hop: float, o
         raise UserError("--window needs audio files or folders")
     rows: list[dict[str, Any]] = []
     pictures = []
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
     for path in files:
         try:
             duration = probe_duration(path)

@@ -93,3 +93,24 @@ def resolved_revision(model: Any) -> str | None:
     """The commit a hub model was loaded from, when transformers recorded it."""
     config = getattr(model, "config", None)
     return getattr(config, "_commit_hash", None)
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
+
+
+def local_weights_sha256(name_or_path: str) -> dict[str, str]:
+    """``{"weights_sha256": hex}`` for a local checkpoint folder: one SHA-256 over the names and contents
+    of its weight files (so ``ser predict`` notices a folder whose weights were replaced in place);
+    ``{}`` for a hub id, where the resolved revision identifies the weights."""
+    import hashlib
+
+    folder = Path(name_or_path).expanduser()
+    if not folder.is_dir():
+        return {}
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES):
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return {"weights_sha256": digest.hexdigest()}

@@ -40,7 +40,7 @@ from ser.extract.base import (
     stitch_chunks,
 )
 from ser.extract.devices import resolve_device
-from ser.extract.hf import load_pretrained, resolved_revision
+from ser.extract.hf import load_pretrained, local_weights_sha256, resolved_revision
 from ser.extract.options import coerce_options
 from ser.extract.pooling import chunk_stats
 from ser.extract.registry import PRESETS
@@ -114,6 +114,7 @@ class SslExtractor:
         if config.dtype not in TORCH_DTYPES:
             raise ExtractorError(f"--dtype must be one of {', '.join(TORCH_DTYPES)}, not {config.dtype!r}")
         self.model = load_pretrained(transformers.AutoModel, config.model, revision=config.revision)
+        self.weights = local_weights_sha256(config.model)
         self.model.eval().to(self.device)
         model_config = self.model.config
         if not hasattr(model_config, "conv_kernel"):
@@ -152,7 +153,7 @@ class SslExtractor:
                 "revision": resolved_revision(self.model) or self.cfg.revision, "sample_rate": self.sample_rate,
                 "frame_rate": self.spec.frame_rate, "layers": n_layers, "dim": dim, "dtype": self.cfg.dtype,
                 "feat_extract_norm": getattr(self.model.config, "feat_extract_norm", None),
-                "attention_mask_used": self.spec.supports_padding, **adaptation_of(self.cfg.model)}
+                "attention_mask_used": self.spec.supports_padding, **self.weights, **adaptation_of(self.cfg.model)}
 
     # ------------------------------------------------------------------ forward
 

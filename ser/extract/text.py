@@ -34,7 +34,7 @@ from ser.extract.base import (
     require,
 )
 from ser.extract.devices import resolve_device
-from ser.extract.hf import load_pretrained, resolved_revision
+from ser.extract.hf import load_pretrained, local_weights_sha256, resolved_revision
 from ser.extract.options import coerce_options
 from ser.extract.registry import PRESETS
 
@@ -107,6 +107,7 @@ class TextExtractor:
         if untrained_pooler:
             logger.warning("%s: the checkpoint has no pooler weights; the 'pooler' statistic is not produced",
                            cfg.model)
+        self.weights = local_weights_sha256(cfg.model)
         model.eval()  # never train mode: no dropout in frozen features
         self.model = model.to(device=self.device, dtype=DTYPES[self.dtype_name])
 
@@ -154,7 +155,7 @@ class TextExtractor:
                 "model_class": type(self.model).__name__, "tokenizer_class": type(self.tokenizer).__name__,
                 "num_layers": self.n_layers, "dim": self.dim, "pooler": self.has_pooler,
                 "max_tokens": self.max_tokens, "dtype": self.dtype_name, "device": str(self.device),
-                "settings": asdict(self.cfg)}
+                "settings": asdict(self.cfg), **self.weights}
 
     def extract(self, items: Sequence[Item], seq_layers: Sequence[str]) -> list[Features | ItemRejected]:
         """Features of each item's ``text``, in order; items without text get an :class:`ItemRejected`.

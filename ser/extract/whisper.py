@@ -31,7 +31,7 @@ from ser.extract.base import (
     stitch_chunks,
 )
 from ser.extract.devices import resolve_device
-from ser.extract.hf import load_pretrained, resolved_revision
+from ser.extract.hf import load_pretrained, local_weights_sha256, resolved_revision
 from ser.extract.options import coerce_options
 from ser.extract.pooling import chunk_stats
 from ser.extract.registry import PRESETS
@@ -69,6 +69,7 @@ class WhisperEncoderExtractor:
         if not hasattr(model, "get_encoder") or not hasattr(model.config, "num_mel_bins"):
             raise ExtractorError(f"{config.model} is a {type(model).__name__}, not a Whisper model")
         self.revision = resolved_revision(model) or config.revision
+        self.weights = local_weights_sha256(config.model)
         self.encoder = model.get_encoder().eval().to(self.device)
         self.feature_extractor = load_pretrained(transformers.AutoFeatureExtractor, config.model,
                                                  revision=config.revision)
@@ -92,7 +93,7 @@ class WhisperEncoderExtractor:
         n_layers, dim = self.spec.pooled["mean"]
         return {"model": self.cfg.model, "class": type(self.encoder).__name__, "revision": self.revision,
                 "sample_rate": self.sample_rate, "frame_rate": self.spec.frame_rate, "layers": n_layers,
-                "dim": dim, "dtype": self.cfg.dtype, "mel_bins": self.feature_extractor.feature_size}
+                "dim": dim, "dtype": self.cfg.dtype, "mel_bins": self.feature_extractor.feature_size, **self.weights}
 
     def _forward(self, chunks: list[np.ndarray], seq_layers: Sequence[str]) -> list[ChunkStats]:
         """Per chunk: moments of every layer over the frames covering real audio, and those frames of

@@ -10,8 +10,9 @@
                                 (``loss.*``: margin-loss class weights, centres) and the training
                                 rows' z-scoring statistics (``standardizer.<modality>.mean|std``)
 ``<fold>-seed<seed>.skops``     a classic member (logreg, svm): the scikit-learn estimator and its
-                                ``StandardScaler``, in skops' format, which loads only an allow-list
-                                of types (no pickle)
+                                ``StandardScaler``, in skops' format (no pickle: a file naming any
+                                type outside skops' default trust is refused unread, and the loaded
+                                objects must be exactly these)
 ``final-seed<seed>.*``          with ``ser fit --final``: one model trained on every labelled row
 
 safetensors holds plain tensors only, so loading a member never runs code from the file.
@@ -44,12 +45,8 @@ INDEX_NAME = "index.json"
 FINAL = "final"
 """Fold name of the model ``ser fit --final`` trains on every labelled row."""
 
-SKOPS_TRUSTED = [
-    "sklearn.linear_model._logistic.LogisticRegression",
-    "sklearn.svm._classes.SVC",
-    "sklearn.preprocessing._data.StandardScaler",
-]
-"""The only scikit-learn types a classic member file may hold (skops refuses anything else)."""
+CLASSIC_TYPES = ("LogisticRegression", "SVC")
+"""The estimators a classic member file may hold (with a ``StandardScaler`` or no scaler)."""
 
 
 class ModelFileError(UserError):
@@ -66,9 +63,16 @@ def _atomic(path: Path, write: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # some writers create 0600 files; model files are meant to be shared
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_member(models_dir: Path, name: str, predictor: Any) -> str:
@@ -148,17 +152,7 @@ def load_member(models_dir: Path, index: dict[str, Any], member: dict[str, Any],
     from safetensors, strictly) or a :class:`ClassicPredictor` (skops, allow-listed types only)."""
     path = models_dir / member["file"]
     if member["engine"] == "sklearn":
-        import skops.io
-
-        untrusted = [t for t in skops.io.get_untrusted_types(file=path) if t not in SKOPS_TRUSTED]
-        if untrusted:
-            raise ModelFileError(f"{path} holds types outside the allow-list ({', '.join(untrusted)}); refusing "
-                                 "to load it")
-        try:
-            saved = skops.io.load(path, trusted=SKOPS_TRUSTED)
-        except Exception as err:  # a damaged zip or schema: say which file
-            raise ModelFileError(f"{path} cannot be loaded ({type(err).__name__}: {err}); fit the run again") from err
-        return ClassicPredictor(saved["estimator"], saved["scaler"], {})
+        return _load_classic(path)
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -186,6 +180,31 @@ def load_member(models_dir: Path, index: dict[str, Any], member: dict[str, Any],
         standardizer = Standardizer({m: tensors[f"standardizer.{m}.mean"].numpy() for m in pooled},
                                     {m: tensors[f"standardizer.{m}.std"].numpy() for m in pooled})
     return TorchPredictor(model.to(device), loss_fn.to(device), standardizer, cfg, device)
+
+
+def _load_classic(path: Path) -> ClassicPredictor:
+    """A classic member from its skops file: refused before loading when the file names any type skops
+    does not trust by default (skops then builds only scikit-learn, numpy and builtin containers, no
+    callables), and after loading unless it is exactly a logreg / SVC estimator and its scaler."""
+    import skops.io
+    from sklearn.preprocessing import StandardScaler
+
+    try:
+        untrusted = skops.io.get_untrusted_types(file=path)
+        if untrusted:
+            raise ModelFileError(f"{path} names types outside the allow-list ({', '.join(untrusted)}); refusing to "
+                                 "load it")
+        saved = skops.io.load(path)
+    except ModelFileError:
+        raise
+    except Exception as err:  # a damaged zip or schema: say which file
+        raise ModelFileError(f"{path} cannot be loaded ({type(err).__name__}: {err}); fit the run again") from err
+    estimator = saved.get("estimator") if isinstance(saved, dict) else None
+    scaler = saved.get("scaler") if isinstance(saved, dict) else None
+    if type(estimator).__name__ not in CLASSIC_TYPES or not (scaler is None or type(scaler) is StandardScaler):
+        raise ModelFileError(f"{path} holds {type(estimator).__name__} / {type(scaler).__name__}, outside the "
+                             f"allow-list ({', '.join(CLASSIC_TYPES)} with a StandardScaler); refusing to use it")
+    return ClassicPredictor(estimator, scaler, {})
 
 
 def _section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -34,7 +34,8 @@ sequences, and the augmentation policy (copies only; the original rows are not t
 
 UPSTREAM_KEYS = ("class", "model_class", "revision", "layers", "num_layers", "dim", "pooler", "adaptation",
                  "weights_sha256", "pca_sha256", "feature_set", "opensmile")
-"""Upstream attributes that must match when the record has them (what was actually loaded)."""
+"""Upstream attributes that must match when the record has them (what was actually loaded; a store
+written before an attribute was recorded is not held to it)."""
 
 _SSL = ("hubert", "wav2vec2", "wavlm")
 _TEXT = ("bert", "roberta", "minilm")
@@ -94,7 +95,7 @@ def check_same_upstream(modality: str, record: dict[str, Any], extractor: Extrac
     recorded_upstream = record.get("upstream") or {}
     rebuilt_upstream = extractor.upstream()
     problems += differences(recorded_upstream, rebuilt_upstream,
-                            [k for k in UPSTREAM_KEYS if k in recorded_upstream or k in rebuilt_upstream],
+                            [k for k in UPSTREAM_KEYS if k in recorded_upstream],
                             where="upstream")
     if problems:
         name = f"{record['extractor'].get('name')} {record['extractor'].get('preset')}"

@@ -162,6 +162,11 @@ class SerModel:
         return member.get("inputs") or self.index["inputs"]
 
     @property
+    def extractors(self) -> dict[str, Extractor]:
+        """Modality -> the rebuilt extractor (of the first member; per-fold stores may differ per member)."""
+        return {m: spec.extractor for m, spec in self._inputs[self.member_records[0]["name"]].items()}
+
+    @property
     def members(self) -> list[str]:
         """Names of the members whose probabilities are averaged."""
         return [m["name"] for m in self.member_records]

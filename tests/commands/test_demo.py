@@ -37,5 +37,11 @@ def test_demo_runs_offline_and_reports_an_mlp_and_a_fusion_head(tmp_path: Path, 
         metrics = json.loads((run / "metrics.json").read_text())
         assert [r["fold"] for r in metrics["runs"]] == ["Actor_01", "Actor_02", "Actor_03", "Actor_04"]
         assert metrics["test"]["ua"]["mean"] > 0.125  # above chance for 8 classes
+    assert "predict one clip with the audio-only MLP of fold Actor_01" in result.output
+    predicted = result.output.split("(true label: angry) -> ")[1].split()[0]
+    assert predicted in ("neu", "cal", "hap", "sad", "ang", "fea", "dis", "sur")
+    assert "--members Actor_01" in result.output
+    for run, _ in runs.values():
+        assert len(list((run / "models").glob("*-seed0.safetensors"))) == 4  # one model file per fold
     again = CliRunner().invoke(app, ["demo", "--workdir", str(workdir), "--epochs", "8"])
     assert again.exit_code == 0 and again.output.count("already complete") == 2  # caches are reused

@@ -193,7 +193,7 @@ def test_config_yaml_records_the_resolved_head_train_and_input_provenance(tmp_pa
     assert saved["config"]["train"]["epochs"] == 2 and set(saved["config"]["train"]) == set(vars(TrainConfig()))
     assert saved["train_preset"] == {}
     audio_input = saved["inputs"]["audio"]
-    assert audio_input["view"] == "audio.h5:stat=None,layer=1"
+    assert audio_input["view"] == "audio.h5:stat=mean,layer=1"  # the statistic as resolved
     assert audio_input["store"] == str(audio.resolve()) and audio_input["extractor"] == {"config_hash": "a"}
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["runs"][0]["epochs_run"] == 2
