@@ -151,8 +151,18 @@ def _numpy_global(name: str) -> Any:
     raise ExtractorError(f"cannot resolve {name} from the PCA file")
 
 
+NUMPY_ARRAY_GLOBALS = frozenset({
+    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
+    "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
+    "numpy.ndarray", "numpy.dtype",
+})
+"""The only globals a PCA file may name besides numpy's dtype classes: what pickling a numpy array
+needs. The list is fixed here, never taken from the file, so a crafted file naming any other
+callable (``numpy.testing``'s exec helpers, ``os.system`` ...) is refused before anything is loaded."""
+
+
 def _load_tensors(path: Path) -> Any:
-    """``torch.load`` with ``weights_only=True``, allowing the numpy arrays a PCA file may hold."""
+    """``torch.load`` with ``weights_only=True``, allowing exactly the numpy array globals above."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as first_error:
@@ -160,9 +170,15 @@ def _load_tensors(path: Path) -> Any:
             names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
         except Exception:
             names = []
-        if not names or not all(name.startswith("numpy.") for name in names):
+        dtype_classes = {f"numpy.dtypes.{name}" for name, cls in vars(np.dtypes).items()
+                         if isinstance(cls, type) and issubclass(cls, np.dtype)}
+        refused = sorted(set(names) - NUMPY_ARRAY_GLOBALS - dtype_classes)
+        if refused:
+            raise ExtractorError(f"{path} names {', '.join(refused)}, which a weights or PCA file never needs; "
+                                 "refusing to load it (use the torchvggish release files)") from first_error
+        if not names:
             raise ExtractorError(f"cannot load {path} as a tensor file ({first_error})") from first_error
-        allowed: list[Any] = [(_numpy_global(name), name) for name in names]
+        allowed: list[Any] = [(_numpy_global(name), name) for name in names if name in NUMPY_ARRAY_GLOBALS]
         # dtype objects unpickle through their numpy.dtypes classes, which that listing leaves out
         allowed.extend(cls for cls in vars(np.dtypes).values() if isinstance(cls, type) and issubclass(cls, np.dtype))
         try:

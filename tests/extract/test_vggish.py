@@ -217,3 +217,36 @@ def test_pca_file_formats(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded["pca_means"], np.arange(3.0))
     assert _numpy_global("numpy.core.multiarray._reconstruct") is np._core.multiarray._reconstruct
     assert _numpy_global("numpy.ndarray") is np.ndarray
+
+
+class _Exec:
+    """Pickles as a call of numpy.testing's string-executing helper (the attack a crafted file mounts)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        from numpy.testing._private.utils import runstring
+
+        return runstring, (f"open({str(self.marker)!r}, 'w').write('ran')", {})
+
+
+@pytest.mark.parametrize("payload", ["numpy_exec", "os_system"])
+def test_crafted_checkpoint_naming_other_globals_is_refused_without_running_it(tmp_path: Path, payload: str,
+                                                                                 files: tuple[Path, Path]) -> None:
+    import os
+
+    marker = tmp_path / "ran.txt"
+
+    class _System:
+        def __reduce__(self) -> tuple:
+            return os.system, (f"touch {marker}",)
+
+    crafted = tmp_path / "pca.pth"
+    evil = _Exec(marker) if payload == "numpy_exec" else _System()
+    torch.save({"pca_eigen_vectors": np.eye(3), "pca_means": np.zeros(3), "x": evil}, crafted)
+    with pytest.raises(ExtractorError, match="refusing to load it"):
+        _load_tensors(crafted)
+    with pytest.raises(ExtractorError, match="refusing to load it"):
+        build("default", checkpoint=str(files[0]), pca_checkpoint=str(crafted))
+    assert not marker.exists()
