@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -189,8 +190,16 @@ class FitConfig:
         for key in ("search", "ensemble", "final"):  # off by default: runs without them keep their names
             if not record[key]:
                 record.pop(key)
-        label = self.label_set or "default"
-        return f"{self.fusion}-{self.protocol}-{label}-{config_hash(record)[:10]}"
+        parts = [safe_name(part) for part in (self.fusion, self.protocol, self.label_set or "default")]
+        return "-".join([*parts, config_hash(record)[:10]])
+
+
+def safe_name(text: str) -> str:
+    """``text`` as one harmless path component: characters outside ``[A-Za-z0-9._+=,-]`` become ``_``
+    and leading dots are replaced, so a label-set path such as ``../../sets.json#rv`` can never
+    leave the output folder (``.._.._sets.json_rv``)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._+=,-]", "_", str(text))
+    return re.sub(r"^\.+", lambda match: "_" * len(match.group()), cleaned) or "_"
 
 
 SEARCH_SECTIONS = ("train", "head")

@@ -264,7 +264,7 @@ def run_fit(cfg: FitConfig) -> Path:
     handler: logging.Handler | None = None
     try:
         plan = _prepare(cfg)
-        run_dir = Path(cfg.out) / cfg.slug()
+        run_dir = run_directory(cfg)
         run_dir.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(run_dir / "train.log", mode="w", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -279,6 +279,17 @@ def run_fit(cfg: FitConfig) -> Path:
         if handler is not None:
             ser_logger.removeHandler(handler)
             handler.close()
+
+
+def run_directory(cfg: FitConfig) -> Path:
+    """``<out>/<slug>``, refused unless it is a direct child of ``out`` and ``out`` is a folder (or absent)."""
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"-o {out}: this is a file; give the folder the run directories go in")
+    run_dir = out / cfg.slug()
+    if run_dir.resolve().parent != out.resolve():
+        raise UserError(f"the run directory {run_dir} would lie outside -o {out}; check --label-set and --fusion")
+    return run_dir
 
 
 def _run(plan: _Plan, run_dir: Path) -> Path:
