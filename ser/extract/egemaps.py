@@ -109,7 +109,7 @@ class EgemapsExtractor:
 
     def config(self) -> dict[str, Any]:
         return {**asdict(self.cfg), "functionals_level": "Functionals", "lld_level": "LowLevelDescriptors",
-                "sample_rate": SAMPLE_RATE, "opensmile": self.opensmile_version}
+                "sample_rate": SAMPLE_RATE, "opensmile": self.opensmile_version, "pcm": PCM_NOTE}
 
     def upstream(self) -> dict[str, Any]:
         return {"model": f"openSMILE {self.cfg.feature_set}", "opensmile": self.opensmile_version,
@@ -138,7 +138,9 @@ class EgemapsExtractor:
             if item.audio is None:
                 raise ExtractorError(f"{item.id}: audio extractors need audio")
             audio = np.ascontiguousarray(np.asarray(item.audio, dtype=np.float32).reshape(-1))
+            audio, clipped = clip_to_int16(audio)
             audio, note = pad_to_minimum(audio, self.spec.min_samples)
+            note = "; ".join(filter(None, [clipped, note])) or None
             try:
                 functionals, lld = self._process(audio)
             except self._errors as err:  # openSMILE's own failures for this one signal
@@ -157,6 +159,25 @@ class EgemapsExtractor:
             seq = {"lld": lld} if "lld" in seq_layers else {}
             results.append(Features(pooled=pooled, seq=seq, note=note))
         return results
+
+
+INT16_TOP = 32767 / 32768
+"""The largest float openSMILE's 16-bit conversion (``x * 32768`` to int16) represents."""
+PCM_NOTE = "float audio clipped to the int16 range before openSMILE"
+"""Recorded in the config: stores written before clipping wrapped samples above full scale around."""
+
+
+def clip_to_int16(audio: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """``audio`` clipped to [-1, 32767/32768] with a note saying how much, or unchanged with None.
+
+    openSMILE converts float input with ``(x * 32768).astype(int16)``, which wraps a sample at or above
+    full scale to the other sign (1.2 becomes -26215): louder-than-full-scale float files, gain
+    augmentation and added noise would get distorted features without a word."""
+    over = int(np.count_nonzero((audio > INT16_TOP) | (audio < -1.0)))
+    if not over:
+        return audio, None
+    peak = float(np.max(np.abs(audio)))
+    return np.clip(audio, -1.0, INT16_TOP), f"clipped {over} samples above full scale (peak {peak:.3f})"
 
 
 def build(preset: str, *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32",

@@ -209,3 +209,17 @@ def test_two_pass_fallback_gives_the_same_features(monkeypatch: pytest.MonkeyPat
         np.testing.assert_array_equal(a.pooled[key], b.pooled[key])
     np.testing.assert_array_equal(a.seq["lld"], b.seq["lld"])
     assert fallback.config() == single.config()  # the same features: stores stay interchangeable
+
+
+def test_audio_above_full_scale_is_clipped_not_wrapped(extractor: EgemapsExtractor) -> None:
+    loud = voice_like(1.0, amplitude=1.6)
+    clipped = np.clip(loud, -1.0, 32767 / 32768)
+    over = int(np.count_nonzero(np.abs(loud) >= 32767 / 32768))
+    got, reference = one(extractor, loud), one(extractor, clipped)
+    assert got.note is not None and got.note.startswith(f"clipped {over} samples above full scale")
+    assert reference.note is None  # the clipped signal itself needs nothing
+    np.testing.assert_array_equal(got.pooled["functionals"], reference.pooled["functionals"])
+    np.testing.assert_array_equal(got.seq["lld"], reference.seq["lld"])
+    wrapped = ((loud * 32768).astype(np.int64).astype(np.int16) / 32768).astype(np.float32)  # the old conversion
+    assert not np.allclose(one(extractor, wrapped).pooled["lld_mean"], got.pooled["lld_mean"], rtol=0.05)
+    assert extractor.config()["pcm"].startswith("float audio clipped")  # old stores hash differently
