@@ -173,7 +173,7 @@ def validate(
         from ser.manifests.schema import read_manifest
         from ser.manifests.validation import validate_manifest
 
-        loaded = read_manifest(manifest)
+        loaded = read_manifest(manifest, strict=False)  # every problem is listed below
         choice = choose_label_set(loaded, label_set, all_labels=all_labels)
         report = validate_manifest(loaded, label_set=choice.label_set, drop_unknown=drop_unknown,
                                    check_audio=check_audio, protocol=protocol,

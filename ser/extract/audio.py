@@ -27,6 +27,14 @@ def _too_long(seconds: float, max_seconds: float) -> AudioError:
     return AudioError(f"too long: {seconds:.0f} s > {max_seconds:.0f} s (raise --max-total-seconds if it is intended)")
 
 
+SEGMENT_TOLERANCE = 0.1
+"""Seconds a segment's end may pass the end of its file (rounding in corpus annotations)."""
+
+
+def _past_end(end: float, total: float) -> AudioError:
+    return AudioError(f"segment end {end} s is past the end of the file ({total:.2f} s); fix the row's start/end")
+
+
 def _segment_seconds(total: float, start: float | None, end: float | None) -> float:
     """Length of the ``start``..``end`` part of ``total`` seconds."""
     return max(0.0, min(total, end if end is not None else total) - (start or 0.0))
@@ -40,6 +48,8 @@ def _read_soundfile(path: Path, start: float | None, end: float | None,
         info = soundfile.info(str(path))
         if info.samplerate and _segment_seconds(info.frames / info.samplerate, start, end) > max_seconds:
             raise _too_long(_segment_seconds(info.frames / info.samplerate, start, end), max_seconds)
+        if end is not None and info.samplerate and end > info.frames / info.samplerate + SEGMENT_TOLERANCE:
+            raise _past_end(end, info.frames / info.samplerate)
         first = round((start or 0.0) * info.samplerate)
         last = round(end * info.samplerate) if end is not None else -1
         data, rate = soundfile.read(str(path), start=first, stop=None if last < 0 else last, dtype="float32",
@@ -97,6 +107,8 @@ def _read_container(path: Path, start: float | None, end: float | None,
         data = (data - middle) / middle
     elif np.issubdtype(chunks[0].dtype, np.integer):
         data /= float(np.iinfo(chunks[0].dtype).max) + 1
+    if end is not None and end > len(data) / rate + SEGMENT_TOLERANCE:
+        raise _past_end(end, len(data) / rate)
     first = round((start or 0.0) * rate)
     last = round(end * rate) if end is not None else len(data)
     return data[first:last], rate
@@ -112,6 +124,8 @@ def load_audio(path: str | Path, *, sample_rate: int, start: float | None = None
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"missing audio file {path}")
+    if (start is not None and start < 0) or (end is not None and end <= (start or 0.0)):
+        raise AudioError(f"impossible segment start {start} s, end {end} s (start must be >= 0 and end > start)")
     if path.suffix.lower() in SOUNDFILE_SUFFIXES:
         data, rate = _read_soundfile(path, start, end, max_seconds)
     else:

@@ -367,6 +367,9 @@ def run_extraction(manifest_path: str | os.PathLike[str], extractor: Extractor, 
     options = options or RunOptions()
     check_compression(Path(output), options.compression)  # refused now, not after hours of extraction
     manifest = read_manifest(manifest_path)
+    if not manifest.utterances:
+        raise ExtractorError(f"{manifest_path}: the manifest holds no rows; rebuild it with `ser manifest CORPUS ROOT "
+                             "-o FILE` and check that ROOT is the corpus folder")
     rows = [u for i, u in enumerate(manifest.utterances)
             if options.shard is None or i % options.shard[1] == options.shard[0]]
     rows, plan = _waveform_plan(manifest, rows, extractor, options)

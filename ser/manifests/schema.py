@@ -222,12 +222,18 @@ def write_manifest(path: str | os.PathLike[str], header: ManifestHeader,
     return count
 
 
-def read_manifest(path: str | os.PathLike[str]) -> Manifest:
+RESERVED_ID_MARK = "@aug"
+"""Ids of augmented copies are ``<id>@aug<k>`` in cache stores; a manifest id may not contain it."""
+
+
+def read_manifest(path: str | os.PathLike[str], *, strict: bool = True) -> Manifest:
     """Read a manifest written by :func:`write_manifest` (or a hand-made JSONL file).
 
     A file without a header line is accepted; its root is then the file's folder and its corpus
     ``unknown``. Blank lines are skipped. Malformed JSON raises :class:`ManifestError` naming the
-    line and the parse error.
+    line and the parse error. ``strict`` (every command but ``ser manifest validate``, which lists
+    such rows itself) also refuses duplicate ids, ids holding the reserved ``@aug`` mark and impossible
+    segments (negative start, end not after start), naming the lines.
     """
     path = Path(path)
     if not path.is_file():
@@ -263,7 +269,33 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
         line_numbers.append(line_no)
     if header is None:
         header = ManifestHeader(corpus="unknown", root=".")
+    if strict:
+        _check_rows(path, utterances, line_numbers)
     return Manifest(header=header, utterances=utterances, path=path, line_numbers=line_numbers)
+
+
+def _check_rows(path: Path, utterances: list[Utterance], line_numbers: list[int]) -> None:
+    """Refuse rows every stage would misread (see :func:`read_manifest`), listing up to five of each."""
+    first: dict[str, int] = {}
+    problems: dict[str, list[str]] = {"duplicate ids": [], "ids holding the reserved mark '@aug'": [],
+                                      "impossible segments": []}
+    for utterance, line_no in zip(utterances, line_numbers, strict=True):
+        if utterance.id in first:
+            problems["duplicate ids"].append(f"line {line_no} {utterance.id!r} (first at line {first[utterance.id]})")
+        first.setdefault(utterance.id, line_no)
+        if RESERVED_ID_MARK in utterance.id:
+            problems["ids holding the reserved mark '@aug'"].append(f"line {line_no} {utterance.id!r}")
+        start, end = utterance.start, utterance.end
+        if (start is not None and start < 0) or (end is not None and end <= (start or 0.0)):
+            problems["impossible segments"].append(f"line {line_no} {utterance.id!r} (start {start}, end {end})")
+    fixes = {"duplicate ids": "make every id unique (two copies of one file?)",
+             "ids holding the reserved mark '@aug'": "rename them: '<id>@aug<k>' names augmented copies in caches",
+             "impossible segments": "start must be >= 0 and end > start"}
+    found = [f"{len(rows)} {kind} ({'; '.join(rows[:5])}{' ...' if len(rows) > 5 else ''}): {fixes[kind]}"
+             for kind, rows in problems.items() if rows]
+    if found:
+        raise ManifestError(f"{path}: " + "; ".join(found) + f". `ser manifest validate {path}` lists every "
+                            "problem")
 
 
 def _parse_header(record: dict[str, Any], path: Path, line_no: int) -> ManifestHeader:

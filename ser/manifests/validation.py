@@ -11,9 +11,11 @@ import os
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from ser.manifests.audio_info import AudioInfoError, probe_duration
 from ser.manifests.labels import LabelSet
-from ser.manifests.schema import Manifest, ManifestError
+from ser.manifests.schema import RESERVED_ID_MARK, Manifest, ManifestError
 
 MAX_LISTED = 5
 
@@ -58,6 +60,28 @@ def _bad_text(text: object) -> str | None:
     return None
 
 
+SEGMENT_TOLERANCE = 0.1
+"""Seconds a segment's end may pass the end of its file (rounding in corpus annotations)."""
+
+
+def _segment_past_end(path: os.PathLike[str] | str, start: float | None, end: float | None) -> str | None:
+    """Why a segment lies (partly) beyond its file's end, or None (also when the header cannot be read:
+    the missing or unreadable audio is reported by extraction with the decoder's reason)."""
+    try:
+        total = probe_duration(Path(path))
+    except AudioInfoError:
+        return None
+    if start is not None and start >= total:
+        return f"start {start} s, the file lasts {total:.2f} s"
+    if end is not None and end > total + SEGMENT_TOLERANCE:
+        return f"end {end} s, the file lasts {total:.2f} s"
+    return None
+
+
+def _segment_ok(start: float | None, end: float | None) -> bool:
+    return not ((start is not None and start < 0) or (end is not None and end <= (start or 0.0)))
+
+
 def validate_manifest(manifest: Manifest, *, label_set: LabelSet | None = None, drop_unknown: bool = False,
                       check_audio: bool = True, protocol: str | None = None,
                       default_label_set: bool = False) -> ValidationReport:
@@ -85,18 +109,23 @@ def validate_manifest(manifest: Manifest, *, label_set: LabelSet | None = None, 
             problems["duplicate id"].append(f"{where} (first at {first_seen[utt.id]})")
         else:
             first_seen[utt.id] = manifest.location(index)
+        if RESERVED_ID_MARK in utt.id:
+            problems["reserved id"].append(where)
         if utt.audio is None:
             problems["no audio"].append(where)
         elif check_audio:
             path = manifest.audio_path(utt)
             if path is None or not os.path.isfile(path):
                 problems["missing audio"].append(f"{where} -> {path}")
+            elif (utt.end is not None or utt.start is not None) and _segment_ok(utt.start, utt.end):
+                past = _segment_past_end(path, utt.start, utt.end)
+                if past:
+                    problems["segment past the end of the audio"].append(f"{where} ({past})")
         if utt.text is not None:
             reason = _bad_text(utt.text)
             if reason:
                 problems["unreadable transcript"].append(f"{where} ({reason})")
-        if (utt.start is not None and utt.start < 0) or (
-                utt.start is not None and utt.end is not None and utt.end <= utt.start):
+        if not _segment_ok(utt.start, utt.end):
             problems["bad segment"].append(f"{where} (start {utt.start}, end {utt.end})")
         if utt.duration is not None and utt.duration <= 0:
             problems["non-positive duration"].append(f"{where} ({utt.duration})")
@@ -125,6 +154,9 @@ def validate_manifest(manifest: Manifest, *, label_set: LabelSet | None = None, 
         "unreadable transcript": ("error", "re-decode the transcript with the right encoding (the corpus adapter "
                                   "does this) or remove the text field"),
         "bad segment": ("error", "start must be >= 0 and end > start"),
+        "reserved id": ("error", "rename these rows: '<id>@aug<k>' names augmented copies in cache stores"),
+        "segment past the end of the audio": ("error", "fix start/end (seconds from the file's start) or the "
+                                              "audio path"),
         "non-positive duration": ("error", "the audio is empty; remove the row or the file"),
         "label outside label set": (
             "warning" if drop_unknown else "error",

@@ -205,10 +205,15 @@ def test_empty_file_and_empty_segment(tmp_path: Path) -> None:
         load_audio(empty, sample_rate=RATE)
     one_second = tmp_path / "one.wav"
     sf.write(one_second, _noise(RATE, seed=4), RATE)
-    with pytest.raises(AudioError, match=r"^empty audio"):
+    with pytest.raises(AudioError, match=r"^segment end 3.0 s is past the end of the file \(1.00 s\)"):
         load_audio(one_second, sample_rate=RATE, start=2.0, end=3.0)  # segment beyond the end
     with pytest.raises(AudioError, match=r"^empty audio"):
+        load_audio(one_second, sample_rate=RATE, start=2.0)  # starts after the end
+    with pytest.raises(AudioError, match=r"^impossible segment"):
         load_audio(one_second, sample_rate=RATE, start=0.5, end=0.5)
+    with pytest.raises(AudioError, match=r"^impossible segment start -0.5 s"):
+        load_audio(one_second, sample_rate=RATE, start=-0.5, end=0.5)  # it used to read the file's end
+    assert load_audio(one_second, sample_rate=RATE, start=0.5, end=1.05).size == RATE // 2  # rounding slack
 
 
 @pytest.mark.parametrize("peak", [0.0, 5e-6], ids=["digital-zero", "below-threshold"])
