@@ -24,10 +24,16 @@ def list_heads() -> None:
         typer.echo(f"{name:18s} {info.description}  [{info.source}]")
 
 
-def _split_list(text: str | None, cast: type) -> list[Any] | None:
+def _split_list(text: str | None, cast: type, flag: str) -> list[Any] | None:
+    from ser.errors import UserError
+
     if text is None or text == "all":
         return None
-    return [cast(part) for part in text.split(",") if part.strip()]
+    try:
+        return [cast(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"{flag} takes comma-separated {'whole numbers' if cast is int else 'names'}, not "
+                        f"{text!r}") from None
 
 
 def fit(
@@ -75,7 +81,7 @@ def fit(
         record: dict[str, Any] = read_fit_record(config) if config is not None else {}
         flags = {"fusion": fusion, "manifest": str(manifest) if manifest else None, "protocol": protocol,
                  "audio": audio, "text": text, "mocap": mocap, "label_set": label_set,
-                 "folds": _split_list(folds, str), "seeds": _split_list(seeds, int),
+                 "folds": _split_list(folds, str, "--folds"), "seeds": _split_list(seeds, int, "--seeds"),
                  "robustness": robustness or None, "out": str(out) if out else None,
                  "search": parse_search(search) if search else None, "ensemble": ensemble or None,
                  "final": final or None}

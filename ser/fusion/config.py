@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import types
 import typing
@@ -97,13 +98,25 @@ class TrainConfig:
     learned features; zero). Defaults: the Copenhagen project's 10-30 frames / 5-15 bins at p 0.5."""
 
     def check(self) -> None:
-        """Refuse unknown choices by name (before a fit creates anything)."""
+        """Refuse every bad value by name, one line (before a fit creates anything)."""
         for name, value, choices in (("optimizer", self.optimizer, OPTIMIZERS), ("schedule", self.schedule, SCHEDULES),
                                      ("select", self.select, SELECT_METRICS)):
             if value not in choices:
                 raise UserError(f"train.{name} must be one of {', '.join(choices)}, not {value!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise UserError(f"train.epochs and train.batch_size must be >= 1 (got {self.epochs}, {self.batch_size})")
+        for name, low in (("epochs", 1), ("batch_size", 1), ("step_size", 1), ("plateau_patience", 0),
+                          ("patience", 0), ("threads", 0)):
+            require_int(f"train.{name}", getattr(self, name), low)
+        require_float("train.lr", self.lr, low=0.0, strict=True)
+        require_float("train.weight_decay", self.weight_decay, low=0.0)
+        require_float("train.momentum", self.momentum, low=0.0, high=1.0)
+        require_float("train.gamma", self.gamma, low=0.0, strict=True)
+        for name in ("class_weighted", "normalize", "amp", "deterministic", "refit", "specaugment"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"train.{name} must be true or false, not {getattr(self, name)!r}")
+        for name in ("loss_options", "specaugment_options"):
+            if not isinstance(getattr(self, name), dict):
+                raise UserError(f"train.{name} must be a mapping (KEY: VALUE), not {getattr(self, name)!r}")
+        check_device("train.device", self.device)
         unknown = sorted(set(self.specaugment_options) - set(SPECAUGMENT_OPTIONS))
         if unknown:
             raise UserError(f"train.specaugment_options {unknown} are unknown; they are "
@@ -167,6 +180,30 @@ class FitConfig:
     preset, plain ``TrainConfig()`` for the defaults)."""
     out: str = "runs"
 
+    def check(self) -> None:
+        """Refuse bad fit-level values by name, one line (before a fit creates anything)."""
+        if not isinstance(self.seeds, list) or not self.seeds:
+            raise UserError(f"seeds must be a non-empty list of whole numbers >= 0 (e.g. --seeds 0,1,2), not "
+                            f"{self.seeds!r}")
+        for seed in self.seeds:
+            require_int("every seed", seed, 0)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"seeds {self.seeds} repeat a seed; each seed trains one member, give each once")
+        require_float("val_fraction", self.val_fraction, low=0.0, high=1.0, strict=True)
+        if self.val_by not in ("speaker", "utterance"):
+            raise UserError(f"val_by must be speaker or utterance, not {self.val_by!r}")
+        require_int("split_seed", self.split_seed, 0)
+        if self.folds is not None and (not isinstance(self.folds, list) or not self.folds
+                                       or not all(isinstance(f, str) and f.strip() for f in self.folds)):
+            raise UserError(f"folds must be fold names (e.g. --folds Ses01,Ses02) or all, not {self.folds!r}")
+        for name in ("augmented", "ensemble", "final"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"{name} must be true or false, not {getattr(self, name)!r}")
+        for name in ("head", "protocol_options", "search"):
+            if not isinstance(getattr(self, name), dict):
+                raise UserError(f"{name} must be a mapping (KEY: VALUE), not {getattr(self, name)!r}")
+        self.train.check()
+
     def views(self, fold: str | None = None) -> dict[str, View]:
         """The input views, with ``{fold}`` in store paths replaced by ``fold`` when given."""
         from ser.fusion.data import parse_view
@@ -192,6 +229,44 @@ class FitConfig:
                 record.pop(key)
         parts = [safe_name(part) for part in (self.fusion, self.protocol, self.label_set or "default")]
         return "-".join([*parts, config_hash(record)[:10]])
+
+
+def require_int(name: str, value: Any, low: int) -> None:
+    """Refuse a value that is not a whole number >= ``low`` (booleans and 2.5 included), naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise UserError(f"{name} must be a whole number >= {low}, not {value!r}")
+
+
+def require_float(name: str, value: Any, *, low: float, high: float | None = None, strict: bool = False) -> None:
+    """Refuse a value that is not a finite number in [low, high) (``strict``: above ``low``), naming it."""
+    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    ok = ok and (value > low if strict else value >= low) and (high is None or value < high)
+    if not ok:
+        bounds = f"{'>' if strict else '>='} {low:g}" + (f" and < {high:g}" if high is not None else "")
+        raise UserError(f"{name} must be a finite number {bounds}, not {value!r}")
+
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device(name: str, choice: Any) -> None:
+    """Refuse an unknown device name, or CUDA / MPS where this machine has none (torch is imported only
+    when one is asked for)."""
+    text = str(choice).strip().lower()
+    if not isinstance(choice, str) or not DEVICE_PATTERN.match(text):
+        raise UserError(f"{name} must be auto, cpu, cuda, cuda:N or mps, not {choice!r}")
+    if text.startswith("cuda"):
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(text.partition(":")[2] or 0)
+        if index >= count:
+            raise UserError(f"{name}={choice}: this machine has {count} CUDA device(s); use auto or cpu")
+    if text == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise UserError(f"{name}=mps: MPS is not available here; use auto or cpu")
 
 
 def safe_name(text: str) -> str:

@@ -315,6 +315,12 @@ def load_fusion_data(utterances: Sequence[Utterance], label_set: LabelSet, views
         adaptation = (reader.attrs.get("upstream") or {}).get("adaptation")
         corruption = reader.attrs.get("corruption")
         records = store_records(reader)
+        widths = {**{f"pooled {k}": d for k, (_, d) in reader.layout.pooled.items()},
+                  **{f"seq {k}": d for k, d in reader.layout.seq.items()}}
+        if 0 in widths.values():
+            zero = ", ".join(k for k, d in widths.items() if not d)
+            raise DataError(f"{view.store} holds zero-width features ({zero}); re-extract"
+                            " it with options that give features (e.g. -O n_mels > 0)")
         if view.kind == "seq":
             layer = _seq_layer(reader, view)
             view = replace(view, layer=layer)

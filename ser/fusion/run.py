@@ -57,7 +57,7 @@ from ser.fusion.metrics import aggregate, compute_metrics, metrics_from_confusio
 from ser.fusion.model_files import FINAL, MODELS_DIR, input_record, member_name, member_record, save_member, write_index
 from ser.fusion.plots import plot_confusion
 from ser.fusion.presets import train_preset
-from ser.fusion.train import FoldResult, deterministic_cuda_setup, select_member, test_member
+from ser.fusion.train import FoldResult, check_head, deterministic_cuda_setup, select_member, test_member
 from ser.manifests.corpora import DEFAULT_LABEL_SETS
 from ser.manifests.labels import LabelSet, load_label_set
 from ser.manifests.protocols import Fold, FoldSet, ValidationRule, make_folds
@@ -163,10 +163,10 @@ class _Plan:
 def _prepare(cfg: FitConfig) -> _Plan:
     """Validate everything a fit needs and load its data, before any run directory exists: a fit that
     cannot start (unknown head, wrong inputs or options, bad protocol, missing store) leaves nothing."""
+    cfg.check()
     views = cfg.views()
     _check_inputs(cfg.fusion, views)
     head_options, head_resolved = resolve_head_config(cfg.fusion, cfg.head)
-    cfg.train.check()
     if cfg.train.specaugment and head_resolved.get("specaugment"):
         raise UserError(f"head {cfg.fusion} applies its own SpecAugment (head.specaugment); set "
                         "head.specaugment=false to use train.specaugment instead, or keep only the head's")
@@ -204,6 +204,8 @@ def _prepare(cfg: FitConfig) -> _Plan:
         fold_data = {f.name: shared for f in folds}
     for fold in folds:
         _check_adaptation(fold_data[fold.name], fold, fold_set)
+    for candidate in candidates:
+        check_head(cfg.fusion, fold_data[folds[0].name], candidate.head_options)
     robust, robust_info = _robustness_data(cfg, utterances, label_set, folds, fold_data, fold_set)
     first = fold_data[folds[0].name]
     card = {**fold_set.card.to_dict(), "dropped_rejected_at_extraction": len(first.dropped_rejected),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import math
 import os
 import random
 import time
@@ -205,6 +206,31 @@ def _evaluate(model: FusionModel, data: FusionData, rows: np.ndarray, cfg: Train
     return metrics, probs, total_loss / max(len(rows), 1)
 
 
+def check_head_weights(fusion: str, head: nn.Module) -> None:
+    """Refuse a head built with a zero-width layer (``head.hidden=[0]``): it would "train" to chance."""
+    empty = [f"{name} {tuple(p.shape)}" for name, p in head.named_parameters() if p.numel() == 0]
+    if empty:
+        raise UserError(f"head {fusion} has zero-width weights ({', '.join(empty[:3])}); check the head options "
+                        "(e.g. head.hidden)")
+
+
+def check_head(fusion: str, data: FusionData, head_options: dict[str, Any]) -> None:
+    """Build the head once on the data's shapes (before a fit writes anything): options it refuses and
+    zero-width layers become one clear error."""
+    if HEADS[fusion].engine != "torch":
+        return
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "initializing zero-element tensors": refused just below
+            head = head_module(fusion).build({m: d.dim for m, d in data.modalities.items()}, len(data.classes),
+                                             **head_options)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"fusion head {fusion}: {err}") from err
+    check_head_weights(fusion, head)
+
+
 @dataclass
 class _Setup:
     """A freshly initialised model with its loss, optimiser, schedule and input scaling."""
@@ -233,6 +259,7 @@ def _setup(data: FusionData, train_rows: np.ndarray, fusion: str, head_options: 
             augment = SpecAugment(**{"fill": "mean", **options})
         except (TypeError, ValueError) as err:
             raise UserError(f"train.specaugment_options: {err}") from err
+    check_head_weights(fusion, head)
     model = FusionModel(head, {m: d.n_layers for m, d in data.modalities.items()}, augment).to(device)
     weights = class_weights(data.labels[train_rows], len(data.classes)) if cfg.class_weighted else None
     if cfg.loss not in ("ce", "focal") and not hasattr(head, "forward_features"):
@@ -324,6 +351,20 @@ class Selection:
     """Builds the model that is tested instead of ``predictor`` (``train.refit``)."""
 
 
+class DivergenceError(UserError):
+    """Training produced non-finite numbers: the member has no result to report."""
+
+
+def _check_finite(fold: str, seed: int, epoch: int, lr: float, train_loss: float, val_probs: np.ndarray) -> None:
+    """Stop a member whose loss or validation outputs stopped being finite (a diverged run would
+    otherwise predict class 0 everywhere and be reported as a chance-level result)."""
+    if math.isfinite(train_loss) and np.isfinite(val_probs).all():
+        return
+    cause = f"training loss {train_loss}" if not math.isfinite(train_loss) else "non-finite validation outputs"
+    raise DivergenceError(f"fold {fold} seed {seed}: training diverged at epoch {epoch} ({cause}, lr {lr:g}); "
+                          "lower train.lr, add a schedule, or check the inputs for extreme values")
+
+
 def _check_validation(fold_name: str, rows: dict[str, np.ndarray]) -> None:
     if len(rows["validation"]) == 0:
         raise UserError(f"fold {fold_name}: the validation set is empty; raise --val-fraction or check the protocol")
@@ -350,7 +391,9 @@ def select_member(data: FusionData, fold_name: str, rows: dict[str, np.ndarray],
     for epoch in range(1, cfg.epochs + 1):
         lr = setup.optimizer.param_groups[0]["lr"]
         train_loss = _train_epoch(setup, data, rows["train"], cfg, device, generator)
-        val_metrics, _, val_loss = _evaluate(model, data, rows["validation"], cfg, device, standardizer, loss_fn)
+        val_metrics, val_probs, val_loss = _evaluate(model, data, rows["validation"], cfg, device, standardizer,
+                                                     loss_fn)
+        _check_finite(fold_name, seed, epoch, lr, train_loss, val_probs)
         score = val_metrics[cfg.select]
         history.append({"epoch": epoch, "lr": lr, "train_loss": train_loss,
                         "val_loss": val_loss, f"val_{cfg.select}": score})
