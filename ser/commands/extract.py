@@ -70,6 +70,7 @@ def extract(
     """
     with user_errors():
         from ser.cache.format import check_compression
+        from ser.errors import UserError
         from ser.extract.augment import load_policy, parse_corruption
         from ser.extract.devices import resolve_device
         from ser.extract.registry import build_extractor
@@ -82,9 +83,13 @@ def extract(
                     "corrupt": parse_corruption(corrupt) if corrupt else None}
         ctx = TorchrunContext.from_environment()
         chosen_shard = parse_shard(shard) or ctx.shard
+        RunOptions(seq=seq, batch_seconds=batch_seconds, batch_items=batch_items, num_workers=num_workers,
+                   max_total_seconds=max_total_seconds, flush_seconds=flush_seconds).check()  # before the model loads
         family_options = parse_options(option)
         if max_seconds is not None:
             family_options["max_seconds"] = max_seconds
+        if dtype not in ("float32", "float16", "bfloat16"):
+            raise UserError(f"--dtype must be float32, float16 or bfloat16, not {dtype!r}")
         chosen_device = resolve_device(device)
         extractor = build_extractor(model, preset, checkpoint=checkpoint, device=chosen_device, dtype=dtype,
                                     **family_options)

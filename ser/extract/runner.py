@@ -106,6 +106,18 @@ class RunOptions:
     """Test-time corruption applied to every row (``parse_corruption("white@10dB")``). Changes the features."""
 
 
+    def check(self) -> None:
+        """Refuse bad values by name, one line, before anything is loaded or written."""
+        for name, low in (("batch_items", 1), ("num_workers", 0), ("segment_bytes", 1), ("flush_rows", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ExtractorError(f"--{name.replace('_', '-')} must be a whole number >= {low}, not {value!r}")
+        for name in ("batch_seconds", "max_total_seconds", "flush_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or value <= 0:
+                raise ExtractorError(f"--{name.replace('_', '-')} must be a number of seconds > 0, not {value!r}")
+
+
 @dataclass
 class RunReport:
     """What a run did."""
@@ -365,6 +377,7 @@ def run_extraction(manifest_path: str | os.PathLike[str], extractor: Extractor, 
                    options: RunOptions | None = None) -> RunReport:
     """Extract every (remaining) row of a manifest into ``output``; see the module docstring."""
     options = options or RunOptions()
+    options.check()
     check_compression(Path(output), options.compression)  # refused now, not after hours of extraction
     manifest = read_manifest(manifest_path)
     if not manifest.utterances:
