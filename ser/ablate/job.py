@@ -23,6 +23,7 @@ from typing import Any, Literal
 from ser.ablate.state import RunBusyError, RunLock, is_done, record_attempt
 from ser.errors import UserError
 from ser.fusion.config import config_from_dict
+from ser.processes import tie_to_parent
 
 logger = logging.getLogger(__name__)
 
@@ -63,18 +64,8 @@ def die_with_parent() -> None:
     """Ask Linux to SIGTERM this process when the runner that started it dies (even by SIGKILL), so
     an interrupted grid leaves no orphaned fits holding GPUs and locks."""
     parent = os.environ.get(PARENT_ENV)
-    if not parent or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    except (OSError, AttributeError) as err:  # no prctl: jobs then outlive a killed runner
-        logger.warning("cannot tie the job to its runner (%s)", err)
-        return
-    if os.getppid() != int(parent):  # the runner died before prctl took effect
-        sys.exit(1)
+    if parent:
+        tie_to_parent(int(parent), signal.SIGTERM)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,11 +9,14 @@ skipped by the caller. ``finalize`` streams all segments into the final ``.h5`` 
 (temp name + atomic rename) and removes the partial folder.
 
 One writer per store: a second one is refused through an OS lock (``flock``) that dies with its
-process. Parallel extraction writes one store per shard and merges them (``ser cache merge``).
+process; processes forked while it is held (decoding workers) close their copy at once, so a
+worker outliving a killed run cannot keep the store locked. Parallel extraction
+writes one store per shard and merges them (``ser cache merge``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -83,6 +86,27 @@ class Segment:
         return np.load(self.path / f"seq-{layer}.npy", mmap_mode="r")[start:stop]
 
 
+_HELD_LOCKS: set[int] = set()
+"""File descriptors of the store locks this process holds."""
+
+
+def _release(fd: int) -> None:
+    _HELD_LOCKS.discard(fd)
+    os.close(fd)
+
+
+def _drop_inherited_locks() -> None:
+    """In a freshly forked child: close the copies of the parent's lock descriptors, so the lock is held
+    by the parent's descriptor alone and goes away with the parent."""
+    for fd in list(_HELD_LOCKS):
+        with contextlib.suppress(OSError):  # EBADF: the child closed it already; nothing else can fail here
+            os.close(fd)
+    _HELD_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
 class CacheWriter:
     """Append rows to a store; resume after a crash; finalize into the complete store.
 
@@ -125,7 +149,7 @@ class CacheWriter:
             cls._check_or_write_meta(partial, layout, attrs)
             segments = cls._load_segments(partial)
         except BaseException:
-            os.close(lock_fd)
+            _release(lock_fd)
             raise
         writer = cls(final, partial, layout, attrs, lock_fd, segments, segment_bytes)
         if segments:
@@ -136,7 +160,7 @@ class CacheWriter:
     @staticmethod
     def _lock(partial: Path) -> int:
         lock_path = partial / "lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -153,6 +177,7 @@ class CacheWriter:
             raise
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}".encode())
+        _HELD_LOCKS.add(fd)
         return fd
 
     @staticmethod
@@ -303,7 +328,7 @@ class CacheWriter:
         try:
             self.flush()
         finally:
-            os.close(self._lock_fd)
+            _release(self._lock_fd)
             self._lock_fd = None
 
     def __enter__(self) -> CacheWriter:
@@ -324,7 +349,7 @@ def remove_stale_partial(path: str | os.PathLike[str]) -> bool:
     try:
         shutil.rmtree(partial)
     finally:
-        os.close(fd)
+        _release(fd)
     return True
 
 

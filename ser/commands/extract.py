@@ -9,6 +9,8 @@ import typer
 from ser.commands.common import parse_options, user_errors
 from ser.extract.registry import DESCRIPTIONS, FAMILIES, PRESETS  # noqa: TID253 (literal registry, no heavy imports)
 
+EXIT_INTERRUPTED = 130
+"""Exit status after Ctrl-C or SIGTERM (128 + SIGINT, as shells report it); the work so far is kept."""
 EXIT_REJECTED = 3
 """Exit status when the store was finished but some utterances were rejected (see the rejects file)."""
 
@@ -74,7 +76,13 @@ def extract(
         from ser.extract.augment import load_policy, parse_corruption
         from ser.extract.devices import resolve_device
         from ser.extract.registry import build_extractor
-        from ser.extract.runner import RunOptions, parse_shard, progress_rates, run_extraction
+        from ser.extract.runner import (
+            ExtractionInterrupted,
+            RunOptions,
+            parse_shard,
+            progress_rates,
+            run_extraction,
+        )
         from ser.extract.torchrun import TorchrunContext
 
         # everything that can be refused is refused before the model loads
@@ -97,7 +105,15 @@ def extract(
                              num_workers=num_workers, shard=chosen_shard, max_total_seconds=max_total_seconds,
                              compression=compression, flush_seconds=flush_seconds, retry_rejected=retry_rejected,
                              progress=progress and ctx.rank == 0)
-        report = run_extraction(manifest, extractor, output, options)
+        try:
+            report = run_extraction(manifest, extractor, output, options)
+        except ExtractionInterrupted as stopped:
+            typer.secho(f"interrupted by {stopped}", fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt:
+            typer.secho("interrupted: the rows flushed so far are kept; run the same command again to resume",
+                        fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         merged = ctx.merge_shards(output, chosen_shard, compression) if ctx.active and shard is None else None
     if report.already_complete:
         typer.echo(f"{report.output} is already complete (same extractor config): {report.stored} rows stored, "

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 import math
@@ -60,6 +61,7 @@ from ser.extract.update import (
 )
 from ser.manifests.audio_info import AudioInfoError, probe_duration
 from ser.manifests.schema import Manifest, Utterance, file_sha256, read_manifest
+from ser.processes import StopRequest, worker_setup
 
 logger = logging.getLogger(__name__)
 
@@ -112,10 +114,12 @@ class RunOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ExtractorError(f"--{name.replace('_', '-')} must be a whole number >= {low}, not {value!r}")
-        for name in ("batch_seconds", "max_total_seconds", "flush_seconds"):
+        for name, low in (("batch_seconds", 0.0), ("max_total_seconds", 0.0), ("flush_seconds", None)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or value <= 0:
-                raise ExtractorError(f"--{name.replace('_', '-')} must be a number of seconds > 0, not {value!r}")
+            bad = isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value)
+            if bad or (value <= low if low is not None else value < 0):
+                bound = "> 0" if low is not None else ">= 0 (0: after every batch)"
+                raise ExtractorError(f"--{name.replace('_', '-')} must be a number of seconds {bound}, not {value!r}")
 
 
 @dataclass
@@ -502,11 +506,15 @@ def _extract_into(manifest: Manifest, rows: list[Utterance], extractor: Extracto
                                 extractor=extractor if in_workers else None, seq_layers=seq_layers, plan=plan)
         loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=options.num_workers,
                             prefetch_factor=2 if options.num_workers else None,
-                            persistent_workers=False)
+                            persistent_workers=False,
+                            worker_init_fn=functools.partial(worker_setup, os.getpid()))
         sink = _Sink(writer, report, extractor, seq_layers, {u.id: expected[u.id] for u in todo})
         flushed_at, unflushed, seen = time.monotonic(), 0, 0
-        with _progress(len(todo), options.progress) as bar:
+        with _progress(len(todo), options.progress) as bar, StopRequest("extraction") as stop:
             for decoded in loader:
+                if stop.requested:  # between batches: the rows so far are flushed on the way out
+                    del decoded
+                    raise _interrupted(writer, stop.requested)
                 count = sink.take(decoded)
                 del decoded  # the batch's audio and features must not outlive it (flat memory)
                 seen += count
@@ -518,6 +526,8 @@ def _extract_into(manifest: Manifest, rows: list[Utterance], extractor: Extracto
                 bar.update(count)
                 bar.set_postfix_str(progress_rates(seen, report.audio_seconds, time.perf_counter() - start_time),
                                     refresh=False)
+                if stop.requested:
+                    raise _interrupted(writer, stop.requested)
         sink.close()
         report.rejected = {uid: reason for uid, reason in writer.rejected.items() if uid in expected}
         rejected_all = dict(writer.rejected)
@@ -527,6 +537,16 @@ def _extract_into(manifest: Manifest, rows: list[Utterance], extractor: Extracto
     if report.rejects_file is not None:
         write_rejects(report.rejects_file, rejected_all, notes)
     return earlier
+
+
+class ExtractionInterrupted(Exception):  # noqa: N818 (a stop the user asked for, not a failure)
+    """SIGINT / SIGTERM stopped an extraction between batches; everything extracted is kept."""
+
+
+def _interrupted(writer: CacheWriter, signal_name: str) -> ExtractionInterrupted:
+    writer.flush()
+    return ExtractionInterrupted(f"{signal_name}: extraction stopped; {len(writer.done_ids)} rows are kept in "
+                                 f"{writer.partial}. Run the same command again to resume")
 
 
 class _Sink:

@@ -17,7 +17,7 @@ BAD = [
     (["--batch-items", "0"], "--batch-items must be a whole number >= 1"),
     (["--batch-seconds", "-1"], "--batch-seconds must be a number of seconds > 0"),
     (["--batch-seconds", "nan"], "--batch-seconds must be a number of seconds > 0"),
-    (["--flush-seconds", "0"], "--flush-seconds must be a number of seconds > 0"),
+    (["--flush-seconds", "-1"], "--flush-seconds must be a number of seconds >= 0"),
     (["--max-total-seconds", "0"], "--max-total-seconds must be a number of seconds > 0"),
     (["--dtype", "int8"], "--dtype must be float32, float16 or bfloat16"),
 ]
