@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from ser.cache.assemble import (
     assemble_store,
 )
 from ser.cache.format import FORMAT_NAME, FORMAT_VERSION, CacheError, StoreLayout, backend_of, partial_path
+from ser.errors import write_failure
 
 logger = logging.getLogger(__name__)
 
@@ -285,6 +287,18 @@ class CacheWriter:
         index = len(self._segments)
         final = self.partial / f"{SEGMENT_PREFIX}{index:06d}"
         tmp = final.with_name(final.name + ".tmp")
+        if tmp.exists():  # left by a flush that failed half-way (full disk): never part of the store
+            shutil.rmtree(tmp)
+        try:
+            self._write_segment(tmp, final)
+        except OSError as err:
+            shutil.rmtree(tmp, ignore_errors=True)  # the rows stay buffered; segments already written are intact
+            raise CacheError(write_failure(err, tmp, f"the {len(self._done) - len(self._ids)} rows flushed before "
+                                                     f"are kept in {self.partial}")) from err
+        self._segments.append(Segment.load(final))
+        self._buffer_reset()
+
+    def _write_segment(self, tmp: Path, final: Path) -> None:
         tmp.mkdir()
         for stat, (n_layers, dim) in self.layout.pooled.items():
             rows = self._pooled[stat]
@@ -305,8 +319,6 @@ class CacheWriter:
                 os.close(fd)
         os.rename(tmp, final)
         _fsync_dir(self.partial)
-        self._segments.append(Segment.load(final))
-        self._buffer_reset()
 
     # ---------------------------------------------------------------- finishing
 
@@ -314,9 +326,14 @@ class CacheWriter:
                  seq_chunk_bytes: int = DEFAULT_SEQ_CHUNK_BYTES) -> Path:
         """Flush, write the complete store (atomic rename) and remove the partial folder."""
         self.flush()
-        assemble_store(self.path, layout=self.layout, attrs=self.attrs, sources=self._segments,
-                       rejected=self.rejected, notes=self.notes, compression=compression,
-                       pooled_chunk_bytes=pooled_chunk_bytes, seq_chunk_bytes=seq_chunk_bytes)
+        try:
+            assemble_store(self.path, layout=self.layout, attrs=self.attrs, sources=self._segments,
+                           rejected=self.rejected, notes=self.notes, compression=compression,
+                           pooled_chunk_bytes=pooled_chunk_bytes, seq_chunk_bytes=seq_chunk_bytes)
+        except OSError as err:
+            raise CacheError(write_failure(err, self.path, f"all {len(self._done)} rows are kept in {self.partial} "
+                                                           "and the store is assembled from them on the re-run")) \
+                from err
         self.close()
         shutil.rmtree(self.partial)
         return self.path
@@ -326,7 +343,13 @@ class CacheWriter:
         if self._lock_fd is None:
             return
         try:
-            self.flush()
+            if sys.exc_info()[0] is None:
+                self.flush()
+            else:  # closing because something failed (e.g. the disk is full): do not fail a second time
+                try:
+                    self.flush()
+                except CacheError as err:
+                    logger.warning("%s", err)
         finally:
             _release(self._lock_fd)
             self._lock_fd = None

@@ -14,12 +14,18 @@ def user_errors() -> Iterator[None]:
 
     Programming errors (anything else) still raise with a traceback.
     """
-    from ser.errors import UserError
+    from ser.errors import WRITE_ERRNOS, UserError, write_failure
 
     try:
         yield
     except (UserError, FileNotFoundError) as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from err
+    except OSError as err:
+        if err.errno not in WRITE_ERRNOS:
+            raise
+        typer.secho(f"error: {write_failure(err, err.filename or '?', 'files written before are kept')}",
+                    fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from err
 
 

@@ -20,6 +20,7 @@ safetensors holds plain tensors only, so loading a member never runs code from t
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -85,8 +86,6 @@ def save_member(models_dir: Path, name: str, predictor: Any) -> str:
         _atomic(path, lambda tmp: skops.io.dump({"estimator": predictor.estimator, "scaler": predictor.scaler},
                                                  tmp))
         return path.name
-    from safetensors.torch import save_file
-
     assert isinstance(predictor, TorchPredictor)
     tensors = {f"model.{k}": v for k, v in predictor.model.state_dict().items()}
     tensors |= {f"loss.{k}": v for k, v in predictor.loss_fn.state_dict().items()}
@@ -97,8 +96,20 @@ def save_member(models_dir: Path, name: str, predictor: Any) -> str:
     # clone: safetensors refuses tensors that share memory (tied weights are stored twice, loaded strictly)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     path = models_dir / f"{name}.safetensors"
-    _atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": str(MODEL_FORMAT)}))
+    _atomic(path, lambda tmp: _save_safetensors(tensors, tmp))
     return path.name
+
+
+def _save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors' ``save_file``, its I/O failures (a full disk) raised as the ``OSError`` they are."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    try:
+        save_file(tensors, str(path), metadata={"format": str(MODEL_FORMAT)})
+    except SafetensorError as err:
+        code = re.search(r"os error (\d+)", str(err))
+        raise OSError(int(code.group(1)) if code else errno.EIO, str(err), str(path)) from err
 
 
 def member_record(*, name: str, fold: str, seed: int, file: str, engine: str, head_options: dict[str, Any],

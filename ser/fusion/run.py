@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ser.cache.adaptation import AdaptationError, AdaptationRecord, check_fold
-from ser.errors import UserError
+from ser.errors import UserError, write_failure
 from ser.fusion.config import (
     FOLD_PLACEHOLDER,
     FitConfig,
@@ -274,7 +274,12 @@ def run_fit(cfg: FitConfig) -> Path:
         buffer.flush()
         ser_logger.removeHandler(buffer)
         ser_logger.addHandler(handler)
-        return _run(plan, run_dir)
+        try:
+            return _run(plan, run_dir)
+        except OSError as err:
+            raise UserError(write_failure(err, err.filename or run_dir, f"the run directory {run_dir} is "
+                                          "incomplete (no metrics.json; `ser report` and `ser predict` skip it)")) \
+                from err
     finally:
         ser_logger.removeHandler(buffer)
         buffer.close()
@@ -460,8 +465,11 @@ def _summed_confusion(results: list[FoldResult], n_classes: int) -> list[list[in
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # after a failed write (full disk) no half file is left
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:
@@ -481,8 +489,11 @@ def _write_predictions(path: Path, results: list[FoldResult], classes: tuple[str
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
