@@ -395,6 +395,22 @@ def verify_folds(folds: Sequence[Fold], utterances: dict[str, Utterance], *,
                                      "and in train/validation")
 
 
+def _refuse_unknown_labels(manifest: Manifest, dropped: Counter[str]) -> None:
+    """Rows dropped because the corpus has no such label at all (a typo, not a class the label set leaves
+    out) are an error, as in ``ser manifest validate``: silently training without them would be wrong."""
+    from ser.manifests.corpora import RAW_LABELS
+
+    known = RAW_LABELS.get(manifest.header.corpus)
+    if not known:
+        return
+    unknown = {label: n for label, n in dropped.items() if label != "<none>" and label not in known}
+    if unknown:
+        listed = ", ".join(f"{label!r} x{n}" for label, n in sorted(unknown.items()))
+        raise ManifestError(f"{manifest.path}: {sum(unknown.values())} rows have labels {manifest.header.corpus} does "
+                            f"not have ({listed}); correct them (`ser manifest validate {manifest.path}` lists the "
+                            f"rows). Its labels: {', '.join(known)}")
+
+
 def make_folds(manifest: Manifest, protocol: str, *, label_set: LabelSet | None = None,
                rule: ValidationRule | None = None, options: dict[str, Any] | None = None) -> FoldSet:
     """Apply a protocol preset to a manifest (after filtering it to ``label_set``).
@@ -414,6 +430,7 @@ def make_folds(manifest: Manifest, protocol: str, *, label_set: LabelSet | None 
     if label_set is not None:
         filtered = apply_label_set(utterances, label_set)
         utterances, dropped = filtered.kept, filtered.dropped
+        _refuse_unknown_labels(manifest, dropped)
     if not utterances:
         raise ManifestError(f"{manifest.path}: no utterances left to split"
                             + (f" after applying label set {label_set.name}" if label_set else ""))

@@ -69,3 +69,15 @@ def test_an_empty_manifest_is_refused_by_extract(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["extract", "--model", "egemaps", "-m", str(path), "-o", str(tmp_path / "f.h5")])
     assert result.exit_code == 2 and "holds no rows" in result.output
     assert not (tmp_path / "f.h5").exists()
+
+
+def test_a_label_the_corpus_does_not_have_stops_the_fit(tmp_path: Path) -> None:
+    rows = [Utterance(id=f"s{s}_{k}", audio="a.wav", label=("angry", "sad", "happy")[k % 3], speaker=f"Actor_0{s}")
+            for s in range(1, 4) for k in range(6)]
+    rows.append(Utterance(id="typo", audio="a.wav", label="angyr", speaker="Actor_01"))
+    path = _manifest(tmp_path, rows)
+    result = CliRunner().invoke(app, ["fit", "-f", "mlp", "-m", str(path), "-p", "speaker-loso", "--audio",
+                                      str(tmp_path / "missing.h5"), "-o", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert "1 rows have labels ravdess does not have ('angyr' x1)" in result.output
+    assert not (tmp_path / "runs").exists()
