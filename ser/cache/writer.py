@@ -81,11 +81,36 @@ class Segment:
                    lengths=np.asarray(record["lengths"], dtype=np.int64), rejected=record["rejected"],
                    notes=record.get("notes", {}))
 
+    @classmethod
+    def load_checked(cls, path: Path, layout: StoreLayout) -> Segment:
+        """:meth:`load`, then every array's header against the row count and the layout: a damaged
+        segment (truncated file, bad ``rows.json``) is found when the store is opened, not at the end."""
+        try:
+            segment = cls.load(path)
+            n_rows, n_frames = len(segment.ids), int(segment.lengths.sum())
+            if len(segment.fingerprints) != n_rows or len(segment.lengths) != n_rows:
+                raise ValueError("rows.json lists different numbers of ids, fingerprints and lengths")
+            for stat, (n_layers, dim) in layout.pooled.items():
+                _check_array(path / f"pooled-{stat}.npy", (n_rows, n_layers, dim))
+            for layer, dim in layout.seq.items():
+                _check_array(path / f"seq-{layer}.npy", (n_frames, dim))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise CacheError(f"{path} is damaged ({type(err).__name__}: {err}); delete that folder (its rows are "
+                             "extracted again) and run the same command again") from err
+        return segment
+
     def pooled_rows(self, stat: str, start: int, stop: int) -> np.ndarray:
         return np.load(self.path / f"pooled-{stat}.npy", mmap_mode="r")[start:stop]
 
     def seq_frames(self, layer: str, start: int, stop: int) -> np.ndarray:
         return np.load(self.path / f"seq-{layer}.npy", mmap_mode="r")[start:stop]
+
+
+def _check_array(path: Path, shape: tuple[int, ...]) -> None:
+    """Refuse an ``.npy`` file whose shape differs from ``shape`` or whose data are cut short."""
+    array = np.load(path, mmap_mode="r")  # reads the header; a truncated file fails to map
+    if array.shape != shape:
+        raise ValueError(f"{path.name} holds {array.shape}, expected {shape}")
 
 
 _HELD_LOCKS: set[int] = set()
@@ -149,7 +174,7 @@ class CacheWriter:
         lock_fd = cls._lock(partial)
         try:
             cls._check_or_write_meta(partial, layout, attrs)
-            segments = cls._load_segments(partial)
+            segments = cls._load_segments(partial, layout)
         except BaseException:
             _release(lock_fd)
             raise
@@ -187,7 +212,12 @@ class CacheWriter:
         meta_path = partial / "meta.json"
         new_hash = attrs.get("extractor", {}).get("config_hash")
         if meta_path.exists():
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+                if not isinstance(meta, dict) or "layout" not in meta:
+                    raise ValueError("it holds no layout")
+            except (OSError, ValueError, KeyError, AttributeError) as err:
+                raise CacheError(f"{meta_path} is damaged ({err}); delete {partial} to start over") from err
             if meta.get("format_version") != FORMAT_VERSION:
                 raise CacheError(f"{partial} was written by cache format {meta.get('format_version')}; "
                                  f"this ser writes {FORMAT_VERSION}. Delete the partial folder to start over")
@@ -201,10 +231,10 @@ class CacheWriter:
                                        "status": "partial", "layout": layout.to_json(), "attrs": attrs})
 
     @staticmethod
-    def _load_segments(partial: Path) -> list[Segment]:
+    def _load_segments(partial: Path, layout: StoreLayout) -> list[Segment]:
         for leftover in partial.glob(f"{SEGMENT_PREFIX}*.tmp"):
             shutil.rmtree(leftover)  # an interrupted flush: its rows were never acknowledged
-        return [Segment.load(p) for p in sorted(partial.glob(f"{SEGMENT_PREFIX}*")) if p.is_dir()]
+        return [Segment.load_checked(p, layout) for p in sorted(partial.glob(f"{SEGMENT_PREFIX}*")) if p.is_dir()]
 
     # ---------------------------------------------------------------- appending
 

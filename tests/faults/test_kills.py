@@ -109,3 +109,30 @@ def test_killed_or_interrupted_extraction_leaves_no_process_and_resumes_identica
     _, err = again.communicate(timeout=120)
     assert again.returncode == 0, err
     _same_as_reference(store, corpus["reference"])
+
+
+@pytest.mark.parametrize("damage", ["truncated-array", "bad-rows-json", "bad-meta"])
+def test_a_damaged_partial_store_is_named_at_open(corpus: dict[str, Path], tmp_path: Path, damage: str) -> None:
+    store = tmp_path / "f.h5"
+    process = _extract(corpus["manifest"], store, 0)
+    partial = Path(f"{store}.partial")
+    deadline = time.monotonic() + 60
+    while len(list(partial.glob("seg-*[0-9]"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate(timeout=60)
+    segment = sorted(partial.glob("seg-*[0-9]"))[0]
+    if damage == "truncated-array":
+        array = segment / "seq-lld.npy" if (segment / "seq-lld.npy").exists() else segment / "pooled-functionals.npy"
+        array.write_bytes(array.read_bytes()[:-40])
+        expected = f"{segment} is damaged"
+    elif damage == "bad-rows-json":
+        (segment / "rows.json").write_text("{not json")
+        expected = f"{segment} is damaged"
+    else:
+        (partial / "meta.json").write_text("[]")
+        expected = f"{partial / 'meta.json'} is damaged"
+    again = _extract(corpus["manifest"], store, 0)
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 2 and expected in err and "Traceback" not in err, err
+    assert err.count("\n") == 1
