@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import io
@@ -27,7 +28,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -510,7 +511,8 @@ def _extract_into(manifest: Manifest, rows: list[Utterance], extractor: Extracto
                             worker_init_fn=functools.partial(worker_setup, os.getpid()))
         sink = _Sink(writer, report, extractor, seq_layers, {u.id: expected[u.id] for u in todo})
         flushed_at, unflushed, seen = time.monotonic(), 0, 0
-        with _progress(len(todo), options.progress) as bar, StopRequest("extraction") as stop:
+        with _progress(len(todo), options.progress) as bar, StopRequest("extraction") as stop, \
+                _worker_deaths(writer, options.num_workers):
             for decoded in loader:
                 if stop.requested:  # between batches: the rows so far are flushed on the way out
                     del decoded
@@ -537,6 +539,21 @@ def _extract_into(manifest: Manifest, rows: list[Utterance], extractor: Extracto
     if report.rejects_file is not None:
         write_rejects(report.rejects_file, rejected_all, notes)
     return earlier
+
+
+@contextlib.contextmanager
+def _worker_deaths(writer: CacheWriter, workers: int) -> Iterator[None]:
+    """A decoding worker that died (killed by the out-of-memory killer, most often) becomes one line."""
+    try:
+        yield
+    except RuntimeError as err:
+        if "DataLoader worker" not in str(err):
+            raise
+        writer.flush()
+        raise ExtractorError(f"a decoding worker process died ({str(err).splitlines()[0]}); usually the "
+                             f"out-of-memory killer: lower --num-workers (now {workers}) or --batch-seconds. The "
+                             f"{len(writer.done_ids)} rows done are kept in {writer.partial}; run again to resume") \
+            from None
 
 
 class ExtractionInterrupted(Exception):  # noqa: N818 (a stop the user asked for, not a failure)

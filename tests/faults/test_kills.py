@@ -136,3 +136,22 @@ def test_a_damaged_partial_store_is_named_at_open(corpus: dict[str, Path], tmp_p
     _, err = again.communicate(timeout=120)
     assert again.returncode == 2 and expected in err and "Traceback" not in err, err
     assert err.count("\n") == 1
+
+
+def test_a_killed_decoding_worker_is_one_line_and_the_run_resumes(corpus: dict[str, Path], tmp_path: Path) -> None:
+    store = tmp_path / "f.h5"
+    process = _extract(corpus["manifest"], store, 2)
+    deadline = time.monotonic() + 60
+    while not list(Path(f"{store}.partial").glob("seg-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = _children(process.pid)
+    assert workers
+    os.kill(workers[0], signal.SIGKILL)  # as the out-of-memory killer would
+    _, err = process.communicate(timeout=60)
+    if process.returncode != 0:  # 0: the worker had finished its last batch already
+        assert process.returncode == 2 and "a decoding worker process died" in err and "Traceback" not in err, err
+        assert "out-of-memory killer" in err and err.count("\n") == 1
+    again = _extract(corpus["manifest"], store, 0)
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    _same_as_reference(store, corpus["reference"])
