@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ser.cache.backends import StoreFile, open_store_file
+from ser.cache.checksums import dataset_checksums
 from ser.cache.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -105,11 +106,13 @@ def assemble_store(out: Path, *, layout: StoreLayout, attrs: dict[str, Any], sou
         _create_arrays(store, layout, n_rows, int(offsets[-1]), compression, pooled_chunk_bytes, seq_chunk_bytes,
                        ids, fingerprints, rejected, notes or {}, offsets)
         _copy_rows(store, layout, sources)
+        checksums = {name: dataset_checksums(store, name) for name in dataset_names(layout)}
         store.attrs.update({
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "status": "complete",
             "layout": layout.to_json(), "n_items": n_rows, "n_rejected": len(rejected),
             "finalized": utc_now(),
             **{key: json.dumps(value, sort_keys=True, default=str) for key, value in attrs.items()},
+            "checksums": json.dumps(checksums),  # of these bytes (never a source store's)
         })
     except BaseException:
         store.close()
@@ -119,6 +122,12 @@ def assemble_store(out: Path, *, layout: StoreLayout, attrs: dict[str, Any], sou
     _fsync_tree(tmp)
     os.replace(tmp, out)
     return out
+
+
+def dataset_names(layout: StoreLayout) -> list[str]:
+    """Every dataset of a store with ``layout``."""
+    return ["ids", "fingerprints", "rejected/ids", "rejected/reasons", "notes/ids", "notes/texts", "seq/offsets",
+            *[f"pooled/{stat}" for stat in layout.pooled], *[f"seq/{layer}" for layer in layout.seq]]
 
 
 def _create_arrays(store: StoreFile, layout: StoreLayout, n_rows: int, n_frames: int, compression: str | None,

@@ -205,8 +205,10 @@ class ZarrFile:
                                  compressors=compressors, fill_value=0)
 
     def write(self, name: str, start: int, data: np.ndarray) -> None:
+        # every chunk is written, even one equal to the fill value, so a missing chunk file always means damage
+        # (the setting is not stored with the array: it is asked for on every write)
         if len(data):
-            self._group[name][start:start + len(data)] = data
+            self._group[name].with_config({"write_empty_chunks": True})[start:start + len(data)] = data
 
     def read(self, name: str, selection: Any = ...) -> np.ndarray:
         layout = self._raw_layout(name)
@@ -231,8 +233,8 @@ class ZarrFile:
             last = min(stop, (chunk + 1) * chunk_rows)
             mapped = self._chunk_map(name, chunk, layout)
             if mapped is None:
-                out[first - start:last - start] = layout.fill_value  # never written: the fill value
-                continue
+                raise CacheError(f"{self._chunk_path(name, chunk, layout)}: chunk file is missing; the store is "
+                                 "damaged. Re-extract it (or merge its shards again)")
             if len(mapped) < last - chunk * chunk_rows:
                 raise CacheError(f"{self._chunk_path(name, chunk, layout)}: chunk file is shorter than its array "
                                  "says; the store is damaged. Re-extract it (or merge its shards again)")

@@ -57,7 +57,8 @@ def merge_stores(shards: Sequence[str | os.PathLike[str]], out: str | os.PathLik
     rejected = {uid: reason for r in readers for uid, reason in r.rejected.items() if uid not in seen}
     notes = {uid: text for r in readers for uid, text in r.notes.items()}
     attrs = {key: value for key, value in first.attrs.items()
-             if key not in ("format", "format_version", "status", "layout", "n_items", "n_rejected", "finalized")}
+             if key not in ("format", "format_version", "status", "layout", "n_items", "n_rejected", "finalized",
+                            "checksums")}
     extractor = dict(attrs.get("extractor", {}))
     extractor.pop("shard", None)
     attrs["extractor"] = extractor

@@ -190,6 +190,34 @@ class CacheReader:
 
     # ------------------------------------------------------------------ data
 
+    def damaged(self, names: Sequence[str] | None = None) -> list[str]:
+        """Datasets (all, or ``names``) whose bytes no longer match the checksums written with the store,
+        one line each; empty when intact or when the store predates checksums (see :attr:`has_checksums`)."""
+        from ser.cache.checksums import mismatched_blocks
+
+        records = self.attrs.get("checksums") or {}
+        problems = []
+        for name in names if names is not None else list(records):
+            if name not in records:
+                continue
+            bad = mismatched_blocks(self._file(), name, records[name])
+            if bad:
+                spans = ", ".join(f"rows {a}-{b - 1}" for a, b in bad[:3]) + (" ..." if len(bad) > 3 else "")
+                problems.append(f"{name}: {spans} differ from the checksums written with the store")
+        return problems
+
+    @property
+    def has_checksums(self) -> bool:
+        """False for stores written before checksums were recorded."""
+        return bool(self.attrs.get("checksums"))
+
+    def require_intact(self, names: Sequence[str]) -> None:
+        """Raise a :class:`CacheError` naming the damage when a dataset fails its checksums."""
+        problems = self.damaged(names)
+        if problems:
+            raise CacheError(f"{self.path} is damaged: {'; '.join(problems)} (a changed value, or a chunk file "
+                             "deleted or cut short). Re-extract it, or restore it from a copy")
+
     def pooled(self, stat: str, *, ids: Sequence[str] | None = None, layers: Sequence[int] | None = None
                ) -> np.ndarray:
         """Pooled statistic ``stat`` as (n, L', D): rows of ``ids`` in that order (all rows in store

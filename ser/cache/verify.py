@@ -72,6 +72,12 @@ def verify_store(path: str | os.PathLike[str], expected: Mapping[str, str] | Non
                     report.problems.append(f"pooled/{stat}: NaN/Inf in utterance {uid!r}")
                     break
         report.checked.append("all values finite")
+        if reader.has_checksums:
+            report.problems.extend(reader.damaged())
+            report.checked.append("checksums of every dataset")
+        else:
+            report.notes.append("the store records no checksums (written by an older ser): changed values cannot be "
+                                "detected; re-extract it to get them")
         if len(set(reader.ids)) != len(reader.ids):
             report.problems.append("duplicate ids in the store")
         if manifest_sha256 is not None:

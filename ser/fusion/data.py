@@ -290,6 +290,7 @@ def load_fusion_data(utterances: Sequence[Utterance], label_set: LabelSet, views
     readers = {m: CacheReader(v.store) for m, v in views.items()}
     dropped: dict[str, str] = {}
     for modality, reader in readers.items():
+        reader.require_intact(["ids", "fingerprints", "rejected/ids"])  # before any row is matched
         reader.check_rows({u.id: u.fingerprint() for u in rows if u.id in reader.index})
         for u in rows:
             if u.id in reader.rejected:
@@ -329,6 +330,7 @@ def load_fusion_data(utterances: Sequence[Utterance], label_set: LabelSet, views
                                                 corruption=corruption, records=records)
         else:
             view = replace(view, stat=_default_stat(reader, view))
+            reader.require_intact([f"pooled/{view.stat}"])  # never train on damaged bytes
             matrix, n_layers = _pooled_matrix(reader, view, keys[modality])
             modalities[modality] = ModalityData(view=view, dim=matrix.shape[-1], pooled=matrix, n_layers=n_layers,
                                                 provenance=provenance, adaptation=adaptation, corruption=corruption,

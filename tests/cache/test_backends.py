@@ -117,12 +117,14 @@ def test_reads_survive_a_fast_path_that_cannot_be_set_up(tmp_path: Path, monkeyp
             np.testing.assert_array_equal(reader.sequence(uid, "layer_01"), frames)
 
 
-def test_missing_chunk_file_reads_as_the_fill_value(tmp_path: Path) -> None:
+def test_a_missing_chunk_file_is_a_cache_error_not_zeros(tmp_path: Path) -> None:
     path = _store(tmp_path, ".zarr")
     (path / "pooled" / "mean" / "c" / "1" / "0" / "0").unlink()
-    got = ZarrFile(path, "r").read("pooled/mean")
-    np.testing.assert_array_equal(got, _reference(path, "pooled/mean", ...))
-    assert not got[6:12].any() and got[:6].all()
+    store = ZarrFile(path, "r")
+    np.testing.assert_array_equal(store.read("pooled/mean", slice(0, 6)), _reference(path, "pooled/mean",
+                                                                                     slice(0, 6)))
+    with pytest.raises(CacheError, match=r"c/1/0/0: chunk file is missing; the store is damaged"):
+        store.read("pooled/mean")
 
 
 def test_truncated_chunk_file_is_a_cache_error(tmp_path: Path) -> None:

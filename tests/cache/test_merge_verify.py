@@ -159,8 +159,9 @@ def test_verify_good_store(store: Path, rows: list[Row], expected: dict[str, str
     assert report.ok, report.problems
     assert report.problems == []
     assert report.n_items == len(rows) and report.n_rejected == 1
-    assert report.checked == ["offsets monotone", "all values finite", "manifest coverage and fingerprints"]
-    assert verify_store(store).checked == ["offsets monotone", "all values finite"]
+    assert report.checked == ["offsets monotone", "all values finite", "checksums of every dataset",
+                              "manifest coverage and fingerprints"]
+    assert verify_store(store).checked == ["offsets monotone", "all values finite", "checksums of every dataset"]
 
 
 def test_verify_reports_missing_changed_and_extra_ids(store: Path, rows: list[Row], expected: dict[str, str]) -> None:
@@ -206,7 +207,8 @@ def test_verify_compares_the_manifest_hash_then_every_row(store: Path, rows: lis
 def test_verify_finds_nan_in_pooled(store: Path, rows: list[Row], expected: dict[str, str]) -> None:
     tamper(store, "pooled/std", (6, 2, 4), np.nan)
     report = verify_store(store, expected)
-    assert report.problems == [f"pooled/std: NaN/Inf in utterance '{rows[6].uid}'"]
+    assert report.problems[0] == f"pooled/std: NaN/Inf in utterance '{rows[6].uid}'"
+    assert report.problems[1:] == ["pooled/std: rows 0-9 differ from the checksums written with the store"]
 
 
 @pytest.mark.parametrize("frame", ["first", "last"])
@@ -219,7 +221,8 @@ def test_verify_finds_nan_in_sequences_and_names_the_row(store: Path, rows: list
     assert stop - start == rows[target].length > 0
     tamper(store, "seq/layer_03", (start if frame == "first" else stop - 1, 1), np.inf)
     report = verify_store(store)
-    assert report.problems == [f"seq/layer_03: NaN/Inf in utterance '{rows[target].uid}'"]
+    assert report.problems[0] == f"seq/layer_03: NaN/Inf in utterance '{rows[target].uid}'"
+    assert [p.split(":")[0] for p in report.problems[1:]] == ["seq/layer_03"]  # and its checksum
 
 
 def test_verify_finds_non_monotone_offsets(store: Path) -> None:
@@ -228,7 +231,8 @@ def test_verify_finds_non_monotone_offsets(store: Path) -> None:
     assert offsets[3] > offsets[2]
     tamper(store, "seq/offsets", 3, offsets[2] - 1)  # now offsets[3] < offsets[2]
     report = verify_store(store)
-    assert report.problems == ["seq/offsets is not a monotone (N+1,) array starting at 0"]
+    assert report.problems == ["seq/offsets is not a monotone (N+1,) array starting at 0",
+                               "seq/offsets: rows 0-10 differ from the checksums written with the store"]
 
 
 def test_verify_finds_offsets_not_starting_at_zero_or_not_matching_the_frames(store: Path) -> None:
@@ -239,7 +243,8 @@ def test_verify_finds_offsets_not_starting_at_zero_or_not_matching_the_frames(st
     tamper(store, "seq/offsets", 0, 0)
     tamper(store, "seq/offsets", len(offsets) - 1, offsets[-1] + 2)
     assert verify_store(store).problems == [f"seq/layer_01 has {offsets[-1]} frames, offsets end at {offsets[-1] + 2}",
-                                            f"seq/layer_03 has {offsets[-1]} frames, offsets end at {offsets[-1] + 2}"]
+                                            f"seq/layer_03 has {offsets[-1]} frames, offsets end at {offsets[-1] + 2}",
+                                            "seq/offsets: rows 0-10 differ from the checksums written with the store"]
 
 
 def test_verify_refuses_what_the_reader_refuses(store: Path) -> None:
