@@ -85,11 +85,12 @@ def verify(store: Path = typer.Argument(..., help="Cache store to check."),
     """Check every value (no NaN/Inf), monotone offsets, and coverage of a manifest. Exit 1 on problems."""
     with user_errors():
         from ser.cache.verify import verify_store
+        from ser.extract.update import expected_fingerprints
         from ser.manifests.schema import file_sha256, read_manifest
 
         expected = sha256 = None
         if manifest is not None:
-            expected = {u.id: u.fingerprint() for u in read_manifest(manifest)}
+            expected = expected_fingerprints(store, read_manifest(manifest))
             sha256 = file_sha256(manifest)
         report = verify_store(store, expected, manifest_sha256=sha256, manifest_name=str(manifest))
     typer.echo(f"{store}: {report.n_items} items, {report.n_rejected} rejected; checked "

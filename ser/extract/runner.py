@@ -24,6 +24,7 @@ import contextlib
 import csv
 import functools
 import io
+import json
 import logging
 import math
 import os
@@ -36,7 +37,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ser.cache.format import StoreLayout, check_compression, config_hash
+from ser.cache.format import StoreLayout, check_compression, config_hash, partial_path
 from ser.cache.provenance import environment, utc_now
 from ser.cache.writer import CacheWriter, remove_stale_partial
 from ser.extract.audio import DEFAULT_MAX_SECONDS, AudioError, load_audio
@@ -61,6 +62,8 @@ from ser.extract.update import (
     store_attrs_of,
 )
 from ser.manifests.audio_info import AudioInfoError, probe_duration
+from ser.manifests.fingerprints import SCHEME as FINGERPRINT_SCHEME
+from ser.manifests.fingerprints import row_fingerprints
 from ser.manifests.schema import Manifest, Utterance, file_sha256, read_manifest
 from ser.processes import StopRequest, worker_setup
 
@@ -424,7 +427,10 @@ def _run(manifest: Manifest, rows: list[Utterance], extractor: Extractor, output
     out = shard_output(output, options.shard)
     report = RunReport(output=out, rejects_file=rejects_path(out))
     layout, attrs = store_attrs(extractor, seq_layers, manifest, options.shard, options)
-    expected = {u.id: u.fingerprint() for u in rows}
+    scheme = _fingerprint_scheme(out, output, aside=set_aside_path(out))
+    if scheme is not None:
+        attrs["fingerprint_scheme"] = scheme
+    expected = row_fingerprints(manifest, rows, modality=extractor.spec.modality, scheme=scheme)
     aside = set_aside_path(out)
     if aside.exists() and out.exists():
         raise ExtractorError(f"{aside} is left over from an interrupted extension of {out}, but {out} exists "
@@ -462,6 +468,23 @@ def _run(manifest: Manifest, rows: list[Utterance], extractor: Extractor, output
         again.resumed = report.resumed
         return again
     return report
+
+
+def _fingerprint_scheme(out: Path, merged: Path, *, aside: Path) -> str | None:
+    """The fingerprint scheme of the store this run continues (a partial, set-aside or finished store keeps
+    the scheme it was started with, so an older store is not re-extracted for a new scheme); new stores
+    get the current one."""
+    partial_meta = partial_path(out) / "meta.json"
+    if partial_meta.is_file():
+        try:
+            attrs = json.loads(partial_meta.read_text(encoding="utf-8")).get("attrs") or {}
+        except (OSError, ValueError, AttributeError):
+            return FINGERPRINT_SCHEME  # a damaged partial store is refused, naming the file, when it is opened
+        return attrs.get("fingerprint_scheme")
+    for existing in (aside, out, merged):
+        if existing.exists():
+            return store_attrs_of(existing).get("fingerprint_scheme")
+    return FINGERPRINT_SCHEME
 
 
 def _already_complete(report: RunReport, finished: Path, pending: Pending) -> RunReport:

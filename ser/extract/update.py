@@ -32,6 +32,8 @@ from ser.cache.backends import open_store_file
 from ser.cache.reader import CacheReader
 from ser.cache.writer import CacheWriter
 from ser.extract.base import ExtractorError
+from ser.manifests.fingerprints import row_fingerprints, store_scheme
+from ser.manifests.schema import Manifest
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +100,13 @@ def store_attrs_of(path: Path) -> dict[str, Any]:
     with CacheReader(path) as reader:
         attrs = dict(reader.attrs)
     return json.loads(json.dumps(attrs, default=lambda value: value.item() if hasattr(value, "item") else str(value)))
+
+
+def expected_fingerprints(store: Path, manifest: Manifest) -> dict[str, str]:
+    """Id -> fingerprint of every manifest row, under the scheme and for the modality of ``store``."""
+    with CacheReader(store) as reader:
+        scheme, modality = store_scheme(reader.attrs)
+    return row_fingerprints(manifest, manifest.utterances, modality=modality, scheme=scheme)
 
 
 def remove_store(path: Path) -> None:

@@ -37,9 +37,10 @@ import torch
 from ser.cache.format import source_of
 from ser.cache.reader import CacheReader
 from ser.errors import UserError
+from ser.manifests.fingerprints import row_fingerprints, store_scheme
 from ser.manifests.labels import LabelSet
 from ser.manifests.protocols import Fold
-from ser.manifests.schema import Utterance
+from ser.manifests.schema import Manifest, Utterance
 
 logger = logging.getLogger(__name__)
 
@@ -280,10 +281,12 @@ def _augmented_copies(readers: dict[str, CacheReader], usable: set[str]) -> list
 
 
 def load_fusion_data(utterances: Sequence[Utterance], label_set: LabelSet, views: dict[str, View], *,
-                     augmented: bool = True, learn_layers: bool = True) -> FusionData:
+                     augmented: bool = True, learn_layers: bool = True, manifest: Manifest | None = None
+                     ) -> FusionData:
     """Join stores and manifest rows (already filtered to the label set) into one :class:`FusionData`;
     with ``augmented`` the stores' augmented copies of those rows are appended (training only).
-    Views are resolved by :func:`resolve_view` (``learn_layers`` as there)."""
+    Views are resolved by :func:`resolve_view` (``learn_layers`` as there). ``manifest`` (the rows'
+    manifest) locates the audio files whose identity stores record (see ``ser.manifests.fingerprints``)."""
     if not views:
         raise DataError("no input given: pass at least one of --audio, --text, --mocap")
     rows = [u for u in utterances if label_set.class_of(u) is not None]
@@ -291,7 +294,12 @@ def load_fusion_data(utterances: Sequence[Utterance], label_set: LabelSet, views
     dropped: dict[str, str] = {}
     for modality, reader in readers.items():
         reader.require_intact(["ids", "fingerprints", "rejected/ids"])  # before any row is matched
-        reader.check_rows({u.id: u.fingerprint() for u in rows if u.id in reader.index})
+        scheme, kind = store_scheme(reader.attrs)
+        if scheme is not None and manifest is None:
+            raise DataError(f"{reader.path}: checking its rows needs the manifest (audio identities)")
+        stored = [u for u in rows if u.id in reader.index]
+        reader.check_rows(row_fingerprints(manifest, stored, modality=kind, scheme=scheme)  # type: ignore[arg-type]
+                          if scheme is not None else {u.id: u.fingerprint() for u in stored})
         for u in rows:
             if u.id in reader.rejected:
                 dropped.setdefault(u.id, f"{modality}: {reader.rejected[u.id]}")

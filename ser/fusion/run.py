@@ -61,7 +61,7 @@ from ser.fusion.train import FoldResult, check_head, deterministic_cuda_setup, s
 from ser.manifests.corpora import DEFAULT_LABEL_SETS
 from ser.manifests.labels import LabelSet, load_label_set
 from ser.manifests.protocols import Fold, FoldSet, ValidationRule, make_folds
-from ser.manifests.schema import Utterance, read_manifest
+from ser.manifests.schema import Manifest, Utterance, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -198,15 +198,16 @@ def _prepare(cfg: FitConfig) -> _Plan:
     utterances = list(fold_set.utterances.values())
     if cfg.per_fold():
         fold_data = {f.name: load_fusion_data(utterances, label_set, cfg.views(f.name), augmented=cfg.augmented,
-                                              learn_layers=learn_layers) for f in folds}
+                                              learn_layers=learn_layers, manifest=manifest) for f in folds}
     else:
-        shared = load_fusion_data(utterances, label_set, views, augmented=cfg.augmented, learn_layers=learn_layers)
+        shared = load_fusion_data(utterances, label_set, views, augmented=cfg.augmented, learn_layers=learn_layers,
+                                  manifest=manifest)
         fold_data = {f.name: shared for f in folds}
     for fold in folds:
         _check_adaptation(fold_data[fold.name], fold, fold_set)
     for candidate in candidates:
         check_head(cfg.fusion, fold_data[folds[0].name], candidate.head_options)
-    robust, robust_info = _robustness_data(cfg, utterances, label_set, folds, fold_data, fold_set)
+    robust, robust_info = _robustness_data(cfg, utterances, label_set, folds, fold_data, fold_set, manifest)
     first = fold_data[folds[0].name]
     card = {**fold_set.card.to_dict(), "dropped_rejected_at_extraction": len(first.dropped_rejected),
             "augmented_training_copies": sum(first.is_copy(row) for row in range(len(first)))}
@@ -230,7 +231,7 @@ def _check_adaptation(data: FusionData, fold: Fold, fold_set: FoldSet) -> None:
 
 
 def _robustness_data(cfg: FitConfig, utterances: list[Utterance], label_set: LabelSet, folds: list[Fold],
-                     fold_data: dict[str, FusionData], fold_set: FoldSet
+                     fold_data: dict[str, FusionData], fold_set: FoldSet, manifest: Manifest
                      ) -> tuple[dict[str, dict[str, FusionData]], dict[str, dict[str, Any]]]:
     """Per fold, the data with its audio read from each corrupted copy (``cfg.robustness``)."""
     if not cfg.robustness:
@@ -245,7 +246,7 @@ def _robustness_data(cfg: FitConfig, utterances: list[Utterance], label_set: Lab
             clean = fold_data[fold.name]
             store = Path(entry.partition(":")[0].replace(FOLD_PLACEHOLDER, fold.name))
             views = {m: replace(d.view, store=store) if m == "audio" else d.view for m, d in clean.modalities.items()}
-            variant = load_fusion_data(utterances, label_set, views, augmented=False)
+            variant = load_fusion_data(utterances, label_set, views, augmented=False, manifest=manifest)
             _check_adaptation(variant, fold, fold_set)
             robust[fold.name][key] = variant
             corruption = variant.modalities["audio"].corruption or {"type": store.stem}

@@ -175,7 +175,8 @@ def test_verify_reports_missing_changed_and_extra_ids(store: Path, rows: list[Ro
     assert not report.ok
     assert report.problems == [
         "2 manifest ids are neither stored nor rejected, e.g. ['new-1', 'new-2']",
-        f"{store}: 1 manifest rows changed since this store was extracted (audio path, segment or text differ): "
+        f"{store}: 1 manifest rows changed since this store was extracted (audio path, segment, the audio file's "
+        "content or, for text stores, the text differ): "
         f"{rows[3].uid}. Their features were computed from the old rows: re-run `ser extract` with this manifest "
         "and the same options, which extracts the changed rows again into the store (or extract into a new store)",
         f"2 stored ids are not in the manifest, e.g. ['{rows[8].uid}', '{rows[9].uid}']",
@@ -199,7 +200,8 @@ def test_verify_compares_the_manifest_hash_then_every_row(store: Path, rows: lis
                            manifest_sha256="a" * 64)
     assert len(changed.notes) == 1
     assert changed.problems == [f"{store}: 2 manifest rows changed since this store was extracted (audio path, "
-                                f"segment or text differ): {rows[1].uid}, {rows[7].uid}. Their features were computed "
+                                f"segment, the audio file's content or, for text stores, the text differ): "
+                                f"{rows[1].uid}, {rows[7].uid}. Their features were computed "
                                 "from the old rows: re-run `ser extract` with this manifest and the same options, "
                                 "which extracts the changed rows again into the store (or extract into a new store)"]
 

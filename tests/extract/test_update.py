@@ -20,6 +20,7 @@ from ser.cache.writer import partial_summary
 from ser.extract.base import ExtractorError
 from ser.extract.runner import RunOptions, run_extraction
 from ser.extract.update import find_pending, set_aside_path
+from ser.manifests.fingerprints import SCHEME, row_fingerprints
 from ser.manifests.schema import ManifestHeader, Utterance, read_manifest, write_manifest
 from tests.extract.test_runner import Hooked, _interrupt, _logmel, assert_same_stored, read_stored
 from tests.fakes import write_tone
@@ -47,7 +48,8 @@ def _rows(ids: range, *, missing: tuple[int, ...] = ()) -> list[Utterance]:
 
 
 def _expected(manifest: Path) -> dict[str, str]:
-    return {u.id: u.fingerprint() for u in read_manifest(manifest)}
+    rows = read_manifest(manifest)  # the stores here are audio stores written with the current scheme
+    return row_fingerprints(rows, rows.utterances, modality="audio", scheme=SCHEME)
 
 
 def _ids_extracted(hooked: Hooked) -> list[str]:
