@@ -35,11 +35,11 @@ def _listing(values: Sequence[str]) -> str:
 
 
 def changed_rows_message(path: Path, changed: Sequence[str]) -> str:
-    """What to say (and do) about stored rows whose audio path, segment or text changed."""
+    """What to say (and do) about stored rows whose inputs changed since extraction."""
     return (f"{path}: {len(changed)} manifest rows changed since this store was extracted (audio path, segment, "
-            f"the audio file's content or, for text stores, the text differ): {_listing(changed)}. Their features "
-            "were computed from the old rows: re-run `ser extract` with this manifest and the same options, which extracts the changed rows again into the "
-            "store (or extract into a new store)")
+            f"the audio file's content or, for text stores, the text differ): {_listing(changed)}. Their "
+            "features were computed from the old rows: re-run `ser extract` with this manifest and the same "
+            "options, which extracts the changed rows again into the store (or extract into a new store)")
 
 
 class CacheReader:
