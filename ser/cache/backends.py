@@ -67,8 +67,14 @@ class Hdf5File:
         try:
             self._file = h5py.File(path, mode)
         except OSError as err:
-            hint = (" On a network file system set HDF5_USE_FILE_LOCKING=FALSE."
-                    if "lock" in str(err).lower() else "")
+            text = str(err).lower()
+            if "truncated file" in text:  # "sblock" in HDF5's wording is not about locks
+                hint = (" The file is cut short (an interrupted copy or a full disk): copy it again, or delete it "
+                        "and extract again.")
+            elif "lock file" in text or "locking" in text or "no locks" in text:
+                hint = " On a network file system set HDF5_USE_FILE_LOCKING=FALSE."
+            else:
+                hint = ""
             raise CacheError(f"{path}: cannot open as HDF5 ({err}).{hint}") from err
         self.path = path
         self.attrs = self._file.attrs

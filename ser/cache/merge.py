@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +12,8 @@ import numpy as np
 from ser.cache.assemble import assemble_store
 from ser.cache.format import CacheError, check_compression
 from ser.cache.reader import CacheReader
+
+logger = logging.getLogger(__name__)
 
 
 class _ShardSource:
@@ -27,6 +30,30 @@ class _ShardSource:
 
     def seq_frames(self, layer: str, start: int, stop: int) -> np.ndarray:
         return self.reader._file().read(f"seq/{layer}", slice(start, stop))
+
+
+def _shard_of(value: object) -> tuple[int, int] | None:
+    """``(i, N)`` from a store's shard record (``[i, N]``, or ``"i/N"`` in older stores); None otherwise."""
+    parts = value.split("/") if isinstance(value, str) else value
+    try:
+        index, count = (int(p) for p in parts)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    return index, count
+
+
+def _warn_missing_shards(readers: Sequence[CacheReader]) -> None:
+    """Say so when the shards given are not all ``0/N`` ... ``N-1/N`` of one extraction."""
+    shards = [_shard_of(r.attrs.get("extractor", {}).get("shard")) for r in readers]
+    if any(s is None for s in shards):
+        return
+    counts = {s[1] for s in shards if s is not None}
+    given = {s[0] for s in shards if s is not None}
+    missing = sorted(set(range(max(counts))) - given)
+    if missing or len(counts) > 1:
+        logger.warning("merging %d shard(s) of %s: shard(s) %s are missing, so the merged store lacks their rows "
+                       "(`ser cache verify STORE --manifest M` lists them)", len(readers),
+                       "/".join(str(c) for c in sorted(counts)), ", ".join(map(str, missing)) or "none")
 
 
 def merge_stores(shards: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *,
@@ -54,6 +81,7 @@ def merge_stores(shards: Sequence[str | os.PathLike[str]], out: str | os.PathLik
             if uid in seen:
                 raise CacheError(f"id {uid!r} is in both {seen[uid]} and {reader.path}; shards must be disjoint")
             seen[uid] = reader.path
+    _warn_missing_shards(readers)
     rejected = {uid: reason for r in readers for uid, reason in r.rejected.items() if uid not in seen}
     notes = {uid: text for r in readers for uid, text in r.notes.items()}
     attrs = {key: value for key, value in first.attrs.items()

@@ -95,6 +95,9 @@ def extract(
                    max_total_seconds=max_total_seconds, flush_seconds=flush_seconds).check()  # before the model loads
         family_options = parse_options(option)
         if max_seconds is not None:
+            if model not in ("hubert", "wav2vec2", "wavlm"):
+                raise UserError(f"--max-seconds cuts long audio for hubert, wav2vec2 and wavlm; {model} does not "
+                                "take it")
             family_options["max_seconds"] = max_seconds
         if dtype not in ("float32", "float16", "bfloat16"):
             raise UserError(f"--dtype must be float32, float16 or bfloat16, not {dtype!r}")

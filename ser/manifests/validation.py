@@ -64,18 +64,21 @@ SEGMENT_TOLERANCE = 0.1
 """Seconds a segment's end may pass the end of its file (rounding in corpus annotations)."""
 
 
-def _segment_past_end(path: os.PathLike[str] | str, start: float | None, end: float | None) -> str | None:
-    """Why a segment lies (partly) beyond its file's end, or None (also when the header cannot be read:
-    the missing or unreadable audio is reported by extraction with the decoder's reason)."""
+def _audio_problem(path: os.PathLike[str] | str, start: float | None, end: float | None
+                   ) -> tuple[str | None, str | None]:
+    """``(kind, detail)`` of what is wrong with an existing audio file for a row, or ``(None, None)``:
+    an empty file, a file no audio reader understands, a segment (partly) beyond the file's end."""
+    if os.path.getsize(path) == 0:
+        return "empty audio file", "0 bytes"
     try:
         total = probe_duration(Path(path))
-    except AudioInfoError:
-        return None
+    except AudioInfoError as err:
+        return "unreadable audio", str(err)
     if start is not None and start >= total:
-        return f"start {start} s, the file lasts {total:.2f} s"
+        return "segment past the end of the audio", f"start {start} s, the file lasts {total:.2f} s"
     if end is not None and end > total + SEGMENT_TOLERANCE:
-        return f"end {end} s, the file lasts {total:.2f} s"
-    return None
+        return "segment past the end of the audio", f"end {end} s, the file lasts {total:.2f} s"
+    return None, None
 
 
 def _segment_ok(start: float | None, end: float | None) -> bool:
@@ -117,10 +120,11 @@ def validate_manifest(manifest: Manifest, *, label_set: LabelSet | None = None, 
             path = manifest.audio_path(utt)
             if path is None or not os.path.isfile(path):
                 problems["missing audio"].append(f"{where} -> {path}")
-            elif (utt.end is not None or utt.start is not None) and _segment_ok(utt.start, utt.end):
-                past = _segment_past_end(path, utt.start, utt.end)
-                if past:
-                    problems["segment past the end of the audio"].append(f"{where} ({past})")
+            else:
+                kind, detail = _audio_problem(path, utt.start if _segment_ok(utt.start, utt.end) else None,
+                                              utt.end if _segment_ok(utt.start, utt.end) else None)
+                if kind:
+                    problems[kind].append(f"{where} ({detail})")
         if utt.text is not None:
             reason = _bad_text(utt.text)
             if reason:
@@ -157,6 +161,9 @@ def validate_manifest(manifest: Manifest, *, label_set: LabelSet | None = None, 
         "reserved id": ("error", "rename these rows: '<id>@aug<k>' names augmented copies in cache stores"),
         "segment past the end of the audio": ("error", "fix start/end (seconds from the file's start) or the "
                                               "audio path"),
+        "empty audio file": ("error", "the file holds nothing: copy it again from the corpus, or remove the row"),
+        "unreadable audio": ("error", "the file is not audio any reader here understands (a truncated copy, or "
+                             "not an audio file): copy it again, convert it, or remove the row"),
         "non-positive duration": ("error", "the audio is empty; remove the row or the file"),
         "label outside label set": (
             "warning" if drop_unknown else "error",

@@ -186,7 +186,8 @@ def test_check_rows_detects_changed_fingerprints(store: Path, rows: list[Row]) -
         reader.check_rows({**expected, "ghost": "x", "rej-a": "y"})  # absent/rejected ids are not its business
         changed = {**expected, rows[2].uid: "edited", rows[6].uid: "edited too"}
         with pytest.raises(CacheError, match=f"2 manifest rows changed since this store was extracted \\(audio path, "
-                                             f"segment or text differ\\): {rows[2].uid}, {rows[6].uid}\\. "
+                                             f"segment, the audio file's content or, for text stores, the text "
+                                             f"differ\\): {rows[2].uid}, {rows[6].uid}\\. "
                                              "Their features were computed from the old rows: re-run `ser extract` "
                                              "with this manifest"):
             reader.check_rows(changed)

@@ -81,3 +81,23 @@ def test_a_label_the_corpus_does_not_have_stops_the_fit(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "1 rows have labels ravdess does not have ('angyr' x1)" in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_validate_refuses_empty_and_non_audio_files(tmp_path: Path) -> None:
+    path = _manifest(tmp_path, [Utterance(id="empty", audio="empty.wav", label="angry"),
+                                Utterance(id="text", audio="notes.wav", label="angry"),
+                                Utterance(id="ok", audio="a.wav", label="angry")])
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "notes.wav").write_text("these are not samples")
+    result = CliRunner().invoke(app, ["manifest", "validate", str(path)])
+    assert result.exit_code == 1
+    assert "empty audio file" in result.output and "empty (0 bytes)" in result.output
+    assert "unreadable audio" in result.output and "notes.wav" in result.output
+    assert " ok " not in result.output
+
+
+def test_max_seconds_is_refused_by_name_for_families_without_it(tmp_path: Path) -> None:
+    path = _manifest(tmp_path, [Utterance(id="a", audio="a.wav")])
+    result = CliRunner().invoke(app, ["extract", "--model", "logmel", "-m", str(path), "-o", str(tmp_path / "f.h5"),
+                                      "--max-seconds", "10"])
+    assert result.exit_code == 2 and "--max-seconds cuts long audio for hubert, wav2vec2 and wavlm" in result.output
