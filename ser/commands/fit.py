@@ -97,8 +97,11 @@ def report(run_dir: Path) -> None:
 
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     card = metrics["protocol_card"]
+    rejected = int(card.get("dropped_rejected_at_extraction") or 0)
+    used = f"{card['n_utterances'] - rejected} utterances" + (f" ({rejected} more rejected at extraction, left out)"
+                                                               if rejected else "")
     typer.echo(f"{metrics['fusion']} on {card['corpus']} ({card['protocol']}, label set {metrics['label_set']}, "
-               f"{card['n_utterances']} utterances; validation: {card['validation']})")
+               f"{used}; validation: {card['validation']})")
     typer.echo(f"{'fold':12s} {'seed':>4s} {'UA':>6s} {'WA':>6s} {'mF1':>6s} {'wF1':>6s} {'epoch':>5s}")
     for run in metrics["runs"]:
         t = run["test"]

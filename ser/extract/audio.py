@@ -9,9 +9,12 @@ duration, as soon as the decoded samples pass the limit), so one stray podcast c
 from __future__ import annotations
 
 import itertools
+import logging
 from pathlib import Path
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 SOUNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf"}
 SILENCE_PEAK = 1e-5
@@ -139,6 +142,8 @@ def prepare_signal(data: np.ndarray, rate: int, *, sample_rate: int,
     at ``rate``. Raises :class:`AudioError` for empty, absurdly long, non-finite or silent audio."""
     data = np.asarray(data, dtype=np.float32)
     mono = data.mean(axis=1) if data.ndim == 2 else data
+    if data.ndim == 2 and data.shape[1] > 1 and mono.size:
+        mono = _unless_cancelled(data, mono)
     if mono.ndim != 1:
         raise AudioError(f"audio must be (samples,) or (samples, channels), not shape {data.shape}")
     if mono.size == 0:
@@ -154,6 +159,23 @@ def prepare_signal(data: np.ndarray, rate: int, *, sample_rate: int,
 
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+ANTI_PHASE_RATIO = 0.1
+"""A down-mix whose RMS is below this share of its channels' RMS cancelled itself (channels in anti-phase)."""
+
+
+def _unless_cancelled(data: np.ndarray, mono: np.ndarray) -> np.ndarray:
+    """The down-mix ``mono`` of (samples, channels) ``data``, or its loudest channel when the channels are in
+    anti-phase (a wiring fault in some recordings): averaging them would leave near silence, or a
+    thin residue that is not the speech, and the row would be rejected as silent or analysed wrongly."""
+    channel_rms = np.sqrt(np.mean(np.square(data, dtype=np.float64), axis=0))
+    mix_rms = float(np.sqrt(np.mean(np.square(mono, dtype=np.float64))))
+    if channel_rms.max() > 0 and mix_rms < ANTI_PHASE_RATIO * float(channel_rms.mean()):
+        logger.warning("the channels cancel each other when averaged (down-mix RMS %.2g against %.2g per channel; "
+                       "anti-phase stereo?): using the loudest channel alone", mix_rms, float(channel_rms.mean()))
+        return np.ascontiguousarray(data[:, int(np.argmax(channel_rms))])
+    return mono
 
 
 def pad_to_minimum(audio: np.ndarray, min_samples: int) -> tuple[np.ndarray, str | None]:

@@ -388,3 +388,17 @@ def test_lossy_soundfile_formats_decode(tmp_path: Path, suffix: str, fmt: str, s
     assert abs(segment.size - RATE // 2) <= 2
     with pytest.raises(AudioError, match="too long"):
         load_audio(path, sample_rate=RATE, max_seconds=0.5)
+
+
+def test_anti_phase_stereo_keeps_one_channel_instead_of_cancelling(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    voice = _noise(RATE, seed=7)
+    path = tmp_path / "anti.wav"
+    sf.write(path, np.stack([voice, -voice], axis=1), RATE, subtype="FLOAT")
+    with caplog.at_level("WARNING"):
+        mono = load_audio(path, sample_rate=RATE)
+    np.testing.assert_allclose(mono, voice, atol=1e-6)  # not silence, not rejected
+    assert "anti-phase" in caplog.text
+    ordinary = tmp_path / "stereo.wav"
+    sf.write(ordinary, np.stack([voice, 0.5 * voice], axis=1), RATE, subtype="FLOAT")
+    np.testing.assert_allclose(load_audio(ordinary, sample_rate=RATE), 0.75 * voice, atol=1e-6)

@@ -146,11 +146,12 @@ def _check_columns(options: dict[str, str | None], columns: list[str], source: P
     for option, column in options.items():
         if column is None or column in columns:
             continue
-        fix = f"pass {option}=<one of those columns>"
+        flag = "--" + option.replace("_", "-")
+        fix = f"pass {flag} <one of those columns>"
         if option != "audio_col":
-            fix += f", or {option}=None if the CSV has no such column"
-        raise ManifestError(f"{source}: no column {column!r} (named by option {option}); columns present: "
-                            f"{', '.join(columns)}. {fix}")
+            fix += f", or {flag} '' if the CSV has no such column"
+        raise ManifestError(f"{source}: no column {column!r} (named by {flag}; {option}= in Python); columns "
+                            f"present: {', '.join(columns)}. {fix}")
 
 
 def _optional(values: dict[str, str], column: str | None) -> str | None:

@@ -83,11 +83,11 @@ def test_missing_column_message(tmp_path: Path) -> None:
     message = str(err.value)
     assert "'label'" in message and "label_col" in message
     assert "columns present: path, emotion, speaker, text" in message
-    assert "label_col=None" in message
+    assert "--label-col '' if the CSV has no such column" in message  # the command's flags, as typed
     with pytest.raises(ManifestError) as err:
         scan(tmp_path, csv_path=csv_path)
-    assert "no column 'audio' (named by option audio_col)" in str(err.value)
-    assert "audio_col=None" not in str(err.value)
+    assert "no column 'audio' (named by --audio-col; audio_col= in Python)" in str(err.value)
+    assert "--audio-col ''" not in str(err.value)
     rows = scan(tmp_path, csv_path=csv_path, audio_col="path", label_col="emotion").utterances
     assert (rows[0].id, rows[0].label) == ("a", "happy")
 
