@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import subprocess
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from typer.testing import CliRunner
 
 from ser.cache.reader import CacheReader
 from ser.cli import app
+from tests.fakes.demo import demo_manifest
 
 
 @contextlib.contextmanager
@@ -39,15 +39,9 @@ def small_disk(folder: Path, size: str) -> Iterator[Path]:
 def actor01(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from ser.extract.registry import build_extractor
     from ser.extract.runner import RunOptions, run_extraction
-    from ser.manifests.build import build_manifest
-    from ser.manifests.schema import read_manifest, write_manifest
 
     folder = tmp_path_factory.mktemp("full-disk")
-    corpus = Path(str(resources.files("ser").joinpath("demo_data", "ravdess16k")))
-    build_manifest("ravdess", corpus, folder / "all.jsonl")
-    rows = read_manifest(folder / "all.jsonl")
-    manifest = folder / "m.jsonl"
-    write_manifest(manifest, rows.header, [u for u in rows.utterances if u.speaker in ("Actor_01", "Actor_02")])
+    manifest = demo_manifest(folder, speakers=["Actor_01", "Actor_02"])
     reference = folder / "reference.h5"
     run_extraction(manifest, build_extractor("egemaps"), reference, RunOptions(seq="lld", num_workers=0,
                                                                                progress=False))

@@ -12,29 +12,22 @@ import signal
 import subprocess
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ser.cache.reader import CacheReader
+from tests.fakes.demo import demo_manifest
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from ser.extract.registry import build_extractor
     from ser.extract.runner import RunOptions, run_extraction
-    from ser.manifests.build import build_manifest
-    from ser.manifests.schema import read_manifest, write_manifest
 
     folder = tmp_path_factory.mktemp("kills")
-    corpus = Path(str(resources.files("ser").joinpath("demo_data", "ravdess16k")))
-    full = folder / "all.jsonl"
-    build_manifest("ravdess", corpus, full)
-    rows = read_manifest(full)
-    manifest = folder / "actor01.jsonl"
-    write_manifest(manifest, rows.header, [u for u in rows.utterances if u.speaker == "Actor_01"])
+    manifest = demo_manifest(folder, speakers=["Actor_01"])
     reference = folder / "reference.h5"
     run_extraction(manifest, build_extractor("egemaps"), reference, RunOptions(num_workers=0, progress=False))
     return {"manifest": manifest, "reference": reference}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ser.cli import app
+from tests.fakes.demo import demo_corpus, demo_manifest
 
 FOLD = "Actor_02"
 
@@ -27,12 +27,10 @@ def demo_caches(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The packaged RAVDESS clips: manifest, eGeMAPS store with the LLD sequences, MiniLM store."""
     from ser.extract.registry import build_extractor
     from ser.extract.runner import RunOptions, run_extraction
-    from ser.manifests.build import build_manifest
 
     folder = tmp_path_factory.mktemp("predict-demo")
-    corpus = Path(str(resources.files("ser").joinpath("demo_data", "ravdess16k")))
-    manifest = folder / "demo.jsonl"
-    build_manifest("ravdess", corpus, manifest)
+    corpus = demo_corpus()
+    manifest = demo_manifest(folder)
     egemaps, minilm = folder / "egemaps.h5", folder / "minilm.h5"
     run_extraction(manifest, build_extractor("egemaps"), egemaps, RunOptions(seq="lld", num_workers=2,
                                                                              progress=False))

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from ser.cli import app
 from tests.extract.conftest import _save_ssl
+from tests.fakes.demo import demo_manifest
 
 
 @pytest.fixture(scope="module")
@@ -23,19 +24,13 @@ def hubert_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     pytest.importorskip("transformers")
     from ser.extract.registry import build_extractor
     from ser.extract.runner import RunOptions, run_extraction
-    from ser.manifests.build import build_manifest
     from ser.manifests.schema import read_manifest, write_manifest
 
     folder = tmp_path_factory.mktemp("hubert-predict")
     checkpoint = _save_ssl(folder / "hubert", "hubert", "group", seed=5)
-    corpus = Path(str(resources.files("ser").joinpath("demo_data", "ravdess16k")))
-    full = folder / "all.jsonl"
-    build_manifest("ravdess", corpus, full)
-    rows = read_manifest(full)
-    manifest = folder / "small.jsonl"
-    speakers = ("Actor_01", "Actor_02", "Actor_03")
-    keep = [u for u in rows.utterances if u.speaker in speakers and u.id.split("-")[3] == "02"]  # strong intensity
-    write_manifest(manifest, rows.header, keep)
+    manifest = demo_manifest(folder, speakers=["Actor_01", "Actor_02", "Actor_03"], name="small.jsonl")
+    rows = read_manifest(manifest)
+    write_manifest(manifest, rows.header, [u for u in rows.utterances if u.id.split("-")[3] == "02"])  # strong
     store = folder / "hubert.h5"
     run_extraction(manifest, build_extractor("hubert", checkpoint=str(checkpoint)), store,
                    RunOptions(num_workers=0, progress=False))
