@@ -96,6 +96,11 @@ def partial_path(path: Path) -> Path:
     return path.with_name(path.name + PARTIAL_SUFFIX)
 
 
+def set_aside_path(path: Path) -> Path:
+    """Where a finished store waits while it is being extended: ``feats.h5`` -> ``feats.extending.h5``."""
+    return path.with_name(f"{path.stem}.extending{path.suffix}")
+
+
 def config_hash(config: dict[str, Any]) -> str:
     """Stable short hash of a JSON-serialisable extractor config."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)

@@ -24,6 +24,7 @@ from ser.cache.format import (
     backend_of,
     decode_strings,
     partial_path,
+    set_aside_path,
 )
 
 MAX_LISTED = 5
@@ -56,6 +57,10 @@ class CacheReader:
                              f"resume and finish it (it will be written to {final})")
         backend_of(self.path)
         if not self.path.exists():
+            if set_aside_path(self.path).exists():
+                raise CacheError(f"{self.path} is being extended, or its extension was interrupted: its finished rows "
+                                 f"wait in {set_aside_path(self.path).name} and the new ones in "
+                                 f"{partial_path(self.path).name}. Run the same `ser extract` command to finish it")
             if partial_path(self.path).exists():
                 raise CacheError(f"{self.path} is not finished yet ({partial_path(self.path).name} exists); run the "
                                  "same `ser extract` command again to resume and finish it")

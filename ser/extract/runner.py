@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ser.cache.format import StoreLayout, check_compression, config_hash, partial_path
+from ser.cache.format import StoreLayout, check_compression, config_hash, partial_path, set_aside_path
 from ser.cache.provenance import environment, utc_now
 from ser.cache.writer import CacheWriter, remove_stale_partial
 from ser.extract.audio import DEFAULT_MAX_SECONDS, AudioError, load_audio
@@ -58,7 +58,6 @@ from ser.extract.update import (
     find_pending,
     remove_store,
     seed_from_store,
-    set_aside_path,
     store_attrs_of,
 )
 from ser.manifests.audio_info import AudioInfoError, probe_duration
@@ -453,7 +452,12 @@ def _run(manifest: Manifest, rows: list[Utterance], extractor: Extractor, output
                                      "process) to extend it, or delete it and extract the shards again")
             logger.info("%s: extending the finished store (%s)", out, pending.describe())
             report.extended = pending.describe()
-            os.replace(out, aside)
+            try:
+                os.replace(out, aside)
+            except FileNotFoundError:  # another run moved it aside a moment ago
+                raise ExtractorError(f"another `ser extract` started extending {out} at the same moment (it moved the "
+                                     f"store to {aside.name}); wait for it to finish, then run again if rows are "
+                                     "still missing") from None
     if aside.exists():
         previous = store_attrs_of(aside)
         attrs = {**attrs, "extended_from": {key: previous.get(key) for key in ("manifest", "created", "finalized",

@@ -90,11 +90,6 @@ def find_pending(path: Path, expected: Mapping[str, str], *, retry: Collection[s
     return pending
 
 
-def set_aside_path(path: Path) -> Path:
-    """Where a finished store waits while it is being extended: ``feats.h5`` -> ``feats.extending.h5``."""
-    return path.with_name(f"{path.stem}.extending{path.suffix}")
-
-
 def store_attrs_of(path: Path) -> dict[str, Any]:
     """Provenance attributes of a finished store, as plain JSON values (numpy scalars converted)."""
     with CacheReader(path) as reader:

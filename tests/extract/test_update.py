@@ -12,14 +12,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ser.cache.format import partial_path
+from ser.cache.format import partial_path, set_aside_path
 from ser.cache.merge import merge_stores
 from ser.cache.reader import CacheReader
 from ser.cache.verify import verify_store
 from ser.cache.writer import partial_summary
 from ser.extract.base import ExtractorError
 from ser.extract.runner import RunOptions, run_extraction
-from ser.extract.update import find_pending, set_aside_path
+from ser.extract.update import find_pending
 from ser.manifests.fingerprints import SCHEME, row_fingerprints
 from ser.manifests.schema import ManifestHeader, Utterance, read_manifest, write_manifest
 from tests.extract.test_runner import Hooked, _interrupt, _logmel, assert_same_stored, read_stored
