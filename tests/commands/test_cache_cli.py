@@ -158,9 +158,9 @@ def test_verify_with_an_edited_manifest_checks_every_row(tmp_path: Path, suffix:
     code, out = _invoke("cache", "verify", store, "-m", manifest)
     assert code == 1
     assert "note: " in out
-    assert (f"problem: {store}: 2 manifest rows changed since this store was extracted (audio path, segment or "
-            "text differ): u2, u3. Their features were computed from the old rows: re-run `ser extract` with this "
-            "manifest") in out
+    assert (f"problem: {store}: 2 manifest rows changed since this store was extracted (audio path, segment, the "
+            "audio file's content or, for text stores, the text differ): u2, u3. Their features were computed from "
+            "the old rows: re-run `ser extract` with this manifest") in out
 
 
 # ------------------------------------------------------------------------------------------------ compression
