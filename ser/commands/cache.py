@@ -36,6 +36,7 @@ def info(store: Path = typer.Argument(..., help="Cache store (.h5 or .zarr), fin
          as_json: bool = typer.Option(False, "--json", help="Print everything as JSON.")) -> None:
     """Status, items, rejected ids, layers and dims, bytes on disk, and provenance of a store."""
     with user_errors():
+        from ser.cache.format import set_aside_path
         from ser.cache.reader import CacheReader
         from ser.cache.writer import partial_summary
 
@@ -44,8 +45,19 @@ def info(store: Path = typer.Argument(..., help="Cache store (.h5 or .zarr), fin
             if as_json:
                 typer.echo(json.dumps({"status": "partial", **partial}, indent=1, default=str))
                 return
+            aside = set_aside_path(store)
+            if aside.exists():  # an extension: the finished rows wait aside, the new ones are in the partial folder
+                with CacheReader(aside) as previous:
+                    partial["set_aside"] = {"path": str(aside), "rows": len(previous),
+                                            "rejected": len(previous.rejected)}
+            if as_json:
+                typer.echo(json.dumps({"status": "partial", **partial}, indent=1, default=str))
+                return
             typer.echo(f"{store}: partial ({partial['rows']} rows, {partial['rejected']} rejected, "
                        f"{partial['segments']} segments in {partial['partial']})")
+            if "set_aside" in partial:
+                typer.echo(f"being extended: the finished store's {partial['set_aside']['rows']} rows wait in "
+                           f"{aside} (its rows are copied into the partial folder first)")
             typer.echo("resume by running the same `ser extract` command again")
             return
         with CacheReader(store) as reader:

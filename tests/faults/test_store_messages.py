@@ -63,3 +63,17 @@ def test_two_extensions_at_once_are_one_clear_line(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(os, "replace", raced)
     with pytest.raises(ExtractorError, match="another `ser extract` started extending"):
         run_extraction(manifest, build_extractor("egemaps"), store, RunOptions(num_workers=0, progress=False))
+
+
+def test_cache_info_of_a_stopped_extension_counts_the_rows_set_aside(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ser.cli import app
+    from tests.cache.storeutil import writer_open
+
+    store = write_store(tmp_path / "f.h5", make_rows(5), attrs=make_attrs())
+    store.rename(tmp_path / "f.extending.h5")
+    writer_open(store, attrs=make_attrs()).close()  # the extension's partial folder
+    result = CliRunner().invoke(app, ["cache", "info", str(store)])
+    assert result.exit_code == 0, result.output
+    assert "partial (0 rows" in result.output and "the finished store's 5 rows wait in" in result.output
