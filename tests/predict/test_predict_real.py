@@ -254,3 +254,11 @@ def test_real_ravdess_fold_of_the_full_cache_round_trips(ravdess_egemaps: tuple[
     run = _fit(["-f", "mlp", "-m", str(manifest), "-p", "speaker-loso", "--audio", str(store), "--folds", "Actor_11",
                 "--set", "train.epochs=3", "-o", str(tmp_path / "runs")])
     _assert_reproduces(run, manifest, "Actor_11", tmp_path)
+
+
+def test_predict_reproduces_a_classic_logreg_loaded_from_skops(demo_caches: dict[str, Path], tmp_path: Path) -> None:
+    run = _fit(["-f", "logreg", "-m", str(demo_caches["manifest"]), "-p", "speaker-loso", "--set",
+                "val_by=utterance", "--audio", str(demo_caches["egemaps"]), "--folds", FOLD, "-o",
+                str(tmp_path / "runs")])
+    assert (run / "models" / f"{FOLD}-seed0.skops").is_file()
+    _assert_reproduces(run, demo_caches["manifest"], FOLD, tmp_path)
