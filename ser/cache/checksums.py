@@ -46,4 +46,14 @@ def mismatched_blocks(store: Any, name: str, record: dict[str, Any]) -> list[tup
     if len(starts) != len(expected):
         return [(0, shape[0])]
     return [(start, min(shape[0], start + rows)) for start, crc in zip(starts, expected, strict=True)
-            if _crc(store.read(name, slice(start, min(shape[0], start + rows)))) != crc]
+            if _block_crc(store, name, start, min(shape[0], start + rows)) != crc]
+
+
+def _block_crc(store: Any, name: str, start: int, stop: int) -> int | None:
+    """CRC-32 of rows start:stop, or None when they cannot be read at all (a missing or cut chunk file)."""
+    from ser.cache.format import CacheError
+
+    try:
+        return _crc(store.read(name, slice(start, stop)))
+    except (CacheError, OSError, ValueError):
+        return None

@@ -52,6 +52,9 @@ def extract(
     retry_rejected: bool = typer.Option(False, "--retry-rejected", help="Extract the rows earlier runs rejected "
                                         "once more (after a transient error such as a network file system "
                                         "hiccup)."),
+    repair: bool = typer.Option(False, "--repair", help="Extract again the rows of the finished store whose bytes "
+                                "fail its checksums (what `ser cache verify` reports as damaged); the intact rows "
+                                "are kept."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
     augment: Path | None = typer.Option(None, "--augment", help="Augmentation policy YAML (per-class chains of "
                                         "pitch_shift, time_stretch, noise, reverb, gain): stores augmented copies "
@@ -107,7 +110,7 @@ def extract(
         options = RunOptions(**waveform, seq=seq, batch_seconds=batch_seconds, batch_items=batch_items,
                              num_workers=num_workers, shard=chosen_shard, max_total_seconds=max_total_seconds,
                              compression=compression, flush_seconds=flush_seconds, retry_rejected=retry_rejected,
-                             progress=progress and ctx.rank == 0)
+                             repair=repair, progress=progress and ctx.rank == 0)
         try:
             report = run_extraction(manifest, extractor, output, options)
         except ExtractionInterrupted as stopped:

@@ -55,6 +55,7 @@ from ser.extract.base import Extractor, ExtractorError, Features, Item, ItemReje
 from ser.extract.registry import recommended_view
 from ser.extract.update import (
     Pending,
+    damaged_rows,
     find_pending,
     remove_store,
     seed_from_store,
@@ -99,6 +100,9 @@ class RunOptions:
     """... and every this many rows (0: no row limit)."""
     retry_rejected: bool = False
     """Extract the rows that earlier runs rejected once more (after a transient error, e.g. on NFS)."""
+    repair: bool = False
+    """Extract again the rows of a finished store whose bytes fail its checksums (``ser cache verify``
+    names them); the intact rows are kept."""
     progress: bool = True
     """Show a progress bar."""
     augment: AugmentPolicy | None = None
@@ -442,7 +446,8 @@ def _run(manifest: Manifest, rows: list[Utterance], extractor: Extractor, output
         if finished is not None:
             _check_complete_store(finished, attrs)
             remove_stale_partial(finished)
-            pending = find_pending(finished, expected, retry=retry)
+            redo = damaged_rows(finished) if options.repair else set()
+            pending = find_pending(finished, expected, retry=retry, redo=redo)
             if pending.nothing_to_do:
                 return _already_complete(report, finished, pending)
             if finished != out:
@@ -516,7 +521,8 @@ def _extract_into(manifest: Manifest, rows: list[Utterance], extractor: Extracto
     earlier: set[str] = set()
     with CacheWriter.open(out, layout=layout, attrs=attrs, segment_bytes=options.segment_bytes) as writer:
         if aside is not None:
-            seed_from_store(writer, aside, expected, retry=retry)
+            seed_from_store(writer, aside, expected, retry=retry,
+                            redo=damaged_rows(aside) if options.repair else ())
             writer.flush()
             remove_store(aside)
         elif retry:

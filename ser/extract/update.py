@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ser.cache.backends import open_store_file
+from ser.cache.format import CacheError
 from ser.cache.reader import CacheReader
 from ser.cache.writer import CacheWriter
 from ser.extract.base import ExtractorError
@@ -51,6 +52,8 @@ class Pending:
     """Stored ids whose manifest row (audio path, segment, text) changed since extraction."""
     retry: list[str] = field(default_factory=list)
     """Rejected ids to extract again (``--retry-rejected``)."""
+    damaged: list[str] = field(default_factory=list)
+    """Stored ids whose bytes fail the store's checksums (``--repair``): extracted again."""
     rejected: dict[str, str] = field(default_factory=dict)
     """Manifest ids that stay rejected, with the reason."""
     stored: int = 0
@@ -58,25 +61,28 @@ class Pending:
 
     @property
     def nothing_to_do(self) -> bool:
-        return not (self.missing or self.changed or self.retry)
+        return not (self.missing or self.changed or self.retry or self.damaged)
 
     def describe(self) -> str:
         """``3 new rows, 1 changed row, 2 rejected rows to retry``."""
         parts = [(len(self.missing), "new row"), (len(self.changed), "changed row"),
-                 (len(self.retry), "rejected row")]
+                 (len(self.damaged), "damaged row"), (len(self.retry), "rejected row")]
         text = ", ".join(f"{n} {what}{'s' if n != 1 else ''}" for n, what in parts if n)
         return text + (" to retry" if self.retry else "")
 
 
-def find_pending(path: Path, expected: Mapping[str, str], *, retry: Collection[str] = ()) -> Pending:
+def find_pending(path: Path, expected: Mapping[str, str], *, retry: Collection[str] = (),
+                 redo: Collection[str] = ()) -> Pending:
     """Compare the finished store at ``path`` with ``expected`` (manifest id -> row fingerprint);
-    rejected ids in ``retry`` are to be extracted again."""
+    rejected ids in ``retry`` and stored ids in ``redo`` (damaged) are to be extracted again."""
     pending = Pending()
     with CacheReader(path) as reader:
         for uid, fingerprint in expected.items():
             row = reader.index.get(uid)
             if row is not None:
-                if reader.fingerprints[row] != fingerprint:
+                if uid in redo:
+                    pending.damaged.append(uid)
+                elif reader.fingerprints[row] != fingerprint:
                     pending.changed.append(uid)
                 else:
                     pending.stored += 1
@@ -129,13 +135,68 @@ def _row_blocks(reader: CacheReader) -> Iterator[tuple[int, int]]:
         yield start, len(reader)
 
 
+def _read_rows(store: Any, layout: Any, offsets: np.ndarray, start: int, stop: int
+               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    pooled = {stat: store.read(f"pooled/{stat}", slice(start, stop)) for stat in layout.pooled}
+    first, last = int(offsets[start]), int(offsets[stop])
+    return pooled, {layer: store.read(f"seq/{layer}", slice(first, last)) for layer in layout.seq}
+
+
+def _readable(store: Any, layout: Any, offsets: np.ndarray, start: int, stop: int
+              ) -> Iterator[tuple[int, int, dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """Rows start:stop as one block, or row by row when the block cannot be read (a missing chunk file):
+    rows that still cannot be read are left out, to be extracted again."""
+    try:
+        whole = _read_rows(store, layout, offsets, start, stop)
+    except CacheError as err:
+        logger.warning("rows %d-%d cannot be read as a block (%s); copying them one by one", start, stop - 1, err)
+    else:
+        yield (start, stop, *whole)
+        return
+    for row in range(start, stop):
+        try:
+            parts = _read_rows(store, layout, offsets, row, row + 1)
+        except CacheError:
+            continue
+        yield (row, row + 1, *parts)
+
+
+def damaged_rows(path: Path) -> set[str]:
+    """Ids of the rows of a finished store whose bytes fail its checksums (``ser extract --repair``)."""
+    from ser.cache.checksums import mismatched_blocks
+
+    with CacheReader(path) as reader:
+        records = reader.attrs.get("checksums") or {}
+        if not records:
+            raise ExtractorError(f"{path} records no checksums (written by an older ser): --repair cannot tell which "
+                                 "rows are damaged; delete it and extract again")
+        store = reader._file()
+        bad = [name for name in ("ids", "fingerprints", "seq/offsets", "rejected/ids")
+               if name in records and mismatched_blocks(store, name, records[name])]
+        if bad:
+            raise ExtractorError(f"{path}: {', '.join(bad)} are damaged, so rows cannot be matched to ids; delete the "
+                                 "store and extract again")
+        rows: set[int] = set()
+        offsets = reader.offsets
+        for name, record in records.items():
+            for start, stop in mismatched_blocks(store, name, record) if name.startswith(("pooled/", "seq/")) else []:
+                if name.startswith("pooled/"):
+                    rows.update(range(start, stop))
+                else:  # frames start:stop belong to the rows whose spans overlap them
+                    first = int(np.searchsorted(offsets, start, side="right")) - 1
+                    last = int(np.searchsorted(offsets, stop, side="left"))
+                    rows.update(range(max(first, 0), min(last, len(reader))))
+        return {reader.ids[row] for row in rows}
+
+
 def seed_from_store(writer: CacheWriter, source: Path, expected: Mapping[str, str], *,
-                    retry: Collection[str]) -> int:
+                    retry: Collection[str], redo: Collection[str] = ()) -> int:
     """Copy the rows of the finished store ``source`` into ``writer``; returns the rows copied.
 
     Skipped: ids the writer already holds (a seeding interrupted before), stored rows whose
-    fingerprint differs from ``expected`` (their manifest row changed: they are re-extracted), and
-    rejected ids in ``retry``. Rows outside ``expected`` are kept.
+    fingerprint differs from ``expected`` (their manifest row changed: they are re-extracted),
+    rejected ids in ``retry``, damaged ids in ``redo`` and rows that cannot be read (a missing
+    chunk file): whatever is not copied is extracted again. Rows outside ``expected`` are kept.
     """
     done = writer.done_ids
     copied = 0
@@ -147,19 +208,18 @@ def seed_from_store(writer: CacheWriter, source: Path, expected: Mapping[str, st
         offsets = reader.offsets
         store = open_store_file(source, "r")
         try:
-            for start, stop in _row_blocks(reader):
-                pooled = {stat: store.read(f"pooled/{stat}", slice(start, stop)) for stat in layout.pooled}
-                first, last = int(offsets[start]), int(offsets[stop])
-                frames = {layer: store.read(f"seq/{layer}", slice(first, last)) for layer in layout.seq}
-                for row in range(start, stop):
-                    uid, fingerprint = reader.ids[row], reader.fingerprints[row]
-                    if uid in done or expected.get(uid, fingerprint) != fingerprint:
-                        continue
-                    a, b = int(offsets[row]) - first, int(offsets[row + 1]) - first
-                    row_pooled = {stat: np.array(values[row - start]) for stat, values in pooled.items()}
-                    row_seq = {layer: np.array(values[a:b]) for layer, values in frames.items()}
-                    writer.add(uid, fingerprint, row_pooled, row_seq, note=reader.notes.get(uid))
-                    copied += 1
+            for block_start, block_stop in _row_blocks(reader):
+                for start, stop, pooled, frames in _readable(store, layout, offsets, block_start, block_stop):
+                    first = int(offsets[start])
+                    for row in range(start, stop):
+                        uid, fingerprint = reader.ids[row], reader.fingerprints[row]
+                        if uid in done or uid in redo or expected.get(uid, fingerprint) != fingerprint:
+                            continue
+                        a, b = int(offsets[row]) - first, int(offsets[row + 1]) - first
+                        row_pooled = {stat: np.array(values[row - start]) for stat, values in pooled.items()}
+                        row_seq = {layer: np.array(values[a:b]) for layer, values in frames.items()}
+                        writer.add(uid, fingerprint, row_pooled, row_seq, note=reader.notes.get(uid))
+                        copied += 1
         finally:
             store.close()
         held = writer.done_ids

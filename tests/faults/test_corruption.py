@@ -84,3 +84,38 @@ def test_a_compressed_zarr_store_with_a_deleted_chunk_is_found_by_its_checksums(
     assert code != 0 and "pooled/mean: rows" in output and "differ from the checksums" in output
     code, output = _fit(packed, manifest, tmp_path / "runs")
     assert code == 2 and "is damaged" in output
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".zarr"])
+def test_extract_repair_re_extracts_the_damaged_rows_only(tmp_path: Path, suffix: str) -> None:
+    import numpy as np
+
+    from ser.cache.reader import CacheReader
+    from tests.fakes.demo import demo_manifest
+
+    manifest = demo_manifest(tmp_path, speakers=["Actor_01"])
+    store, reference = tmp_path / f"f{suffix}", tmp_path / f"reference{suffix}"
+    for path in (store, reference):
+        result = CliRunner().invoke(app, ["extract", "--model", "egemaps", "-m", str(manifest), "-o", str(path),
+                                          "--seq", "lld", "--num-workers", "0", "--no-progress"])
+        assert result.exit_code == 0, result.output
+    if suffix == ".h5":
+        with h5py.File(store, "r+") as handle:
+            handle["pooled/functionals"][5, 0, 3] += 1.0
+    else:
+        chunk = next(p for p in sorted((store / "pooled" / "functionals" / "c").rglob("*")) if p.is_file())
+        chunk.unlink()
+    assert _verify(store, manifest)[0] != 0
+    result = CliRunner().invoke(app, ["extract", "--model", "egemaps", "-m", str(manifest), "-o", str(store),
+                                      "--seq", "lld", "--num-workers", "0", "--no-progress", "--repair"])
+    assert result.exit_code == 0, result.output
+    assert "damaged row" in result.output
+    assert _verify(store, manifest)[0] == 0
+    with CacheReader(store) as got, CacheReader(reference) as want:
+        assert sorted(got.ids) == sorted(want.ids)
+        np.testing.assert_array_equal(got.pooled("functionals", ids=want.ids), want.pooled("functionals", ids=want.ids))
+        for uid in want.ids:
+            np.testing.assert_array_equal(got.sequence(uid, "lld"), want.sequence(uid, "lld"))
+    again = CliRunner().invoke(app, ["extract", "--model", "egemaps", "-m", str(manifest), "-o", str(store),
+                                     "--num-workers", "0", "--no-progress", "--repair", "--seq", "lld"])
+    assert again.exit_code == 0 and "already complete" in again.output
