@@ -119,8 +119,8 @@ def _locate_csv(root: Path, csv_path: Path) -> Path:
         if candidate.is_file():
             return candidate
     tried = " or ".join(str(c) for c in candidates)
-    raise ManifestError(f"CSV file not found (looked for {tried}); pass csv_path as an absolute path "
-                        "or relative to ROOT")
+    raise ManifestError(f"CSV file not found (looked for {tried}); pass --csv (csv_path= in Python) as an "
+                        "absolute path or relative to ROOT")
 
 
 def _header(reader: csv.DictReader[str], source: Path) -> tuple[list[str], set[str]]:
