@@ -271,9 +271,13 @@ def _seq_layer(reader: CacheReader, view: View) -> str:
 
 
 def _augmented_copies(readers: dict[str, CacheReader], usable: set[str]) -> list[str]:
-    """Stored augmented copies of usable rows, in store order, over every store (none rejected)."""
+    """Stored augmented copies of usable rows, in store order, over every store (none rejected). Only a
+    store written with ``--augment`` (it records its ``augmentation`` policy) holds copies: in any other
+    store an id that merely ends in ``@aug<k>`` is an ordinary row, never a copy of its namesake."""
     copies: dict[str, None] = {}
     for reader in readers.values():
+        if not reader.attrs.get("augmentation"):
+            continue
         for row_id in reader.ids:
             if source_of(row_id) in usable and row_id not in reader.rejected:
                 copies.setdefault(row_id)

@@ -19,7 +19,7 @@ from ser.fusion.run import run_fit
 from ser.manifests.labels import load_label_set
 from ser.manifests.protocols import ValidationRule, make_folds
 from ser.manifests.schema import read_manifest
-from tests.fakes.caches import LABELS, write_pooled_store
+from tests.fakes.caches import LABELS, make_corpus, write_pooled_store
 
 RNG = np.random.default_rng(0)
 
@@ -40,7 +40,8 @@ def corpus(tmp_path: Path) -> dict[str, object]:
         return v
 
     audio = write_pooled_store(tmp_path / "audio.h5", [(r.id, r.fingerprint(), vector(r)) for r in rows]
-                               + [(f"{r.id}@aug0", r.fingerprint(), vector(r, 0.5)) for r in rows])
+                               + [(f"{r.id}@aug0", r.fingerprint(), vector(r, 0.5)) for r in rows],
+                               attrs={"augmentation": {"copies": 1, "seed": 0}})  # as `ser extract --augment`
     text = write_pooled_store(tmp_path / "text.h5", [(r.id, r.fingerprint(), RNG.normal(size=4)) for r in rows])
     return {"manifest": manifest, "audio": audio, "text": text, "rows": rows, "root": tmp_path}
 
@@ -215,3 +216,14 @@ def test_trainer_specaugment_in_a_fit_and_not_twice(tmp_path: Path) -> None:
                                 train=TrainConfig(epochs=2, specaugment=True,
                                                   specaugment_options={"time_width": [1, 2], "freq_width": [1, 2]})))
     assert json.loads((run_dir / "metrics.json").read_text())["runs"][0]["fold"] == "spk0"
+
+
+
+def test_ids_ending_in_aug_in_a_store_without_augmentation_are_ordinary_rows(tmp_path: Path) -> None:
+    """A store not written with --augment has no copies: `x@aug0` is never joined to `x`'s training rows."""
+    manifest, _, _ = make_corpus(tmp_path, n_speakers=2, per_speaker=4)
+    rows = read_manifest(manifest, strict=False).utterances
+    plain = write_pooled_store(tmp_path / "plain.h5", [(r.id, r.fingerprint(), RNG.normal(size=4)) for r in rows]
+                               + [(f"{rows[0].id}@aug0", rows[0].fingerprint(), RNG.normal(size=4))])
+    data = load_fusion_data(rows, load_label_set("ravdess8"), {"audio": parse_view(str(plain))})
+    assert not data.sources and f"{rows[0].id}@aug0" not in data.ids
