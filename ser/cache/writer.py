@@ -202,6 +202,10 @@ class CacheWriter:
                                  "rows. Write the store to a local disk and copy it afterwards, or extract shards "
                                  "(--shard i/N) to local disks and join them with `ser cache merge`") from err
             raise
+        previous = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        if previous and previous != f"pid {os.getpid()}":
+            logger.info("%s: taking over from %s, which is no longer running (its rows so far are kept)", partial,
+                        previous)
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}".encode())
         _HELD_LOCKS.add(fd)

@@ -31,7 +31,7 @@ def _fit(store: Path, manifest: Path, out: Path) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-@pytest.mark.parametrize("dataset", ["pooled/mean", "seq/offsets", "ids", "fingerprints"])
+@pytest.mark.parametrize("dataset", ["pooled/mean", "seq/layer_01", "seq/offsets", "ids", "fingerprints"])
 def test_a_changed_finite_value_in_hdf5_is_found(corpus: tuple[Path, Path], tmp_path: Path, dataset: str) -> None:
     manifest, store = corpus
     assert _verify(store, manifest)[0] == 0
