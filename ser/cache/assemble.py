@@ -88,8 +88,10 @@ def _remove(path: Path) -> None:
 def assemble_store(out: Path, *, layout: StoreLayout, attrs: dict[str, Any], sources: Sequence[RowSource],
                    rejected: dict[str, str], notes: dict[str, str] | None = None, compression: str | None = None,
                    pooled_chunk_bytes: int = DEFAULT_POOLED_CHUNK_BYTES,
-                   seq_chunk_bytes: int = DEFAULT_SEQ_CHUNK_BYTES) -> Path:
-    """Concatenate ``sources`` into a complete store at ``out`` (atomic: temp name, then rename)."""
+                   seq_chunk_bytes: int = DEFAULT_SEQ_CHUNK_BYTES, links: dict[str, str] | None = None) -> Path:
+    """Concatenate ``sources`` into a complete store at ``out`` (atomic: temp name, then rename).
+
+    ``links`` maps each augmented copy's id to its source row's id (``links/ids``, ``links/sources``)."""
     check_compression(out, compression)
     if out.exists():
         raise CacheError(f"{out} already exists; delete it or choose another output path")
@@ -105,6 +107,12 @@ def assemble_store(out: Path, *, layout: StoreLayout, attrs: dict[str, Any], sou
     try:
         _create_arrays(store, layout, n_rows, int(offsets[-1]), compression, pooled_chunk_bytes, seq_chunk_bytes,
                        ids, fingerprints, rejected, notes or {}, offsets)
+        stored = set(ids) | set(rejected)
+        kept = {copy: source for copy, source in (links or {}).items() if copy in stored}
+        for name, values in (("links/ids", list(kept)), ("links/sources", list(kept.values()))):
+            encoded = encode_strings(values)
+            store.create(name, encoded.shape, "uint8", None, None)
+            store.write(name, 0, encoded)
         _copy_rows(store, layout, sources)
         checksums = {name: dataset_checksums(store, name) for name in dataset_names(layout)}
         store.attrs.update({
@@ -126,7 +134,8 @@ def assemble_store(out: Path, *, layout: StoreLayout, attrs: dict[str, Any], sou
 
 def dataset_names(layout: StoreLayout) -> list[str]:
     """Every dataset of a store with ``layout``."""
-    return ["ids", "fingerprints", "rejected/ids", "rejected/reasons", "notes/ids", "notes/texts", "seq/offsets",
+    return ["ids", "fingerprints", "rejected/ids", "rejected/reasons", "notes/ids", "notes/texts", "links/ids",
+            "links/sources", "seq/offsets",
             *[f"pooled/{stat}" for stat in layout.pooled], *[f"seq/{layer}" for layer in layout.seq]]
 
 

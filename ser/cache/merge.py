@@ -95,7 +95,7 @@ def merge_stores(shards: Sequence[str | os.PathLike[str]], out: str | os.PathLik
     try:
         return assemble_store(Path(out), layout=first.layout, attrs=attrs,
                               sources=[_ShardSource(r) for r in readers], rejected=rejected, notes=notes,
-                              compression=compression)
+                              compression=compression, links={c: s for r in readers for c, s in r.links.items()})
     finally:
         for reader in readers:
             reader.close()

@@ -25,6 +25,7 @@ from ser.cache.format import (
     decode_strings,
     partial_path,
     set_aside_path,
+    source_of,
 )
 
 MAX_LISTED = 5
@@ -100,6 +101,14 @@ class CacheReader:
         if store.has("notes/ids"):
             self.notes = dict(zip(decode_strings(store.read("notes/ids")),
                                   decode_strings(store.read("notes/texts")), strict=True))
+        self.links: dict[str, str] = {}
+        """Augmented copy id -> the id of its source row, as recorded by the extraction (stores written before
+        links were recorded: from the copies' names, and only when the store records an augmentation policy)."""
+        if store.has("links/ids"):
+            self.links = dict(zip(decode_strings(store.read("links/ids")),
+                                  decode_strings(store.read("links/sources")), strict=True))
+        elif self.attrs.get("augmentation"):
+            self.links = {uid: source for uid in (*self.ids, *self.rejected) if (source := source_of(uid))}
 
     # ------------------------------------------------------------------ handles
 

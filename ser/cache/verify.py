@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ser.cache.format import source_of
 from ser.cache.reader import CacheReader, changed_rows_message
 
 BLOCK_ROWS = 4096
@@ -96,8 +95,7 @@ def _check_coverage(reader: CacheReader, expected: Mapping[str, str], report: Ve
     if missing:
         report.problems.append(f"{len(missing)} manifest ids are neither stored nor rejected, e.g. {missing[:5]}")
     # augmented copies (<id>@aug<k>) belong to their source row and were computed from its audio
-    copies = {uid: expected[source] for uid in (*reader.ids, *reader.rejected)
-              if (source := source_of(uid)) is not None and source in expected}
+    copies = {uid: expected[source] for uid, source in reader.links.items() if source in expected}
     if copies:
         expected = {**expected, **copies}
         report.checked.append(f"{len(copies)} augmented copies of manifest rows")

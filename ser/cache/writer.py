@@ -357,13 +357,14 @@ class CacheWriter:
     # ---------------------------------------------------------------- finishing
 
     def finalize(self, *, compression: str | None = None, pooled_chunk_bytes: int = DEFAULT_POOLED_CHUNK_BYTES,
-                 seq_chunk_bytes: int = DEFAULT_SEQ_CHUNK_BYTES) -> Path:
-        """Flush, write the complete store (atomic rename) and remove the partial folder."""
+                 seq_chunk_bytes: int = DEFAULT_SEQ_CHUNK_BYTES, links: dict[str, str] | None = None) -> Path:
+        """Flush, write the complete store (atomic rename) and remove the partial folder; ``links``: augmented
+        copy id -> source id."""
         self.flush()
         try:
             assemble_store(self.path, layout=self.layout, attrs=self.attrs, sources=self._segments,
                            rejected=self.rejected, notes=self.notes, compression=compression,
-                           pooled_chunk_bytes=pooled_chunk_bytes, seq_chunk_bytes=seq_chunk_bytes)
+                           pooled_chunk_bytes=pooled_chunk_bytes, seq_chunk_bytes=seq_chunk_bytes, links=links)
         except OSError as err:
             raise CacheError(write_failure(err, self.path, f"all {len(self._done)} rows are kept in {self.partial} "
                                                            "and the store is assembled from them on the re-run")) \

@@ -37,7 +37,14 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ser.cache.format import StoreLayout, check_compression, config_hash, partial_path, set_aside_path
+from ser.cache.format import (
+    StoreLayout,
+    check_compression,
+    config_hash,
+    partial_path,
+    set_aside_path,
+    source_of,
+)
 from ser.cache.provenance import environment, utc_now
 from ser.cache.writer import CacheWriter, remove_stale_partial
 from ser.extract.audio import DEFAULT_MAX_SECONDS, AudioError, load_audio
@@ -567,7 +574,8 @@ def _extract_into(manifest: Manifest, rows: list[Utterance], extractor: Extracto
         report.rejected = {uid: reason for uid, reason in writer.rejected.items() if uid in expected}
         rejected_all = dict(writer.rejected)
         notes = dict(writer.notes)
-        writer.finalize(compression=options.compression)
+        writer.finalize(compression=options.compression,
+                        links={u.id: source for u in rows if (source := source_of(u.id)) is not None})
     report.seconds = time.perf_counter() - start_time
     if report.rejects_file is not None:
         write_rejects(report.rejects_file, rejected_all, notes)

@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ser.cache.format import source_of
 from ser.cache.reader import CacheReader
 from ser.errors import UserError
 from ser.manifests.fingerprints import row_fingerprints, store_scheme
@@ -270,18 +269,17 @@ def _seq_layer(reader: CacheReader, view: View) -> str:
     return layer
 
 
-def _augmented_copies(readers: dict[str, CacheReader], usable: set[str]) -> list[str]:
-    """Stored augmented copies of usable rows, in store order, over every store (none rejected). Only a
-    store written with ``--augment`` (it records its ``augmentation`` policy) holds copies: in any other
-    store an id that merely ends in ``@aug<k>`` is an ordinary row, never a copy of its namesake."""
-    copies: dict[str, None] = {}
+def _augmented_copies(readers: dict[str, CacheReader], usable: set[str]) -> dict[str, str]:
+    """Stored augmented copies of usable rows -> their sources, in store order, over every store (none
+    rejected), from the links each store records (:attr:`CacheReader.links`): in a store without them an
+    id that merely ends in ``@aug<k>`` is an ordinary row, never a copy of its namesake."""
+    copies: dict[str, str] = {}
     for reader in readers.values():
-        if not reader.attrs.get("augmentation"):
-            continue
         for row_id in reader.ids:
-            if source_of(row_id) in usable and row_id not in reader.rejected:
-                copies.setdefault(row_id)
-    return list(copies)
+            source = reader.links.get(row_id)
+            if source in usable and row_id not in reader.rejected:
+                copies.setdefault(row_id, source)
+    return copies
 
 
 def load_fusion_data(utterances: Sequence[Utterance], label_set: LabelSet, views: dict[str, View], *,
@@ -311,11 +309,12 @@ def load_fusion_data(utterances: Sequence[Utterance], label_set: LabelSet, views
     if dropped:
         logger.warning("%d rows were rejected at extraction and are left out of every split", len(dropped))
     originals = [u.id for u in usable]
-    copies = _augmented_copies(readers, set(originals)) if augmented else []
-    if copies:
-        logger.info("%d augmented copies found; they join the training rows of their sources only", len(copies))
+    links = _augmented_copies(readers, set(originals)) if augmented else {}
+    if links:
+        logger.info("%d augmented copies found; they join the training rows of their sources only", len(links))
+    copies = list(links)
     ids = originals + copies
-    sources = originals + [source_of(c) or c for c in copies]
+    sources = originals + [links[c] for c in copies]
     by_id = {u.id: u for u in usable}
     modalities: dict[str, ModalityData] = {}
     keys: dict[str, list[str]] = {}
@@ -323,7 +322,7 @@ def load_fusion_data(utterances: Sequence[Utterance], label_set: LabelSet, views
         reader = readers[modality]
         view = resolve_view(reader, view, learn_layers=learn_layers)
         reader.rows_of(originals)  # refuses absent ids with a clear message
-        keys[modality] = originals + [c if c in reader.index else source_of(c) or c for c in copies]
+        keys[modality] = originals + [c if c in reader.index else links[c] for c in copies]
         provenance = store_provenance(reader)
         adaptation = (reader.attrs.get("upstream") or {}).get("adaptation")
         corruption = reader.attrs.get("corruption")

@@ -45,6 +45,7 @@ def test_copies_are_linked_rows_with_their_own_features(tones: Path, tmp_path: P
         assert len(reader) == len(rows) + len(copies)
         assert len(copies) == 2 * len(sad) + (len(rows) - len(sad))  # sad: 2 copies, the others 1
         assert {source_of(i) for i in copies} == {u.id for u in rows}
+        assert reader.links == {copy: source_of(copy) for copy in copies}  # recorded by the extraction
         assert f"{sad[0]}@aug1" in reader.index and f"{rows[0].id}@aug1" not in reader.index
         original = reader.pooled("mean", ids=[rows[0].id])
         copy = reader.pooled("mean", ids=[f"{rows[0].id}@aug0"])

@@ -62,14 +62,14 @@ def write_grid(corpus: dict[str, Path], name: str = "grid", **parts: Any) -> Pat
     return path
 
 
-def write_pooled_store(path: Path, rows: list[tuple[str, str, np.ndarray]], attrs: dict[str, Any] | None = None
-                       ) -> Path:
+def write_pooled_store(path: Path, rows: list[tuple[str, str, np.ndarray]], attrs: dict[str, Any] | None = None,
+                       links: dict[str, str] | None = None) -> Path:
     """A finished store with one pooled statistic ``mean`` of shape (1, D): ``(id, fingerprint, (D,))``
-    per row; ``attrs`` are added to a minimal extractor record."""
+    per row; ``attrs`` are added to a minimal extractor record; ``links``: augmented copy -> source id."""
     dim = len(rows[0][2])
     record = {"extractor": {"config_hash": path.stem}, **(attrs or {})}
     with CacheWriter.open(path, layout=StoreLayout(pooled={"mean": (1, dim)}), attrs=record) as writer:
         for uid, fingerprint, vector in rows:
             writer.add(uid, fingerprint, {"mean": np.asarray(vector, dtype=np.float32)[None]})
-        writer.finalize()
+        writer.finalize(links=links)
     return path

@@ -41,7 +41,8 @@ def corpus(tmp_path: Path) -> dict[str, object]:
 
     audio = write_pooled_store(tmp_path / "audio.h5", [(r.id, r.fingerprint(), vector(r)) for r in rows]
                                + [(f"{r.id}@aug0", r.fingerprint(), vector(r, 0.5)) for r in rows],
-                               attrs={"augmentation": {"copies": 1, "seed": 0}})  # as `ser extract --augment`
+                               attrs={"augmentation": {"copies": 1, "seed": 0}},  # as `ser extract --augment`
+                               links={f"{r.id}@aug0": r.id for r in rows})
     text = write_pooled_store(tmp_path / "text.h5", [(r.id, r.fingerprint(), RNG.normal(size=4)) for r in rows])
     return {"manifest": manifest, "audio": audio, "text": text, "rows": rows, "root": tmp_path}
 
@@ -220,7 +221,7 @@ def test_trainer_specaugment_in_a_fit_and_not_twice(tmp_path: Path) -> None:
 
 
 def test_ids_ending_in_aug_in_a_store_without_augmentation_are_ordinary_rows(tmp_path: Path) -> None:
-    """A store not written with --augment has no copies: `x@aug0` is never joined to `x`'s training rows."""
+    """Only the links a store records make copies: an unlinked `x@aug0` is never joined to `x`'s training rows."""
     manifest, _, _ = make_corpus(tmp_path, n_speakers=2, per_speaker=4)
     rows = read_manifest(manifest, strict=False).utterances
     plain = write_pooled_store(tmp_path / "plain.h5", [(r.id, r.fingerprint(), RNG.normal(size=4)) for r in rows]
