@@ -63,6 +63,9 @@ def fit(
                                      "tested."),
     ensemble: bool = typer.Option(False, "--ensemble", help="Also report each fold's seed ensemble (mean of the "
                                   "seed members' class probabilities; needs two or more --seeds)."),
+    models: bool = typer.Option(True, "--models/--no-models", help="Save every fold and seed member's weights in "
+                                "models/ for `ser predict` (--no-models saves disk in large grids; the numbers and "
+                                "the run directory's name do not change)."),
     final: bool = typer.Option(False, "--final", help="Also train one deployment model on every labelled row "
                                "(train + validation of every fold) for the epoch count the folds chose on "
                                "validation; `ser predict` uses it by default."),
@@ -84,7 +87,7 @@ def fit(
                  "folds": _split_list(folds, str, "--folds"), "seeds": _split_list(seeds, int, "--seeds"),
                  "robustness": robustness or None, "out": str(out) if out else None,
                  "search": parse_search(search) if search else None, "ensemble": ensemble or None,
-                 "final": final or None}
+                 "final": final or None, "save_models": None if models else False}
         record.update({k: v for k, v in flags.items() if v is not None})
         fit_config = config_from_dict(apply_overrides(record, set_))
         run_dir = run_fit(fit_config)

@@ -170,6 +170,9 @@ class FitConfig:
     ensemble: bool = False
     """Also report each fold's seed ensemble: the mean of its seed members' class probabilities
     (needs two or more seeds), beside the mean ± std over seeds."""
+    save_models: bool = True
+    """Write every member's weights to ``models/`` (for ``ser predict``); false in a large grid saves disk
+    (a fleser member is about 3 MB). Does not change the numbers or the run directory's name."""
     final: bool = False
     """Also train one deployment model on every labelled row (train and validation of every fold),
     for the number of epochs the folds chose on validation (see ``ser.fusion.final``); it is saved
@@ -193,10 +196,12 @@ class FitConfig:
         if self.val_by not in ("speaker", "utterance"):
             raise UserError(f"val_by must be speaker or utterance, not {self.val_by!r}")
         require_int("split_seed", self.split_seed, 0)
+        if self.final and self.save_models is False:
+            raise UserError("--final trains a model to deploy, but --no-models saves no weights; drop one of them")
         if self.folds is not None and (not isinstance(self.folds, list) or not self.folds
                                        or not all(isinstance(f, str) and f.strip() for f in self.folds)):
             raise UserError(f"folds must be fold names (e.g. --folds Ses01,Ses02) or all, not {self.folds!r}")
-        for name in ("augmented", "ensemble", "final"):
+        for name in ("augmented", "ensemble", "final", "save_models"):
             if not isinstance(getattr(self, name), bool):
                 raise UserError(f"{name} must be true or false, not {getattr(self, name)!r}")
         for name in ("head", "protocol_options", "search"):
@@ -227,6 +232,7 @@ class FitConfig:
         for key in ("search", "ensemble", "final"):  # off by default: runs without them keep their names
             if not record[key]:
                 record.pop(key)
+        record.pop("save_models")  # where the weights go, not what they are
         parts = [safe_name(part) for part in (self.fusion, self.protocol, self.label_set or "default")]
         return "-".join([*parts, config_hash(record)[:10]])
 

@@ -146,6 +146,9 @@ def read_index(run_dir: Path) -> dict[str, Any]:
     if index.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{index_path} is model format {index.get('format')!r}; this ser reads format "
                              f"{MODEL_FORMAT}: use the ser version that wrote the run, or fit it again")
+    if index.get("saved") is False:
+        raise ModelFileError(f"{run_dir} was fitted with --no-models (save_models: false): it holds no weights; fit "
+                             "it again without that option to use it for prediction")
     for member in index.get("members", []):
         if not (run_dir / MODELS_DIR / member["file"]).is_file():
             raise ModelFileError(f"{run_dir / MODELS_DIR / member['file']} is missing (member {member['name']}); "

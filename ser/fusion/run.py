@@ -335,7 +335,10 @@ def _run(plan: _Plan, run_dir: Path) -> Path:
              "runs": [{"fold": r.fold, "seed": r.seed, "test": r.robustness[key]} for r in results]}
             for key, info in plan.robust_info.items()]
     _write_predictions(run_dir / "predictions.csv", results, data.classes)
-    _write_models(plan, run_dir / MODELS_DIR, results, chosen, search)
+    if cfg.save_models:
+        _write_models(plan, run_dir / MODELS_DIR, results, chosen, search)
+    else:
+        write_index(run_dir / MODELS_DIR, {"fusion": cfg.fusion, "saved": False, "members": [], "final": None})
     plot_confusion(run_dir / "confusion.png", summary["confusion"], list(data.classes))
     _write_json(run_dir / "metrics.json", summary)  # last: its presence means the run is complete
     return run_dir
