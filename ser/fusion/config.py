@@ -35,6 +35,7 @@ SPECAUGMENT_OPTIONS = ("time_width", "freq_width", "p_time", "p_freq", "n_time_m
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "step", "plateau", "cosine")
 SELECT_METRICS = ("ua", "wa", "macro_f1", "weighted_f1")
+ENGINES = ("stacked", "sequential")
 
 
 @dataclass(kw_only=True)
@@ -87,6 +88,11 @@ class TrainConfig:
     """CPU threads for torch (0 = torch's default). One thread is fastest for the small heads: their
     matrices are too small for intra-op parallelism to pay, and ablation grids run several fits
     side by side."""
+    engine: str = "stacked"
+    """stacked: the members of a fit (folds x seeds x search candidates) whose models share shapes
+    train as one model with a leading member axis (``ser.fusion.engine``); sequential: one member
+    after the other (the reference loop). With dropout 0 both give the same numbers; with dropout
+    the masks differ (the engine is part of the run's hash)."""
 
     specaugment: bool = False
     """SpecAugment on every SEQUENCE input during training (log-mel frames, SSL frames, token
@@ -100,7 +106,7 @@ class TrainConfig:
     def check(self) -> None:
         """Refuse every bad value by name, one line (before a fit creates anything)."""
         for name, value, choices in (("optimizer", self.optimizer, OPTIMIZERS), ("schedule", self.schedule, SCHEDULES),
-                                     ("select", self.select, SELECT_METRICS)):
+                                     ("select", self.select, SELECT_METRICS), ("engine", self.engine, ENGINES)):
             if value not in choices:
                 raise UserError(f"train.{name} must be one of {', '.join(choices)}, not {value!r}")
         for name, low in (("epochs", 1), ("batch_size", 1), ("step_size", 1), ("plateau_patience", 0),

@@ -50,6 +50,7 @@ from ser.fusion.config import (
     search_candidates,
 )
 from ser.fusion.data import DataError, FusionData, View, load_fusion_data
+from ser.fusion.engine import MemberSpec, select_members
 from ser.fusion.final import choose_recipe, labelled_rows, train_final
 from ser.fusion.heads import HEADS, head_module, resolve_head_config
 from ser.fusion.losses import loss_options
@@ -57,7 +58,7 @@ from ser.fusion.metrics import aggregate, compute_metrics, metrics_from_confusio
 from ser.fusion.model_files import FINAL, MODELS_DIR, input_record, member_name, member_record, save_member, write_index
 from ser.fusion.plots import plot_confusion
 from ser.fusion.presets import train_preset
-from ser.fusion.train import FoldResult, check_head, deterministic_cuda_setup, select_member, test_member
+from ser.fusion.train import FoldResult, check_head, deterministic_cuda_setup, test_member
 from ser.manifests.corpora import DEFAULT_LABEL_SETS
 from ser.manifests.labels import LabelSet, load_label_set
 from ser.manifests.protocols import Fold, FoldSet, ValidationRule, make_folds
@@ -354,11 +355,15 @@ def _train_members(plan: _Plan) -> tuple[list[FoldResult], dict[str, Any], dict[
     tested: list[FoldResult] = []
     per_fold: dict[str, dict[str, Any]] = {}
     choices: dict[str, tuple[int, list[float]]] = {}
+    specs = [MemberSpec(fold=fold.name, seed=seed, data=plan.fold_data[fold.name],
+                        rows=plan.fold_data[fold.name].fold_indices(fold), fusion=cfg.fusion,
+                        head_options=c.head_options, cfg=c.train)
+             for fold in plan.folds for c in candidates for seed in cfg.seeds]
+    trained = iter(select_members(specs))
     for fold in plan.folds:
         fold_data = plan.fold_data[fold.name]
         rows = fold_data.fold_indices(fold)
-        selections = [[select_member(fold_data, fold.name, rows, fusion=cfg.fusion, head_options=c.head_options,
-                                     cfg=c.train, seed=seed) for seed in cfg.seeds] for c in candidates]
+        selections = [[next(trained) for _ in cfg.seeds] for _ in candidates]
         scores = [float(np.mean([s.score for s in members])) for members in selections]
         chosen = int(np.argmax(scores))  # the first of equal scores
         choices[fold.name] = (chosen, scores)

@@ -244,7 +244,7 @@ class _Setup:
     use_amp: bool
 
 
-def _setup(data: FusionData, train_rows: np.ndarray, fusion: str, head_options: dict[str, Any], cfg: TrainConfig,
+def setup(data: FusionData, train_rows: np.ndarray, fusion: str, head_options: dict[str, Any], cfg: TrainConfig,
            device: torch.device) -> _Setup:
     standardizer = Standardizer.fit(data, train_rows) if cfg.normalize else None
     dims = {m: d.dim for m, d in data.modalities.items()}
@@ -355,7 +355,7 @@ class DivergenceError(UserError):
     """Training produced non-finite numbers: the member has no result to report."""
 
 
-def _check_finite(fold: str, seed: int, epoch: int, lr: float, train_loss: float, val_probs: np.ndarray) -> None:
+def check_finite(fold: str, seed: int, epoch: int, lr: float, train_loss: float, val_probs: np.ndarray) -> None:
     """Stop a member whose loss or validation outputs stopped being finite (a diverged run would
     otherwise predict class 0 everywhere and be reported as a chance-level result)."""
     if math.isfinite(train_loss) and np.isfinite(val_probs).all():
@@ -365,7 +365,7 @@ def _check_finite(fold: str, seed: int, epoch: int, lr: float, train_loss: float
                           "lower train.lr, add a schedule, or check the inputs for extreme values")
 
 
-def _check_validation(fold_name: str, rows: dict[str, np.ndarray]) -> None:
+def check_validation(fold_name: str, rows: dict[str, np.ndarray]) -> None:
     if len(rows["validation"]) == 0:
         raise UserError(f"fold {fold_name}: the validation set is empty; raise --val-fraction or check the protocol")
 
@@ -374,7 +374,7 @@ def select_member(data: FusionData, fold_name: str, rows: dict[str, np.ndarray],
                   head_options: dict[str, Any], cfg: TrainConfig, seed: int) -> Selection:
     """Train on ``rows["train"]`` and choose the checkpoint (neural heads: the best validation epoch;
     classic heads: the best grid point) on ``rows["validation"]``. ``rows["test"]`` is not read."""
-    _check_validation(fold_name, rows)
+    check_validation(fold_name, rows)
     if HEADS[fusion].engine == "sklearn":
         return _select_classic(data, fold_name, rows, fusion=fusion, head_options=head_options, cfg=cfg, seed=seed)
     start = time.perf_counter()
@@ -382,18 +382,18 @@ def select_member(data: FusionData, fold_name: str, rows: dict[str, np.ndarray],
     generator = seed_everything(seed, cfg.deterministic)
     if cfg.threads > 0 and device.type == "cpu":
         torch.set_num_threads(cfg.threads)
-    setup = _setup(data, rows["train"], fusion, head_options, cfg, device)
-    model, loss_fn, scheduler, standardizer = setup.model, setup.loss_fn, setup.scheduler, setup.standardizer
+    state = setup(data, rows["train"], fusion, head_options, cfg, device)
+    model, loss_fn, scheduler, standardizer = state.model, state.loss_fn, state.scheduler, state.standardizer
     best_score, best_epoch, best_state, waited = -np.inf, -1, None, 0
     best_val: dict[str, Any] = {}
     history: list[dict[str, float]] = []
     epoch = 0
     for epoch in range(1, cfg.epochs + 1):
-        lr = setup.optimizer.param_groups[0]["lr"]
-        train_loss = _train_epoch(setup, data, rows["train"], cfg, device, generator)
+        lr = state.optimizer.param_groups[0]["lr"]
+        train_loss = _train_epoch(state, data, rows["train"], cfg, device, generator)
         val_metrics, val_probs, val_loss = _evaluate(model, data, rows["validation"], cfg, device, standardizer,
                                                      loss_fn)
-        _check_finite(fold_name, seed, epoch, lr, train_loss, val_probs)
+        check_finite(fold_name, seed, epoch, lr, train_loss, val_probs)
         score = val_metrics[cfg.select]
         history.append({"epoch": epoch, "lr": lr, "train_loss": train_loss,
                         "val_loss": val_loss, f"val_{cfg.select}": score})
@@ -427,12 +427,12 @@ def refit_torch(data: FusionData, pooled: np.ndarray, *, fusion: str, head_optio
     """Re-initialise from the same seed and train on train + validation for the selected number of
     epochs, at the selection run's learning rate of each epoch (any schedule)."""
     generator = seed_everything(seed, cfg.deterministic)
-    setup = _setup(data, pooled, fusion, head_options, cfg, device)
+    state = setup(data, pooled, fusion, head_options, cfg, device)
     for lr in lrs:
-        for group in setup.optimizer.param_groups:
+        for group in state.optimizer.param_groups:
             group["lr"] = lr
-        _train_epoch(setup, data, pooled, cfg, device, generator)
-    return TorchPredictor(setup.model, setup.loss_fn, setup.standardizer, cfg, device)
+        _train_epoch(state, data, pooled, cfg, device, generator)
+    return TorchPredictor(state.model, state.loss_fn, state.standardizer, cfg, device)
 
 
 def _select_classic(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *, fusion: str,

@@ -33,7 +33,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
@@ -146,67 +145,57 @@ MEMBERSHIPS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def _rule_index(flat: torch.Tensor) -> torch.Tensor:
-    """Selection rules on each row of ``flat`` (N, M) -> (N,) int64 indices into ``FUZZY_TYPES``, on
-    ``flat``'s device (see :func:`_host_rule_index`)."""
-    return torch.from_numpy(_host_rule_index(flat)).to(flat.device)
-
-
-def _host_rule_index(flat: torch.Tensor) -> np.ndarray:
-    """Selection rules on each row of ``flat`` (N, M) -> (N,) int64 numpy indices into ``FUZZY_TYPES``.
+def rule_indices(flat: torch.Tensor) -> torch.Tensor:
+    """Selection rules on each row of ``flat`` (N, M) -> (N,) int64 indices into ``FUZZY_TYPES``.
 
     Statistics per row: mean μ, unbiased std σ, skew = mean((x − μ)³) / (σ³ + 1e-5), min, max.
     First matching rule wins: (a) −0.5 < skew < 0.5 and 0 ≤ min < max ≤ 1 -> linear if σ < 0.1 else
     gaussian; (b) |skew| > 0.5 -> tanh; (c) μ > 0.7 or max > 1.5 -> sigmoid; (d) else piecewise.
 
-    The rules are a non-differentiable decision on a small (N, M) matrix, so they run in numpy
-    (float32, on a host copy): a dozen tiny torch ops per call cost more than the encoder's
-    matrix products at batch 64. The caller needs the result on the host anyway (which memberships
-    to evaluate), so on CUDA this is one small copy and no extra synchronisation.
+    Tensor code on ``flat``'s device with no host synchronisation (the decision is not
+    differentiable: it runs on a detached float32 copy), so it also runs under ``torch.func.vmap``
+    when members are trained stacked (``ser.fusion.engine``).
     """
-    values = flat.detach().float().cpu().numpy()
-    mean = values.mean(axis=1)
-    centred = values - mean[:, None]
+    values = flat.detach().float()
+    centred = values - values.mean(dim=1, keepdim=True)
     squared = centred * centred
-    std = np.sqrt(squared.sum(axis=1) / max(values.shape[1] - 1, 1))
-    skew = (squared * centred).mean(axis=1) / (std**3 + _STD_EPS)
-    low, high = values.min(axis=1), values.max(axis=1)
+    std = (squared.sum(dim=1) / max(values.shape[1] - 1, 1)).sqrt()
+    skew = (squared * centred).mean(dim=1) / (std**3 + _STD_EPS)
+    mean = values.mean(dim=1)
+    low, high = values.amin(dim=1), values.amax(dim=1)
     code = {name: FUZZY_TYPES.index(name) for name in FUZZY_TYPES}
-    # Assigned from the last rule to the first, so the first matching rule overwrites the others.
-    index = np.full(mean.shape, code["piecewise"], dtype=np.int64)
-    index[(mean > 0.7) | (high > 1.5)] = code["sigmoid"]
-    index[np.abs(skew) > 0.5] = code["tanh"]
     rule_a = (skew > -0.5) & (skew < 0.5) & (low >= 0) & (low < high) & (high <= 1)
-    index[rule_a] = np.where(std[rule_a] < 0.1, code["linear"], code["gaussian"])
-    return index
+    index = torch.where((mean > 0.7) | (high > 1.5), code["sigmoid"], code["piecewise"])
+    index = torch.where(skew.abs() > 0.5, code["tanh"], index)
+    return torch.where(rule_a, torch.where(std < 0.1, code["linear"], code["gaussian"]), index)
 
 
 def select_fuzzy_type(x: torch.Tensor) -> str:
-    """The paper's selection: the rules on the statistics of the WHOLE tensor (all samples at once)."""
-    return FUZZY_TYPES[int(_host_rule_index(x.reshape(1, -1))[0])]
+    """The paper's selection: the rules on the statistics of the WHOLE tensor (all samples at once).
+    Returns a name, so it reads one number back to the host (``batch`` mode only)."""
+    return FUZZY_TYPES[int(rule_indices(x.reshape(1, -1))[0])]
 
 
 def select_fuzzy_types(x: torch.Tensor) -> torch.Tensor:
     """Per-sample selection: the rules on each sample's own statistics, (B, ...) -> (B,) indices."""
-    return _rule_index(x.reshape(x.shape[0], -1))
+    return rule_indices(x.reshape(x.shape[0], -1))
 
 
 def fuzzify(x: torch.Tensor, mode: str) -> torch.Tensor:
     """Membership layer on (B, ..., H): standardise per sample over features, then the membership
-    chosen by ``mode`` (see ``FleserConfig.fuzzy``)."""
+    chosen by ``mode`` (see ``FleserConfig.fuzzy``).
+
+    ``per_sample`` evaluates all five memberships (elementwise, cheap next to the encoder's matrix
+    products) and keeps each sample's own: no data-dependent branch, so no host synchronisation.
+    """
     if mode == "none":
         return x
     z = standardise(x)
     if mode == "per_sample":
-        index = _host_rule_index(x.reshape(x.shape[0], -1))  # (B,) on the host
-        present = np.unique(index).tolist()
-        if len(present) == 1:  # the usual case: every sample picked the same membership
-            return MEMBERSHIPS[FUZZY_TYPES[present[0]]](z)
-        # Evaluate only the memberships some sample picked, then take each sample's own.
-        out = torch.zeros_like(z)
-        for k in present:
-            chosen = torch.from_numpy(index == k).to(z.device).view(-1, *([1] * (z.dim() - 1)))
-            out = torch.where(chosen, MEMBERSHIPS[FUZZY_TYPES[k]](z), out)
+        index = select_fuzzy_types(x).view(-1, *([1] * (z.dim() - 1)))  # (B, 1, ..., 1)
+        out = MEMBERSHIPS[FUZZY_TYPES[-1]](z)
+        for k, name in enumerate(FUZZY_TYPES[:-1]):
+            out = torch.where(index == k, MEMBERSHIPS[name](z), out)
         return out
     name = select_fuzzy_type(x) if mode == "batch" else mode
     return MEMBERSHIPS[name](z)
@@ -232,8 +221,9 @@ def single_key_attention(attn: nn.MultiheadAttention, value: torch.Tensor) -> to
     p = attn.dropout
     if attn.training and p > 0:
         heads = attn.num_heads
-        keep = torch.empty(v.shape[0], 1, heads, 1, device=v.device, dtype=v.dtype).bernoulli_(1 - p) / (1 - p)
-        v = (v.view(v.shape[0], 1, heads, hidden // heads) * keep).view_as(v)
+        grouped = v.unflatten(-1, (heads, hidden // heads))  # (B, 1, heads, H / heads)
+        keep = F.dropout(torch.ones_like(grouped[..., :1]), p, training=True)  # (B, 1, heads, 1): 0 or 1 / (1 - p)
+        v = (grouped * keep).flatten(-2)
     return attn.out_proj(v)
 
 

@@ -1,0 +1,515 @@
+"""The stacked engine: many members (fold x seed x search candidate x grid cell) trained as one model.
+
+A *member* is one training run of the sequential loop (:func:`ser.fusion.train.select_member`):
+its fold's rows in its seed's order, its own initialisation, input scaling, optimiser, schedule,
+early stopping and best checkpoint. Members whose models have the same shapes (same head, head
+options, input widths, loss and batch size: :func:`stack_key`) train together:
+
+* every member keeps its own plain ``nn.Module`` (built by the same :func:`ser.fusion.train.setup`
+  as the sequential loop, from its seed), its own torch optimiser and scheduler; only the storage of
+  the parameters moves: each parameter of the live members is one tensor with a leading member axis
+  ``(M, ...)``, and each member's parameter is a view of its slice (so the optimisers update the
+  stack in place, and a member's ``state_dict`` is its own weights);
+* a training step gathers every member's batch by index from inputs resident on the device
+  (``(M, B, D)``), runs one ``torch.func.vmap`` of ``functional_call`` over the member axis
+  (dropout draws different masks per member) and one backward; then each member whose batch it
+  was steps its own optimiser (a fused kernel on its slices). Nothing in the step reads a number
+  back to the host;
+* folds of different sizes: a member whose epoch has fewer batches sits out the extra steps, and the
+  last, smaller batches train in groups of equal size (gathered parameters, scattered gradients):
+  no row is resampled or padded into a training batch;
+* validation of all members is one batched eval pass per chunk (members' rows padded, padding
+  ignored), then per member on the host, once per epoch: metrics, loss, schedule, early stopping
+  and the best checkpoint. A member that stops leaves the stack (the stack is re-packed without it).
+
+With dropout 0 and deterministic mode the members' numbers equal the sequential loop's (logits
+within float rounding: the tests hold them to 1e-5). With dropout, masks come from one generator
+for the whole stack (seeded from the first member's seed), so a member's numbers depend on the stack
+it trained in; the same command gives the same stack and the same numbers.
+
+Heads or settings that cannot stack fall back to the sequential loop, with the reason logged
+(:func:`unstackable_reason`).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from ser.fusion.config import TrainConfig
+from ser.fusion.data import FusionData, make_batch
+from ser.fusion.heads import HEADS
+from ser.fusion.metrics import compute_metrics
+from ser.fusion.train import (
+    Selection,
+    TorchPredictor,
+    check_finite,
+    check_validation,
+    refit_torch,
+    resolve_device,
+    seed_everything,
+    select_member,
+    setup,
+)
+
+logger = logging.getLogger(__name__)
+
+SEQUENTIAL_ONLY: dict[str, str] = {
+    "cnn_bilstm": "torch.func.vmap has no batching rule for nn.LSTM (aten::lstm)",
+    "resnet18": "its BatchNorm statistics in training count the padded frames of a batch, so a member's "
+                "updates would depend on the padding the other members' sequences add",
+}
+"""Heads that always train in the sequential loop, with the reason."""
+
+
+@dataclass
+class MemberSpec:
+    """What one member trains on and with (the arguments of the sequential ``select_member``)."""
+
+    fold: str
+    seed: int
+    data: FusionData
+    rows: dict[str, np.ndarray]
+    """``train``, ``validation`` (and ``test``, which the engine never reads) row indices into ``data``."""
+    fusion: str
+    head_options: dict[str, Any]
+    cfg: TrainConfig
+
+
+def unstackable_reason(spec: MemberSpec) -> str | None:
+    """Why ``spec`` trains in the sequential loop, or None when it can stack."""
+    if HEADS[spec.fusion].engine != "torch":
+        return "classic heads are fitted by scikit-learn"
+    if spec.cfg.engine == "sequential":
+        return "train.engine=sequential"
+    if spec.fusion in SEQUENTIAL_ONLY:
+        return SEQUENTIAL_ONLY[spec.fusion]
+    if spec.fusion == "fleser" and spec.head_options.get("fuzzy") == "batch":
+        return "head.fuzzy=batch makes a prediction depend on its batch (and reads a number back every step)"
+    return None
+
+
+def stack_key(spec: MemberSpec) -> tuple[Any, ...]:
+    """Members with equal keys have models of the same shapes and batches of the same size."""
+    cfg, data = spec.cfg, spec.data
+    shapes = tuple((m, d.pooled is None, d.dim, d.n_layers) for m, d in sorted(data.modalities.items()))
+    return (spec.fusion, repr(sorted(spec.head_options.items())), shapes, len(data.classes), cfg.batch_size,
+            cfg.loss, repr(sorted(cfg.loss_options.items())), cfg.class_weighted, cfg.specaugment,
+            repr(sorted(cfg.specaugment_options.items())), resolve_device(cfg.device).type, cfg.amp,
+            cfg.deterministic, cfg.threads)
+
+
+def select_members(specs: Sequence[MemberSpec]) -> list[Selection]:
+    """Train and select every member (validation only; test rows are never read), stacking those
+    that can stack; results in the order of ``specs``."""
+    out: list[Selection | None] = [None] * len(specs)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, spec in enumerate(specs):
+        reason = unstackable_reason(spec)
+        if reason is not None:
+            if HEADS[spec.fusion].engine == "torch" and spec.cfg.engine != "sequential":
+                logger.info("fold %s seed %d: sequential loop (%s)", spec.fold, spec.seed, reason)
+            out[i] = select_member(spec.data, spec.fold, spec.rows, fusion=spec.fusion,
+                                   head_options=spec.head_options, cfg=spec.cfg, seed=spec.seed)
+            continue
+        groups.setdefault(stack_key(spec), []).append(i)
+    for indices in groups.values():
+        for i, selection in zip(indices, StackedTrainer([specs[i] for i in indices]).run(), strict=True):
+            out[i] = selection
+    return [s for s in out if s is not None]
+
+
+class _StepModule(nn.Module):
+    """A member's model and loss as one module (what ``functional_call`` runs per member).
+
+    ``forward(inputs, labels)`` returns the (scalar) training loss with ``evaluating`` False, and
+    ``(logits (B, C), features (B, F) or the logits again, scores (B, C))`` with it True (scores:
+    what the loss predicts from, e.g. margin losses use the features)."""
+
+    def __init__(self, model: nn.Module, loss_fn: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+        self.needs_features = bool(getattr(loss_fn, "needs_features", False))
+        self.evaluating = False
+
+    def forward(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.needs_features:
+            logits, features = self.model.forward_features(inputs)
+        else:
+            logits, features = self.model(inputs), None
+        if self.evaluating:
+            scores = self.loss_fn.predict_logits(logits.float(), features)
+            return logits, logits if features is None else features, scores
+        return self.loss_fn(logits.float(), None if features is None else features.float(), labels)
+
+
+@dataclass
+class _Member:
+    """One member's state inside the stack."""
+
+    spec: MemberSpec
+    setup: Any
+    step_module: _StepModule
+    generator: torch.Generator
+    train_rows: np.ndarray
+    start: float
+    live: bool = True
+    epoch: int = 0
+    best_score: float = -np.inf
+    best_epoch: int = -1
+    best_state: dict[str, torch.Tensor] | None = None
+    best_val: dict[str, Any] = field(default_factory=dict)
+    waited: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    order: np.ndarray | None = None
+    """This epoch's shuffled training rows."""
+
+
+class _Inputs:
+    """Every member's pooled inputs resident on the device, rows addressed globally: one tensor per
+    modality holding each distinct data object's rows once, plus per member the row offset of its
+    data and its z-scoring statistics."""
+
+    def __init__(self, members: list[_Member], device: torch.device) -> None:
+        sources: list[FusionData] = []
+        for member in members:
+            if not any(member.spec.data is d for d in sources):
+                sources.append(member.spec.data)
+        offsets, total = [], 0
+        for data in sources:
+            offsets.append(total)
+            total += len(data)
+        self.offset = {id(d): o for d, o in zip(sources, offsets, strict=True)}
+        first = sources[0]
+        self.pooled = [m for m, d in first.modalities.items() if d.pooled is not None]
+        self.sequences = [m for m, d in first.modalities.items() if d.pooled is None]
+        self.values = {m: torch.from_numpy(np.concatenate([d.modalities[m].pooled for d in sources])
+                                           .astype(np.float32, copy=False)).to(device) for m in self.pooled}
+        self.labels = torch.from_numpy(np.concatenate([d.labels for d in sources])).to(device)
+        self.device = device
+        self.scaling: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for modality in self.pooled:
+            stats = [member.setup.standardizer for member in members]
+            if all(s is not None for s in stats):
+                self.scaling[modality] = (torch.stack([torch.from_numpy(s.mean[modality]) for s in stats]).to(device),
+                                          torch.stack([torch.from_numpy(s.std[modality]) for s in stats]).to(device))
+        self.normalized = [m.setup.standardizer is not None for m in members]
+
+    def global_rows(self, member: _Member, rows: np.ndarray) -> np.ndarray:
+        return rows + self.offset[id(member.spec.data)]
+
+    def batch(self, members: list[_Member], positions: list[int], rows: torch.Tensor,
+              local: list[np.ndarray]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Inputs ``(G, B, ...)`` and labels ``(G, B)`` of members ``positions`` (indices into the
+        engine's member list) for global row indices ``rows`` (G, B); ``local`` holds the same rows
+        as each member's own indices (for sequences, read from the member's data)."""
+        inputs: dict[str, torch.Tensor] = {}
+        for modality in self.pooled:
+            values = self.values[modality][rows]  # (G, B, ...)
+            if modality in self.scaling:
+                mean, std = self.scaling[modality]
+                index = torch.as_tensor(positions, device=self.device)
+                shape = (len(positions), 1, *mean.shape[1:])
+                values = (values - mean[index].view(shape)) / std[index].view(shape)
+            inputs[modality] = values
+        for modality in self.sequences:
+            padded = [make_batch_sequences(members[p].spec.data, modality, r) for p, r in zip(positions, local,
+                                                                                              strict=True)]
+            length = max(x.shape[1] for x, _ in padded)
+            inputs[modality] = torch.stack([nn.functional.pad(x, (0, 0, 0, length - x.shape[1])) for x, _ in padded]
+                                           ).to(self.device)
+            inputs[f"{modality}_lengths"] = torch.stack([n for _, n in padded]).to(self.device)
+        return inputs, self.labels[rows]
+
+
+def make_batch_sequences(data: FusionData, modality: str, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, D) zero-padded frames and (B,) lengths of one sequence modality."""
+    single = FusionData(ids=data.ids, labels=data.labels, speakers=data.speakers, classes=data.classes,
+                        modalities={modality: data.modalities[modality]})
+    batch = make_batch(single, rows, None)
+    return batch[modality], batch[f"{modality}_lengths"]
+
+
+class StackedTrainer:
+    """Trains members of one :func:`stack_key` together (see the module docstring)."""
+
+    def __init__(self, specs: list[MemberSpec]) -> None:
+        first = specs[0].cfg
+        self.device = resolve_device(first.device)
+        if first.threads > 0 and self.device.type == "cpu":
+            torch.set_num_threads(first.threads)
+        self.batch_size = first.batch_size
+        self.members: list[_Member] = []
+        for spec in specs:
+            check_validation(spec.fold, spec.rows)
+            start = time.perf_counter()
+            generator = seed_everything(spec.seed, spec.cfg.deterministic)  # same order of draws as sequential
+            member_setup = setup(spec.data, spec.rows["train"], spec.fusion, spec.head_options, spec.cfg, self.device)
+            self.members.append(_Member(spec=spec, setup=member_setup, generator=generator,
+                                        step_module=_StepModule(member_setup.model, member_setup.loss_fn),
+                                        train_rows=spec.rows["train"], start=start))
+        torch.manual_seed(specs[0].seed)  # dropout masks of the whole stack
+        self.inputs = _Inputs(self.members, self.device)
+        self.base = copy.deepcopy(self.members[0].step_module)
+        self.stacked: dict[str, torch.Tensor] = {}
+        self.stacked_buffers: dict[str, torch.Tensor] = {}
+        self.live: list[int] = []
+        self._pack()
+
+    # ------------------------------------------------------------------ stacked storage
+
+    def _pack(self) -> None:
+        """Stack the live members' parameters and buffers; point each member's tensors at its slice."""
+        self._unpack()
+        self.live = [i for i, m in enumerate(self.members) if m.live]
+        if not self.live:
+            return
+        modules = [self.members[i].step_module for i in self.live]
+        named = [dict(m.named_parameters()) for m in modules]
+        self.names = list(named[0])
+        self.member_params = {i: [n[name] for name in self.names] for i, n in zip(self.live, named, strict=True)}
+        for name in self.names:
+            big = torch.stack([n[name].detach() for n in named]).requires_grad_()
+            for j, n in enumerate(named):
+                n[name].data = big.data[j]
+            self.stacked[name] = big
+        buffers = [dict(m.named_buffers()) for m in modules]
+        for name in buffers[0]:
+            big = torch.stack([b[name] for b in buffers])
+            for j, b in enumerate(buffers):
+                b[name].data = big[j]
+            self.stacked_buffers[name] = big
+
+    def _unpack(self) -> None:
+        """Give every member its own storage again (before a re-pack or at the end)."""
+        for i in self.live:
+            module = self.members[i].step_module
+            for p in module.parameters():
+                p.data = p.data.clone()
+                p.grad = None
+            for b in module.buffers():
+                b.data = b.data.clone()
+        self.stacked, self.stacked_buffers = {}, {}
+
+    # ------------------------------------------------------------------ training
+
+    def _forward_losses(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                        inputs: dict[str, torch.Tensor], labels: torch.Tensor, use_amp: bool) -> torch.Tensor:
+        def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: dict[str, torch.Tensor],
+                y: torch.Tensor) -> torch.Tensor:
+            return functional_call(self.base, (p, b), (x, y))
+
+        with torch.autocast(self.device.type, enabled=use_amp):
+            return vmap(one, randomness="different")(params, buffers, inputs, labels)
+
+    def _step(self, positions: list[int], rows: torch.Tensor, local: list[np.ndarray],
+              totals: torch.Tensor) -> None:
+        """One optimisation step of members ``positions`` (indices into the live list), all with
+        batches of the same size."""
+        members = [self.live[p] for p in positions]
+        inputs, labels = self.inputs.batch(self.members, members, rows, local)
+        use_amp = self.members[members[0]].setup.use_amp
+        whole = len(positions) == len(self.live)
+        if whole:
+            params, buffers = self.stacked, self.stacked_buffers
+        else:  # a group of the last, smaller batches: gathered copies, buffers written back after
+            index = torch.as_tensor(positions, device=self.device)
+            params = {k: v.detach()[index].requires_grad_() for k, v in self.stacked.items()}
+            buffers = {k: v[index] for k, v in self.stacked_buffers.items()}
+        losses = self._forward_losses(params, buffers, inputs, labels, use_amp)
+        if use_amp:
+            total = torch.stack([self.members[i].setup.scaler.scale(losses[j]) for j, i in enumerate(members)]).sum()
+        else:
+            total = losses.sum()
+        total.backward()
+        if not whole:
+            for k, v in self.stacked_buffers.items():
+                v[index] = buffers[k]
+        grads = [params[name].grad for name in self.names]  # None: a parameter this head never uses
+        for j, i in enumerate(members):
+            for param, grad in zip(self.member_params[i], grads, strict=True):
+                param.grad = None if grad is None else grad[j]
+            setup = self.members[i].setup
+            setup.scaler.step(setup.optimizer)
+            setup.scaler.update()
+        for i in members:
+            for param in self.member_params[i]:
+                param.grad = None
+        for v in params.values():
+            v.grad = None
+        sizes = torch.full((len(positions),), rows.shape[1], dtype=torch.float64, device=self.device)
+        totals.index_add_(0, torch.as_tensor(positions, device=self.device), losses.detach().double() * sizes)
+
+    def _train_epoch(self) -> np.ndarray:
+        """One epoch of every live member; returns their mean training losses (one host read)."""
+        batch = self.batch_size
+        live = [self.members[i] for i in self.live]
+        for member in live:
+            member.setup.model.train()
+            member.setup.loss_fn.train()
+            rows = member.train_rows
+            member.order = rows[torch.randperm(len(rows), generator=member.generator).numpy()]
+        self.base.train()
+        lengths = [len(m.order) for m in live]
+        full = min(n // batch for n in lengths)
+        # Steps every member takes with a whole batch: one index tensor for the epoch.
+        table = torch.from_numpy(np.stack([self.inputs.global_rows(m, m.order[:full * batch]) for m in live])
+                                 ).to(self.device)
+        totals = torch.zeros(len(live), dtype=torch.float64, device=self.device)
+        positions = list(range(len(live)))
+        for step in range(full):
+            span = slice(step * batch, (step + 1) * batch)
+            self._step(positions, table[:, span], [m.order[span] for m in live], totals)
+        # The rest: members with more batches, and the last smaller ones, grouped by batch size.
+        for step in range(full, max(-(-n // batch) for n in lengths)):
+            by_size: dict[int, list[int]] = {}
+            for j, member in enumerate(live):
+                size = len(member.order[step * batch:(step + 1) * batch])
+                if size:
+                    by_size.setdefault(size, []).append(j)
+            for group in by_size.values():
+                local = [live[j].order[step * batch:(step + 1) * batch] for j in group]
+                rows = torch.from_numpy(np.stack([self.inputs.global_rows(live[j], r)
+                                                  for j, r in zip(group, local, strict=True)])).to(self.device)
+                self._step(group, rows, local, totals)
+        return totals.cpu().numpy() / np.maximum(lengths, 1)
+
+    # ------------------------------------------------------------------ validation
+
+    def _validate(self) -> list[tuple[dict[str, Any], np.ndarray, float]]:
+        """Per live member: validation metrics, (n, C) probabilities and mean loss. Batched over members
+        in the sequential loop's chunks (``4 x batch_size`` rows, shorter members padded with their last
+        row and the padding dropped), so each member's loss sums the same per-chunk terms."""
+        live = [self.members[i] for i in self.live]
+        chunk = self.batch_size * 4
+        rows = [m.spec.rows["validation"] for m in live]
+        longest = max(len(r) for r in rows)
+        outputs: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = [[] for _ in live]
+        for member in live:
+            member.setup.model.eval()
+            member.setup.loss_fn.eval()
+        self.base.eval()
+        self.base.evaluating = True
+        try:
+            with torch.inference_mode():
+                for start in range(0, longest, chunk):
+                    width = min(chunk, longest - start)
+                    local = [_padded(r[start:start + chunk] if start < len(r) else r[-1:], width) for r in rows]
+                    table = torch.from_numpy(np.stack([self.inputs.global_rows(m, r)
+                                                       for m, r in zip(live, local, strict=True)])).to(self.device)
+                    inputs, labels = self.inputs.batch(self.members, self.live, table, local)
+                    logits, features, scores = self._forward_eval(inputs, labels)
+                    for j, r in enumerate(rows):
+                        valid = max(0, min(chunk, len(r) - start))
+                        if valid:
+                            outputs[j].append((logits[j, :valid], features[j, :valid], scores[j, :valid]))
+                results = []
+                for j, member in enumerate(live):
+                    results.append(self._member_validation(member, rows[j], outputs[j]))
+        finally:
+            self.base.evaluating = False
+        return results
+
+    def _forward_eval(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: dict[str, torch.Tensor],
+                y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            return functional_call(self.base, (p, b), (x, y))
+
+        return vmap(one, randomness="different")(self.stacked, self.stacked_buffers, inputs, labels)
+
+    def _member_validation(self, member: _Member, rows: np.ndarray,
+                           parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+                           ) -> tuple[dict[str, Any], np.ndarray, float]:
+        data, loss_fn = member.spec.data, member.setup.loss_fn
+        labels = torch.from_numpy(data.labels[rows]).to(self.device)
+        total, start = 0.0, 0
+        for logits, features, _ in parts:
+            chunk_labels = labels[start:start + len(logits)]
+            start += len(logits)
+            total += float(loss_fn(logits.float(), features if member.step_module.needs_features else None,
+                                   chunk_labels)) * len(chunk_labels)
+        probs = torch.softmax(torch.cat([s for _, _, s in parts]).float(), dim=-1).cpu().numpy()
+        metrics = compute_metrics(data.labels[rows], probs.argmax(axis=1), data.classes)
+        return metrics, probs, total / max(len(rows), 1)
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> list[Selection]:
+        """Train every member to its end; each member's model holds its best checkpoint after."""
+        epoch_seconds = time.perf_counter()
+        while self.live:
+            live = [self.members[i] for i in self.live]
+            lrs = [m.setup.optimizer.param_groups[0]["lr"] for m in live]
+            train_losses = self._train_epoch()
+            validations = self._validate()
+            stopped = False
+            for member, lr, train_loss, (metrics, probs, val_loss) in zip(live, lrs, train_losses, validations,
+                                                                          strict=True):
+                stopped |= self._end_epoch(member, lr, float(train_loss), metrics, probs, val_loss)
+            if stopped:
+                self._pack()
+        logger.info("stacked engine: %d members of %s in %.1f s", len(self.members), self.members[0].spec.fusion,
+                    time.perf_counter() - epoch_seconds)
+        return [self._selection(m) for m in self.members]
+
+    def _end_epoch(self, member: _Member, lr: float, train_loss: float, metrics: dict[str, Any], probs: np.ndarray,
+                   val_loss: float) -> bool:
+        """A member's epoch bookkeeping (as the sequential loop); True when the member stops."""
+        spec, cfg = member.spec, member.spec.cfg
+        member.epoch += 1
+        check_finite(spec.fold, spec.seed, member.epoch, lr, train_loss, probs)
+        score = metrics[cfg.select]
+        member.history.append({"epoch": member.epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss,
+                               f"val_{cfg.select}": score})
+        scheduler = member.setup.scheduler
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val_loss)
+        elif scheduler is not None:
+            scheduler.step()
+        if score > member.best_score:
+            member.best_score, member.best_epoch, member.waited, member.best_val = score, member.epoch, 0, metrics
+            member.best_state = copy.deepcopy(member.step_module.state_dict())
+        else:
+            member.waited += 1
+            if cfg.patience and member.waited >= cfg.patience:
+                member.live = False
+        if member.epoch >= cfg.epochs:
+            member.live = False
+        return not member.live
+
+    def _selection(self, member: _Member) -> Selection:
+        spec, cfg = member.spec, member.spec.cfg
+        assert member.best_state is not None
+        member.step_module.load_state_dict(member.best_state)
+        refit = None
+        if cfg.refit:
+            lrs = [past["lr"] for past in member.history[:member.best_epoch]]
+            refit = functools.partial(refit_torch, spec.data, np.concatenate([spec.rows["train"],
+                                                                              spec.rows["validation"]]),
+                                      fusion=spec.fusion, head_options=spec.head_options, cfg=cfg, seed=spec.seed,
+                                      device=self.device, lrs=lrs)
+        predictor = TorchPredictor(member.setup.model, member.setup.loss_fn, member.setup.standardizer, cfg,
+                                   self.device)
+        return Selection(fold=spec.fold, seed=spec.seed, score=float(member.best_score), best_epoch=member.best_epoch,
+                         epochs_run=member.epoch, validation=member.best_val, history=member.history,
+                         seconds=time.perf_counter() - member.start, predictor=predictor, refit=refit)
+
+
+def _padded(rows: np.ndarray, width: int) -> np.ndarray:
+    """``rows`` padded to ``width`` by repeating its last row (a member whose validation set is shorter)."""
+    if len(rows) == width:
+        return rows
+    return np.concatenate([rows, np.full(width - len(rows), rows[-1])])
