@@ -37,7 +37,8 @@ import copy
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ser.fusion.config import TrainConfig
 from ser.fusion.data import FusionData, make_batch
@@ -127,6 +129,21 @@ def select_members(specs: Sequence[MemberSpec]) -> list[Selection]:
         for i, selection in zip(indices, StackedTrainer([specs[i] for i in indices]).run(), strict=True):
             out[i] = selection
     return [s for s in out if s is not None]
+
+
+@contextmanager
+def batchable_kernels() -> Iterator[None]:
+    """Attention through plain operations that ``vmap`` batches: the math kernel of
+    ``scaled_dot_product_attention`` and no fused fast path of ``nn.MultiheadAttention`` /
+    ``nn.TransformerEncoderLayer`` (those kernels have no batching rule, so vmap would run them once
+    per member)."""
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
 
 
 class _StepModule(nn.Module):
@@ -311,7 +328,7 @@ class StackedTrainer:
                 y: torch.Tensor) -> torch.Tensor:
             return functional_call(self.base, (p, b), (x, y))
 
-        with torch.autocast(self.device.type, enabled=use_amp):
+        with torch.autocast(self.device.type, enabled=use_amp), batchable_kernels():
             return vmap(one, randomness="different")(params, buffers, inputs, labels)
 
     def _step(self, positions: list[int], rows: torch.Tensor, local: list[np.ndarray],
@@ -428,7 +445,8 @@ class StackedTrainer:
                 y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             return functional_call(self.base, (p, b), (x, y))
 
-        return vmap(one, randomness="different")(self.stacked, self.stacked_buffers, inputs, labels)
+        with batchable_kernels():
+            return vmap(one, randomness="different")(self.stacked, self.stacked_buffers, inputs, labels)
 
     def _member_validation(self, member: _Member, rows: np.ndarray,
                            parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
