@@ -43,7 +43,7 @@ def _band_masks(lengths: torch.Tensor, size: int, width: tuple[int, int], p: flo
         starts = (torch.rand(batch) * (extent - widths + 1).to(torch.float32)).long()
         starts = torch.minimum(starts, extent - widths).clamp(min=0)  # guards the rand() == 1.0 edge
         band = (positions >= starts[:, None]) & (positions < (starts + widths)[:, None])
-        mask |= band & present[:, None]
+        mask = mask | (band & present[:, None])  # out of place: under vmap the bands are batched
     return mask
 
 

@@ -21,8 +21,11 @@ from tests.fakes.caches import write_grid
 @pytest.fixture
 def runs(corpus: dict[str, Path]) -> dict[str, object]:
     """Cell A (lr 0.01) as two one-seed ablate jobs AND one two-seed `ser fit` run (the same fold x
-    seed runs twice over); cell B (weighted layers) one seed; cell C under another protocol."""
-    grid = write_grid(corpus, zip=[{"train.lr": [0.01, 0.003], "audio:layer": ["1", "weighted"]}], seeds=[0, 1])
+    seed runs twice over); cell B (weighted layers) one seed; cell C under another protocol. The
+    sequential engine: with dropout, a stacked member's masks depend on the members it trains with,
+    and this test compares one-seed jobs with a two-seed fit."""
+    grid = write_grid(corpus, zip=[{"train.lr": [0.01, 0.003], "audio:layer": ["1", "weighted"]}], seeds=[0, 1],
+                      base={"train": {"epochs": 4, "patience": 0, "batch_size": 16, "engine": "sequential"}})
     jobs = expand(load_grid(grid))
     for job in jobs[:3]:  # A seed 0, A seed 1, B seed 0
         assert run_job(job.record) == "ran"

@@ -188,6 +188,6 @@ def test_fit_gives_the_same_metrics_with_either_engine(tmp_path: Path) -> None:
     a, b = metrics["sequential"], metrics["stacked"]
     assert len(a["runs"]) == len(b["runs"]) >= 6
     for run_a, run_b in zip(a["runs"], b["runs"], strict=True):
-        assert (run_a["fold"], run_a["seed"], run_a["best_epoch"]) == (run_b["fold"], run_b["seed"], run_b["best_epoch"])
+        assert [run_a[k] for k in ("fold", "seed", "best_epoch")] == [run_b[k] for k in ("fold", "seed", "best_epoch")]
         assert run_a["test"]["confusion"] == run_b["test"]["confusion"]
     assert a["test"]["ua"] == b["test"]["ua"]

@@ -11,13 +11,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import ser.fusion.train as train_module
 from ser.cli import app
 from ser.errors import UserError
 from ser.fusion.data import Standardizer, parse_view
 from ser.fusion.run import FitConfig, apply_overrides, config_from_dict, run_fit
 from ser.fusion.train import TrainConfig
 from tests.fakes.caches import make_corpus
+from tests.fusion.row_spy import spy_rows
 
 
 def fit_config(tmp_path: Path, manifest: Path, audio_store: Path, **changes: object) -> FitConfig:
@@ -28,15 +28,10 @@ def fit_config(tmp_path: Path, manifest: Path, audio_store: Path, **changes: obj
     return FitConfig(**base)  # type: ignore[arg-type]
 
 
-def test_test_rows_are_touched_once_and_never_for_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("engine", ["sequential", "stacked"])
+def test_test_rows_are_touched_once_and_never_for_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          engine: str) -> None:
     manifest, audio, _ = make_corpus(tmp_path)
-    calls: list[tuple[bool, set[int]]] = []
-    original = train_module.iterate_batches
-
-    def spy(data, rows, batch_size, *, shuffle, generator, standardizer):
-        calls.append((shuffle, set(int(r) for r in rows)))
-        return original(data, rows, batch_size, shuffle=shuffle, generator=generator, standardizer=standardizer)
-
     fitted_on: list[set[int]] = []
     original_fit = Standardizer.fit.__func__
 
@@ -44,9 +39,10 @@ def test_test_rows_are_touched_once_and_never_for_training(tmp_path: Path, monke
         fitted_on.append(set(int(r) for r in train_rows))
         return original_fit(cls, data, train_rows)
 
-    monkeypatch.setattr(train_module, "iterate_batches", spy)
+    read = spy_rows(monkeypatch)
     monkeypatch.setattr(Standardizer, "fit", classmethod(spy_fit))
     cfg = fit_config(tmp_path, manifest, audio, folds=["spk0"])
+    cfg.train.engine = engine
     run_dir = run_fit(cfg)
     with open(run_dir / "predictions.csv", encoding="utf-8") as handle:
         predictions = list(csv.DictReader(handle))
@@ -54,10 +50,11 @@ def test_test_rows_are_touched_once_and_never_for_training(tmp_path: Path, monke
     assert test_ids == {f"s0_{k:02d}" for k in range(24)}  # the held-out speaker, once each
     # row numbers of the test speaker in the joined data (manifest order, speaker 0 first)
     test_rows = set(range(24))
+    calls = [(training, set(int(r) for r in rows)) for training, _, rows in read]
     train_calls = [rows for shuffled, rows in calls if shuffled]
     eval_calls = [rows for shuffled, rows in calls if not shuffled]
     assert train_calls and all(not (rows & test_rows) for rows in train_calls)
-    assert all(not (rows & test_rows) for rows in eval_calls[:-1])  # every validation pass
+    assert len(eval_calls) > 2 and all(not (rows & test_rows) for rows in eval_calls[:-1])  # validation passes
     assert eval_calls[-1] == test_rows  # the single test pass, last
     assert len(fitted_on) == 1 and not (fitted_on[0] & test_rows)
     validation_rows = eval_calls[0]

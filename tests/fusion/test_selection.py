@@ -54,17 +54,17 @@ def test_search_trains_every_candidate_tests_only_the_chosen_one_once(tmp_path: 
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     selected: list[tuple[str, int, int]] = []
     tested: list[tuple[str, int, int]] = []
-    original_select, original_test = run_module.select_member, run_module.test_member
+    original_select, original_test = run_module.select_members, run_module.test_member
 
-    def spy_select(data, fold_name, rows, *, fusion, head_options, cfg, seed):
-        selected.append((fold_name, seed, cfg.epochs))
-        return original_select(data, fold_name, rows, fusion=fusion, head_options=head_options, cfg=cfg, seed=seed)
+    def spy_select(specs):
+        selected.extend((spec.fold, spec.seed, spec.cfg.epochs) for spec in specs)
+        return original_select(specs)
 
     def spy_test(selection, data, rows, *, extra_tests=None, candidate=None):
         tested.append((selection.fold, selection.seed, len(selection.history)))
         return original_test(selection, data, rows, extra_tests=extra_tests, candidate=candidate)
 
-    monkeypatch.setattr(run_module, "select_member", spy_select)
+    monkeypatch.setattr(run_module, "select_members", spy_select)
     monkeypatch.setattr(run_module, "test_member", spy_test)
     cfg = fit_config(tmp_path, seeds=[0, 1], search={"train.epochs": [1, 4], "head.dropout": [0.0, 0.5]})
     metrics = json.loads((run_fit(cfg) / "metrics.json").read_text())

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ser.fusion.train as train_module
 from ser.cache.adaptation import PROVENANCE_NAME, record_from_provenance
 from ser.errors import UserError
 from ser.fusion.config import FitConfig, TrainConfig
@@ -20,6 +19,7 @@ from ser.manifests.labels import load_label_set
 from ser.manifests.protocols import ValidationRule, make_folds
 from ser.manifests.schema import read_manifest
 from tests.fakes.caches import LABELS, make_corpus, write_pooled_store
+from tests.fusion.row_spy import spy_rows
 
 RNG = np.random.default_rng(0)
 
@@ -74,20 +74,14 @@ def test_copies_join_only_their_own_folds_training_rows(corpus: dict) -> None:
 
 def test_the_trainer_sees_copies_in_training_and_never_in_evaluation(corpus: dict, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[bool, list[str]]] = []
-    original = train_module.iterate_batches
-
-    def spy(data, rows, batch_size, *, shuffle, generator, standardizer):
-        calls.append((shuffle, [data.ids[int(r)] for r in rows]))
-        return original(data, rows, batch_size, shuffle=shuffle, generator=generator, standardizer=standardizer)
-
-    monkeypatch.setattr(train_module, "iterate_batches", spy)
+    read = spy_rows(monkeypatch)
     fold_set = folds_of(corpus["manifest"])
     fold = fold_set.fold("spk2")
     cfg = FitConfig(fusion="mlp", manifest=str(corpus["manifest"]), protocol="speaker-loso", audio=str(corpus["audio"]),
                     val_by="utterance", val_fraction=0.25, folds=["spk2"],
                     train=TrainConfig(epochs=3, patience=0, batch_size=16), out=str(tmp_path / "runs"))
     run_dir = run_fit(cfg)
+    calls = [(training, [data.ids[int(r)] for r in rows]) for training, data, rows in read]
     training = {uid for shuffle, ids in calls if shuffle for uid in ids}
     evaluated = {uid for shuffle, ids in calls if not shuffle for uid in ids}
     assert training == set(fold.train) | {f"{uid}@aug0" for uid in fold.train}
