@@ -47,10 +47,13 @@ class ClusterOutcome:
 
 
 def chunk(jobs: list[Job], per_task: int) -> list[list[Job]]:
-    """Consecutive groups of ``per_task`` jobs (one array task each; small fits share a task)."""
+    """Groups of at most ``per_task`` jobs (one array task each; small fits share a task): the bundles
+    of :func:`ser.ablate.job.make_bundles`, so the jobs of a task that can stack train as one stack."""
+    from ser.ablate.job import make_bundles
+
     if per_task < 1:
         raise UserError("--jobs-per-task must be at least 1")
-    return [jobs[i:i + per_task] for i in range(0, len(jobs), per_task)]
+    return [[jobs[i] for i in bundle] for bundle in make_bundles([job.record for job in jobs], per_task)]
 
 
 def submit_grid(jobs: list[Job], *, executor: str, folder: Path, parameters: dict[str, Any] | None = None,

@@ -55,9 +55,101 @@ def run_job(record: dict[str, Any]) -> Outcome:
         lock.release()
 
 
+STACKED_TRAIN_KEYS = ("lr", "weight_decay", "momentum", "epochs", "patience", "schedule", "step_size", "gamma",
+                      "plateau_patience", "select", "normalize", "refit")
+"""``train.*`` settings members of one stack may differ in (see ``ser.fusion.engine``)."""
+
+
+def stack_group(record: dict[str, Any]) -> str:
+    """Records with the same group may train as one stack (``ser.fusion.run.run_fits``): everything
+    but the seeds, the output folder and the per-member training settings is equal. Records with
+    ``train.engine: sequential`` get a group of their own."""
+    rest = {k: v for k, v in record.items() if k not in ("seeds", "out")}
+    train = dict(rest.get("train") or {})
+    if train.get("engine") == "sequential":
+        return json.dumps(record, sort_keys=True, default=str)
+    rest["train"] = {k: v for k, v in train.items() if k not in STACKED_TRAIN_KEYS}
+    return json.dumps(rest, sort_keys=True, default=str)
+
+
+def make_bundles(records: Sequence[dict[str, Any]], size: int) -> list[list[int]]:
+    """Indices of ``records`` in bundles that train as one stack: each stack group's records in grid
+    order, cut every ``size`` records. A function of the whole grid, not of what is left to run, so
+    a resumed grid trains its runs in the same company as an uninterrupted one."""
+    if size < 1:
+        raise UserError("the stack size must be at least 1")
+    groups: dict[str, list[int]] = {}
+    for i, record in enumerate(records):
+        groups.setdefault(stack_group(record), []).append(i)
+    return [members[k:k + size] for members in groups.values() for k in range(0, len(members), size)]
+
+
+def run_bundle(records: Sequence[dict[str, Any]]) -> list[tuple[Outcome | Literal["error"], str]]:
+    """Run the unfinished, unlocked records of a bundle as one stacked fit (``run_fits``); per record
+    ``(outcome, error message)``. When the bundle fails with a user error (one cell's bad input), each
+    record is retried alone, so the failure is reported against its own cell only."""
+    from ser.fusion.run import run_fits
+
+    configs = [config_from_dict(record) for record in records]
+    results: list[tuple[Outcome | Literal["error"], str]] = [("done", "")] * len(configs)
+    locks: dict[int, RunLock] = {}
+    try:
+        for i, config in enumerate(configs):
+            run_dir = Path(config.out) / config.slug()
+            lock = RunLock(run_dir)
+            try:
+                lock.acquire()
+            except RunBusyError as busy:
+                logger.info("%s", busy)
+                results[i] = ("busy", "")
+                continue
+            if is_done(run_dir):
+                lock.release()
+                continue
+            locks[i] = lock
+            record_attempt(run_dir, f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}"
+                           + (f", stacked with {len(configs) - 1} other runs" if len(configs) > 1 else ""))
+        todo = sorted(locks)
+        try:
+            run_fits([configs[i] for i in todo])
+            for i in todo:
+                results[i] = ("ran", "")
+        except UserError as err:
+            if len(todo) == 1:
+                logger.error("%s", err)
+                results[todo[0]] = ("error", str(err))
+            else:
+                logger.warning("the stacked bundle failed (%s); running its %d runs one by one", err, len(todo))
+                for i in todo:
+                    try:
+                        run_fits([configs[i]])
+                        results[i] = ("ran", "")
+                    except UserError as one:
+                        logger.error("%s", one)
+                        results[i] = ("error", str(one))
+    finally:
+        for lock in locks.values():
+            lock.release()
+    return results
+
+
 def run_jobs(records: Sequence[dict[str, Any]]) -> list[Outcome]:
-    """Several records one after the other (one Slurm task of a chunked array)."""
-    return [run_job(record) for record in records]
+    """Several records (one Slurm task of a chunked array): those of one stack group train together.
+    A record that fails raises after the others ran."""
+    groups: dict[str, list[int]] = {}
+    for i, record in enumerate(records):
+        groups.setdefault(stack_group(record), []).append(i)
+    outcomes: list[Outcome] = ["done"] * len(records)
+    errors = []
+    for indices in groups.values():
+        for i, (outcome, error) in zip(indices, run_bundle([records[i] for i in indices]), strict=True):
+            if outcome == "error":
+                errors.append(error)
+            else:
+                outcomes[i] = outcome
+    if errors:
+        raise UserError("; ".join(errors))
+    return outcomes
 
 
 def die_with_parent() -> None:

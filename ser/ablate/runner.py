@@ -33,7 +33,7 @@ from typing import Any
 
 from ser.ablate.devices import Gpu, discover_gpus, free_memory
 from ser.ablate.grid import Job
-from ser.ablate.job import PARENT_ENV
+from ser.ablate.job import PARENT_ENV, make_bundles
 from ser.ablate.state import is_done, is_locked
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,13 @@ class RunnerOptions:
     """Start a job on a GPU only while it has this much memory free (0 turns the guard off)."""
     device: str = "auto"
     """auto: GPUs when there are any, else CPU; cpu: never use a GPU."""
+    stack: bool = True
+    """Send the queued jobs of one bundle (``ser.ablate.job.make_bundles``: cells that differ only in
+    seeds or per-member training settings such as lr) to a worker together, to train as one stacked
+    fit (``ser.fusion.engine``)."""
+    stack_size: int = 32
+    """Most jobs in one stacked bundle (bundles are cut from the whole grid: see
+    ``ser.ablate.job.make_bundles``)."""
     wait_for_others: bool = True
     """Wait for runs that another process is running (else report them as not run here)."""
     poll_seconds: float = 0.5
@@ -100,11 +107,11 @@ class _Worker:
         os.set_blocking(self.process.stdout.fileno(), False)
         self._buffer = b""
 
-    def send(self, spec: Path) -> bool:
-        """Hand over one job; False when the worker is gone."""
+    def send(self, specs: list[Path]) -> bool:
+        """Hand over one job or a bundle; False when the worker is gone."""
         assert self.process.stdin is not None
         try:
-            self.process.stdin.write((json.dumps({"spec": str(spec)}) + "\n").encode())
+            self.process.stdin.write((json.dumps({"specs": [str(spec) for spec in specs]}) + "\n").encode())
             self.process.stdin.flush()
         except (BrokenPipeError, OSError):
             return False
@@ -132,7 +139,8 @@ class _Slot:
     gpu: str | None
     """GPU id for CUDA_VISIBLE_DEVICES, None for a CPU slot."""
     worker: _Worker | None = None
-    job: Job | None = None
+    jobs: list[Job] = field(default_factory=list)
+    """The job, or the bundle of jobs, the worker is running (empty when idle)."""
     started: float = 0.0
 
 
@@ -209,6 +217,11 @@ class _Scheduler:
         for job in jobs:
             (self.outcome.already_done if is_done(job.run_dir) else self.queue).append(job)
         self.deferred: list[Job] = []
+        self.bundle: dict[Path, list[Job]] = {}
+        if options.stack:
+            for indices in make_bundles([job.record for job in jobs], options.stack_size):
+                for i in indices:
+                    self.bundle[jobs[i].run_dir] = [jobs[k] for k in indices]
         self._last_memory_note = 0.0
 
     def describe(self) -> str:
@@ -226,9 +239,13 @@ class _Scheduler:
         self.echo(f"{self._count()} FAILED  {job.label()} seed {job.seed}: {reason.splitlines()[0]}")
 
     def _settle(self, slot: _Slot, answer: dict[str, Any]) -> None:
-        job, seconds = slot.job, time.monotonic() - slot.started
-        assert job is not None
-        slot.job = None
+        jobs, seconds = slot.jobs, time.monotonic() - slot.started
+        slot.jobs = []
+        results = answer.get("results") or [answer] * len(jobs)
+        for job, result in zip(jobs, results, strict=True):
+            self._settle_job(job, result, seconds, len(jobs))
+
+    def _settle_job(self, job: Job, answer: dict[str, Any], seconds: float, bundled: int) -> None:
         status = answer.get("status")
         if status == "busy":
             self.deferred.append(job)
@@ -236,14 +253,16 @@ class _Scheduler:
             self.outcome.done_elsewhere.append(job)
         elif status == "ran" and is_done(job.run_dir):
             self.outcome.ran.append(job)
-            self.echo(f"{self._count()} done    {job.label()} seed {job.seed} ({seconds:.1f} s) -> {job.run_dir.name}")
+            together = f", stacked with {bundled - 1} others" if bundled > 1 else ""
+            self.echo(f"{self._count()} done    {job.label()} seed {job.seed} ({seconds:.1f} s{together}) -> "
+                      f"{job.run_dir.name}")
         else:
             log = job.run_dir / "ablate.log"
             self._fail(job, f"{answer.get('error', 'no result written')} (end of {log}:\n{_tail(log)})")
 
     def reap(self) -> None:
         for slot in self.slots:
-            if slot.worker is None or slot.job is None:
+            if slot.worker is None or not slot.jobs:
                 continue
             answer = slot.worker.answer()
             if answer is not None:
@@ -282,19 +301,32 @@ class _Scheduler:
                       "MiB guard (--gpu-min-free)")
         return False
 
-    def _start(self, index: int, slot: _Slot, job: Job) -> None:
-        spec = _write_spec(job)
+    def _start(self, index: int, slot: _Slot, jobs: list[Job]) -> None:
+        specs = [_write_spec(job) for job in jobs]
         for _ in range(2):  # a worker that died while idle is replaced once
             if slot.worker is None or not slot.worker.alive():
                 slot.worker = _Worker(slot.gpu, self.options, self.log_dir / f"worker-{index}.log")
-            if slot.worker.send(spec):
-                slot.job, slot.started = job, time.monotonic()
+            if slot.worker.send(specs):
+                slot.jobs, slot.started = list(jobs), time.monotonic()
                 return
             slot.worker = None
-        self._fail(job, f"could not start a worker process (see {self.log_dir / f'worker-{index}.log'})")
+        for job in jobs:
+            self._fail(job, f"could not start a worker process (see {self.log_dir / f'worker-{index}.log'})")
+
+    def _companions(self, job: Job) -> list[Job]:
+        """``job`` and the queued jobs of its bundle that can start now."""
+        bundle = {other.run_dir for other in self.bundle.get(job.run_dir, [job])}
+        chosen, rest = [job], deque()
+        for other in self.queue:
+            if other.run_dir in bundle and not is_done(other.run_dir) and not is_locked(other.run_dir):
+                chosen.append(other)
+            else:
+                rest.append(other)
+        self.queue = rest
+        return chosen
 
     def launch_ready(self) -> None:
-        idle = [(i, slot) for i, slot in enumerate(self.slots) if slot.job is None]
+        idle = [(i, slot) for i, slot in enumerate(self.slots) if not slot.jobs]
         if not idle or not self.queue:
             return
         gpu_idle = any(slot.gpu is not None for _, slot in idle)
@@ -310,17 +342,17 @@ class _Scheduler:
             elif is_locked(job.run_dir):
                 self.deferred.append(job)
             else:
-                self._start(index, slot, job)
+                self._start(index, slot, self._companions(job))
 
     def busy(self) -> bool:
-        return bool(self.queue or self.deferred or any(s.job is not None for s in self.slots))
+        return bool(self.queue or self.deferred or any(s.jobs for s in self.slots))
 
     def close(self) -> None:
         """Stop the workers; jobs they were running (only when interrupted) are not run."""
-        running = [slot.job for slot in self.slots if slot.job is not None]
+        running = [job for slot in self.slots for job in slot.jobs]
         _stop_workers(self.slots)
         for slot in self.slots:
-            slot.job = None
+            slot.jobs = []
         self.outcome.not_run += running + list(self.queue) + self.deferred
         self.queue.clear()
         self.deferred = []

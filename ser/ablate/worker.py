@@ -6,11 +6,12 @@ less; a worker pays that once. Isolation stays: a job that raises is reported an
 on; a job that kills its process (segfault, out-of-memory kill) costs that worker, which the
 runner replaces.
 
-Protocol: one JSON line per request on stdin, ``{"spec": "<run dir>/job.json"}``; one JSON line
-per answer on the original stdout, ``{"spec": ..., "status": "ran"|"done"|"busy"|"error",
-"error": "..."}``. A job's warnings, errors and tracebacks go to ``<run dir>/ablate.log`` (its
-``train.log`` has the rest; stray prints go to the worker's stderr), so the answer channel stays
-clean.
+Protocol: one JSON line per request on stdin, ``{"specs": ["<run dir>/job.json", ...]}`` (one job,
+or a bundle of one stack group that trains as one stacked fit: ``ser.ablate.job.run_bundle``); one
+JSON line per answer on the original stdout, ``{"specs": [...], "results": [{"status":
+"ran"|"done"|"busy"|"error", "error": "..."}, ...]}``. A job's warnings, errors and tracebacks go to
+``<run dir>/ablate.log`` (its ``train.log`` has the rest; stray prints go to the worker's stderr),
+so the answer channel stays clean.
 """
 
 from __future__ import annotations
@@ -24,33 +25,39 @@ import traceback
 from pathlib import Path
 from typing import IO, Any
 
-from ser.ablate.job import die_with_parent, run_job
+from ser.ablate.job import die_with_parent, run_bundle
 from ser.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 
-def run_spec(spec: Path) -> dict[str, Any]:
-    """Run the job described by ``spec`` with its log in the run directory; never raises for a job's
-    own failure."""
-    log = logging.FileHandler(spec.parent / "ablate.log", encoding="utf-8")
-    log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    log.setLevel(logging.WARNING)  # the fit's own train.log has the rest
+def run_specs(specs: list[Path]) -> dict[str, Any]:
+    """Run the jobs described by ``specs`` (one bundle) with their logs in their run directories;
+    never raises for a job's own failure."""
+    logs = []
     root = logging.getLogger()
-    root.addHandler(log)
+    for spec in specs:
+        log = logging.FileHandler(spec.parent / "ablate.log", encoding="utf-8")
+        log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.setLevel(logging.WARNING)  # the fit's own train.log has the rest
+        root.addHandler(log)
+        logs.append(log)
+    answer: dict[str, Any] = {"specs": [str(s) for s in specs]}
     try:
-        record = json.loads(spec.read_text(encoding="utf-8"))
-        return {"spec": str(spec), "status": run_job(record)}
+        records = [json.loads(spec.read_text(encoding="utf-8")) for spec in specs]
+        answer["results"] = [{"status": status, "error": error} for status, error in run_bundle(records)]
     except (UserError, FileNotFoundError, ValueError) as err:
         logger.error("%s", err)
-        return {"spec": str(spec), "status": "error", "error": str(err)}
+        answer["results"] = [{"status": "error", "error": str(err)}] * len(specs)
     except Exception as err:  # a bug or a runtime failure inside the fit: report it, keep serving
         logger.error("job failed:\n%s", traceback.format_exc())
-        return {"spec": str(spec), "status": "error", "error": f"{type(err).__name__}: {err}"}
+        answer["results"] = [{"status": "error", "error": f"{type(err).__name__}: {err}"}] * len(specs)
     finally:
-        root.removeHandler(log)
-        log.close()
+        for log in logs:
+            root.removeHandler(log)
+            log.close()
         _release_memory()
+    return answer
 
 
 def _release_memory() -> None:
@@ -64,7 +71,7 @@ def serve(requests: IO[str], answers: IO[str]) -> None:
     for line in requests:
         if not line.strip():
             continue
-        answer = run_spec(Path(json.loads(line)["spec"]))
+        answer = run_specs([Path(spec) for spec in json.loads(line)["specs"]])
         answers.write(json.dumps(answer) + "\n")
         answers.flush()
 

@@ -34,6 +34,9 @@ def ablate(
                                           "slurm_array_parallelism=32, ..."),
     jobs_per_task: int = typer.Option(1, "--jobs-per-task", min=1, help="Cluster: grid jobs run one after the "
                                       "other inside each array task (amortises start-up for small fits)."),
+    stack: bool = typer.Option(True, "--stack/--no-stack", help="Local: send the queued cells of one stack group "
+                               "(equal but for seeds and per-member train settings such as lr, epochs, "
+                               "schedule) to a worker together, to train as one stacked model (train.engine=stacked)."),
     make_report: bool = typer.Option(True, "--report/--no-report", help="Write `ser report` of the grid's runs at "
                                      "the end."),
 ) -> None:
@@ -53,7 +56,7 @@ def ablate(
             if device not in ("auto", "cpu"):
                 raise typer.BadParameter("--device must be auto or cpu (jobs are pinned to GPUs by the runner)")
             options = RunnerOptions(workers=workers, jobs_per_gpu=jobs_per_gpu, gpu_min_free_mib=gpu_min_free,
-                                    device=device, wait_for_others=not no_wait)
+                                    device=device, wait_for_others=not no_wait, stack=stack)
             outcome = run_grid(jobs, options, echo=typer.echo)
             typer.echo(outcome.summary())
             for job, reason in outcome.failed:

@@ -69,6 +69,9 @@ def fit(
     final: bool = typer.Option(False, "--final", help="Also train one deployment model on every labelled row "
                                "(train + validation of every fold) for the epoch count the folds chose on "
                                "validation; `ser predict` uses it by default."),
+    engine: str | None = typer.Option(None, "--engine", help="stacked (default): the fit's members (folds x seeds "
+                                      "x search candidates) train as one model with a member axis; sequential: "
+                                      "one after the other. Same numbers without dropout; sets train.engine."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Parent folder of run directories (default runs/)."),
 ) -> None:
     """Train a fusion head (or the classic logreg / svm baselines) on cached features: every fold x seed,
@@ -89,6 +92,8 @@ def fit(
                  "search": parse_search(search) if search else None, "ensemble": ensemble or None,
                  "final": final or None, "save_models": None if models else False}
         record.update({k: v for k, v in flags.items() if v is not None})
+        if engine is not None:
+            record["train"] = {**(record.get("train") or {}), "engine": engine}
         fit_config = config_from_dict(apply_overrides(record, set_))
         run_dir = run_fit(fit_config)
     report(run_dir)

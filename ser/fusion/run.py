@@ -58,7 +58,7 @@ from ser.fusion.metrics import aggregate, compute_metrics, metrics_from_confusio
 from ser.fusion.model_files import FINAL, MODELS_DIR, input_record, member_name, member_record, save_member, write_index
 from ser.fusion.plots import plot_confusion
 from ser.fusion.presets import train_preset
-from ser.fusion.train import FoldResult, check_head, deterministic_cuda_setup, test_member
+from ser.fusion.train import FoldResult, Selection, check_head, deterministic_cuda_setup, test_member
 from ser.manifests.corpora import DEFAULT_LABEL_SETS
 from ser.manifests.labels import LabelSet, load_label_set
 from ser.manifests.protocols import Fold, FoldSet, ValidationRule, make_folds
@@ -260,32 +260,55 @@ def run_fit(cfg: FitConfig) -> Path:
 
     Everything is checked and loaded first; the run directory is created only then (log records of
     that phase are buffered and written to its ``train.log``)."""
-    deterministic_cuda_setup(cfg.train.deterministic)  # before anything can initialise CUDA
+    return run_fits([cfg])[0]
+
+
+def run_fits(configs: list[FitConfig]) -> list[Path]:
+    """Several fits whose members train together (``ser ablate`` stacks grid cells this way): every
+    config is checked and loaded first, then the members of all of them go to one
+    :func:`ser.fusion.engine.select_members` call (members of equal shapes share a stack), then each
+    run is tested and written as :func:`run_fit` would. Each run's ``train.log`` gets the whole log.
+    Returns the run directories in the order of ``configs``."""
+    for cfg in configs:
+        deterministic_cuda_setup(cfg.train.deterministic)  # before anything can initialise CUDA
     ser_logger = logging.getLogger("ser")
     ser_logger.setLevel(min(ser_logger.level or logging.INFO, logging.INFO))
     buffer = MemoryHandler(capacity=1 << 16, flushLevel=logging.CRITICAL + 1)  # flushed by hand only
     ser_logger.addHandler(buffer)
-    handler: logging.Handler | None = None
+    handlers: list[logging.Handler] = []
     try:
-        plan = _prepare(cfg)
-        run_dir = run_directory(cfg)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(run_dir / "train.log", mode="w", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        buffer.setTarget(handler)
-        buffer.flush()
+        plans = [_prepare(cfg) for cfg in configs]
+        run_dirs = [run_directory(cfg) for cfg in configs]
+        for run_dir in run_dirs:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(run_dir / "train.log", mode="w", encoding="utf-8")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            handlers.append(handler)
+        for record in buffer.buffer:
+            for handler in handlers:
+                handler.handle(record)
+        buffer.buffer.clear()
         ser_logger.removeHandler(buffer)
-        ser_logger.addHandler(handler)
+        for handler in handlers:
+            ser_logger.addHandler(handler)
+        if len(configs) > 1:
+            logger.info("%d runs train together: %s", len(configs), ", ".join(d.name for d in run_dirs))
         try:
-            return _run(plan, run_dir)
+            for plan, run_dir in zip(plans, run_dirs, strict=True):
+                _write_config(plan, run_dir)
+            specs = [_member_specs(plan) for plan in plans]
+            trained = iter(select_members([spec for group in specs for spec in group]))
+            for plan, run_dir, group in zip(plans, run_dirs, specs, strict=True):
+                _finish(plan, run_dir, [next(trained) for _ in group])
+            return run_dirs
         except OSError as err:
-            raise UserError(write_failure(err, err.filename or run_dir, f"the run directory {run_dir} is "
-                                          "incomplete (no metrics.json; `ser report` and `ser predict` skip it)")) \
-                from err
+            where = err.filename or run_dirs[0]
+            raise UserError(write_failure(err, where, "a run directory without metrics.json is incomplete "
+                                          "(`ser report` and `ser predict` skip it)")) from err
     finally:
         ser_logger.removeHandler(buffer)
         buffer.close()
-        if handler is not None:
+        for handler in handlers:
             ser_logger.removeHandler(handler)
             handler.close()
 
@@ -301,7 +324,7 @@ def run_directory(cfg: FitConfig) -> Path:
     return run_dir
 
 
-def _run(plan: _Plan, run_dir: Path) -> Path:
+def _write_config(plan: _Plan, run_dir: Path) -> None:
     cfg, data = plan.cfg, plan.data
     per_fold = {fold: {m: {"view": d.view.describe(), **d.provenance} for m, d in fold_data.modalities.items()}
                 for fold, fold_data in plan.fold_data.items()} if cfg.per_fold() else None
@@ -314,7 +337,12 @@ def _run(plan: _Plan, run_dir: Path) -> Path:
         **({"inputs_per_fold": per_fold} if per_fold else {}),
         **({"robustness": plan.robust_info} if plan.robust_info else {}),
     })
-    results, search, chosen = _train_members(plan)
+
+
+def _finish(plan: _Plan, run_dir: Path, selections: list[Selection]) -> Path:
+    """Test the chosen members once and write the run's results (``metrics.json`` last)."""
+    cfg, data = plan.cfg, plan.data
+    results, search, chosen = _test_members(plan, selections)
     summary: dict[str, Any] = {
         "protocol_card": plan.card, "label_set": plan.label_name, "classes": list(data.classes),
         "fusion": cfg.fusion,
@@ -345,21 +373,28 @@ def _run(plan: _Plan, run_dir: Path) -> Path:
     return run_dir
 
 
-def _train_members(plan: _Plan) -> tuple[list[FoldResult], dict[str, Any], dict[str, tuple[int, list[float]]]]:
-    """Every member (fold x seed x search candidate): select on validation; per fold keep the candidate
-    with the best validation metric averaged over seeds; test only its members, once. Returns the
-    tested members (seed-major, as the folds are listed), the search record (empty without a search)
-    and per fold the chosen candidate's index with every candidate's validation score."""
+def _member_specs(plan: _Plan) -> list[MemberSpec]:
+    """Every member of the fit, fold-major, then search candidate, then seed."""
+    cfg = plan.cfg
+    return [MemberSpec(fold=fold.name, seed=seed, data=plan.fold_data[fold.name],
+                       rows=plan.fold_data[fold.name].fold_indices(fold), fusion=cfg.fusion,
+                       head_options=c.head_options, cfg=c.train)
+            for fold in plan.folds for c in plan.candidates for seed in cfg.seeds]
+
+
+def _test_members(plan: _Plan, selections: list[Selection]
+                  ) -> tuple[list[FoldResult], dict[str, Any], dict[str, tuple[int, list[float]]]]:
+    """Every member (fold x seed x search candidate, as :func:`_member_specs` lists them) selected on
+    validation: per fold keep the candidate with the best validation metric averaged over seeds; test
+    only its members, once. Returns the tested members (seed-major, as the folds are listed), the
+    search record (empty without a search) and per fold the chosen candidate's index with every
+    candidate's validation score."""
     cfg, candidates = plan.cfg, plan.candidates
     searching = len(candidates) > 1
     tested: list[FoldResult] = []
     per_fold: dict[str, dict[str, Any]] = {}
     choices: dict[str, tuple[int, list[float]]] = {}
-    specs = [MemberSpec(fold=fold.name, seed=seed, data=plan.fold_data[fold.name],
-                        rows=plan.fold_data[fold.name].fold_indices(fold), fusion=cfg.fusion,
-                        head_options=c.head_options, cfg=c.train)
-             for fold in plan.folds for c in candidates for seed in cfg.seeds]
-    trained = iter(select_members(specs))
+    trained = iter(selections)
     for fold in plan.folds:
         fold_data = plan.fold_data[fold.name]
         rows = fold_data.fold_indices(fold)

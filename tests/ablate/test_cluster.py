@@ -32,8 +32,16 @@ def test_a_failing_task_is_reported(corpus: dict[str, Path]) -> None:
     assert len(outcome.failed) == 1 and "no.h5" in outcome.failed[0][1]
 
 
-def test_chunks_and_bad_choices() -> None:
-    assert chunk(list(range(5)), 2) == [[0, 1], [2, 3], [4]]
+class _Job:
+    """What chunking reads of a job: its fit record."""
+
+    def __init__(self, lr: float, fusion: str = "mlp") -> None:
+        self.record = {"fusion": fusion, "seeds": [0], "train": {"lr": lr}}
+
+
+def test_chunks_keep_stack_groups_together_and_bad_choices() -> None:
+    jobs = [_Job(0.1), _Job(0.2, "fleser"), _Job(0.3), _Job(0.4, "fleser"), _Job(0.5)]
+    assert chunk(jobs, 2) == [[jobs[0], jobs[2]], [jobs[4]], [jobs[1], jobs[3]]]  # type: ignore[arg-type]
     with pytest.raises(UserError, match="at least 1"):
         chunk([1], 0)
     with pytest.raises(UserError, match="unknown executor"):

@@ -50,6 +50,31 @@ def test_every_job_runs_once_and_a_rerun_skips_them(corpus: dict[str, Path]) -> 
     assert all(len(attempts(job.run_dir)) == 1 for job in jobs)
 
 
+def test_cells_of_one_stack_group_train_as_one_stacked_fit(corpus: dict[str, Path]) -> None:
+    """Two learning rates x two seeds (one stack group): one worker trains the four runs as one stack;
+    without dropout every run equals the run trained alone (--no-stack), and each run is still its
+    own directory with its own metrics. A cell with other head options is another group."""
+    grid = write_grid(corpus, axes={"train.lr": [0.01, 0.003]}, seeds=[0, 1],
+                      include=[{"head.hidden": [16], "train.lr": 0.01}],
+                      base={"head": {"dropout": 0.0}})
+    stacked, alone = expand(load_grid(grid)), expand(load_grid(grid, out=str(corpus["root"] / "alone")))
+    assert len(stacked) == 6
+    lines: list[str] = []
+    outcome = run_grid(stacked, RunnerOptions(workers=1, device="cpu", poll_seconds=0.1), echo=lines.append)
+    assert outcome.complete and len(outcome.ran) == 6
+    assert sum("stacked with 3 others" in line for line in lines) == 4
+    assert sum("stacked with 1 others" in line for line in lines) == 2  # the head.hidden cell, two seeds
+    assert "4 runs train together" in (stacked[0].run_dir / "train.log").read_text()
+    outcome = run_grid(alone, RunnerOptions(workers=1, device="cpu", poll_seconds=0.1, stack=False),
+                       echo=lines.append)
+    assert outcome.complete and len(outcome.ran) == 6
+    for together, single in zip(stacked, alone, strict=True):
+        a = json.loads((together.run_dir / "metrics.json").read_text())
+        b = json.loads((single.run_dir / "metrics.json").read_text())
+        assert [r["test"]["confusion"] for r in a["runs"]] == [r["test"]["confusion"] for r in b["runs"]]
+        assert [r["best_epoch"] for r in a["runs"]] == [r["best_epoch"] for r in b["runs"]]
+
+
 def test_crashed_runs_are_redone_and_locked_runs_are_left_to_their_owner(corpus: dict[str, Path]) -> None:
     crashed, foreign = jobs_of(write_grid(corpus, axes={"train.lr": [0.01, 0.001]}))
     run_grid([crashed, foreign], CPU, echo=lambda _: None)
@@ -117,14 +142,13 @@ def test_a_killed_runner_takes_its_jobs_down_and_the_grid_resumes(corpus: dict[s
     assert resumed.returncode == 0, output
     assert all(run_state(job.run_dir) is RunState.DONE for job in jobs)
     assert len(attempts(victim.run_dir)) == 2
-    # the redone run has the numbers an uninterrupted run has (same config and seed)
-    from ser.ablate.job import run_job
-
-    fresh = dict(victim.record, out=str(corpus["root"] / "fresh"))
-    assert run_job(fresh) == "ran"
-    redone = json.loads((victim.run_dir / "metrics.json").read_text())["test"]
-    reference = json.loads(next((corpus["root"] / "fresh").glob("*/metrics.json")).read_text())["test"]
-    assert redone == reference
+    # the redone run has the numbers an uninterrupted run of the grid has (same config, seed and
+    # bundle: the three cells train as one stack, whichever of them was interrupted)
+    fresh = expand(load_grid(grid, out=str(corpus["root"] / "fresh")))
+    assert run_grid(fresh, RunnerOptions(workers=1, device="cpu", poll_seconds=0.1), echo=lambda _: None).complete
+    for job, again in zip(jobs, fresh, strict=True):
+        redone = json.loads((job.run_dir / "metrics.json").read_text())["test"]
+        assert redone == json.loads((again.run_dir / "metrics.json").read_text())["test"]
 
 
 def test_ctrl_c_stops_the_jobs_and_exits_130(corpus: dict[str, Path]) -> None:
@@ -205,7 +229,7 @@ def test_slots_pack_k_jobs_per_gpu() -> None:
 
 def test_memory_guard_keeps_jobs_off_a_full_gpu(fake_gpus: Path, corpus: dict[str, Path]) -> None:
     jobs = jobs_of(write_grid(corpus, axes={"train.lr": [0.01, 0.003, 0.001]}))
-    options = RunnerOptions(jobs_per_gpu=2, gpu_min_free_mib=2048, poll_seconds=0.1)
+    options = RunnerOptions(jobs_per_gpu=2, gpu_min_free_mib=2048, poll_seconds=0.1, stack=False)  # one job each
     lines: list[str] = []
     outcome = run_grid(jobs, options, echo=lines.append)
     assert outcome.complete and len(outcome.ran) == 3
@@ -213,3 +237,17 @@ def test_memory_guard_keeps_jobs_off_a_full_gpu(fake_gpus: Path, corpus: dict[st
     assert seen == ["CUDA_VISIBLE_DEVICES=0"] * 3  # GPU 1 has 100 MiB free: never used
     assert any("GPU 1 has 100 MiB free" in line for line in lines)
     assert lines[0].endswith("4 slots on GPUs 0, 1")
+
+
+def test_stack_groups_ignore_seeds_and_per_member_train_settings_only() -> None:
+    from ser.ablate.job import stack_group
+
+    base = {"fusion": "mlp", "seeds": [0], "out": "a", "head": {}, "train": {"lr": 0.01, "batch_size": 16}}
+    same = [dict(base, seeds=[3], out="b"), dict(base, train={"lr": 0.1, "epochs": 9, "schedule": "plateau",
+                                                              "batch_size": 16})]
+    other = [dict(base, fusion="fleser"), dict(base, head={"hidden": [8]}),
+             dict(base, train={"lr": 0.01, "batch_size": 32})]
+    assert all(stack_group(record) == stack_group(base) for record in same)
+    assert all(stack_group(record) != stack_group(base) for record in other)
+    sequential = dict(base, train={"lr": 0.01, "batch_size": 16, "engine": "sequential"})
+    assert stack_group(sequential) != stack_group(dict(sequential, seeds=[1]))
