@@ -1,36 +1,35 @@
-"""Speed of `ser fit` on an IEMOCAP-sized synthetic cache, against re-running the upstream each epoch.
+"""Speed of ``ser fit`` (stage 2): the stacked engine against the sequential loop, and against the
+machine's own matrix-product rate at fleser's shapes.
 
-Cache: 5531 utterances in 5 sessions x 2 speakers, 4 classes, 4.5 s each; an audio store with pooled
-mean of 13 x 768 and a text store with pooled CLS of 13 x 768, every speaker with every class. The
-class signal is WEAK (class centres of norm about 1.7 (audio) and 1.1 (text) in 768 dimensions of
-unit noise; the fit reaches a test UA of about 68 %, not 100 %), so validation keeps moving and the
-epochs are realistic. Unless ``--skip-memocmt``, the stores also get 768-d sequences (about 200
-audio frames and 30 tokens per utterance, ~1.7 GB) and memocmt is timed on them; with
-``--skip-memocmt`` no sequence is written.
+Cache: 5531 utterances in 5 sessions x 2 speakers, 4 classes, 4.5 s each (IEMOCAP-sized); an audio
+store with pooled mean of 13 x 768 and a text store with pooled CLS of 13 x 768, every speaker with
+every class. The class signal is WEAK (class centres of norm about 1.7 (audio) and 1.1 (text) in
+768 dimensions of unit noise), so validation keeps moving and the epochs are realistic. Unless
+``--skip-memocmt``, the stores also get 768-d sequences (about 200 audio frames and 30 tokens per
+utterance, ~1.7 GB) for the memocmt timing.
 
-Timed (device pinned to cpu; wall and CPU seconds, since the machine may be shared): a whole
-5-fold leave-one-session-out run of ``fleser`` on pooled vectors with its paper training preset
-(``ser.fusion.presets``: AdamW 1e-4, batch 64, 100 epochs, plateau schedule; every epoch runs, the
-best validation epoch is kept), with seconds per epoch; then ``memocmt`` on sequences for
-``--memocmt-epochs`` epochs per fold (its preset otherwise).
+Printed, in one run (device cpu, ``--threads`` torch threads for everything):
 
-Cost floor of that fleser run: about 4 MFLOP per training row and step (fwd + bwd, 768-d inputs,
-H = 256), 3540 training rows per fold, 500 epochs: ~7.8 TFLOP, i.e. ~130 GFLOPS sustained for 60 s,
-more than two AVX2 cores deliver at batch 64 (measured: ~15 ms CPU per training step, ~0.9 s CPU
-per epoch). The < 60 s budget (DESIGN §8) fits early-stopped runs of about 60 epochs in all, not the
-paper's fixed 100 epochs per fold.
+1. the GEMM limit: float32 and bfloat16 rates of torch matrix products at fleser's own shapes
+   (batch 64, 768 -> 256 encoders, 256 x 256 attention projections, 512 -> 256 gate), single and
+   stacked over the members (``bmm``), and their FLOP-weighted combination for one training step;
+2. the FLOPs of one fleser training step (forward + backward, per member; torch's FlopCounterMode);
+3. fleser's paper preset (AdamW 1e-4, batch 64, 100 epochs, plateau schedule, every epoch run),
+   5-fold leave-one-session-out: wall seconds with 1 seed (5 members) and 3 seeds (15 members),
+   stacked; the sequential loop over ``--sequential-epochs`` epochs per member, scaled to the full
+   epoch count (said so in the line); the achieved GFLOPS of each and the ratio achieved / limit;
+4. with dropout the engines draw different masks: mean ± std test UA of the 3-seed fit after
+   ``--sequential-epochs`` epochs with each engine;
+5. memocmt on sequences: seconds per fold-epoch, stacked and sequential;
+6. ``ser ablate examples/demo-grid.yaml`` on the packaged RAVDESS clips (extracted first, not timed):
+   stacked bundles against one sequential job at a time;
+7. with a CUDA device (``--gpu``): stacked against sequential for 15 and 100 members, per epoch.
 
-s3prl-style comparison (the frozen upstream recomputed for every utterance it needs, every epoch):
-with u = the measured forward time of a base-size HuBERT per audio second on this machine,
+Last line: the wall seconds of the 5-fold x 1-seed stacked fleser run (DESIGN target 90 s on 2 CPU
+cores).
 
-    s3prl  = u x (train + validation audio seconds, summed over every epoch of every fold
-                  + the test audio once per fold) + the same head training
-    ser    = u x (all audio once: one extraction pass) + the cached fleser fit
-    ratio  = s3prl / ser
-
-Last line: fleser seconds for the 5-fold run (target < 60 s on 2 CPU cores).
-
-    python benchmarks/fit_speed.py [--memocmt-epochs 2] [--skip-memocmt] [--threads 1]
+    python benchmarks/fit_speed.py [--threads 2] [--epochs 100] [--sequential-epochs 10]
+                                   [--memocmt-epochs 2] [--skip-memocmt] [--skip-grid] [--gpu]
 """
 
 from __future__ import annotations
@@ -38,11 +37,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
 from ser.cache.format import StoreLayout
 from ser.cache.writer import CacheWriter
@@ -55,6 +59,11 @@ CLASSES = ["ang", "hap", "sad", "neu"]
 SECONDS_PER_UTTERANCE = 4.5
 SIGNAL = {"audio": 0.06, "text": 0.04}
 """Per-dimension amplitude of the class centre (noise is N(0, 1) per dimension)."""
+BATCH, WIDTH, HIDDEN = 64, 768, 256
+GEMM_SHARE = {(WIDTH, HIDDEN): 0.39, (HIDDEN, HIDDEN): 0.42, (2 * HIDDEN, HIDDEN): 0.19}
+"""Share of one fleser step's FLOPs in each (in, out) matrix shape: the two 768 -> 256 encoders
+(forward and weight gradient), the eight 256 x 256 value / output projections and the small
+classifier (forward, weight and input gradients), the 512 -> 256 gate."""
 
 
 def build_cache(folder: Path, with_sequences: bool) -> tuple[Path, Path, Path]:
@@ -72,97 +81,219 @@ def build_cache(folder: Path, with_sequences: bool) -> tuple[Path, Path, Path]:
     write_manifest(manifest, ManifestHeader(corpus="iemocap", root=str(folder), label_set="iemocap4"), rows)
     audio, text = folder / "audio.h5", folder / "text.h5"
     for path, modality, stat, n_frames in ((audio, "audio", "mean", 200), (text, "text", "cls", 30)):
-        centers = rng.normal(size=(4, 768)).astype(np.float32) * SIGNAL[modality]
-        layout = StoreLayout(pooled={stat: (13, 768)}, seq={"layer_12": 768} if with_sequences else {})
+        centers = rng.normal(size=(4, WIDTH)).astype(np.float32) * SIGNAL[modality]
+        layout = StoreLayout(pooled={stat: (13, WIDTH)}, seq={"layer_12": WIDTH} if with_sequences else {})
         with CacheWriter.open(path, layout=layout, attrs={"extractor": {"config_hash": stat}}) as writer:
             for i, row in enumerate(rows):
-                pooled = rng.normal(size=(13, 768)).astype(np.float32) + centers[labels[i]]
+                pooled = rng.normal(size=(13, WIDTH)).astype(np.float32) + centers[labels[i]]
                 seq = {}
                 if with_sequences:
                     length = int(rng.integers(n_frames // 2, n_frames * 3 // 2))
-                    seq = {"layer_12": rng.normal(size=(length, 768)).astype(np.float32) + centers[labels[i]]}
+                    seq = {"layer_12": rng.normal(size=(length, WIDTH)).astype(np.float32) + centers[labels[i]]}
                 writer.add(row.id, row.fingerprint(), {stat: pooled}, seq)
             writer.finalize()
     return manifest, audio, text
 
 
-def upstream_seconds_per_audio_second() -> float:
-    """Measured forward time of a random-init base-size HuBERT per second of audio (CPU, torch's
-    default threads: what an s3prl-style run would use)."""
-    import torch
-    import transformers
+# ------------------------------------------------------------------------------------- the limit
+
+
+def gemm_rate(members: int, rows: int, inner: int, outer: int, dtype: torch.dtype, seconds: float = 0.5) -> float:
+    """GFLOPS of ``(members, rows, inner) @ (members, inner, outer)`` (a plain ``mm`` for one member)."""
+    a = torch.randn(members, rows, inner).to(dtype)
+    b = torch.randn(members, inner, outer).to(dtype)
+    run = (lambda: torch.mm(a[0], b[0])) if members == 1 else (lambda: torch.bmm(a, b))
+    for _ in range(3):
+        run()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        run()
+        count += 1
+    return 2 * members * rows * inner * outer * count / (time.perf_counter() - start) / 1e9
+
+
+def step_limit(members: int, dtype: torch.dtype) -> tuple[float, dict[str, float]]:
+    """The FLOP-weighted GEMM rate of one fleser step at ``members`` stacked members, and per shape."""
+    rates = {f"{inner}x{outer}": gemm_rate(members, BATCH, inner, outer, dtype) for inner, outer in GEMM_SHARE}
+    combined = 1.0 / sum(share / rates[f"{inner}x{outer}"] for (inner, outer), share in GEMM_SHARE.items())
+    return combined, rates
+
+
+def step_flops(audio_text: tuple[np.ndarray, np.ndarray]) -> float:
+    """FLOPs of one fleser training step per member (forward + backward), counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ser.fusion.heads import head_module
 
     torch.manual_seed(0)
-    model = transformers.HubertModel(transformers.HubertConfig()).eval()
-    audio = torch.randn(1, 16000 * 8)
-    with torch.inference_mode():
-        model(audio)
-        start = time.perf_counter()
-        model(audio)
-    return (time.perf_counter() - start) / 8
+    head = head_module("fleser").build({"text": WIDTH, "audio": WIDTH}, len(CLASSES))
+    inputs = {"text": torch.from_numpy(audio_text[1][:BATCH]), "audio": torch.from_numpy(audio_text[0][:BATCH])}
+    labels = torch.arange(BATCH) % len(CLASSES)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        torch.nn.functional.cross_entropy(head(inputs), labels).backward()
+    return float(counter.get_total_flops())
 
 
-def timed_fit(config: FitConfig) -> tuple[float, float, dict]:
-    """Wall seconds, CPU seconds of this process (what the fit would take alone on an idle core when
-    the machine is shared) and the metrics of one run."""
-    start, cpu = time.perf_counter(), time.process_time()
+# ------------------------------------------------------------------------------------- the fits
+
+
+def timed_fit(config: FitConfig) -> tuple[float, dict[str, Any]]:
+    """Wall seconds and metrics.json of one run."""
+    start = time.perf_counter()
     run_dir = run_fit(config)
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
-    return seconds, cpu_seconds, json.loads((run_dir / "metrics.json").read_text())
+    return time.perf_counter() - start, json.loads((run_dir / "metrics.json").read_text())
 
 
-def s3prl_audio_seconds(metrics: dict) -> float:
-    """Audio seconds an s3prl-style run would push through the upstream for this fit: every training
-    and validation utterance in every epoch of every fold, plus each fold's test utterances once."""
-    total = 0.0
+def member_steps(metrics: dict[str, Any], batch: int) -> int:
+    """Optimisation steps summed over every member of a run (training rows from the protocol card)."""
+    total = 0
     for run in metrics["runs"]:
-        n_test, n_val = run["test"]["n"], run["validation"]["n"]
-        n_train = N - n_test - n_val
-        total += (run["epochs_run"] * (n_train + n_val) + n_test) * SECONDS_PER_UTTERANCE
+        n_train = N - run["test"]["n"] - run["validation"]["n"]
+        total += run["epochs_run"] * -(-n_train // batch)
     return total
+
+
+def fleser_runs(common: dict[str, Any], args: argparse.Namespace, flops: float, limit: float) -> float:
+    """Section 3 and 4: the paper preset stacked (1 and 3 seeds), sequential scaled, UA of both engines."""
+    short = args.sequential_epochs
+    scale = args.epochs / short
+    results: dict[str, float] = {}
+    for seeds in ([0], [0, 1, 2]):
+        members = 5 * len(seeds)
+        train = TrainConfig.for_head("fleser", epochs=args.epochs, device="cpu", threads=args.threads)
+        seconds, metrics = timed_fit(FitConfig(fusion="fleser", seeds=seeds, train=train, **common))
+        achieved = flops * member_steps(metrics, train.batch_size) / seconds / 1e9
+        print(f"fleser paper preset, {members} members (5 folds x {len(seeds)} seeds), {args.epochs} epochs, "
+              f"stacked: {seconds:.1f} s ({seconds / args.epochs:.2f} s per epoch of all members); "
+              f"{achieved:.1f} GFLOPS = {achieved / limit:.2f} of the float32 limit; test UA "
+              f"{100 * metrics['test']['ua']['mean']:.1f} ± {100 * metrics['test']['ua']['std']:.1f}")
+        sequential = TrainConfig.for_head("fleser", epochs=short, device="cpu", threads=args.threads,
+                                          engine="sequential")
+        seq_seconds, seq_metrics = timed_fit(FitConfig(fusion="fleser", seeds=seeds, train=sequential, **common))
+        seq_achieved = flops * member_steps(seq_metrics, train.batch_size) / seq_seconds / 1e9
+        print(f"  sequential loop, same members: {seq_seconds:.1f} s for {short} epochs, scaled x{scale:g} to "
+              f"{args.epochs} epochs: {seq_seconds * scale:.1f} s; {seq_achieved:.1f} GFLOPS = "
+              f"{seq_achieved / limit:.2f} of the limit; stacked / sequential speed-up "
+              f"{seq_seconds * scale / seconds:.2f}x")
+        results[f"stacked-{members}"] = seconds
+        if len(seeds) == 3:
+            short_stacked = TrainConfig.for_head("fleser", epochs=short, device="cpu", threads=args.threads)
+            _, stacked_short = timed_fit(FitConfig(fusion="fleser", seeds=seeds, train=short_stacked, **common))
+            print(f"  dropout 0.3 draws different masks per engine; test UA after {short} epochs, mean ± std over "
+                  f"5 folds x 3 seeds: stacked {_ua(stacked_short)}, sequential {_ua(seq_metrics)}; per-seed "
+                  f"std of the pooled UA: stacked {_seed_std(stacked_short)}, sequential {_seed_std(seq_metrics)}")
+    return results["stacked-5"]
+
+
+def _ua(metrics: dict[str, Any]) -> str:
+    return f"{100 * metrics['test']['ua']['mean']:.2f} ± {100 * metrics['test']['ua']['std']:.2f}"
+
+
+def _seed_std(metrics: dict[str, Any]) -> str:
+    return f"{100 * metrics['test_pooled']['ua']['std']:.2f}"
+
+
+def memocmt_runs(common: dict[str, Any], audio: Path, text: Path, args: argparse.Namespace) -> None:
+    for engine in ("stacked", "sequential"):
+        train = TrainConfig.for_head("memocmt", epochs=args.memocmt_epochs, device="cpu", threads=args.threads,
+                                     engine=engine)
+        seconds, _ = timed_fit(FitConfig(**{**common, "audio": f"{audio}:seq=layer_12", "text": f"{text}:seq=layer_12"},
+                                         fusion="memocmt", train=train))
+        print(f"memocmt on sequences, {engine}: 5 folds x {args.memocmt_epochs} epochs in {seconds:.1f} s = "
+              f"{seconds / (5 * args.memocmt_epochs):.1f} s per fold-epoch")
+
+
+def demo_grid(folder: Path, args: argparse.Namespace) -> None:
+    """Section 6: extract the demo caches (not timed), then the grid stacked and sequential."""
+    from importlib import resources
+
+    from ser.extract.registry import build_extractor
+    from ser.extract.runner import RunOptions, run_extraction
+    from ser.manifests.build import build_manifest
+
+    work = folder / "ser-demo"
+    work.mkdir()
+    corpus = Path(str(resources.files("ser").joinpath("demo_data", "ravdess16k")))
+    build_manifest("ravdess", corpus, work / "ravdess-demo.jsonl")
+    for family, store in (("egemaps", "egemaps.h5"), ("minilm", "minilm.h5")):
+        run_extraction(work / "ravdess-demo.jsonl", build_extractor(family, device="cpu"), work / store,
+                       RunOptions(num_workers=2, progress=False))
+    grid = Path(__file__).resolve().parents[1] / "examples" / "demo-grid.yaml"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    seconds = {}
+    for name, flags in (("stacked", ["--stack"]), ("sequential", ["--no-stack", "--set", "train.engine=sequential"])):
+        out = folder / f"grid-{name}"
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "ser.cli", "ablate", str(grid), "-o", str(out), "--device", "cpu",
+                        "--no-report", *flags], cwd=folder, env=env, check=True, capture_output=True)
+        seconds[name] = time.perf_counter() - start
+        shutil.rmtree(out)
+    print(f"ser ablate examples/demo-grid.yaml (16 jobs, {os.cpu_count()} worker processes): stacked bundles "
+          f"{seconds['stacked']:.1f} s, sequential jobs {seconds['sequential']:.1f} s "
+          f"({seconds['sequential'] / seconds['stacked']:.2f}x)")
+
+
+def gpu_runs(common: dict[str, Any]) -> None:
+    """Section 7: stacked against sequential on a CUDA device, 15 and 100 members, 2 epochs."""
+    for members in (15, 100):
+        seeds = list(range(members // 5))
+        line = []
+        for engine in ("stacked", "sequential"):
+            train = TrainConfig.for_head("fleser", epochs=2, device="cuda", engine=engine)
+            seconds, _ = timed_fit(FitConfig(fusion="fleser", seeds=seeds, train=train, **common))
+            line.append(f"{engine} {seconds / 2:.2f} s per epoch")
+        print(f"GPU {torch.cuda.get_device_name()}: fleser, {members} members: " + ", ".join(line))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--memocmt-epochs", type=int, default=2, help="Epochs per fold of the memocmt run.")
-    parser.add_argument("--skip-memocmt", action="store_true", help="No memocmt run and no sequences written.")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the fits (train.threads).")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores).")
+    parser.add_argument("--epochs", type=int, default=100, help="Epochs of the stacked fleser runs (preset: 100).")
+    parser.add_argument("--sequential-epochs", type=int, default=10,
+                        help="Epochs the sequential loop is measured over (then scaled to --epochs).")
+    parser.add_argument("--memocmt-epochs", type=int, default=2, help="Epochs per fold of the memocmt runs.")
+    parser.add_argument("--skip-memocmt", action="store_true", help="No memocmt runs and no sequences written.")
+    parser.add_argument("--skip-grid", action="store_true", help="No demo-grid runs.")
+    parser.add_argument("--gpu", action="store_true", help="Also the GPU comparison (needs CUDA).")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     load = os.getloadavg()
-    print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1, 5, 15 min)")
+    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} threads, load average "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    limits = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        for members in (1, 5, 15):
+            combined, rates = step_limit(members, dtype)
+            limits[(dtype, members)] = combined
+            print(f"GEMM {str(dtype).replace('torch.', '')}, {members} member(s), batch {BATCH}: "
+                  + ", ".join(f"{shape} {rate:.0f}" for shape, rate in rates.items())
+                  + f" GFLOPS; weighted for one fleser step: {combined:.0f} GFLOPS")
+    limit = max(limits[(torch.float32, m)] for m in (1, 5, 15))
+    print(f"limit (float32, the best of 1, 5, 15 members): {limit:.0f} GFLOPS")
     with tempfile.TemporaryDirectory(prefix="ser-fit-bench-") as tmp_name:
         tmp = Path(tmp_name)
         start = time.perf_counter()
         manifest, audio, text = build_cache(tmp, with_sequences=not args.skip_memocmt)
         print(f"synthetic IEMOCAP-sized cache built in {time.perf_counter() - start:.0f} s")
-        common = {"manifest": str(manifest), "protocol": "iemocap-loso", "out": str(tmp / "runs")}
-        train = TrainConfig.for_head("fleser", device="cpu", threads=args.threads)
-        fleser_seconds, fleser_cpu, fleser = timed_fit(FitConfig(fusion="fleser", audio=str(audio),
-                                                                 text=f"{text}:stat=cls", train=train, **common))
-        epochs = sum(r["epochs_run"] for r in fleser["runs"])
-        best = [r["best_epoch"] for r in fleser["runs"]]
-        print(f"fleser (paper preset: {train.optimizer} lr {train.lr:g}, batch {train.batch_size}, {train.schedule} "
-              f"schedule): 5-fold LOSO in {fleser_seconds:.1f} s wall, {fleser_cpu:.1f} s CPU = {epochs} epochs, "
-              f"{fleser_seconds / epochs:.3f} s per epoch (train + validation; {fleser_cpu / epochs:.3f} s CPU); "
-              f"best validation epochs {best}; "
-              f"test UA {100 * fleser['test']['ua']['mean']:.1f} ± {100 * fleser['test']['ua']['std']:.1f}")
+        from ser.cache.reader import CacheReader
+
+        with CacheReader(audio) as a, CacheReader(text) as t:
+            sample = (a.pooled("mean", ids=a.ids[:BATCH])[:, -1].copy(),
+                      t.pooled("cls", ids=t.ids[:BATCH])[:, -1].copy())
+        flops = step_flops(sample)
+        print(f"one fleser training step (batch {BATCH}, forward + backward): {flops / 1e6:.0f} MFLOP per member "
+              f"(FlopCounterMode); at the limit {flops / limit / 1e6:.2f} ms per member-step")
+        common = {"manifest": str(manifest), "protocol": "iemocap-loso", "out": str(tmp / "runs"), "audio": str(audio),
+                  "text": f"{text}:stat=cls"}
+        stacked_5 = fleser_runs(common, args, flops, limit)
         if not args.skip_memocmt:
-            seconds, _, _ = timed_fit(FitConfig(fusion="memocmt", audio=f"{audio}:seq=layer_12",
-                                             text=f"{text}:seq=layer_12",
-                                             train=TrainConfig.for_head("memocmt", epochs=args.memocmt_epochs,
-                                                                        device="cpu", threads=args.threads),
-                                             **common))
-            print(f"memocmt: 5-fold LOSO with {args.memocmt_epochs} epochs per fold in {seconds:.1f} s "
-                  f"({seconds / (5 * args.memocmt_epochs):.1f} s per fold-epoch on CPU)")
-        per_audio_second = upstream_seconds_per_audio_second()
-        extraction = N * SECONDS_PER_UTTERANCE * per_audio_second
-        s3prl = s3prl_audio_seconds(fleser) * per_audio_second + fleser_seconds
-        ours = extraction + fleser_seconds
-        print(f"base-size upstream forward: {per_audio_second:.3f} s per audio second; s3prl-style (upstream for "
-              f"every train + validation utterance in each of the {epochs} epochs, test once per fold, plus the "
-              f"head) {s3prl / 3600:.1f} h vs one extraction pass {extraction / 3600:.2f} h + cached fit "
-              f"{fleser_seconds:.0f} s = {s3prl / ours:.0f}x")
-        print(f"{fleser_seconds:.1f}")
+            memocmt_runs({k: v for k, v in common.items() if k not in ("audio", "text")}, audio, text, args)
+        if not args.skip_grid:
+            demo_grid(tmp, args)
+        if args.gpu and torch.cuda.is_available():
+            gpu_runs(common)
+    print(f"{stacked_5:.1f}")
 
 
 if __name__ == "__main__":

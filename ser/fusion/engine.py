@@ -28,7 +28,8 @@ for the whole stack (seeded from the first member's seed), so a member's numbers
 it trained in; the same command gives the same stack and the same numbers.
 
 Heads or settings that cannot stack fall back to the sequential loop, with the reason logged
-(:func:`unstackable_reason`).
+(:func:`unstackable_reason`). Each member records how it trained (``engine`` in ``metrics.json``)
+and, as its seconds, its share of the stack's wall time.
 """
 
 from __future__ import annotations
@@ -181,7 +182,6 @@ class _Member:
     step_module: _StepModule
     generator: torch.Generator
     train_rows: np.ndarray
-    start: float
     live: bool = True
     epoch: int = 0
     best_score: float = -np.inf
@@ -263,6 +263,7 @@ class StackedTrainer:
     """Trains members of one :func:`stack_key` together (see the module docstring)."""
 
     def __init__(self, specs: list[MemberSpec]) -> None:
+        self.started = time.perf_counter()
         first = specs[0].cfg
         self.device = resolve_device(first.device)
         if first.threads > 0 and self.device.type == "cpu":
@@ -271,12 +272,11 @@ class StackedTrainer:
         self.members: list[_Member] = []
         for spec in specs:
             check_validation(spec.fold, spec.rows)
-            start = time.perf_counter()
             generator = seed_everything(spec.seed, spec.cfg.deterministic)  # same order of draws as sequential
             member_setup = setup(spec.data, spec.rows["train"], spec.fusion, spec.head_options, spec.cfg, self.device)
             self.members.append(_Member(spec=spec, setup=member_setup, generator=generator,
                                         step_module=_StepModule(member_setup.model, member_setup.loss_fn),
-                                        train_rows=spec.rows["train"], start=start))
+                                        train_rows=spec.rows["train"]))
         torch.manual_seed(specs[0].seed)  # dropout masks of the whole stack
         self.inputs = _Inputs(self.members, self.device)
         self.base = copy.deepcopy(self.members[0].step_module)
@@ -467,7 +467,7 @@ class StackedTrainer:
 
     def run(self) -> list[Selection]:
         """Train every member to its end; each member's model holds its best checkpoint after."""
-        epoch_seconds = time.perf_counter()
+        epoch_seconds = self.started
         while self.live:
             live = [self.members[i] for i in self.live]
             lrs = [m.setup.optimizer.param_groups[0]["lr"] for m in live]
@@ -479,8 +479,9 @@ class StackedTrainer:
                 stopped |= self._end_epoch(member, lr, float(train_loss), metrics, probs, val_loss)
             if stopped:
                 self._pack()
+        self.seconds = time.perf_counter() - epoch_seconds
         logger.info("stacked engine: %d members of %s in %.1f s", len(self.members), self.members[0].spec.fusion,
-                    time.perf_counter() - epoch_seconds)
+                    self.seconds)
         return [self._selection(m) for m in self.members]
 
     def _end_epoch(self, member: _Member, lr: float, train_loss: float, metrics: dict[str, Any], probs: np.ndarray,
@@ -523,7 +524,8 @@ class StackedTrainer:
                                    self.device)
         return Selection(fold=spec.fold, seed=spec.seed, score=float(member.best_score), best_epoch=member.best_epoch,
                          epochs_run=member.epoch, validation=member.best_val, history=member.history,
-                         seconds=time.perf_counter() - member.start, predictor=predictor, refit=refit)
+                         seconds=self.seconds / len(self.members), predictor=predictor, refit=refit,
+                         engine=f"stacked ({len(self.members)} members)")
 
 
 def _padded(rows: np.ndarray, width: int) -> np.ndarray:

@@ -70,6 +70,8 @@ class FoldResult:
     """(n_test,) true class indices of the test rows."""
     predictor: Any = field(default=None, repr=False)
     """The tested model (a :class:`Predictor`), for the run's model files; not serialised here."""
+    engine: str = "sequential"
+    """How the member trained (see :attr:`Selection.engine`)."""
 
     def to_dict(self) -> dict[str, Any]:
         skip = ("predictions", "probabilities", "test_labels", "predictor")
@@ -349,6 +351,8 @@ class Selection:
     predictor: Predictor
     refit: Callable[[], Predictor] | None = None
     """Builds the model that is tested instead of ``predictor`` (``train.refit``)."""
+    engine: str = "sequential"
+    """How the member trained: ``sequential`` or ``stacked (N members)`` (``ser.fusion.engine``)."""
 
 
 class DivergenceError(UserError):
@@ -472,7 +476,7 @@ def test_member(selection: Selection, data: FusionData, rows: dict[str, np.ndarr
                       layer_weights=layer_weights, history=selection.history,
                       seconds=selection.seconds + time.perf_counter() - start, robustness=robustness,
                       candidate=dict(candidate or {}), probabilities=probs, test_labels=data.labels[rows["test"]],
-                      predictor=predictor)
+                      predictor=predictor, engine=selection.engine)
 
 
 def train_fold(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *, fusion: str,

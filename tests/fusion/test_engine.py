@@ -191,3 +191,5 @@ def test_fit_gives_the_same_metrics_with_either_engine(tmp_path: Path) -> None:
         assert [run_a[k] for k in ("fold", "seed", "best_epoch")] == [run_b[k] for k in ("fold", "seed", "best_epoch")]
         assert run_a["test"]["confusion"] == run_b["test"]["confusion"]
     assert a["test"]["ua"] == b["test"]["ua"]
+    assert {r["engine"] for r in a["runs"]} == {"sequential"}
+    assert {r["engine"] for r in b["runs"]} == {f"stacked ({len(b['runs'])} members)"}
