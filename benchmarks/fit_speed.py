@@ -4,9 +4,9 @@ machine's own matrix-product rate at fleser's shapes.
 Cache: 5531 utterances in 5 sessions x 2 speakers, 4 classes, 4.5 s each (IEMOCAP-sized); an audio
 store with pooled mean of 13 x 768 and a text store with pooled CLS of 13 x 768, every speaker with
 every class. The class signal is WEAK (class centres of norm about 1.7 (audio) and 1.1 (text) in
-768 dimensions of unit noise), so validation keeps moving and the epochs are realistic. Unless
-``--skip-memocmt``, the stores also get 768-d sequences (about 200 audio frames and 30 tokens per
-utterance, ~1.7 GB) for the memocmt timing.
+768 dimensions of unit noise), so validation keeps moving and the epochs are realistic. memocmt is
+timed on a smaller cache of the same kind with 768-d sequences (about 200 audio frames and 30
+tokens per utterance) and scaled to the corpus size.
 
 Printed, in one run (device cpu, ``--threads`` torch threads for everything):
 
@@ -20,7 +20,8 @@ Printed, in one run (device cpu, ``--threads`` torch threads for everything):
    epoch count (said so in the line); the achieved GFLOPS of each and the ratio achieved / limit;
 4. with dropout the engines draw different masks: mean ± std test UA of the 3-seed fit after
    ``--sequential-epochs`` epochs with each engine;
-5. memocmt on sequences: seconds per fold-epoch, stacked and sequential;
+5. memocmt on sequences: seconds per fold-epoch, stacked and sequential (``--memocmt-utterances``,
+   scaled to 5531);
 6. ``ser ablate examples/demo-grid.yaml`` on the packaged RAVDESS clips (extracted first, not timed):
    stacked bundles against one sequential job at a time;
 7. with a CUDA device (``--gpu``): stacked against sequential for 15 and 100 members, per epoch.
@@ -29,7 +30,8 @@ Last line: the wall seconds of the 5-fold x 1-seed stacked fleser run (DESIGN ta
 cores).
 
     python benchmarks/fit_speed.py [--threads 2] [--epochs 100] [--sequential-epochs 10]
-                                   [--memocmt-epochs 2] [--skip-memocmt] [--skip-grid] [--gpu]
+                                   [--memocmt-epochs 1] [--memocmt-utterances 500] [--skip-memocmt]
+                                   [--skip-grid] [--gpu]
 """
 
 from __future__ import annotations
@@ -66,12 +68,14 @@ GEMM_SHARE = {(WIDTH, HIDDEN): 0.39, (HIDDEN, HIDDEN): 0.42, (2 * HIDDEN, HIDDEN
 classifier (forward, weight and input gradients), the 512 -> 256 gate."""
 
 
-def build_cache(folder: Path, with_sequences: bool) -> tuple[Path, Path, Path]:
-    """Manifest + audio store (pooled ``mean``) + text store (pooled ``cls``); sequences only if asked."""
+def build_cache(folder: Path, with_sequences: bool, n: int = N) -> tuple[Path, Path, Path]:
+    """Manifest + audio store (pooled ``mean``) + text store (pooled ``cls``) of ``n`` utterances;
+    sequences only if asked."""
+    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     rows = []
-    labels = [(i // 10) % 4 for i in range(N)]  # every speaker gets every class (i % 10 picks the speaker)
-    for i in range(N):
+    labels = [(i // 10) % 4 for i in range(n)]  # every speaker gets every class (i % 10 picks the speaker)
+    for i in range(n):
         session = 1 + i % 5
         gender = "FM"[(i // 5) % 2]
         speaker = f"Ses0{session}{gender}"
@@ -194,14 +198,21 @@ def _seed_std(metrics: dict[str, Any]) -> str:
     return f"{100 * metrics['test_pooled']['ua']['std']:.2f}"
 
 
-def memocmt_runs(common: dict[str, Any], audio: Path, text: Path, args: argparse.Namespace) -> None:
+def memocmt_runs(folder: Path, args: argparse.Namespace) -> None:
+    """Section 5 on a cache of ``--memocmt-utterances`` utterances with sequences (the same layout),
+    scaled to the full corpus (said so)."""
+    n = args.memocmt_utterances
+    manifest, audio, text = build_cache(folder, with_sequences=True, n=n)
+    common = {"manifest": str(manifest), "protocol": "iemocap-loso", "out": str(folder / "runs"),
+              "audio": f"{audio}:seq=layer_12", "text": f"{text}:seq=layer_12"}
     for engine in ("stacked", "sequential"):
         train = TrainConfig.for_head("memocmt", epochs=args.memocmt_epochs, device="cpu", threads=args.threads,
                                      engine=engine)
-        seconds, _ = timed_fit(FitConfig(**{**common, "audio": f"{audio}:seq=layer_12", "text": f"{text}:seq=layer_12"},
-                                         fusion="memocmt", train=train))
-        print(f"memocmt on sequences, {engine}: 5 folds x {args.memocmt_epochs} epochs in {seconds:.1f} s = "
-              f"{seconds / (5 * args.memocmt_epochs):.1f} s per fold-epoch")
+        seconds, _ = timed_fit(FitConfig(fusion="memocmt", train=train, **common))
+        per = seconds / (5 * args.memocmt_epochs)
+        print(f"memocmt on sequences (~200 audio frames, ~30 tokens, 768-d), {engine}: 5 folds x "
+              f"{args.memocmt_epochs} epochs of {n} utterances in {seconds:.1f} s = {per:.1f} s per fold-epoch, "
+              f"scaled to {N} utterances {per * N / n:.0f} s")
 
 
 def demo_grid(folder: Path, args: argparse.Namespace) -> None:
@@ -252,8 +263,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100, help="Epochs of the stacked fleser runs (preset: 100).")
     parser.add_argument("--sequential-epochs", type=int, default=10,
                         help="Epochs the sequential loop is measured over (then scaled to --epochs).")
-    parser.add_argument("--memocmt-epochs", type=int, default=2, help="Epochs per fold of the memocmt runs.")
-    parser.add_argument("--skip-memocmt", action="store_true", help="No memocmt runs and no sequences written.")
+    parser.add_argument("--memocmt-epochs", type=int, default=1, help="Epochs per fold of the memocmt runs.")
+    parser.add_argument("--memocmt-utterances", type=int, default=500,
+                        help="Utterances of the sequence cache memocmt is timed on (scaled to 5531).")
+    parser.add_argument("--skip-memocmt", action="store_true", help="No memocmt runs.")
     parser.add_argument("--skip-grid", action="store_true", help="No demo-grid runs.")
     parser.add_argument("--gpu", action="store_true", help="Also the GPU comparison (needs CUDA).")
     args = parser.parse_args()
@@ -274,7 +287,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ser-fit-bench-") as tmp_name:
         tmp = Path(tmp_name)
         start = time.perf_counter()
-        manifest, audio, text = build_cache(tmp, with_sequences=not args.skip_memocmt)
+        manifest, audio, text = build_cache(tmp / "pooled", with_sequences=False)
         print(f"synthetic IEMOCAP-sized cache built in {time.perf_counter() - start:.0f} s")
         from ser.cache.reader import CacheReader
 
@@ -288,7 +301,7 @@ def main() -> None:
                   "text": f"{text}:stat=cls"}
         stacked_5 = fleser_runs(common, args, flops, limit)
         if not args.skip_memocmt:
-            memocmt_runs({k: v for k, v in common.items() if k not in ("audio", "text")}, audio, text, args)
+            memocmt_runs(tmp / "sequences", args)
         if not args.skip_grid:
             demo_grid(tmp, args)
         if args.gpu and torch.cuda.is_available():

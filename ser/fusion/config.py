@@ -35,7 +35,7 @@ SPECAUGMENT_OPTIONS = ("time_width", "freq_width", "p_time", "p_freq", "n_time_m
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "step", "plateau", "cosine")
 SELECT_METRICS = ("ua", "wa", "macro_f1", "weighted_f1")
-ENGINES = ("stacked", "sequential")
+ENGINES = ("auto", "stacked", "sequential")
 
 
 @dataclass(kw_only=True)
@@ -88,11 +88,12 @@ class TrainConfig:
     """CPU threads for torch (0 = torch's default). One thread is fastest for the small heads: their
     matrices are too small for intra-op parallelism to pay, and ablation grids run several fits
     side by side."""
-    engine: str = "stacked"
+    engine: str = "auto"
     """stacked: the members of a fit (folds x seeds x search candidates) whose models share shapes
     train as one model with a leading member axis (``ser.fusion.engine``); sequential: one member
-    after the other (the reference loop). With dropout 0 both give the same numbers; with dropout
-    the masks differ (the engine is part of the run's hash)."""
+    after the other (the reference loop); auto: stacked where it was measured to pay (heads on
+    pooled vectors; on CUDA every stackable head), else sequential. With dropout 0 both give the same
+    numbers; with dropout the masks differ (the engine is part of the run's hash)."""
 
     specaugment: bool = False
     """SpecAugment on every SEQUENCE input during training (log-mel frames, SSL frames, token

@@ -99,6 +99,11 @@ def unstackable_reason(spec: MemberSpec) -> str | None:
         return SEQUENTIAL_ONLY[spec.fusion]
     if spec.fusion == "fleser" and spec.head_options.get("fuzzy") == "batch":
         return "head.fuzzy=batch makes a prediction depend on its batch (and reads a number back every step)"
+    sequences = any(d.pooled is None for d in spec.data.modalities.values())
+    if spec.cfg.engine == "auto" and sequences and resolve_device(spec.cfg.device).type == "cpu":
+        return ("train.engine=auto on CPU: a head on sequences already multiplies B x T rows per product, and "
+                "stacking pads every member to the longest sequence and gives up the fused attention kernel "
+                "(memocmt measured 1.4x slower stacked); train.engine=stacked forces it")
     return None
 
 
@@ -117,11 +122,13 @@ def select_members(specs: Sequence[MemberSpec]) -> list[Selection]:
     that can stack; results in the order of ``specs``."""
     out: list[Selection | None] = [None] * len(specs)
     groups: dict[tuple[Any, ...], list[int]] = {}
+    told: set[str] = set()
     for i, spec in enumerate(specs):
         reason = unstackable_reason(spec)
         if reason is not None:
-            if HEADS[spec.fusion].engine == "torch" and spec.cfg.engine != "sequential":
-                logger.info("fold %s seed %d: sequential loop (%s)", spec.fold, spec.seed, reason)
+            if HEADS[spec.fusion].engine == "torch" and spec.cfg.engine != "sequential" and reason not in told:
+                told.add(reason)
+                logger.info("%s trains one member at a time: %s", spec.fusion, reason)
             out[i] = select_member(spec.data, spec.fold, spec.rows, fusion=spec.fusion,
                                    head_options=spec.head_options, cfg=spec.cfg, seed=spec.seed)
             continue
@@ -132,18 +139,36 @@ def select_members(specs: Sequence[MemberSpec]) -> list[Selection]:
     return [s for s in out if s is not None]
 
 
+_LINEAR = nn.functional.linear
+
+
+def _flat_linear(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear`` on ``(..., D)`` inputs as one ``(N, D)`` product (N = all leading positions).
+
+    Under ``vmap`` with a weight per member, ``F.linear`` on a ``(B, T, D)`` input is batched as one
+    small product per time position with the weight copied ``T`` times (and its gradient summed back):
+    tens of times the memory traffic of the ``(M, B * T, D) @ (M, D, H)`` product this gives. On 2-D
+    inputs it is ``F.linear`` itself.
+    """
+    if input.dim() <= 2:
+        return _LINEAR(input, weight, bias)
+    return _LINEAR(input.reshape(-1, input.shape[-1]), weight, bias).reshape(*input.shape[:-1], weight.shape[0])
+
+
 @contextmanager
 def batchable_kernels() -> Iterator[None]:
-    """Attention through plain operations that ``vmap`` batches: the math kernel of
-    ``scaled_dot_product_attention`` and no fused fast path of ``nn.MultiheadAttention`` /
-    ``nn.TransformerEncoderLayer`` (those kernels have no batching rule, so vmap would run them once
-    per member)."""
+    """Kernels ``vmap`` batches well: the math kernel of ``scaled_dot_product_attention``, no fused
+    fast path of ``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer`` (those kernels have no
+    batching rule, so vmap would run them once per member), and :func:`_flat_linear` for every
+    ``F.linear`` call (restored on exit)."""
     fast = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
+    nn.functional.linear = _flat_linear  # nn.Linear, MultiheadAttention and the heads look it up per call
     try:
         with sdpa_kernel(SDPBackend.MATH):
             yield
     finally:
+        nn.functional.linear = _LINEAR
         torch.backends.mha.set_fastpath_enabled(fast)
 
 

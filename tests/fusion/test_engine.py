@@ -69,7 +69,7 @@ def test_the_folds_are_unequal_and_not_whole_batches() -> None:
 def test_stacked_members_equal_sequential_members_without_dropout(name: str) -> None:
     """Each head's paper preset (its lr, optimiser, schedule) for 3 epochs of batch 16, 3 folds of
     unequal sizes x 2 seeds: the same epochs, lrs, losses, validation confusions and test logits."""
-    cfg = TrainConfig.for_head(name, epochs=3, batch_size=16, device="cpu", patience=0)
+    cfg = TrainConfig.for_head(name, epochs=3, batch_size=16, device="cpu", patience=0, engine="stacked")
     specs = members(name, head_data(name), cfg)
     assert unstackable_reason(specs[0]) is None
     assert_same_members(specs, *both_engines(specs))
@@ -145,6 +145,20 @@ def test_heads_that_cannot_stack_train_sequentially_with_the_reason(name: str, o
     spec = members(name, head_data(name, rows=40), TrainConfig(epochs=1, device="cpu"), seeds=(0,),
                    options={**no_dropout(name), **options})[0]
     assert reason in (unstackable_reason(spec) or "")
+
+
+def test_auto_stacks_pooled_heads_and_leaves_sequence_heads_to_the_sequential_loop_on_cpu(
+        caplog: pytest.LogCaptureFixture) -> None:
+    auto = TrainConfig(epochs=1, batch_size=16, device="cpu", engine="auto")
+    pooled = members("mlp", head_data("mlp"), auto)[0]
+    sequences = members("memocmt", head_data("memocmt"), auto)
+    assert unstackable_reason(pooled) is None
+    assert "on CPU" in (unstackable_reason(sequences[0]) or "")
+    assert unstackable_reason(replace(sequences[0], cfg=replace(auto, engine="stacked"))) is None
+    with caplog.at_level(logging.INFO, logger="ser.fusion.engine"):
+        selections = select_members(sequences)
+    assert caplog.text.count("memocmt trains one member at a time") == 1  # once, not once per member
+    assert {s.engine for s in selections} == {"sequential"}
 
 
 def test_with_dropout_each_member_draws_its_own_masks_and_the_stack_is_reproducible() -> None:
