@@ -26,8 +26,7 @@ Printed, in one run (device cpu, ``--threads`` torch threads for everything):
    stacked bundles against one sequential job at a time;
 7. with a CUDA device (``--gpu``): stacked against sequential for 15 and 100 members, per epoch.
 
-Last line: the wall seconds of the 5-fold x 1-seed stacked fleser run (DESIGN target 90 s on 2 CPU
-cores).
+Last line: the wall seconds of the 5-fold x 1-seed stacked fleser run (target 90 s on 2 CPU cores).
 
     python benchmarks/fit_speed.py [--threads 2] [--epochs 100] [--sequential-epochs 10]
                                    [--memocmt-epochs 1] [--memocmt-utterances 500] [--skip-memocmt]
@@ -137,6 +136,27 @@ def step_flops(audio_text: tuple[np.ndarray, np.ndarray]) -> float:
     with counter:
         torch.nn.functional.cross_entropy(head(inputs), labels).backward()
     return float(counter.get_total_flops())
+
+
+def optimizer_floor(members: int, seconds: float = 1.0) -> tuple[float, float]:
+    """Milliseconds per member of one fused AdamW step over ``members`` stacked copies of fleser's
+    parameters, and the bytes it moves per member (read parameter, gradient and both moments, write
+    parameter and moments): the memory-bound part of a step that no matrix product can hide."""
+    from ser.fusion.heads import head_module
+
+    head = head_module("fleser").build({"text": WIDTH, "audio": WIDTH}, len(CLASSES))
+    params = [torch.zeros(members, *p.shape, requires_grad=True) for p in head.parameters()]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    optimizer = torch.optim.AdamW(params, lr=1e-4, fused=True)
+    for _ in range(3):
+        optimizer.step()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        optimizer.step()
+        count += 1
+    elapsed = (time.perf_counter() - start) / count / members
+    return 1e3 * elapsed, 7 * 4 * sum(p.numel() for p in head.parameters())
 
 
 # ------------------------------------------------------------------------------------- the fits
@@ -297,6 +317,10 @@ def main() -> None:
         flops = step_flops(sample)
         print(f"one fleser training step (batch {BATCH}, forward + backward): {flops / 1e6:.0f} MFLOP per member "
               f"(FlopCounterMode); at the limit {flops / limit / 1e6:.2f} ms per member-step")
+        for members in (1, 5, 15):
+            ms, moved = optimizer_floor(members)
+            print(f"fused AdamW step, {members} member(s): {ms:.2f} ms per member ({moved / 1e6:.0f} MB moved per "
+                  f"member: {moved / ms / 1e6:.1f} GB/s)")
         common = {"manifest": str(manifest), "protocol": "iemocap-loso", "out": str(tmp / "runs"), "audio": str(audio),
                   "text": f"{text}:stat=cls"}
         stacked_5 = fleser_runs(common, args, flops, limit)
