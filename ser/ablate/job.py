@@ -34,25 +34,11 @@ Outcome = Literal["ran", "done", "busy"]
 
 def run_job(record: dict[str, Any]) -> Outcome:
     """Run one fit-config record unless it is finished or locked; the run directory is the one
-    ``ser fit`` would use for the same config."""
-    from ser.fusion.run import run_fit
-
-    config = config_from_dict(record)
-    run_dir = Path(config.out) / config.slug()
-    lock = RunLock(run_dir)
-    try:
-        lock.acquire()
-    except RunBusyError as busy:
-        logger.info("%s", busy)
-        return "busy"
-    try:
-        if is_done(run_dir):
-            return "done"
-        record_attempt(run_dir, f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}")
-        run_fit(config)
-        return "ran"
-    finally:
-        lock.release()
+    ``ser fit`` would use for the same config. A user error (bad input) is raised."""
+    outcome, error = run_bundle([record])[0]
+    if outcome == "error":
+        raise UserError(error)
+    return outcome
 
 
 STACKED_TRAIN_KEYS = ("lr", "weight_decay", "momentum", "epochs", "patience", "schedule", "step_size", "gamma",
