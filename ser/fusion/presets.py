@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 from ser.errors import UserError
+from ser.fusion.heads import HEADS
 
 _ADAM_STEP = {"optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "schedule": "step", "step_size": 30,
               "gamma": 0.1, "patience": 0}
@@ -84,8 +85,6 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
 def train_preset(fusion: str) -> dict[str, Any]:
     """A copy of the paper's ``train.*`` values for head ``fusion`` (a :class:`UserError` names the
     heads for an unknown name)."""
-    from ser.fusion.heads import HEADS
-
     if fusion not in HEADS:
         raise UserError(f"unknown fusion head {fusion!r}; choose one of {', '.join(HEADS)}")
     return dict(TRAIN_PRESETS.get(fusion, {}))

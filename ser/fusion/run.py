@@ -44,8 +44,6 @@ from ser.fusion.config import (
     FitConfig,
     TrainConfig,
     apply_overrides,
-    coerce_fields,
-    coerce_like,
     config_from_dict,
     search_candidates,
 )
@@ -63,6 +61,7 @@ from ser.manifests.corpora import DEFAULT_LABEL_SETS
 from ser.manifests.labels import LabelSet, load_label_set
 from ser.manifests.protocols import Fold, FoldSet, ValidationRule, make_folds
 from ser.manifests.schema import Manifest, Utterance, read_manifest
+from ser.options import coerce_fields, coerce_like
 
 logger = logging.getLogger(__name__)
 

@@ -40,6 +40,7 @@ from types import ModuleType
 from typing import Any
 
 from ser.errors import UserError
+from ser.options import coerce_fields
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,6 @@ def resolve_head_config(name: str, overrides: dict[str, Any]) -> tuple[dict[str,
     (what ``build`` gets) and every field of the resulting config (what ``config.yaml`` records).
     Unknown or invalid options are a :class:`UserError` naming the accepted fields.
     """
-    from ser.fusion.config import coerce_fields
-
     module = head_module(name)
     options = coerce_fields(module.CONFIG, dict(overrides), "head")
     try:
