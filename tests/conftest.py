@@ -10,6 +10,17 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+REAL_DATA_FIXTURES = frozenset({"ravdess_root", "ravdess_egemaps", "meld_root"})
+"""Fixtures that read ``../shared/data``: a test using one is marked ``integration``."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
 def shared_data_dir() -> Path:
     """``$SER_SHARED_DATA`` or ``../shared/data`` next to the repository."""
     return Path(os.environ.get("SER_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

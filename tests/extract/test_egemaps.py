@@ -17,7 +17,6 @@ from ser.extract.registry import build_extractor
 opensmile = pytest.importorskip("opensmile")
 
 SR = 16000
-RAVDESS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ravdess16k"
 
 
 def voice_like(seconds: float, amplitude: float = 0.3, seed: int = 0) -> np.ndarray:
@@ -144,12 +143,10 @@ def test_build_options() -> None:
         build("v02").extract([Item(id="x", audio=voice_like(0.5))], ["logmel"])
 
 
-def test_real_ravdess_clip(extractor: EgemapsExtractor) -> None:
-    if not RAVDESS.is_dir():
-        pytest.skip(f"real RAVDESS data not found at {RAVDESS}")
-    clips = sorted(RAVDESS.glob("Actor_*/*.flac")) + sorted(RAVDESS.glob("Actor_*/*.wav"))
+def test_real_ravdess_clip(extractor: EgemapsExtractor, ravdess_root: Path) -> None:
+    clips = sorted(ravdess_root.glob("Actor_*/*.flac")) + sorted(ravdess_root.glob("Actor_*/*.wav"))
     if not clips:
-        pytest.skip(f"no audio files under {RAVDESS}")
+        pytest.skip(f"no audio files under {ravdess_root}")
     audio = load_audio(clips[0], sample_rate=SR)
     features = one(extractor, audio)
     assert np.isfinite(features.pooled["functionals"]).all()

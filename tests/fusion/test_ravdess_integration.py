@@ -54,6 +54,7 @@ def svm_anchor(manifest_path: Path, store: Path) -> list[float]:
 SEEDS = [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_audio_mlp_beats_the_svm_anchor_under_leave_one_speaker_out(ravdess_egemaps: tuple[Path, Path],
                                                                      tmp_path: Path) -> None:
     manifest, store = ravdess_egemaps

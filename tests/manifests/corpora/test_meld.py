@@ -14,8 +14,6 @@ from ser.manifests.corpora.meld import scan
 from ser.manifests.schema import ManifestError, read_manifest
 from tests.fakes.meld import HEADER, make_meld_tree, write_meld_csv
 
-REAL_MELD = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "meld"
-
 ALL_IDS = ["train_dia0_utt0", "train_dia0_utt1", "train_dia1_utt0", "train_dia1_utt1",
            "validation_dia0_utt0", "validation_dia0_utt1", "test_dia0_utt0", "test_dia0_utt1"]
 
@@ -194,10 +192,8 @@ def test_build_manifest_from_fake_tree(tmp_path: Path) -> None:
     assert by_id["train_dia1_utt0"].duration is None
 
 
-def test_real_meld_csvs(tmp_path: Path) -> None:
-    if not REAL_MELD.is_dir():
-        pytest.skip(f"real MELD annotations not available at {REAL_MELD}")
-    for csv_file in sorted(REAL_MELD.glob("*.csv")):
+def test_real_meld_csvs(tmp_path: Path, meld_root: Path) -> None:
+    for csv_file in sorted(meld_root.glob("*.csv")):
         shutil.copy(csv_file, tmp_path / csv_file.name)
     result = scan(tmp_path)
     splits = Counter(u.split for u in result.utterances)
