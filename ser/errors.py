@@ -9,6 +9,17 @@ class UserError(Exception):
     """Bad input (a file, a row, an option) rather than a bug in ser."""
 
 
+class UnknownNameError(UserError, LookupError):
+    """A name that no registry holds (head, loss, extractor family, corpus, executor); the message names
+    the choices. A ``LookupError`` too, so a caller that probes a registry can catch it as one."""
+
+
+def unknown_name(what: str, name: object, choices: object) -> UnknownNameError:
+    """The one message for an unknown name: ``unknown <what> '<name>'; choose one of a, b, c``."""
+    listed = ", ".join(str(choice) for choice in choices)  # type: ignore[attr-defined]
+    return UnknownNameError(f"unknown {what} {name!r}; choose one of {listed}")
+
+
 WRITE_ERRNOS = {28: "no space left on the device", 122: "disk quota exceeded", 13: "permission denied",
                 1: "operation not permitted", 30: "read-only file system", 5: "input/output error"}
 """errno -> plain words, for the write failures a user can fix (ENOSPC, EDQUOT, EACCES, EPERM, EROFS, EIO)."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from ser.ablate.grid import Job
 from ser.ablate.state import is_done
-from ser.errors import UserError
+from ser.errors import UserError, unknown_name
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def submit_grid(jobs: list[Job], *, executor: str, folder: Path, parameters: dic
                 ) -> ClusterOutcome:
     """Submit the unfinished jobs as one array (``jobs_per_task`` jobs per task) and optionally wait."""
     if executor not in EXECUTORS:
-        raise UserError(f"unknown executor {executor!r}; choose local, {', '.join(EXECUTORS)}")
+        raise unknown_name("executor", executor, ("local", *EXECUTORS))
     try:
         import submitit
     except ImportError as err:

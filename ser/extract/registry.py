@@ -11,6 +11,8 @@ import importlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ser.errors import unknown_name
+
 if TYPE_CHECKING:
     from ser.extract.base import Extractor
 
@@ -111,7 +113,7 @@ def build_extractor(family: str, preset: str | None = None, **kwargs: Any) -> Ex
     from ser.extract.base import ExtractorError
 
     if family not in FAMILIES:
-        raise ExtractorError(f"unknown extractor {family!r}; choose one of {', '.join(FAMILIES)}")
+        raise unknown_name("extractor", family, FAMILIES)
     preset = preset or default_preset(family)
     if preset not in PRESETS[family]:
         raise ExtractorError(f"{family} has no preset {preset!r}; presets: {', '.join(PRESETS[family])}")

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from ser.errors import unknown_name
+
 LOSSES: tuple[str, ...] = (
     "ce",
     "focal",
@@ -426,10 +428,11 @@ def build_loss(
             (None: CE + X; a float λ: λ·CE + (1 − λ)·X).
 
     Raises:
-        KeyError: unknown name. TypeError: unknown option. ValueError: missing ``feat_dim``.
+        UnknownNameError: unknown name (a ``UserError`` and ``LookupError``).
+        TypeError: unknown option. ValueError: missing ``feat_dim``.
     """
     if name not in _OPTIONS:
-        raise KeyError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+        raise unknown_name("loss", name, LOSSES)
     accepted = _OPTIONS[name]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
@@ -465,5 +468,5 @@ def build_loss(
 def loss_options(name: str) -> dict[str, object]:
     """The options ``name`` accepts, with their defaults (a copy)."""
     if name not in _OPTIONS:
-        raise KeyError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+        raise unknown_name("loss", name, LOSSES)
     return dict(_OPTIONS[name])

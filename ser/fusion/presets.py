@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ser.errors import UserError
+from ser.errors import unknown_name
 from ser.fusion.heads import HEADS
 
 _ADAM_STEP = {"optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "schedule": "step", "step_size": 30,
@@ -86,5 +86,5 @@ def train_preset(fusion: str) -> dict[str, Any]:
     """A copy of the paper's ``train.*`` values for head ``fusion`` (a :class:`UserError` names the
     heads for an unknown name)."""
     if fusion not in HEADS:
-        raise UserError(f"unknown fusion head {fusion!r}; choose one of {', '.join(HEADS)}")
+        raise unknown_name("fusion head", fusion, HEADS)
     return dict(TRAIN_PRESETS.get(fusion, {}))

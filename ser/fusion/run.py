@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ser.cache.adaptation import AdaptationError, AdaptationRecord, check_fold
-from ser.errors import UserError, write_failure
+from ser.errors import UnknownNameError, UserError, write_failure
 from ser.fusion.config import (
     FOLD_PLACEHOLDER,
     FitConfig,
@@ -172,8 +172,8 @@ def _prepare(cfg: FitConfig) -> _Plan:
                         "head.specaugment=false to use train.specaugment instead, or keep only the head's")
     try:
         accepted = loss_options(cfg.train.loss)
-    except KeyError as err:
-        raise UserError(f"train.loss: {err.args[0]}") from None
+    except UnknownNameError as err:
+        raise UnknownNameError(f"train.loss: {err}") from None
     unknown = sorted(set(cfg.train.loss_options) - set(accepted))
     if unknown:
         raise UserError(f"train.loss_options {unknown} are not options of loss {cfg.train.loss!r}; it takes "

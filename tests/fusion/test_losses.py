@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from ser.errors import UnknownNameError
 from ser.fusion.losses import (
     LOSSES,
     CenterLoss,
@@ -358,7 +359,7 @@ def test_arcface_alone_predicts_from_margin_cosines() -> None:
 
 
 def test_build_loss_errors() -> None:
-    with pytest.raises(KeyError, match="unknown loss 'triplet'"):
+    with pytest.raises(UnknownNameError, match="unknown loss 'triplet'"):
         build_loss("triplet", 3, 4, None)
     with pytest.raises(TypeError, match="gamma"):
         build_loss("ce", 3, 4, None, gamma=2.0)

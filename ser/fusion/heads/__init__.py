@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import Any
 
-from ser.errors import UserError
+from ser.errors import UserError, unknown_name
 from ser.options import coerce_fields
 
 
@@ -94,7 +94,7 @@ HEADS: dict[str, HeadInfo] = {
 def head_module(name: str) -> ModuleType:
     """Import a head's module (a :class:`UserError` names the choices for unknown names)."""
     if name not in HEADS:
-        raise UserError(f"unknown fusion head {name!r}; choose one of {', '.join(HEADS)}")
+        raise unknown_name("fusion head", name, HEADS)
     return importlib.import_module(HEADS[name].target)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
+from ser.errors import unknown_name
 from ser.manifests.corpora.base import CorpusScan
 
 ADAPTERS: dict[str, str] = {
@@ -61,6 +62,6 @@ def get_adapter(corpus: str) -> Callable[..., CorpusScan]:
     try:
         target = ADAPTERS[corpus]
     except KeyError:
-        raise KeyError(f"unknown corpus {corpus!r}; choose one of {', '.join(ADAPTERS)}") from None
+        raise unknown_name("corpus", corpus, ADAPTERS) from None
     module_name, _, attr = target.partition(":")
     return getattr(importlib.import_module(module_name), attr)
