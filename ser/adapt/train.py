@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import os
-import random
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -37,13 +36,14 @@ from ser.adapt.model import (
 )
 from ser.cache.adaptation import PROVENANCE_NAME
 from ser.cache.provenance import environment, utc_now
+from ser.devices import resolve_device
 from ser.errors import UserError
 from ser.extract.base import require
-from ser.extract.devices import resolve_device
 from ser.extract.hf import load_pretrained
 from ser.manifests.labels import LabelSet, choose_label_set
 from ser.manifests.protocols import Fold, FoldSet, ValidationRule, make_folds
 from ser.manifests.schema import Manifest, file_sha256, read_manifest
+from ser.seeding import seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -86,11 +86,6 @@ def _clips(manifest: Manifest, folds: FoldSet, label_set: LabelSet, ids: tuple[s
     return clips
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def _balanced_accuracy(true: np.ndarray, pred: np.ndarray) -> float:
@@ -200,7 +195,7 @@ def adapt_fold(cfg: FinetuneConfig, fold_name: str, out: Path) -> FoldAdaptation
         raise UserError(f"{checkpoint} holds an adaptation with other settings; choose another --out or delete it")
     if not fold.validation:
         raise UserError(f"fold {fold.name}: empty validation set; raise --val-fraction or use --val-by utterance")
-    _seed_everything(cfg.seed)
+    seed_everything(cfg.seed, deterministic=True)
     transformers = require("transformers", "ssl")
     device = torch.device(resolve_device(cfg.device))
     upstream = load_pretrained(transformers.AutoModel, cfg.model)

@@ -75,9 +75,9 @@ def extract(
     """
     with user_errors():
         from ser.cache.format import check_compression
+        from ser.devices import resolve_device
         from ser.errors import UserError
         from ser.extract.augment import load_policy, parse_corruption
-        from ser.extract.devices import resolve_device
         from ser.extract.registry import build_extractor
         from ser.extract.runner import (
             ExtractionInterrupted,

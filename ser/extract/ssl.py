@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ser.cache.adaptation import PROVENANCE_NAME, AdaptationError, read_provenance, record_from_provenance
+from ser.devices import resolve_device
 from ser.extract.audio import pad_to_minimum, split_chunks
 from ser.extract.base import (
     ChunkStats,
@@ -39,7 +40,6 @@ from ser.extract.base import (
     require,
     stitch_chunks,
 )
-from ser.extract.devices import resolve_device
 from ser.extract.hf import load_pretrained, local_weights_sha256, resolved_revision
 from ser.extract.options import coerce_options
 from ser.extract.pooling import chunk_stats

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ser.devices import resolve_device
 from ser.extract.base import (
     ExtractorError,
     ExtractorSpec,
@@ -33,7 +34,6 @@ from ser.extract.base import (
     layer_names,
     require,
 )
-from ser.extract.devices import resolve_device
 from ser.extract.hf import load_pretrained, local_weights_sha256, resolved_revision
 from ser.extract.options import coerce_options
 from ser.extract.registry import PRESETS

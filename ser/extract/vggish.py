@@ -40,9 +40,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ser.devices import resolve_device
 from ser.extract.audio import pad_to_minimum
 from ser.extract.base import ExtractorError, ExtractorSpec, Features, Item, ItemRejected, require
-from ser.extract.devices import resolve_device
 from ser.extract.options import coerce_options
 
 logger = logging.getLogger(__name__)

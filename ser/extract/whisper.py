@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ser.devices import resolve_device
 from ser.extract.audio import split_chunks
 from ser.extract.base import (
     ChunkStats,
@@ -30,7 +31,6 @@ from ser.extract.base import (
     require,
     stitch_chunks,
 )
-from ser.extract.devices import resolve_device
 from ser.extract.hf import load_pretrained, local_weights_sha256, resolved_revision
 from ser.extract.options import coerce_options
 from ser.extract.pooling import chunk_stats

@@ -56,12 +56,13 @@ from ser.fusion.metrics import aggregate, compute_metrics, metrics_from_confusio
 from ser.fusion.model_files import FINAL, MODELS_DIR, input_record, member_name, member_record, save_member, write_index
 from ser.fusion.plots import plot_confusion
 from ser.fusion.presets import train_preset
-from ser.fusion.train import FoldResult, Selection, check_head, deterministic_cuda_setup, test_member
+from ser.fusion.train import FoldResult, Selection, check_head, test_member
 from ser.manifests.corpora import DEFAULT_LABEL_SETS
 from ser.manifests.labels import LabelSet, load_label_set
 from ser.manifests.protocols import Fold, FoldSet, ValidationRule, make_folds
 from ser.manifests.schema import Manifest, Utterance, read_manifest
 from ser.options import coerce_fields, coerce_like
+from ser.seeding import deterministic_cuda_setup
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,6 @@ import copy
 import functools
 import logging
 import math
-import os
-import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ser import devices
 from ser.errors import UserError
 from ser.fusion.augment import SpecAugment
 from ser.fusion.blocks import LayerWeights
@@ -42,6 +41,7 @@ from ser.fusion.data import FusionData, Standardizer, iterate_batches
 from ser.fusion.heads import HEADS, head_module
 from ser.fusion.losses import build_loss
 from ser.fusion.metrics import compute_metrics
+from ser.seeding import seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -104,45 +104,8 @@ class FusionModel(nn.Module):
 
 
 def resolve_device(choice: str) -> torch.device:
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
-
-
-CUBLAS_WORKSPACE = ":4096:8"
-"""cuBLAS workspace setting that makes its GEMMs deterministic (NVIDIA's cuBLAS docs, "Results
-reproducibility"); torch's deterministic mode needs it (or ``:16:8``) on CUDA >= 10.2."""
-
-
-def deterministic_cuda_setup(deterministic: bool) -> None:
-    """What same-seed-same-numbers needs on CUDA beyond ``torch.use_deterministic_algorithms``.
-
-    Sets ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless the user set it (cuBLAS reads it when its handle
-    is created, i.e. at the first CUDA matrix product of the process, so this runs at the start of
-    ``run_fit``, before anything touches CUDA) and turns cuDNN autotuning off (its algorithm choice
-    varies between runs). A no-op on CPU-only machines; harmless when repeated.
-    """
-    if not deterministic:
-        return
-    if "CUBLAS_WORKSPACE_CONFIG" not in os.environ:
-        if torch.cuda.is_initialized():
-            logger.warning("CUDA was initialised before the fit set CUBLAS_WORKSPACE_CONFIG=%s; GPU results may "
-                           "not be reproducible (export it before starting Python)", CUBLAS_WORKSPACE)
-        os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-
-
-def seed_everything(seed: int, deterministic: bool) -> torch.Generator:
-    """Seed every RNG; return the generator that shuffles batches."""
-    deterministic_cuda_setup(deterministic)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    return generator
+    """``train.device`` as a torch device, checked by :func:`ser.devices.resolve_device`."""
+    return torch.device(devices.resolve_device(choice))
 
 
 def _optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from ser.devices import resolve_device
 from ser.errors import UserError
 from ser.extract.audio import DEFAULT_MAX_SECONDS, AudioError, load_audio, prepare_signal
 from ser.extract.base import Extractor, Features, Item, ItemRejected
-from ser.extract.devices import resolve_device
 from ser.fusion.data import FusionData, ModalityData, View
 from ser.fusion.model_files import FINAL, MODELS_DIR, ModelFileError, as_float32, load_member, read_index
 from ser.predict.extractors import rebuild_extractor

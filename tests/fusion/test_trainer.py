@@ -15,6 +15,7 @@ import yaml
 
 import ser.fusion.run as run_module
 import ser.fusion.train as train_module
+import ser.seeding as seeding
 from ser.cache.format import StoreLayout
 from ser.cache.writer import CacheWriter
 from ser.fusion.config import TrainConfig
@@ -273,10 +274,10 @@ def test_deterministic_setup_for_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
-    train_module.deterministic_cuda_setup(True)
+    seeding.deterministic_cuda_setup(True)
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     assert torch.backends.cudnn.benchmark is False and torch.backends.cudnn.deterministic is True
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # a user's own choice is kept
-    train_module.deterministic_cuda_setup(True)
+    seeding.deterministic_cuda_setup(True)
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
 

@@ -1,4 +1,5 @@
-"""``--device`` choices checked once, with a clear message, before any model is built.
+"""Device choices (``--device``, ``train.device``) checked once, with a clear message, before any model
+is built: one resolver for extraction, adaptation, fitting and inference.
 
 Accepted: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``, ``cuda:N`` and ``mps``.
 Under ``torchrun`` (``LOCAL_RANK`` set) ``auto`` and a bare ``cuda`` both mean ``cuda:LOCAL_RANK``,
@@ -10,7 +11,11 @@ from __future__ import annotations
 import os
 import re
 
-from ser.extract.base import ExtractorError
+from ser.errors import UserError
+
+
+class DeviceError(UserError):
+    """An unknown device name, or a device this machine does not have."""
 
 CHOICES = "auto, cpu, cuda, cuda:N or mps"
 _PATTERN = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
@@ -19,7 +24,7 @@ _PATTERN = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
 def resolve_device(choice: str) -> str:
     """The torch device name for ``choice`` (see the module docstring).
 
-    Raises :class:`ExtractorError` for an unknown name, CUDA or MPS asked for where it is not
+    Raises :class:`DeviceError` for an unknown name, CUDA or MPS asked for where it is not
     available, and ``cuda:N`` beyond the visible GPUs.
     """
     import torch
@@ -27,7 +32,7 @@ def resolve_device(choice: str) -> str:
     text = str(choice).strip().lower()
     match = _PATTERN.match(text)
     if match is None or (match.group(2) is not None and match.group(1) not in ("cuda",)):
-        raise ExtractorError(f"--device {choice}: unknown device; use {CHOICES}")
+        raise DeviceError(f"--device {choice}: unknown device; use {CHOICES}")
     kind, index = match.group(1), match.group(2)
     local_rank = os.environ.get("LOCAL_RANK")
     if kind == "auto":
@@ -39,10 +44,10 @@ def resolve_device(choice: str) -> str:
     if kind == "mps":
         backend = getattr(torch.backends, "mps", None)
         if backend is None or not backend.is_available():
-            raise ExtractorError(f"--device {choice}: MPS (Apple GPU) is not available here; use --device cpu")
+            raise DeviceError(f"--device {choice}: MPS (Apple GPU) is not available here; use --device cpu")
         return "mps"
     if not torch.cuda.is_available():
-        raise ExtractorError(f"--device {choice}: CUDA is not available here (no GPU, or a CPU-only torch "
+        raise DeviceError(f"--device {choice}: CUDA is not available here (no GPU, or a CPU-only torch "
                              f"{torch.__version__}); use --device cpu or auto")
     if index is None:
         return _checked_cuda(int(local_rank), choice) if local_rank is not None else "cuda"
@@ -54,6 +59,6 @@ def _checked_cuda(index: int, choice: str) -> str:
 
     count = torch.cuda.device_count()
     if index >= count:
-        raise ExtractorError(f"--device {choice}: GPU {index} does not exist ({count} visible: cuda:0 ... "
+        raise DeviceError(f"--device {choice}: GPU {index} does not exist ({count} visible: cuda:0 ... "
                              f"cuda:{count - 1}; check CUDA_VISIBLE_DEVICES and torchrun's --nproc_per_node)")
     return f"cuda:{index}"

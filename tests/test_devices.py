@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ser.devices import resolve_device
 from ser.errors import UserError
-from ser.extract.devices import resolve_device
 
 
 @pytest.fixture
