@@ -17,8 +17,11 @@ REAL_DATA_FIXTURES = frozenset({"ravdess_root", "ravdess_egemaps", "meld_root"})
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if REAL_DATA_FIXTURES & fixtures:
             item.add_marker(pytest.mark.integration)
+        if "ravdess_egemaps" in fixtures:  # extracts eGeMAPS of all 1200 clips once per session (~30 s)
+            item.add_marker(pytest.mark.slow)
 
 
 def shared_data_dir() -> Path:

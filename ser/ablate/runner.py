@@ -173,19 +173,21 @@ def _write_spec(job: Job) -> Path:
 
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (e.g. from a batch system) stops the grid like Ctrl-C does."""
+    """SIGTERM (e.g. from a batch system) stops the grid like Ctrl-C does; Ctrl-C (SIGINT) stops it
+    even when the runner was started with SIGINT ignored (a shell's background job)."""
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _stop_workers(slots: list[_Slot], grace: float = 10.0) -> None:

@@ -37,6 +37,7 @@ def demo_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_example_grid_runs_and_reports_on_the_demo_data(demo_workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(demo_workdir)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -50,6 +50,7 @@ def test_every_job_runs_once_and_a_rerun_skips_them(corpus: dict[str, Path]) -> 
     assert all(len(attempts(job.run_dir)) == 1 for job in jobs)
 
 
+@pytest.mark.slow
 def test_cells_of_one_stack_group_train_as_one_stacked_fit(corpus: dict[str, Path]) -> None:
     """Two learning rates x two seeds (one stack group): one worker trains the four runs as one stack;
     without dropout every run equals the run trained alone (--no-stack), and each run is still its
@@ -75,6 +76,7 @@ def test_cells_of_one_stack_group_train_as_one_stacked_fit(corpus: dict[str, Pat
         assert [r["best_epoch"] for r in a["runs"]] == [r["best_epoch"] for r in b["runs"]]
 
 
+@pytest.mark.slow
 def test_crashed_runs_are_redone_and_locked_runs_are_left_to_their_owner(corpus: dict[str, Path]) -> None:
     crashed, foreign = jobs_of(write_grid(corpus, axes={"train.lr": [0.01, 0.001]}))
     run_grid([crashed, foreign], CPU, echo=lambda _: None)
@@ -126,6 +128,7 @@ def _in_progress(jobs: list[Job]) -> Job | None:
     return next((j for j in jobs if attempts(j.run_dir) and run_state(j.run_dir) is RunState.RUNNING), None)
 
 
+@pytest.mark.slow
 def test_a_killed_runner_takes_its_jobs_down_and_the_grid_resumes(corpus: dict[str, Path]) -> None:
     grid = _slow_grid(corpus)
     jobs = jobs_of(grid)

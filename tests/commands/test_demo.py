@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from ser.cli import app
 
 
+@pytest.mark.slow
 def test_demo_runs_offline_and_reports_an_mlp_and_a_fusion_head(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     workdir = tmp_path / "demo"

@@ -23,6 +23,7 @@ classes:
 """
 
 
+@pytest.mark.slow
 def test_augmented_training_and_noise_robustness_on_real_audio(tmp_path: Path) -> None:
     runner = CliRunner()
     corpus = Path(str(resources.files("ser").joinpath("demo_data", "ravdess16k")))

@@ -86,6 +86,7 @@ def test_a_compressed_zarr_store_with_a_deleted_chunk_is_found_by_its_checksums(
     assert code == 2 and "is damaged" in output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".h5", ".zarr"])
 def test_extract_repair_re_extracts_the_damaged_rows_only(tmp_path: Path, suffix: str) -> None:
     import numpy as np

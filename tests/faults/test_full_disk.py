@@ -64,6 +64,7 @@ def _extract(manifest: Path, store: Path) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+@pytest.mark.slow
 def test_a_full_tmpfs_during_extraction_is_one_line_and_resumes_identically(actor01: dict[str, Path],
                                                                              tmp_path: Path) -> None:
     with small_disk(tmp_path / "disk", "600k") as disk:
@@ -81,6 +82,7 @@ def test_a_full_tmpfs_during_extraction_is_one_line_and_resumes_identically(acto
         _same(store, actor01["reference"])
 
 
+@pytest.mark.slow
 def test_a_short_write_is_reported_as_a_full_disk_and_resumes(actor01: dict[str, Path], tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil

@@ -79,6 +79,7 @@ TRIALS = [(sig, workers, seed) for sig, workers in ((signal.SIGKILL, 2), (signal
 
 @pytest.mark.parametrize(("sig", "workers", "seed"), TRIALS,
                          ids=[f"{signal.Signals(s).name}-workers{w}-{k}" for s, w, k in TRIALS])
+@pytest.mark.slow
 def test_killed_or_interrupted_extraction_leaves_no_process_and_resumes_identically(
         corpus: dict[str, Path], tmp_path: Path, sig: int, workers: int, seed: int) -> None:
     store = tmp_path / "f.h5"
@@ -131,6 +132,7 @@ def test_a_damaged_partial_store_is_named_at_open(corpus: dict[str, Path], tmp_p
     assert err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_a_killed_decoding_worker_is_one_line_and_the_run_resumes(corpus: dict[str, Path], tmp_path: Path) -> None:
     store = tmp_path / "f.h5"
     process = _extract(corpus["manifest"], store, 2)

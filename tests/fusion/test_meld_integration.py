@@ -42,6 +42,7 @@ def _fit(manifest: Path, text: str, out: Path) -> tuple[dict, dict]:
             yaml.safe_load((run_dir / "config.yaml").read_text()))
 
 
+@pytest.mark.slow
 def test_minilm_without_a_view_reads_the_mean_it_was_trained_with(meld_minilm: tuple[Path, Path],
                                                                   tmp_path: Path) -> None:
     manifest, store = meld_minilm

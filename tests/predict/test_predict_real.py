@@ -19,6 +19,8 @@ from typer.testing import CliRunner
 from ser.cli import app
 from tests.fakes.demo import demo_corpus, demo_manifest
 
+pytestmark = pytest.mark.slow  # extracts the demo caches (eGeMAPS LLDs, MiniLM) and fits several heads
+
 FOLD = "Actor_02"
 
 
