@@ -1,6 +1,6 @@
 """Cache store I/O on an IEMOCAP-sized synthetic store, HDF5 and Zarr, against plain numpy.
 
-Layout (DESIGN §5, base-size SSL model): 5531 utterances, pooled mean and std of 13 layers x 768
+Layout (a base-size SSL model): 5531 utterances, pooled mean and std of 13 layers x 768
 (float32), one stored sequence layer of 768-d float16 frames, about 1.3 M frames in all (50 Hz,
 ~7 h of audio). For each backend the store is written through the real writer (segments, then
 finalize) and read back with the real reader; numpy reads the same bytes from ``.npy`` files.

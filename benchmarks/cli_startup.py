@@ -1,4 +1,4 @@
-"""Wall time of `ser --help` against its 0.5 s budget (DESIGN §8).
+"""Wall time of `ser --help` against its 0.5 s budget.
 
 Runs the console script in fresh interpreters (best of N, after one warm-up to fill the OS file
 cache) and prints the ratio time / budget as the last line: below 1.0 meets the budget.

@@ -1,1 +1,1 @@
-"""Stage 1: run upstream models over a manifest and write a feature cache store (DESIGN §6)."""
+"""Stage 1: run upstream models over a manifest and write a feature cache store."""

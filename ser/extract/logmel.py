@@ -8,7 +8,7 @@ Two presets:
   (digital zeros, or the zero padding of a too-short clip) maps to ``log(1e-6) ≈ -13.8``, the
   lowest value there is, never to "loud". ``T = 1 + n // 160`` frames at 100 frames/s.
 * ``librosa``: what the Copenhagen project (``whitesungun876/ser_multimodal_project``, see
-  ``shared/reference/seed_models.md`` §7) computed with ``librosa.feature.melspectrogram(n_mels=64)``
+  the Copenhagen SER project) computed with ``librosa.feature.melspectrogram(n_mels=64)``
   and librosa's defaults at 16 kHz: n_fft = window = 2048, hop 512, periodic Hann, centred frames
   with zero (``constant``) padding (librosa >= 0.10), 64 Slaney-scale, Slaney-normalised mel bands
   over 0-8000 Hz, power 2; then ``power_to_db(ref=max, amin=1e-10, top_db=80)``, after peak

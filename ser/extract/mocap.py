@@ -5,7 +5,7 @@ Input: the per-utterance text files of ``sentences/MOCAP_head``, ``MOCAP_hand`` 
 "rotated": ...}`` (paths relative to ``extra["root"]``). Each file has two header lines, then one
 row per frame: ``frame time v1 v2 ...`` (120 fps). The frame and time columns are dropped.
 
-Column counts. Following the seed-model spec (seed_models.md §8) and the Patamia/Tripathi code it
+Column counts. Following the seed-model spec (Patamia et al.) and the Patamia/Tripathi code it
 describes, the three files are concatenated in the order head, hand, rotated with
 head = 18, hand = 6 and rotated = 165 (55 face markers x XYZ) value columns: D = 189. corpora.md
 instead recalls MOCAP_head as the 6 values ``pitch roll yaw tra_x tra_y tra_z`` (not checked
@@ -65,9 +65,9 @@ class MocapConfig:
     steps: int = 200
     """Length T of the output grid."""
     head_columns: int = 18
-    """Value columns of a MOCAP_head file (seed_models.md §8)."""
+    """Value columns of a MOCAP_head file (Patamia et al.)."""
     hand_columns: int = 6
-    """Value columns of a MOCAP_hand file (seed_models.md §8)."""
+    """Value columns of a MOCAP_hand file (Patamia et al.)."""
     rotated_columns: int = 165
     """Value columns of a MOCAP_rotated file (55 markers x XYZ)."""
     ignore_nan: bool = False

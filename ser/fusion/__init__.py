@@ -1,4 +1,4 @@
-"""Stage 2: fusion heads trained on cached features under evaluation protocols (DESIGN §4, §7).
+"""Stage 2: fusion heads trained on cached features under evaluation protocols (README: Protocols).
 
 May import ``ser.manifests`` and ``ser.cache``, never ``ser.extract`` (training must not load
 transformers).

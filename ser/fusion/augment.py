@@ -1,4 +1,4 @@
-"""SpecAugment for padded log-mel batches (Copenhagen SER project, ``shared/reference/seed_models.md`` §7).
+"""SpecAugment for padded log-mel batches (Copenhagen SER project).
 
 The source applied one time mask of 10-30 frames and one frequency mask of 5-15 bins, each with
 probability 0.5, and filled them with 0.0. Under its ``power_to_db(ref=max)`` scaling 0 dB is the

@@ -1,4 +1,4 @@
-"""Training losses: cross-entropy, focal, and the 4M-SER feature losses (seed_models.md §3).
+"""Training losses: cross-entropy, focal, and the 4M-SER feature losses.
 
 Shapes: B = batch, C = classes, F = feature dimension (the head's ``feature_dim``).
 

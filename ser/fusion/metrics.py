@@ -1,4 +1,4 @@
-"""Evaluation metrics (DESIGN §4): computed ONCE over the whole evaluated set, never per batch.
+"""Evaluation metrics: computed ONCE over the whole evaluated set, never per batch.
 
 Naming is the standard one (several seed repositories swap UA and WA; we never do):
 

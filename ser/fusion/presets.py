@@ -1,4 +1,4 @@
-"""Training presets: each head's paper recipe as ``train.*`` values (shared/reference/seed_models.md).
+"""Training presets: each head's paper recipe as ``train.*`` values.
 
 Precedence of a fit's training settings (``ser fit``, ``ser ablate``, any record read by
 ``ser.fusion.config.config_from_dict``)::
@@ -53,27 +53,27 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # training speaker. (epochs, lr, ... do not apply to them.)
     "logreg": {"refit": True},
     "svm": {"refit": True},
-    # SERVER (seed_models §1): CE, Adam 1e-4, StepLR(30, 0.1) stepped each epoch, 101 epochs, batch 1.
+    # SERVER: CE, Adam 1e-4, StepLR(30, 0.1) stepped each epoch, 101 epochs, batch 1.
     "server": {**_ADAM_STEP, "epochs": 101},
-    # 3M-SER (§2): Adam 1e-4, StepLR(30, 0.1) (never stepped in the source: fixed here), 200 epochs, batch 1.
+    # 3M-SER: Adam 1e-4, StepLR(30, 0.1) (never stepped in the source: fixed here), 200 epochs, batch 1.
     "mser3": {**_ADAM_STEP, "epochs": 200},
-    # 4M-SER (§3): Adam 1e-4 (the SSL configs; the hidden SGD 0.99 default of the others is not copied),
+    # 4M-SER: Adam 1e-4 (the SSL configs; the hidden SGD 0.99 default of the others is not copied),
     # StepLR(30, 0.1), 100 epochs, batch 1, best validation accuracy.
     "mser4": {**_ADAM_STEP, "epochs": 100},
-    # MemoCMT (§4): CE, Adam 1e-4, StepLR(30, 0.1), 100 epochs, batch 1, best validation accuracy.
+    # MemoCMT: CE, Adam 1e-4, StepLR(30, 0.1), 100 epochs, batch 1, best validation accuracy.
     "memocmt": {**_ADAM_STEP, "epochs": 100},
-    # FleSER v2 (§6, the HEAD model): AdamW lr 1e-4 wd 1e-2, batch 64, 100 epochs,
+    # FleSER v2 (the repository HEAD model): AdamW lr 1e-4 wd 1e-2, batch 64, 100 epochs,
     # ReduceLROnPlateau(min, factor 0.3, patience 30) on validation loss. (v1: Adam 1e-4, batch 128,
     # 150 epochs, StepLR(30, 0.3).) The source keeps the best validation WA; we select on train.select.
     "fleser": {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-2, "batch_size": 64, "epochs": 100,
                "schedule": "plateau", "gamma": 0.3, "plateau_patience": 30, "patience": 0},
-    # SER-Fuse (§5): CE, Adam 1e-4, StepLR(30, 0.1), 200 epochs, batch 128.
+    # SER-Fuse: CE, Adam 1e-4, StepLR(30, 0.1), 200 epochs, batch 128.
     "serfuse": {**_ADAM_STEP, "epochs": 200, "batch_size": 128},
-    # Patamia 2023 (§9), the 3-modal Adam run: lr 1e-5, batch 5, 100 epochs, no schedule. (Its lr was
+    # Patamia 2023, the 3-modal Adam run: lr 1e-5, batch 5, 100 epochs, no schedule. (Its lr was
     # chosen for fine-tuning wav2vec2 and BERT end to end; on frozen cached features it is slow.)
     "patamia": {"optimizer": "adam", "lr": 1e-5, "weight_decay": 0.0, "batch_size": 5, "epochs": 100,
                 "schedule": "none", "patience": 0},
-    # Copenhagen project (§7): one script trains all its models.
+    # Copenhagen project: one script trains all its models.
     "early_fusion": dict(_COPENHAGEN),
     "xattn_patch": dict(_COPENHAGEN),
     "resnet18": dict(_COPENHAGEN),

@@ -1,4 +1,4 @@
-"""Transformer encoder on cached log-mel frames (Copenhagen SER project, ``seed_models.md`` §7).
+"""Transformer encoder on cached log-mel frames (Copenhagen SER project).
 
 The source's training script imports ``AudioTransformer(n_mels=64, d_model=128, nhead=4,
 num_layers=4)``, but the class exists nowhere in the project's history. This is our reconstruction

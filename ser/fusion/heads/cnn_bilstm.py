@@ -1,4 +1,4 @@
-"""CNN + BiLSTM on cached log-mel frames (Copenhagen SER project, ``seed_models.md`` §7).
+"""CNN + BiLSTM on cached log-mel frames (Copenhagen SER project).
 
 The source's training script imports ``CNNBiLSTMSER``, but the class exists nowhere in the
 project's history (and its README gives no architecture), so this is our design of the usual

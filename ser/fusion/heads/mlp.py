@@ -5,7 +5,7 @@
 
 Audio-only (``--audio``), text-only (``--text``) or both; the unimodal baselines of the seed
 papers are this head with one modality. The default layout is the Copenhagen project's
-``train_model.py`` "mlp" (input -> Linear 512 -> ReLU -> Dropout 0.5 -> Linear C; seed_models.md §7).
+``train_model.py`` "mlp" (input -> Linear 512 -> ReLU -> Dropout 0.5 -> Linear C).
 
 Deviations (ours, not in any source):
 

@@ -1,4 +1,4 @@
-"""ResNet-18 on cached log-mel frames, trained from scratch (Copenhagen SER project, ``seed_models.md`` §7).
+"""ResNet-18 on cached log-mel frames, trained from scratch (Copenhagen SER project).
 
 The source used ``torchvision.models.resnet18(weights=None)`` with ``conv1`` replaced by a 1-channel
 7×7 stride-2 convolution and ``fc = Identity`` (512-d global-average-pooled output), then

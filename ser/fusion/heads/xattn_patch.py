@@ -1,4 +1,4 @@
-"""Cross-attention between log-mel patches and a text vector (Copenhagen SER project, ``seed_models.md`` §7).
+"""Cross-attention between log-mel patches and a text vector (Copenhagen SER project).
 
 The source's ``xfmr`` model class (imported as ``ImprovedFusedTransformer``) exists nowhere in the
 project's history. What survives are its arguments (audio_dim = 64·T, text_dim 768, patch_size
