@@ -1,4 +1,4 @@
-"""``ser predict`` speed against the bare extractor on the same files (DESIGN: overhead under 10 %).
+"""``ser predict`` speed against the bare extractor on the same files (target: under 10 % overhead).
 
 Two models, each fitted here on the packaged RAVDESS clips (a few epochs; speed does not depend on
 accuracy): eGeMAPS functionals + mlp (audio) and MiniLM mean + mlp (text). For each, over the same
