@@ -318,8 +318,22 @@ class CacheWriter:
         """Write buffered rows as one new segment (atomic). No-op when nothing is buffered."""
         if not self._ids and not self._rejected_buffer:
             return
+        # A flush can be cut short by an exception raised from a signal handler (the DataLoader's
+        # SIGCHLD handler when a decoding worker dies) at any point; the flush that follows then
+        # finishes the interrupted one instead of writing the buffered rows a second time.
+        if self._segments and self._holds_buffer(self._segments[-1]):  # stored and listed, not yet reset
+            self._buffer_reset()
+            return
         index = len(self._segments)
         final = self.partial / f"{SEGMENT_PREFIX}{index:06d}"
+        if final.is_dir():  # renamed into place, not yet listed
+            segment = Segment.load(final)
+            if not self._holds_buffer(segment):
+                raise CacheError(f"{final} holds rows this writer did not buffer; delete that folder (its rows are "
+                                 "extracted again) and run the same command again")
+            self._segments.append(segment)
+            self._buffer_reset()
+            return
         tmp = final.with_name(final.name + ".tmp")
         if tmp.exists():  # left by a flush that failed half-way (full disk): never part of the store
             shutil.rmtree(tmp)
@@ -331,6 +345,10 @@ class CacheWriter:
                                                      f"are kept in {self.partial}")) from err
         self._segments.append(Segment.load(final))
         self._buffer_reset()
+
+    def _holds_buffer(self, segment: Segment) -> bool:
+        """Whether ``segment`` stores exactly the buffered rows and rejections."""
+        return segment.ids == self._ids and segment.rejected == self._rejected_buffer
 
     def _write_segment(self, tmp: Path, final: Path) -> None:
         tmp.mkdir()

@@ -372,6 +372,54 @@ def test_leftover_tmp_segment_is_removed_and_not_counted(store: Path) -> None:
     assert_matches_rows(content, rows)
 
 
+@pytest.mark.parametrize("where", ["after the rename", "after listing the segment"])
+def test_a_flush_cut_short_by_a_signal_handler_is_finished_by_the_next_flush(
+        store: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """The DataLoader's SIGCHLD handler raises in the main thread wherever it happens to be, also
+    inside a flush; the flush that follows must neither collide with the renamed segment nor write
+    the buffered rows twice."""
+    rows = make_rows(8)
+    writer = writer_open(store)
+    _write(writer, rows[:4])
+    writer.flush()
+    _write(writer, rows[4:])
+
+    class WorkerDeathError(RuntimeError):
+        pass
+
+    target = (writer_module.Segment, "load") if where == "after the rename" else (writer, "_buffer_reset")
+    original = getattr(*target)
+
+    def interrupted(*args: object) -> object:
+        monkeypatch.setattr(*target, original)
+        raise WorkerDeathError("DataLoader worker (pid 1) is killed by signal: Killed.")
+
+    monkeypatch.setattr(*target, interrupted)
+    with pytest.raises(WorkerDeathError):
+        writer.flush()
+    assert _segments(store) == ["seg-000000", "seg-000001"]
+    writer.flush()  # what the extraction runner does before it reports the dead worker
+    writer.flush()
+    assert _segments(store) == ["seg-000000", "seg-000001"]
+    writer.close()
+
+    writer = writer_open(store)
+    assert writer.done_ids == {r.uid for r in rows}
+    writer.finalize()
+    assert_matches_rows(read_content(store), [r for r in rows if not r.uid.endswith("0")])
+
+
+def test_a_foreign_segment_in_the_next_slot_is_refused(store: Path) -> None:
+    rows = [r for r in make_rows(5) if not r.uid.endswith("0")][:4]
+    writer = writer_open(store)
+    _write(writer, rows[:2])
+    writer.flush()
+    shutil.copytree(partial_path(store) / "seg-000000", partial_path(store) / "seg-000001")
+    _write(writer, rows[2:])
+    with pytest.raises(CacheError, match="seg-000001 holds rows this writer did not buffer; delete that folder"):
+        writer.flush()
+
+
 def test_crash_between_rename_and_cleanup_leaves_a_readable_store(store: Path, monkeypatch: pytest.MonkeyPatch
                                                                     ) -> None:
     rows = make_rows(4)
