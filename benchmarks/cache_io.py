@@ -79,8 +79,7 @@ def synthetic_lengths(n: int, total: int, seed: int = 0) -> np.ndarray:
     return lengths
 
 
-def write_store(path: Path, lengths: np.ndarray, chunk_bytes: tuple[int, int], compression: str | None = None
-                ) -> float:
+def write_store(path: Path, lengths: np.ndarray, chunk_bytes: tuple[int, int], compression: str | None = None) -> float:
     """Write the synthetic store through the real writer; returns seconds."""
     layout = StoreLayout(pooled={"mean": (N_LAYERS, DIM), "std": (N_LAYERS, DIM)}, seq={"layer_09": DIM})
     rng = np.random.default_rng(1)
@@ -89,8 +88,7 @@ def write_store(path: Path, lengths: np.ndarray, chunk_bytes: tuple[int, int], c
     start = time.perf_counter()
     writer = CacheWriter.open(path, layout=layout, attrs={"extractor": {"config_hash": "bench"}})
     for i, length in enumerate(lengths):
-        writer.add(f"utt{i:05d}", "fp", {"mean": pooled_row + i, "std": pooled_row - i},
-                   {"layer_09": frames[:length]})
+        writer.add(f"utt{i:05d}", "fp", {"mean": pooled_row + i, "std": pooled_row - i}, {"layer_09": frames[:length]})
     writer.finalize(pooled_chunk_bytes=chunk_bytes[0], seq_chunk_bytes=chunk_bytes[1], compression=compression)
     return time.perf_counter() - start
 
@@ -105,27 +103,28 @@ def numpy_files(tmp: Path, lengths: np.ndarray) -> np.ndarray:
 
 def numpy_reads(tmp: Path, offsets: np.ndarray) -> dict[str, Callable[[], object]]:
     """What numpy does to read the same bytes: np.load, and memory-map slices for the items."""
+
     def items() -> None:
         seq = np.load(tmp / "seq.npy", mmap_mode="r")
         for i in range(len(offsets) - 1):
-            np.array(seq[offsets[i]:offsets[i + 1]])
+            np.array(seq[offsets[i] : offsets[i + 1]])
 
-    return {"pooled": lambda: np.load(tmp / "pooled.npy"), "seq": lambda: np.load(tmp / "seq.npy"),
-            "items": items}
+    return {"pooled": lambda: np.load(tmp / "pooled.npy"), "seq": lambda: np.load(tmp / "seq.npy"), "items": items}
 
 
 def store_reads(reader: CacheReader) -> dict[str, Callable[[], object]]:
     """The same three reads through the public reader (the whole sequence layer through its store file)."""
+
     def items() -> None:
         for uid in reader.ids:
             reader.sequence(uid, "layer_09")
 
-    return {"pooled": lambda: reader.pooled("mean"), "seq": lambda: reader._file().read("seq/layer_09"),
-            "items": items}
+    return {"pooled": lambda: reader.pooled("mean"), "seq": lambda: reader._file().read("seq/layer_09"), "items": items}
 
 
-def read_ratios(reference: dict[str, Callable[[], object]], store: dict[str, Callable[[], object]],
-                rounds: int) -> tuple[dict[str, float], dict[str, float]]:
+def read_ratios(
+    reference: dict[str, Callable[[], object]], store: dict[str, Callable[[], object]], rounds: int
+) -> tuple[dict[str, float], dict[str, float]]:
     """Best time of numpy and of the store per read kind, timed alternately within each round so
     that load from other processes hits both sides alike; returns (numpy seconds, ratios)."""
     best_ref = dict.fromkeys(reference, float("inf"))
@@ -164,8 +163,12 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
     parser.add_argument("--rounds", type=int, default=7, help="timing rounds (the best of each side counts)")
     parser.add_argument("--sweep", action="store_true", help="try several Zarr chunk sizes around the defaults")
-    parser.add_argument("--compression", default=None, help="compress the stores (zstd, gzip, blosc for Zarr; gzip, "
-                        "lzf for HDF5); for information, the targets are for uncompressed stores")
+    parser.add_argument(
+        "--compression",
+        default=None,
+        help="compress the stores (zstd, gzip, blosc for Zarr; gzip, "
+        "lzf for HDF5); for information, the targets are for uncompressed stores",
+    )
     args = parser.parse_args()
     n = max(10, int(N_UTTERANCES * args.scale))
     lengths = synthetic_lengths(n, int(TOTAL_FRAMES * args.scale))
@@ -176,9 +179,11 @@ def main() -> None:
         options = [(b, DEFAULT_POOLED_CHUNK_BYTES, DEFAULT_SEQ_CHUNK_BYTES) for b in backends]
     tmp = Path(tempfile.mkdtemp(dir=args.dir, prefix="ser-cache-bench-"))
     try:
-        print(f"{n} utterances, {int(lengths.sum())} frames, raw {raw_bytes(lengths) / 2**30:.2f} GiB; "
-              f"defaults: pooled chunks {DEFAULT_POOLED_CHUNK_BYTES >> 10} KiB, seq chunks "
-              f"{DEFAULT_SEQ_CHUNK_BYTES >> 10} KiB")
+        print(
+            f"{n} utterances, {int(lengths.sum())} frames, raw {raw_bytes(lengths) / 2**30:.2f} GiB; "
+            f"defaults: pooled chunks {DEFAULT_POOLED_CHUNK_BYTES >> 10} KiB, seq chunks "
+            f"{DEFAULT_SEQ_CHUNK_BYTES >> 10} KiB"
+        )
         reference = numpy_reads(tmp, numpy_files(tmp, lengths))
         worst = float("inf")
         for backend, pooled_chunk, seq_chunk in options:
@@ -189,12 +194,18 @@ def main() -> None:
             with CacheReader(path) as reader:
                 numpy_seconds, ratios = read_ratios(reference, store_reads(reader), args.rounds)
             size_ratio = stored / raw_bytes(lengths)
-            chunks = ("contiguous" if backend == "h5" and not args.compression else
-                      f"chunks pooled {pooled_chunk >> 10} KiB / seq {seq_chunk >> 10} KiB, {len(files)} files")
-            print(f"{backend:5s} {chunks}: write {raw_bytes(lengths) / seconds / 2**20:.0f} MB/s; read ratio "
-                  f"pooled {ratios['pooled']:.2f}, seq {ratios['seq']:.2f}, per-item {ratios['items']:.2f} "
-                  "(numpy {pooled:.3f} / {seq:.3f} / {items:.3f} s); size {size:.3f}".format(
-                      size=size_ratio, **numpy_seconds))
+            chunks = (
+                "contiguous"
+                if backend == "h5" and not args.compression
+                else f"chunks pooled {pooled_chunk >> 10} KiB / seq {seq_chunk >> 10} KiB, {len(files)} files"
+            )
+            print(
+                f"{backend:5s} {chunks}: write {raw_bytes(lengths) / seconds / 2**20:.0f} MB/s; read ratio "
+                f"pooled {ratios['pooled']:.2f}, seq {ratios['seq']:.2f}, per-item {ratios['items']:.2f} "
+                "(numpy {pooled:.3f} / {seq:.3f} / {items:.3f} s); size {size:.3f}".format(
+                    size=size_ratio, **numpy_seconds
+                )
+            )
             if (pooled_chunk, seq_chunk) == (DEFAULT_POOLED_CHUNK_BYTES, DEFAULT_SEQ_CHUNK_BYTES):
                 worst = min(worst, ratios["pooled"], ratios["seq"], ratios["items"], 1 / size_ratio)
             shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -54,7 +54,8 @@ def make_model(folder: Path, group_norm: bool) -> None:
         config = transformers.HubertConfig(feat_extract_norm="layer", do_stable_layer_norm=True)
     transformers.HubertModel(config).save_pretrained(folder)
     transformers.Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=not group_norm).save_pretrained(
-        folder)
+        folder
+    )
 
 
 def make_manifest(path: Path, clips: int, repeat: int = 1) -> float:
@@ -88,11 +89,19 @@ def bare_forward(model_dir: Path, manifest_path: Path, device: str, batch_second
     rows = manifest.utterances
     audio = [extractor._prepare(load_audio(manifest.audio_path(u), sample_rate=16000)) for u in rows]
     # the runner plans by the manifest's durations; group-norm models get identical-length batches only
-    batches = plan_batches(rows, [u.duration or a.size / 16000 for u, a in zip(rows, audio, strict=True)],
-                           batch_seconds=batch_seconds, batch_items=batch_items, same_length_only=not padding)
+    batches = plan_batches(
+        rows,
+        [u.duration or a.size / 16000 for u, a in zip(rows, audio, strict=True)],
+        batch_seconds=batch_seconds,
+        batch_items=batch_items,
+        same_length_only=not padding,
+    )
     if not padding:  # as the extractor does: a forward pass per group of identical sample counts
-        batches = [[i for i in batch if audio[i].size == size] for batch in batches
-                   for size in dict.fromkeys(audio[i].size for i in batch)]
+        batches = [
+            [i for i in batch if audio[i].size == size]
+            for batch in batches
+            for size in dict.fromkeys(audio[i].size for i in batch)
+        ]
     model = extractor.model
     start = time.perf_counter()
     for batch in batches:
@@ -111,8 +120,15 @@ def bare_forward(model_dir: Path, manifest_path: Path, device: str, batch_second
     return time.perf_counter() - start
 
 
-def ser_path(model_dir: Path, manifest_path: Path, output: Path, device: str, batch_seconds: float,
-             batch_items: int, num_workers: int) -> dict[str, float]:
+def ser_path(
+    model_dir: Path,
+    manifest_path: Path,
+    output: Path,
+    device: str,
+    batch_seconds: float,
+    batch_items: int,
+    num_workers: int,
+) -> dict[str, float]:
     """Wall seconds of run_extraction (model loading excluded, as for the bare forward)."""
     import resource
 
@@ -121,26 +137,56 @@ def ser_path(model_dir: Path, manifest_path: Path, output: Path, device: str, ba
 
     extractor = build_extractor("hubert", "base", checkpoint=str(model_dir), device=device)
     start = time.perf_counter()
-    report = run_extraction(manifest_path, extractor, output,
-                            RunOptions(batch_seconds=batch_seconds, batch_items=batch_items,
-                                       num_workers=num_workers, progress=False))
+    report = run_extraction(
+        manifest_path,
+        extractor,
+        output,
+        RunOptions(batch_seconds=batch_seconds, batch_items=batch_items, num_workers=num_workers, progress=False),
+    )
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "audio_seconds": report.audio_seconds, "extracted": report.extracted,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    return {
+        "seconds": seconds,
+        "audio_seconds": report.audio_seconds,
+        "extracted": report.extracted,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
 
 
 def child(args: argparse.Namespace) -> None:
-    result = ser_path(Path(args.model_dir), Path(args.manifest), Path(args.output), args.device, args.batch_seconds,
-                      args.batch_items, args.num_workers)
+    result = ser_path(
+        Path(args.model_dir),
+        Path(args.manifest),
+        Path(args.output),
+        args.device,
+        args.batch_seconds,
+        args.batch_items,
+        args.num_workers,
+    )
     print(json.dumps(result))
 
 
 def run_child(args: argparse.Namespace, model_dir: Path, manifest: Path, output: Path) -> dict[str, float]:
     """The ser path in a fresh process (for its own peak RSS)."""
-    command = [sys.executable, __file__, "--child", "--model-dir", str(model_dir), "--manifest", str(manifest),
-               "--output", str(output), "--device", args.device, "--batch-seconds", str(args.batch_seconds),
-               "--batch-items", str(args.batch_items), "--num-workers", str(args.num_workers)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--model-dir",
+        str(model_dir),
+        "--manifest",
+        str(manifest),
+        "--output",
+        str(output),
+        "--device",
+        args.device,
+        "--batch-seconds",
+        str(args.batch_seconds),
+        "--batch-items",
+        str(args.batch_items),
+        "--num-workers",
+        str(args.num_workers),
+    ]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -175,27 +221,35 @@ def main() -> None:
         manifest = tmp / "m1.jsonl"
         audio_seconds = make_manifest(manifest, args.clips)
         if audio_seconds < MIN_AUDIO_SECONDS:
-            sys.exit(f"{args.clips} clips hold {audio_seconds:.0f} s of audio; the benchmark needs at least "
-                     f"{MIN_AUDIO_SECONDS:.0f} s to time anything (raise --clips)")
+            sys.exit(
+                f"{args.clips} clips hold {audio_seconds:.0f} s of audio; the benchmark needs at least "
+                f"{MIN_AUDIO_SECONDS:.0f} s to time anything (raise --clips)"
+            )
         model_dir = tmp / "hubert-base-random"
         make_model(model_dir, args.group_norm)
         encoder = "group-norm (identical-length batches, no mask)" if args.group_norm else "layer-norm (masked)"
-        print(f"{args.clips} RAVDESS clips, {audio_seconds:.0f} s of audio, device {args.device}, {encoder} "
-              f"encoder, batches of <= {args.batch_seconds:g} s / {args.batch_items} items, "
-              f"{args.num_workers} workers")
+        print(
+            f"{args.clips} RAVDESS clips, {audio_seconds:.0f} s of audio, device {args.device}, {encoder} "
+            f"encoder, batches of <= {args.batch_seconds:g} s / {args.batch_items} items, "
+            f"{args.num_workers} workers"
+        )
         bare = bare_forward(model_dir, manifest, args.device, args.batch_seconds, args.batch_items)
         ser = run_child(args, model_dir, manifest, tmp / "one.h5")
         print(f"bare forward: {bare:.1f} s ({audio_seconds / bare:.1f} audio-s/s)")
-        print(f"ser extract:  {ser['seconds']:.1f} s ({audio_seconds / ser['seconds']:.1f} audio-s/s), "
-              f"peak RSS {ser['peak_rss_mb']:.0f} MB")
+        print(
+            f"ser extract:  {ser['seconds']:.1f} s ({audio_seconds / ser['seconds']:.1f} audio-s/s), "
+            f"peak RSS {ser['peak_rss_mb']:.0f} MB"
+        )
         if not args.skip_rss:
             manifest4 = tmp / "m4.jsonl"
             make_manifest(manifest4, args.clips, repeat=4)
             ser4 = run_child(args, model_dir, manifest4, tmp / "four.h5")
             growth = ser4["peak_rss_mb"] / ser["peak_rss_mb"] - 1
-            print(f"4x corpus: {ser4['seconds']:.1f} s, peak RSS {ser4['peak_rss_mb']:.0f} MB "
-                  f"({growth:+.1%} vs 1x; target <= +10 %); decoding workers {ser['worker_peak_rss_mb']:.0f} MB "
-                  f"-> {ser4['worker_peak_rss_mb']:.0f} MB")
+            print(
+                f"4x corpus: {ser4['seconds']:.1f} s, peak RSS {ser4['peak_rss_mb']:.0f} MB "
+                f"({growth:+.1%} vs 1x; target <= +10 %); decoding workers {ser['worker_peak_rss_mb']:.0f} MB "
+                f"-> {ser4['worker_peak_rss_mb']:.0f} MB"
+            )
         print(f"{ser['seconds'] / bare:.3f}")
 
 

@@ -78,8 +78,17 @@ def build_cache(folder: Path, with_sequences: bool, n: int = N) -> tuple[Path, P
         session = 1 + i % 5
         gender = "FM"[(i // 5) % 2]
         speaker = f"Ses0{session}{gender}"
-        rows.append(Utterance(id=f"{speaker}_{i:05d}", label=CLASSES[labels[i]], speaker=speaker, gender=gender,
-                              session=f"Ses0{session}", text="x", duration=SECONDS_PER_UTTERANCE))
+        rows.append(
+            Utterance(
+                id=f"{speaker}_{i:05d}",
+                label=CLASSES[labels[i]],
+                speaker=speaker,
+                gender=gender,
+                session=f"Ses0{session}",
+                text="x",
+                duration=SECONDS_PER_UTTERANCE,
+            )
+        )
     manifest = folder / "iemocap-like.jsonl"
     write_manifest(manifest, ManifestHeader(corpus="iemocap", root=str(folder), label_set="iemocap4"), rows)
     audio, text = folder / "audio.h5", folder / "text.h5"
@@ -188,25 +197,32 @@ def fleser_runs(common: dict[str, Any], args: argparse.Namespace, flops: float, 
         train = TrainConfig.for_head("fleser", epochs=args.epochs, device="cpu", threads=args.threads)
         seconds, metrics = timed_fit(FitConfig(fusion="fleser", seeds=seeds, train=train, **common))
         achieved = flops * member_steps(metrics, train.batch_size) / seconds / 1e9
-        print(f"fleser paper preset, {members} members (5 folds x {len(seeds)} seeds), {args.epochs} epochs, "
-              f"stacked: {seconds:.1f} s ({seconds / args.epochs:.2f} s per epoch of all members); "
-              f"{achieved:.1f} GFLOPS = {achieved / limit:.2f} of the float32 limit; test UA "
-              f"{100 * metrics['test']['ua']['mean']:.1f} ± {100 * metrics['test']['ua']['std']:.1f}")
-        sequential = TrainConfig.for_head("fleser", epochs=short, device="cpu", threads=args.threads,
-                                          engine="sequential")
+        print(
+            f"fleser paper preset, {members} members (5 folds x {len(seeds)} seeds), {args.epochs} epochs, "
+            f"stacked: {seconds:.1f} s ({seconds / args.epochs:.2f} s per epoch of all members); "
+            f"{achieved:.1f} GFLOPS = {achieved / limit:.2f} of the float32 limit; test UA "
+            f"{100 * metrics['test']['ua']['mean']:.1f} ± {100 * metrics['test']['ua']['std']:.1f}"
+        )
+        sequential = TrainConfig.for_head(
+            "fleser", epochs=short, device="cpu", threads=args.threads, engine="sequential"
+        )
         seq_seconds, seq_metrics = timed_fit(FitConfig(fusion="fleser", seeds=seeds, train=sequential, **common))
         seq_achieved = flops * member_steps(seq_metrics, train.batch_size) / seq_seconds / 1e9
-        print(f"  sequential loop, same members: {seq_seconds:.1f} s for {short} epochs, scaled x{scale:g} to "
-              f"{args.epochs} epochs: {seq_seconds * scale:.1f} s; {seq_achieved:.1f} GFLOPS = "
-              f"{seq_achieved / limit:.2f} of the limit; stacked / sequential speed-up "
-              f"{seq_seconds * scale / seconds:.2f}x")
+        print(
+            f"  sequential loop, same members: {seq_seconds:.1f} s for {short} epochs, scaled x{scale:g} to "
+            f"{args.epochs} epochs: {seq_seconds * scale:.1f} s; {seq_achieved:.1f} GFLOPS = "
+            f"{seq_achieved / limit:.2f} of the limit; stacked / sequential speed-up "
+            f"{seq_seconds * scale / seconds:.2f}x"
+        )
         results[f"stacked-{members}"] = seconds
         if len(seeds) == 3:
             short_stacked = TrainConfig.for_head("fleser", epochs=short, device="cpu", threads=args.threads)
             _, stacked_short = timed_fit(FitConfig(fusion="fleser", seeds=seeds, train=short_stacked, **common))
-            print(f"  dropout 0.3 draws different masks per engine; test UA after {short} epochs, mean ± std over "
-                  f"5 folds x 3 seeds: stacked {_ua(stacked_short)}, sequential {_ua(seq_metrics)}; per-seed "
-                  f"std of the pooled UA: stacked {_seed_std(stacked_short)}, sequential {_seed_std(seq_metrics)}")
+            print(
+                f"  dropout 0.3 draws different masks per engine; test UA after {short} epochs, mean ± std over "
+                f"5 folds x 3 seeds: stacked {_ua(stacked_short)}, sequential {_ua(seq_metrics)}; per-seed "
+                f"std of the pooled UA: stacked {_seed_std(stacked_short)}, sequential {_seed_std(seq_metrics)}"
+            )
     return results["stacked-5"]
 
 
@@ -223,16 +239,24 @@ def memocmt_runs(folder: Path, args: argparse.Namespace) -> None:
     scaled to the full corpus (said so)."""
     n = args.memocmt_utterances
     manifest, audio, text = build_cache(folder, with_sequences=True, n=n)
-    common = {"manifest": str(manifest), "protocol": "iemocap-loso", "out": str(folder / "runs"),
-              "audio": f"{audio}:seq=layer_12", "text": f"{text}:seq=layer_12"}
+    common = {
+        "manifest": str(manifest),
+        "protocol": "iemocap-loso",
+        "out": str(folder / "runs"),
+        "audio": f"{audio}:seq=layer_12",
+        "text": f"{text}:seq=layer_12",
+    }
     for engine in ("stacked", "sequential"):
-        train = TrainConfig.for_head("memocmt", epochs=args.memocmt_epochs, device="cpu", threads=args.threads,
-                                     engine=engine)
+        train = TrainConfig.for_head(
+            "memocmt", epochs=args.memocmt_epochs, device="cpu", threads=args.threads, engine=engine
+        )
         seconds, _ = timed_fit(FitConfig(fusion="memocmt", train=train, **common))
         per = seconds / (5 * args.memocmt_epochs)
-        print(f"memocmt on sequences (~200 audio frames, ~30 tokens, 768-d), {engine}: 5 folds x "
-              f"{args.memocmt_epochs} epochs of {n} utterances in {seconds:.1f} s = {per:.1f} s per fold-epoch, "
-              f"scaled to {N} utterances {per * N / n:.0f} s")
+        print(
+            f"memocmt on sequences (~200 audio frames, ~30 tokens, 768-d), {engine}: 5 folds x "
+            f"{args.memocmt_epochs} epochs of {n} utterances in {seconds:.1f} s = {per:.1f} s per fold-epoch, "
+            f"scaled to {N} utterances {per * N / n:.0f} s"
+        )
 
 
 def demo_grid(folder: Path, args: argparse.Namespace) -> None:
@@ -248,21 +272,44 @@ def demo_grid(folder: Path, args: argparse.Namespace) -> None:
     corpus = Path(str(resources.files("ser").joinpath("demo_data", "ravdess16k")))
     build_manifest("ravdess", corpus, work / "ravdess-demo.jsonl")
     for family, store in (("egemaps", "egemaps.h5"), ("minilm", "minilm.h5")):
-        run_extraction(work / "ravdess-demo.jsonl", build_extractor(family, device="cpu"), work / store,
-                       RunOptions(num_workers=2, progress=False))
+        run_extraction(
+            work / "ravdess-demo.jsonl",
+            build_extractor(family, device="cpu"),
+            work / store,
+            RunOptions(num_workers=2, progress=False),
+        )
     grid = Path(__file__).resolve().parents[1] / "examples" / "demo-grid.yaml"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     seconds = {}
     for name, flags in (("stacked", ["--stack"]), ("sequential", ["--no-stack", "--set", "train.engine=sequential"])):
         out = folder / f"grid-{name}"
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "ser.cli", "ablate", str(grid), "-o", str(out), "--device", "cpu",
-                        "--no-report", *flags], cwd=folder, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ser.cli",
+                "ablate",
+                str(grid),
+                "-o",
+                str(out),
+                "--device",
+                "cpu",
+                "--no-report",
+                *flags,
+            ],
+            cwd=folder,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         seconds[name] = time.perf_counter() - start
         shutil.rmtree(out)
-    print(f"ser ablate examples/demo-grid.yaml (16 jobs, {os.cpu_count()} worker processes): stacked bundles "
-          f"{seconds['stacked']:.1f} s, sequential jobs {seconds['sequential']:.1f} s "
-          f"({seconds['sequential'] / seconds['stacked']:.2f}x)")
+    print(
+        f"ser ablate examples/demo-grid.yaml (16 jobs, {os.cpu_count()} worker processes): stacked bundles "
+        f"{seconds['stacked']:.1f} s, sequential jobs {seconds['sequential']:.1f} s "
+        f"({seconds['sequential'] / seconds['stacked']:.2f}x)"
+    )
 
 
 def gpu_runs(common: dict[str, Any]) -> None:
@@ -281,27 +328,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores).")
     parser.add_argument("--epochs", type=int, default=100, help="Epochs of the stacked fleser runs (preset: 100).")
-    parser.add_argument("--sequential-epochs", type=int, default=10,
-                        help="Epochs the sequential loop is measured over (then scaled to --epochs).")
+    parser.add_argument(
+        "--sequential-epochs",
+        type=int,
+        default=10,
+        help="Epochs the sequential loop is measured over (then scaled to --epochs).",
+    )
     parser.add_argument("--memocmt-epochs", type=int, default=1, help="Epochs per fold of the memocmt runs.")
-    parser.add_argument("--memocmt-utterances", type=int, default=500,
-                        help="Utterances of the sequence cache memocmt is timed on (scaled to 5531).")
+    parser.add_argument(
+        "--memocmt-utterances",
+        type=int,
+        default=500,
+        help="Utterances of the sequence cache memocmt is timed on (scaled to 5531).",
+    )
     parser.add_argument("--skip-memocmt", action="store_true", help="No memocmt runs.")
     parser.add_argument("--skip-grid", action="store_true", help="No demo-grid runs.")
     parser.add_argument("--gpu", action="store_true", help="Also the GPU comparison (needs CUDA).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load = os.getloadavg()
-    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} threads, load average "
-          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} threads, load average "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
     limits = {}
     for dtype in (torch.float32, torch.bfloat16):
         for members in (1, 5, 15):
             combined, rates = step_limit(members, dtype)
             limits[(dtype, members)] = combined
-            print(f"GEMM {str(dtype).replace('torch.', '')}, {members} member(s), batch {BATCH}: "
-                  + ", ".join(f"{shape} {rate:.0f}" for shape, rate in rates.items())
-                  + f" GFLOPS; weighted for one fleser step: {combined:.0f} GFLOPS")
+            print(
+                f"GEMM {str(dtype).replace('torch.', '')}, {members} member(s), batch {BATCH}: "
+                + ", ".join(f"{shape} {rate:.0f}" for shape, rate in rates.items())
+                + f" GFLOPS; weighted for one fleser step: {combined:.0f} GFLOPS"
+            )
     limit = max(limits[(torch.float32, m)] for m in (1, 5, 15))
     print(f"limit (float32, the best of 1, 5, 15 members): {limit:.0f} GFLOPS")
     with tempfile.TemporaryDirectory(prefix="ser-fit-bench-") as tmp_name:
@@ -312,17 +371,28 @@ def main() -> None:
         from ser.cache.reader import CacheReader
 
         with CacheReader(audio) as a, CacheReader(text) as t:
-            sample = (a.pooled("mean", ids=a.ids[:BATCH])[:, -1].copy(),
-                      t.pooled("cls", ids=t.ids[:BATCH])[:, -1].copy())
+            sample = (
+                a.pooled("mean", ids=a.ids[:BATCH])[:, -1].copy(),
+                t.pooled("cls", ids=t.ids[:BATCH])[:, -1].copy(),
+            )
         flops = step_flops(sample)
-        print(f"one fleser training step (batch {BATCH}, forward + backward): {flops / 1e6:.0f} MFLOP per member "
-              f"(FlopCounterMode); at the limit {flops / limit / 1e6:.2f} ms per member-step")
+        print(
+            f"one fleser training step (batch {BATCH}, forward + backward): {flops / 1e6:.0f} MFLOP per member "
+            f"(FlopCounterMode); at the limit {flops / limit / 1e6:.2f} ms per member-step"
+        )
         for members in (1, 5, 15):
             ms, moved = optimizer_floor(members)
-            print(f"fused AdamW step, {members} member(s): {ms:.2f} ms per member ({moved / 1e6:.0f} MB moved per "
-                  f"member: {moved / ms / 1e6:.1f} GB/s)")
-        common = {"manifest": str(manifest), "protocol": "iemocap-loso", "out": str(tmp / "runs"), "audio": str(audio),
-                  "text": f"{text}:stat=cls"}
+            print(
+                f"fused AdamW step, {members} member(s): {ms:.2f} ms per member ({moved / 1e6:.0f} MB moved per "
+                f"member: {moved / ms / 1e6:.1f} GB/s)"
+            )
+        common = {
+            "manifest": str(manifest),
+            "protocol": "iemocap-loso",
+            "out": str(tmp / "runs"),
+            "audio": str(audio),
+            "text": f"{text}:stat=cls",
+        }
         stacked_5 = fleser_runs(common, args, flops, limit)
         if not args.skip_memocmt:
             memocmt_runs(tmp / "sequences", args)

@@ -36,9 +36,16 @@ def _fit(manifest: Path, inputs: list[str], out: Path) -> Path:
     from ser.fusion.run import FitConfig, TrainConfig, run_fit
 
     modality, store = inputs
-    config = FitConfig(fusion="mlp", manifest=str(manifest), protocol="speaker-loso", val_by="utterance",
-                       folds=["Actor_01"], train=TrainConfig(epochs=3, device="cpu"), out=str(out),
-                       **{modality: store})
+    config = FitConfig(
+        fusion="mlp",
+        manifest=str(manifest),
+        protocol="speaker-loso",
+        val_by="utterance",
+        folds=["Actor_01"],
+        train=TrainConfig(epochs=3, device="cpu"),
+        out=str(out),
+        **{modality: store},
+    )
     return run_fit(config)
 
 
@@ -50,7 +57,7 @@ def _extract_only(model: object, requests: list, batch: int) -> None:
     (extractor,) = model.extractors.values()
     rate = extractor.spec.sample_rate or 16000
     for start in range(0, len(requests), batch):
-        chunk = requests[start:start + batch]
+        chunk = requests[start : start + batch]
         if extractor.spec.modality == "audio":
             items = [Item(id=r.id, audio=load_audio(r.path, sample_rate=rate)) for r in chunk]
         else:
@@ -92,11 +99,15 @@ def main() -> None:
     stores = {"egemaps": work / "egemaps.h5", "minilm": work / "minilm.h5"}
     for family, store in stores.items():
         run_extraction(manifest, build_extractor(family, device="cpu"), store, RunOptions(progress=False))
-    runs = {"egemaps + mlp": _fit(manifest, ["audio", str(stores["egemaps"])], work / "runs"),
-            "minilm + mlp": _fit(manifest, ["text", str(stores["minilm"])], work / "runs")}
-    utterances = rows.utterances[:args.files]
-    print(f"{len(utterances)} inputs (packaged RAVDESS clips), batches of {args.batch}, best of {args.rounds} rounds, "
-          f"{torch.get_num_threads()} torch threads")
+    runs = {
+        "egemaps + mlp": _fit(manifest, ["audio", str(stores["egemaps"])], work / "runs"),
+        "minilm + mlp": _fit(manifest, ["text", str(stores["minilm"])], work / "runs"),
+    }
+    utterances = rows.utterances[: args.files]
+    print(
+        f"{len(utterances)} inputs (packaged RAVDESS clips), batches of {args.batch}, best of {args.rounds} rounds, "
+        f"{torch.get_num_threads()} torch threads"
+    )
     ratios = []
     for title, run in runs.items():
         model = load_model(run, device="cpu", batch_size=args.batch)
@@ -118,16 +129,23 @@ def main() -> None:
             single.append(time.perf_counter() - start)
         ratio = predict / extract
         ratios.append(ratio)
-        print(f"{title:14s} extract {extract:6.2f} s ({len(requests) / extract:6.1f} inputs/s)   "
-              f"predict {predict:6.2f} s ({len(requests) / predict:6.1f} inputs/s, "
-              f"{1000 * predict / len(requests):5.1f} ms per input in batches)   "
-              f"one input alone {1000 * statistics.median(single):5.1f} ms   predict/extract {ratio:.3f}")
+        print(
+            f"{title:14s} extract {extract:6.2f} s ({len(requests) / extract:6.1f} inputs/s)   "
+            f"predict {predict:6.2f} s ({len(requests) / predict:6.1f} inputs/s, "
+            f"{1000 * predict / len(requests):5.1f} ms per input in batches)   "
+            f"one input alone {1000 * statistics.median(single):5.1f} ms   predict/extract {ratio:.3f}"
+        )
         if model.needs_audio:
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "ser.cli", "predict", str(run), str(requests[0].path), "--device",
-                            "cpu"], check=True, capture_output=True)
-            print(f"{'':14s} whole `ser predict RUN FILE` command for one file (new process, model loading "
-                  f"included): {time.perf_counter() - start:.2f} s")
+            subprocess.run(
+                [sys.executable, "-m", "ser.cli", "predict", str(run), str(requests[0].path), "--device", "cpu"],
+                check=True,
+                capture_output=True,
+            )
+            print(
+                f"{'':14s} whole `ser predict RUN FILE` command for one file (new process, model loading "
+                f"included): {time.perf_counter() - start:.2f} s"
+            )
     print(f"predict / extract time ratio (worst of the two models; target <= 1.10): {max(ratios):.3f}")
 
 

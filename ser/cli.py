@@ -11,8 +11,11 @@ from ser import __version__
 from ser.commands import ablate, cache, demo, extract, finetune, fit, manifest, predict, protocol
 
 app = typer.Typer(
-    name="ser", no_args_is_help=True, add_completion=False,
-    help="Speech emotion recognition from cached features: manifests, protocols, extraction, fusion heads.")
+    name="ser",
+    no_args_is_help=True,
+    add_completion=False,
+    help="Speech emotion recognition from cached features: manifests, protocols, extraction, fusion heads.",
+)
 app.add_typer(manifest.app, name="manifest")
 app.add_typer(protocol.app, name="protocol")
 app.add_typer(cache.app, name="cache")
@@ -36,8 +39,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-v info, -vv debug)."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Speech emotion recognition from cached features."""
     level = logging.WARNING - 10 * min(verbose, 2)

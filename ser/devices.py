@@ -17,6 +17,7 @@ from ser.errors import UserError
 class DeviceError(UserError):
     """An unknown device name, or a device this machine does not have."""
 
+
 CHOICES = "auto, cpu, cuda, cuda:N or mps"
 _PATTERN = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
 
@@ -47,8 +48,10 @@ def resolve_device(choice: str) -> str:
             raise DeviceError(f"--device {choice}: MPS (Apple GPU) is not available here; use --device cpu")
         return "mps"
     if not torch.cuda.is_available():
-        raise DeviceError(f"--device {choice}: CUDA is not available here (no GPU, or a CPU-only torch "
-                             f"{torch.__version__}); use --device cpu or auto")
+        raise DeviceError(
+            f"--device {choice}: CUDA is not available here (no GPU, or a CPU-only torch "
+            f"{torch.__version__}); use --device cpu or auto"
+        )
     if index is None:
         return _checked_cuda(int(local_rank), choice) if local_rank is not None else "cuda"
     return _checked_cuda(int(index), choice)
@@ -59,6 +62,8 @@ def _checked_cuda(index: int, choice: str) -> str:
 
     count = torch.cuda.device_count()
     if index >= count:
-        raise DeviceError(f"--device {choice}: GPU {index} does not exist ({count} visible: cuda:0 ... "
-                             f"cuda:{count - 1}; check CUDA_VISIBLE_DEVICES and torchrun's --nproc_per_node)")
+        raise DeviceError(
+            f"--device {choice}: GPU {index} does not exist ({count} visible: cuda:0 ... "
+            f"cuda:{count - 1}; check CUDA_VISIBLE_DEVICES and torchrun's --nproc_per_node)"
+        )
     return f"cuda:{index}"

@@ -20,8 +20,14 @@ def unknown_name(what: str, name: object, choices: object) -> UnknownNameError:
     return UnknownNameError(f"unknown {what} {name!r}; choose one of {listed}")
 
 
-WRITE_ERRNOS = {28: "no space left on the device", 122: "disk quota exceeded", 13: "permission denied",
-                1: "operation not permitted", 30: "read-only file system", 5: "input/output error"}
+WRITE_ERRNOS = {
+    28: "no space left on the device",
+    122: "disk quota exceeded",
+    13: "permission denied",
+    1: "operation not permitted",
+    30: "read-only file system",
+    5: "input/output error",
+}
 """errno -> plain words, for the write failures a user can fix (ENOSPC, EDQUOT, EACCES, EPERM, EROFS, EIO)."""
 
 
@@ -43,5 +49,6 @@ def write_failure(err: OSError, path: object, kept: str) -> str:
         except OSError:
             free = None
         reason = "no space left on the device" if free is not None and free < (64 << 20) else str(err)
-    return (f"writing {path} failed: {reason}. {kept}; free space (or fix the permissions) and run the same "
-            "command again")
+    return (
+        f"writing {path} failed: {reason}. {kept}; free space (or fix the permissions) and run the same command again"
+    )

@@ -55,8 +55,9 @@ def _coerce_value(value: Any, hint: Any, where: str) -> Any:
     if origin in (tuple, list) and isinstance(value, list | tuple):
         inner = args[0] if args else None
         if inner in _NUMBERS:
-            return type(value)(_number(v, inner, f"{where}[{i}]") if isinstance(v, str) else v
-                               for i, v in enumerate(value))
+            return type(value)(
+                _number(v, inner, f"{where}[{i}]") if isinstance(v, str) else v for i, v in enumerate(value)
+            )
     return value
 
 
@@ -69,8 +70,10 @@ def coerce_fields(cls: type, values: dict[str, Any], section: str) -> dict[str, 
     A string that is not a number for a numeric field is a :class:`UserError`.
     """
     hints = typing.get_type_hints(cls)
-    return {key: _coerce_value(value, hints[key], f"{section}.{key}") if key in hints else value
-            for key, value in values.items()}
+    return {
+        key: _coerce_value(value, hints[key], f"{section}.{key}") if key in hints else value
+        for key, value in values.items()
+    }
 
 
 def coerce_like(values: dict[str, Any], defaults: dict[str, Any], section: str) -> dict[str, Any]:
@@ -80,8 +83,11 @@ def coerce_like(values: dict[str, Any], defaults: dict[str, Any], section: str) 
     out = dict(values)
     for key, value in values.items():
         default = defaults.get(key, ...)
-        if isinstance(value, str) and not isinstance(default, bool) and (
-                isinstance(default, int | float) or default is None):
+        if (
+            isinstance(value, str)
+            and not isinstance(default, bool)
+            and (isinstance(default, int | float) or default is None)
+        ):
             if default is None and value.lower() in ("none", "null"):
                 out[key] = None
             else:

@@ -67,8 +67,11 @@ class StopRequest:
         if self.requested is not None:
             raise KeyboardInterrupt
         self.requested = name
-        logger.warning("%s received: %s stops after the current batch and keeps what it has (again to stop at "
-                       "once)", name, self.what)
+        logger.warning(
+            "%s received: %s stops after the current batch and keeps what it has (again to stop at once)",
+            name,
+            self.what,
+        )
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -76,8 +79,9 @@ class StopRequest:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
         self._previous.clear()

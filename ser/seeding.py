@@ -36,8 +36,11 @@ def deterministic_cuda_setup(deterministic: bool) -> None:
         return
     if "CUBLAS_WORKSPACE_CONFIG" not in os.environ:
         if torch.cuda.is_initialized():
-            logger.warning("CUDA was initialised before the fit set CUBLAS_WORKSPACE_CONFIG=%s; GPU results may "
-                           "not be reproducible (export it before starting Python)", CUBLAS_WORKSPACE)
+            logger.warning(
+                "CUDA was initialised before the fit set CUBLAS_WORKSPACE_CONFIG=%s; GPU results may "
+                "not be reproducible (export it before starting Python)",
+                CUBLAS_WORKSPACE,
+            )
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True

@@ -14,10 +14,12 @@ HEAVY = ("torch", "transformers", "numpy", "h5py", "zarr", "sklearn", "soundfile
 
 
 def test_importing_the_cli_and_printing_help_imports_nothing_heavy() -> None:
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom ser.cli import app\n"
-            "for args in (['--help'], ['manifest', '--help'], ['protocol', '--help'], ['manifest', 'ravdess', "
-            "'--help']):\n    assert CliRunner().invoke(app, args).exit_code == 0\n"
-            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom ser.cli import app\n"
+        "for args in (['--help'], ['manifest', '--help'], ['protocol', '--help'], ['manifest', 'ravdess', "
+        "'--help']):\n    assert CliRunner().invoke(app, args).exit_code == 0\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

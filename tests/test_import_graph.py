@@ -47,7 +47,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for target in sorted(graph[node]):
             if state.get(target) == 1:
-                return [*path[path.index(target):], target]
+                return [*path[path.index(target) :], target]
             if target not in state and (cycle := visit(target)):
                 return cycle
         path.pop()
@@ -74,7 +74,9 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 
 def test_config_presets_and_heads_import_at_module_level_without_torch() -> None:
-    code = ("import sys, ser.fusion.config, ser.fusion.presets, ser.fusion.heads, ser.options; "
-            "print(sorted(m for m in ('torch', 'numpy', 'sklearn') if m in sys.modules))")
+    code = (
+        "import sys, ser.fusion.config, ser.fusion.presets, ser.fusion.heads, ser.options; "
+        "print(sorted(m for m in ('torch', 'numpy', 'sklearn') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

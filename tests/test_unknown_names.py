@@ -47,12 +47,20 @@ def _executor() -> None:
     submit_grid([], executor="nope", folder=Path("x"))
 
 
-@pytest.mark.parametrize(("lookup", "what", "a_choice"), [
-    (_head, "fusion head", "fleser"), (_preset, "fusion head", "memocmt"), (_loss, "loss", "focal"),
-    (_corpus, "corpus", "iemocap"), (_extractor, "extractor", "hubert"), (_executor, "executor", "slurm"),
-])
-def test_an_unknown_name_is_one_error_type_that_lists_the_choices(lookup: Callable[[], None], what: str,
-                                                                  a_choice: str) -> None:
+@pytest.mark.parametrize(
+    ("lookup", "what", "a_choice"),
+    [
+        (_head, "fusion head", "fleser"),
+        (_preset, "fusion head", "memocmt"),
+        (_loss, "loss", "focal"),
+        (_corpus, "corpus", "iemocap"),
+        (_extractor, "extractor", "hubert"),
+        (_executor, "executor", "slurm"),
+    ],
+)
+def test_an_unknown_name_is_one_error_type_that_lists_the_choices(
+    lookup: Callable[[], None], what: str, a_choice: str
+) -> None:
     with pytest.raises(UnknownNameError, match=f"unknown {what} 'nope'; choose one of .*{a_choice}") as caught:
         lookup()
     assert isinstance(caught.value, UserError) and isinstance(caught.value, LookupError)

@@ -56,9 +56,16 @@ def chunk(jobs: list[Job], per_task: int) -> list[list[Job]]:
     return [[jobs[i] for i in bundle] for bundle in make_bundles([job.record for job in jobs], per_task)]
 
 
-def submit_grid(jobs: list[Job], *, executor: str, folder: Path, parameters: dict[str, Any] | None = None,
-                jobs_per_task: int = 1, wait: bool = True, echo: Callable[[str], None] = logger.info
-                ) -> ClusterOutcome:
+def submit_grid(
+    jobs: list[Job],
+    *,
+    executor: str,
+    folder: Path,
+    parameters: dict[str, Any] | None = None,
+    jobs_per_task: int = 1,
+    wait: bool = True,
+    echo: Callable[[str], None] = logger.info,
+) -> ClusterOutcome:
     """Submit the unfinished jobs as one array (``jobs_per_task`` jobs per task) and optionally wait."""
     if executor not in EXECUTORS:
         raise unknown_name("executor", executor, ("local", *EXECUTORS))
@@ -83,8 +90,10 @@ def submit_grid(jobs: list[Job], *, executor: str, folder: Path, parameters: dic
     groups = chunk(todo, jobs_per_task)
     tasks = pool.map_array(run_jobs, [[job.record for job in group] for group in groups])
     outcome.submitted = [task.job_id for task in tasks]
-    echo(f"submitted {len(todo)} jobs as {len(tasks)} {executor} tasks ({outcome.already_done} already done); "
-         f"logs in {folder}")
+    echo(
+        f"submitted {len(todo)} jobs as {len(tasks)} {executor} tasks ({outcome.already_done} already done); "
+        f"logs in {folder}"
+    )
     if not wait:
         return outcome
     for task, group in zip(tasks, groups, strict=True):

@@ -43,8 +43,7 @@ class Comparison:
         return not self.low <= 0.0 <= self.high
 
 
-def paired_comparison(cell: dict[tuple[str, int], float], reference: dict[tuple[str, int], float]
-                      ) -> Comparison | None:
+def paired_comparison(cell: dict[tuple[str, int], float], reference: dict[tuple[str, int], float]) -> Comparison | None:
     """Compare ``cell`` with ``reference`` (each: (fold, seed) -> metric) over the runs both have;
     None when fewer than two runs are shared."""
     shared = sorted(set(cell) & set(reference))
@@ -54,8 +53,13 @@ def paired_comparison(cell: dict[tuple[str, int], float], reference: dict[tuple[
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     resampled = differences[rng.integers(0, len(differences), size=(BOOTSTRAP_RESAMPLES, len(differences)))]
     low, high = np.percentile(resampled.mean(axis=1), [2.5, 97.5])
-    return Comparison(n_pairs=len(shared), mean_difference=float(differences.mean()), low=float(low),
-                      high=float(high), p_value=wilcoxon_p(differences))
+    return Comparison(
+        n_pairs=len(shared),
+        mean_difference=float(differences.mean()),
+        low=float(low),
+        high=float(high),
+        p_value=wilcoxon_p(differences),
+    )
 
 
 def wilcoxon_p(differences: np.ndarray) -> float:

@@ -82,16 +82,18 @@ def discover_gpus() -> list[Gpu]:
     rows = query_nvidia_smi()
     if rows is None:
         if visible:
-            logger.warning("CUDA_VISIBLE_DEVICES=%s but nvidia-smi is unavailable: GPU memory is not guarded",
-                           ",".join(visible))
+            logger.warning(
+                "CUDA_VISIBLE_DEVICES=%s but nvidia-smi is unavailable: GPU memory is not guarded", ",".join(visible)
+            )
         return [Gpu(id=v) for v in visible or []]
     if visible is None:
         return [Gpu(id=r["index"], free_mib=_mib(r["free"]), total_mib=_mib(r["total"])) for r in rows]
     gpus = []
     for gpu_id in visible:
         row = _match(rows, gpu_id)
-        gpus.append(Gpu(id=gpu_id) if row is None else
-                    Gpu(id=gpu_id, free_mib=_mib(row["free"]), total_mib=_mib(row["total"])))
+        gpus.append(
+            Gpu(id=gpu_id) if row is None else Gpu(id=gpu_id, free_mib=_mib(row["free"]), total_mib=_mib(row["total"]))
+        )
     return gpus
 
 

@@ -22,8 +22,13 @@ def _finish(plt: Any, fig: Any, ax: Any, path: Path, title: str, xlabel: str, yl
     plt.close(fig)
 
 
-def plot_bars(path: Path, title: str, labels: list[str], summaries: list[dict[str, dict[str, Any]]],
-              metrics: tuple[str, ...] = ("ua", "wa")) -> None:
+def plot_bars(
+    path: Path,
+    title: str,
+    labels: list[str],
+    summaries: list[dict[str, dict[str, Any]]],
+    metrics: tuple[str, ...] = ("ua", "wa"),
+) -> None:
     """Grouped bars: for each cell (x), the mean of each metric in % with ± std error bars."""
     plt = pyplot_or_none(path)
     if plt is None:
@@ -74,5 +79,12 @@ def plot_robustness(path: Path, title: str, curves: dict[str, dict[str, Any]]) -
         line = ax.plot(snr, mean, marker="o", markersize=3, label=name)[0]
         ax.fill_between(snr, mean - std, mean + std, alpha=0.15, color=line.get_color())
         ax.axhline(100 * curve["clean"], linestyle=":", color=line.get_color(), linewidth=1)
-    _finish(plt, fig, ax, path, title, "SNR of the test copies (dB); dotted: clean test",
-            "test UA (%), mean ± std over folds x seeds")
+    _finish(
+        plt,
+        fig,
+        ax,
+        path,
+        title,
+        "SNR of the test copies (dB); dotted: clean test",
+        "test UA (%), mean ± std over folds x seeds",
+    )

@@ -179,12 +179,22 @@ def parse_grid(record: Any, *, source: str = "grid", default_name: str = "grid")
         raise GridError(f"{source}: seeds must be a list of integers, got {seeds!r}")
     device = str((base.get("train") or {}).get("device", "auto"))
     if device.startswith("cuda:"):
-        raise GridError(f"{source}: base train.device is {device}; leave it at auto (ser ablate pins each job to a "
-                        "GPU through CUDA_VISIBLE_DEVICES) or set cpu")
+        raise GridError(
+            f"{source}: base train.device is {device}; leave it at auto (ser ablate pins each job to a "
+            "GPU through CUDA_VISIBLE_DEVICES) or set cpu"
+        )
     name = str(record.get("name") or default_name)
     out = str(record.get("out") or Path("runs") / default_name)
-    return Grid(name=name, base=dict(base), axes=axes, zips=groups, include=list(include), exclude=list(exclude),
-                seeds=list(dict.fromkeys(seeds)), out=out)
+    return Grid(
+        name=name,
+        base=dict(base),
+        axes=axes,
+        zips=groups,
+        include=list(include),
+        exclude=list(exclude),
+        seeds=list(dict.fromkeys(seeds)),
+        out=out,
+    )
 
 
 def set_view_option(view: str | None, option: str, value: Any) -> str:
@@ -215,8 +225,10 @@ def apply_cell(base: dict[str, Any], cell: Iterable[tuple[str, Any]]) -> dict[st
         modality, colon, option = key.partition(":")
         if colon:
             if modality not in MODALITIES or option not in VIEW_OPTIONS:
-                raise GridError(f"grid key {key!r}: use MODALITY:OPTION with MODALITY in {', '.join(MODALITIES)} "
-                                f"and OPTION in {', '.join(VIEW_OPTIONS)}")
+                raise GridError(
+                    f"grid key {key!r}: use MODALITY:OPTION with MODALITY in {', '.join(MODALITIES)} "
+                    f"and OPTION in {', '.join(VIEW_OPTIONS)}"
+                )
             record[modality] = set_view_option(record.get(modality), option, value)
             continue
         try:
@@ -264,8 +276,9 @@ def expand(grid: Grid) -> list[Job]:
             job = Job(cell=cell, seed=seed, config=config)
             slug = config.slug()
             if slug in seen:
-                logger.warning("grid cell %s (seed %d) is the same fit as %s; run once", job.label(), seed,
-                               seen[slug].label())
+                logger.warning(
+                    "grid cell %s (seed %d) is the same fit as %s; run once", job.label(), seed, seen[slug].label()
+                )
                 continue
             seen[slug] = job
             jobs.append(job)

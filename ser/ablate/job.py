@@ -41,8 +41,20 @@ def run_job(record: dict[str, Any]) -> Outcome:
     return outcome
 
 
-STACKED_TRAIN_KEYS = ("lr", "weight_decay", "momentum", "epochs", "patience", "schedule", "step_size", "gamma",
-                      "plateau_patience", "select", "normalize", "refit")
+STACKED_TRAIN_KEYS = (
+    "lr",
+    "weight_decay",
+    "momentum",
+    "epochs",
+    "patience",
+    "schedule",
+    "step_size",
+    "gamma",
+    "plateau_patience",
+    "select",
+    "normalize",
+    "refit",
+)
 """``train.*`` settings members of one stack may differ in (see ``ser.fusion.engine``)."""
 
 
@@ -67,7 +79,7 @@ def make_bundles(records: Sequence[dict[str, Any]], size: int) -> list[list[int]
     groups: dict[str, list[int]] = {}
     for i, record in enumerate(records):
         groups.setdefault(stack_group(record), []).append(i)
-    return [members[k:k + size] for members in groups.values() for k in range(0, len(members), size)]
+    return [members[k : k + size] for members in groups.values() for k in range(0, len(members), size)]
 
 
 def run_bundle(records: Sequence[dict[str, Any]]) -> list[tuple[Outcome | Literal["error"], str]]:
@@ -93,8 +105,11 @@ def run_bundle(records: Sequence[dict[str, Any]]) -> list[tuple[Outcome | Litera
                 lock.release()
                 continue
             locks[i] = lock
-            record_attempt(run_dir, f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}"
-                           + (f", stacked with {len(configs) - 1} other runs" if len(configs) > 1 else ""))
+            record_attempt(
+                run_dir,
+                f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}"
+                + (f", stacked with {len(configs) - 1} other runs" if len(configs) > 1 else ""),
+            )
         todo = sorted(locks)
         try:
             run_fits([configs[i] for i in todo])

@@ -177,10 +177,13 @@ def collect(runs_dir: Path) -> list[Cell]:
         key = config_hash(config)
         card = metrics.get("protocol_card", {})
         if key not in cells:
-            section = f"{card.get('corpus', '?')} / {card.get('protocol', config.get('protocol'))} / " \
-                      f"{metrics.get('label_set', config.get('label_set'))}"
-            cells[key] = Cell(key=key, config=config, section=section, classes=list(metrics.get("classes", [])),
-                              card=card)
+            section = (
+                f"{card.get('corpus', '?')} / {card.get('protocol', config.get('protocol'))} / "
+                f"{metrics.get('label_set', config.get('label_set'))}"
+            )
+            cells[key] = Cell(
+                key=key, config=config, section=section, classes=list(metrics.get("classes", [])), card=card
+            )
         cell = cells[key]
         cell.run_dirs.append(metrics_path.parent)
         fresh: set[tuple[str, int]] = set()
@@ -196,7 +199,8 @@ def collect(runs_dir: Path) -> list[Cell]:
             label = condition_label(condition["corruption"])
             cell.conditions[label] = condition["corruption"]
             cell.robustness.setdefault(label, []).extend(
-                r["test"] for r in condition["runs"] if (str(r["fold"]), int(r["seed"])) in fresh)
+                r["test"] for r in condition["runs"] if (str(r["fold"]), int(r["seed"])) in fresh
+            )
     if duplicates:
         logger.info("%d (cell, fold, seed) runs were found twice and counted once", duplicates)
     if not cells:
@@ -230,8 +234,12 @@ def robustness_table(section: Section) -> str:
     for cell in cells:
         conditions.update(cell.conditions)
     order = sorted(conditions, key=lambda label: _condition_order(conditions[label]))
-    lines = ["Noise robustness: test UA (%) on corrupted copies of the test rows (the clean fit, tested once per "
-             "copy).", "", "| cell | clean | " + " | ".join(order) + " |", "|" + "---|" * (len(order) + 2)]
+    lines = [
+        "Noise robustness: test UA (%) on corrupted copies of the test rows (the clean fit, tested once per copy).",
+        "",
+        "| cell | clean | " + " | ".join(order) + " |",
+        "|" + "---|" * (len(order) + 2),
+    ]
     for cell in cells:
         row = [cell.cell_id, _pct(cell.summary()["ua"])]
         for label in order:
@@ -265,16 +273,22 @@ def _value(cell: Cell, column: str) -> str:
 
 
 def markdown(all_sections: list[Section], title: str) -> str:
-    lines = [f"# {title}", "",
-             "Mean ± std over folds x seeds of the test metrics (%); UA = macro recall, WA = accuracy. "
-             "Best per column in bold.", ""]
+    lines = [
+        f"# {title}",
+        "",
+        "Mean ± std over folds x seeds of the test metrics (%); UA = macro recall, WA = accuracy. "
+        "Best per column in bold.",
+        "",
+    ]
     for section in all_sections:
         best = section.best()
         lines += [f"## {section.name}", ""]
         card = section.card
-        lines.append(f"Protocol: {card.get('protocol')} ({len(card.get('folds') or [])} folds), validation: "
-                     f"{card.get('validation', '?')}, speaker-independent: {card.get('speaker_independent', '?')}, "
-                     f"{card.get('n_utterances', '?')} utterances.")
+        lines.append(
+            f"Protocol: {card.get('protocol')} ({len(card.get('folds') or [])} folds), validation: "
+            f"{card.get('validation', '?')}, speaker-independent: {card.get('speaker_independent', '?')}, "
+            f"{card.get('n_utterances', '?')} utterances."
+        )
         lines.append("")
         header = ["cell", *section.columns, "folds", "seeds", "runs", *(METRIC_NAMES[m] for m in METRICS)]
         lines.append("| " + " | ".join(header) + " |")
@@ -282,8 +296,14 @@ def markdown(all_sections: list[Section], title: str) -> str:
         for cell in section.cells:
             summary = cell.summary()
             scores = [f"**{_pct(summary[m])}**" if best[m] == cell.key else _pct(summary[m]) for m in METRICS]
-            row = [cell.cell_id, *(_value(cell, c).replace("|", "\\|") for c in section.columns),
-                   str(len(cell.folds())), ",".join(map(str, cell.seeds())), str(len(cell.runs)), *scores]
+            row = [
+                cell.cell_id,
+                *(_value(cell, c).replace("|", "\\|") for c in section.columns),
+                str(len(cell.folds())),
+                ",".join(map(str, cell.seeds())),
+                str(len(cell.runs)),
+                *scores,
+            ]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
         lines += comparison_table(section)
@@ -299,10 +319,12 @@ def _difference(comparison: Comparison | None, is_best: bool) -> tuple[str, str,
         return "best", "-", "-"
     if comparison is None:
         return "no shared runs", "-", "-"
-    interval = (f"{100 * comparison.mean_difference:+.2f} [{100 * comparison.low:+.2f}, "
-                f"{100 * comparison.high:+.2f}]")
-    verdict = "worse" if comparison.distinguishable and comparison.mean_difference < 0 else (
-        "better?" if comparison.distinguishable else "≈ best")
+    interval = f"{100 * comparison.mean_difference:+.2f} [{100 * comparison.low:+.2f}, {100 * comparison.high:+.2f}]"
+    verdict = (
+        "worse"
+        if comparison.distinguishable and comparison.mean_difference < 0
+        else ("better?" if comparison.distinguishable else "≈ best")
+    )
     return interval, f"{comparison.p_value:.3f}", verdict
 
 
@@ -310,17 +332,23 @@ def comparison_table(section: Section) -> list[str]:
     """Markdown lines: pooled metrics per cell and each cell's paired UA difference from the best cell."""
     best = section.best()["ua"]
     comparisons = section.comparisons()
-    lines = ["Pooled: all folds' test predictions as one set (per seed, mean ± std over seeds). ΔUA: cell − best "
-             "cell over their shared (fold, seed) runs, with a 95 % paired-bootstrap interval and the Wilcoxon "
-             "signed-rank p; **≈ best** = the interval contains 0, not distinguishable from the best.", "",
-             "| cell | UA pooled | WA pooled | macro-F1 pooled | weighted-F1 pooled | ΔUA vs best [95 % CI] | p | "
-             "verdict |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "Pooled: all folds' test predictions as one set (per seed, mean ± std over seeds). ΔUA: cell − best "
+        "cell over their shared (fold, seed) runs, with a 95 % paired-bootstrap interval and the Wilcoxon "
+        "signed-rank p; **≈ best** = the interval contains 0, not distinguishable from the best.",
+        "",
+        "| cell | UA pooled | WA pooled | macro-F1 pooled | weighted-F1 pooled | ΔUA vs best [95 % CI] | p | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for cell in section.cells:
         pooled = cell.pooled()
         difference, p_value, verdict = _difference(comparisons[cell.key], cell.key == best)
         verdict = f"**{verdict}**" if verdict == "≈ best" else verdict
-        lines.append(f"| {cell.cell_id} | " + " | ".join(_pct(pooled[m]) for m in METRICS)
-                     + f" | {difference} | {p_value} | {verdict} |")
+        lines.append(
+            f"| {cell.cell_id} | "
+            + " | ".join(_pct(pooled[m]) for m in METRICS)
+            + f" | {difference} | {p_value} | {verdict} |"
+        )
     return [*lines, ""]
 
 
@@ -334,10 +362,23 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> No
 def cell_rows(all_sections: list[Section]) -> tuple[list[str], list[dict[str, Any]]]:
     """report.csv: one row per cell (fractions in [0, 1], not percent)."""
     config_columns = list(dict.fromkeys(c for s in all_sections for c in s.columns))
-    columns = ["section", "cell", *config_columns, "n_folds", "seeds", "n_runs",
-               *(f"{m}_{stat}" for m in METRICS for stat in ("mean", "std")), "best",
-               *(f"{m}_pooled_{stat}" for m in METRICS for stat in ("mean", "std")),
-               "ua_diff_vs_best", "ua_diff_low", "ua_diff_high", "wilcoxon_p", "n_pairs", "distinguishable_from_best"]
+    columns = [
+        "section",
+        "cell",
+        *config_columns,
+        "n_folds",
+        "seeds",
+        "n_runs",
+        *(f"{m}_{stat}" for m in METRICS for stat in ("mean", "std")),
+        "best",
+        *(f"{m}_pooled_{stat}" for m in METRICS for stat in ("mean", "std")),
+        "ua_diff_vs_best",
+        "ua_diff_low",
+        "ua_diff_high",
+        "wilcoxon_p",
+        "n_pairs",
+        "distinguishable_from_best",
+    ]
     rows = []
     for section in all_sections:
         best = section.best()
@@ -346,9 +387,14 @@ def cell_rows(all_sections: list[Section]) -> tuple[list[str], list[dict[str, An
             summary = cell.summary()
             pooled = cell.pooled()
             comparison = comparisons[cell.key]
-            row: dict[str, Any] = {"section": section.name, "cell": cell.cell_id, "n_folds": len(cell.folds()),
-                                   "seeds": " ".join(map(str, cell.seeds())), "n_runs": len(cell.runs),
-                                   "best": " ".join(m for m in METRICS if best[m] == cell.key)}
+            row: dict[str, Any] = {
+                "section": section.name,
+                "cell": cell.cell_id,
+                "n_folds": len(cell.folds()),
+                "seeds": " ".join(map(str, cell.seeds())),
+                "n_runs": len(cell.runs),
+                "best": " ".join(m for m in METRICS if best[m] == cell.key),
+            }
             row.update({c: _value(cell, c) for c in section.columns})
             for metric in METRICS:
                 row[f"{metric}_mean"] = f"{summary[metric]['mean']:.6f}"
@@ -356,10 +402,16 @@ def cell_rows(all_sections: list[Section]) -> tuple[list[str], list[dict[str, An
                 row[f"{metric}_pooled_mean"] = f"{pooled[metric]['mean']:.6f}"
                 row[f"{metric}_pooled_std"] = f"{pooled[metric]['std']:.6f}"
             if comparison is not None:
-                row.update({"ua_diff_vs_best": f"{comparison.mean_difference:.6f}",
-                            "ua_diff_low": f"{comparison.low:.6f}", "ua_diff_high": f"{comparison.high:.6f}",
-                            "wilcoxon_p": f"{comparison.p_value:.6f}", "n_pairs": comparison.n_pairs,
-                            "distinguishable_from_best": comparison.distinguishable})
+                row.update(
+                    {
+                        "ua_diff_vs_best": f"{comparison.mean_difference:.6f}",
+                        "ua_diff_low": f"{comparison.low:.6f}",
+                        "ua_diff_high": f"{comparison.high:.6f}",
+                        "wilcoxon_p": f"{comparison.p_value:.6f}",
+                        "n_pairs": comparison.n_pairs,
+                        "distinguishable_from_best": comparison.distinguishable,
+                    }
+                )
             rows.append(row)
     return columns, rows
 
@@ -367,9 +419,18 @@ def cell_rows(all_sections: list[Section]) -> tuple[list[str], list[dict[str, An
 def run_rows(cells: list[Cell]) -> tuple[list[str], list[dict[str, Any]]]:
     """runs.csv: one row per (cell, fold, seed)."""
     columns = ["cell", "fold", "seed", "best_epoch", *METRICS, "n_test"]
-    rows = [{"cell": cell.cell_id, "fold": run["fold"], "seed": run["seed"], "best_epoch": run.get("best_epoch"),
-             **{m: f"{run['test'][m]:.6f}" for m in METRICS}, "n_test": run["test"].get("n")}
-            for cell in cells for run in cell.runs]
+    rows = [
+        {
+            "cell": cell.cell_id,
+            "fold": run["fold"],
+            "seed": run["seed"],
+            "best_epoch": run.get("best_epoch"),
+            **{m: f"{run['test'][m]:.6f}" for m in METRICS},
+            "n_test": run["test"].get("n"),
+        }
+        for cell in cells
+        for run in cell.runs
+    ]
     return columns, rows
 
 
@@ -380,12 +441,27 @@ def emobox_record(cell: Cell) -> dict[str, Any]:
     for run in cell.runs:
         confusion = np.asarray(run["test"]["confusion"], dtype=np.int64)
         num = int(confusion.sum())
-        folds.append({"fold": run["fold"], "seed": run["seed"], "num": num, "wa": run["test"]["wa"],
-                      "ua": run["test"]["ua"], "micro_f1": float(np.trace(confusion) / max(num, 1)),
-                      "macro_f1": run["test"]["macro_f1"], "confusion": confusion.tolist()})
+        folds.append(
+            {
+                "fold": run["fold"],
+                "seed": run["seed"],
+                "num": num,
+                "wa": run["test"]["wa"],
+                "ua": run["test"]["ua"],
+                "micro_f1": float(np.trace(confusion) / max(num, 1)),
+                "macro_f1": run["test"]["macro_f1"],
+                "confusion": confusion.tolist(),
+            }
+        )
     stats = aggregate(folds, ("ua", "wa", "micro_f1", "macro_f1"))
-    return {"config": cell.config, "classes": cell.classes, "protocol_card": cell.card, "runs": folds,
-            "mean": {k: v["mean"] for k, v in stats.items()}, "std": {k: v["std"] for k, v in stats.items()}}
+    return {
+        "config": cell.config,
+        "classes": cell.classes,
+        "protocol_card": cell.card,
+        "runs": folds,
+        "mean": {k: v["mean"] for k, v in stats.items()},
+        "std": {k: v["std"] for k, v in stats.items()},
+    }
 
 
 def _emobox_predictions(cell: Cell, path: Path) -> int:
@@ -403,8 +479,18 @@ def _emobox_predictions(cell: Cell, path: Path) -> int:
                         if ident not in wanted or ident in written:
                             continue
                         found.add(ident)
-                        out.write(json.dumps({"key": row["id"], "pred": row["pred"], "label": row["true"],
-                                              "fold": row["fold"], "seed": int(row["seed"])}) + "\n")
+                        out.write(
+                            json.dumps(
+                                {
+                                    "key": row["id"],
+                                    "pred": row["pred"],
+                                    "label": row["true"],
+                                    "fold": row["fold"],
+                                    "seed": int(row["seed"]),
+                                }
+                            )
+                            + "\n"
+                        )
                         count += 1
             except OSError:
                 logger.warning("%s has no predictions.csv; its EmoBox predictions are missing", run_dir)
@@ -416,8 +502,7 @@ def safe_name(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text).strip("_") or "section"
 
 
-def write_report(runs_dir: Path, out_dir: Path | None = None, *, title: str | None = None,
-                 plots: bool = True) -> Path:
+def write_report(runs_dir: Path, out_dir: Path | None = None, *, title: str | None = None, plots: bool = True) -> Path:
     """Collect, aggregate and write every output listed in the module docstring; returns the folder."""
     from ser.ablate.figures import plot_bars, plot_layer_weights, plot_robustness
     from ser.fusion.plots import plot_confusion
@@ -427,8 +512,7 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, *, title: str | No
     cells = collect(runs_dir)
     all_sections = sections(cells)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.md").write_text(markdown(all_sections, title or f"Results in {runs_dir.name}"),
-                                       encoding="utf-8")
+    (out_dir / "report.md").write_text(markdown(all_sections, title or f"Results in {runs_dir.name}"), encoding="utf-8")
     _write_csv(out_dir / "report.csv", *cell_rows(all_sections))
     _write_csv(out_dir / "runs.csv", *run_rows(cells))
     emobox = {cell.cell_id: emobox_record(cell) for cell in cells}
@@ -449,10 +533,17 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, *, title: str | No
             plot_confusion(out_dir / "confusion" / f"{cell.cell_id}.png", cell.confusion().tolist(), cell.classes)
         for section in all_sections:
             labels = [cell_label(cell, section) for cell in section.cells]
-            plot_bars(out_dir / f"bars_{safe_name(section.name)}.png", section.name, labels,
-                      [cell.summary() for cell in section.cells])
-            curves = {f"{label} [{modality}]": weights for cell, label in zip(section.cells, labels, strict=True)
-                      for modality, weights in layer_weight_runs(cell).items()}
+            plot_bars(
+                out_dir / f"bars_{safe_name(section.name)}.png",
+                section.name,
+                labels,
+                [cell.summary() for cell in section.cells],
+            )
+            curves = {
+                f"{label} [{modality}]": weights
+                for cell, label in zip(section.cells, labels, strict=True)
+                for modality, weights in layer_weight_runs(cell).items()
+            }
             if curves:
                 plot_layer_weights(out_dir / f"layer_weights_{safe_name(section.name)}.png", section.name, curves)
     return out_dir
@@ -464,14 +555,32 @@ def robustness_rows(cells: list[Cell]) -> tuple[list[str], list[dict[str, Any]]]
     rows = []
     for cell in cells:
         clean = cell.summary()
-        rows.append({"cell": cell.cell_id, "condition": "clean", "type": "clean", "n_runs": len(cell.runs),
-                     "ua_mean": f"{clean['ua']['mean']:.6f}", "ua_std": f"{clean['ua']['std']:.6f}",
-                     "wa_mean": f"{clean['wa']['mean']:.6f}", "wa_std": f"{clean['wa']['std']:.6f}"})
+        rows.append(
+            {
+                "cell": cell.cell_id,
+                "condition": "clean",
+                "type": "clean",
+                "n_runs": len(cell.runs),
+                "ua_mean": f"{clean['ua']['mean']:.6f}",
+                "ua_std": f"{clean['ua']['std']:.6f}",
+                "wa_mean": f"{clean['wa']['mean']:.6f}",
+                "wa_std": f"{clean['wa']['std']:.6f}",
+            }
+        )
         for label, runs in cell.robustness.items():
             stats = aggregate(runs, ("ua", "wa"))
-            rows.append({"cell": cell.cell_id, "condition": label, **cell.conditions[label], "n_runs": len(runs),
-                         "ua_mean": f"{stats['ua']['mean']:.6f}", "ua_std": f"{stats['ua']['std']:.6f}",
-                         "wa_mean": f"{stats['wa']['mean']:.6f}", "wa_std": f"{stats['wa']['std']:.6f}"})
+            rows.append(
+                {
+                    "cell": cell.cell_id,
+                    "condition": label,
+                    **cell.conditions[label],
+                    "n_runs": len(runs),
+                    "ua_mean": f"{stats['ua']['mean']:.6f}",
+                    "ua_std": f"{stats['ua']['std']:.6f}",
+                    "wa_mean": f"{stats['wa']['mean']:.6f}",
+                    "wa_std": f"{stats['wa']['std']:.6f}",
+                }
+            )
     return columns, rows
 
 
@@ -486,12 +595,16 @@ def robustness_curves(cells: list[Cell], section: Section) -> dict[str, dict[str
             corruption = cell.conditions[label]
             if "snr_db" in corruption:
                 by_type.setdefault(str(corruption["type"]), []).append(
-                    (float(corruption["snr_db"]), aggregate(runs, ("ua",))["ua"]))
+                    (float(corruption["snr_db"]), aggregate(runs, ("ua",))["ua"])
+                )
         for noise, points in by_type.items():
             points.sort(key=lambda point: point[0])
             curves[f"{cell_label(cell, section)} [{noise}]"] = {
-                "snr": [p[0] for p in points], "mean": [p[1]["mean"] for p in points],
-                "std": [p[1]["std"] for p in points], "clean": clean}
+                "snr": [p[0] for p in points],
+                "mean": [p[1]["mean"] for p in points],
+                "std": [p[1]["std"] for p in points],
+                "clean": clean,
+            }
     return curves
 
 

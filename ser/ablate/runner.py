@@ -84,10 +84,11 @@ class GridOutcome:
         return not (self.failed or self.not_run or self.interrupted)
 
     def summary(self) -> str:
-        return (f"{self.total} jobs: {len(self.ran)} ran, {len(self.already_done)} already done, "
-                f"{len(self.done_elsewhere)} done by another process, {len(self.failed)} failed, "
-                f"{len(self.not_run)} not run" + (" (interrupted)" if self.interrupted else "")
-                + f", {self.seconds:.0f} s")
+        return (
+            f"{self.total} jobs: {len(self.ran)} ran, {len(self.already_done)} already done, "
+            f"{len(self.done_elsewhere)} done by another process, {len(self.failed)} failed, "
+            f"{len(self.not_run)} not run" + (" (interrupted)" if self.interrupted else "") + f", {self.seconds:.0f} s"
+        )
 
 
 class _Worker:
@@ -101,8 +102,14 @@ class _Worker:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             # A new session: the terminal's Ctrl-C reaches the runner only, which stops the workers itself.
-            self.process = subprocess.Popen([options.python, "-m", "ser.ablate.worker"], stdin=subprocess.PIPE,
-                                            stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True)
+            self.process = subprocess.Popen(
+                [options.python, "-m", "ser.ablate.worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+            )
         assert self.process.stdout is not None
         os.set_blocking(self.process.stdout.fileno(), False)
         self._buffer = b""
@@ -175,6 +182,7 @@ def _write_spec(job: Job) -> Path:
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (e.g. from a batch system) stops the grid like Ctrl-C does; Ctrl-C (SIGINT) stops it
     even when the runner was started with SIGINT ignored (a shell's background job)."""
+
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
@@ -227,10 +235,15 @@ class _Scheduler:
         self._last_memory_note = 0.0
 
     def describe(self) -> str:
-        where = (f"{len(self.slots)} slots on GPUs {', '.join(g.id for g in self.gpus)}" if self.gpus
-                 else f"{len(self.slots)} CPU workers")
-        return (f"{self.outcome.total} jobs, {len(self.outcome.already_done)} already done, {len(self.queue)} to run "
-                f"on {where}")
+        where = (
+            f"{len(self.slots)} slots on GPUs {', '.join(g.id for g in self.gpus)}"
+            if self.gpus
+            else f"{len(self.slots)} CPU workers"
+        )
+        return (
+            f"{self.outcome.total} jobs, {len(self.outcome.already_done)} already done, {len(self.queue)} to run "
+            f"on {where}"
+        )
 
     def _count(self) -> str:
         o = self.outcome
@@ -256,8 +269,10 @@ class _Scheduler:
         elif status == "ran" and is_done(job.run_dir):
             self.outcome.ran.append(job)
             together = f", stacked with {bundled - 1} others" if bundled > 1 else ""
-            self.echo(f"{self._count()} done    {job.label()} seed {job.seed} ({seconds:.1f} s{together}) -> "
-                      f"{job.run_dir.name}")
+            self.echo(
+                f"{self._count()} done    {job.label()} seed {job.seed} ({seconds:.1f} s{together}) -> "
+                f"{job.run_dir.name}"
+            )
         else:
             log = job.run_dir / "ablate.log"
             self._fail(job, f"{answer.get('error', 'no result written')} (end of {log}:\n{_tail(log)})")
@@ -272,8 +287,14 @@ class _Scheduler:
             elif not slot.worker.alive():  # killed (out of memory?) or crashed hard: costs this job only
                 code = slot.worker.process.returncode
                 slot.worker = None
-                self._settle(slot, {"status": "error", "error": f"the worker process died with exit status {code} "
-                                    "(killed, e.g. out of memory, or a crash in native code)"})
+                self._settle(
+                    slot,
+                    {
+                        "status": "error",
+                        "error": f"the worker process died with exit status {code} "
+                        "(killed, e.g. out of memory, or a crash in native code)",
+                    },
+                )
 
     def revisit_deferred(self) -> None:
         """Runs another process holds: finished by it, given up by it (redo here), or still running."""
@@ -299,8 +320,10 @@ class _Scheduler:
         now = time.monotonic()
         if now - self._last_memory_note > 60:
             self._last_memory_note = now
-            self.echo(f"waiting: GPU {slot.gpu} has {available} MiB free, below the {self.options.gpu_min_free_mib} "
-                      "MiB guard (--gpu-min-free)")
+            self.echo(
+                f"waiting: GPU {slot.gpu} has {available} MiB free, below the {self.options.gpu_min_free_mib} "
+                "MiB guard (--gpu-min-free)"
+            )
         return False
 
     def _start(self, index: int, slot: _Slot, jobs: list[Job]) -> None:
@@ -360,8 +383,9 @@ class _Scheduler:
         self.deferred = []
 
 
-def run_grid(jobs: list[Job], options: RunnerOptions | None = None, echo: Echo = logger.info,
-             log_dir: Path | None = None) -> GridOutcome:
+def run_grid(
+    jobs: list[Job], options: RunnerOptions | None = None, echo: Echo = logger.info, log_dir: Path | None = None
+) -> GridOutcome:
     """Run every job that is not finished yet; returns what happened (see :class:`GridOutcome`).
 
     ``log_dir`` holds the workers' own logs (default ``<first job's out>/.workers``)."""

@@ -63,15 +63,19 @@ class FinetuneConfig:
             raise UserError(f"ser finetune supports {', '.join(FAMILIES)}, not {self.family!r}")
         if self.mode not in MODES:
             raise UserError(f"--mode must be supervised or contrastive, not {self.mode!r}")
-        if self.unfreeze is not None and self.unfreeze != "all" and (
-                not isinstance(self.unfreeze, int) or self.unfreeze < 0):
+        if (
+            self.unfreeze is not None
+            and self.unfreeze != "all"
+            and (not isinstance(self.unfreeze, int) or self.unfreeze < 0)
+        ):
             raise UserError(f"--unfreeze takes a number of layers (0 or more) or all, not {self.unfreeze!r}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
         if self.mode == "contrastive" and self.batch_size < 2:
-            raise UserError("contrastive adaptation needs --batch-size of at least 2 (the other items are the "
-                            "negatives)")
+            raise UserError(
+                "contrastive adaptation needs --batch-size of at least 2 (the other items are the negatives)"
+            )
 
     @property
     def layers_to_train(self) -> int | None:

@@ -36,14 +36,23 @@ def fixed_length(audio: np.ndarray, samples: int, offset: int) -> np.ndarray:
     if len(audio) < samples:
         audio = np.tile(audio, -(-samples // len(audio)))
     offset = min(max(offset, 0), len(audio) - samples)
-    return audio[offset:offset + samples]
+    return audio[offset : offset + samples]
 
 
 class CropDataset(torch.utils.data.Dataset):
     """``dataset[i]`` -> ``((views, samples) float32 tensor, label)``, or None when the audio fails."""
 
-    def __init__(self, clips: list[Clip], *, sample_rate: int, crop_seconds: float, views: int, seed: int,
-                 normalize: bool, random_crops: bool) -> None:
+    def __init__(
+        self,
+        clips: list[Clip],
+        *,
+        sample_rate: int,
+        crop_seconds: float,
+        views: int,
+        seed: int,
+        normalize: bool,
+        random_crops: bool,
+    ) -> None:
         self.clips, self.sample_rate, self.views, self.seed = clips, sample_rate, views, seed
         self.samples = max(1, round(crop_seconds * sample_rate))
         self.normalize, self.random_crops = normalize, random_crops
@@ -79,10 +88,18 @@ def collate(batch: list[tuple[torch.Tensor, int] | None]) -> tuple[torch.Tensor,
     return torch.stack([crops for crops, _ in usable]), torch.tensor([label for _, label in usable])
 
 
-def loader(dataset: CropDataset, *, batch_size: int, shuffle: bool, seed: int, num_workers: int,
-           drop_last: bool = False) -> torch.utils.data.DataLoader[Any]:
+def loader(
+    dataset: CropDataset, *, batch_size: int, shuffle: bool, seed: int, num_workers: int, drop_last: bool = False
+) -> torch.utils.data.DataLoader[Any]:
     generator = torch.Generator()
     generator.manual_seed(seed + 7919 * dataset.epoch)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                                       num_workers=num_workers, collate_fn=collate, drop_last=drop_last,
-                                       persistent_workers=False)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=num_workers,
+        collate_fn=collate,
+        drop_last=drop_last,
+        persistent_workers=False,
+    )

@@ -14,8 +14,9 @@ def transformer_layers(upstream: nn.Module) -> nn.ModuleList:
     """The stack of transformer layers of a wav2vec2-style encoder (HuBERT, wav2vec2, WavLM)."""
     layers = getattr(getattr(upstream, "encoder", None), "layers", None)
     if not isinstance(layers, nn.ModuleList):
-        raise UserError(f"{type(upstream).__name__} has no encoder.layers; ser finetune takes HuBERT, wav2vec2 and "
-                        "WavLM encoders")
+        raise UserError(
+            f"{type(upstream).__name__} has no encoder.layers; ser finetune takes HuBERT, wav2vec2 and WavLM encoders"
+        )
     return layers
 
 
@@ -34,7 +35,7 @@ def unfreeze_top(upstream: nn.Module, k: int | None) -> list[str]:
     k = n if k is None else k
     if not 0 <= k <= n:
         raise UserError(f"--unfreeze {k}: the model has {n} transformer layers")
-    modules: list[nn.Module] = list(layers[n - k:])
+    modules: list[nn.Module] = list(layers[n - k :])
     if k > 0 and getattr(upstream.config, "do_stable_layer_norm", False):
         modules.append(upstream.encoder.layer_norm)
     for module in modules:
@@ -94,8 +95,9 @@ def nt_xent(first: torch.Tensor, second: torch.Tensor, temperature: float) -> to
         itself masked out.
     """
     if first.shape != second.shape or first.dim() != 2 or first.shape[0] < 2:
-        raise ValueError(f"nt_xent needs two (N, P) views with N >= 2, got {tuple(first.shape)} and "
-                         f"{tuple(second.shape)}")
+        raise ValueError(
+            f"nt_xent needs two (N, P) views with N >= 2, got {tuple(first.shape)} and {tuple(second.shape)}"
+        )
     n = first.shape[0]
     z = F.normalize(torch.cat([first, second]), dim=1)  # (2N, P)
     logits = z @ z.T / temperature

@@ -86,8 +86,6 @@ def _clips(manifest: Manifest, folds: FoldSet, label_set: LabelSet, ids: tuple[s
     return clips
 
 
-
-
 def _balanced_accuracy(true: np.ndarray, pred: np.ndarray) -> float:
     """UA: mean recall over the classes present in ``true``."""
     classes = np.unique(true)
@@ -97,19 +95,42 @@ def _balanced_accuracy(true: np.ndarray, pred: np.ndarray) -> float:
 class _Trainer:
     """One fold's optimisation (model, head, data) for either mode."""
 
-    def __init__(self, cfg: FinetuneConfig, upstream: nn.Module, n_classes: int, sample_rate: int,
-                 normalize: bool, train: list[Clip], validation: list[Clip], device: torch.device) -> None:
+    def __init__(
+        self,
+        cfg: FinetuneConfig,
+        upstream: nn.Module,
+        n_classes: int,
+        sample_rate: int,
+        normalize: bool,
+        train: list[Clip],
+        validation: list[Clip],
+        device: torch.device,
+    ) -> None:
         self.cfg, self.upstream, self.device = cfg, upstream.to(device), device
         hidden = int(upstream.config.hidden_size)
         self.supervised = cfg.mode == "supervised"
-        self.head: nn.Module = (ClassifierHead(hidden, n_classes) if self.supervised
-                                else ProjectionHead(hidden, cfg.projection_dim)).to(device)
+        self.head: nn.Module = (
+            ClassifierHead(hidden, n_classes) if self.supervised else ProjectionHead(hidden, cfg.projection_dim)
+        ).to(device)
         views = 1 if self.supervised else 2
-        self.train_data = CropDataset(train, sample_rate=sample_rate, crop_seconds=cfg.crop, views=views,
-                                      seed=cfg.seed, normalize=normalize, random_crops=True)
-        self.val_data = CropDataset(validation, sample_rate=sample_rate,
-                                    crop_seconds=cfg.eval_seconds if self.supervised else cfg.crop, views=views,
-                                    seed=cfg.seed + 1, normalize=normalize, random_crops=not self.supervised)
+        self.train_data = CropDataset(
+            train,
+            sample_rate=sample_rate,
+            crop_seconds=cfg.crop,
+            views=views,
+            seed=cfg.seed,
+            normalize=normalize,
+            random_crops=True,
+        )
+        self.val_data = CropDataset(
+            validation,
+            sample_rate=sample_rate,
+            crop_seconds=cfg.eval_seconds if self.supervised else cfg.crop,
+            views=views,
+            seed=cfg.seed + 1,
+            normalize=normalize,
+            random_crops=not self.supervised,
+        )
         trainable = [p for p in upstream.parameters() if p.requires_grad]
         groups = [{"params": list(self.head.parameters()), "lr": cfg.head_lr}]
         if trainable:
@@ -131,8 +152,14 @@ class _Trainer:
         self.head.train()
         self.train_data.epoch = epoch
         total, count = 0.0, 0
-        batches = loader(self.train_data, batch_size=self.cfg.batch_size, shuffle=True, seed=self.cfg.seed,
-                         num_workers=self.cfg.num_workers, drop_last=not self.supervised)
+        batches = loader(
+            self.train_data,
+            batch_size=self.cfg.batch_size,
+            shuffle=True,
+            seed=self.cfg.seed,
+            num_workers=self.cfg.num_workers,
+            drop_last=not self.supervised,
+        )
         for batch in batches:
             if batch is None or (not self.supervised and batch[0].shape[0] < 2):
                 continue
@@ -150,8 +177,9 @@ class _Trainer:
         self.upstream.eval()
         self.head.eval()
         losses, trues, preds = [], [], []
-        batches = loader(self.val_data, batch_size=self.cfg.batch_size, shuffle=False, seed=0,
-                         num_workers=self.cfg.num_workers)
+        batches = loader(
+            self.val_data, batch_size=self.cfg.batch_size, shuffle=False, seed=0, num_workers=self.cfg.num_workers
+        )
         for batch in batches:
             if batch is None or (not self.supervised and batch[0].shape[0] < 2):
                 continue
@@ -161,8 +189,9 @@ class _Trainer:
                 trues.append(batch[1].numpy())
                 preds.append(logits.argmax(dim=1).cpu().numpy())
         if not losses:
-            raise UserError("no usable validation audio for the adaptation (all rejected?); check "
-                            "`ser manifest validate`")
+            raise UserError(
+                "no usable validation audio for the adaptation (all rejected?); check `ser manifest validate`"
+            )
         if self.supervised:
             return _balanced_accuracy(np.concatenate(trues), np.concatenate(preds))
         return sum(value * n for value, n in losses) / sum(n for _, n in losses)
@@ -189,9 +218,14 @@ def adapt_fold(cfg: FinetuneConfig, fold_name: str, out: Path) -> FoldAdaptation
         provenance = json.loads((checkpoint / PROVENANCE_NAME).read_text(encoding="utf-8"))
         if provenance.get("config") == cfg.to_dict():
             logger.info("fold %s: finished checkpoint found at %s", fold.name, checkpoint)
-            return FoldAdaptation(fold=fold.name, checkpoint=checkpoint, best_epoch=provenance["best_epoch"],
-                                  best_score=provenance["best_score"], trainable=provenance["trainable"],
-                                  skipped=True)
+            return FoldAdaptation(
+                fold=fold.name,
+                checkpoint=checkpoint,
+                best_epoch=provenance["best_epoch"],
+                best_score=provenance["best_score"],
+                trainable=provenance["trainable"],
+                skipped=True,
+            )
         raise UserError(f"{checkpoint} holds an adaptation with other settings; choose another --out or delete it")
     if not fold.validation:
         raise UserError(f"fold {fold.name}: empty validation set; raise --val-fraction or use --val-by utterance")
@@ -210,8 +244,15 @@ def adapt_fold(cfg: FinetuneConfig, fold_name: str, out: Path) -> FoldAdaptation
     train = _clips(manifest, folds, label_set, fold.train)
     validation = _clips(manifest, folds, label_set, fold.validation)
     trainer = _Trainer(cfg, upstream, len(label_set.classes), sample_rate, normalize, train, validation, device)
-    logger.info("fold %s: %s adaptation of %s, %d trainable tensors, %d train / %d validation utterances",
-                fold.name, cfg.mode, cfg.model, len(trainable), len(train), len(validation))
+    logger.info(
+        "fold %s: %s adaptation of %s, %d trainable tensors, %d train / %d validation utterances",
+        fold.name,
+        cfg.mode,
+        cfg.model,
+        len(trainable),
+        len(train),
+        len(validation),
+    )
     better = (lambda a, b: a > b) if cfg.mode == "supervised" else (lambda a, b: a < b)
     # Epoch 0 (the starting weights) is logged as a baseline but is not a candidate: the checkpoint
     # is always a trained state, the best epoch on validation.
@@ -221,10 +262,17 @@ def adapt_fold(cfg: FinetuneConfig, fold_name: str, out: Path) -> FoldAdaptation
         start = time.perf_counter()
         train_loss = trainer.train_epoch(epoch)
         score = trainer.validate()
-        history.append({"epoch": epoch, "train_loss": train_loss, "validation": score,
-                        "seconds": time.perf_counter() - start})
-        logger.info("fold %s epoch %d: train loss %.4f, validation %s %.4f", fold.name, epoch, train_loss,
-                    "UA" if cfg.mode == "supervised" else "NT-Xent", score)
+        history.append(
+            {"epoch": epoch, "train_loss": train_loss, "validation": score, "seconds": time.perf_counter() - start}
+        )
+        logger.info(
+            "fold %s epoch %d: train loss %.4f, validation %s %.4f",
+            fold.name,
+            epoch,
+            train_loss,
+            "UA" if cfg.mode == "supervised" else "NT-Xent",
+            score,
+        )
         if best_epoch == 0 or better(score, best_score):
             best_score, best_epoch, best_state, waited = score, epoch, trainer.state(), 0
         else:
@@ -232,34 +280,74 @@ def adapt_fold(cfg: FinetuneConfig, fold_name: str, out: Path) -> FoldAdaptation
             if cfg.patience and waited >= cfg.patience:
                 break
     trainer.load(best_state)
-    _save(checkpoint, trainer, feature_extractor, _provenance(cfg, manifest, folds, fold, label_set, trainable,
-                                                              best_epoch, best_score), history)
-    return FoldAdaptation(fold=fold.name, checkpoint=checkpoint, best_epoch=best_epoch, best_score=best_score,
-                          trainable=trainable, history=history)
+    _save(
+        checkpoint,
+        trainer,
+        feature_extractor,
+        _provenance(cfg, manifest, folds, fold, label_set, trainable, best_epoch, best_score),
+        history,
+    )
+    return FoldAdaptation(
+        fold=fold.name,
+        checkpoint=checkpoint,
+        best_epoch=best_epoch,
+        best_score=best_score,
+        trainable=trainable,
+        history=history,
+    )
 
 
-def _provenance(cfg: FinetuneConfig, manifest: Manifest, folds: FoldSet, fold: Fold, label_set: LabelSet,
-                trainable: list[str], best_epoch: int, best_score: float) -> dict[str, Any]:
+def _provenance(
+    cfg: FinetuneConfig,
+    manifest: Manifest,
+    folds: FoldSet,
+    fold: Fold,
+    label_set: LabelSet,
+    trainable: list[str],
+    best_epoch: int,
+    best_score: float,
+) -> dict[str, Any]:
     def speakers(ids: tuple[str, ...]) -> list[str]:
         return sorted({s for uid in ids if (s := folds.utterances[uid].speaker) is not None})
 
     return {
-        "format": "ser-finetune", "version": 1, "mode": cfg.mode, "base_model": cfg.model, "fold": fold.name,
-        "protocol": cfg.protocol, "protocol_options": cfg.protocol_options, "label_set": label_set.name,
+        "format": "ser-finetune",
+        "version": 1,
+        "mode": cfg.mode,
+        "base_model": cfg.model,
+        "fold": fold.name,
+        "protocol": cfg.protocol,
+        "protocol_options": cfg.protocol_options,
+        "label_set": label_set.name,
         "validation_rule": {"fraction": cfg.val_fraction, "by": cfg.val_by, "seed": cfg.split_seed},
-        "manifest": {"path": str(Path(cfg.manifest).resolve()), "sha256": file_sha256(cfg.manifest),
-                     "corpus": manifest.header.corpus},
-        "trained_on": {"train_ids": list(fold.train), "validation_ids": list(fold.validation),
-                       "speakers": speakers(fold.train + fold.validation),
-                       "labels_used": cfg.mode == "supervised"},
+        "manifest": {
+            "path": str(Path(cfg.manifest).resolve()),
+            "sha256": file_sha256(cfg.manifest),
+            "corpus": manifest.header.corpus,
+        },
+        "trained_on": {
+            "train_ids": list(fold.train),
+            "validation_ids": list(fold.validation),
+            "speakers": speakers(fold.train + fold.validation),
+            "labels_used": cfg.mode == "supervised",
+        },
         "excluded": {"test_speakers": speakers(fold.test), "n_test_ids": len(fold.test)},
-        "trainable": trainable, "config": cfg.to_dict(), "best_epoch": best_epoch, "best_score": best_score,
-        "created": utc_now(), "environment": environment(),
+        "trainable": trainable,
+        "config": cfg.to_dict(),
+        "best_epoch": best_epoch,
+        "best_score": best_score,
+        "created": utc_now(),
+        "environment": environment(),
     }
 
 
-def _save(checkpoint: Path, trainer: _Trainer, feature_extractor: Any, provenance: dict[str, Any],
-          history: list[dict[str, float]]) -> None:
+def _save(
+    checkpoint: Path,
+    trainer: _Trainer,
+    feature_extractor: Any,
+    provenance: dict[str, Any],
+    history: list[dict[str, float]],
+) -> None:
     """Write everything under a temporary name, provenance last, then rename into place."""
     partial = checkpoint.with_name(checkpoint.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)

@@ -73,11 +73,17 @@ def record_from_provenance(checkpoint: Path, provenance: dict[str, Any]) -> Adap
     """The compact record of a checkpoint's provenance (what extraction stores)."""
     seen = provenance["trained_on"]
     ids = [*seen["train_ids"], *seen["validation_ids"]]
-    return AdaptationRecord(mode=provenance["mode"], fold=provenance["fold"], protocol=provenance["protocol"],
-                            manifest_sha256=provenance["manifest"]["sha256"], speakers=sorted(seen["speakers"]),
-                            n_ids=len(ids), ids_sha256=ids_digest(ids),
-                            provenance_file=str((Path(checkpoint) / PROVENANCE_NAME).resolve()),
-                            base_model=provenance.get("base_model", ""))
+    return AdaptationRecord(
+        mode=provenance["mode"],
+        fold=provenance["fold"],
+        protocol=provenance["protocol"],
+        manifest_sha256=provenance["manifest"]["sha256"],
+        speakers=sorted(seen["speakers"]),
+        n_ids=len(ids),
+        ids_sha256=ids_digest(ids),
+        provenance_file=str((Path(checkpoint) / PROVENANCE_NAME).resolve()),
+        base_model=provenance.get("base_model", ""),
+    )
 
 
 def adapted_ids(record: AdaptationRecord) -> set[str]:
@@ -88,26 +94,40 @@ def adapted_ids(record: AdaptationRecord) -> set[str]:
         provenance = json.loads(path.read_text(encoding="utf-8"))
         ids = [*provenance["trained_on"]["train_ids"], *provenance["trained_on"]["validation_ids"]]
     except (OSError, ValueError, KeyError) as err:
-        raise AdaptationError(f"the cache was extracted with a fine-tuned upstream whose provenance {path} cannot be "
-                              f"read ({err}); keep the `ser finetune` checkpoint folder where it was, or re-extract"
-                              ) from err
+        raise AdaptationError(
+            f"the cache was extracted with a fine-tuned upstream whose provenance {path} cannot be "
+            f"read ({err}); keep the `ser finetune` checkpoint folder where it was, or re-extract"
+        ) from err
     if ids_digest(ids) != record.ids_sha256:
-        raise AdaptationError(f"{path} no longer lists the utterances that adapted the upstream of this cache (hash "
-                              "mismatch); re-extract with the checkpoint it describes")
+        raise AdaptationError(
+            f"{path} no longer lists the utterances that adapted the upstream of this cache (hash "
+            "mismatch); re-extract with the checkpoint it describes"
+        )
     return set(ids)
 
 
-def check_fold(record: AdaptationRecord, *, fold: str, test_ids: list[str], test_speakers: set[str],
-               speaker_independent: bool, store: str) -> None:
+def check_fold(
+    record: AdaptationRecord,
+    *,
+    fold: str,
+    test_ids: list[str],
+    test_speakers: set[str],
+    speaker_independent: bool,
+    store: str,
+) -> None:
     """Refuse when the adaptation saw any test utterance of ``fold`` (or a test speaker, when the
     protocol promises speaker independence)."""
     seen_speakers = sorted(test_speakers & set(record.speakers)) if speaker_independent else []
     seen_ids = sorted(set(test_ids) & adapted_ids(record))
     if not seen_speakers and not seen_ids:
         return
-    what = (f"test speakers {', '.join(seen_speakers[:5])}" if seen_speakers
-            else f"{len(seen_ids)} test utterances (e.g. {', '.join(seen_ids[:3])})")
+    what = (
+        f"test speakers {', '.join(seen_speakers[:5])}"
+        if seen_speakers
+        else f"{len(seen_ids)} test utterances (e.g. {', '.join(seen_ids[:3])})"
+    )
     raise AdaptationError(
         f"fold {fold}: {store} was extracted with an upstream {record.mode}-adapted for fold {record.fold} of "
         f"{record.protocol}, which trained on {what} of fold {fold}; testing on it would leak. Use one cache per "
-        f"fold (`ser finetune --fold all --extract`, then a STORE path with {{fold}} in it), or an unadapted cache")
+        f"fold (`ser finetune --fold all --extract`, then a STORE path with {{fold}} in it), or an unadapted cache"
+    )

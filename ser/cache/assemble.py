@@ -85,10 +85,19 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def assemble_store(out: Path, *, layout: StoreLayout, attrs: dict[str, Any], sources: Sequence[RowSource],
-                   rejected: dict[str, str], notes: dict[str, str] | None = None, compression: str | None = None,
-                   pooled_chunk_bytes: int = DEFAULT_POOLED_CHUNK_BYTES,
-                   seq_chunk_bytes: int = DEFAULT_SEQ_CHUNK_BYTES, links: dict[str, str] | None = None) -> Path:
+def assemble_store(
+    out: Path,
+    *,
+    layout: StoreLayout,
+    attrs: dict[str, Any],
+    sources: Sequence[RowSource],
+    rejected: dict[str, str],
+    notes: dict[str, str] | None = None,
+    compression: str | None = None,
+    pooled_chunk_bytes: int = DEFAULT_POOLED_CHUNK_BYTES,
+    seq_chunk_bytes: int = DEFAULT_SEQ_CHUNK_BYTES,
+    links: dict[str, str] | None = None,
+) -> Path:
     """Concatenate ``sources`` into a complete store at ``out`` (atomic: temp name, then rename).
 
     ``links`` maps each augmented copy's id to its source row's id (``links/ids``, ``links/sources``)."""
@@ -105,8 +114,20 @@ def assemble_store(out: Path, *, layout: StoreLayout, attrs: dict[str, Any], sou
     np.cumsum(lengths, out=offsets[1:])
     store = open_store_file(tmp, "w", backend=backend_of(out))
     try:
-        _create_arrays(store, layout, n_rows, int(offsets[-1]), compression, pooled_chunk_bytes, seq_chunk_bytes,
-                       ids, fingerprints, rejected, notes or {}, offsets)
+        _create_arrays(
+            store,
+            layout,
+            n_rows,
+            int(offsets[-1]),
+            compression,
+            pooled_chunk_bytes,
+            seq_chunk_bytes,
+            ids,
+            fingerprints,
+            rejected,
+            notes or {},
+            offsets,
+        )
         stored = set(ids) | set(rejected)
         kept = {copy: source for copy, source in (links or {}).items() if copy in stored}
         for name, values in (("links/ids", list(kept)), ("links/sources", list(kept.values()))):
@@ -115,13 +136,19 @@ def assemble_store(out: Path, *, layout: StoreLayout, attrs: dict[str, Any], sou
             store.write(name, 0, encoded)
         _copy_rows(store, layout, sources)
         checksums = {name: dataset_checksums(store, name) for name in dataset_names(layout)}
-        store.attrs.update({
-            "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "status": "complete",
-            "layout": layout.to_json(), "n_items": n_rows, "n_rejected": len(rejected),
-            "finalized": utc_now(),
-            **{key: json.dumps(value, sort_keys=True, default=str) for key, value in attrs.items()},
-            "checksums": json.dumps(checksums),  # of these bytes (never a source store's)
-        })
+        store.attrs.update(
+            {
+                "format": FORMAT_NAME,
+                "format_version": FORMAT_VERSION,
+                "status": "complete",
+                "layout": layout.to_json(),
+                "n_items": n_rows,
+                "n_rejected": len(rejected),
+                "finalized": utc_now(),
+                **{key: json.dumps(value, sort_keys=True, default=str) for key, value in attrs.items()},
+                "checksums": json.dumps(checksums),  # of these bytes (never a source store's)
+            }
+        )
     except BaseException:
         store.close()
         _remove(tmp)
@@ -134,30 +161,66 @@ def assemble_store(out: Path, *, layout: StoreLayout, attrs: dict[str, Any], sou
 
 def dataset_names(layout: StoreLayout) -> list[str]:
     """Every dataset of a store with ``layout``."""
-    return ["ids", "fingerprints", "rejected/ids", "rejected/reasons", "notes/ids", "notes/texts", "links/ids",
-            "links/sources", "seq/offsets",
-            *[f"pooled/{stat}" for stat in layout.pooled], *[f"seq/{layer}" for layer in layout.seq]]
+    return [
+        "ids",
+        "fingerprints",
+        "rejected/ids",
+        "rejected/reasons",
+        "notes/ids",
+        "notes/texts",
+        "links/ids",
+        "links/sources",
+        "seq/offsets",
+        *[f"pooled/{stat}" for stat in layout.pooled],
+        *[f"seq/{layer}" for layer in layout.seq],
+    ]
 
 
-def _create_arrays(store: StoreFile, layout: StoreLayout, n_rows: int, n_frames: int, compression: str | None,
-                   pooled_chunk_bytes: int, seq_chunk_bytes: int, ids: list[str], fingerprints: list[str],
-                   rejected: dict[str, str], notes: dict[str, str], offsets: np.ndarray) -> None:
-    for name, values in (("ids", ids), ("fingerprints", fingerprints),
-                         ("rejected/ids", list(rejected)), ("rejected/reasons", list(rejected.values())),
-                         ("notes/ids", list(notes)), ("notes/texts", list(notes.values()))):
+def _create_arrays(
+    store: StoreFile,
+    layout: StoreLayout,
+    n_rows: int,
+    n_frames: int,
+    compression: str | None,
+    pooled_chunk_bytes: int,
+    seq_chunk_bytes: int,
+    ids: list[str],
+    fingerprints: list[str],
+    rejected: dict[str, str],
+    notes: dict[str, str],
+    offsets: np.ndarray,
+) -> None:
+    for name, values in (
+        ("ids", ids),
+        ("fingerprints", fingerprints),
+        ("rejected/ids", list(rejected)),
+        ("rejected/reasons", list(rejected.values())),
+        ("notes/ids", list(notes)),
+        ("notes/texts", list(notes.values())),
+    ):
         encoded = encode_strings(values)
         store.create(name, encoded.shape, "uint8", None, None)
         store.write(name, 0, encoded)
     for stat, (n_layers, dim) in layout.pooled.items():
         row_bytes = n_layers * dim * np.dtype(layout.pooled_dtype).itemsize
-        store.create(f"pooled/{stat}", (n_rows, n_layers, dim), layout.pooled_dtype,
-                     (chunk_rows(row_bytes, pooled_chunk_bytes, n_rows), n_layers, dim), compression)
+        store.create(
+            f"pooled/{stat}",
+            (n_rows, n_layers, dim),
+            layout.pooled_dtype,
+            (chunk_rows(row_bytes, pooled_chunk_bytes, n_rows), n_layers, dim),
+            compression,
+        )
     store.create("seq/offsets", offsets.shape, "int64", None, None)
     store.write("seq/offsets", 0, offsets)
     for layer, dim in layout.seq.items():
         row_bytes = dim * np.dtype(layout.seq_dtype).itemsize
-        store.create(f"seq/{layer}", (n_frames, dim), layout.seq_dtype,
-                     (chunk_rows(row_bytes, seq_chunk_bytes, n_frames), dim), compression)
+        store.create(
+            f"seq/{layer}",
+            (n_frames, dim),
+            layout.seq_dtype,
+            (chunk_rows(row_bytes, seq_chunk_bytes, n_frames), dim),
+            compression,
+        )
 
 
 def _copy_rows(store: StoreFile, layout: StoreLayout, sources: Sequence[RowSource]) -> None:

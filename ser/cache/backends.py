@@ -40,8 +40,9 @@ class StoreFile(Protocol):
 
     attrs: MutableMapping[str, Any]
 
-    def create(self, name: str, shape: tuple[int, ...], dtype: str, chunks: tuple[int, ...] | None,
-               compression: str | None) -> None: ...
+    def create(
+        self, name: str, shape: tuple[int, ...], dtype: str, chunks: tuple[int, ...] | None, compression: str | None
+    ) -> None: ...
     def write(self, name: str, start: int, data: np.ndarray) -> None: ...
     def read(self, name: str, selection: Any = ...) -> np.ndarray: ...
     def shape(self, name: str) -> tuple[int, ...]: ...
@@ -69,8 +70,10 @@ class Hdf5File:
         except OSError as err:
             text = str(err).lower()
             if "truncated file" in text:  # "sblock" in HDF5's wording is not about locks
-                hint = (" The file is cut short (an interrupted copy or a full disk): copy it again, or delete it "
-                        "and extract again.")
+                hint = (
+                    " The file is cut short (an interrupted copy or a full disk): copy it again, or delete it "
+                    "and extract again."
+                )
             elif "lock file" in text or "locking" in text or "no locks" in text:
                 hint = " On a network file system set HDF5_USE_FILE_LOCKING=FALSE."
             else:
@@ -79,17 +82,19 @@ class Hdf5File:
         self.path = path
         self.attrs = self._file.attrs
 
-    def create(self, name: str, shape: tuple[int, ...], dtype: str, chunks: tuple[int, ...] | None,
-               compression: str | None) -> None:
+    def create(
+        self, name: str, shape: tuple[int, ...], dtype: str, chunks: tuple[int, ...] | None, compression: str | None
+    ) -> None:
         # Uncompressed arrays are stored contiguously: their final shape is known, and a contiguous
         # dataset is memory-mapped for reads at numpy speed. Chunks only serve compression.
         chunks = _safe_chunks(shape, chunks) if compression and all(shape) else None
-        self._file.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks,
-                                  compression=compression if chunks else None)
+        self._file.create_dataset(
+            name, shape=shape, dtype=dtype, chunks=chunks, compression=compression if chunks else None
+        )
 
     def write(self, name: str, start: int, data: np.ndarray) -> None:
         if len(data):
-            self._file[name][start:start + len(data)] = data
+            self._file[name][start : start + len(data)] = data
 
     def read(self, name: str, selection: Any = ...) -> np.ndarray:
         mapped = self._memory_map(name)
@@ -161,8 +166,11 @@ def raw_zarr_layout(array_dir: Path) -> RawZarrLayout | None:
         if keys.get("configuration", {}).get("separator", "/") != "/":
             return None
         chunk_shape = tuple(int(n) for n in grid["configuration"]["chunk_shape"])
-        if (len(codecs) != 1 or codecs[0].get("name") != "bytes"
-                or codecs[0].get("configuration", {}).get("endian", "little") != "little"):
+        if (
+            len(codecs) != 1
+            or codecs[0].get("name") != "bytes"
+            or codecs[0].get("configuration", {}).get("endian", "little") != "little"
+        ):
             return None
         if meta.get("storage_transformers") or len(chunk_shape) != len(shape) or chunk_shape[1:] != shape[1:]:
             return None
@@ -197,8 +205,9 @@ class ZarrFile:
         self.path = path
         self.attrs = self._group.attrs
 
-    def create(self, name: str, shape: tuple[int, ...], dtype: str, chunks: tuple[int, ...] | None,
-               compression: str | None) -> None:
+    def create(
+        self, name: str, shape: tuple[int, ...], dtype: str, chunks: tuple[int, ...] | None, compression: str | None
+    ) -> None:
         import zarr.codecs
 
         compressors = None
@@ -206,15 +215,20 @@ class ZarrFile:
             if compression not in self._CODECS:
                 raise CacheError(f"unknown Zarr compression {compression!r}; use one of {sorted(self._CODECS)}")
             compressors = [getattr(zarr.codecs, self._CODECS[compression])()]
-        self._group.create_array(name, shape=shape, dtype=dtype,
-                                 chunks=_safe_chunks(shape, chunks or shape) or (1,) * len(shape),
-                                 compressors=compressors, fill_value=0)
+        self._group.create_array(
+            name,
+            shape=shape,
+            dtype=dtype,
+            chunks=_safe_chunks(shape, chunks or shape) or (1,) * len(shape),
+            compressors=compressors,
+            fill_value=0,
+        )
 
     def write(self, name: str, start: int, data: np.ndarray) -> None:
         # every chunk is written, even one equal to the fill value, so a missing chunk file always means damage
         # (the setting is not stored with the array: it is asked for on every write)
         if len(data):
-            self._group[name].with_config({"write_empty_chunks": True})[start:start + len(data)] = data
+            self._group[name].with_config({"write_empty_chunks": True})[start : start + len(data)] = data
 
     def read(self, name: str, selection: Any = ...) -> np.ndarray:
         layout = self._raw_layout(name)
@@ -239,12 +253,16 @@ class ZarrFile:
             last = min(stop, (chunk + 1) * chunk_rows)
             mapped = self._chunk_map(name, chunk, layout)
             if mapped is None:
-                raise CacheError(f"{self._chunk_path(name, chunk, layout)}: chunk file is missing; the store is "
-                                 "damaged. Re-extract it (or merge its shards again)")
+                raise CacheError(
+                    f"{self._chunk_path(name, chunk, layout)}: chunk file is missing; the store is "
+                    "damaged. Re-extract it (or merge its shards again)"
+                )
             if len(mapped) < last - chunk * chunk_rows:
-                raise CacheError(f"{self._chunk_path(name, chunk, layout)}: chunk file is shorter than its array "
-                                 "says; the store is damaged. Re-extract it (or merge its shards again)")
-            out[first - start:last - start] = mapped[first - chunk * chunk_rows:last - chunk * chunk_rows]
+                raise CacheError(
+                    f"{self._chunk_path(name, chunk, layout)}: chunk file is shorter than its array "
+                    "says; the store is damaged. Re-extract it (or merge its shards again)"
+                )
+            out[first - start : last - start] = mapped[first - chunk * chunk_rows : last - chunk * chunk_rows]
         return out
 
     def _chunk_path(self, name: str, chunk: int, layout: RawZarrLayout) -> Path:

@@ -33,8 +33,12 @@ def dataset_checksums(store: Any, name: str) -> dict[str, Any]:
     """``{"block_rows": R, "crc32": [...]}`` of dataset ``name`` of an open store file."""
     shape = store.shape(name)
     rows = block_rows(shape, store.dtype(name))
-    return {"block_rows": rows, "crc32": [_crc(store.read(name, slice(start, min(shape[0], start + rows))))
-                                          for start in range(0, shape[0], rows)]}
+    return {
+        "block_rows": rows,
+        "crc32": [
+            _crc(store.read(name, slice(start, min(shape[0], start + rows)))) for start in range(0, shape[0], rows)
+        ],
+    }
 
 
 def mismatched_blocks(store: Any, name: str, record: dict[str, Any]) -> list[tuple[int, int]]:
@@ -45,8 +49,11 @@ def mismatched_blocks(store: Any, name: str, record: dict[str, Any]) -> list[tup
     starts = list(range(0, shape[0], rows))
     if len(starts) != len(expected):
         return [(0, shape[0])]
-    return [(start, min(shape[0], start + rows)) for start, crc in zip(starts, expected, strict=True)
-            if _block_crc(store, name, start, min(shape[0], start + rows)) != crc]
+    return [
+        (start, min(shape[0], start + rows))
+        for start, crc in zip(starts, expected, strict=True)
+        if _block_crc(store, name, start, min(shape[0], start + rows)) != crc
+    ]
 
 
 def _block_crc(store: Any, name: str, start: int, stop: int) -> int | None:

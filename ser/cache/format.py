@@ -56,10 +56,12 @@ class StoreLayout:
     @classmethod
     def from_json(cls, text: str) -> StoreLayout:
         record = json.loads(text)
-        return cls(pooled={k: (int(v[0]), int(v[1])) for k, v in record["pooled"].items()},
-                   seq={k: int(v) for k, v in record.get("seq", {}).items()},
-                   pooled_dtype=record.get("pooled_dtype", "float32"),
-                   seq_dtype=record.get("seq_dtype", "float16"))
+        return cls(
+            pooled={k: (int(v[0]), int(v[1])) for k, v in record["pooled"].items()},
+            seq={k: int(v) for k, v in record.get("seq", {}).items()},
+            pooled_dtype=record.get("pooled_dtype", "float32"),
+            seq_dtype=record.get("seq_dtype", "float16"),
+        )
 
 
 def backend_of(path: Path) -> str:
@@ -82,9 +84,11 @@ def check_compression(path: Path, compression: str | None) -> None:
     other = next((name for name, codecs in COMPRESSIONS.items() if compression in codecs), None)
     suffix = {"hdf5": ".h5", "zarr": ".zarr"}
     hint = f" ({compression} is for {suffix[other]} stores)" if other else ""
-    raise CacheError(f"{path}: {backend_label(backend)} stores take --compression "
-                     f"{' or '.join(COMPRESSIONS[backend])}, not {compression!r}{hint}; leave it out for an "
-                     "uncompressed store (fastest reads)")
+    raise CacheError(
+        f"{path}: {backend_label(backend)} stores take --compression "
+        f"{' or '.join(COMPRESSIONS[backend])}, not {compression!r}{hint}; leave it out for an "
+        "uncompressed store (fastest reads)"
+    )
 
 
 def backend_label(backend: str) -> str:

@@ -51,13 +51,18 @@ def _warn_missing_shards(readers: Sequence[CacheReader]) -> None:
     given = {s[0] for s in shards if s is not None}
     missing = sorted(set(range(max(counts))) - given)
     if missing or len(counts) > 1:
-        logger.warning("merging %d shard(s) of %s: shard(s) %s are missing, so the merged store lacks their rows "
-                       "(`ser cache verify STORE --manifest M` lists them)", len(readers),
-                       "/".join(str(c) for c in sorted(counts)), ", ".join(map(str, missing)) or "none")
+        logger.warning(
+            "merging %d shard(s) of %s: shard(s) %s are missing, so the merged store lacks their rows "
+            "(`ser cache verify STORE --manifest M` lists them)",
+            len(readers),
+            "/".join(str(c) for c in sorted(counts)),
+            ", ".join(map(str, missing)) or "none",
+        )
 
 
-def merge_stores(shards: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *,
-                 compression: str | None = None) -> Path:
+def merge_stores(
+    shards: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *, compression: str | None = None
+) -> Path:
     """Concatenate complete shard stores of the same extractor config and manifest into ``out``.
 
     Refuses shards with different configs, layouts or manifests, and ids present in two shards.
@@ -73,8 +78,10 @@ def merge_stores(shards: Sequence[str | os.PathLike[str]], out: str | os.PathLik
     seen: dict[str, Path] = {}
     for reader in readers:
         if reader.layout != first.layout or reader.attrs.get("extractor", {}).get("config_hash") != config:
-            raise CacheError(f"{reader.path} was extracted with another config or layout than {first.path}; "
-                             "only shards of one `ser extract` command can be merged")
+            raise CacheError(
+                f"{reader.path} was extracted with another config or layout than {first.path}; "
+                "only shards of one `ser extract` command can be merged"
+            )
         if reader.attrs.get("manifest", {}).get("sha256") != manifest:
             raise CacheError(f"{reader.path} was extracted from another manifest than {first.path}")
         for uid in reader.ids:
@@ -84,18 +91,30 @@ def merge_stores(shards: Sequence[str | os.PathLike[str]], out: str | os.PathLik
     _warn_missing_shards(readers)
     rejected = {uid: reason for r in readers for uid, reason in r.rejected.items() if uid not in seen}
     notes = {uid: text for r in readers for uid, text in r.notes.items()}
-    attrs = {key: value for key, value in first.attrs.items()
-             if key not in ("format", "format_version", "status", "layout", "n_items", "n_rejected", "finalized",
-                            "checksums")}
+    attrs = {
+        key: value
+        for key, value in first.attrs.items()
+        if key
+        not in ("format", "format_version", "status", "layout", "n_items", "n_rejected", "finalized", "checksums")
+    }
     extractor = dict(attrs.get("extractor", {}))
     extractor.pop("shard", None)
     attrs["extractor"] = extractor
-    attrs["merged_from"] = [{"path": Path(r.path).name, "n_items": len(r), "shard": r.attrs.get("extractor", {})
-                             .get("shard")} for r in readers]
+    attrs["merged_from"] = [
+        {"path": Path(r.path).name, "n_items": len(r), "shard": r.attrs.get("extractor", {}).get("shard")}
+        for r in readers
+    ]
     try:
-        return assemble_store(Path(out), layout=first.layout, attrs=attrs,
-                              sources=[_ShardSource(r) for r in readers], rejected=rejected, notes=notes,
-                              compression=compression, links={c: s for r in readers for c, s in r.links.items()})
+        return assemble_store(
+            Path(out),
+            layout=first.layout,
+            attrs=attrs,
+            sources=[_ShardSource(r) for r in readers],
+            rejected=rejected,
+            notes=notes,
+            compression=compression,
+            links={c: s for r in readers for c, s in r.links.items()},
+        )
     finally:
         for reader in readers:
             reader.close()

@@ -26,8 +26,9 @@ def git_revision() -> str | None:
     if not (source / ".git").exists():
         return None
     try:
-        out = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=True)
+        out = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -35,8 +36,12 @@ def git_revision() -> str | None:
 
 def environment() -> dict[str, str | None]:
     """Versions of Python, ser and the numeric libraries (read from metadata; nothing is imported)."""
-    env: dict[str, str | None] = {"ser": __version__, "python": platform.python_version(),
-                                  "platform": platform.platform(terse=True), "git": git_revision()}
+    env: dict[str, str | None] = {
+        "ser": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "git": git_revision(),
+    }
     env.update({package: _version(package) for package in TRACKED_PACKAGES})
     return env
 

@@ -38,10 +38,12 @@ def _listing(values: Sequence[str]) -> str:
 
 def changed_rows_message(path: Path, changed: Sequence[str]) -> str:
     """What to say (and do) about stored rows whose inputs changed since extraction."""
-    return (f"{path}: {len(changed)} manifest rows changed since this store was extracted (audio path, segment, "
-            f"the audio file's content or, for text stores, the text differ): {_listing(changed)}. Their "
-            "features were computed from the old rows: re-run `ser extract` with this manifest and the same "
-            "options, which extracts the changed rows again into the store (or extract into a new store)")
+    return (
+        f"{path}: {len(changed)} manifest rows changed since this store was extracted (audio path, segment, "
+        f"the audio file's content or, for text stores, the text differ): {_listing(changed)}. Their "
+        "features were computed from the old rows: re-run `ser extract` with this manifest and the same "
+        "options, which extracts the changed rows again into the store (or extract into a new store)"
+    )
 
 
 class CacheReader:
@@ -54,17 +56,23 @@ class CacheReader:
         self.path = Path(path)
         if self.path.name.endswith(PARTIAL_SUFFIX):
             final = self.path.with_name(self.path.name[: -len(PARTIAL_SUFFIX)])
-            raise CacheError(f"{self.path} is an unfinished store; run the same `ser extract` command again to "
-                             f"resume and finish it (it will be written to {final})")
+            raise CacheError(
+                f"{self.path} is an unfinished store; run the same `ser extract` command again to "
+                f"resume and finish it (it will be written to {final})"
+            )
         backend_of(self.path)
         if not self.path.exists():
             if set_aside_path(self.path).exists():
-                raise CacheError(f"{self.path} is being extended, or its extension was interrupted: its finished rows "
-                                 f"wait in {set_aside_path(self.path).name} and the new ones in "
-                                 f"{partial_path(self.path).name}. Run the same `ser extract` command to finish it")
+                raise CacheError(
+                    f"{self.path} is being extended, or its extension was interrupted: its finished rows "
+                    f"wait in {set_aside_path(self.path).name} and the new ones in "
+                    f"{partial_path(self.path).name}. Run the same `ser extract` command to finish it"
+                )
             if partial_path(self.path).exists():
-                raise CacheError(f"{self.path} is not finished yet ({partial_path(self.path).name} exists); run the "
-                                 "same `ser extract` command again to resume and finish it")
+                raise CacheError(
+                    f"{self.path} is not finished yet ({partial_path(self.path).name} exists); run the "
+                    "same `ser extract` command again to resume and finish it"
+                )
             raise CacheError(f"{self.path}: no such cache store; create it with `ser extract`")
         self._store: StoreFile | None = None
         self._pid = -1
@@ -80,8 +88,10 @@ class CacheReader:
         if attrs.get("format") != FORMAT_NAME:
             raise CacheError(f"{self.path} is not a ser cache store (format attribute {attrs.get('format')!r})")
         if attrs.get("format_version") != FORMAT_VERSION:
-            raise CacheError(f"{self.path} uses cache format version {attrs.get('format_version')}; this ser reads "
-                             f"version {FORMAT_VERSION}. Re-extract it with this version of ser")
+            raise CacheError(
+                f"{self.path} uses cache format version {attrs.get('format_version')}; this ser reads "
+                f"version {FORMAT_VERSION}. Re-extract it with this version of ser"
+            )
         if attrs.get("status") != "complete":
             raise CacheError(f"{self.path} has status {attrs.get('status')!r}; only complete stores can be read")
         self.layout = StoreLayout.from_json(attrs["layout"])
@@ -95,18 +105,21 @@ class CacheReader:
         self.fingerprints: list[str] = decode_strings(store.read("fingerprints"))
         self.index: dict[str, int] = {uid: row for row, uid in enumerate(self.ids)}
         self.offsets: np.ndarray = store.read("seq/offsets").astype(np.int64)
-        self.rejected: dict[str, str] = dict(zip(decode_strings(store.read("rejected/ids")),
-                                                 decode_strings(store.read("rejected/reasons")), strict=True))
+        self.rejected: dict[str, str] = dict(
+            zip(decode_strings(store.read("rejected/ids")), decode_strings(store.read("rejected/reasons")), strict=True)
+        )
         self.notes: dict[str, str] = {}
         if store.has("notes/ids"):
-            self.notes = dict(zip(decode_strings(store.read("notes/ids")),
-                                  decode_strings(store.read("notes/texts")), strict=True))
+            self.notes = dict(
+                zip(decode_strings(store.read("notes/ids")), decode_strings(store.read("notes/texts")), strict=True)
+            )
         self.links: dict[str, str] = {}
         """Augmented copy id -> the id of its source row, as recorded by the extraction (stores written before
         links were recorded: from the copies' names, and only when the store records an augmentation policy)."""
         if store.has("links/ids"):
-            self.links = dict(zip(decode_strings(store.read("links/ids")),
-                                  decode_strings(store.read("links/sources")), strict=True))
+            self.links = dict(
+                zip(decode_strings(store.read("links/ids")), decode_strings(store.read("links/sources")), strict=True)
+            )
         elif self.attrs.get("augmentation"):
             self.links = {uid: source for uid in (*self.ids, *self.rejected) if (source := source_of(uid))}
 
@@ -158,8 +171,10 @@ class CacheReader:
             if rejected:
                 parts.append(f"{len(rejected)} were rejected at extraction: {_listing(rejected)}")
             if absent:
-                parts.append(f"{len(absent)} were never extracted: {_listing(absent)} (extract them with `ser "
-                             "extract` over the same manifest, or drop them from the manifest)")
+                parts.append(
+                    f"{len(absent)} were never extracted: {_listing(absent)} (extract them with `ser "
+                    "extract` over the same manifest, or drop them from the manifest)"
+                )
             raise CacheError(f"{self.path}: {len(missing)} requested ids are not in the store; " + "; ".join(parts))
         return np.fromiter((self.index[uid] for uid in ids), dtype=np.int64, count=len(ids))
 
@@ -182,15 +197,16 @@ class CacheReader:
         if recorded is None:
             return f"{self.path} records no manifest sha256; every row's fingerprint is checked instead"
         source = (self.attrs.get("manifest") or {}).get("path")
-        return (f"{name} (sha256 {sha256[:12]}) is not the manifest this store was extracted from (sha256 "
-                f"{recorded[:12]}{f', {source}' if source else ''}); it was edited or rebuilt since. Labels and "
-                "splits may change freely, so every row's fingerprint (audio path, segment, text) is checked "
-                "instead")
+        return (
+            f"{name} (sha256 {sha256[:12]}) is not the manifest this store was extracted from (sha256 "
+            f"{recorded[:12]}{f', {source}' if source else ''}); it was edited or rebuilt since. Labels and "
+            "splits may change freely, so every row's fingerprint (audio path, segment, text) is checked "
+            "instead"
+        )
 
     def changed_rows(self, expected: Mapping[str, str]) -> list[str]:
         """Ids of stored rows whose manifest fingerprint (``expected``: id -> fingerprint) differs."""
-        return [uid for uid, fp in expected.items()
-                if uid in self.index and self.fingerprints[self.index[uid]] != fp]
+        return [uid for uid, fp in expected.items() if uid in self.index and self.fingerprints[self.index[uid]] != fp]
 
     def check_rows(self, expected: Mapping[str, str]) -> None:
         """Refuse when a manifest row changed since extraction (audio, segment or text differ).
@@ -229,11 +245,12 @@ class CacheReader:
         """Raise a :class:`CacheError` naming the damage when a dataset fails its checksums."""
         problems = self.damaged(names)
         if problems:
-            raise CacheError(f"{self.path} is damaged: {'; '.join(problems)} (a changed value, or a chunk file "
-                             "deleted or cut short). Re-extract it, or restore it from a copy")
+            raise CacheError(
+                f"{self.path} is damaged: {'; '.join(problems)} (a changed value, or a chunk file "
+                "deleted or cut short). Re-extract it, or restore it from a copy"
+            )
 
-    def pooled(self, stat: str, *, ids: Sequence[str] | None = None, layers: Sequence[int] | None = None
-               ) -> np.ndarray:
+    def pooled(self, stat: str, *, ids: Sequence[str] | None = None, layers: Sequence[int] | None = None) -> np.ndarray:
         """Pooled statistic ``stat`` as (n, L', D): rows of ``ids`` in that order (all rows in store
         order when None), layers ``layers`` (all when None). Reads the array in one pass."""
         if stat not in self.layout.pooled:

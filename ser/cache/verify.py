@@ -32,8 +32,13 @@ class VerifyReport:
         return not self.problems
 
 
-def verify_store(path: str | os.PathLike[str], expected: Mapping[str, str] | None = None, *,
-                 manifest_sha256: str | None = None, manifest_name: str = "the manifest") -> VerifyReport:
+def verify_store(
+    path: str | os.PathLike[str],
+    expected: Mapping[str, str] | None = None,
+    *,
+    manifest_sha256: str | None = None,
+    manifest_name: str = "the manifest",
+) -> VerifyReport:
     """Check every value of a store. ``expected`` (id -> manifest-row fingerprint) adds coverage
     checks: each id stored or rejected, fingerprints unchanged, no stored id outside the manifest.
 
@@ -75,8 +80,10 @@ def verify_store(path: str | os.PathLike[str], expected: Mapping[str, str] | Non
             report.problems.extend(reader.damaged())
             report.checked.append("checksums of every dataset")
         else:
-            report.notes.append("the store records no checksums (written by an older ser): changed values cannot be "
-                                "detected; re-extract it to get them")
+            report.notes.append(
+                "the store records no checksums (written by an older ser): changed values cannot be "
+                "detected; re-extract it to get them"
+            )
         if len(set(reader.ids)) != len(reader.ids):
             report.problems.append("duplicate ids in the store")
         if manifest_sha256 is not None:

@@ -77,9 +77,14 @@ class Segment:
     @classmethod
     def load(cls, path: Path) -> Segment:
         record = json.loads((path / "rows.json").read_text(encoding="utf-8"))
-        return cls(path=path, ids=record["ids"], fingerprints=record["fingerprints"],
-                   lengths=np.asarray(record["lengths"], dtype=np.int64), rejected=record["rejected"],
-                   notes=record.get("notes", {}))
+        return cls(
+            path=path,
+            ids=record["ids"],
+            fingerprints=record["fingerprints"],
+            lengths=np.asarray(record["lengths"], dtype=np.int64),
+            rejected=record["rejected"],
+            notes=record.get("notes", {}),
+        )
 
     @classmethod
     def load_checked(cls, path: Path, layout: StoreLayout) -> Segment:
@@ -95,8 +100,10 @@ class Segment:
             for layer, dim in layout.seq.items():
                 _check_array(path / f"seq-{layer}.npy", (n_frames, dim))
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise CacheError(f"{path} is damaged ({type(err).__name__}: {err}); delete that folder (its rows are "
-                             "extracted again) and run the same command again") from err
+            raise CacheError(
+                f"{path} is damaged ({type(err).__name__}: {err}); delete that folder (its rows are "
+                "extracted again) and run the same command again"
+            ) from err
         return segment
 
     def pooled_rows(self, stat: str, start: int, stop: int) -> np.ndarray:
@@ -140,8 +147,16 @@ class CacheWriter:
     Use :meth:`open` (or the class as a context manager after it) rather than the constructor.
     """
 
-    def __init__(self, path: Path, partial: Path, layout: StoreLayout, attrs: dict[str, Any],
-                 lock_fd: int, segments: list[Segment], segment_bytes: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        partial: Path,
+        layout: StoreLayout,
+        attrs: dict[str, Any],
+        lock_fd: int,
+        segments: list[Segment],
+        segment_bytes: int,
+    ) -> None:
         self.path = path
         self.partial = partial
         self.layout = layout
@@ -157,8 +172,14 @@ class CacheWriter:
     # ---------------------------------------------------------------- opening
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, layout: StoreLayout, attrs: dict[str, Any],
-             segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> CacheWriter:
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        layout: StoreLayout,
+        attrs: dict[str, Any],
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+    ) -> CacheWriter:
         """Start a new store or resume the partial one at ``path``.
 
         ``attrs`` is the provenance (JSON-serialisable dict per key); ``attrs["extractor"]
@@ -180,8 +201,9 @@ class CacheWriter:
             raise
         writer = cls(final, partial, layout, attrs, lock_fd, segments, segment_bytes)
         if segments:
-            logger.info("%s: resuming, %d rows and %d rejected already written", final, len(writer._done),
-                        len(writer.rejected))
+            logger.info(
+                "%s: resuming, %d rows and %d rejected already written", final, len(writer._done), len(writer.rejected)
+            )
         return writer
 
     @staticmethod
@@ -194,18 +216,23 @@ class CacheWriter:
             os.close(fd)
             if err.errno in (errno.EAGAIN, errno.EACCES):
                 holder = lock_path.read_text(encoding="utf-8").strip() or "another process"
-                raise CacheError(f"{partial} is being written by {holder}; only one writer per store. Wait for "
-                                 "it, or split the work with --shard i/N and `ser cache merge`") from err
+                raise CacheError(
+                    f"{partial} is being written by {holder}; only one writer per store. Wait for "
+                    "it, or split the work with --shard i/N and `ser cache merge`"
+                ) from err
             if err.errno in NO_LOCK_ERRNOS:
-                raise CacheError(f"{partial}: the file system holding it has no file locks (flock: "
-                                 f"{os.strerror(err.errno)}), which the writer needs to keep two runs from mixing "
-                                 "rows. Write the store to a local disk and copy it afterwards, or extract shards "
-                                 "(--shard i/N) to local disks and join them with `ser cache merge`") from err
+                raise CacheError(
+                    f"{partial}: the file system holding it has no file locks (flock: "
+                    f"{os.strerror(err.errno)}), which the writer needs to keep two runs from mixing "
+                    "rows. Write the store to a local disk and copy it afterwards, or extract shards "
+                    "(--shard i/N) to local disks and join them with `ser cache merge`"
+                ) from err
             raise
         previous = os.pread(fd, 64, 0).decode(errors="replace").strip()
         if previous and previous != f"pid {os.getpid()}":
-            logger.info("%s: taking over from %s, which is no longer running (its rows so far are kept)", partial,
-                        previous)
+            logger.info(
+                "%s: taking over from %s, which is no longer running (its rows so far are kept)", partial, previous
+            )
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}".encode())
         _HELD_LOCKS.add(fd)
@@ -223,16 +250,28 @@ class CacheWriter:
             except (OSError, ValueError, KeyError, AttributeError) as err:
                 raise CacheError(f"{meta_path} is damaged ({err}); delete {partial} to start over") from err
             if meta.get("format_version") != FORMAT_VERSION:
-                raise CacheError(f"{partial} was written by cache format {meta.get('format_version')}; "
-                                 f"this ser writes {FORMAT_VERSION}. Delete the partial folder to start over")
+                raise CacheError(
+                    f"{partial} was written by cache format {meta.get('format_version')}; "
+                    f"this ser writes {FORMAT_VERSION}. Delete the partial folder to start over"
+                )
             old_hash = meta.get("attrs", {}).get("extractor", {}).get("config_hash")
             if old_hash != new_hash or StoreLayout.from_json(meta["layout"]) != layout:
-                raise CacheError(f"{partial} was started with another extractor config (hash {old_hash}, now "
-                                 f"{new_hash}) or layout; the rows would not mix. Delete {partial} to start "
-                                 "over, or write to another output path")
+                raise CacheError(
+                    f"{partial} was started with another extractor config (hash {old_hash}, now "
+                    f"{new_hash}) or layout; the rows would not mix. Delete {partial} to start "
+                    "over, or write to another output path"
+                )
             return
-        _write_json_atomic(meta_path, {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-                                       "status": "partial", "layout": layout.to_json(), "attrs": attrs})
+        _write_json_atomic(
+            meta_path,
+            {
+                "format": FORMAT_NAME,
+                "format_version": FORMAT_VERSION,
+                "status": "partial",
+                "layout": layout.to_json(),
+                "attrs": attrs,
+            },
+        )
 
     @staticmethod
     def _load_segments(partial: Path, layout: StoreLayout) -> list[Segment]:
@@ -260,8 +299,14 @@ class CacheWriter:
     def __len__(self) -> int:
         return len(self._done)
 
-    def add(self, uid: str, fingerprint: str, pooled: dict[str, np.ndarray],
-            seq: dict[str, np.ndarray] | None = None, note: str | None = None) -> bool:
+    def add(
+        self,
+        uid: str,
+        fingerprint: str,
+        pooled: dict[str, np.ndarray],
+        seq: dict[str, np.ndarray] | None = None,
+        note: str | None = None,
+    ) -> bool:
         """Buffer one row. ``pooled[stat]`` is (L, D); ``seq[layer]`` is (T, D) with one T for all layers.
 
         ``note`` is kept with the row (e.g. "padded to the minimum length"). A row with NaN or Inf
@@ -271,19 +316,25 @@ class CacheWriter:
         if uid in self._done or uid in self.rejected:
             raise CacheError(f"{self.path}: id {uid!r} was already written")
         if set(pooled) != set(self.layout.pooled) or set(seq) != set(self.layout.seq):
-            raise CacheError(f"{self.path}: row {uid!r} has pooled {sorted(pooled)} / seq {sorted(seq)}, the store "
-                             f"expects {sorted(self.layout.pooled)} / {sorted(self.layout.seq)}")
+            raise CacheError(
+                f"{self.path}: row {uid!r} has pooled {sorted(pooled)} / seq {sorted(seq)}, the store "
+                f"expects {sorted(self.layout.pooled)} / {sorted(self.layout.seq)}"
+            )
         for stat, array in pooled.items():
             if array.shape != self.layout.pooled[stat]:
-                raise CacheError(f"{self.path}: row {uid!r} pooled {stat} has shape {array.shape}, expected "
-                                 f"{self.layout.pooled[stat]}")
+                raise CacheError(
+                    f"{self.path}: row {uid!r} pooled {stat} has shape {array.shape}, expected "
+                    f"{self.layout.pooled[stat]}"
+                )
         lengths = {array.shape[0] for array in seq.values()}
         if len(lengths) > 1:
             raise CacheError(f"{self.path}: row {uid!r} sequences have different lengths {sorted(lengths)}")
         for layer, array in seq.items():
             if array.ndim != 2 or array.shape[1] != self.layout.seq[layer]:
-                raise CacheError(f"{self.path}: row {uid!r} seq {layer} has shape {array.shape}, expected "
-                                 f"(T, {self.layout.seq[layer]})")
+                raise CacheError(
+                    f"{self.path}: row {uid!r} seq {layer} has shape {array.shape}, expected "
+                    f"(T, {self.layout.seq[layer]})"
+                )
         # Cast first, then check: a finite float32 value can overflow float16 to Inf.
         stored_pooled = {k: np.asarray(a, dtype=self.layout.pooled_dtype) for k, a in pooled.items()}
         stored_seq = {k: np.asarray(a, dtype=self.layout.seq_dtype) for k, a in seq.items()}
@@ -329,8 +380,10 @@ class CacheWriter:
         if final.is_dir():  # renamed into place, not yet listed
             segment = Segment.load(final)
             if not self._holds_buffer(segment):
-                raise CacheError(f"{final} holds rows this writer did not buffer; delete that folder (its rows are "
-                                 "extracted again) and run the same command again")
+                raise CacheError(
+                    f"{final} holds rows this writer did not buffer; delete that folder (its rows are "
+                    "extracted again) and run the same command again"
+                )
             self._segments.append(segment)
             self._buffer_reset()
             return
@@ -341,8 +394,11 @@ class CacheWriter:
             self._write_segment(tmp, final)
         except OSError as err:
             shutil.rmtree(tmp, ignore_errors=True)  # the rows stay buffered; segments already written are intact
-            raise CacheError(write_failure(err, tmp, f"the {len(self._done) - len(self._ids)} rows flushed before "
-                                                     f"are kept in {self.partial}")) from err
+            raise CacheError(
+                write_failure(
+                    err, tmp, f"the {len(self._done) - len(self._ids)} rows flushed before are kept in {self.partial}"
+                )
+            ) from err
         self._segments.append(Segment.load(final))
         self._buffer_reset()
 
@@ -360,9 +416,18 @@ class CacheWriter:
             frames = self._seq[layer]
             array = np.concatenate(frames) if frames else np.zeros((0, dim), dtype=self.layout.seq_dtype)
             np.save(tmp / f"seq-{layer}.npy", array)
-        (tmp / "rows.json").write_text(json.dumps({
-            "ids": self._ids, "fingerprints": self._fingerprints, "lengths": self._lengths,
-            "rejected": self._rejected_buffer, "notes": self._notes_buffer}), encoding="utf-8")
+        (tmp / "rows.json").write_text(
+            json.dumps(
+                {
+                    "ids": self._ids,
+                    "fingerprints": self._fingerprints,
+                    "lengths": self._lengths,
+                    "rejected": self._rejected_buffer,
+                    "notes": self._notes_buffer,
+                }
+            ),
+            encoding="utf-8",
+        )
         for file in tmp.iterdir():
             fd = os.open(file, os.O_RDONLY)
             try:
@@ -374,19 +439,39 @@ class CacheWriter:
 
     # ---------------------------------------------------------------- finishing
 
-    def finalize(self, *, compression: str | None = None, pooled_chunk_bytes: int = DEFAULT_POOLED_CHUNK_BYTES,
-                 seq_chunk_bytes: int = DEFAULT_SEQ_CHUNK_BYTES, links: dict[str, str] | None = None) -> Path:
+    def finalize(
+        self,
+        *,
+        compression: str | None = None,
+        pooled_chunk_bytes: int = DEFAULT_POOLED_CHUNK_BYTES,
+        seq_chunk_bytes: int = DEFAULT_SEQ_CHUNK_BYTES,
+        links: dict[str, str] | None = None,
+    ) -> Path:
         """Flush, write the complete store (atomic rename) and remove the partial folder; ``links``: augmented
         copy id -> source id."""
         self.flush()
         try:
-            assemble_store(self.path, layout=self.layout, attrs=self.attrs, sources=self._segments,
-                           rejected=self.rejected, notes=self.notes, compression=compression,
-                           pooled_chunk_bytes=pooled_chunk_bytes, seq_chunk_bytes=seq_chunk_bytes, links=links)
+            assemble_store(
+                self.path,
+                layout=self.layout,
+                attrs=self.attrs,
+                sources=self._segments,
+                rejected=self.rejected,
+                notes=self.notes,
+                compression=compression,
+                pooled_chunk_bytes=pooled_chunk_bytes,
+                seq_chunk_bytes=seq_chunk_bytes,
+                links=links,
+            )
         except OSError as err:
-            raise CacheError(write_failure(err, self.path, f"all {len(self._done)} rows are kept in {self.partial} "
-                                                           "and the store is assembled from them on the re-run")) \
-                from err
+            raise CacheError(
+                write_failure(
+                    err,
+                    self.path,
+                    f"all {len(self._done)} rows are kept in {self.partial} "
+                    "and the store is assembled from them on the re-run",
+                )
+            ) from err
         self.close()
         shutil.rmtree(self.partial)
         return self.path
@@ -436,8 +521,16 @@ def partial_summary(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     if not meta_path.exists():
         return None
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    segments = [Segment.load(p) for p in sorted(partial.glob(f"{SEGMENT_PREFIX}*")) if p.is_dir()
-                and not p.name.endswith(".tmp")]
-    return {"partial": str(partial), "segments": len(segments), "rows": sum(len(s.ids) for s in segments),
-            "rejected": sum(len(s.rejected) for s in segments), "attrs": meta.get("attrs", {}),
-            "layout": meta.get("layout")}
+    segments = [
+        Segment.load(p)
+        for p in sorted(partial.glob(f"{SEGMENT_PREFIX}*"))
+        if p.is_dir() and not p.name.endswith(".tmp")
+    ]
+    return {
+        "partial": str(partial),
+        "segments": len(segments),
+        "rows": sum(len(s.ids) for s in segments),
+        "rejected": sum(len(s.rejected) for s in segments),
+        "attrs": meta.get("attrs", {}),
+        "layout": meta.get("layout"),
+    }

@@ -10,35 +10,74 @@ from ser.commands.common import parse_options, user_errors
 
 
 def ablate(
-    grid: Path = typer.Argument(..., help="Grid YAML: base (a fit config), axes, zip, include, exclude, seeds "
-                                "(see the README)."),
-    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Print the expanded jobs and what is already "
-                                 "done, running or crashed; run nothing."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Parent folder of the run directories (default: the "
-                                    "grid's `out`, else runs/<grid file name>)."),
-    set_: list[str] = typer.Option([], "--set", help="Change the grid's base before expanding, KEY=VALUE (dotted "
-                                   "keys: train.epochs=5)."),
-    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help="Most jobs at once (default: one per "
-                                       "CPU core without GPUs; GPUs x --jobs-per-gpu with them)."),
+    grid: Path = typer.Argument(
+        ..., help="Grid YAML: base (a fit config), axes, zip, include, exclude, seeds (see the README)."
+    ),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        "-n",
+        help="Print the expanded jobs and what is already done, running or crashed; run nothing.",
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Parent folder of the run directories (default: the grid's `out`, else runs/<grid file name>).",
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Change the grid's base before expanding, KEY=VALUE (dotted keys: train.epochs=5)."
+    ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        "-j",
+        min=1,
+        help="Most jobs at once (default: one per CPU core without GPUs; GPUs x --jobs-per-gpu with them).",
+    ),
     jobs_per_gpu: int = typer.Option(1, "--jobs-per-gpu", "-k", min=1, help="Jobs packed onto each visible GPU."),
-    gpu_min_free: int = typer.Option(2048, "--gpu-min-free", min=0, help="Start a job on a GPU only while it has "
-                                     "this many MiB free (shared boxes; 0 = no guard)."),
-    device: str = typer.Option("auto", "--device", help="auto: the GPUs in CUDA_VISIBLE_DEVICES / nvidia-smi, "
-                               "else CPU; cpu: CPU only."),
-    no_wait: bool = typer.Option(False, "--no-wait", help="Do not wait for runs another process holds (local), or "
-                                 "for submitted tasks (cluster)."),
-    executor: str = typer.Option("local", "--executor", "-e", help="local (this machine), slurm (job array "
-                                 "through submitit) or submitit-local (the cluster path on this machine)."),
-    cluster_opt: list[str] = typer.Option([], "--cluster-opt", help="submitit parameter KEY=VALUE, repeatable: "
-                                          "slurm_partition=gpu, gpus_per_node=1, timeout_min=60, "
-                                          "slurm_array_parallelism=32, ..."),
-    jobs_per_task: int = typer.Option(1, "--jobs-per-task", min=1, help="Cluster: grid jobs run one after the "
-                                      "other inside each array task (amortises start-up for small fits)."),
-    stack: bool = typer.Option(True, "--stack/--no-stack", help="Local: send the queued cells of one stack group "
-                               "(equal but for seeds and per-member train settings such as lr, epochs, "
-                               "schedule) to a worker together, to train as one stacked model (train.engine=stacked)."),
-    make_report: bool = typer.Option(True, "--report/--no-report", help="Write `ser report` of the grid's runs at "
-                                     "the end."),
+    gpu_min_free: int = typer.Option(
+        2048,
+        "--gpu-min-free",
+        min=0,
+        help="Start a job on a GPU only while it has this many MiB free (shared boxes; 0 = no guard).",
+    ),
+    device: str = typer.Option(
+        "auto", "--device", help="auto: the GPUs in CUDA_VISIBLE_DEVICES / nvidia-smi, else CPU; cpu: CPU only."
+    ),
+    no_wait: bool = typer.Option(
+        False, "--no-wait", help="Do not wait for runs another process holds (local), or for submitted tasks (cluster)."
+    ),
+    executor: str = typer.Option(
+        "local",
+        "--executor",
+        "-e",
+        help="local (this machine), slurm (job array "
+        "through submitit) or submitit-local (the cluster path on this machine).",
+    ),
+    cluster_opt: list[str] = typer.Option(
+        [],
+        "--cluster-opt",
+        help="submitit parameter KEY=VALUE, repeatable: "
+        "slurm_partition=gpu, gpus_per_node=1, timeout_min=60, "
+        "slurm_array_parallelism=32, ...",
+    ),
+    jobs_per_task: int = typer.Option(
+        1,
+        "--jobs-per-task",
+        min=1,
+        help="Cluster: grid jobs run one after the other inside each array task (amortises start-up for small fits).",
+    ),
+    stack: bool = typer.Option(
+        True,
+        "--stack/--no-stack",
+        help="Local: send the queued cells of one stack group "
+        "(equal but for seeds and per-member train settings such as lr, epochs, "
+        "schedule) to a worker together, to train as one stacked model (train.engine=stacked).",
+    ),
+    make_report: bool = typer.Option(
+        True, "--report/--no-report", help="Write `ser report` of the grid's runs at the end."
+    ),
 ) -> None:
     """Run an ablation grid: one `ser fit` per cell and seed, skipping finished runs (by config hash),
     redoing crashed ones, leaving runs that another process holds to it. Ctrl-C stops; re-run to resume."""
@@ -55,23 +94,40 @@ def ablate(
 
             if device not in ("auto", "cpu"):
                 raise typer.BadParameter("--device must be auto or cpu (jobs are pinned to GPUs by the runner)")
-            options = RunnerOptions(workers=workers, jobs_per_gpu=jobs_per_gpu, gpu_min_free_mib=gpu_min_free,
-                                    device=device, wait_for_others=not no_wait, stack=stack)
+            options = RunnerOptions(
+                workers=workers,
+                jobs_per_gpu=jobs_per_gpu,
+                gpu_min_free_mib=gpu_min_free,
+                device=device,
+                wait_for_others=not no_wait,
+                stack=stack,
+            )
             outcome = run_grid(jobs, options, echo=typer.echo)
             typer.echo(outcome.summary())
             for job, reason in outcome.failed:
-                typer.secho(f"failed: {job.label()} seed {job.seed}\n  {reason.replace(chr(10), chr(10) + '  ')}",
-                            fg=typer.colors.RED, err=True)
+                typer.secho(
+                    f"failed: {job.label()} seed {job.seed}\n  {reason.replace(chr(10), chr(10) + '  ')}",
+                    fg=typer.colors.RED,
+                    err=True,
+                )
             status = 130 if outcome.interrupted else (0 if outcome.complete else 1)
         else:
             from ser.ablate.cluster import submit_grid
 
-            result = submit_grid(jobs, executor=executor, folder=Path(spec.out) / ".submitit",
-                                 parameters=parse_options(cluster_opt), jobs_per_task=jobs_per_task,
-                                 wait=not no_wait, echo=typer.echo)
-            typer.echo(f"{len(jobs)} jobs: {result.ran} ran, {result.already_done} already done, "
-                       f"{result.done_elsewhere} done by another process, {result.left_to_others} left to another "
-                       f"process, {len(result.failed)} tasks failed" + ("" if result.waited else " (not waited for)"))
+            result = submit_grid(
+                jobs,
+                executor=executor,
+                folder=Path(spec.out) / ".submitit",
+                parameters=parse_options(cluster_opt),
+                jobs_per_task=jobs_per_task,
+                wait=not no_wait,
+                echo=typer.echo,
+            )
+            typer.echo(
+                f"{len(jobs)} jobs: {result.ran} ran, {result.already_done} already done, "
+                f"{result.done_elsewhere} done by another process, {result.left_to_others} left to another "
+                f"process, {len(result.failed)} tasks failed" + ("" if result.waited else " (not waited for)")
+            )
             for task_id, error in result.failed:
                 typer.secho(f"failed task {task_id}: {error}", fg=typer.colors.RED, err=True)
             status = 1 if result.failed or result.left_to_others else 0
@@ -94,16 +150,18 @@ def _print_plan(jobs: list) -> None:
     for i, (job, state) in enumerate(zip(jobs, states, strict=True), start=1):
         typer.echo(f"{i:4d}  {state:8s} {job.seed:4d}  {job.label()[:60]:60s} {job.run_dir}")
     counts = Counter(states)
-    typer.echo(f"{len(jobs)} jobs: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("done", "running", "crashed",
-                                                                                    "todo")))
+    typer.echo(
+        f"{len(jobs)} jobs: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("done", "running", "crashed", "todo"))
+    )
 
 
 def report(
     runs_dir: Path = typer.Argument(..., help="Folder holding run directories (any depth), e.g. runs/my-grid."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Where the report goes (default RUNS_DIR/report)."),
     title: str | None = typer.Option(None, help="Title of report.md."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the bar, confusion and layer-weight "
-                               "pictures (needs matplotlib)."),
+    plots: bool = typer.Option(
+        True, "--plots/--no-plots", help="Write the bar, confusion and layer-weight pictures (needs matplotlib)."
+    ),
 ) -> None:
     """Tables (markdown, CSV) of mean ± std over folds and seeds per grid cell with the best marked, plots,
     and an export under EmoBox's metric names."""

@@ -9,9 +9,13 @@ import typer
 
 from ser.commands.common import user_errors
 
-app = typer.Typer(no_args_is_help=True, help=(
-    "Inspect, verify and merge feature cache stores (.h5 files or .zarr folders).\n\n"
-    "Example: ser cache info hubert.h5"))
+app = typer.Typer(
+    no_args_is_help=True,
+    help=(
+        "Inspect, verify and merge feature cache stores (.h5 files or .zarr folders).\n\n"
+        "Example: ser cache info hubert.h5"
+    ),
+)
 
 
 def _compact(value: object) -> object:
@@ -32,8 +36,10 @@ def _human_bytes(n: float) -> str:
 
 
 @app.command("info")
-def info(store: Path = typer.Argument(..., help="Cache store (.h5 or .zarr), finished or partial."),
-         as_json: bool = typer.Option(False, "--json", help="Print everything as JSON.")) -> None:
+def info(
+    store: Path = typer.Argument(..., help="Cache store (.h5 or .zarr), finished or partial."),
+    as_json: bool = typer.Option(False, "--json", help="Print everything as JSON."),
+) -> None:
     """Status, items, rejected ids, layers and dims, bytes on disk, and provenance of a store."""
     with user_errors():
         from ser.cache.format import set_aside_path
@@ -48,52 +54,74 @@ def info(store: Path = typer.Argument(..., help="Cache store (.h5 or .zarr), fin
             aside = set_aside_path(store)
             if aside.exists():  # an extension: the finished rows wait aside, the new ones are in the partial folder
                 with CacheReader(aside) as previous:
-                    partial["set_aside"] = {"path": str(aside), "rows": len(previous),
-                                            "rejected": len(previous.rejected)}
+                    partial["set_aside"] = {
+                        "path": str(aside),
+                        "rows": len(previous),
+                        "rejected": len(previous.rejected),
+                    }
             if as_json:
                 typer.echo(json.dumps({"status": "partial", **partial}, indent=1, default=str))
                 return
-            typer.echo(f"{store}: partial ({partial['rows']} rows, {partial['rejected']} rejected, "
-                       f"{partial['segments']} segments in {partial['partial']})")
+            typer.echo(
+                f"{store}: partial ({partial['rows']} rows, {partial['rejected']} rejected, "
+                f"{partial['segments']} segments in {partial['partial']})"
+            )
             if "set_aside" in partial:
-                typer.echo(f"being extended: the finished store's {partial['set_aside']['rows']} rows wait in "
-                           f"{aside} (its rows are copied into the partial folder first)")
+                typer.echo(
+                    f"being extended: the finished store's {partial['set_aside']['rows']} rows wait in "
+                    f"{aside} (its rows are copied into the partial folder first)"
+                )
             typer.echo("resume by running the same `ser extract` command again")
             return
         with CacheReader(store) as reader:
             stored = reader._file().nbytes_stored()
             summary = {
-                "status": "complete", "items": len(reader), "rejected": len(reader.rejected),
+                "status": "complete",
+                "items": len(reader),
+                "rejected": len(reader.rejected),
                 "pooled": {k: {"layers": v[0], "dim": v[1]} for k, v in reader.layout.pooled.items()},
                 "seq": {"layers": reader.layout.seq, "frames": int(reader.offsets[-1])},
                 "dtypes": {"pooled": reader.layout.pooled_dtype, "seq": reader.layout.seq_dtype},
-                "bytes": stored, **{k: v for k, v in reader.attrs.items() if k not in ("layout",)},
+                "bytes": stored,
+                **{k: v for k, v in reader.attrs.items() if k not in ("layout",)},
             }
     if as_json:
         typer.echo(json.dumps(summary, indent=1, default=str))
         return
-    typer.echo(f"{store}: complete, {summary['items']} items, {summary['rejected']} rejected, "
-               f"{_human_bytes(stored)} on disk")
+    typer.echo(
+        f"{store}: complete, {summary['items']} items, {summary['rejected']} rejected, {_human_bytes(stored)} on disk"
+    )
     for stat, shape in summary["pooled"].items():
         typer.echo(f"  pooled/{stat}: {shape['layers']} layers x {shape['dim']} ({summary['dtypes']['pooled']})")
     for layer, dim in summary["seq"]["layers"].items():
         typer.echo(f"  seq/{layer}: {summary['seq']['frames']} frames x {dim} ({summary['dtypes']['seq']})")
     recommended = (summary.get("extractor") or {}).get("recommended_view")
-    typer.echo(f"  recommended view: {store.name}:{recommended} (what `ser fit` reads when an input names no view)"
-               if recommended else "  recommended view: none recorded (an older store): an input without a view "
-               "reads the first statistic of the last layer")
+    typer.echo(
+        f"  recommended view: {store.name}:{recommended} (what `ser fit` reads when an input names no view)"
+        if recommended
+        else "  recommended view: none recorded (an older store): an input without a view "
+        "reads the first statistic of the last layer"
+    )
     for key in ("extractor", "upstream", "manifest", "environment", "merged_from", "finalized"):
         if key in summary:
             typer.echo(f"  {key}: {json.dumps(_compact(summary[key]), default=str)}")
 
 
 @app.command("verify")
-def verify(store: Path = typer.Argument(..., help="Cache store to check."),
-           manifest: Path | None = typer.Option(None, "--manifest", "-m", help=(
-               "Also check that every manifest id is stored or listed as rejected, and that no manifest "
-               "row (audio, segment, text) changed since extraction. A manifest that differs from the one "
-               "used at extraction (other sha256) is reported and checked row by row: labels and splits may "
-               "change without re-extraction."))) -> None:
+def verify(
+    store: Path = typer.Argument(..., help="Cache store to check."),
+    manifest: Path | None = typer.Option(
+        None,
+        "--manifest",
+        "-m",
+        help=(
+            "Also check that every manifest id is stored or listed as rejected, and that no manifest "
+            "row (audio, segment, text) changed since extraction. A manifest that differs from the one "
+            "used at extraction (other sha256) is reported and checked row by row: labels and splits may "
+            "change without re-extraction."
+        ),
+    ),
+) -> None:
     """Check every value (no NaN/Inf), monotone offsets, and coverage of a manifest. Exit 1 on problems."""
     with user_errors():
         from ser.cache.verify import verify_store
@@ -105,8 +133,7 @@ def verify(store: Path = typer.Argument(..., help="Cache store to check."),
             expected = expected_fingerprints(store, read_manifest(manifest))
             sha256 = file_sha256(manifest)
         report = verify_store(store, expected, manifest_sha256=sha256, manifest_name=str(manifest))
-    typer.echo(f"{store}: {report.n_items} items, {report.n_rejected} rejected; checked "
-               f"{', '.join(report.checked)}")
+    typer.echo(f"{store}: {report.n_items} items, {report.n_rejected} rejected; checked {', '.join(report.checked)}")
     for note in report.notes:
         typer.secho(f"note: {note}", fg=typer.colors.YELLOW)
     for problem in report.problems:
@@ -117,10 +144,13 @@ def verify(store: Path = typer.Argument(..., help="Cache store to check."),
 
 
 @app.command("merge")
-def merge(shards: list[Path] = typer.Argument(..., help="Finished shard stores of one `ser extract --shard` run."),
-          output: Path = typer.Option(..., "--output", "-o", help="Merged store to write (.h5 or .zarr)."),
-          compression: str | None = typer.Option(None, help="Compress the merged arrays (HDF5: gzip, lzf; "
-                                                 "Zarr: zstd, gzip, blosc).")) -> None:
+def merge(
+    shards: list[Path] = typer.Argument(..., help="Finished shard stores of one `ser extract --shard` run."),
+    output: Path = typer.Option(..., "--output", "-o", help="Merged store to write (.h5 or .zarr)."),
+    compression: str | None = typer.Option(
+        None, help="Compress the merged arrays (HDF5: gzip, lzf; Zarr: zstd, gzip, blosc)."
+    ),
+) -> None:
     """Join shard stores (same extractor config and manifest, disjoint ids) into one store."""
     with user_errors():
         from ser.cache.merge import merge_stores

@@ -24,8 +24,11 @@ def user_errors() -> Iterator[None]:
     except OSError as err:
         if err.errno not in WRITE_ERRNOS:
             raise
-        typer.secho(f"error: {write_failure(err, err.filename or '?', 'files written before are kept')}",
-                    fg=typer.colors.RED, err=True)
+        typer.secho(
+            f"error: {write_failure(err, err.filename or '?', 'files written before are kept')}",
+            fg=typer.colors.RED,
+            err=True,
+        )
         raise typer.Exit(2) from err
 
 

@@ -21,26 +21,37 @@ def finetune(
     manifest: Path = typer.Option(..., "--manifest", "-m", help="Manifest (from `ser manifest`)."),
     protocol: str = typer.Option(..., "--protocol", "-p", help="Protocol preset (`ser protocol list`)."),
     fold: str = typer.Option(..., "--fold", "-f", help="Fold name, several separated by commas, or all."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder: OUT/<fold>/checkpoint (and features.h5 with "
-                             "--extract)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder: OUT/<fold>/checkpoint (and features.h5 with --extract)."
+    ),
     preset: str | None = typer.Option(None, help="Preset of the family (default: the first; see `ser extractors`)."),
-    checkpoint: str | None = typer.Option(None, help="Starting weights: a local save_pretrained folder or hub id "
-                                          "instead of the preset's (needed offline)."),
-    mode: str = typer.Option("supervised", help="supervised: top-k layers + a linear head, cross-entropy, early "
-                             "stopping on validation UA. contrastive: FleSER's label-free adaptation (two random "
-                             "crops per utterance, NT-Xent), early stopping on validation loss."),
-    unfreeze: str | None = typer.Option(None, help="Top transformer layers to train, or all (default: 2 for "
-                                        "supervised, all for contrastive). The CNN feature encoder stays frozen."),
+    checkpoint: str | None = typer.Option(
+        None,
+        help="Starting weights: a local save_pretrained folder or hub id instead of the preset's (needed offline).",
+    ),
+    mode: str = typer.Option(
+        "supervised",
+        help="supervised: top-k layers + a linear head, cross-entropy, early "
+        "stopping on validation UA. contrastive: FleSER's label-free adaptation (two random "
+        "crops per utterance, NT-Xent), early stopping on validation loss.",
+    ),
+    unfreeze: str | None = typer.Option(
+        None,
+        help="Top transformer layers to train, or all (default: 2 for "
+        "supervised, all for contrastive). The CNN feature encoder stays frozen.",
+    ),
     epochs: int = typer.Option(10, help="Most epochs per fold."),
     patience: int = typer.Option(3, help="Stop after this many epochs without a better validation score (0: never)."),
     batch_size: int = typer.Option(8, help="Crops per batch (contrastive: at least 2, the others are negatives)."),
     lr: float = typer.Option(5e-5, help="Learning rate of the unfrozen upstream layers."),
     head_lr: float = typer.Option(1e-3, help="Learning rate of the classification / projection head."),
-    crop_seconds: float | None = typer.Option(None, help="Training crop length (default 4.0 supervised, 1.0 "
-                                              "contrastive); shorter clips are tiled."),
+    crop_seconds: float | None = typer.Option(
+        None, help="Training crop length (default 4.0 supervised, 1.0 contrastive); shorter clips are tiled."
+    ),
     temperature: float = typer.Option(0.07, help="NT-Xent temperature (contrastive)."),
-    label_set: str | None = typer.Option(None, "--label-set", "-l", help="Label set (default: the manifest's, else "
-                                         "the corpus default)."),
+    label_set: str | None = typer.Option(
+        None, "--label-set", "-l", help="Label set (default: the manifest's, else the corpus default)."
+    ),
     val_fraction: float = typer.Option(0.2, help="Validation share of the training pool (as `ser fit`)."),
     val_by: str = typer.Option("speaker", help="speaker (held-out training speakers) or utterance (stratified)."),
     split_seed: int = typer.Option(0, help="Seed of the validation carving; the later fit must use the same."),
@@ -48,14 +59,25 @@ def finetune(
     seed: int = typer.Option(0, help="Training seed."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     num_workers: int = typer.Option(2, help="Audio decoding processes."),
-    extract: bool = typer.Option(False, "--extract", help="After each fold, extract the whole manifest with its "
-                                 "checkpoint into OUT/<fold>/features.h5 (resumable; skipped when complete)."),
+    extract: bool = typer.Option(
+        False,
+        "--extract",
+        help="After each fold, extract the whole manifest with its "
+        "checkpoint into OUT/<fold>/features.h5 (resumable; skipped when complete).",
+    ),
     seq: str = typer.Option("none", help="With --extract: layers also stored as sequences (as `ser extract --seq`)."),
-    fit_config: Path | None = typer.Option(None, "--fit-config", help="With --extract: then run `ser fit` with this "
-                                           "YAML (fusion, head, train, text, ...) over all the folds, each tested "
-                                           "on the features of its own checkpoint."),
-    fit_view: str = typer.Option("layer=weighted", help="View of the per-fold features for --fit-config when its "
-                                 "YAML names no audio input, e.g. layer=weighted or stat=mean,layer=12."),
+    fit_config: Path | None = typer.Option(
+        None,
+        "--fit-config",
+        help="With --extract: then run `ser fit` with this "
+        "YAML (fusion, head, train, text, ...) over all the folds, each tested "
+        "on the features of its own checkpoint.",
+    ),
+    fit_view: str = typer.Option(
+        "layer=weighted",
+        help="View of the per-fold features for --fit-config when its "
+        "YAML names no audio input, e.g. layer=weighted or stat=mean,layer=12.",
+    ),
 ) -> None:
     """Adapt an upstream to protocol folds without their test data: per fold, train on its training
     speakers only and early-stop on its validation speakers; the checkpoint records which fold and which
@@ -75,21 +97,48 @@ def finetune(
             raise UserError(f"unknown preset {chosen!r} of {model}; choose from {', '.join(PRESETS[model])}")
         layers = unfreeze if unfreeze in (None, "all") else _int(unfreeze, "--unfreeze")
         cfg = FinetuneConfig(
-            family=model, model=checkpoint or PRESETS[model][chosen], manifest=str(manifest), protocol=protocol,
-            label_set=label_set, protocol_options=parse_options(option), val_fraction=val_fraction, val_by=val_by,
-            split_seed=split_seed, mode=mode, epochs=epochs, patience=patience,
-            unfreeze=layers, batch_size=batch_size, lr=lr, head_lr=head_lr,
-            crop_seconds=crop_seconds, temperature=temperature, seed=seed, device=device, num_workers=num_workers)
-        fit_dir = adapt_folds(cfg, fold, out, preset=chosen, extract=extract, seq=seq, fit_config=fit_config,
-                              fit_view=fit_view)
+            family=model,
+            model=checkpoint or PRESETS[model][chosen],
+            manifest=str(manifest),
+            protocol=protocol,
+            label_set=label_set,
+            protocol_options=parse_options(option),
+            val_fraction=val_fraction,
+            val_by=val_by,
+            split_seed=split_seed,
+            mode=mode,
+            epochs=epochs,
+            patience=patience,
+            unfreeze=layers,
+            batch_size=batch_size,
+            lr=lr,
+            head_lr=head_lr,
+            crop_seconds=crop_seconds,
+            temperature=temperature,
+            seed=seed,
+            device=device,
+            num_workers=num_workers,
+        )
+        fit_dir = adapt_folds(
+            cfg, fold, out, preset=chosen, extract=extract, seq=seq, fit_config=fit_config, fit_view=fit_view
+        )
     if fit_dir is not None:
         from ser.commands.fit import report
 
         report(fit_dir)
 
 
-def adapt_folds(cfg: FinetuneConfig, folds: str, out: Path, *, preset: str, extract: bool, seq: str,
-                fit_config: Path | None, fit_view: str) -> Path | None:
+def adapt_folds(
+    cfg: FinetuneConfig,
+    folds: str,
+    out: Path,
+    *,
+    preset: str,
+    extract: bool,
+    seq: str,
+    fit_config: Path | None,
+    fit_view: str,
+) -> Path | None:
     """The per-fold loop: adapt (and extract with) each fold's checkpoint, then one fit over all the
     folds, each tested on its own features. Returns the fit's run directory, if it ran one."""
     from ser.adapt.train import adapt_fold, fold_set_of
@@ -101,8 +150,10 @@ def adapt_folds(cfg: FinetuneConfig, folds: str, out: Path, *, preset: str, extr
     for name in names:
         result = adapt_fold(cfg, name, out)
         state = "reused" if result.skipped else f"best epoch {result.best_epoch}, validation {result.best_score:.4f}"
-        typer.echo(f"fold {name}: {cfg.mode} checkpoint {result.checkpoint} ({state}; "
-                   f"{len(result.trainable)} trainable tensors)")
+        typer.echo(
+            f"fold {name}: {cfg.mode} checkpoint {result.checkpoint} ({state}; "
+            f"{len(result.trainable)} trainable tensors)"
+        )
         if extract:
             _extract_fold(cfg, preset, result.checkpoint, out / name / "features.h5", seq)
     if fit_config is None:
@@ -117,8 +168,9 @@ def _extract_fold(cfg: FinetuneConfig, preset: str, checkpoint: Path, store: Pat
     from ser.extract.runner import RunOptions, run_extraction
 
     extractor = build_extractor(cfg.family, preset, checkpoint=str(checkpoint), device=cfg.device)
-    result = run_extraction(cfg.manifest, extractor, store, RunOptions(seq=seq, num_workers=cfg.num_workers,
-                                                                       progress=False))
+    result = run_extraction(
+        cfg.manifest, extractor, store, RunOptions(seq=seq, num_workers=cfg.num_workers, progress=False)
+    )
     state = "already complete" if result.already_complete else f"{result.extracted} rows in {result.seconds:.0f} s"
     typer.echo(f"  features {store} ({state}, {len(result.rejected)} rejected)")
     del extractor
@@ -138,13 +190,17 @@ def _fit_folds(cfg: FinetuneConfig, names: list[str], out: Path, fit_config: Pat
     ours = {key: getattr(cfg, key) for key in FIXED_BY_FINETUNE}
     clashes = sorted(k for k in FIXED_BY_FINETUNE if k in record and record[k] != ours[k])
     if clashes:
-        raise UserError(f"{fit_config} sets {', '.join(clashes)} differently from the fine-tuning; leave them out "
-                        "(the fit must use the folds and validation speakers the checkpoints were selected on)")
+        raise UserError(
+            f"{fit_config} sets {', '.join(clashes)} differently from the fine-tuning; leave them out "
+            "(the fit must use the folds and validation speakers the checkpoints were selected on)"
+        )
     record = {**record, **ours, "folds": names}
     record.setdefault("audio", f"{out}/{{fold}}/features.h5:{fit_view}")
     if "{fold}" not in str(record["audio"]):
-        raise UserError(f"{fit_config}: audio {record['audio']!r} names one store for every fold; with fine-tuned "
-                        "checkpoints each fold needs its own (leave audio out, or put {fold} in its path)")
+        raise UserError(
+            f"{fit_config}: audio {record['audio']!r} names one store for every fold; with fine-tuned "
+            "checkpoints each fold needs its own (leave audio out, or put {fold} in its path)"
+        )
     return run_fit(config_from_dict(record))
 
 

@@ -11,8 +11,10 @@ from ser.commands.common import user_errors
 
 fusion_app = typer.Typer(no_args_is_help=True, help="Fusion heads.")
 
-VIEW_HELP = ("STORE[:stat=NAME,layer=last|avg|weighted|N] for pooled vectors (layer=weighted learns softmax layer "
-             "weights), or STORE:seq=LAYER for padded sequences.")
+VIEW_HELP = (
+    "STORE[:stat=NAME,layer=last|avg|weighted|N] for pooled vectors (layer=weighted learns softmax layer "
+    "weights), or STORE:seq=LAYER for padded sequences."
+)
 
 
 @fusion_app.command("list")
@@ -32,8 +34,9 @@ def _split_list(text: str | None, cast: type, flag: str) -> list[Any] | None:
     try:
         return [cast(part.strip()) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise UserError(f"{flag} takes comma-separated {'whole numbers' if cast is int else 'names'}, not "
-                        f"{text!r}") from None
+        raise UserError(
+            f"{flag} takes comma-separated {'whole numbers' if cast is int else 'names'}, not {text!r}"
+        ) from None
 
 
 def fit(
@@ -43,35 +46,69 @@ def fit(
     audio: str | None = typer.Option(None, "--audio", help=f"Audio features: {VIEW_HELP}"),
     text: str | None = typer.Option(None, "--text", help=f"Text features: {VIEW_HELP}"),
     mocap: str | None = typer.Option(None, "--mocap", help=f"Motion-capture features: {VIEW_HELP}"),
-    robustness: list[str] = typer.Option([], "--robustness", help="Corrupted copy of the audio store (`ser extract "
-                                         "--corrupt`), repeatable: each fold's test rows are evaluated once more on "
-                                         "it with the --audio view; `ser report` tabulates UA against SNR."),
-    label_set: str | None = typer.Option(None, "--label-set", "-l", help="Label set (default: the manifest's, "
-                                         "else the corpus default)."),
+    robustness: list[str] = typer.Option(
+        [],
+        "--robustness",
+        help="Corrupted copy of the audio store (`ser extract "
+        "--corrupt`), repeatable: each fold's test rows are evaluated once more on "
+        "it with the --audio view; `ser report` tabulates UA against SNR.",
+    ),
+    label_set: str | None = typer.Option(
+        None, "--label-set", "-l", help="Label set (default: the manifest's, else the corpus default)."
+    ),
     folds: str | None = typer.Option(None, help="Folds to run: all (default) or names, e.g. Ses01,Ses02."),
     seeds: str | None = typer.Option(None, help="Training seeds, e.g. 0,1,2 (default 0)."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML file with any FitConfig keys (fusion, "
-                                       "manifest, protocol, audio, text, head: {...}, train: {...}, ...)."),
-    set_: list[str] = typer.Option([], "--set", help="Override KEY=VALUE (dotted: train.lr=1e-4, head.fusion=gmu); "
-                                   "precedence: defaults < the head's paper training preset < --config YAML < "
-                                   "flags < --set."),
-    search: list[str] = typer.Option([], "--search", help="Model selection on validation, repeatable: KEY=V1,V2 "
-                                     "with KEY train.NAME or head.NAME (e.g. --search train.lr=1e-4,1e-3 --search "
-                                     "head.dropout=0.2,0.5; brackets for values holding commas: "
-                                     "head.hidden=[[256],[512,256]]). Every combination trains per fold and seed; "
-                                     "per fold the best mean validation metric over seeds wins and only it is "
-                                     "tested."),
-    ensemble: bool = typer.Option(False, "--ensemble", help="Also report each fold's seed ensemble (mean of the "
-                                  "seed members' class probabilities; needs two or more --seeds)."),
-    models: bool = typer.Option(True, "--models/--no-models", help="Save every fold and seed member's weights in "
-                                "models/ for `ser predict` (--no-models saves disk in large grids; the numbers and "
-                                "the run directory's name do not change)."),
-    final: bool = typer.Option(False, "--final", help="Also train one deployment model on every labelled row "
-                               "(train + validation of every fold) for the epoch count the folds chose on "
-                               "validation; `ser predict` uses it by default."),
-    engine: str | None = typer.Option(None, "--engine", help="stacked (default): the fit's members (folds x seeds "
-                                      "x search candidates) train as one model with a member axis; sequential: "
-                                      "one after the other. Same numbers without dropout; sets train.engine."),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="YAML file with any FitConfig keys (fusion, "
+        "manifest, protocol, audio, text, head: {...}, train: {...}, ...).",
+    ),
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Override KEY=VALUE (dotted: train.lr=1e-4, head.fusion=gmu); "
+        "precedence: defaults < the head's paper training preset < --config YAML < "
+        "flags < --set.",
+    ),
+    search: list[str] = typer.Option(
+        [],
+        "--search",
+        help="Model selection on validation, repeatable: KEY=V1,V2 "
+        "with KEY train.NAME or head.NAME (e.g. --search train.lr=1e-4,1e-3 --search "
+        "head.dropout=0.2,0.5; brackets for values holding commas: "
+        "head.hidden=[[256],[512,256]]). Every combination trains per fold and seed; "
+        "per fold the best mean validation metric over seeds wins and only it is "
+        "tested.",
+    ),
+    ensemble: bool = typer.Option(
+        False,
+        "--ensemble",
+        help="Also report each fold's seed ensemble (mean of the "
+        "seed members' class probabilities; needs two or more --seeds).",
+    ),
+    models: bool = typer.Option(
+        True,
+        "--models/--no-models",
+        help="Save every fold and seed member's weights in "
+        "models/ for `ser predict` (--no-models saves disk in large grids; the numbers and "
+        "the run directory's name do not change).",
+    ),
+    final: bool = typer.Option(
+        False,
+        "--final",
+        help="Also train one deployment model on every labelled row "
+        "(train + validation of every fold) for the epoch count the folds chose on "
+        "validation; `ser predict` uses it by default.",
+    ),
+    engine: str | None = typer.Option(
+        None,
+        "--engine",
+        help="stacked (default): the fit's members (folds x seeds "
+        "x search candidates) train as one model with a member axis; sequential: "
+        "one after the other. Same numbers without dropout; sets train.engine.",
+    ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Parent folder of run directories (default runs/)."),
 ) -> None:
     """Train a fusion head (or the classic logreg / svm baselines) on cached features: every fold x seed,
@@ -85,12 +122,23 @@ def fit(
         from ser.fusion.run import apply_overrides, config_from_dict, run_fit
 
         record: dict[str, Any] = read_fit_record(config) if config is not None else {}
-        flags = {"fusion": fusion, "manifest": str(manifest) if manifest else None, "protocol": protocol,
-                 "audio": audio, "text": text, "mocap": mocap, "label_set": label_set,
-                 "folds": _split_list(folds, str, "--folds"), "seeds": _split_list(seeds, int, "--seeds"),
-                 "robustness": robustness or None, "out": str(out) if out else None,
-                 "search": parse_search(search) if search else None, "ensemble": ensemble or None,
-                 "final": final or None, "save_models": None if models else False}
+        flags = {
+            "fusion": fusion,
+            "manifest": str(manifest) if manifest else None,
+            "protocol": protocol,
+            "audio": audio,
+            "text": text,
+            "mocap": mocap,
+            "label_set": label_set,
+            "folds": _split_list(folds, str, "--folds"),
+            "seeds": _split_list(seeds, int, "--seeds"),
+            "robustness": robustness or None,
+            "out": str(out) if out else None,
+            "search": parse_search(search) if search else None,
+            "ensemble": ensemble or None,
+            "final": final or None,
+            "save_models": None if models else False,
+        }
         record.update({k: v for k, v in flags.items() if v is not None})
         if engine is not None:
             record["train"] = {**(record.get("train") or {}), "engine": engine}
@@ -106,15 +154,20 @@ def report(run_dir: Path) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     card = metrics["protocol_card"]
     rejected = int(card.get("dropped_rejected_at_extraction") or 0)
-    used = f"{card['n_utterances'] - rejected} utterances" + (f" ({rejected} more rejected at extraction, left out)"
-                                                               if rejected else "")
-    typer.echo(f"{metrics['fusion']} on {card['corpus']} ({card['protocol']}, label set {metrics['label_set']}, "
-               f"{used}; validation: {card['validation']})")
+    used = f"{card['n_utterances'] - rejected} utterances" + (
+        f" ({rejected} more rejected at extraction, left out)" if rejected else ""
+    )
+    typer.echo(
+        f"{metrics['fusion']} on {card['corpus']} ({card['protocol']}, label set {metrics['label_set']}, "
+        f"{used}; validation: {card['validation']})"
+    )
     typer.echo(f"{'fold':12s} {'seed':>4s} {'UA':>6s} {'WA':>6s} {'mF1':>6s} {'wF1':>6s} {'epoch':>5s}")
     for run in metrics["runs"]:
         t = run["test"]
-        typer.echo(f"{run['fold']:12s} {run['seed']:4d} {100 * t['ua']:6.2f} {100 * t['wa']:6.2f} "
-                   f"{100 * t['macro_f1']:6.2f} {100 * t['weighted_f1']:6.2f} {run['best_epoch']:5d}")
+        typer.echo(
+            f"{run['fold']:12s} {run['seed']:4d} {100 * t['ua']:6.2f} {100 * t['wa']:6.2f} "
+            f"{100 * t['macro_f1']:6.2f} {100 * t['weighted_f1']:6.2f} {run['best_epoch']:5d}"
+        )
     for fold, choice in (metrics.get("search") or {}).get("folds", {}).items():
         typer.echo(f"search, fold {fold}: chose {choice['candidate']}")
     typer.echo("mean ± std over folds and seeds: " + _line(metrics["test"]))
@@ -123,8 +176,10 @@ def report(run_dir: Path) -> None:
     if "ensemble" in metrics:
         ensemble = metrics["ensemble"]
         typer.echo("seed ensemble, mean ± std over folds: " + _line(ensemble["test"]))
-        typer.echo("seed ensemble, all folds pooled: " + ", ".join(
-            f"{name} {100 * ensemble['test_pooled'][key]:.2f}" for key, name in METRIC_NAMES))
+        typer.echo(
+            "seed ensemble, all folds pooled: "
+            + ", ".join(f"{name} {100 * ensemble['test_pooled'][key]:.2f}" for key, name in METRIC_NAMES)
+        )
     typer.echo(f"run directory: {run_dir}")
 
 
@@ -132,5 +187,6 @@ METRIC_NAMES = (("ua", "UA"), ("wa", "WA"), ("macro_f1", "macro-F1"), ("weighted
 
 
 def _line(summary: dict[str, Any]) -> str:
-    return ", ".join(f"{name} {100 * summary[key]['mean']:.2f} ± {100 * summary[key]['std']:.2f}"
-                     for key, name in METRIC_NAMES)
+    return ", ".join(
+        f"{name} {100 * summary[key]['mean']:.2f} ± {100 * summary[key]['std']:.2f}" for key, name in METRIC_NAMES
+    )

@@ -10,20 +10,34 @@ import typer
 from ser.commands.common import user_errors
 from ser.manifests.corpora import DESCRIPTIONS
 
-app = typer.Typer(no_args_is_help=True, help=(
-    "Build a manifest (JSONL, one utterance per line) from a corpus folder, or validate one.\n\n"
-    "Example: ser manifest ravdess path/to/ravdess -o rav.jsonl"))
+app = typer.Typer(
+    no_args_is_help=True,
+    help=(
+        "Build a manifest (JSONL, one utterance per line) from a corpus folder, or validate one.\n\n"
+        "Example: ser manifest ravdess path/to/ravdess -o rav.jsonl"
+    ),
+)
 
 OUTPUT = typer.Option(..., "--output", "-o", help="Manifest file to write (JSONL; written atomically).")
-LABEL_SET = typer.Option(None, "--label-set", "-l", help=(
-    "Keep only rows whose raw label is in this label set (built-in name or JSON file); dropped rows are "
-    "counted per label. Default: keep every row (label sets can still be applied later)."))
-DURATIONS = typer.Option(True, "--durations/--no-durations",
-                         help="Read each audio header to record durations (fast; needed for hours per split).")
+LABEL_SET = typer.Option(
+    None,
+    "--label-set",
+    "-l",
+    help=(
+        "Keep only rows whose raw label is in this label set (built-in name or JSON file); dropped rows are "
+        "counted per label. Default: keep every row (label sets can still be applied later)."
+    ),
+)
+DURATIONS = typer.Option(
+    True,
+    "--durations/--no-durations",
+    help="Read each audio header to record durations (fast; needed for hours per split).",
+)
 
 
-def _build(corpus: str, root: Path, output: Path, label_set: str | None, durations: bool,
-           options: dict[str, Any]) -> None:
+def _build(
+    corpus: str, root: Path, output: Path, label_set: str | None, durations: bool, options: dict[str, Any]
+) -> None:
     with user_errors():
         from ser.manifests.build import build_manifest
         from ser.manifests.labels import load_label_set
@@ -35,34 +49,57 @@ def _build(corpus: str, root: Path, output: Path, label_set: str | None, duratio
 
 
 def _simple_corpus_command(corpus: str, layout: str) -> Any:
-    def command(root: Path = typer.Argument(..., help="Corpus folder."), output: Path = OUTPUT,
-                label_set: str | None = LABEL_SET, durations: bool = DURATIONS) -> None:
+    def command(
+        root: Path = typer.Argument(..., help="Corpus folder."),
+        output: Path = OUTPUT,
+        label_set: str | None = LABEL_SET,
+        durations: bool = DURATIONS,
+    ) -> None:
         _build(corpus, root, output, label_set, durations, {})
 
     command.__doc__ = f"{DESCRIPTIONS[corpus]}.\n\n{layout}"
     return command
 
 
-app.command("iemocap")(_simple_corpus_command(
-    "iemocap", "ROOT is IEMOCAP_full_release (holding Session1..Session5). Raw labels are the consensus codes "
-    "(neu hap exc sad ang fru fea sur dis oth xxx); speaker = session + the turn's gender (Ses01M).\n\n"
-    "Label sets: iemocap4 (exc merged into hap), iemocap4-noexc, iemocap4-exc, iemocap6."))
-app.command("msp-podcast")(_simple_corpus_command(
-    "msp-podcast", "ROOT holds Audios/ and Labels/labels_consensus.csv (or the older labels_concensus.csv). "
-    "Splits: Train -> train, Development -> validation, Test1 -> test, Test2 -> test2.\n\n"
-    "Label sets: msp8, msp4."))
-app.command("cremad")(_simple_corpus_command(
-    "cremad", "ROOT holds AudioWAV/ (and optionally VideoDemographics.csv, summaryTable.csv for gender and "
-    "perceived voice labels).\n\nLabel set: cremad6."))
-app.command("tess")(_simple_corpus_command(
-    "tess", "ROOT holds the OAF_*/YAF_* folders (searched recursively). Both speakers are female.\n\n"
-    "Label set: tess7."))
+app.command("iemocap")(
+    _simple_corpus_command(
+        "iemocap",
+        "ROOT is IEMOCAP_full_release (holding Session1..Session5). Raw labels are the consensus codes "
+        "(neu hap exc sad ang fru fea sur dis oth xxx); speaker = session + the turn's gender (Ses01M).\n\n"
+        "Label sets: iemocap4 (exc merged into hap), iemocap4-noexc, iemocap4-exc, iemocap6.",
+    )
+)
+app.command("msp-podcast")(
+    _simple_corpus_command(
+        "msp-podcast",
+        "ROOT holds Audios/ and Labels/labels_consensus.csv (or the older labels_concensus.csv). "
+        "Splits: Train -> train, Development -> validation, Test1 -> test, Test2 -> test2.\n\n"
+        "Label sets: msp8, msp4.",
+    )
+)
+app.command("cremad")(
+    _simple_corpus_command(
+        "cremad",
+        "ROOT holds AudioWAV/ (and optionally VideoDemographics.csv, summaryTable.csv for gender and "
+        "perceived voice labels).\n\nLabel set: cremad6.",
+    )
+)
+app.command("tess")(
+    _simple_corpus_command(
+        "tess",
+        "ROOT holds the OAF_*/YAF_* folders (searched recursively). Both speakers are female.\n\nLabel set: tess7.",
+    )
+)
 
 
 @app.command("ravdess")
-def ravdess(root: Path = typer.Argument(..., help="Folder holding Actor_01 ... Actor_24."),
-            output: Path = OUTPUT, label_set: str | None = LABEL_SET, durations: bool = DURATIONS,
-            include_song: bool = typer.Option(False, help="Also keep song clips (vocal channel 02).")) -> None:
+def ravdess(
+    root: Path = typer.Argument(..., help="Folder holding Actor_01 ... Actor_24."),
+    output: Path = OUTPUT,
+    label_set: str | None = LABEL_SET,
+    durations: bool = DURATIONS,
+    include_song: bool = typer.Option(False, help="Also keep song clips (vocal channel 02)."),
+) -> None:
     """RAVDESS: Actor_NN/MM-VV-EE-II-SS-RR-AA.{wav,flac}.
 
     Raw labels: neutral calm happy sad angry fearful disgust surprised. The text is one of two
@@ -74,10 +111,17 @@ def ravdess(root: Path = typer.Argument(..., help="Folder holding Actor_01 ... A
 
 
 @app.command("meld")
-def meld(root: Path = typer.Argument(..., help="Folder with the *_sent_emo.csv files and clip folders."),
-         output: Path = OUTPUT, label_set: str | None = LABEL_SET, durations: bool = DURATIONS,
-         require_audio: bool = typer.Option(False, help="Drop rows whose clip is missing (they are counted "
-                                            "either way; by default they are kept as text-only rows).")) -> None:
+def meld(
+    root: Path = typer.Argument(..., help="Folder with the *_sent_emo.csv files and clip folders."),
+    output: Path = OUTPUT,
+    label_set: str | None = LABEL_SET,
+    durations: bool = DURATIONS,
+    require_audio: bool = typer.Option(
+        False,
+        help="Drop rows whose clip is missing (they are counted "
+        "either way; by default they are kept as text-only rows).",
+    ),
+) -> None:
     """MELD: train/dev/test CSVs plus train_splits/, dev_splits_complete/, output_repeated_splits_test/.
 
     Ids are qualified by split (train_dia0_utt0) because MELD restarts dialogue and utterance ids
@@ -89,11 +133,17 @@ def meld(root: Path = typer.Argument(..., help="Folder with the *_sent_emo.csv f
 
 
 @app.command("esd")
-def esd(root: Path = typer.Argument(..., help="'Emotion Speech Dataset' folder (or its parent)."),
-        output: Path = OUTPUT, label_set: str | None = LABEL_SET, durations: bool = DURATIONS,
-        language: list[str] = typer.Option(["zh", "en"], "--language",
-                                           help="Languages to keep: zh (speakers 0001-0010), en (0011-0020); "
-                                           "repeat the option for both.")) -> None:
+def esd(
+    root: Path = typer.Argument(..., help="'Emotion Speech Dataset' folder (or its parent)."),
+    output: Path = OUTPUT,
+    label_set: str | None = LABEL_SET,
+    durations: bool = DURATIONS,
+    language: list[str] = typer.Option(
+        ["zh", "en"],
+        "--language",
+        help="Languages to keep: zh (speakers 0001-0010), en (0011-0020); repeat the option for both.",
+    ),
+) -> None:
     """ESD: {speaker}/{Emotion}/{train,evaluation,test}/{speaker}_{NNNNNN}.wav plus per-speaker transcripts.
 
     Transcript encodings differ per speaker (UTF-8, UTF-16 with BOM, GB2312, Latin-1): the adapter
@@ -105,10 +155,15 @@ def esd(root: Path = typer.Argument(..., help="'Emotion Speech Dataset' folder (
 
 
 @app.command("emodb")
-def emodb(root: Path = typer.Argument(..., help="EmoDB folder holding wav/ (and erkennung.txt)."),
-          output: Path = OUTPUT, label_set: str | None = LABEL_SET, durations: bool = DURATIONS,
-          selected_only: bool = typer.Option(False, help="Keep only recordings with >= 80 % recognition "
-                                             "and >= 60 % naturalness (needs erkennung.txt).")) -> None:
+def emodb(
+    root: Path = typer.Argument(..., help="EmoDB folder holding wav/ (and erkennung.txt)."),
+    output: Path = OUTPUT,
+    label_set: str | None = LABEL_SET,
+    durations: bool = DURATIONS,
+    selected_only: bool = typer.Option(
+        False, help="Keep only recordings with >= 80 % recognition and >= 60 % naturalness (needs erkennung.txt)."
+    ),
+) -> None:
     """Berlin EmoDB: wav/SSTTTEV.wav (speaker, text code, emotion letter, version).
 
     Label set: emodb7.
@@ -120,7 +175,9 @@ def emodb(root: Path = typer.Argument(..., help="EmoDB folder holding wav/ (and 
 def generic_csv(
     root: Path = typer.Argument(..., help="Folder that audio paths in the CSV are relative to."),
     csv_path: Path = typer.Option(..., "--csv", help="The CSV file (absolute, or relative to ROOT)."),
-    output: Path = OUTPUT, label_set: str | None = LABEL_SET, durations: bool = DURATIONS,
+    output: Path = OUTPUT,
+    label_set: str | None = LABEL_SET,
+    durations: bool = DURATIONS,
     id_col: str | None = typer.Option(None, help="Id column; default: the audio path without suffix."),
     audio_col: str = typer.Option("audio", help="Audio path column."),
     label_col: str | None = typer.Option("label", help="Raw label column."),
@@ -140,29 +197,54 @@ def generic_csv(
     A named column must exist in the header; pass an empty name (e.g. --speaker-col '') to ignore
     one. Columns not mapped to a field are kept in each row's ``extra``.
     """
-    columns = {"id_col": id_col, "label_col": label_col, "speaker_col": speaker_col, "text_col": text_col,
-               "split_col": split_col, "session_col": session_col, "dialog_col": dialog_col,
-               "start_col": start_col, "end_col": end_col, "gender_col": gender_col}
-    options = {"csv_path": csv_path, **{key: value or None for key, value in columns.items()},
-               "audio_col": audio_col, "delimiter": delimiter, "encoding": encoding}
+    columns = {
+        "id_col": id_col,
+        "label_col": label_col,
+        "speaker_col": speaker_col,
+        "text_col": text_col,
+        "split_col": split_col,
+        "session_col": session_col,
+        "dialog_col": dialog_col,
+        "start_col": start_col,
+        "end_col": end_col,
+        "gender_col": gender_col,
+    }
+    options = {
+        "csv_path": csv_path,
+        **{key: value or None for key, value in columns.items()},
+        "audio_col": audio_col,
+        "delimiter": delimiter,
+        "encoding": encoding,
+    }
     _build("csv", root, output, label_set, durations, options)
 
 
 @app.command("validate")
 def validate(
     manifest: Path = typer.Argument(..., help="Manifest file to check."),
-    label_set: str | None = typer.Option(None, "--label-set", "-l", help=(
-        "Check that every label is in this label set. Default: the label set the manifest was built with, "
-        "else the corpus default (iemocap4, ravdess8, meld7, ...); under a corpus default, labels the corpus "
-        "has but the set drops (IEMOCAP fru) are warnings and labels the corpus does not have are errors.")),
+    label_set: str | None = typer.Option(
+        None,
+        "--label-set",
+        "-l",
+        help=(
+            "Check that every label is in this label set. Default: the label set the manifest was built with, "
+            "else the corpus default (iemocap4, ravdess8, meld7, ...); under a corpus default, labels the corpus "
+            "has but the set drops (IEMOCAP fru) are warnings and labels the corpus does not have are errors."
+        ),
+    ),
     all_labels: bool = typer.Option(False, "--all-labels", help="Do not check labels against any label set."),
-    drop_unknown: bool = typer.Option(False, help="Report labels outside the label set as a warning "
-                                      "(they will be dropped) instead of an error."),
-    check_audio: bool = typer.Option(True, "--check-audio/--no-check-audio",
-                                     help="Check that every audio file exists."),
-    protocol: str | None = typer.Option(None, "--protocol", "-p",
-                                           help="Also check that the manifest can be split by this protocol "
-                                           "(e.g. no speaker in two IEMOCAP sessions)."),
+    drop_unknown: bool = typer.Option(
+        False, help="Report labels outside the label set as a warning (they will be dropped) instead of an error."
+    ),
+    check_audio: bool = typer.Option(
+        True, "--check-audio/--no-check-audio", help="Check that every audio file exists."
+    ),
+    protocol: str | None = typer.Option(
+        None,
+        "--protocol",
+        "-p",
+        help="Also check that the manifest can be split by this protocol (e.g. no speaker in two IEMOCAP sessions).",
+    ),
 ) -> None:
     """Check a manifest: duplicate ids, missing audio, unknown labels, unreadable transcripts, empty files.
 
@@ -175,12 +257,19 @@ def validate(
 
         loaded = read_manifest(manifest, strict=False)  # every problem is listed below
         choice = choose_label_set(loaded, label_set, all_labels=all_labels)
-        report = validate_manifest(loaded, label_set=choice.label_set, drop_unknown=drop_unknown,
-                                   check_audio=check_audio, protocol=protocol,
-                                   default_label_set=choice.source == "default")
+        report = validate_manifest(
+            loaded,
+            label_set=choice.label_set,
+            drop_unknown=drop_unknown,
+            check_audio=check_audio,
+            protocol=protocol,
+            default_label_set=choice.source == "default",
+        )
     labels = ", ".join(f"{k} {v}" for k, v in sorted(report.label_counts.items()))
-    typer.echo(f"{manifest}: {report.n_rows} rows ({loaded.header.corpus}); labels checked against "
-               f"{choice.describe()}: {labels or 'none'}")
+    typer.echo(
+        f"{manifest}: {report.n_rows} rows ({loaded.header.corpus}); labels checked against "
+        f"{choice.describe()}: {labels or 'none'}"
+    )
     for problem in report.warnings:
         typer.secho(f"warning: {problem.describe()}", fg=typer.colors.YELLOW)
     for problem in report.errors:

@@ -15,29 +15,69 @@ from ser.commands.common import user_errors
 EXIT_SOME_FAILED = 3
 """Exit status when every input was handled but some could not be used (their rows say why)."""
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf", ".mp4", ".m4a",
-                  ".webm", ".mkv", ".opus", ".aac"}
+AUDIO_SUFFIXES = {
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".mp3",
+    ".aiff",
+    ".aif",
+    ".au",
+    ".w64",
+    ".caf",
+    ".mp4",
+    ".m4a",
+    ".webm",
+    ".mkv",
+    ".opus",
+    ".aac",
+}
 
 
 def predict(
     run_dir: Path = typer.Argument(..., help="Run directory written by `ser fit` (holds models/)."),
     inputs: list[Path] = typer.Argument(None, help="Audio files or folders of audio (searched recursively)."),
-    manifest: Path | None = typer.Option(None, "--manifest", "-m", help="Predict every row of a manifest (audio, "
-                                         "segment start/end and text come from its rows)."),
-    text: str | None = typer.Option(None, "--text", help="Transcript for models that read text; with audio "
-                                    "inputs it goes with each of them, without audio it is the one input."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Output table: .csv, or .jsonl for JSON lines "
-                                    "(default: CSV on standard output). With --window the timeline, plus a .png "
-                                    "plot next to it."),
-    members: str | None = typer.Option(None, "--members", help="Which trained models answer: final (`ser fit "
-                                       "--final`; the default when the run has it), all (the mean of every fold "
-                                       "and seed; the default otherwise) or a fold name (the mean of its seeds)."),
-    window: float | None = typer.Option(None, "--window", help="Seconds per window: predict along long "
-                                        "recordings instead of once per file (audio-only models)."),
+    manifest: Path | None = typer.Option(
+        None,
+        "--manifest",
+        "-m",
+        help="Predict every row of a manifest (audio, segment start/end and text come from its rows).",
+    ),
+    text: str | None = typer.Option(
+        None,
+        "--text",
+        help="Transcript for models that read text; with audio "
+        "inputs it goes with each of them, without audio it is the one input.",
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Output table: .csv, or .jsonl for JSON lines "
+        "(default: CSV on standard output). With --window the timeline, plus a .png "
+        "plot next to it.",
+    ),
+    members: str | None = typer.Option(
+        None,
+        "--members",
+        help="Which trained models answer: final (`ser fit "
+        "--final`; the default when the run has it), all (the mean of every fold "
+        "and seed; the default otherwise) or a fold name (the mean of its seeds).",
+    ),
+    window: float | None = typer.Option(
+        None,
+        "--window",
+        help="Seconds per window: predict along long recordings instead of once per file (audio-only models).",
+    ),
     hop: float | None = typer.Option(None, "--hop", help="Seconds between window starts (default: --window)."),
-    checkpoint: list[str] = typer.Option([], "--checkpoint", help="MODALITY=PATH: a local copy of the upstream "
-                                         "model the run's store was extracted with (e.g. audio=/models/hubert); "
-                                         "everything but its location must match the record."),
+    checkpoint: list[str] = typer.Option(
+        [],
+        "--checkpoint",
+        help="MODALITY=PATH: a local copy of the upstream "
+        "model the run's store was extracted with (e.g. audio=/models/hubert); "
+        "everything but its location must match the record.",
+    ),
     device: str = typer.Option("auto", help="auto (cuda if available), cpu, cuda, cuda:N, mps."),
     batch_size: int = typer.Option(16, help="Inputs per extraction batch."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on long lists."),
@@ -67,8 +107,11 @@ def predict(
         _write(out, [p.row(model.classes) for p in predictions])
     failed = sum(p.error is not None for p in predictions)
     if failed:
-        typer.secho(f"{failed} of {len(predictions)} inputs could not be used (see the error column)",
-                    fg=typer.colors.YELLOW, err=True)
+        typer.secho(
+            f"{failed} of {len(predictions)} inputs could not be used (see the error column)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
@@ -93,8 +136,9 @@ def _audio_files(paths: list[Path]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
             if not found:
-                raise UserError(f"{path}: no audio files in this folder (looked for "
-                                f"{', '.join(sorted(AUDIO_SUFFIXES))})")
+                raise UserError(
+                    f"{path}: no audio files in this folder (looked for {', '.join(sorted(AUDIO_SUFFIXES))})"
+                )
             files += found
         elif path.exists():
             files.append(path)
@@ -111,8 +155,12 @@ def _requests(model: Any, files: list[Path], manifest: Path | None, text: str | 
     requests = [Request(id=str(path), path=path, text=text) for path in files]
     if manifest is not None:
         rows = read_manifest(manifest)
-        requests += [Request(id=u.id, path=rows.audio_path(u), start=u.start, end=u.end,
-                             text=text if text is not None else u.text) for u in rows.utterances]
+        requests += [
+            Request(
+                id=u.id, path=rows.audio_path(u), start=u.start, end=u.end, text=text if text is not None else u.text
+            )
+            for u in rows.utterances
+        ]
     if not requests and text is not None and not model.needs_audio:
         requests = [Request(id="text", text=text)]
     if not requests:
@@ -121,8 +169,9 @@ def _requests(model: Any, files: list[Path], manifest: Path | None, text: str | 
     return requests
 
 
-def _predict_windows(model: Any, files: list[Path], window: float, hop: float, out: Path | None,
-                     progress: bool) -> None:
+def _predict_windows(
+    model: Any, files: list[Path], window: float, hop: float, out: Path | None, progress: bool
+) -> None:
     from ser.errors import UserError
     from ser.manifests.audio_info import AudioInfoError, probe_duration
     from ser.predict.windows import plot_timeline, window_requests
@@ -145,8 +194,12 @@ def _predict_windows(model: Any, files: list[Path], window: float, hop: float, o
         if out is not None:
             suffix = f"-{path.stem}" if len(files) > 1 else ""
             picture = out.with_name(f"{out.stem}{suffix}.png")
-            if plot_timeline(picture, predictions, model.classes, f"{path.name}: {window:g} s windows every "
-                             f"{hop:g} s ({model.fusion})"):
+            if plot_timeline(
+                picture,
+                predictions,
+                model.classes,
+                f"{path.name}: {window:g} s windows every {hop:g} s ({model.fusion})",
+            ):
                 pictures.append(picture)
     _write(out, rows)
     for picture in pictures:

@@ -14,9 +14,13 @@ if TYPE_CHECKING:
     from ser.manifests.labels import LabelSet
     from ser.manifests.protocols import Fold, FoldSet
 
-app = typer.Typer(no_args_is_help=True, help=(
-    "Evaluation protocols: folds of (train, validation, test) with validation carved from training "
-    "speakers only.\n\nExample: ser protocol show speaker-loso rav.jsonl"))
+app = typer.Typer(
+    no_args_is_help=True,
+    help=(
+        "Evaluation protocols: folds of (train, validation, test) with validation carved from training "
+        "speakers only.\n\nExample: ser protocol show speaker-loso rav.jsonl"
+    ),
+)
 
 
 @app.command("list")
@@ -38,18 +42,23 @@ def _hours(fold_set: FoldSet, ids: tuple[str, ...]) -> float:
 
 def fold_table(fold_set: FoldSet) -> list[str]:
     """One line per fold: sizes, speakers and hours of each split."""
-    lines = [f"{'fold':14s} {'train':>7s} {'spk':>4s} {'val':>6s} {'spk':>4s} {'test':>6s} {'spk':>4s} "
-             f"{'hours train/val/test':>22s}"]
+    lines = [
+        f"{'fold':14s} {'train':>7s} {'spk':>4s} {'val':>6s} {'spk':>4s} {'test':>6s} {'spk':>4s} "
+        f"{'hours train/val/test':>22s}"
+    ]
     for fold in fold_set.folds:
         sizes = [(len(ids), len(_speakers(fold_set, ids))) for ids in (fold.train, fold.validation, fold.test)]
         hours = "/".join(f"{_hours(fold_set, ids):.2f}" for ids in (fold.train, fold.validation, fold.test))
-        lines.append(f"{fold.name:14s} {sizes[0][0]:7d} {sizes[0][1]:4d} {sizes[1][0]:6d} {sizes[1][1]:4d} "
-                     f"{sizes[2][0]:6d} {sizes[2][1]:4d} {hours:>22s}")
+        lines.append(
+            f"{fold.name:14s} {sizes[0][0]:7d} {sizes[0][1]:4d} {sizes[1][0]:6d} {sizes[1][1]:4d} "
+            f"{sizes[2][0]:6d} {sizes[2][1]:4d} {hours:>22s}"
+        )
     return lines
 
 
 def label_table(fold_set: FoldSet, fold: Fold, label_set: LabelSet | None) -> list[str]:
     """Per-label sizes of one fold's splits, plus the speakers of each split."""
+
     def label_of(uid: str) -> str:
         utt = fold_set.utterances[uid]
         return (label_set.class_of(utt) if label_set else utt.label) or "<none>"
@@ -57,8 +66,10 @@ def label_table(fold_set: FoldSet, fold: Fold, label_set: LabelSet | None) -> li
     counts = {name: Counter(label_of(i) for i in ids) for name, ids in fold.split_ids().items()}
     labels = list(label_set.classes) if label_set else sorted(set().union(*counts.values()))
     lines = [f"fold {fold.name}: sizes per label", f"{'label':10s} {'train':>7s} {'val':>6s} {'test':>6s}"]
-    lines += [f"{label:10s} {counts['train'][label]:7d} {counts['validation'][label]:6d} {counts['test'][label]:6d}"
-              for label in labels]
+    lines += [
+        f"{label:10s} {counts['train'][label]:7d} {counts['validation'][label]:6d} {counts['test'][label]:6d}"
+        for label in labels
+    ]
     for name, ids in fold.split_ids().items():
         speakers = sorted(_speakers(fold_set, ids))
         shown = ", ".join(speakers[:12]) + (f" ... ({len(speakers)})" if len(speakers) > 12 else "")
@@ -70,19 +81,33 @@ def label_table(fold_set: FoldSet, fold: Fold, label_set: LabelSet | None) -> li
 def show(
     protocol: str = typer.Argument(..., help="Preset name (see `ser protocol list`)."),
     manifest: Path = typer.Argument(..., help="Manifest file."),
-    label_set: str | None = typer.Option(None, "--label-set", "-l", help=(
-        "Label set to filter and count with; default: the manifest's, else the corpus default "
-        "(iemocap4, ravdess8, meld7, ...).")),
+    label_set: str | None = typer.Option(
+        None,
+        "--label-set",
+        "-l",
+        help=(
+            "Label set to filter and count with; default: the manifest's, else the corpus default "
+            "(iemocap4, ravdess8, meld7, ...)."
+        ),
+    ),
     all_labels: bool = typer.Option(False, help="Use every row and raw labels (no label set)."),
     val_fraction: float = typer.Option(0.2, help="Share of each fold's training pool used for validation."),
-    val_by: str = typer.Option("speaker", help="speaker: hold out whole training speakers; utterance: a "
-                               "class-stratified random share of training utterances."),
+    val_by: str = typer.Option(
+        "speaker",
+        help="speaker: hold out whole training speakers; utterance: a "
+        "class-stratified random share of training utterances.",
+    ),
     seed: int = typer.Option(0, help="Seed of the validation choice (and of speaker-kfold's dealing)."),
-    option: list[str] = typer.Option([], "--option", "-O", help="Preset option KEY=VALUE, e.g. k=10 for "
-                                     "speaker-kfold or test_split=test2 for official."),
+    option: list[str] = typer.Option(
+        [],
+        "--option",
+        "-O",
+        help="Preset option KEY=VALUE, e.g. k=10 for speaker-kfold or test_split=test2 for official.",
+    ),
     fold: str | None = typer.Option(None, help="Fold whose per-label table is printed (default: the first)."),
-    save: Path | None = typer.Option(None, "--save", help="Write the card and every fold's id lists to "
-                                     "this JSON file."),
+    save: Path | None = typer.Option(
+        None, "--save", help="Write the card and every fold's id lists to this JSON file."
+    ),
 ) -> None:
     """Print the fold table of PROTOCOL applied to MANIFEST: sizes, speakers and hours per split."""
     with user_errors():
@@ -101,8 +126,10 @@ def show(
         if save is not None:
             save_folds(fold_set, save)
     card = fold_set.card
-    typer.echo(f"protocol {card.protocol} on {manifest} ({card.corpus}, label set {card.label_set or 'none'}, "
-               f"{card.n_utterances} utterances, {len(card.folds)} folds, seed {card.seed})")
+    typer.echo(
+        f"protocol {card.protocol} on {manifest} ({card.corpus}, label set {card.label_set or 'none'}, "
+        f"{card.n_utterances} utterances, {len(card.folds)} folds, seed {card.seed})"
+    )
     if fold_set.dropped_labels:
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(fold_set.dropped_labels.items()))
         typer.echo(f"dropped by the label set: {sum(fold_set.dropped_labels.values())} ({dropped})")

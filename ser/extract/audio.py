@@ -43,8 +43,7 @@ def _segment_seconds(total: float, start: float | None, end: float | None) -> fl
     return max(0.0, min(total, end if end is not None else total) - (start or 0.0))
 
 
-def _read_soundfile(path: Path, start: float | None, end: float | None,
-                    max_seconds: float) -> tuple[np.ndarray, int]:
+def _read_soundfile(path: Path, start: float | None, end: float | None, max_seconds: float) -> tuple[np.ndarray, int]:
     import soundfile
 
     try:
@@ -55,8 +54,9 @@ def _read_soundfile(path: Path, start: float | None, end: float | None,
             raise _past_end(end, info.frames / info.samplerate)
         first = round((start or 0.0) * info.samplerate)
         last = round(end * info.samplerate) if end is not None else -1
-        data, rate = soundfile.read(str(path), start=first, stop=None if last < 0 else last, dtype="float32",
-                                    always_2d=True)
+        data, rate = soundfile.read(
+            str(path), start=first, stop=None if last < 0 else last, dtype="float32", always_2d=True
+        )
     except (RuntimeError, soundfile.LibsndfileError) as err:
         raise AudioError(f"unreadable audio ({err})") from err
     return data, rate
@@ -71,8 +71,7 @@ def container_seconds(stream: object, container: object) -> float | None:
     return total / 1_000_000 if total is not None else None
 
 
-def _read_container(path: Path, start: float | None, end: float | None,
-                    max_seconds: float) -> tuple[np.ndarray, int]:
+def _read_container(path: Path, start: float | None, end: float | None, max_seconds: float) -> tuple[np.ndarray, int]:
     try:
         import av
     except ImportError:
@@ -117,8 +116,14 @@ def _read_container(path: Path, start: float | None, end: float | None,
     return data[first:last], rate
 
 
-def load_audio(path: str | Path, *, sample_rate: int, start: float | None = None, end: float | None = None,
-               max_seconds: float = DEFAULT_MAX_SECONDS) -> np.ndarray:
+def load_audio(
+    path: str | Path,
+    *,
+    sample_rate: int,
+    start: float | None = None,
+    end: float | None = None,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+) -> np.ndarray:
     """(samples,) float32 mono audio of ``path`` (or its ``start``..``end`` segment) at ``sample_rate``.
 
     Raises :class:`AudioError` for a missing, unreadable, empty, silent, non-finite or absurdly
@@ -136,8 +141,9 @@ def load_audio(path: str | Path, *, sample_rate: int, start: float | None = None
     return prepare_signal(data, rate, sample_rate=sample_rate, max_seconds=max_seconds)
 
 
-def prepare_signal(data: np.ndarray, rate: int, *, sample_rate: int,
-                   max_seconds: float = DEFAULT_MAX_SECONDS) -> np.ndarray:
+def prepare_signal(
+    data: np.ndarray, rate: int, *, sample_rate: int, max_seconds: float = DEFAULT_MAX_SECONDS
+) -> np.ndarray:
     """(samples,) float32 mono at ``sample_rate`` from decoded ``data``: (samples,) or (samples, channels)
     at ``rate``. Raises :class:`AudioError` for empty, absurdly long, non-finite or silent audio."""
     data = np.asarray(data, dtype=np.float32)
@@ -172,8 +178,12 @@ def _unless_cancelled(data: np.ndarray, mono: np.ndarray) -> np.ndarray:
     channel_rms = np.sqrt(np.mean(np.square(data, dtype=np.float64), axis=0))
     mix_rms = float(np.sqrt(np.mean(np.square(mono, dtype=np.float64))))
     if channel_rms.max() > 0 and mix_rms < ANTI_PHASE_RATIO * float(channel_rms.mean()):
-        logger.warning("the channels cancel each other when averaged (down-mix RMS %.2g against %.2g per channel; "
-                       "anti-phase stereo?): using the loudest channel alone", mix_rms, float(channel_rms.mean()))
+        logger.warning(
+            "the channels cancel each other when averaged (down-mix RMS %.2g against %.2g per channel; "
+            "anti-phase stereo?): using the loudest channel alone",
+            mix_rms,
+            float(channel_rms.mean()),
+        )
         return np.ascontiguousarray(data[:, int(np.argmax(channel_rms))])
     return mono
 

@@ -52,8 +52,7 @@ from ser.manifests.schema import Utterance
 from ser.yaml_files import read_yaml
 
 COLORS = ("white", "pink", "brown", "blue", "violet")
-KINDS = {"pitch_shift": ("semitones",), "time_stretch": ("rate",), "noise": ("snr_db",), "reverb": (),
-         "gain": ("db",)}
+KINDS = {"pitch_shift": ("semitones",), "time_stretch": ("rate",), "noise": ("snr_db",), "reverb": (), "gain": ("db",)}
 """Transform name -> the range parameters it must have."""
 OPTIONAL = {"noise": ("color", "folder"), "reverb": ("rt60", "ir_folder")}
 
@@ -118,7 +117,7 @@ def parse_transform(entry: Any, where: str) -> Transform:
     p = entry.pop("p", 1.0)
     if len(entry) != 1:
         raise AugmentError(f"{where}: one transform per list item, got {sorted(entry)}")
-    (kind, raw), = entry.items()
+    ((kind, raw),) = entry.items()
     if kind not in KINDS:
         raise AugmentError(f"{where}: unknown transform {kind!r}; choose from {', '.join(KINDS)}")
     if not isinstance(p, (int, float)) or not 0 <= p <= 1:
@@ -188,9 +187,12 @@ def parse_policy(record: Any, source: str = "policy") -> AugmentPolicy:
     if not isinstance(classes, dict):
         raise AugmentError(f"{source}: classes maps a class name to its chain")
     default = record.get("default")
-    policy = AugmentPolicy(seed=seed, label_set=record.get("label_set"),
-                           default=None if default is None else _parse_chain(default, f"{source} default"),
-                           classes={str(k): _parse_chain(v, f"{source} class {k}") for k, v in classes.items()})
+    policy = AugmentPolicy(
+        seed=seed,
+        label_set=record.get("label_set"),
+        default=None if default is None else _parse_chain(default, f"{source} default"),
+        classes={str(k): _parse_chain(v, f"{source} class {k}") for k, v in classes.items()},
+    )
     if policy.default is None and not policy.classes:
         raise AugmentError(f"{source}: the policy augments nothing; give a default chain or class chains")
     return policy
@@ -207,8 +209,10 @@ def parse_corruption(spec: str) -> Transform:
     """``white@10dB`` / ``pink@0dB`` / ``PATH@5dB`` (noise files) / ``reverb@0.6s`` -> a fixed transform."""
     match = CORRUPTION.match(spec.strip())
     if match is None:
-        raise AugmentError(f"--corrupt {spec!r}: write NOISE@SNRdB (white, pink, brown, blue, violet or a folder of "
-                           "noise files, e.g. white@10dB) or reverb@RT60s (e.g. reverb@0.5s)")
+        raise AugmentError(
+            f"--corrupt {spec!r}: write NOISE@SNRdB (white, pink, brown, blue, violet or a folder of "
+            "noise files, e.g. white@10dB) or reverb@RT60s (e.g. reverb@0.5s)"
+        )
     kind, value, unit = match["kind"], float(match["value"]), match["unit"].lower()
     if kind == "reverb":
         if unit != "s" or value <= 0:
@@ -298,8 +302,9 @@ Plan = dict[str, tuple[tuple[Transform, ...], int]]
 """Row id -> (transforms, seed) for the rows whose audio is transformed before feature extraction."""
 
 
-def augmented_rows(rows: list[Utterance], policy: AugmentPolicy, class_of: Any, *,
-                   splits: tuple[str, ...] = ()) -> tuple[list[Utterance], Plan]:
+def augmented_rows(
+    rows: list[Utterance], policy: AugmentPolicy, class_of: Any, *, splits: tuple[str, ...] = ()
+) -> tuple[list[Utterance], Plan]:
     """The extra rows a policy makes (``<id>@aug<k>``: the source row's audio, text and labels) and
     their transforms. ``class_of(row)`` names a row's class for the policy; with ``splits`` only rows
     of those official splits are augmented."""
@@ -309,8 +314,10 @@ def augmented_rows(rows: list[Utterance], policy: AugmentPolicy, class_of: Any, 
     plan: Plan = {}
     for row in rows:
         if AUG_SEPARATOR in row.id:
-            raise AugmentError(f"manifest id {row.id!r} contains {AUG_SEPARATOR!r}, which marks augmented copies; "
-                               "rename it before augmenting")
+            raise AugmentError(
+                f"manifest id {row.id!r} contains {AUG_SEPARATOR!r}, which marks augmented copies; "
+                "rename it before augmenting"
+            )
         if row.audio is None or (splits and row.split not in splits):
             continue
         chain = policy.chain_for(class_of(row))

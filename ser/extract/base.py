@@ -80,8 +80,10 @@ class ExtractorSpec:
         for part in (p.strip() for p in choice.split(",")):
             name = f"layer_{int(part):02d}" if part.isdigit() else part
             if name not in self.seq_layers:
-                raise ExtractorError(f"{self.name}: no layer {part!r} to store as a sequence; choose from "
-                                     f"none, last, all or {', '.join(names)}")
+                raise ExtractorError(
+                    f"{self.name}: no layer {part!r} to store as a sequence; choose from "
+                    f"none, last, all or {', '.join(names)}"
+                )
             chosen.append(name)
         return tuple(dict.fromkeys(chosen))
 
@@ -134,8 +136,9 @@ def require(module: str, extra: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise ExtractorError(f"this extractor needs the {module!r} package: pip install 'serkit[{extra}]' "
-                             f"({err})") from err
+        raise ExtractorError(
+            f"this extractor needs the {module!r} package: pip install 'serkit[{extra}]' ({err})"
+        ) from err
 
 
 @dataclass
@@ -193,8 +196,14 @@ class RunningStats:
         return self.mean.astype(np.float32), np.sqrt(var).astype(np.float32)
 
 
-def stitch_chunks(n_items: int, owners: Sequence[int], chunks: Sequence[ChunkStats], spec: ExtractorSpec,
-                  seq_layers: Sequence[str], notes: Sequence[str | None]) -> list[Features]:
+def stitch_chunks(
+    n_items: int,
+    owners: Sequence[int],
+    chunks: Sequence[ChunkStats],
+    spec: ExtractorSpec,
+    seq_layers: Sequence[str],
+    notes: Sequence[str | None],
+) -> list[Features]:
     """Features of items whose audio was cut into chunks.
 
     ``chunks[k]`` holds the moments and selected frames of chunk k, which belongs to item

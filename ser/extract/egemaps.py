@@ -82,40 +82,60 @@ class EgemapsExtractor:
             feature_set = getattr(opensmile.FeatureSet, self.cfg.feature_set)
         except AttributeError:
             known = [member.name for member in opensmile.FeatureSet]
-            raise ExtractorError(f"egemaps: unknown openSMILE feature set {self.cfg.feature_set!r}; "
-                                 f"known: {', '.join(known)}") from None
+            raise ExtractorError(
+                f"egemaps: unknown openSMILE feature set {self.cfg.feature_set!r}; known: {', '.join(known)}"
+            ) from None
         if self.cfg.min_samples < MIN_SAMPLES:
-            raise ExtractorError(f"egemaps: min_samples must be at least {MIN_SAMPLES} (openSMILE returns NaN "
-                                 f"below), not {self.cfg.min_samples}")
+            raise ExtractorError(
+                f"egemaps: min_samples must be at least {MIN_SAMPLES} (openSMILE returns NaN "
+                f"below), not {self.cfg.min_samples}"
+            )
         self.opensmile_version = str(opensmile.__version__)
         try:  # openSMILE's own error class lives in a private module; fall back if it moves
             smile_error = getattr(require("opensmile.core.lib", "egemaps"), "OpenSmileException", RuntimeError)
         except ExtractorError:
             smile_error = RuntimeError
         self._errors: tuple[type[Exception], ...] = (smile_error, RuntimeError, ValueError)
-        self._functionals = opensmile.Smile(feature_set=feature_set,
-                                            feature_level=opensmile.FeatureLevel.Functionals)
-        self._lld = opensmile.Smile(feature_set=feature_set,
-                                    feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+        self._functionals = opensmile.Smile(feature_set=feature_set, feature_level=opensmile.FeatureLevel.Functionals)
+        self._lld = opensmile.Smile(feature_set=feature_set, feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
         self.functional_names: list[str] = list(self._functionals.feature_names)
         self.lld_names: list[str] = list(self._lld.feature_names)
         self._one_pass = one_pass_or_none(self._functionals, self._lld, SAMPLE_RATE)
         n_functionals, n_lld = len(self.functional_names), len(self.lld_names)
         self.spec = ExtractorSpec(
-            name="egemaps", preset=self.cfg.preset, modality="audio",
+            name="egemaps",
+            preset=self.cfg.preset,
+            modality="audio",
             pooled={"functionals": (1, n_functionals), "lld_mean": (1, n_lld), "lld_std": (1, n_lld)},
-            seq_layers={"lld": n_lld}, sample_rate=SAMPLE_RATE, frame_rate=FRAME_RATE,
-            min_samples=self.cfg.min_samples, supports_padding=True, in_workers=True)
+            seq_layers={"lld": n_lld},
+            sample_rate=SAMPLE_RATE,
+            frame_rate=FRAME_RATE,
+            min_samples=self.cfg.min_samples,
+            supports_padding=True,
+            in_workers=True,
+        )
 
     def config(self) -> dict[str, Any]:
-        return {**asdict(self.cfg), "functionals_level": "Functionals", "lld_level": "LowLevelDescriptors",
-                "sample_rate": SAMPLE_RATE, "opensmile": self.opensmile_version, "pcm": PCM_NOTE}
+        return {
+            **asdict(self.cfg),
+            "functionals_level": "Functionals",
+            "lld_level": "LowLevelDescriptors",
+            "sample_rate": SAMPLE_RATE,
+            "opensmile": self.opensmile_version,
+            "pcm": PCM_NOTE,
+        }
 
     def upstream(self) -> dict[str, Any]:
-        return {"model": f"openSMILE {self.cfg.feature_set}", "opensmile": self.opensmile_version,
-                "feature_set": self.cfg.feature_set, "sample_rate": SAMPLE_RATE, "frame_rate": FRAME_RATE,
-                "min_samples": self.cfg.min_samples, "functional_names": list(self.functional_names),
-                "lld_names": list(self.lld_names)}
+        return {
+            "model": f"openSMILE {self.cfg.feature_set}",
+            "opensmile": self.opensmile_version,
+            "feature_set": self.cfg.feature_set,
+            "sample_rate": SAMPLE_RATE,
+            "frame_rate": FRAME_RATE,
+            "min_samples": self.cfg.min_samples,
+            "functional_names": list(self.functional_names),
+            "lld_names": list(self.lld_names),
+        }
 
     def _process(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(88,) functionals and (T, 25) LLD frames of one signal, float32."""
@@ -125,8 +145,10 @@ class EgemapsExtractor:
         lld = self._lld.process_signal(audio, SAMPLE_RATE)
         if list(functionals.columns) != self.functional_names or list(lld.columns) != self.lld_names:
             raise ExtractorError("egemaps: openSMILE returned columns other than its feature names")
-        return (functionals.to_numpy(dtype=np.float32).reshape(-1),
-                lld.to_numpy(dtype=np.float32).reshape(-1, len(self.lld_names)))
+        return (
+            functionals.to_numpy(dtype=np.float32).reshape(-1),
+            lld.to_numpy(dtype=np.float32).reshape(-1, len(self.lld_names)),
+        )
 
     def extract(self, items: Sequence[Item], seq_layers: Sequence[str]) -> list[Features | ItemRejected]:
         """Per item: pooled ``functionals`` (1, 88), ``lld_mean`` / ``lld_std`` (1, 25); seq ``lld`` (T, 25)."""
@@ -146,16 +168,19 @@ class EgemapsExtractor:
             except self._errors as err:  # openSMILE's own failures for this one signal
                 results.append(ItemRejected(f"openSMILE failed on {audio.size} samples ({err})"))
                 continue
-            bad = [name for name, values in (("functionals", functionals), ("LLDs", lld))
-                   if not np.isfinite(values).all()]
+            bad = [
+                name for name, values in (("functionals", functionals), ("LLDs", lld)) if not np.isfinite(values).all()
+            ]
             if bad or lld.shape[0] == 0:
                 what = " and ".join(bad) or "LLDs (no frame)"
                 results.append(ItemRejected(f"openSMILE returned non-finite {what} for {audio.size} samples"))
                 continue
             as64 = lld.astype(np.float64)
-            pooled = {"functionals": functionals[None, :],
-                      "lld_mean": as64.mean(axis=0, keepdims=True).astype(np.float32),
-                      "lld_std": as64.std(axis=0, keepdims=True).astype(np.float32)}
+            pooled = {
+                "functionals": functionals[None, :],
+                "lld_mean": as64.mean(axis=0, keepdims=True).astype(np.float32),
+                "lld_std": as64.std(axis=0, keepdims=True).astype(np.float32),
+            }
             seq = {"lld": lld} if "lld" in seq_layers else {}
             results.append(Features(pooled=pooled, seq=seq, note=note))
         return results
@@ -180,8 +205,9 @@ def clip_to_int16(audio: np.ndarray) -> tuple[np.ndarray, str | None]:
     return np.clip(audio, -1.0, INT16_TOP), f"clipped {over} samples above full scale (peak {peak:.3f})"
 
 
-def build(preset: str, *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32",
-          **options: Any) -> EgemapsExtractor:
+def build(
+    preset: str, *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32", **options: Any
+) -> EgemapsExtractor:
     """The eGeMAPS extractor of ``preset`` (``v02``); ``options`` override :class:`EgemapsConfig` fields.
 
     openSMILE has no checkpoint, runs on the CPU and computes in float32: ``device`` and ``dtype`` are
@@ -191,8 +217,9 @@ def build(preset: str, *, checkpoint: str | None = None, device: str = "cpu", dt
         raise ExtractorError(f"egemaps has no preset {preset!r}; presets: {', '.join(PRESET_FEATURE_SETS)}")
     if checkpoint is not None:
         raise ExtractorError("egemaps takes no --checkpoint (openSMILE's feature sets ship with the package)")
-    settings = coerce_options("egemaps", EgemapsConfig, options,
-                              allowed={f.name for f in fields(EgemapsConfig)} - {"preset"})
+    settings = coerce_options(
+        "egemaps", EgemapsConfig, options, allowed={f.name for f in fields(EgemapsConfig)} - {"preset"}
+    )
     if device != "cpu" or dtype != "float32":
         logger.info("egemaps runs openSMILE on the CPU in float32 (ignoring device=%s, dtype=%s)", device, dtype)
     config = replace(EgemapsConfig(preset=preset, feature_set=PRESET_FEATURE_SETS[preset]), **settings)

@@ -44,14 +44,17 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
 
 
 def _offline_hint(name: str) -> str:
-    return (f"cannot load {name!r}: it is not a local folder, not in the Hugging Face cache, and the hub is "
-            "unreachable (or HF_HUB_OFFLINE=1). Download it once where there is network "
-            "(`huggingface-cli download NAME`) and pass the folder with --checkpoint PATH, or set HF_HOME to a "
-            "cache that holds it")
+    return (
+        f"cannot load {name!r}: it is not a local folder, not in the Hugging Face cache, and the hub is "
+        "unreachable (or HF_HUB_OFFLINE=1). Download it once where there is network "
+        "(`huggingface-cli download NAME`) and pass the folder with --checkpoint PATH, or set HF_HOME to a "
+        "cache that holds it"
+    )
 
 
-def load_pretrained(loader: Callable[..., Any], name_or_path: str, *, revision: str | None = None,
-                    **kwargs: Any) -> Any:
+def load_pretrained(
+    loader: Callable[..., Any], name_or_path: str, *, revision: str | None = None, **kwargs: Any
+) -> Any:
     """``loader.from_pretrained`` with a fast, clear failure when the model cannot be had.
 
     Local folders load directly. Hub names are tried from the local cache first; only when the hub
@@ -64,17 +67,23 @@ def load_pretrained(loader: Callable[..., Any], name_or_path: str, *, revision: 
     local = Path(name_or_path).expanduser()
     if local.exists():
         if not (local / "config.json").exists() and not (local / "preprocessor_config.json").exists():
-            raise ExtractorError(f"{local} is not a Hugging Face model folder (no config.json); point "
-                                 "--checkpoint at the folder written by save_pretrained")
+            raise ExtractorError(
+                f"{local} is not a Hugging Face model folder (no config.json); point "
+                "--checkpoint at the folder written by save_pretrained"
+            )
         try:
             return loader.from_pretrained(str(local), **kwargs)
         except (OSError, ValueError) as err:
-            raise ExtractorError(f"{local} cannot be loaded as a {getattr(loader, '__name__', 'model')} ({err}); "
-                                 "point --checkpoint at a complete save_pretrained folder") from err
+            raise ExtractorError(
+                f"{local} cannot be loaded as a {getattr(loader, '__name__', 'model')} ({err}); "
+                "point --checkpoint at a complete save_pretrained folder"
+            ) from err
     if looks_like_path(name_or_path):
-        raise ExtractorError(f"--checkpoint {name_or_path}: no such folder ({local.absolute()} does not exist); "
-                             "point --checkpoint at the folder written by save_pretrained, or give a hub id as "
-                             "owner/name")
+        raise ExtractorError(
+            f"--checkpoint {name_or_path}: no such folder ({local.absolute()} does not exist); "
+            "point --checkpoint at the folder written by save_pretrained, or give a hub id as "
+            "owner/name"
+        )
     try:
         return loader.from_pretrained(name_or_path, revision=revision, local_files_only=True, **kwargs)
     except OSError as cached_error:
@@ -85,8 +94,9 @@ def load_pretrained(loader: Callable[..., Any], name_or_path: str, *, revision: 
     try:
         return loader.from_pretrained(name_or_path, revision=revision, **kwargs)
     except OSError as err:
-        raise ExtractorError(f"cannot load {name_or_path!r} from the hub ({err}); pass a local copy with "
-                             "--checkpoint PATH") from err
+        raise ExtractorError(
+            f"cannot load {name_or_path!r} from the hub ({err}); pass a local copy with --checkpoint PATH"
+        ) from err
 
 
 def resolved_revision(model: Any) -> str | None:

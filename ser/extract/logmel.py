@@ -85,8 +85,17 @@ class LogMelConfig:
 
 PRESETS: dict[str, LogMelConfig] = {
     "64": LogMelConfig(preset="64"),
-    "librosa": LogMelConfig(preset="librosa", n_fft=2048, win_length=2048, hop_length=512, mel_scale="slaney",
-                            mel_norm="slaney", pad_mode="constant", log="db_max", peak_normalize=True),
+    "librosa": LogMelConfig(
+        preset="librosa",
+        n_fft=2048,
+        win_length=2048,
+        hop_length=512,
+        mel_scale="slaney",
+        mel_norm="slaney",
+        pad_mode="constant",
+        log="db_max",
+        peak_normalize=True,
+    ),
 }
 
 
@@ -105,35 +114,56 @@ class LogMelExtractor:
         if cfg.log not in ("log", "db_max"):
             raise ExtractorError(f"logmel: log must be 'log' or 'db_max', not {cfg.log!r}")
         # periodic Hann of win_length, centred and zero-padded to the n_fft analysis frame
-        self.window: np.ndarray = audio_utils.window_function(cfg.win_length, "hann", periodic=True,
-                                                              frame_length=cfg.n_fft, center=True)
+        self.window: np.ndarray = audio_utils.window_function(
+            cfg.win_length, "hann", periodic=True, frame_length=cfg.n_fft, center=True
+        )
         self.mel_filters: np.ndarray = audio_utils.mel_filter_bank(
-            num_frequency_bins=cfg.n_fft // 2 + 1, num_mel_filters=cfg.n_mels, min_frequency=cfg.f_min,
-            max_frequency=cfg.f_max, sampling_rate=cfg.sample_rate, norm=cfg.mel_norm, mel_scale=cfg.mel_scale)
+            num_frequency_bins=cfg.n_fft // 2 + 1,
+            num_mel_filters=cfg.n_mels,
+            min_frequency=cfg.f_min,
+            max_frequency=cfg.f_max,
+            sampling_rate=cfg.sample_rate,
+            norm=cfg.mel_norm,
+            mel_scale=cfg.mel_scale,
+        )
         """(n_fft // 2 + 1, n_mels) triangular filters."""
         self.spec = ExtractorSpec(
-            name="logmel", preset=cfg.preset, modality="audio",
-            pooled={"mean": (1, cfg.n_mels), "std": (1, cfg.n_mels)}, seq_layers={"logmel": cfg.n_mels},
-            sample_rate=cfg.sample_rate, frame_rate=cfg.sample_rate / cfg.hop_length,
-            min_samples=cfg.win_length, supports_padding=True, in_workers=True)
+            name="logmel",
+            preset=cfg.preset,
+            modality="audio",
+            pooled={"mean": (1, cfg.n_mels), "std": (1, cfg.n_mels)},
+            seq_layers={"logmel": cfg.n_mels},
+            sample_rate=cfg.sample_rate,
+            frame_rate=cfg.sample_rate / cfg.hop_length,
+            min_samples=cfg.win_length,
+            supports_padding=True,
+            in_workers=True,
+        )
 
     def config(self) -> dict[str, Any]:
         return {**asdict(self.cfg), "window": "hann (periodic)", "power": 2.0}
 
     def upstream(self) -> dict[str, Any]:
-        return {"model": f"log-mel spectrogram ({self.cfg.preset})", "dsp": "transformers.audio_utils",
-                "transformers": self.transformers_version, "sample_rate": self.cfg.sample_rate,
-                "frame_rate": self.spec.frame_rate, "n_mels": self.cfg.n_mels, "n_fft": self.cfg.n_fft,
-                "win_length": self.cfg.win_length, "hop_length": self.cfg.hop_length,
-                "scale": "natural log of (mel power + log_offset)" if self.cfg.log == "log"
-                else f"dB re item max, floored at -{self.cfg.top_db:g} dB"}
+        return {
+            "model": f"log-mel spectrogram ({self.cfg.preset})",
+            "dsp": "transformers.audio_utils",
+            "transformers": self.transformers_version,
+            "sample_rate": self.cfg.sample_rate,
+            "frame_rate": self.spec.frame_rate,
+            "n_mels": self.cfg.n_mels,
+            "n_fft": self.cfg.n_fft,
+            "win_length": self.cfg.win_length,
+            "hop_length": self.cfg.hop_length,
+            "scale": "natural log of (mel power + log_offset)"
+            if self.cfg.log == "log"
+            else f"dB re item max, floored at -{self.cfg.top_db:g} dB",
+        }
 
     def band_centres(self) -> np.ndarray:
         """(n_mels,) centre frequency in Hz of each mel filter (where its triangle peaks)."""
         mel_min = self._dsp.hertz_to_mel(self.cfg.f_min, mel_scale=self.cfg.mel_scale)
         mel_max = self._dsp.hertz_to_mel(self.cfg.f_max, mel_scale=self.cfg.mel_scale)
-        edges = self._dsp.mel_to_hertz(np.linspace(mel_min, mel_max, self.cfg.n_mels + 2),
-                                         mel_scale=self.cfg.mel_scale)
+        edges = self._dsp.mel_to_hertz(np.linspace(mel_min, mel_max, self.cfg.n_mels + 2), mel_scale=self.cfg.mel_scale)
         return np.asarray(edges[1:-1], dtype=np.float64)
 
     def frames(self, audio: np.ndarray) -> np.ndarray:
@@ -144,15 +174,26 @@ class LogMelExtractor:
             peak = float(np.max(np.abs(waveform))) if waveform.size else 0.0
             if peak > 0.0:
                 waveform = waveform / peak
-        mel = self._dsp.spectrogram(waveform, self.window, frame_length=cfg.n_fft, hop_length=cfg.hop_length,
-                                    fft_length=cfg.n_fft, power=2.0, center=cfg.center, pad_mode=cfg.pad_mode,
-                                    mel_filters=self.mel_filters, mel_floor=0.0, log_mel=None,
-                                    dtype=np.float64)  # (n_mels, T) mel power
+        mel = self._dsp.spectrogram(
+            waveform,
+            self.window,
+            frame_length=cfg.n_fft,
+            hop_length=cfg.hop_length,
+            fft_length=cfg.n_fft,
+            power=2.0,
+            center=cfg.center,
+            pad_mode=cfg.pad_mode,
+            mel_filters=self.mel_filters,
+            mel_floor=0.0,
+            log_mel=None,
+            dtype=np.float64,
+        )  # (n_mels, T) mel power
         if cfg.log == "log":
             logmel = np.log(mel + cfg.log_offset)
         else:
-            logmel = self._dsp.power_to_db(mel, reference=max(float(np.max(mel)), cfg.amin),
-                                           min_value=cfg.amin, db_range=cfg.top_db)
+            logmel = self._dsp.power_to_db(
+                mel, reference=max(float(np.max(mel)), cfg.amin), min_value=cfg.amin, db_range=cfg.top_db
+            )
         return np.ascontiguousarray(logmel.T, dtype=np.float32)
 
     def extract(self, items: Sequence[Item], seq_layers: Sequence[str]) -> list[Features | ItemRejected]:
@@ -166,23 +207,30 @@ class LogMelExtractor:
                 raise ExtractorError(f"{item.id}: audio extractors need audio")
             audio, note = pad_to_minimum(np.asarray(item.audio, dtype=np.float32).reshape(-1), self.spec.min_samples)
             if self.cfg.log == "db_max" and not np.any(audio):
-                results.append(ItemRejected("digital silence: a spectrogram in dB re its own maximum is undefined "
-                                            "(it would be 0 dB, the loudest value, everywhere)"))
+                results.append(
+                    ItemRejected(
+                        "digital silence: a spectrogram in dB re its own maximum is undefined "
+                        "(it would be 0 dB, the loudest value, everywhere)"
+                    )
+                )
                 continue
             frames = self.frames(audio)
             if frames.shape[0] == 0 or not np.isfinite(frames).all():
                 results.append(ItemRejected(f"non-finite or empty log-mel spectrogram for {audio.size} samples"))
                 continue
             as64 = frames.astype(np.float64)
-            pooled = {"mean": as64.mean(axis=0, keepdims=True).astype(np.float32),
-                      "std": as64.std(axis=0, keepdims=True).astype(np.float32)}
+            pooled = {
+                "mean": as64.mean(axis=0, keepdims=True).astype(np.float32),
+                "std": as64.std(axis=0, keepdims=True).astype(np.float32),
+            }
             seq = {"logmel": frames} if "logmel" in seq_layers else {}
             results.append(Features(pooled=pooled, seq=seq, note=note))
         return results
 
 
-def build(preset: str, *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32",
-          **options: Any) -> LogMelExtractor:
+def build(
+    preset: str, *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32", **options: Any
+) -> LogMelExtractor:
     """The log-mel extractor of ``preset`` (``64`` or ``librosa``); ``options`` override :class:`LogMelConfig`.
 
     There is no checkpoint, and the DSP runs on the CPU: ``device`` and ``dtype`` are accepted for the
@@ -192,9 +240,11 @@ def build(preset: str, *, checkpoint: str | None = None, device: str = "cpu", dt
         raise ExtractorError(f"logmel has no preset {preset!r}; presets: {', '.join(PRESETS)}")
     if checkpoint is not None:
         raise ExtractorError("logmel takes no --checkpoint (it has no learned weights)")
-    settings = coerce_options("logmel", LogMelConfig, options,
-                              allowed={f.name for f in fields(LogMelConfig)} - {"preset"})
+    settings = coerce_options(
+        "logmel", LogMelConfig, options, allowed={f.name for f in fields(LogMelConfig)} - {"preset"}
+    )
     if device != "cpu" or dtype != "float32":
-        logger.info("logmel computes on the CPU in float64, stored as float32 (ignoring device=%s, dtype=%s)",
-                    device, dtype)
+        logger.info(
+            "logmel computes on the CPU in float64, stored as float32 (ignoring device=%s, dtype=%s)", device, dtype
+        )
     return LogMelExtractor(replace(PRESETS[preset], **settings))

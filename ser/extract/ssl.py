@@ -118,11 +118,14 @@ class SslExtractor:
         self.model.eval().to(self.device)
         model_config = self.model.config
         if not hasattr(model_config, "conv_kernel"):
-            raise ExtractorError(f"{config.model} is a {type(self.model).__name__}, not a wav2vec2-style speech "
-                                 "encoder (HuBERT, wav2vec2, WavLM)")
+            raise ExtractorError(
+                f"{config.model} is a {type(self.model).__name__}, not a wav2vec2-style speech "
+                "encoder (HuBERT, wav2vec2, WavLM)"
+            )
         try:
-            feature_extractor = load_pretrained(transformers.AutoFeatureExtractor, config.model,
-                                                revision=config.revision)
+            feature_extractor = load_pretrained(
+                transformers.AutoFeatureExtractor, config.model, revision=config.revision
+            )
             self.sample_rate = int(feature_extractor.sampling_rate)
             checkpoint_normalize = bool(getattr(feature_extractor, "do_normalize", False))
         except (ExtractorError, OSError, ValueError):
@@ -133,12 +136,16 @@ class SslExtractor:
         dim = model_config.hidden_size
         stride = int(np.prod(model_config.conv_stride))
         self.spec = ExtractorSpec(
-            name=config.family, preset=config.preset, modality="audio",
+            name=config.family,
+            preset=config.preset,
+            modality="audio",
             pooled={"mean": (n_layers, dim), "std": (n_layers, dim)},
             seq_layers=dict.fromkeys(layer_names(n_layers), dim),
-            sample_rate=self.sample_rate, frame_rate=self.sample_rate / stride,
+            sample_rate=self.sample_rate,
+            frame_rate=self.sample_rate / stride,
             min_samples=receptive_field(model_config.conv_kernel, model_config.conv_stride),
-            supports_padding=getattr(model_config, "feat_extract_norm", "layer") == "layer")
+            supports_padding=getattr(model_config, "feat_extract_norm", "layer") == "layer",
+        )
         self._layer_index = {name: i for i, name in enumerate(self.spec.seq_layers)}
         self._autocast = self.device.type == "cuda" and config.dtype != "float32"
         if self.device.type != "cuda" and config.dtype != "float32":
@@ -149,11 +156,20 @@ class SslExtractor:
 
     def upstream(self) -> dict[str, Any]:
         n_layers, dim = self.spec.pooled["mean"]
-        return {"model": self.cfg.model, "class": type(self.model).__name__,
-                "revision": resolved_revision(self.model) or self.cfg.revision, "sample_rate": self.sample_rate,
-                "frame_rate": self.spec.frame_rate, "layers": n_layers, "dim": dim, "dtype": self.cfg.dtype,
-                "feat_extract_norm": getattr(self.model.config, "feat_extract_norm", None),
-                "attention_mask_used": self.spec.supports_padding, **self.weights, **adaptation_of(self.cfg.model)}
+        return {
+            "model": self.cfg.model,
+            "class": type(self.model).__name__,
+            "revision": resolved_revision(self.model) or self.cfg.revision,
+            "sample_rate": self.sample_rate,
+            "frame_rate": self.spec.frame_rate,
+            "layers": n_layers,
+            "dim": dim,
+            "dtype": self.cfg.dtype,
+            "feat_extract_norm": getattr(self.model.config, "feat_extract_norm", None),
+            "attention_mask_used": self.spec.supports_padding,
+            **self.weights,
+            **adaptation_of(self.cfg.model),
+        }
 
     # ------------------------------------------------------------------ forward
 
@@ -183,8 +199,10 @@ class SslExtractor:
             inputs = {"input_values": torch.from_numpy(batch).to(self.device)}
             if self.spec.supports_padding:
                 inputs["attention_mask"] = torch.from_numpy(mask).to(self.device)
-            with torch.inference_mode(), torch.autocast(self.device.type, dtype=TORCH_DTYPES[self.cfg.dtype],
-                                                        enabled=self._autocast):
+            with (
+                torch.inference_mode(),
+                torch.autocast(self.device.type, dtype=TORCH_DTYPES[self.cfg.dtype], enabled=self._autocast),
+            ):
                 output = self.model(**inputs, output_hidden_states=True)
             frames = self.model._get_feat_extract_output_lengths(torch.tensor(lengths)).tolist()
             states = final_hidden_states(output)  # L tensors (B, T, D) on the model's device
@@ -212,13 +230,21 @@ class SslExtractor:
         return list(stitch_chunks(len(items), owners, self._forward(pieces, seq_layers), self.spec, seq_layers, notes))
 
 
-def _build(family: str, preset: str, *, checkpoint: str | None = None, device: str = "cpu",
-           dtype: str = "float32", **options: Any) -> SslExtractor:
+def _build(
+    family: str,
+    preset: str,
+    *,
+    checkpoint: str | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    **options: Any,
+) -> SslExtractor:
     settings = coerce_options(family, SslConfig, options, allowed={"max_seconds", "revision", "normalize"})
     if settings.get("max_seconds", 1.0) <= 0:
         raise ExtractorError(f"{family}: max_seconds must be > 0, not {settings['max_seconds']}")
-    config = SslConfig(family=family, preset=preset, model=checkpoint or PRESETS[family][preset], dtype=dtype,
-                       **settings)
+    config = SslConfig(
+        family=family, preset=preset, model=checkpoint or PRESETS[family][preset], dtype=dtype, **settings
+    )
     return SslExtractor(config, device=device)
 
 

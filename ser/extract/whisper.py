@@ -71,18 +71,25 @@ class WhisperEncoderExtractor:
         self.revision = resolved_revision(model) or config.revision
         self.weights = local_weights_sha256(config.model)
         self.encoder = model.get_encoder().eval().to(self.device)
-        self.feature_extractor = load_pretrained(transformers.AutoFeatureExtractor, config.model,
-                                                 revision=config.revision)
+        self.feature_extractor = load_pretrained(
+            transformers.AutoFeatureExtractor, config.model, revision=config.revision
+        )
         self.sample_rate = int(self.feature_extractor.sampling_rate)
         self.hop = int(self.feature_extractor.hop_length) * 2  # mel hop, then the stride-2 convolution
         n_layers = model.config.encoder_layers + 1
         dim = model.config.d_model
         self.spec = ExtractorSpec(
-            name="whisper", preset=config.preset, modality="audio",
+            name="whisper",
+            preset=config.preset,
+            modality="audio",
             pooled={"mean": (n_layers, dim), "std": (n_layers, dim)},
-            seq_layers=dict.fromkeys(layer_names(n_layers), dim), sample_rate=self.sample_rate,
-            frame_rate=self.sample_rate / self.hop, min_samples=self.hop, supports_padding=True,
-            window_seconds=CHUNK_SECONDS)
+            seq_layers=dict.fromkeys(layer_names(n_layers), dim),
+            sample_rate=self.sample_rate,
+            frame_rate=self.sample_rate / self.hop,
+            min_samples=self.hop,
+            supports_padding=True,
+            window_seconds=CHUNK_SECONDS,
+        )
         self._layer_index = {name: i for i, name in enumerate(self.spec.seq_layers)}
         self._autocast = self.device.type == "cuda" and config.dtype != "float32"
 
@@ -91,18 +98,30 @@ class WhisperEncoderExtractor:
 
     def upstream(self) -> dict[str, Any]:
         n_layers, dim = self.spec.pooled["mean"]
-        return {"model": self.cfg.model, "class": type(self.encoder).__name__, "revision": self.revision,
-                "sample_rate": self.sample_rate, "frame_rate": self.spec.frame_rate, "layers": n_layers,
-                "dim": dim, "dtype": self.cfg.dtype, "mel_bins": self.feature_extractor.feature_size, **self.weights}
+        return {
+            "model": self.cfg.model,
+            "class": type(self.encoder).__name__,
+            "revision": self.revision,
+            "sample_rate": self.sample_rate,
+            "frame_rate": self.spec.frame_rate,
+            "layers": n_layers,
+            "dim": dim,
+            "dtype": self.cfg.dtype,
+            "mel_bins": self.feature_extractor.feature_size,
+            **self.weights,
+        }
 
     def _forward(self, chunks: list[np.ndarray], seq_layers: Sequence[str]) -> list[ChunkStats]:
         """Per chunk: moments of every layer over the frames covering real audio, and those frames of
         ``seq_layers``; the 1500-frame outputs are cut to the valid frames on the model's device."""
-        features = self.feature_extractor([c.astype(np.float32) for c in chunks], sampling_rate=self.sample_rate,
-                                          return_tensors="pt")
+        features = self.feature_extractor(
+            [c.astype(np.float32) for c in chunks], sampling_rate=self.sample_rate, return_tensors="pt"
+        )
         inputs = features["input_features"].to(self.device)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=TORCH_DTYPES[self.cfg.dtype],
-                                                    enabled=self._autocast):
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=TORCH_DTYPES[self.cfg.dtype], enabled=self._autocast),
+        ):
             output = self.encoder(inputs, output_hidden_states=True)
         states = final_hidden_states(output)  # L tensors (B, 1500, D) on the model's device
         valid = [min(states[0].shape[1], math.ceil(c.size / self.hop)) for c in chunks]
@@ -124,8 +143,9 @@ class WhisperEncoderExtractor:
         return list(stitch_chunks(len(items), owners, self._forward(pieces, seq_layers), self.spec, seq_layers, notes))
 
 
-def build(preset: str, *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32",
-          **options: Any) -> WhisperEncoderExtractor:
+def build(
+    preset: str, *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32", **options: Any
+) -> WhisperEncoderExtractor:
     settings = coerce_options("whisper", WhisperConfig, options, allowed={"revision"})
     config = WhisperConfig(preset=preset, model=checkpoint or PRESETS["whisper"][preset], dtype=dtype, **settings)
     return WhisperEncoderExtractor(config, device=device)

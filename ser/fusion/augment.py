@@ -96,8 +96,7 @@ class SpecAugment(nn.Module):
     def sample_masks(self, lengths: torch.Tensor, n_frames: int, n_freq: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw the masks for one batch: (B, T) time mask (never beyond ``lengths``) and (B, F)
         frequency mask, both bool on the CPU."""
-        time_mask = _band_masks(lengths.clamp(max=n_frames), n_frames, self.time_width, self.p_time,
-                                self.n_time_masks)
+        time_mask = _band_masks(lengths.clamp(max=n_frames), n_frames, self.time_width, self.p_time, self.n_time_masks)
         freq_extent = torch.full_like(lengths.cpu().long(), n_freq)
         freq_mask = _band_masks(freq_extent, n_freq, self.freq_width, self.p_freq, self.n_freq_masks)
         return time_mask, freq_mask

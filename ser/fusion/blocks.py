@@ -136,8 +136,10 @@ def check_heads_divide(dims: dict[str, int], heads: int, name: str) -> None:
     """Both attentions need their width divisible by the number of heads."""
     for modality in ("text", "audio"):
         if dims[modality] % heads:
-            raise ValueError(f"the {name} head attends over {modality} features of width {dims[modality]}, which "
-                             f"{heads} attention heads do not divide; pass heads=<a divisor of it>")
+            raise ValueError(
+                f"the {name} head attends over {modality} features of width {dims[modality]}, which "
+                f"{heads} attention heads do not divide; pass heads=<a divisor of it>"
+            )
 
 
 # ------------------------------------------------------------------------ log-mel convolution pieces

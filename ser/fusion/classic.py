@@ -44,8 +44,10 @@ def design_matrix(data: FusionData, rows: np.ndarray) -> np.ndarray:
     for modality in sorted(data.modalities):
         pooled = data.modalities[modality].pooled
         if pooled is None or pooled.ndim != 2:
-            raise UserError(f"classic heads take one pooled vector per modality; {modality} is "
-                            f"{data.modalities[modality].view.describe()}")
+            raise UserError(
+                f"classic heads take one pooled vector per modality; {modality} is "
+                f"{data.modalities[modality].view.describe()}"
+            )
         parts.append(pooled[rows])
     return np.concatenate(parts, axis=1).astype(np.float64)
 
@@ -99,8 +101,15 @@ def estimator(kind: str, params: dict[str, float], n_features: int, seed: int) -
     from sklearn.svm import SVC
 
     gamma = params.get("gamma", 1.0) / max(n_features, 1)
-    return SVC(kernel=kind, C=params["C"], gamma=gamma, class_weight="balanced", break_ties=True,
-               decision_function_shape="ovr", random_state=seed)
+    return SVC(
+        kernel=kind,
+        C=params["C"],
+        gamma=gamma,
+        class_weight="balanced",
+        break_ties=True,
+        decision_function_shape="ovr",
+        random_state=seed,
+    )
 
 
 def estimator_kind(config: Any) -> str:
@@ -129,8 +138,9 @@ class ClassicSelection:
     seconds: float
 
 
-def select_classic(data: FusionData, rows: dict[str, np.ndarray], *, config: Any, normalize: bool, select: str,
-                   seed: int) -> ClassicSelection:
+def select_classic(
+    data: FusionData, rows: dict[str, np.ndarray], *, config: Any, normalize: bool, select: str, seed: int
+) -> ClassicSelection:
     """Fit every grid point on ``rows["train"]``, keep the best on ``rows["validation"]`` (see module doc)."""
     start = time.perf_counter()
     kind = estimator_kind(config)
@@ -152,13 +162,15 @@ def select_classic(data: FusionData, rows: dict[str, np.ndarray], *, config: Any
         if best is None or metrics[select] > best[0]:
             best = (metrics[select], predictor, metrics)
     assert best is not None
-    logger.info("%s: chose %s on validation (%s %.4f) from %d grid points", kind, best[1].params, select, best[0],
-                len(history))
+    logger.info(
+        "%s: chose %s on validation (%s %.4f) from %d grid points", kind, best[1].params, select, best[0], len(history)
+    )
     return ClassicSelection(best[1], best[2], history, best[0], time.perf_counter() - start)
 
 
-def refit_classic(data: FusionData, rows: np.ndarray, *, config: Any, params: dict[str, float], normalize: bool,
-                  seed: int) -> ClassicPredictor:
+def refit_classic(
+    data: FusionData, rows: np.ndarray, *, config: Any, params: dict[str, float], normalize: bool, seed: int
+) -> ClassicPredictor:
     """The chosen grid point fitted again on ``rows`` (train + validation), scaling refitted too."""
     kind = estimator_kind(config)
     x = design_matrix(data, rows)

@@ -105,12 +105,22 @@ class TrainConfig:
 
     def check(self) -> None:
         """Refuse every bad value by name, one line (before a fit creates anything)."""
-        for name, value, choices in (("optimizer", self.optimizer, OPTIMIZERS), ("schedule", self.schedule, SCHEDULES),
-                                     ("select", self.select, SELECT_METRICS), ("engine", self.engine, ENGINES)):
+        for name, value, choices in (
+            ("optimizer", self.optimizer, OPTIMIZERS),
+            ("schedule", self.schedule, SCHEDULES),
+            ("select", self.select, SELECT_METRICS),
+            ("engine", self.engine, ENGINES),
+        ):
             if value not in choices:
                 raise UserError(f"train.{name} must be one of {', '.join(choices)}, not {value!r}")
-        for name, low in (("epochs", 1), ("batch_size", 1), ("step_size", 1), ("plateau_patience", 0),
-                          ("patience", 0), ("threads", 0)):
+        for name, low in (
+            ("epochs", 1),
+            ("batch_size", 1),
+            ("step_size", 1),
+            ("plateau_patience", 0),
+            ("patience", 0),
+            ("threads", 0),
+        ):
             require_int(f"train.{name}", getattr(self, name), low)
         require_float("train.lr", self.lr, low=0.0, strict=True)
         require_float("train.weight_decay", self.weight_decay, low=0.0)
@@ -125,8 +135,9 @@ class TrainConfig:
         check_device("train.device", self.device)
         unknown = sorted(set(self.specaugment_options) - set(SPECAUGMENT_OPTIONS))
         if unknown:
-            raise UserError(f"train.specaugment_options {unknown} are unknown; they are "
-                            f"{', '.join(SPECAUGMENT_OPTIONS)}")
+            raise UserError(
+                f"train.specaugment_options {unknown} are unknown; they are {', '.join(SPECAUGMENT_OPTIONS)}"
+            )
 
     @classmethod
     def for_head(cls, fusion: str, **changes: Any) -> TrainConfig:
@@ -190,8 +201,9 @@ class FitConfig:
     def check(self) -> None:
         """Refuse bad fit-level values by name, one line (before a fit creates anything)."""
         if not isinstance(self.seeds, list) or not self.seeds:
-            raise UserError(f"seeds must be a non-empty list of whole numbers >= 0 (e.g. --seeds 0,1,2), not "
-                            f"{self.seeds!r}")
+            raise UserError(
+                f"seeds must be a non-empty list of whole numbers >= 0 (e.g. --seeds 0,1,2), not {self.seeds!r}"
+            )
         for seed in self.seeds:
             require_int("every seed", seed, 0)
         if len(set(self.seeds)) != len(self.seeds):
@@ -202,8 +214,11 @@ class FitConfig:
         require_int("split_seed", self.split_seed, 0)
         if self.final and self.save_models is False:
             raise UserError("--final trains a model to deploy, but --no-models saves no weights; drop one of them")
-        if self.folds is not None and (not isinstance(self.folds, list) or not self.folds
-                                       or not all(isinstance(f, str) and f.strip() for f in self.folds)):
+        if self.folds is not None and (
+            not isinstance(self.folds, list)
+            or not self.folds
+            or not all(isinstance(f, str) and f.strip() for f in self.folds)
+        ):
             raise UserError(f"folds must be fold names (e.g. --folds Ses01,Ses02) or all, not {self.folds!r}")
         for name in ("augmented", "ensemble", "final", "save_models"):
             if not isinstance(getattr(self, name), bool):
@@ -287,8 +302,11 @@ def parse_search(pairs: list[str]) -> dict[str, list[Any]]:
         if not sep or not key or not raw.strip():
             raise UserError(f"--search expects KEY=V1,V2,..., got {pair!r}")
         try:
-            values = yaml.safe_load(raw) if raw.lstrip().startswith("[") else [
-                yaml.safe_load(part) for part in raw.split(",")]
+            values = (
+                yaml.safe_load(raw)
+                if raw.lstrip().startswith("[")
+                else [yaml.safe_load(part) for part in raw.split(",")]
+            )
         except yaml.YAMLError as err:
             raise UserError(f"--search {key}: cannot read {raw!r} ({err})") from None
         if not isinstance(values, list):
@@ -317,8 +335,10 @@ def search_candidates(space: dict[str, list[Any]]) -> list[dict[str, Any]]:
     for key, values in space.items():
         section, _, name = str(key).partition(".")
         if section not in SEARCH_SECTIONS or not name or "." in name:
-            raise UserError(f"search key {key!r}: only train.NAME and head.NAME can be searched (inputs, seeds, "
-                            "folds and protocols are grid axes of `ser ablate`)")
+            raise UserError(
+                f"search key {key!r}: only train.NAME and head.NAME can be searched (inputs, seeds, "
+                "folds and protocols are grid axes of `ser ablate`)"
+            )
         if not isinstance(values, list) or not values:
             raise UserError(f"search {key}: give a non-empty list of values")
         texts = [json.dumps(v, sort_keys=True, default=str) for v in values]
@@ -331,8 +351,10 @@ def read_fit_record(path: str | Path) -> dict[str, Any]:
     """The mapping of a fit-config YAML file (``ser fit --config``); empty file -> {}."""
     record = read_yaml(path, "fit config") or {}
     if not isinstance(record, dict):
-        raise UserError(f"{path}: a fit config is a mapping of FitConfig keys (fusion, manifest, protocol, audio, "
-                        "head: {...}, train: {...}, ...)")
+        raise UserError(
+            f"{path}: a fit config is a mapping of FitConfig keys (fusion, manifest, protocol, audio, "
+            "head: {...}, train: {...}, ...)"
+        )
     return record
 
 
@@ -378,4 +400,3 @@ def set_dotted(record: dict[str, Any], key: str, value: Any, *, where: str) -> N
         if not isinstance(target, dict):
             raise UserError(f"{where}: {part} is not a section")
     target[leaf] = value
-

@@ -44,7 +44,6 @@ from ser.manifests.schema import Manifest, Utterance
 logger = logging.getLogger(__name__)
 
 
-
 class DataError(UserError):
     """The caches, the manifest and the head's needs do not fit together."""
 
@@ -86,8 +85,9 @@ def parse_view(text: str) -> View:
         elif key in ("stat", "layer") and sep and value:
             view[key] = value
         else:
-            raise DataError(f"{text!r}: unknown view option {part!r}; use stat=NAME, layer=last|avg|weighted|N "
-                            "or seq[=LAYER]")
+            raise DataError(
+                f"{text!r}: unknown view option {part!r}; use stat=NAME, layer=last|avg|weighted|N or seq[=LAYER]"
+            )
     return View(store=Path(store), kind=view["kind"], stat=view["stat"], layer=view["layer"])  # type: ignore[arg-type]
 
 
@@ -151,8 +151,9 @@ class FusionData:
     def copies_of(self, ids: Sequence[str]) -> np.ndarray:
         """Row numbers of the augmented copies of the given manifest ids."""
         wanted = set(ids)
-        return np.array([i for i, source in enumerate(self.sources) if self.is_copy(i) and source in wanted],
-                        dtype=np.int64)
+        return np.array(
+            [i for i, source in enumerate(self.sources) if self.is_copy(i) and source in wanted], dtype=np.int64
+        )
 
     def fold_indices(self, fold: Fold) -> dict[str, np.ndarray]:
         """Rows of a fold's splits: validation and test get original rows only; training also gets the
@@ -200,9 +201,12 @@ def store_records(reader: CacheReader) -> dict[str, Any]:
     """The store attributes inference needs: the full ``extractor`` record (name, preset, modality,
     config, config hash), the ``upstream`` record, the ``corruption`` record if any, and the dtypes
     the features were stored in (training saw them after that rounding, so inference repeats it)."""
-    return {"extractor": reader.attrs.get("extractor") or {}, "upstream": reader.attrs.get("upstream") or {},
-            "corruption": reader.attrs.get("corruption"),
-            "dtypes": {"pooled": reader.layout.pooled_dtype, "seq": reader.layout.seq_dtype}}
+    return {
+        "extractor": reader.attrs.get("extractor") or {},
+        "upstream": reader.attrs.get("upstream") or {},
+        "corruption": reader.attrs.get("corruption"),
+        "dtypes": {"pooled": reader.layout.pooled_dtype, "seq": reader.layout.seq_dtype},
+    }
 
 
 def resolve_view(reader: CacheReader, view: View, *, learn_layers: bool = True) -> View:
@@ -219,16 +223,26 @@ def resolve_view(reader: CacheReader, view: View, *, learn_layers: bool = True) 
             view = parse_view(f"{view.store}:{recommended}")
             if view.layer == "weighted" and not learn_layers:
                 view = replace(view, layer="avg")
-            logger.info("%s: no view given; using the recommended view of %s %s: %s", view.store.name,
-                        extractor.get("name"), extractor.get("preset"), view.describe())
+            logger.info(
+                "%s: no view given; using the recommended view of %s %s: %s",
+                view.store.name,
+                extractor.get("name"),
+                extractor.get("preset"),
+                view.describe(),
+            )
         else:
             view = View(store=view.store, stat=_default_stat(reader, view))
-            logger.warning("%s records no recommended view (written by an older ser); reading the first statistic "
-                           "of the last layer, %s; name a view (STORE:stat=..,layer=..) to choose", view.store.name,
-                           view.describe())
+            logger.warning(
+                "%s records no recommended view (written by an older ser); reading the first statistic "
+                "of the last layer, %s; name a view (STORE:stat=..,layer=..) to choose",
+                view.store.name,
+                view.describe(),
+            )
     if view.kind == "pooled" and view.layer == "weighted" and not learn_layers:
-        raise DataError(f"{view.describe()}: this head takes one vector per modality and cannot learn layer "
-                        "weights; use layer=avg, layer=last or a layer number")
+        raise DataError(
+            f"{view.describe()}: this head takes one vector per modality and cannot learn layer "
+            "weights; use layer=avg, layer=last or a layer number"
+        )
     return view
 
 
@@ -261,8 +275,10 @@ def _pooled_matrix(reader: CacheReader, view: View, ids: Sequence[str]) -> tuple
 def _seq_layer(reader: CacheReader, view: View) -> str:
     stored = list(reader.layout.seq)
     if not stored:
-        raise DataError(f"{view.store} stores no sequences; re-extract with --seq LAYER (pooled statistics "
-                        "cannot feed a sequence head)")
+        raise DataError(
+            f"{view.store} stores no sequences; re-extract with --seq LAYER (pooled statistics "
+            "cannot feed a sequence head)"
+        )
     layer = view.layer or stored[-1]
     if layer not in stored:
         raise DataError(f"{view.store} stores sequences for {stored}, not {layer!r}")
@@ -282,9 +298,15 @@ def _augmented_copies(readers: dict[str, CacheReader], usable: set[str]) -> dict
     return copies
 
 
-def load_fusion_data(utterances: Sequence[Utterance], label_set: LabelSet, views: dict[str, View], *,
-                     augmented: bool = True, learn_layers: bool = True, manifest: Manifest | None = None
-                     ) -> FusionData:
+def load_fusion_data(
+    utterances: Sequence[Utterance],
+    label_set: LabelSet,
+    views: dict[str, View],
+    *,
+    augmented: bool = True,
+    learn_layers: bool = True,
+    manifest: Manifest | None = None,
+) -> FusionData:
     """Join stores and manifest rows (already filtered to the label set) into one :class:`FusionData`;
     with ``augmented`` the stores' augmented copies of those rows are appended (training only).
     Views are resolved by :func:`resolve_view` (``learn_layers`` as there). ``manifest`` (the rows'
@@ -300,8 +322,11 @@ def load_fusion_data(utterances: Sequence[Utterance], label_set: LabelSet, views
         if scheme is not None and manifest is None:
             raise DataError(f"{reader.path}: checking its rows needs the manifest (audio identities)")
         stored = [u for u in rows if u.id in reader.index]
-        reader.check_rows(row_fingerprints(manifest, stored, modality=kind, scheme=scheme)  # type: ignore[arg-type]
-                          if scheme is not None else {u.id: u.fingerprint() for u in stored})
+        reader.check_rows(
+            row_fingerprints(manifest, stored, modality=kind, scheme=scheme)  # type: ignore[arg-type]
+            if scheme is not None
+            else {u.id: u.fingerprint() for u in stored}
+        )
         for u in rows:
             if u.id in reader.rejected:
                 dropped.setdefault(u.id, f"{modality}: {reader.rejected[u.id]}")
@@ -327,30 +352,55 @@ def load_fusion_data(utterances: Sequence[Utterance], label_set: LabelSet, views
         adaptation = (reader.attrs.get("upstream") or {}).get("adaptation")
         corruption = reader.attrs.get("corruption")
         records = store_records(reader)
-        widths = {**{f"pooled {k}": d for k, (_, d) in reader.layout.pooled.items()},
-                  **{f"seq {k}": d for k, d in reader.layout.seq.items()}}
+        widths = {
+            **{f"pooled {k}": d for k, (_, d) in reader.layout.pooled.items()},
+            **{f"seq {k}": d for k, d in reader.layout.seq.items()},
+        }
         if 0 in widths.values():
             zero = ", ".join(k for k, d in widths.items() if not d)
-            raise DataError(f"{view.store} holds zero-width features ({zero}); re-extract"
-                            " it with options that give features (e.g. -O n_mels > 0)")
+            raise DataError(
+                f"{view.store} holds zero-width features ({zero}); re-extract"
+                " it with options that give features (e.g. -O n_mels > 0)"
+            )
         if view.kind == "seq":
             layer = _seq_layer(reader, view)
             view = replace(view, layer=layer)
-            modalities[modality] = ModalityData(view=view, dim=reader.layout.seq[layer], reader=reader,
-                                                seq_layer=layer, provenance=provenance, adaptation=adaptation,
-                                                corruption=corruption, records=records)
+            modalities[modality] = ModalityData(
+                view=view,
+                dim=reader.layout.seq[layer],
+                reader=reader,
+                seq_layer=layer,
+                provenance=provenance,
+                adaptation=adaptation,
+                corruption=corruption,
+                records=records,
+            )
         else:
             view = replace(view, stat=_default_stat(reader, view))
             reader.require_intact([f"pooled/{view.stat}"])  # never train on damaged bytes
             matrix, n_layers = _pooled_matrix(reader, view, keys[modality])
-            modalities[modality] = ModalityData(view=view, dim=matrix.shape[-1], pooled=matrix, n_layers=n_layers,
-                                                provenance=provenance, adaptation=adaptation, corruption=corruption,
-                                                records=records)
+            modalities[modality] = ModalityData(
+                view=view,
+                dim=matrix.shape[-1],
+                pooled=matrix,
+                n_layers=n_layers,
+                provenance=provenance,
+                adaptation=adaptation,
+                corruption=corruption,
+                records=records,
+            )
             reader.close()
     labels = np.array([label_set.index_of(by_id[source]) for source in sources], dtype=np.int64)
-    return FusionData(ids=ids, labels=labels, speakers=[by_id[source].speaker for source in sources],
-                      classes=label_set.classes, modalities=modalities, dropped_rejected=dropped,
-                      sources=sources if copies else [], keys=keys if copies else {})
+    return FusionData(
+        ids=ids,
+        labels=labels,
+        speakers=[by_id[source].speaker for source in sources],
+        classes=label_set.classes,
+        modalities=modalities,
+        dropped_rejected=dropped,
+        sources=sources if copies else [],
+        keys=keys if copies else {},
+    )
 
 
 # ----------------------------------------------------------------------------------------- batches
@@ -404,13 +454,19 @@ def make_batch(data: FusionData, rows: np.ndarray, standardizer: Standardizer | 
     return batch
 
 
-def iterate_batches(data: FusionData, rows: np.ndarray, batch_size: int, *, shuffle: bool,
-                    generator: torch.Generator | None, standardizer: Standardizer | None
-                    ) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor], torch.Tensor]]:
+def iterate_batches(
+    data: FusionData,
+    rows: np.ndarray,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    generator: torch.Generator | None,
+    standardizer: Standardizer | None,
+) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor], torch.Tensor]]:
     """(rows, inputs, labels) batches over ``rows`` (shuffled with ``generator`` when asked)."""
     order = rows
     if shuffle:
         order = rows[torch.randperm(len(rows), generator=generator).numpy()]
     for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
+        chunk = order[start : start + batch_size]
         yield chunk, make_batch(data, chunk, standardizer), torch.from_numpy(data.labels[chunk])

@@ -70,7 +70,7 @@ logger = logging.getLogger(__name__)
 SEQUENTIAL_ONLY: dict[str, str] = {
     "cnn_bilstm": "torch.func.vmap has no batching rule for nn.LSTM (aten::lstm)",
     "resnet18": "its BatchNorm statistics in training count the padded frames of a batch, so a member's "
-                "updates would depend on the padding the other members' sequences add",
+    "updates would depend on the padding the other members' sequences add",
 }
 """Heads that always train in the sequential loop, with the reason."""
 
@@ -101,9 +101,11 @@ def unstackable_reason(spec: MemberSpec) -> str | None:
         return "head.fuzzy=batch makes a prediction depend on its batch (and reads a number back every step)"
     sequences = any(d.pooled is None for d in spec.data.modalities.values())
     if spec.cfg.engine == "auto" and sequences and resolve_device(spec.cfg.device).type == "cpu":
-        return ("train.engine=auto on CPU: a head on sequences already multiplies B x T rows per product, and "
-                "stacking pads every member to the longest sequence and gives up the fused attention kernel "
-                "(memocmt measured 1.4x slower stacked); train.engine=stacked forces it")
+        return (
+            "train.engine=auto on CPU: a head on sequences already multiplies B x T rows per product, and "
+            "stacking pads every member to the longest sequence and gives up the fused attention kernel "
+            "(memocmt measured 1.4x slower stacked); train.engine=stacked forces it"
+        )
     return None
 
 
@@ -111,10 +113,22 @@ def stack_key(spec: MemberSpec) -> tuple[Any, ...]:
     """Members with equal keys have models of the same shapes and batches of the same size."""
     cfg, data = spec.cfg, spec.data
     shapes = tuple((m, d.pooled is None, d.dim, d.n_layers) for m, d in sorted(data.modalities.items()))
-    return (spec.fusion, repr(sorted(spec.head_options.items())), shapes, len(data.classes), cfg.batch_size,
-            cfg.loss, repr(sorted(cfg.loss_options.items())), cfg.class_weighted, cfg.specaugment,
-            repr(sorted(cfg.specaugment_options.items())), resolve_device(cfg.device).type, cfg.amp,
-            cfg.deterministic, cfg.threads)
+    return (
+        spec.fusion,
+        repr(sorted(spec.head_options.items())),
+        shapes,
+        len(data.classes),
+        cfg.batch_size,
+        cfg.loss,
+        repr(sorted(cfg.loss_options.items())),
+        cfg.class_weighted,
+        cfg.specaugment,
+        repr(sorted(cfg.specaugment_options.items())),
+        resolve_device(cfg.device).type,
+        cfg.amp,
+        cfg.deterministic,
+        cfg.threads,
+    )
 
 
 def select_members(specs: Sequence[MemberSpec]) -> list[Selection]:
@@ -129,8 +143,15 @@ def select_members(specs: Sequence[MemberSpec]) -> list[Selection]:
             if HEADS[spec.fusion].engine == "torch" and spec.cfg.engine != "sequential" and reason not in told:
                 told.add(reason)
                 logger.info("%s trains one member at a time: %s", spec.fusion, reason)
-            out[i] = select_member(spec.data, spec.fold, spec.rows, fusion=spec.fusion,
-                                   head_options=spec.head_options, cfg=spec.cfg, seed=spec.seed)
+            out[i] = select_member(
+                spec.data,
+                spec.fold,
+                spec.rows,
+                fusion=spec.fusion,
+                head_options=spec.head_options,
+                cfg=spec.cfg,
+                seed=spec.seed,
+            )
             continue
         groups.setdefault(stack_key(spec), []).append(i)
     for indices in groups.values():
@@ -186,8 +207,9 @@ class _StepModule(nn.Module):
         self.needs_features = bool(getattr(loss_fn, "needs_features", False))
         self.evaluating = False
 
-    def forward(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor
-                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, inputs: dict[str, torch.Tensor], labels: torch.Tensor
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.needs_features:
             logits, features = self.model.forward_features(inputs)
         else:
@@ -237,23 +259,30 @@ class _Inputs:
         first = sources[0]
         self.pooled = [m for m, d in first.modalities.items() if d.pooled is not None]
         self.sequences = [m for m, d in first.modalities.items() if d.pooled is None]
-        self.values = {m: torch.from_numpy(np.concatenate([d.modalities[m].pooled for d in sources])
-                                           .astype(np.float32, copy=False)).to(device) for m in self.pooled}
+        self.values = {
+            m: torch.from_numpy(
+                np.concatenate([d.modalities[m].pooled for d in sources]).astype(np.float32, copy=False)
+            ).to(device)
+            for m in self.pooled
+        }
         self.labels = torch.from_numpy(np.concatenate([d.labels for d in sources])).to(device)
         self.device = device
         self.scaling: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for modality in self.pooled:
             stats = [member.setup.standardizer for member in members]
             if all(s is not None for s in stats):
-                self.scaling[modality] = (torch.stack([torch.from_numpy(s.mean[modality]) for s in stats]).to(device),
-                                          torch.stack([torch.from_numpy(s.std[modality]) for s in stats]).to(device))
+                self.scaling[modality] = (
+                    torch.stack([torch.from_numpy(s.mean[modality]) for s in stats]).to(device),
+                    torch.stack([torch.from_numpy(s.std[modality]) for s in stats]).to(device),
+                )
         self.normalized = [m.setup.standardizer is not None for m in members]
 
     def global_rows(self, member: _Member, rows: np.ndarray) -> np.ndarray:
         return rows + self.offset[id(member.spec.data)]
 
-    def batch(self, members: list[_Member], positions: list[int], rows: torch.Tensor,
-              local: list[np.ndarray]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def batch(
+        self, members: list[_Member], positions: list[int], rows: torch.Tensor, local: list[np.ndarray]
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Inputs ``(G, B, ...)`` and labels ``(G, B)`` of members ``positions`` (indices into the
         engine's member list) for global row indices ``rows`` (G, B); ``local`` holds the same rows
         as each member's own indices (for sequences, read from the member's data)."""
@@ -267,19 +296,26 @@ class _Inputs:
                 values = (values - mean[index].view(shape)) / std[index].view(shape)
             inputs[modality] = values
         for modality in self.sequences:
-            padded = [make_batch_sequences(members[p].spec.data, modality, r) for p, r in zip(positions, local,
-                                                                                              strict=True)]
+            padded = [
+                make_batch_sequences(members[p].spec.data, modality, r) for p, r in zip(positions, local, strict=True)
+            ]
             length = max(x.shape[1] for x, _ in padded)
-            inputs[modality] = torch.stack([nn.functional.pad(x, (0, 0, 0, length - x.shape[1])) for x, _ in padded]
-                                           ).to(self.device)
+            inputs[modality] = torch.stack(
+                [nn.functional.pad(x, (0, 0, 0, length - x.shape[1])) for x, _ in padded]
+            ).to(self.device)
             inputs[f"{modality}_lengths"] = torch.stack([n for _, n in padded]).to(self.device)
         return inputs, self.labels[rows]
 
 
 def make_batch_sequences(data: FusionData, modality: str, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, T, D) zero-padded frames and (B,) lengths of one sequence modality."""
-    single = FusionData(ids=data.ids, labels=data.labels, speakers=data.speakers, classes=data.classes,
-                        modalities={modality: data.modalities[modality]})
+    single = FusionData(
+        ids=data.ids,
+        labels=data.labels,
+        speakers=data.speakers,
+        classes=data.classes,
+        modalities={modality: data.modalities[modality]},
+    )
     batch = make_batch(single, rows, None)
     return batch[modality], batch[f"{modality}_lengths"]
 
@@ -299,9 +335,15 @@ class StackedTrainer:
             check_validation(spec.fold, spec.rows)
             generator = seed_everything(spec.seed, spec.cfg.deterministic)  # same order of draws as sequential
             member_setup = setup(spec.data, spec.rows["train"], spec.fusion, spec.head_options, spec.cfg, self.device)
-            self.members.append(_Member(spec=spec, setup=member_setup, generator=generator,
-                                        step_module=_StepModule(member_setup.model, member_setup.loss_fn),
-                                        train_rows=spec.rows["train"]))
+            self.members.append(
+                _Member(
+                    spec=spec,
+                    setup=member_setup,
+                    generator=generator,
+                    step_module=_StepModule(member_setup.model, member_setup.loss_fn),
+                    train_rows=spec.rows["train"],
+                )
+            )
         torch.manual_seed(specs[0].seed)  # dropout masks of the whole stack
         self.inputs = _Inputs(self.members, self.device)
         self.base = copy.deepcopy(self.members[0].step_module)
@@ -347,17 +389,23 @@ class StackedTrainer:
 
     # ------------------------------------------------------------------ training
 
-    def _forward_losses(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
-                        inputs: dict[str, torch.Tensor], labels: torch.Tensor, use_amp: bool) -> torch.Tensor:
-        def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: dict[str, torch.Tensor],
-                y: torch.Tensor) -> torch.Tensor:
+    def _forward_losses(
+        self,
+        params: dict[str, torch.Tensor],
+        buffers: dict[str, torch.Tensor],
+        inputs: dict[str, torch.Tensor],
+        labels: torch.Tensor,
+        use_amp: bool,
+    ) -> torch.Tensor:
+        def one(
+            p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: dict[str, torch.Tensor], y: torch.Tensor
+        ) -> torch.Tensor:
             return functional_call(self.base, (p, b), (x, y))
 
         with torch.autocast(self.device.type, enabled=use_amp), batchable_kernels():
             return vmap(one, randomness="different")(params, buffers, inputs, labels)
 
-    def _step(self, positions: list[int], rows: torch.Tensor, local: list[np.ndarray],
-              totals: torch.Tensor) -> None:
+    def _step(self, positions: list[int], rows: torch.Tensor, local: list[np.ndarray], totals: torch.Tensor) -> None:
         """One optimisation step of members ``positions`` (indices into the live list), all with
         batches of the same size."""
         members = [self.live[p] for p in positions]
@@ -407,8 +455,9 @@ class StackedTrainer:
         lengths = [len(m.order) for m in live]
         full = min(n // batch for n in lengths)
         # Steps every member takes with a whole batch: one index tensor for the epoch.
-        table = torch.from_numpy(np.stack([self.inputs.global_rows(m, m.order[:full * batch]) for m in live])
-                                 ).to(self.device)
+        table = torch.from_numpy(np.stack([self.inputs.global_rows(m, m.order[: full * batch]) for m in live])).to(
+            self.device
+        )
         totals = torch.zeros(len(live), dtype=torch.float64, device=self.device)
         positions = list(range(len(live)))
         for step in range(full):
@@ -418,13 +467,14 @@ class StackedTrainer:
         for step in range(full, max(-(-n // batch) for n in lengths)):
             by_size: dict[int, list[int]] = {}
             for j, member in enumerate(live):
-                size = len(member.order[step * batch:(step + 1) * batch])
+                size = len(member.order[step * batch : (step + 1) * batch])
                 if size:
                     by_size.setdefault(size, []).append(j)
             for group in by_size.values():
-                local = [live[j].order[step * batch:(step + 1) * batch] for j in group]
-                rows = torch.from_numpy(np.stack([self.inputs.global_rows(live[j], r)
-                                                  for j, r in zip(group, local, strict=True)])).to(self.device)
+                local = [live[j].order[step * batch : (step + 1) * batch] for j in group]
+                rows = torch.from_numpy(
+                    np.stack([self.inputs.global_rows(live[j], r) for j, r in zip(group, local, strict=True)])
+                ).to(self.device)
                 self._step(group, rows, local, totals)
         return totals.cpu().numpy() / np.maximum(lengths, 1)
 
@@ -448,9 +498,10 @@ class StackedTrainer:
             with torch.inference_mode():
                 for start in range(0, longest, chunk):
                     width = min(chunk, longest - start)
-                    local = [_padded(r[start:start + chunk] if start < len(r) else r[-1:], width) for r in rows]
-                    table = torch.from_numpy(np.stack([self.inputs.global_rows(m, r)
-                                                       for m, r in zip(live, local, strict=True)])).to(self.device)
+                    local = [_padded(r[start : start + chunk] if start < len(r) else r[-1:], width) for r in rows]
+                    table = torch.from_numpy(
+                        np.stack([self.inputs.global_rows(m, r) for m, r in zip(live, local, strict=True)])
+                    ).to(self.device)
                     inputs, labels = self.inputs.batch(self.members, self.live, table, local)
                     logits, features, scores = self._forward_eval(inputs, labels)
                     for j, r in enumerate(rows):
@@ -464,26 +515,29 @@ class StackedTrainer:
             self.base.evaluating = False
         return results
 
-    def _forward_eval(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: dict[str, torch.Tensor],
-                y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _forward_eval(
+        self, inputs: dict[str, torch.Tensor], labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        def one(
+            p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: dict[str, torch.Tensor], y: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             return functional_call(self.base, (p, b), (x, y))
 
         with batchable_kernels():
             return vmap(one, randomness="different")(self.stacked, self.stacked_buffers, inputs, labels)
 
-    def _member_validation(self, member: _Member, rows: np.ndarray,
-                           parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-                           ) -> tuple[dict[str, Any], np.ndarray, float]:
+    def _member_validation(
+        self, member: _Member, rows: np.ndarray, parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    ) -> tuple[dict[str, Any], np.ndarray, float]:
         data, loss_fn = member.spec.data, member.setup.loss_fn
         labels = torch.from_numpy(data.labels[rows]).to(self.device)
         total, start = 0.0, 0
         for logits, features, _ in parts:
-            chunk_labels = labels[start:start + len(logits)]
+            chunk_labels = labels[start : start + len(logits)]
             start += len(logits)
-            total += float(loss_fn(logits.float(), features if member.step_module.needs_features else None,
-                                   chunk_labels)) * len(chunk_labels)
+            total += float(
+                loss_fn(logits.float(), features if member.step_module.needs_features else None, chunk_labels)
+            ) * len(chunk_labels)
         probs = torch.softmax(torch.cat([s for _, _, s in parts]).float(), dim=-1).cpu().numpy()
         metrics = compute_metrics(data.labels[rows], probs.argmax(axis=1), data.classes)
         return metrics, probs, total / max(len(rows), 1)
@@ -499,25 +553,35 @@ class StackedTrainer:
             train_losses = self._train_epoch()
             validations = self._validate()
             stopped = False
-            for member, lr, train_loss, (metrics, probs, val_loss) in zip(live, lrs, train_losses, validations,
-                                                                          strict=True):
+            for member, lr, train_loss, (metrics, probs, val_loss) in zip(
+                live, lrs, train_losses, validations, strict=True
+            ):
                 stopped |= self._end_epoch(member, lr, float(train_loss), metrics, probs, val_loss)
             if stopped:
                 self._pack()
         self.seconds = time.perf_counter() - epoch_seconds
-        logger.info("stacked engine: %d members of %s in %.1f s", len(self.members), self.members[0].spec.fusion,
-                    self.seconds)
+        logger.info(
+            "stacked engine: %d members of %s in %.1f s", len(self.members), self.members[0].spec.fusion, self.seconds
+        )
         return [self._selection(m) for m in self.members]
 
-    def _end_epoch(self, member: _Member, lr: float, train_loss: float, metrics: dict[str, Any], probs: np.ndarray,
-                   val_loss: float) -> bool:
+    def _end_epoch(
+        self, member: _Member, lr: float, train_loss: float, metrics: dict[str, Any], probs: np.ndarray, val_loss: float
+    ) -> bool:
         """A member's epoch bookkeeping (as the sequential loop); True when the member stops."""
         spec, cfg = member.spec, member.spec.cfg
         member.epoch += 1
         check_finite(spec.fold, spec.seed, member.epoch, lr, train_loss, probs)
         score = metrics[cfg.select]
-        member.history.append({"epoch": member.epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss,
-                               f"val_{cfg.select}": score})
+        member.history.append(
+            {
+                "epoch": member.epoch,
+                "lr": lr,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                f"val_{cfg.select}": score,
+            }
+        )
         scheduler = member.setup.scheduler
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(val_loss)
@@ -540,17 +604,34 @@ class StackedTrainer:
         member.step_module.load_state_dict(member.best_state)
         refit = None
         if cfg.refit:
-            lrs = [past["lr"] for past in member.history[:member.best_epoch]]
-            refit = functools.partial(refit_torch, spec.data, np.concatenate([spec.rows["train"],
-                                                                              spec.rows["validation"]]),
-                                      fusion=spec.fusion, head_options=spec.head_options, cfg=cfg, seed=spec.seed,
-                                      device=self.device, lrs=lrs)
-        predictor = TorchPredictor(member.setup.model, member.setup.loss_fn, member.setup.standardizer, cfg,
-                                   self.device)
-        return Selection(fold=spec.fold, seed=spec.seed, score=float(member.best_score), best_epoch=member.best_epoch,
-                         epochs_run=member.epoch, validation=member.best_val, history=member.history,
-                         seconds=self.seconds / len(self.members), predictor=predictor, refit=refit,
-                         engine=f"stacked ({len(self.members)} members)")
+            lrs = [past["lr"] for past in member.history[: member.best_epoch]]
+            refit = functools.partial(
+                refit_torch,
+                spec.data,
+                np.concatenate([spec.rows["train"], spec.rows["validation"]]),
+                fusion=spec.fusion,
+                head_options=spec.head_options,
+                cfg=cfg,
+                seed=spec.seed,
+                device=self.device,
+                lrs=lrs,
+            )
+        predictor = TorchPredictor(
+            member.setup.model, member.setup.loss_fn, member.setup.standardizer, cfg, self.device
+        )
+        return Selection(
+            fold=spec.fold,
+            seed=spec.seed,
+            score=float(member.best_score),
+            best_epoch=member.best_epoch,
+            epochs_run=member.epoch,
+            validation=member.best_val,
+            history=member.history,
+            seconds=self.seconds / len(self.members),
+            predictor=predictor,
+            refit=refit,
+            engine=f"stacked ({len(self.members)} members)",
+        )
 
 
 def _padded(rows: np.ndarray, width: int) -> np.ndarray:

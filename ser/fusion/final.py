@@ -50,12 +50,18 @@ class FinalRecipe:
     """``fold seed`` of the member the epochs and learning rates come from."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"candidate": self.candidate, "seed": self.seed, "epochs": self.epochs, "params": self.params,
-                "from_member": self.from_member}
+        return {
+            "candidate": self.candidate,
+            "seed": self.seed,
+            "epochs": self.epochs,
+            "params": self.params,
+            "from_member": self.from_member,
+        }
 
 
-def choose_recipe(results: list[FoldResult], chosen: dict[str, int], scores: dict[str, list[float]],
-                  seed: int) -> FinalRecipe:
+def choose_recipe(
+    results: list[FoldResult], chosen: dict[str, int], scores: dict[str, list[float]], seed: int
+) -> FinalRecipe:
     """The final model's candidate, epochs and learning rates from the tested members.
 
     ``chosen`` maps fold -> the candidate chosen there; ``scores`` fold -> validation score of every
@@ -71,9 +77,15 @@ def choose_recipe(results: list[FoldResult], chosen: dict[str, int], scores: dic
     if isinstance(median.predictor, ClassicPredictor):
         counted = Counter(tuple(sorted(r.predictor.params.items())) for r in members)
         params = dict(max(counted, key=lambda p: (counted[p], -list(counted).index(p))))
-    lrs = [float(epoch["lr"]) for epoch in median.history[:median.best_epoch]] if not params else []
-    return FinalRecipe(candidate=candidate, seed=seed, epochs=median.best_epoch if not params else 0, lrs=lrs,
-                       params=params, from_member=f"{median.fold} seed {median.seed}")
+    lrs = [float(epoch["lr"]) for epoch in median.history[: median.best_epoch]] if not params else []
+    return FinalRecipe(
+        candidate=candidate,
+        seed=seed,
+        epochs=median.best_epoch if not params else 0,
+        lrs=lrs,
+        params=params,
+        from_member=f"{median.fold} seed {median.seed}",
+    )
 
 
 def labelled_rows(data: FusionData, fold_rows: list[dict[str, np.ndarray]]) -> np.ndarray:
@@ -81,16 +93,29 @@ def labelled_rows(data: FusionData, fold_rows: list[dict[str, np.ndarray]]) -> n
     return np.unique(np.concatenate([np.concatenate([rows["train"], rows["validation"]]) for rows in fold_rows]))
 
 
-def train_final(data: FusionData, rows: np.ndarray, *, fusion: str, head_options: dict[str, Any], cfg: TrainConfig,
-                recipe: FinalRecipe) -> Any:
+def train_final(
+    data: FusionData,
+    rows: np.ndarray,
+    *,
+    fusion: str,
+    head_options: dict[str, Any],
+    cfg: TrainConfig,
+    recipe: FinalRecipe,
+) -> Any:
     """Train the final model on ``rows``; returns its predictor."""
-    logger.info("final model: %d labelled rows, seed %d, %s (from member %s)", len(rows), recipe.seed,
-                f"grid point {recipe.params}" if recipe.params else f"{recipe.epochs} epochs", recipe.from_member)
+    logger.info(
+        "final model: %d labelled rows, seed %d, %s (from member %s)",
+        len(rows),
+        recipe.seed,
+        f"grid point {recipe.params}" if recipe.params else f"{recipe.epochs} epochs",
+        recipe.from_member,
+    )
     if HEADS[fusion].engine == "sklearn":
-        config = head_module(fusion).build({m: d.dim for m, d in data.modalities.items()}, len(data.classes),
-                                           **head_options)
-        return refit_classic(data, rows, config=config, params=recipe.params, normalize=cfg.normalize,
-                             seed=recipe.seed)
+        config = head_module(fusion).build(
+            {m: d.dim for m, d in data.modalities.items()}, len(data.classes), **head_options
+        )
+        return refit_classic(data, rows, config=config, params=recipe.params, normalize=cfg.normalize, seed=recipe.seed)
     device = resolve_device(cfg.device)
-    return refit_torch(data, rows, fusion=fusion, head_options=head_options, cfg=cfg, seed=recipe.seed,
-                       device=device, lrs=recipe.lrs)
+    return refit_torch(
+        data, rows, fusion=fusion, head_options=head_options, cfg=cfg, seed=recipe.seed, device=device, lrs=recipe.lrs
+    )

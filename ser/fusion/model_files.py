@@ -83,8 +83,7 @@ def save_member(models_dir: Path, name: str, predictor: Any) -> str:
         import skops.io
 
         path = models_dir / f"{name}.skops"
-        _atomic(path, lambda tmp: skops.io.dump({"estimator": predictor.estimator, "scaler": predictor.scaler},
-                                                 tmp))
+        _atomic(path, lambda tmp: skops.io.dump({"estimator": predictor.estimator, "scaler": predictor.scaler}, tmp))
         return path.name
     assert isinstance(predictor, TorchPredictor)
     tensors = {f"model.{k}": v for k, v in predictor.model.state_dict().items()}
@@ -112,12 +111,32 @@ def _save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
         raise OSError(int(code.group(1)) if code else errno.EIO, str(err), str(path)) from err
 
 
-def member_record(*, name: str, fold: str, seed: int, file: str, engine: str, head_options: dict[str, Any],
-                  train: TrainConfig, candidate: dict[str, Any], best_epoch: int, rows: int) -> dict[str, Any]:
+def member_record(
+    *,
+    name: str,
+    fold: str,
+    seed: int,
+    file: str,
+    engine: str,
+    head_options: dict[str, Any],
+    train: TrainConfig,
+    candidate: dict[str, Any],
+    best_epoch: int,
+    rows: int,
+) -> dict[str, Any]:
     """The ``index.json`` entry of one member."""
-    return {"name": name, "fold": fold, "seed": seed, "file": file, "engine": engine,
-            "head_options": head_options, "train": asdict(train), "candidate": candidate,
-            "best_epoch": best_epoch, "training_rows": rows}
+    return {
+        "name": name,
+        "fold": fold,
+        "seed": seed,
+        "file": file,
+        "engine": engine,
+        "head_options": head_options,
+        "train": asdict(train),
+        "candidate": candidate,
+        "best_epoch": best_epoch,
+        "training_rows": rows,
+    }
 
 
 def write_index(models_dir: Path, index: dict[str, Any]) -> None:
@@ -134,25 +153,35 @@ def read_index(run_dir: Path) -> dict[str, Any]:
         raise ModelFileError(f"{run_dir} is not a run directory (no such folder); pass a folder written by ser fit")
     index_path = run_dir / MODELS_DIR / INDEX_NAME
     if not (run_dir / "metrics.json").is_file():
-        raise ModelFileError(f"{run_dir} is not a finished run (no metrics.json): the fit did not complete, or the "
-                             "folder is not a ser fit run directory")
+        raise ModelFileError(
+            f"{run_dir} is not a finished run (no metrics.json): the fit did not complete, or the "
+            "folder is not a ser fit run directory"
+        )
     if not index_path.is_file():
-        raise ModelFileError(f"{run_dir} has no model files ({MODELS_DIR}/{INDEX_NAME}): it was written by an older "
-                             "ser that saved no weights; run the same ser fit again to get them")
+        raise ModelFileError(
+            f"{run_dir} has no model files ({MODELS_DIR}/{INDEX_NAME}): it was written by an older "
+            "ser that saved no weights; run the same ser fit again to get them"
+        )
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise ModelFileError(f"{index_path} cannot be read ({err}); run ser fit again") from err
     if index.get("format") != MODEL_FORMAT:
-        raise ModelFileError(f"{index_path} is model format {index.get('format')!r}; this ser reads format "
-                             f"{MODEL_FORMAT}: use the ser version that wrote the run, or fit it again")
+        raise ModelFileError(
+            f"{index_path} is model format {index.get('format')!r}; this ser reads format "
+            f"{MODEL_FORMAT}: use the ser version that wrote the run, or fit it again"
+        )
     if index.get("saved") is False:
-        raise ModelFileError(f"{run_dir} was fitted with --no-models (save_models: false): it holds no weights; fit "
-                             "it again without that option to use it for prediction")
+        raise ModelFileError(
+            f"{run_dir} was fitted with --no-models (save_models: false): it holds no weights; fit "
+            "it again without that option to use it for prediction"
+        )
     for member in index.get("members", []):
         if not (run_dir / MODELS_DIR / member["file"]).is_file():
-            raise ModelFileError(f"{run_dir / MODELS_DIR / member['file']} is missing (member {member['name']}); "
-                                 "the run directory is incomplete: copy it whole or fit again")
+            raise ModelFileError(
+                f"{run_dir / MODELS_DIR / member['file']} is missing (member {member['name']}); "
+                "the run directory is incomplete: copy it whole or fit again"
+            )
     return index
 
 
@@ -186,13 +215,16 @@ def load_member(models_dir: Path, index: dict[str, Any], member: dict[str, Any],
         model.load_state_dict(_section(tensors, "model."), strict=True)
         loss_fn.load_state_dict(_section(tensors, "loss."), strict=True)
     except RuntimeError as err:
-        raise ModelFileError(f"{path} does not fit the head recorded in {INDEX_NAME} ({err}); fit the run again") \
-            from err
+        raise ModelFileError(
+            f"{path} does not fit the head recorded in {INDEX_NAME} ({err}); fit the run again"
+        ) from err
     standardizer = None
     if cfg.normalize:
         pooled = [m for m, spec in inputs.items() if spec["view"]["kind"] == "pooled"]
-        standardizer = Standardizer({m: tensors[f"standardizer.{m}.mean"].numpy() for m in pooled},
-                                    {m: tensors[f"standardizer.{m}.std"].numpy() for m in pooled})
+        standardizer = Standardizer(
+            {m: tensors[f"standardizer.{m}.mean"].numpy() for m in pooled},
+            {m: tensors[f"standardizer.{m}.std"].numpy() for m in pooled},
+        )
     return TorchPredictor(model.to(device), loss_fn.to(device), standardizer, cfg, device)
 
 
@@ -206,8 +238,9 @@ def _load_classic(path: Path) -> ClassicPredictor:
     try:
         untrusted = skops.io.get_untrusted_types(file=path)
         if untrusted:
-            raise ModelFileError(f"{path} names types outside the allow-list ({', '.join(untrusted)}); refusing to "
-                                 "load it")
+            raise ModelFileError(
+                f"{path} names types outside the allow-list ({', '.join(untrusted)}); refusing to load it"
+            )
         saved = skops.io.load(path)
     except ModelFileError:
         raise
@@ -216,20 +249,27 @@ def _load_classic(path: Path) -> ClassicPredictor:
     estimator = saved.get("estimator") if isinstance(saved, dict) else None
     scaler = saved.get("scaler") if isinstance(saved, dict) else None
     if type(estimator).__name__ not in CLASSIC_TYPES or not (scaler is None or type(scaler) is StandardScaler):
-        raise ModelFileError(f"{path} holds {type(estimator).__name__} / {type(scaler).__name__}, outside the "
-                             f"allow-list ({', '.join(CLASSIC_TYPES)} with a StandardScaler); refusing to use it")
+        raise ModelFileError(
+            f"{path} holds {type(estimator).__name__} / {type(scaler).__name__}, outside the "
+            f"allow-list ({', '.join(CLASSIC_TYPES)} with a StandardScaler); refusing to use it"
+        )
     return ClassicPredictor(estimator, scaler, {})
 
 
 def _section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def input_record(modality: Any) -> dict[str, Any]:
     """The ``index.json`` entry of one input (a :class:`~ser.fusion.data.ModalityData`)."""
     view = modality.view
-    return {"view": {"kind": view.kind, "stat": view.stat, "layer": view.layer}, "described": view.describe(),
-            "dim": modality.dim, "n_layers": modality.n_layers, **modality.records}
+    return {
+        "view": {"kind": view.kind, "stat": view.stat, "layer": view.layer},
+        "described": view.describe(),
+        "dim": modality.dim,
+        "n_layers": modality.n_layers,
+        **modality.records,
+    }
 
 
 def as_float32(values: np.ndarray, stored_dtype: str) -> np.ndarray:

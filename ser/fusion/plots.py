@@ -40,8 +40,15 @@ def plot_confusion(path: Path, confusion: list[list[int]], classes: list[str]) -
     ax.set_ylabel("true")
     for i in range(len(classes)):
         for j in range(len(classes)):
-            ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center",
-                    color="white" if rates[i, j] > 0.5 else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                f"{int(counts[i, j])}",
+                ha="center",
+                va="center",
+                color="white" if rates[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
     fig.colorbar(image, ax=ax, fraction=0.046, label="recall share")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

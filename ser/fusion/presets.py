@@ -33,13 +33,29 @@ from typing import Any
 from ser.errors import unknown_name
 from ser.fusion.heads import HEADS
 
-_ADAM_STEP = {"optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "schedule": "step", "step_size": 30,
-              "gamma": 0.1, "patience": 0}
+_ADAM_STEP = {
+    "optimizer": "adam",
+    "lr": 1e-4,
+    "weight_decay": 0.0,
+    "schedule": "step",
+    "step_size": 30,
+    "gamma": 0.1,
+    "patience": 0,
+}
 """Adam 1e-4 (β 0.9/0.999, eps 1e-8, no weight decay) with StepLR(30, 0.1) per epoch: the
 Pham/Tran family's recipe (SERVER, 3M-SER, 4M-SER, MemoCMT, SER-Fuse)."""
 
-_COPENHAGEN = {"optimizer": "adam", "lr": 1e-4, "weight_decay": 1e-4, "schedule": "plateau", "gamma": 0.8,
-               "plateau_patience": 2, "epochs": 30, "batch_size": 64, "patience": 0}
+_COPENHAGEN = {
+    "optimizer": "adam",
+    "lr": 1e-4,
+    "weight_decay": 1e-4,
+    "schedule": "plateau",
+    "gamma": 0.8,
+    "plateau_patience": 2,
+    "epochs": 30,
+    "batch_size": 64,
+    "patience": 0,
+}
 """whitesungun876/ser_multimodal_project train_model.py: Adam 1e-4 with weight decay 1e-4,
 ReduceLROnPlateau(factor 0.8, patience 2) on validation loss, 30 epochs, batch 64, CE. Its optional
 early stop (patience 3 on validation loss) is off by default there, so off here too."""
@@ -65,14 +81,30 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # FleSER v2 (the repository HEAD model): AdamW lr 1e-4 wd 1e-2, batch 64, 100 epochs,
     # ReduceLROnPlateau(min, factor 0.3, patience 30) on validation loss. (v1: Adam 1e-4, batch 128,
     # 150 epochs, StepLR(30, 0.3).) The source keeps the best validation WA; we select on train.select.
-    "fleser": {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-2, "batch_size": 64, "epochs": 100,
-               "schedule": "plateau", "gamma": 0.3, "plateau_patience": 30, "patience": 0},
+    "fleser": {
+        "optimizer": "adamw",
+        "lr": 1e-4,
+        "weight_decay": 1e-2,
+        "batch_size": 64,
+        "epochs": 100,
+        "schedule": "plateau",
+        "gamma": 0.3,
+        "plateau_patience": 30,
+        "patience": 0,
+    },
     # SER-Fuse: CE, Adam 1e-4, StepLR(30, 0.1), 200 epochs, batch 128.
     "serfuse": {**_ADAM_STEP, "epochs": 200, "batch_size": 128},
     # Patamia 2023, the 3-modal Adam run: lr 1e-5, batch 5, 100 epochs, no schedule. (Its lr was
     # chosen for fine-tuning wav2vec2 and BERT end to end; on frozen cached features it is slow.)
-    "patamia": {"optimizer": "adam", "lr": 1e-5, "weight_decay": 0.0, "batch_size": 5, "epochs": 100,
-                "schedule": "none", "patience": 0},
+    "patamia": {
+        "optimizer": "adam",
+        "lr": 1e-5,
+        "weight_decay": 0.0,
+        "batch_size": 5,
+        "epochs": 100,
+        "schedule": "none",
+        "patience": 0,
+    },
     # Copenhagen project: one script trains all its models.
     "early_fusion": dict(_COPENHAGEN),
     "xattn_patch": dict(_COPENHAGEN),

@@ -87,8 +87,7 @@ def _check_inputs(fusion: str, views: dict[str, View]) -> None:
                 hint = _SEQ_HINTS.get(modality, f"pass --{modality} STORE:seq=LAYER (extract with --seq LAYER)")
             else:
                 hint = f"pass --{modality} STORE (pooled) or STORE:stat=..,layer=.."
-            raise UserError(f"head {fusion} takes {kind} {modality} features, got {views[modality].describe()}; "
-                            f"{hint}")
+            raise UserError(f"head {fusion} takes {kind} {modality} features, got {views[modality].describe()}; {hint}")
     extra = sorted(set(views) - set(needs))
     if extra:
         raise UserError(f"head {fusion} does not use {', '.join('--' + m for m in extra)}")
@@ -120,8 +119,9 @@ def _candidates(cfg: FitConfig, train: TrainConfig) -> list[Candidate]:
             known = {f.name for f in fields(TrainConfig)}
             unknown = sorted(set(changes) - known)
             if unknown:
-                raise UserError(f"search keys {['train.' + k for k in unknown]} are not train settings; known: "
-                                f"{sorted(known)}")
+                raise UserError(
+                    f"search keys {['train.' + k for k in unknown]} are not train settings; known: {sorted(known)}"
+                )
             candidate_train = replace(train, **coerce_fields(TrainConfig, changes, "train"))
             candidate_train.check()
         out.append(Candidate(values, head_options, head_resolved, candidate_train))
@@ -169,40 +169,58 @@ def _prepare(cfg: FitConfig) -> _Plan:
     _check_inputs(cfg.fusion, views)
     head_options, head_resolved = resolve_head_config(cfg.fusion, cfg.head)
     if cfg.train.specaugment and head_resolved.get("specaugment"):
-        raise UserError(f"head {cfg.fusion} applies its own SpecAugment (head.specaugment); set "
-                        "head.specaugment=false to use train.specaugment instead, or keep only the head's")
+        raise UserError(
+            f"head {cfg.fusion} applies its own SpecAugment (head.specaugment); set "
+            "head.specaugment=false to use train.specaugment instead, or keep only the head's"
+        )
     try:
         accepted = loss_options(cfg.train.loss)
     except UnknownNameError as err:
         raise UnknownNameError(f"train.loss: {err}") from None
     unknown = sorted(set(cfg.train.loss_options) - set(accepted))
     if unknown:
-        raise UserError(f"train.loss_options {unknown} are not options of loss {cfg.train.loss!r}; it takes "
-                        f"{', '.join(accepted) or 'none'}")
+        raise UserError(
+            f"train.loss_options {unknown} are not options of loss {cfg.train.loss!r}; it takes "
+            f"{', '.join(accepted) or 'none'}"
+        )
     train = replace(cfg.train, loss_options=coerce_like(cfg.train.loss_options, accepted, "train.loss_options"))
     candidates = _candidates(cfg, train)
     if cfg.final and cfg.per_fold():
-        raise UserError("--final trains one model on every fold's rows, but the stores differ per fold ({fold} in a "
-                        "store path): there is no single feature space to train it in")
+        raise UserError(
+            "--final trains one model on every fold's rows, but the stores differ per fold ({fold} in a "
+            "store path): there is no single feature space to train it in"
+        )
     if cfg.ensemble and len(cfg.seeds) < 2:
         raise UserError("--ensemble averages the seed members of each fold: give two or more seeds (--seeds 0,1,2)")
     learn_layers = HEADS[cfg.fusion].engine == "torch"
     manifest = read_manifest(cfg.manifest)
     label_name = cfg.label_set or manifest.header.label_set or DEFAULT_LABEL_SETS.get(manifest.header.corpus)
     if not label_name:
-        raise UserError(f"{cfg.manifest}: no label set given and the corpus {manifest.header.corpus!r} has no "
-                        "default; pass --label-set")
+        raise UserError(
+            f"{cfg.manifest}: no label set given and the corpus {manifest.header.corpus!r} has no "
+            "default; pass --label-set"
+        )
     label_set = load_label_set(label_name)
     rule = ValidationRule(fraction=cfg.val_fraction, by=cfg.val_by, seed=cfg.split_seed)  # type: ignore[arg-type]
     fold_set = make_folds(manifest, cfg.protocol, label_set=label_set, rule=rule, options=cfg.protocol_options)
     folds = fold_set.folds if cfg.folds is None else [fold_set.fold(name) for name in cfg.folds]
     utterances = list(fold_set.utterances.values())
     if cfg.per_fold():
-        fold_data = {f.name: load_fusion_data(utterances, label_set, cfg.views(f.name), augmented=cfg.augmented,
-                                              learn_layers=learn_layers, manifest=manifest) for f in folds}
+        fold_data = {
+            f.name: load_fusion_data(
+                utterances,
+                label_set,
+                cfg.views(f.name),
+                augmented=cfg.augmented,
+                learn_layers=learn_layers,
+                manifest=manifest,
+            )
+            for f in folds
+        }
     else:
-        shared = load_fusion_data(utterances, label_set, views, augmented=cfg.augmented, learn_layers=learn_layers,
-                                  manifest=manifest)
+        shared = load_fusion_data(
+            utterances, label_set, views, augmented=cfg.augmented, learn_layers=learn_layers, manifest=manifest
+        )
         fold_data = {f.name: shared for f in folds}
     for fold in folds:
         _check_adaptation(fold_data[fold.name], fold, fold_set)
@@ -210,11 +228,24 @@ def _prepare(cfg: FitConfig) -> _Plan:
         check_head(cfg.fusion, fold_data[folds[0].name], candidate.head_options)
     robust, robust_info = _robustness_data(cfg, utterances, label_set, folds, fold_data, fold_set, manifest)
     first = fold_data[folds[0].name]
-    card = {**fold_set.card.to_dict(), "dropped_rejected_at_extraction": len(first.dropped_rejected),
-            "augmented_training_copies": sum(first.is_copy(row) for row in range(len(first)))}
-    return _Plan(cfg=cfg, head_options=head_options, head_resolved=head_resolved, train=train,
-                 label_name=label_name, fold_data=fold_data, folds=folds, card=card, robust=robust,
-                 robust_info=robust_info, candidates=candidates)
+    card = {
+        **fold_set.card.to_dict(),
+        "dropped_rejected_at_extraction": len(first.dropped_rejected),
+        "augmented_training_copies": sum(first.is_copy(row) for row in range(len(first))),
+    }
+    return _Plan(
+        cfg=cfg,
+        head_options=head_options,
+        head_resolved=head_resolved,
+        train=train,
+        label_name=label_name,
+        fold_data=fold_data,
+        folds=folds,
+        card=card,
+        robust=robust,
+        robust_info=robust_info,
+        candidates=candidates,
+    )
 
 
 def _check_adaptation(data: FusionData, fold: Fold, fold_set: FoldSet) -> None:
@@ -224,16 +255,27 @@ def _check_adaptation(data: FusionData, fold: Fold, fold_set: FoldSet) -> None:
         if not modality.adaptation:
             continue
         try:
-            check_fold(AdaptationRecord.from_dict(modality.adaptation), fold=fold.name, test_ids=list(fold.test),
-                       test_speakers=test_speakers, speaker_independent=fold_set.card.speaker_independent,
-                       store=str(modality.view.store))
+            check_fold(
+                AdaptationRecord.from_dict(modality.adaptation),
+                fold=fold.name,
+                test_ids=list(fold.test),
+                test_speakers=test_speakers,
+                speaker_independent=fold_set.card.speaker_independent,
+                store=str(modality.view.store),
+            )
         except AdaptationError as err:
             raise DataError(str(err)) from err
 
 
-def _robustness_data(cfg: FitConfig, utterances: list[Utterance], label_set: LabelSet, folds: list[Fold],
-                     fold_data: dict[str, FusionData], fold_set: FoldSet, manifest: Manifest
-                     ) -> tuple[dict[str, dict[str, FusionData]], dict[str, dict[str, Any]]]:
+def _robustness_data(
+    cfg: FitConfig,
+    utterances: list[Utterance],
+    label_set: LabelSet,
+    folds: list[Fold],
+    fold_data: dict[str, FusionData],
+    fold_set: FoldSet,
+    manifest: Manifest,
+) -> tuple[dict[str, dict[str, FusionData]], dict[str, dict[str, Any]]]:
     """Per fold, the data with its audio read from each corrupted copy (``cfg.robustness``)."""
     if not cfg.robustness:
         return {}, {}
@@ -303,8 +345,13 @@ def run_fits(configs: list[FitConfig]) -> list[Path]:
             return run_dirs
         except OSError as err:
             where = err.filename or run_dirs[0]
-            raise UserError(write_failure(err, where, "a run directory without metrics.json is incomplete "
-                                          "(`ser report` and `ser predict` skip it)")) from err
+            raise UserError(
+                write_failure(
+                    err,
+                    where,
+                    "a run directory without metrics.json is incomplete (`ser report` and `ser predict` skip it)",
+                )
+            ) from err
     finally:
         ser_logger.removeHandler(buffer)
         buffer.close()
@@ -326,17 +373,27 @@ def run_directory(cfg: FitConfig) -> Path:
 
 def _write_config(plan: _Plan, run_dir: Path) -> None:
     cfg, data = plan.cfg, plan.data
-    per_fold = {fold: {m: {"view": d.view.describe(), **d.provenance} for m, d in fold_data.modalities.items()}
-                for fold, fold_data in plan.fold_data.items()} if cfg.per_fold() else None
-    _write_yaml(run_dir / "config.yaml", {
-        "config": {**cfg.to_dict(), "head": plan.head_options, "train": asdict(plan.train)},
-        "head_resolved": plan.head_resolved,
-        "train_preset": train_preset(cfg.fusion),
-        "label_set": plan.label_name, "protocol_card": plan.card,
-        "inputs": {m: {"view": d.view.describe(), **d.provenance} for m, d in data.modalities.items()},
-        **({"inputs_per_fold": per_fold} if per_fold else {}),
-        **({"robustness": plan.robust_info} if plan.robust_info else {}),
-    })
+    per_fold = (
+        {
+            fold: {m: {"view": d.view.describe(), **d.provenance} for m, d in fold_data.modalities.items()}
+            for fold, fold_data in plan.fold_data.items()
+        }
+        if cfg.per_fold()
+        else None
+    )
+    _write_yaml(
+        run_dir / "config.yaml",
+        {
+            "config": {**cfg.to_dict(), "head": plan.head_options, "train": asdict(plan.train)},
+            "head_resolved": plan.head_resolved,
+            "train_preset": train_preset(cfg.fusion),
+            "label_set": plan.label_name,
+            "protocol_card": plan.card,
+            "inputs": {m: {"view": d.view.describe(), **d.provenance} for m, d in data.modalities.items()},
+            **({"inputs_per_fold": per_fold} if per_fold else {}),
+            **({"robustness": plan.robust_info} if plan.robust_info else {}),
+        },
+    )
 
 
 def _finish(plan: _Plan, run_dir: Path, selections: list[Selection]) -> Path:
@@ -344,7 +401,9 @@ def _finish(plan: _Plan, run_dir: Path, selections: list[Selection]) -> Path:
     cfg, data = plan.cfg, plan.data
     results, search, chosen = _test_members(plan, selections)
     summary: dict[str, Any] = {
-        "protocol_card": plan.card, "label_set": plan.label_name, "classes": list(data.classes),
+        "protocol_card": plan.card,
+        "label_set": plan.label_name,
+        "classes": list(data.classes),
         "fusion": cfg.fusion,
         "runs": [r.to_dict() for r in results],
         "test": aggregate([r.test for r in results]),
@@ -356,13 +415,21 @@ def _finish(plan: _Plan, run_dir: Path, selections: list[Selection]) -> Path:
         summary["search"] = search
     if cfg.ensemble:
         summary["ensemble"], ensemble_rows = seed_ensembles(results, data.classes)
-        _write_csv(run_dir / "predictions_ensemble.csv", ensemble_rows,
-                   ["fold", "seeds", "id", "true", "pred", *[f"p_{c}" for c in data.classes]])
+        _write_csv(
+            run_dir / "predictions_ensemble.csv",
+            ensemble_rows,
+            ["fold", "seeds", "id", "true", "pred", *[f"p_{c}" for c in data.classes]],
+        )
     if plan.robust_info:
         summary["robustness"] = [
-            {**info, "key": key, "test": aggregate([r.robustness[key] for r in results]),
-             "runs": [{"fold": r.fold, "seed": r.seed, "test": r.robustness[key]} for r in results]}
-            for key, info in plan.robust_info.items()]
+            {
+                **info,
+                "key": key,
+                "test": aggregate([r.robustness[key] for r in results]),
+                "runs": [{"fold": r.fold, "seed": r.seed, "test": r.robustness[key]} for r in results],
+            }
+            for key, info in plan.robust_info.items()
+        ]
     _write_predictions(run_dir / "predictions.csv", results, data.classes)
     if cfg.save_models:
         _write_models(plan, run_dir / MODELS_DIR, results, chosen, search)
@@ -376,14 +443,25 @@ def _finish(plan: _Plan, run_dir: Path, selections: list[Selection]) -> Path:
 def _member_specs(plan: _Plan) -> list[MemberSpec]:
     """Every member of the fit, fold-major, then search candidate, then seed."""
     cfg = plan.cfg
-    return [MemberSpec(fold=fold.name, seed=seed, data=plan.fold_data[fold.name],
-                       rows=plan.fold_data[fold.name].fold_indices(fold), fusion=cfg.fusion,
-                       head_options=c.head_options, cfg=c.train)
-            for fold in plan.folds for c in plan.candidates for seed in cfg.seeds]
+    return [
+        MemberSpec(
+            fold=fold.name,
+            seed=seed,
+            data=plan.fold_data[fold.name],
+            rows=plan.fold_data[fold.name].fold_indices(fold),
+            fusion=cfg.fusion,
+            head_options=c.head_options,
+            cfg=c.train,
+        )
+        for fold in plan.folds
+        for c in plan.candidates
+        for seed in cfg.seeds
+    ]
 
 
-def _test_members(plan: _Plan, selections: list[Selection]
-                  ) -> tuple[list[FoldResult], dict[str, Any], dict[str, tuple[int, list[float]]]]:
+def _test_members(
+    plan: _Plan, selections: list[Selection]
+) -> tuple[list[FoldResult], dict[str, Any], dict[str, tuple[int, list[float]]]]:
     """Every member (fold x seed x search candidate, as :func:`_member_specs` lists them) selected on
     validation: per fold keep the candidate with the best validation metric averaged over seeds; test
     only its members, once. Returns the tested members (seed-major, as the folds are listed), the
@@ -403,30 +481,57 @@ def _test_members(plan: _Plan, selections: list[Selection]
         chosen = int(np.argmax(scores))  # the first of equal scores
         choices[fold.name] = (chosen, scores)
         if searching:
-            per_fold[fold.name] = {"chosen": chosen, "candidate": candidates[chosen].values,
-                                   f"validation_{candidates[chosen].train.select}": scores,
-                                   "seconds": [sum(s.seconds for s in members) for members in selections]}
-            logger.info("fold %s: search chose %s (validation %s %.4f, mean over seeds; candidates: %s)", fold.name,
-                        candidates[chosen].values, candidates[chosen].train.select, scores[chosen],
-                        ", ".join(f"{v:.4f}" for v in scores))
+            per_fold[fold.name] = {
+                "chosen": chosen,
+                "candidate": candidates[chosen].values,
+                f"validation_{candidates[chosen].train.select}": scores,
+                "seconds": [sum(s.seconds for s in members) for members in selections],
+            }
+            logger.info(
+                "fold %s: search chose %s (validation %s %.4f, mean over seeds; candidates: %s)",
+                fold.name,
+                candidates[chosen].values,
+                candidates[chosen].train.select,
+                scores[chosen],
+                ", ".join(f"{v:.4f}" for v in scores),
+            )
         extra = {key: (variant, variant.index_of(fold.test)) for key, variant in plan.robust.get(fold.name, {}).items()}
         for selection in selections[chosen]:
             result = test_member(selection, fold_data, rows, extra_tests=extra, candidate=candidates[chosen].values)
             tested.append(result)
-            logger.info("fold %s seed %d: test UA %.2f WA %.2f macro-F1 %.2f", fold.name, result.seed,
-                        100 * result.test["ua"], 100 * result.test["wa"], 100 * result.test["macro_f1"])
+            logger.info(
+                "fold %s seed %d: test UA %.2f WA %.2f macro-F1 %.2f",
+                fold.name,
+                result.seed,
+                100 * result.test["ua"],
+                100 * result.test["wa"],
+                100 * result.test["macro_f1"],
+            )
     order = {seed: i for i, seed in enumerate(cfg.seeds)}
     tested.sort(key=lambda r: order[r.seed])  # stable: folds stay in protocol order within a seed
     if not searching:
         return tested, {}, choices
     seconds = [sum(fold["seconds"][i] for fold in per_fold.values()) for i in range(len(candidates))]
-    return tested, {"space": cfg.search, "select": candidates[0].train.select,
-                    "candidates": [c.values for c in candidates], "folds": per_fold,
-                    "seconds_per_candidate": seconds}, choices
+    return (
+        tested,
+        {
+            "space": cfg.search,
+            "select": candidates[0].train.select,
+            "candidates": [c.values for c in candidates],
+            "folds": per_fold,
+            "seconds_per_candidate": seconds,
+        },
+        choices,
+    )
 
 
-def _write_models(plan: _Plan, models_dir: Path, results: list[FoldResult],
-                  choices: dict[str, tuple[int, list[float]]], search: dict[str, Any]) -> None:
+def _write_models(
+    plan: _Plan,
+    models_dir: Path,
+    results: list[FoldResult],
+    choices: dict[str, tuple[int, list[float]]],
+    search: dict[str, Any],
+) -> None:
     """Every tested member's weights, the final model with ``--final``, and ``index.json`` (last)."""
     cfg, data = plan.cfg, plan.data
     engine = HEADS[cfg.fusion].engine
@@ -435,32 +540,60 @@ def _write_models(plan: _Plan, models_dir: Path, results: list[FoldResult],
         candidate = plan.candidates[choices[result.fold][0]]
         name = member_name(result.fold, result.seed)
         fold_data = plan.fold_data[result.fold]
-        record = member_record(name=name, fold=result.fold, seed=result.seed,
-                               file=save_member(models_dir, name, result.predictor), engine=engine,
-                               head_options=candidate.head_options, train=candidate.train,
-                               candidate=candidate.values, best_epoch=result.best_epoch,
-                               rows=len(fold_data.fold_indices(plan.folds_by_name[result.fold])["train"]))
+        record = member_record(
+            name=name,
+            fold=result.fold,
+            seed=result.seed,
+            file=save_member(models_dir, name, result.predictor),
+            engine=engine,
+            head_options=candidate.head_options,
+            train=candidate.train,
+            candidate=candidate.values,
+            best_epoch=result.best_epoch,
+            rows=len(fold_data.fold_indices(plan.folds_by_name[result.fold])["train"]),
+        )
         if cfg.per_fold():
             record["inputs"] = {m: input_record(d) for m, d in fold_data.modalities.items()}
         members.append(record)
     final = None
     if cfg.final:
-        recipe = choose_recipe(results, {f: c for f, (c, _) in choices.items()},
-                               {f: s for f, (_, s) in choices.items()}, cfg.seeds[0])
+        recipe = choose_recipe(
+            results, {f: c for f, (c, _) in choices.items()}, {f: s for f, (_, s) in choices.items()}, cfg.seeds[0]
+        )
         rows = labelled_rows(data, [data.fold_indices(fold) for fold in plan.folds])
         candidate = plan.candidates[recipe.candidate]
-        predictor = train_final(data, rows, fusion=cfg.fusion, head_options=candidate.head_options,
-                                cfg=candidate.train, recipe=recipe)
+        predictor = train_final(
+            data, rows, fusion=cfg.fusion, head_options=candidate.head_options, cfg=candidate.train, recipe=recipe
+        )
         name = member_name(FINAL, recipe.seed)
-        final = {**member_record(name=name, fold=FINAL, seed=recipe.seed,
-                                 file=save_member(models_dir, name, predictor), engine=engine,
-                                 head_options=candidate.head_options, train=candidate.train,
-                                 candidate=candidate.values, best_epoch=recipe.epochs, rows=len(rows)),
-                 "recipe": recipe.to_dict()}
-    write_index(models_dir, {
-        "fusion": cfg.fusion, "classes": list(data.classes), "label_set": plan.label_name,
-        "protocol": cfg.protocol, "inputs": {m: input_record(d) for m, d in data.modalities.items()},
-        "members": members, "final": final, "search": bool(search)})
+        final = {
+            **member_record(
+                name=name,
+                fold=FINAL,
+                seed=recipe.seed,
+                file=save_member(models_dir, name, predictor),
+                engine=engine,
+                head_options=candidate.head_options,
+                train=candidate.train,
+                candidate=candidate.values,
+                best_epoch=recipe.epochs,
+                rows=len(rows),
+            ),
+            "recipe": recipe.to_dict(),
+        }
+    write_index(
+        models_dir,
+        {
+            "fusion": cfg.fusion,
+            "classes": list(data.classes),
+            "label_set": plan.label_name,
+            "protocol": cfg.protocol,
+            "inputs": {m: input_record(d) for m, d in data.modalities.items()},
+            "members": members,
+            "final": final,
+            "search": bool(search),
+        },
+    )
 
 
 def pooled_metrics(results: list[FoldResult], classes: tuple[str, ...]) -> dict[str, Any]:
@@ -475,8 +608,7 @@ def pooled_metrics(results: list[FoldResult], classes: tuple[str, ...]) -> dict[
     return {**aggregate(per_seed), "per_seed": per_seed}
 
 
-def seed_ensembles(results: list[FoldResult], classes: tuple[str, ...]
-                   ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def seed_ensembles(results: list[FoldResult], classes: tuple[str, ...]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Per fold, the mean of the seed members' test probabilities: its metrics per fold, mean ± std over
     folds and pooled over folds, and one prediction row per test utterance."""
     by_fold: dict[str, list[FoldResult]] = {}
@@ -489,15 +621,30 @@ def seed_ensembles(results: list[FoldResult], classes: tuple[str, ...]
             raise RuntimeError(f"fold {fold}: seed members were tested on different rows")
         probs = np.mean([m.probabilities for m in members], axis=0)
         labels = members[0].test_labels
-        runs.append({"fold": fold, "seeds": [m.seed for m in members],
-                     "test": compute_metrics(labels, probs.argmax(axis=1), classes)})
-        rows += [{"fold": fold, "seeds": " ".join(str(m.seed) for m in members), "id": uid,
-                  "true": classes[int(label)], "pred": classes[int(p.argmax())],
-                  **{f"p_{c}": round(float(v), 6) for c, v in zip(classes, p, strict=True)}}
-                 for uid, label, p in zip(ids, labels, probs, strict=True)]
+        runs.append(
+            {
+                "fold": fold,
+                "seeds": [m.seed for m in members],
+                "test": compute_metrics(labels, probs.argmax(axis=1), classes),
+            }
+        )
+        rows += [
+            {
+                "fold": fold,
+                "seeds": " ".join(str(m.seed) for m in members),
+                "id": uid,
+                "true": classes[int(label)],
+                "pred": classes[int(p.argmax())],
+                **{f"p_{c}": round(float(v), 6) for c, v in zip(classes, p, strict=True)},
+            }
+            for uid, label, p in zip(ids, labels, probs, strict=True)
+        ]
     pooled = metrics_from_confusion(np.sum([r["test"]["confusion"] for r in runs], axis=0), classes)
-    return {"runs": runs, "test": aggregate([r["test"] for r in runs]),
-            "test_pooled": {k: pooled[k] for k in ("ua", "wa", "macro_f1", "weighted_f1", "n")}}, rows
+    return {
+        "runs": runs,
+        "test": aggregate([r["test"] for r in runs]),
+        "test_pooled": {k: pooled[k] for k in ("ua", "wa", "macro_f1", "weighted_f1", "n")},
+    }, rows
 
 
 def _summed_confusion(results: list[FoldResult], n_classes: int) -> list[list[int]]:
@@ -527,8 +674,11 @@ def _write_yaml(path: Path, record: dict[str, Any]) -> None:
 
 
 def _write_predictions(path: Path, results: list[FoldResult], classes: tuple[str, ...]) -> None:
-    _write_csv(path, [row for result in results for row in result.predictions],
-               ["fold", "seed", "id", "true", "pred", *[f"p_{c}" for c in classes]])
+    _write_csv(
+        path,
+        [row for result in results for row in result.predictions],
+        ["fold", "seed", "id", "true", "pred", *[f"p_{c}" for c in classes]],
+    )
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:

@@ -90,8 +90,9 @@ class FusionModel(nn.Module):
 
     def _mix(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.augment is not None and self.training:  # SpecAugment of every sequence input, training only
-            inputs = {k: self.augment(v, inputs[f"{k}_lengths"]) if f"{k}_lengths" in inputs else v
-                      for k, v in inputs.items()}
+            inputs = {
+                k: self.augment(v, inputs[f"{k}_lengths"]) if f"{k}_lengths" in inputs else v for k, v in inputs.items()
+            }
         if not self.mixers:
             return inputs
         return {k: self.mixers[k](v) if k in self.mixers else v for k, v in inputs.items()}
@@ -116,8 +117,7 @@ def _optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Opti
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                               fused=True)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=True)
     raise UserError(f"train.optimizer must be adam, adamw or sgd, not {cfg.optimizer!r}")
 
 
@@ -140,15 +140,22 @@ def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def _batch_outputs(model: FusionModel, loss_fn: nn.Module, data: FusionData, rows: np.ndarray, batch_size: int,
-                   device: torch.device, standardizer: Standardizer | None
-                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]]:
+def _batch_outputs(
+    model: FusionModel,
+    loss_fn: nn.Module,
+    data: FusionData,
+    rows: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    standardizer: Standardizer | None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]]:
     """Eval-mode forward passes over ``rows`` in order: per batch the (B, C) logits, the (B, F) features
     (margin losses only, else None), the (B, C) class scores the loss predicts from, and the (B,) labels."""
     model.eval()
     with torch.inference_mode():
-        for _, inputs, labels in iterate_batches(data, rows, batch_size, shuffle=False, generator=None,
-                                                 standardizer=standardizer):
+        for _, inputs, labels in iterate_batches(
+            data, rows, batch_size, shuffle=False, generator=None, standardizer=standardizer
+        ):
             inputs = {k: v.to(device) for k, v in inputs.items()}
             if getattr(loss_fn, "needs_features", False):
                 logits, features = model.forward_features(inputs)
@@ -158,12 +165,20 @@ def _batch_outputs(model: FusionModel, loss_fn: nn.Module, data: FusionData, row
             yield logits, features, scores, labels.to(device)
 
 
-def _evaluate(model: FusionModel, data: FusionData, rows: np.ndarray, cfg: TrainConfig, device: torch.device,
-              standardizer: Standardizer | None, loss_fn: nn.Module) -> tuple[dict[str, Any], np.ndarray, float]:
+def _evaluate(
+    model: FusionModel,
+    data: FusionData,
+    rows: np.ndarray,
+    cfg: TrainConfig,
+    device: torch.device,
+    standardizer: Standardizer | None,
+    loss_fn: nn.Module,
+) -> tuple[dict[str, Any], np.ndarray, float]:
     """Metrics over ALL ``rows`` at once, the (n, C) probabilities, and the mean loss."""
     probabilities, total_loss = [], 0.0
-    for logits, features, scores, labels in _batch_outputs(model, loss_fn, data, rows, cfg.batch_size * 4, device,
-                                                           standardizer):
+    for logits, features, scores, labels in _batch_outputs(
+        model, loss_fn, data, rows, cfg.batch_size * 4, device, standardizer
+    ):
         total_loss += float(loss_fn(logits.float(), features, labels)) * len(labels)
         probabilities.append(torch.softmax(scores.float(), dim=-1).cpu().numpy())
     probs = np.concatenate(probabilities) if probabilities else np.zeros((0, len(data.classes)))
@@ -175,8 +190,9 @@ def check_head_weights(fusion: str, head: nn.Module) -> None:
     """Refuse a head built with a zero-width layer (``head.hidden=[0]``): it would "train" to chance."""
     empty = [f"{name} {tuple(p.shape)}" for name, p in head.named_parameters() if p.numel() == 0]
     if empty:
-        raise UserError(f"head {fusion} has zero-width weights ({', '.join(empty[:3])}); check the head options "
-                        "(e.g. head.hidden)")
+        raise UserError(
+            f"head {fusion} has zero-width weights ({', '.join(empty[:3])}); check the head options (e.g. head.hidden)"
+        )
 
 
 def check_head(fusion: str, data: FusionData, head_options: dict[str, Any]) -> None:
@@ -189,8 +205,9 @@ def check_head(fusion: str, data: FusionData, head_options: dict[str, Any]) -> N
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "initializing zero-element tensors": refused just below
-            head = head_module(fusion).build({m: d.dim for m, d in data.modalities.items()}, len(data.classes),
-                                             **head_options)
+            head = head_module(fusion).build(
+                {m: d.dim for m, d in data.modalities.items()}, len(data.classes), **head_options
+            )
     except (TypeError, ValueError) as err:
         raise UserError(f"fusion head {fusion}: {err}") from err
     check_head_weights(fusion, head)
@@ -209,8 +226,14 @@ class _Setup:
     use_amp: bool
 
 
-def setup(data: FusionData, train_rows: np.ndarray, fusion: str, head_options: dict[str, Any], cfg: TrainConfig,
-           device: torch.device) -> _Setup:
+def setup(
+    data: FusionData,
+    train_rows: np.ndarray,
+    fusion: str,
+    head_options: dict[str, Any],
+    cfg: TrainConfig,
+    device: torch.device,
+) -> _Setup:
     standardizer = Standardizer.fit(data, train_rows) if cfg.normalize else None
     dims = {m: d.dim for m, d in data.modalities.items()}
     try:
@@ -230,24 +253,43 @@ def setup(data: FusionData, train_rows: np.ndarray, fusion: str, head_options: d
     if cfg.loss not in ("ce", "focal") and not hasattr(head, "forward_features"):
         raise UserError(f"loss {cfg.loss!r} needs features, but head {fusion!r} does not expose them; use ce or focal")
     try:
-        loss_fn = build_loss(cfg.loss, len(data.classes), getattr(head, "feature_dim", 0),
-                             weights.to(device) if weights is not None else None, **cfg.loss_options).to(device)
+        loss_fn = build_loss(
+            cfg.loss,
+            len(data.classes),
+            getattr(head, "feature_dim", 0),
+            weights.to(device) if weights is not None else None,
+            **cfg.loss_options,
+        ).to(device)
     except (ValueError, TypeError) as err:
         raise UserError(f"train.loss {cfg.loss!r}: {err}") from err
     optimizer = _optimizer([*model.parameters(), *loss_fn.parameters()], cfg)
     use_amp = cfg.amp and device.type == "cuda"
-    return _Setup(model, loss_fn, optimizer, _scheduler(optimizer, cfg), standardizer,
-                  torch.amp.GradScaler("cuda", enabled=use_amp), use_amp)
+    return _Setup(
+        model,
+        loss_fn,
+        optimizer,
+        _scheduler(optimizer, cfg),
+        standardizer,
+        torch.amp.GradScaler("cuda", enabled=use_amp),
+        use_amp,
+    )
 
 
-def _train_epoch(setup: _Setup, data: FusionData, rows: np.ndarray, cfg: TrainConfig, device: torch.device,
-                 generator: torch.Generator) -> float:
+def _train_epoch(
+    setup: _Setup,
+    data: FusionData,
+    rows: np.ndarray,
+    cfg: TrainConfig,
+    device: torch.device,
+    generator: torch.Generator,
+) -> float:
     """One pass over ``rows``; returns the mean training loss."""
     setup.model.train()
     setup.loss_fn.train()
     epoch_loss = 0.0
-    for _, inputs, labels in iterate_batches(data, rows, cfg.batch_size, shuffle=True, generator=generator,
-                                             standardizer=setup.standardizer):
+    for _, inputs, labels in iterate_batches(
+        data, rows, cfg.batch_size, shuffle=True, generator=generator, standardizer=setup.standardizer
+    ):
         inputs = {k: v.to(device) for k, v in inputs.items()}
         labels = labels.to(device)
         setup.optimizer.zero_grad(set_to_none=True)
@@ -280,9 +322,12 @@ class TorchPredictor:
 
     def probabilities(self, data: FusionData, rows: np.ndarray) -> np.ndarray:
         """(len(rows), C) class probabilities (no labels needed: ``ser predict``)."""
-        parts = [torch.softmax(scores.float(), dim=-1).cpu().numpy()
-                 for _, _, scores, _ in _batch_outputs(self.model, self.loss_fn, data, rows, self.cfg.batch_size * 4,
-                                                       self.device, self.standardizer)]
+        parts = [
+            torch.softmax(scores.float(), dim=-1).cpu().numpy()
+            for _, _, scores, _ in _batch_outputs(
+                self.model, self.loss_fn, data, rows, self.cfg.batch_size * 4, self.device, self.standardizer
+            )
+        ]
         return np.concatenate(parts) if parts else np.zeros((0, len(data.classes)))
 
     def layer_weights(self) -> dict[str, list[float]]:
@@ -328,8 +373,10 @@ def check_finite(fold: str, seed: int, epoch: int, lr: float, train_loss: float,
     if math.isfinite(train_loss) and np.isfinite(val_probs).all():
         return
     cause = f"training loss {train_loss}" if not math.isfinite(train_loss) else "non-finite validation outputs"
-    raise DivergenceError(f"fold {fold} seed {seed}: training diverged at epoch {epoch} ({cause}, lr {lr:g}); "
-                          "lower train.lr, add a schedule, or check the inputs for extreme values")
+    raise DivergenceError(
+        f"fold {fold} seed {seed}: training diverged at epoch {epoch} ({cause}, lr {lr:g}); "
+        "lower train.lr, add a schedule, or check the inputs for extreme values"
+    )
 
 
 def check_validation(fold_name: str, rows: dict[str, np.ndarray]) -> None:
@@ -337,8 +384,16 @@ def check_validation(fold_name: str, rows: dict[str, np.ndarray]) -> None:
         raise UserError(f"fold {fold_name}: the validation set is empty; raise --val-fraction or check the protocol")
 
 
-def select_member(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *, fusion: str,
-                  head_options: dict[str, Any], cfg: TrainConfig, seed: int) -> Selection:
+def select_member(
+    data: FusionData,
+    fold_name: str,
+    rows: dict[str, np.ndarray],
+    *,
+    fusion: str,
+    head_options: dict[str, Any],
+    cfg: TrainConfig,
+    seed: int,
+) -> Selection:
     """Train on ``rows["train"]`` and choose the checkpoint (neural heads: the best validation epoch;
     classic heads: the best grid point) on ``rows["validation"]``. ``rows["test"]`` is not read."""
     check_validation(fold_name, rows)
@@ -358,12 +413,14 @@ def select_member(data: FusionData, fold_name: str, rows: dict[str, np.ndarray],
     for epoch in range(1, cfg.epochs + 1):
         lr = state.optimizer.param_groups[0]["lr"]
         train_loss = _train_epoch(state, data, rows["train"], cfg, device, generator)
-        val_metrics, val_probs, val_loss = _evaluate(model, data, rows["validation"], cfg, device, standardizer,
-                                                     loss_fn)
+        val_metrics, val_probs, val_loss = _evaluate(
+            model, data, rows["validation"], cfg, device, standardizer, loss_fn
+        )
         check_finite(fold_name, seed, epoch, lr, train_loss, val_probs)
         score = val_metrics[cfg.select]
-        history.append({"epoch": epoch, "lr": lr, "train_loss": train_loss,
-                        "val_loss": val_loss, f"val_{cfg.select}": score})
+        history.append(
+            {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss, f"val_{cfg.select}": score}
+        )
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(val_loss)
         elif scheduler is not None:
@@ -381,16 +438,42 @@ def select_member(data: FusionData, fold_name: str, rows: dict[str, np.ndarray],
     loss_fn.load_state_dict(best_state[1])  # centers / margin weights chosen with the model
     refit = None
     if cfg.refit:
-        refit = functools.partial(refit_torch, data, np.concatenate([rows["train"], rows["validation"]]),
-                                  fusion=fusion, head_options=head_options, cfg=cfg, seed=seed, device=device,
-                                  lrs=[past["lr"] for past in history[:best_epoch]])
-    return Selection(fold=fold_name, seed=seed, score=float(best_score), best_epoch=best_epoch, epochs_run=epoch,
-                     validation=best_val, history=history, seconds=time.perf_counter() - start,
-                     predictor=TorchPredictor(model, loss_fn, standardizer, cfg, device), refit=refit)
+        refit = functools.partial(
+            refit_torch,
+            data,
+            np.concatenate([rows["train"], rows["validation"]]),
+            fusion=fusion,
+            head_options=head_options,
+            cfg=cfg,
+            seed=seed,
+            device=device,
+            lrs=[past["lr"] for past in history[:best_epoch]],
+        )
+    return Selection(
+        fold=fold_name,
+        seed=seed,
+        score=float(best_score),
+        best_epoch=best_epoch,
+        epochs_run=epoch,
+        validation=best_val,
+        history=history,
+        seconds=time.perf_counter() - start,
+        predictor=TorchPredictor(model, loss_fn, standardizer, cfg, device),
+        refit=refit,
+    )
 
 
-def refit_torch(data: FusionData, pooled: np.ndarray, *, fusion: str, head_options: dict[str, Any],
-                 cfg: TrainConfig, seed: int, device: torch.device, lrs: list[float]) -> TorchPredictor:
+def refit_torch(
+    data: FusionData,
+    pooled: np.ndarray,
+    *,
+    fusion: str,
+    head_options: dict[str, Any],
+    cfg: TrainConfig,
+    seed: int,
+    device: torch.device,
+    lrs: list[float],
+) -> TorchPredictor:
     """Re-initialise from the same seed and train on train + validation for the selected number of
     epochs, at the selection run's learning rate of each epoch (any schedule)."""
     generator = seed_everything(seed, cfg.deterministic)
@@ -402,49 +485,115 @@ def refit_torch(data: FusionData, pooled: np.ndarray, *, fusion: str, head_optio
     return TorchPredictor(state.model, state.loss_fn, state.standardizer, cfg, device)
 
 
-def _select_classic(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *, fusion: str,
-                    head_options: dict[str, Any], cfg: TrainConfig, seed: int) -> Selection:
-    config = head_module(fusion).build({m: d.dim for m, d in data.modalities.items()}, len(data.classes),
-                                       **head_options)
+def _select_classic(
+    data: FusionData,
+    fold_name: str,
+    rows: dict[str, np.ndarray],
+    *,
+    fusion: str,
+    head_options: dict[str, Any],
+    cfg: TrainConfig,
+    seed: int,
+) -> Selection:
+    config = head_module(fusion).build(
+        {m: d.dim for m, d in data.modalities.items()}, len(data.classes), **head_options
+    )
     chosen = select_classic(data, rows, config=config, normalize=cfg.normalize, select=cfg.select, seed=seed)
     refit = None
     if cfg.refit:
-        refit = functools.partial(refit_classic, data, np.concatenate([rows["train"], rows["validation"]]),
-                                  config=config, params=chosen.predictor.params, normalize=cfg.normalize, seed=seed)
-    return Selection(fold=fold_name, seed=seed, score=chosen.score, best_epoch=0, epochs_run=0,
-                     validation=chosen.validation, history=chosen.history, seconds=chosen.seconds,
-                     predictor=chosen.predictor, refit=refit)
+        refit = functools.partial(
+            refit_classic,
+            data,
+            np.concatenate([rows["train"], rows["validation"]]),
+            config=config,
+            params=chosen.predictor.params,
+            normalize=cfg.normalize,
+            seed=seed,
+        )
+    return Selection(
+        fold=fold_name,
+        seed=seed,
+        score=chosen.score,
+        best_epoch=0,
+        epochs_run=0,
+        validation=chosen.validation,
+        history=chosen.history,
+        seconds=chosen.seconds,
+        predictor=chosen.predictor,
+        refit=refit,
+    )
 
 
-def test_member(selection: Selection, data: FusionData, rows: dict[str, np.ndarray], *,
-                extra_tests: dict[str, tuple[FusionData, np.ndarray]] | None = None,
-                candidate: dict[str, Any] | None = None) -> FoldResult:
+def test_member(
+    selection: Selection,
+    data: FusionData,
+    rows: dict[str, np.ndarray],
+    *,
+    extra_tests: dict[str, tuple[FusionData, np.ndarray]] | None = None,
+    candidate: dict[str, Any] | None = None,
+) -> FoldResult:
     """Refit when asked, then evaluate ``rows["test"]`` exactly once (and once each of ``extra_tests``:
     the same test utterances read from corrupted copies of a store, scaled with the training statistics)."""
     start = time.perf_counter()
     predictor = selection.refit() if selection.refit is not None else selection.predictor
     test_metrics, probs, _ = predictor.evaluate(data, rows["test"])
     fold_name, seed = selection.fold, selection.seed
-    predictions = [{"fold": fold_name, "seed": seed, "id": data.ids[r], "true": data.classes[data.labels[r]],
-                    "pred": data.classes[int(p.argmax())],
-                    **{f"p_{c}": round(float(v), 6) for c, v in zip(data.classes, p, strict=True)}}
-                   for r, p in zip(rows["test"], probs, strict=True)]
-    robustness = {name: predictor.evaluate(extra, extra_rows)[0]
-                  for name, (extra, extra_rows) in (extra_tests or {}).items()}
+    predictions = [
+        {
+            "fold": fold_name,
+            "seed": seed,
+            "id": data.ids[r],
+            "true": data.classes[data.labels[r]],
+            "pred": data.classes[int(p.argmax())],
+            **{f"p_{c}": round(float(v), 6) for c, v in zip(data.classes, p, strict=True)},
+        }
+        for r, p in zip(rows["test"], probs, strict=True)
+    ]
+    robustness = {
+        name: predictor.evaluate(extra, extra_rows)[0] for name, (extra, extra_rows) in (extra_tests or {}).items()
+    }
     layer_weights = predictor.layer_weights() if isinstance(predictor, TorchPredictor) else {}
-    logger.info("fold %s seed %d: best epoch %d/%d, validation %.4f, test UA %.4f WA %.4f", fold_name, seed,
-                selection.best_epoch, selection.epochs_run, selection.score, test_metrics["ua"], test_metrics["wa"])
-    return FoldResult(fold=fold_name, seed=seed, best_epoch=selection.best_epoch, epochs_run=selection.epochs_run,
-                      validation=selection.validation, test=test_metrics, predictions=predictions,
-                      layer_weights=layer_weights, history=selection.history,
-                      seconds=selection.seconds + time.perf_counter() - start, robustness=robustness,
-                      candidate=dict(candidate or {}), probabilities=probs, test_labels=data.labels[rows["test"]],
-                      predictor=predictor, engine=selection.engine)
+    logger.info(
+        "fold %s seed %d: best epoch %d/%d, validation %.4f, test UA %.4f WA %.4f",
+        fold_name,
+        seed,
+        selection.best_epoch,
+        selection.epochs_run,
+        selection.score,
+        test_metrics["ua"],
+        test_metrics["wa"],
+    )
+    return FoldResult(
+        fold=fold_name,
+        seed=seed,
+        best_epoch=selection.best_epoch,
+        epochs_run=selection.epochs_run,
+        validation=selection.validation,
+        test=test_metrics,
+        predictions=predictions,
+        layer_weights=layer_weights,
+        history=selection.history,
+        seconds=selection.seconds + time.perf_counter() - start,
+        robustness=robustness,
+        candidate=dict(candidate or {}),
+        probabilities=probs,
+        test_labels=data.labels[rows["test"]],
+        predictor=predictor,
+        engine=selection.engine,
+    )
 
 
-def train_fold(data: FusionData, fold_name: str, rows: dict[str, np.ndarray], *, fusion: str,
-               head_options: dict[str, Any], cfg: TrainConfig, seed: int,
-               extra_tests: dict[str, tuple[FusionData, np.ndarray]] | None = None) -> FoldResult:
+def train_fold(
+    data: FusionData,
+    fold_name: str,
+    rows: dict[str, np.ndarray],
+    *,
+    fusion: str,
+    head_options: dict[str, Any],
+    cfg: TrainConfig,
+    seed: int,
+    extra_tests: dict[str, tuple[FusionData, np.ndarray]] | None = None,
+) -> FoldResult:
     """One member from start to end: :func:`select_member` on train / validation, then
     :func:`test_member` (refit with ``cfg.refit``, one test pass, once per ``extra_tests``)."""
     selection = select_member(data, fold_name, rows, fusion=fusion, head_options=head_options, cfg=cfg, seed=seed)

@@ -28,8 +28,9 @@ def probe_duration(path: Path) -> float:
     try:
         import av
     except ImportError:
-        raise AudioInfoError(f"{path}: soundfile cannot read it ({soundfile_reason}) and PyAV is not "
-                             "installed (pip install av)") from None
+        raise AudioInfoError(
+            f"{path}: soundfile cannot read it ({soundfile_reason}) and PyAV is not installed (pip install av)"
+        ) from None
     try:
         with av.open(str(path)) as container:
             streams = [s for s in container.streams if s.type == "audio"]

@@ -42,8 +42,10 @@ class BuildReport:
             parts = ", ".join(f"{label} {n}" for label, n in sorted(self.dropped_labels.items()))
             out.append(f"  dropped by label set: {sum(self.dropped_labels.values())} ({parts})")
         if self.unreadable_audio:
-            out.append(f"  audio headers unreadable (duration left empty): {len(self.unreadable_audio)}, "
-                       f"e.g. {self.unreadable_audio[0]}")
+            out.append(
+                f"  audio headers unreadable (duration left empty): {len(self.unreadable_audio)}, "
+                f"e.g. {self.unreadable_audio[0]}"
+            )
         out += [f"  note: {note}" for note in self.notes]
         return out
 
@@ -76,9 +78,15 @@ def fill_durations(utterances: list[Utterance], root: Path) -> list[str]:
     return failures
 
 
-def build_manifest(corpus: str, root: str | os.PathLike[str], output: str | os.PathLike[str], *,
-                   label_set: LabelSet | None = None, durations: bool = True,
-                   options: dict[str, Any] | None = None) -> BuildReport:
+def build_manifest(
+    corpus: str,
+    root: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    label_set: LabelSet | None = None,
+    durations: bool = True,
+    options: dict[str, Any] | None = None,
+) -> BuildReport:
     """Scan ``root`` with the ``corpus`` adapter and write the manifest to ``output``.
 
     Raises :class:`ManifestError` when the corpus yields no utterance or duplicated ids.
@@ -87,21 +95,32 @@ def build_manifest(corpus: str, root: str | os.PathLike[str], output: str | os.P
     scan: CorpusScan = get_adapter(corpus)(root_path, **(options or {}))
     utterances = scan.utterances
     if not utterances:
-        raise ManifestError(f"{root_path}: the {corpus} adapter found no utterances "
-                            f"(skipped: {dict(scan.skipped) or 'nothing'}); check that ROOT is the corpus folder")
+        raise ManifestError(
+            f"{root_path}: the {corpus} adapter found no utterances "
+            f"(skipped: {dict(scan.skipped) or 'nothing'}); check that ROOT is the corpus folder"
+        )
     dupes = duplicate_ids(utterances)
     if dupes:
         shown = ", ".join(f"{uid} (x{n})" for uid, n in list(dupes.items())[:5])
-        raise ManifestError(f"{root_path}: {len(dupes)} utterance ids occur more than once: {shown}; "
-                            "the corpus folder probably holds two copies of some files")
+        raise ManifestError(
+            f"{root_path}: {len(dupes)} utterance ids occur more than once: {shown}; "
+            "the corpus folder probably holds two copies of some files"
+        )
     failures = fill_durations(utterances, root_path) if durations else []
     dropped: Counter[str] = Counter()
     if label_set is not None:
         filtered = apply_label_set(utterances, label_set)
         utterances, dropped = filtered.kept, filtered.dropped
-    header = ManifestHeader(corpus=corpus, root=str(root_path),
-                            label_set=label_set.name if label_set else None)
+    header = ManifestHeader(corpus=corpus, root=str(root_path), label_set=label_set.name if label_set else None)
     written = write_manifest(output, header, utterances)
-    return BuildReport(corpus=corpus, output=Path(output), written=written, scanned=len(scan.utterances),
-                       skipped=scan.skipped, kept=scan.kept, dropped_labels=dropped, unreadable_audio=failures,
-                       notes=scan.notes)
+    return BuildReport(
+        corpus=corpus,
+        output=Path(output),
+        written=written,
+        scanned=len(scan.utterances),
+        skipped=scan.skipped,
+        kept=scan.kept,
+        dropped_labels=dropped,
+        unreadable_audio=failures,
+        notes=scan.notes,
+    )

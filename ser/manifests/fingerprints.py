@@ -52,8 +52,9 @@ def _hash(parts: list[object]) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
 
 
-def row_fingerprints(manifest: Manifest, rows: Iterable[Utterance], *, modality: str | None,
-                     scheme: str | None) -> dict[str, str]:
+def row_fingerprints(
+    manifest: Manifest, rows: Iterable[Utterance], *, modality: str | None, scheme: str | None
+) -> dict[str, str]:
     """Id -> fingerprint of ``rows`` under ``scheme`` (``None``: legacy) for a store of ``modality``.
 
     Audio identities are computed once per file (segments of one recording share it)."""

@@ -40,8 +40,9 @@ class LabelSet:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.mapping.values()) - set(self.classes))
         if unknown:
-            raise ManifestError(f"label set {self.name!r} maps onto {unknown}, which are not in its "
-                                f"classes {list(self.classes)}")
+            raise ManifestError(
+                f"label set {self.name!r} maps onto {unknown}, which are not in its classes {list(self.classes)}"
+            )
         if len(set(self.classes)) != len(self.classes):
             raise ManifestError(f"label set {self.name!r} lists a class twice: {list(self.classes)}")
 
@@ -81,9 +82,14 @@ class LabelFilterResult:
 
 def _from_record(name: str, record: dict[str, Any]) -> LabelSet:
     try:
-        return LabelSet(name=name, classes=tuple(record["classes"]), mapping=dict(record["map"]),
-                        corpus=record.get("corpus"), description=record.get("description", ""),
-                        field=record.get("field", "label"))
+        return LabelSet(
+            name=name,
+            classes=tuple(record["classes"]),
+            mapping=dict(record["map"]),
+            corpus=record.get("corpus"),
+            description=record.get("description", ""),
+            field=record.get("field", "label"),
+        )
     except KeyError as err:
         raise ManifestError(f"label set {name!r} lacks the key {err}; it needs 'classes' and 'map'") from err
 
@@ -106,8 +112,10 @@ def load_label_set(name_or_path: str) -> LabelSet:
     path_text, _, wanted = name_or_path.partition("#")
     path = Path(path_text)
     if not path.is_file():
-        raise ManifestError(f"unknown label set {name_or_path!r}; built-in sets: {', '.join(sorted(builtins))} "
-                            "(or pass a JSON file path)")
+        raise ManifestError(
+            f"unknown label set {name_or_path!r}; built-in sets: {', '.join(sorted(builtins))} "
+            "(or pass a JSON file path)"
+        )
     try:
         records = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
@@ -134,8 +142,11 @@ class LabelSetChoice:
     def describe(self) -> str:
         if self.label_set is None:
             return "no label set"
-        return {"named": self.label_set.name, "header": f"{self.label_set.name} (from the manifest header)",
-                "default": f"{self.label_set.name} (the corpus default)"}[self.source]
+        return {
+            "named": self.label_set.name,
+            "header": f"{self.label_set.name} (from the manifest header)",
+            "default": f"{self.label_set.name} (the corpus default)",
+        }[self.source]
 
 
 def choose_label_set(manifest: Manifest, name: str | None, *, all_labels: bool = False) -> LabelSetChoice:
@@ -163,6 +174,5 @@ def apply_label_set(utterances: Iterable[Utterance], label_set: LabelSet) -> Lab
         else:
             kept.append(utt)
     if dropped:
-        logger.info("label set %s: %s", label_set.name,
-                    LabelFilterResult(kept=kept, dropped=dropped).summary())
+        logger.info("label set %s: %s", label_set.name, LabelFilterResult(kept=kept, dropped=dropped).summary())
     return LabelFilterResult(kept=kept, dropped=dropped)

@@ -104,14 +104,21 @@ class FoldSet:
         for fold in self.folds:
             if fold.name == name:
                 return fold
-        raise ManifestError(f"protocol {self.card.protocol!r} has no fold {name!r}; its folds are "
-                            f"{', '.join(f.name for f in self.folds)}")
+        raise ManifestError(
+            f"protocol {self.card.protocol!r} has no fold {name!r}; its folds are "
+            f"{', '.join(f.name for f in self.folds)}"
+        )
 
     def to_json(self) -> str:
         """The card and every fold's id lists (to publish or reuse the exact split)."""
-        return json.dumps({"card": self.card.to_dict(),
-                           "folds": [{"name": f.name, **{k: list(v) for k, v in f.split_ids().items()}}
-                                     for f in self.folds]}, indent=1, ensure_ascii=False)
+        return json.dumps(
+            {
+                "card": self.card.to_dict(),
+                "folds": [{"name": f.name, **{k: list(v) for k, v in f.split_ids().items()}} for f in self.folds],
+            },
+            indent=1,
+            ensure_ascii=False,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,8 +156,9 @@ def _speaker_holdout(pool: list[Utterance], rule: ValidationRule, rng: random.Ra
     return chosen
 
 
-def _stratified_holdout(pool: list[Utterance], rule: ValidationRule, rng: random.Random,
-                        label_set: LabelSet | None) -> set[str]:
+def _stratified_holdout(
+    pool: list[Utterance], rule: ValidationRule, rng: random.Random, label_set: LabelSet | None
+) -> set[str]:
     """A ``fraction`` of each class (or of everything, without a label set), chosen at random."""
     strata: dict[str | None, list[str]] = {}
     for utt in pool:
@@ -167,8 +175,9 @@ def _stratified_holdout(pool: list[Utterance], rule: ValidationRule, rng: random
     return chosen
 
 
-def carve_validation(pool: list[Utterance], rule: ValidationRule, fold_name: str,
-                     label_set: LabelSet | None) -> tuple[list[Utterance], list[Utterance], str]:
+def carve_validation(
+    pool: list[Utterance], rule: ValidationRule, fold_name: str, label_set: LabelSet | None
+) -> tuple[list[Utterance], list[Utterance], str]:
     """Split a training pool into (train, validation); also return how it was done, in words."""
     rng = _fold_rng(rule, fold_name)
     speakers = {u.speaker for u in pool}
@@ -194,9 +203,11 @@ def _require(utterances: Sequence[Utterance], attribute: str, protocol: str) -> 
     missing = [u.id for u in utterances if getattr(u, attribute) in (None, "")]
     if missing:
         shown = ", ".join(missing[:5])
-        raise ManifestError(f"protocol {protocol!r} needs a {attribute} for every row, but {len(missing)} rows "
-                            f"have none (e.g. {shown}); fill the field in the manifest or choose another "
-                            "protocol")
+        raise ManifestError(
+            f"protocol {protocol!r} needs a {attribute} for every row, but {len(missing)} rows "
+            f"have none (e.g. {shown}); fill the field in the manifest or choose another "
+            "protocol"
+        )
 
 
 def _check_groups_partition_speakers(utterances: Sequence[Utterance], group: str, protocol: str) -> None:
@@ -208,18 +219,25 @@ def _check_groups_partition_speakers(utterances: Sequence[Utterance], group: str
     shared = {spk: sorted(g) for spk, g in groups_of.items() if len(g) > 1}
     if shared:
         shown = "; ".join(f"{spk} in {', '.join(g)}" for spk, g in list(shared.items())[:5])
-        raise ManifestError(f"protocol {protocol!r}: {len(shared)} speakers occur in more than one {group} "
-                            f"({shown}); a held-out {group} would share speakers with training. Fix the "
-                            f"speaker or {group} fields, or use speaker-loso / speaker-kfold")
+        raise ManifestError(
+            f"protocol {protocol!r}: {len(shared)} speakers occur in more than one {group} "
+            f"({shown}); a held-out {group} would share speakers with training. Fix the "
+            f"speaker or {group} fields, or use speaker-loso / speaker-kfold"
+        )
 
 
-def _leave_one_group_out(utterances: list[Utterance], group: str, rule: ValidationRule,
-                         label_set: LabelSet | None, exclude_scripts: bool = False
-                         ) -> tuple[list[Fold], list[str]]:
+def _leave_one_group_out(
+    utterances: list[Utterance],
+    group: str,
+    rule: ValidationRule,
+    label_set: LabelSet | None,
+    exclude_scripts: bool = False,
+) -> tuple[list[Fold], list[str]]:
     values = sorted({str(getattr(u, group)) for u in utterances})
     if len(values) < 2:
-        raise ManifestError(f"leaving one {group} out needs at least 2 distinct {group} values; "
-                            f"the manifest has {values}")
+        raise ManifestError(
+            f"leaving one {group} out needs at least 2 distinct {group} values; the manifest has {values}"
+        )
     folds: list[Fold] = []
     notes: list[str] = []
     for value in values:
@@ -240,8 +258,9 @@ def int_option(options: dict[str, Any], key: str, default: int, protocol: str) -
     """An integer preset option (``-O k=10``), refused with the fix when it is not one."""
     value = options.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().lstrip("-").isdigit():
-        raise ManifestError(f"protocol {protocol!r}: option {key} must be a whole number, got {value!r}; "
-                            f"pass e.g. -O {key}={default}")
+        raise ManifestError(
+            f"protocol {protocol!r}: option {key} must be a whole number, got {value!r}; pass e.g. -O {key}={default}"
+        )
     return int(value)
 
 
@@ -249,32 +268,38 @@ def _ids(utterances: Sequence[Utterance]) -> tuple[str, ...]:
     return tuple(u.id for u in utterances)
 
 
-def _session_loso(utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None,
-                  options: dict[str, Any], name: str) -> tuple[list[Fold], list[str]]:
+def _session_loso(
+    utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None, options: dict[str, Any], name: str
+) -> tuple[list[Fold], list[str]]:
     _require(utterances, "session", name)
     _check_groups_partition_speakers(utterances, "session", name)
-    return _leave_one_group_out(utterances, "session", rule, label_set,
-                                exclude_scripts=options.get("exclude_scripts", False))
+    return _leave_one_group_out(
+        utterances, "session", rule, label_set, exclude_scripts=options.get("exclude_scripts", False)
+    )
 
 
-def _iemocap_loso(utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None,
-                  options: dict[str, Any], name: str) -> tuple[list[Fold], list[str]]:
+def _iemocap_loso(
+    utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None, options: dict[str, Any], name: str
+) -> tuple[list[Fold], list[str]]:
     return _session_loso(utterances, rule, label_set, options, name)
 
 
-def _iemocap_loso_script(utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None,
-                         options: dict[str, Any], name: str) -> tuple[list[Fold], list[str]]:
+def _iemocap_loso_script(
+    utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None, options: dict[str, Any], name: str
+) -> tuple[list[Fold], list[str]]:
     return _session_loso(utterances, rule, label_set, {**options, "exclude_scripts": True}, name)
 
 
-def _speaker_loso(utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None,
-                  options: dict[str, Any], name: str) -> tuple[list[Fold], list[str]]:
+def _speaker_loso(
+    utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None, options: dict[str, Any], name: str
+) -> tuple[list[Fold], list[str]]:
     _require(utterances, "speaker", name)
     return _leave_one_group_out(utterances, "speaker", rule, label_set)
 
 
-def _speaker_kfold(utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None,
-                   options: dict[str, Any], name: str) -> tuple[list[Fold], list[str]]:
+def _speaker_kfold(
+    utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None, options: dict[str, Any], name: str
+) -> tuple[list[Fold], list[str]]:
     _require(utterances, "speaker", name)
     k = int_option(options, "k", 5, name)
     counts = Counter(u.speaker for u in utterances)
@@ -303,17 +328,20 @@ def _speaker_kfold(utterances: list[Utterance], rule: ValidationRule, label_set:
     return folds, notes
 
 
-def _official(utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None,
-              options: dict[str, Any], name: str) -> tuple[list[Fold], list[str]]:
+def _official(
+    utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None, options: dict[str, Any], name: str
+) -> tuple[list[Fold], list[str]]:
     _require(utterances, "split", name)
     test_split = options.get("test_split", "test")
     by_split: dict[str, list[Utterance]] = {}
     for utt in utterances:
         by_split.setdefault(str(utt.split), []).append(utt)
     if "train" not in by_split or test_split not in by_split:
-        raise ManifestError(f"protocol 'official' needs rows with split 'train' and '{test_split}'; the manifest "
-                            f"has splits {sorted(by_split)}. Add the missing split's files or pick another "
-                            "protocol")
+        raise ManifestError(
+            f"protocol 'official' needs rows with split 'train' and '{test_split}'; the manifest "
+            f"has splits {sorted(by_split)}. Add the missing split's files or pick another "
+            "protocol"
+        )
     notes: list[str] = []
     if "validation" in by_split and test_split != "validation":
         train, validation = by_split["train"], by_split["validation"]
@@ -324,12 +352,14 @@ def _official(utterances: list[Utterance], rule: ValidationRule, label_set: Labe
     unused = sorted(set(by_split) - {"train", "validation", test_split})
     if unused:
         notes.append(f"rows of splits {', '.join(unused)} are not used")
-    return [Fold(name=test_split, train=_ids(train), validation=_ids(validation),
-                 test=_ids(by_split[test_split]))], notes
+    return [
+        Fold(name=test_split, train=_ids(train), validation=_ids(validation), test=_ids(by_split[test_split]))
+    ], notes
 
 
-ProtocolFunction = Callable[[list[Utterance], ValidationRule, "LabelSet | None", dict[str, Any], str],
-                            tuple[list[Fold], list[str]]]
+ProtocolFunction = Callable[
+    [list[Utterance], ValidationRule, "LabelSet | None", dict[str, Any], str], tuple[list[Fold], list[str]]
+]
 
 PRESETS: dict[str, ProtocolFunction] = {
     "iemocap-loso": _iemocap_loso,
@@ -350,49 +380,62 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
 }
 
 PRESET_OPTIONS: dict[str, tuple[str, ...]] = {
-    "iemocap-loso": (), "iemocap-loso-script": (), "session-loso": ("exclude_scripts",), "speaker-loso": (),
-    "speaker-kfold": ("k",), "official": ("test_split",),
+    "iemocap-loso": (),
+    "iemocap-loso-script": (),
+    "session-loso": ("exclude_scripts",),
+    "speaker-loso": (),
+    "speaker-kfold": ("k",),
+    "official": ("test_split",),
 }
 """The options (``-O KEY=VALUE``) each preset takes."""
 
-SPEAKER_INDEPENDENT_BY_DESIGN = {"iemocap-loso", "iemocap-loso-script", "session-loso", "speaker-loso",
-                                 "speaker-kfold"}
+SPEAKER_INDEPENDENT_BY_DESIGN = {"iemocap-loso", "iemocap-loso-script", "session-loso", "speaker-loso", "speaker-kfold"}
 
 
 # --------------------------------------------------------------------------------------------
 # Entry point and checks
 
 
-def verify_folds(folds: Sequence[Fold], utterances: dict[str, Utterance], *,
-                 disjoint_fields: Sequence[str] = ()) -> None:
+def verify_folds(
+    folds: Sequence[Fold], utterances: dict[str, Utterance], *, disjoint_fields: Sequence[str] = ()
+) -> None:
     """Raise if any fold leaks: shared ids, or a value of ``disjoint_fields`` (e.g. ``speaker``)
     present in both the test fold and its train or validation set."""
     for fold in folds:
         train, validation, test = set(fold.train), set(fold.validation), set(fold.test)
-        for a_name, a, b_name, b in (("train", train, "validation", validation), ("train", train, "test", test),
-                                     ("validation", validation, "test", test)):
+        for a_name, a, b_name, b in (
+            ("train", train, "validation", validation),
+            ("train", train, "test", test),
+            ("validation", validation, "test", test),
+        ):
             shared = a & b
             if shared:
-                raise AssertionError(f"fold {fold.name}: {len(shared)} ids in both {a_name} and {b_name}, "
-                                     f"e.g. {sorted(shared)[:3]}")
+                raise AssertionError(
+                    f"fold {fold.name}: {len(shared)} ids in both {a_name} and {b_name}, e.g. {sorted(shared)[:3]}"
+                )
         if not test:
             raise ManifestError(f"fold {fold.name}: the test set is empty")
         if not train:
-            raise ManifestError(f"fold {fold.name}: the training set is empty ({len(validation)} validation, "
-                                f"{len(test)} test rows); lower --val-fraction (val_fraction), or use a protocol "
-                                "or label set that leaves more rows outside the test fold")
+            raise ManifestError(
+                f"fold {fold.name}: the training set is empty ({len(validation)} validation, "
+                f"{len(test)} test rows); lower --val-fraction (val_fraction), or use a protocol "
+                "or label set that leaves more rows outside the test fold"
+            )
         if not validation:
-            raise ManifestError(f"fold {fold.name}: the validation set is empty ({len(train)} training rows, "
-                                "none could be held out: every class has a single row, or the training pool is one "
-                                "row); raise --val-fraction (val_fraction), switch --val-by (val_by) between "
-                                "speaker and utterance, or use a label set with more rows per class")
+            raise ManifestError(
+                f"fold {fold.name}: the validation set is empty ({len(train)} training rows, "
+                "none could be held out: every class has a single row, or the training pool is one "
+                "row); raise --val-fraction (val_fraction), switch --val-by (val_by) between "
+                "speaker and utterance, or use a label set with more rows per class"
+            )
         for attr in disjoint_fields:
             test_values = {getattr(utterances[i], attr) for i in test} - {None}
             seen = {getattr(utterances[i], attr) for i in train | validation} - {None}
             leaked = test_values & seen
             if leaked:
-                raise AssertionError(f"fold {fold.name}: {attr} values {sorted(leaked)[:5]} are in the test fold "
-                                     "and in train/validation")
+                raise AssertionError(
+                    f"fold {fold.name}: {attr} values {sorted(leaked)[:5]} are in the test fold and in train/validation"
+                )
 
 
 def _refuse_unknown_labels(manifest: Manifest, dropped: Counter[str]) -> None:
@@ -406,13 +449,21 @@ def _refuse_unknown_labels(manifest: Manifest, dropped: Counter[str]) -> None:
     unknown = {label: n for label, n in dropped.items() if label != "<none>" and label not in known}
     if unknown:
         listed = ", ".join(f"{label!r} x{n}" for label, n in sorted(unknown.items()))
-        raise ManifestError(f"{manifest.path}: {sum(unknown.values())} rows have labels {manifest.header.corpus} does "
-                            f"not have ({listed}); correct them (`ser manifest validate {manifest.path}` lists the "
-                            f"rows). Its labels: {', '.join(known)}")
+        raise ManifestError(
+            f"{manifest.path}: {sum(unknown.values())} rows have labels {manifest.header.corpus} does "
+            f"not have ({listed}); correct them (`ser manifest validate {manifest.path}` lists the "
+            f"rows). Its labels: {', '.join(known)}"
+        )
 
 
-def make_folds(manifest: Manifest, protocol: str, *, label_set: LabelSet | None = None,
-               rule: ValidationRule | None = None, options: dict[str, Any] | None = None) -> FoldSet:
+def make_folds(
+    manifest: Manifest,
+    protocol: str,
+    *,
+    label_set: LabelSet | None = None,
+    rule: ValidationRule | None = None,
+    options: dict[str, Any] | None = None,
+) -> FoldSet:
     """Apply a protocol preset to a manifest (after filtering it to ``label_set``).
 
     ``options``: ``k`` for speaker-kfold, ``test_split`` for official.
@@ -432,8 +483,10 @@ def make_folds(manifest: Manifest, protocol: str, *, label_set: LabelSet | None 
         utterances, dropped = filtered.kept, filtered.dropped
         _refuse_unknown_labels(manifest, dropped)
     if not utterances:
-        raise ManifestError(f"{manifest.path}: no utterances left to split"
-                            + (f" after applying label set {label_set.name}" if label_set else ""))
+        raise ManifestError(
+            f"{manifest.path}: no utterances left to split"
+            + (f" after applying label set {label_set.name}" if label_set else "")
+        )
     folds, notes = PRESETS[protocol](utterances, rule, label_set, options, protocol)
     by_id = {u.id: u for u in utterances}
     script_fields = ("script",) if protocol == "iemocap-loso-script" else ()
@@ -445,16 +498,26 @@ def make_folds(manifest: Manifest, protocol: str, *, label_set: LabelSet | None 
         overlap = _speaker_overlap(folds, by_id)
         speaker_independent = not overlap
         if overlap:
-            notes.append(f"speakers shared between test and train/validation: {overlap} "
-                         "(the official split is speaker-dependent)")
+            notes.append(
+                f"speakers shared between test and train/validation: {overlap} "
+                "(the official split is speaker-dependent)"
+            )
     card = ProtocolCard(
-        protocol=protocol, corpus=manifest.header.corpus,
+        protocol=protocol,
+        corpus=manifest.header.corpus,
         label_set=label_set.name if label_set else None,
         classes=list(label_set.classes) if label_set else None,
         folds=[f.name for f in folds],
-        validation=(f"official split where present, else {rule.by}-held-out {rule.fraction:.0%}"
-                    if protocol == "official" else f"{rule.by}-held-out {rule.fraction:.0%} of training rows"),
-        seed=rule.seed, speaker_independent=speaker_independent, n_utterances=len(utterances), notes=notes)
+        validation=(
+            f"official split where present, else {rule.by}-held-out {rule.fraction:.0%}"
+            if protocol == "official"
+            else f"{rule.by}-held-out {rule.fraction:.0%} of training rows"
+        ),
+        seed=rule.seed,
+        speaker_independent=speaker_independent,
+        n_utterances=len(utterances),
+        notes=notes,
+    )
     return FoldSet(card=card, folds=folds, utterances=by_id, dropped_labels=dropped)
 
 
@@ -462,16 +525,19 @@ def save_folds(fold_set: FoldSet, path: str | os.PathLike[str]) -> None:
     """Write the card and every fold's id lists to ``path`` as JSON (atomic: temp file, then rename)."""
     path = Path(path)
     if not path.parent.is_dir():
-        raise ManifestError(f"cannot write the folds to {path}: the folder {path.parent} does not exist; create "
-                            "it or choose another path")
+        raise ManifestError(
+            f"cannot write the folds to {path}: the folder {path.parent} does not exist; create "
+            "it or choose another path"
+        )
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         tmp.write_text(fold_set.to_json(), encoding="utf-8")
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        raise ManifestError(f"cannot write the folds to {path} ({err.strerror or err}); choose a writable "
-                            "path") from err
+        raise ManifestError(
+            f"cannot write the folds to {path} ({err.strerror or err}); choose a writable path"
+        ) from err
 
 
 def _speaker_overlap(folds: Sequence[Fold], by_id: dict[str, Utterance]) -> int:

@@ -101,8 +101,18 @@ class Utterance:
 
 
 UTTERANCE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Utterance))
-TEXT_FIELDS: tuple[str, ...] = ("audio", "text", "label", "speaker", "gender", "session", "dialog", "script",
-                                "split", "lang")
+TEXT_FIELDS: tuple[str, ...] = (
+    "audio",
+    "text",
+    "label",
+    "speaker",
+    "gender",
+    "session",
+    "dialog",
+    "script",
+    "split",
+    "lang",
+)
 """Fields that hold a string (or null)."""
 SECONDS_FIELDS: tuple[str, ...] = ("start", "end", "duration")
 """Fields that hold a finite number of seconds (or null)."""
@@ -113,15 +123,19 @@ def field_type_error(record: dict[str, Any]) -> str | None:
     for name in TEXT_FIELDS:
         value = record.get(name)
         if value is not None and not isinstance(value, str):
-            return (f"field {name!r} is {json.dumps(value, ensure_ascii=False)} ({_json_type(value)}); it must be "
-                    f"a string or null, e.g. {json.dumps(str(value), ensure_ascii=False)}")
+            return (
+                f"field {name!r} is {json.dumps(value, ensure_ascii=False)} ({_json_type(value)}); it must be "
+                f"a string or null, e.g. {json.dumps(str(value), ensure_ascii=False)}"
+            )
     for name in SECONDS_FIELDS:
         value = record.get(name)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return (f"field {name!r} is {json.dumps(value, ensure_ascii=False)} ({_json_type(value)}); it must be "
-                    "a number of seconds (e.g. 1.25) or null")
+            return (
+                f"field {name!r} is {json.dumps(value, ensure_ascii=False)} ({_json_type(value)}); it must be "
+                "a number of seconds (e.g. 1.25) or null"
+            )
     extra = record.get("extra")
     if extra is not None and not isinstance(extra, dict):
         return f"field 'extra' is {_json_type(extra)}; it must be a JSON object of corpus-specific fields"
@@ -197,8 +211,7 @@ class Manifest:
         return {u.id: u for u in self.utterances}
 
 
-def write_manifest(path: str | os.PathLike[str], header: ManifestHeader,
-                   utterances: Iterable[Utterance]) -> int:
+def write_manifest(path: str | os.PathLike[str], header: ManifestHeader, utterances: Iterable[Utterance]) -> int:
     """Write a manifest atomically (temp file in the same folder, then rename).
 
     Returns the number of utterances written. A crash never leaves a half-written manifest.
@@ -251,8 +264,9 @@ def read_manifest(path: str | os.PathLike[str], *, strict: bool = True) -> Manif
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ManifestError(f"{path}:{line_no}: not valid JSON ({err.msg}, column {err.colno}); "
-                                "fix or remove that line") from err
+            raise ManifestError(
+                f"{path}:{line_no}: not valid JSON ({err.msg}, column {err.colno}); fix or remove that line"
+            ) from err
         if not isinstance(record, dict):
             raise ManifestError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
         if HEADER_KEY in record:
@@ -277,8 +291,11 @@ def read_manifest(path: str | os.PathLike[str], *, strict: bool = True) -> Manif
 def _check_rows(path: Path, utterances: list[Utterance], line_numbers: list[int]) -> None:
     """Refuse rows every stage would misread (see :func:`read_manifest`), listing up to five of each."""
     first: dict[str, int] = {}
-    problems: dict[str, list[str]] = {"duplicate ids": [], "ids holding the reserved mark '@aug'": [],
-                                      "impossible segments": []}
+    problems: dict[str, list[str]] = {
+        "duplicate ids": [],
+        "ids holding the reserved mark '@aug'": [],
+        "impossible segments": [],
+    }
     for utterance, line_no in zip(utterances, line_numbers, strict=True):
         if utterance.id in first:
             problems["duplicate ids"].append(f"line {line_no} {utterance.id!r} (first at line {first[utterance.id]})")
@@ -288,28 +305,37 @@ def _check_rows(path: Path, utterances: list[Utterance], line_numbers: list[int]
         start, end = utterance.start, utterance.end
         if (start is not None and start < 0) or (end is not None and end <= (start or 0.0)):
             problems["impossible segments"].append(f"line {line_no} {utterance.id!r} (start {start}, end {end})")
-    fixes = {"duplicate ids": "make every id unique (two copies of one file?)",
-             "ids holding the reserved mark '@aug'": "rename them: '<id>@aug<k>' names augmented copies in caches",
-             "impossible segments": "start must be >= 0 and end > start"}
-    found = [f"{len(rows)} {kind} ({'; '.join(rows[:5])}{' ...' if len(rows) > 5 else ''}): {fixes[kind]}"
-             for kind, rows in problems.items() if rows]
+    fixes = {
+        "duplicate ids": "make every id unique (two copies of one file?)",
+        "ids holding the reserved mark '@aug'": "rename them: '<id>@aug<k>' names augmented copies in caches",
+        "impossible segments": "start must be >= 0 and end > start",
+    }
+    found = [
+        f"{len(rows)} {kind} ({'; '.join(rows[:5])}{' ...' if len(rows) > 5 else ''}): {fixes[kind]}"
+        for kind, rows in problems.items()
+        if rows
+    ]
     if found:
-        raise ManifestError(f"{path}: " + "; ".join(found) + f". `ser manifest validate {path}` lists every "
-                            "problem")
+        raise ManifestError(f"{path}: " + "; ".join(found) + f". `ser manifest validate {path}` lists every problem")
 
 
 def _parse_header(record: dict[str, Any], path: Path, line_no: int) -> ManifestHeader:
     version = record.get(HEADER_KEY)
     if version != MANIFEST_VERSION:
-        raise ManifestError(f"{path}:{line_no}: manifest format version {version!r} is not supported "
-                            f"(this ser reads version {MANIFEST_VERSION}); rebuild it with `ser manifest`")
+        raise ManifestError(
+            f"{path}:{line_no}: manifest format version {version!r} is not supported "
+            f"(this ser reads version {MANIFEST_VERSION}); rebuild it with `ser manifest`"
+        )
     for key in ("corpus", "root", "label_set"):
         value = record.get(key)
         if value is not None and not isinstance(value, str):
-            raise ManifestError(f"{path}:{line_no}: header field {key!r} is {json.dumps(value)}; it must be a "
-                                "string (rebuild the manifest with `ser manifest`, or fix the header line)")
-    return ManifestHeader(corpus=record.get("corpus") or "unknown", root=record.get("root") or ".",
-                          label_set=record.get("label_set"))
+            raise ManifestError(
+                f"{path}:{line_no}: header field {key!r} is {json.dumps(value)}; it must be a "
+                "string (rebuild the manifest with `ser manifest`, or fix the header line)"
+            )
+    return ManifestHeader(
+        corpus=record.get("corpus") or "unknown", root=record.get("root") or ".", label_set=record.get("label_set")
+    )
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

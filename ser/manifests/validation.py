@@ -64,8 +64,9 @@ SEGMENT_TOLERANCE = 0.1
 """Seconds a segment's end may pass the end of its file (rounding in corpus annotations)."""
 
 
-def _audio_problem(path: os.PathLike[str] | str, start: float | None, end: float | None
-                   ) -> tuple[str | None, str | None]:
+def _audio_problem(
+    path: os.PathLike[str] | str, start: float | None, end: float | None
+) -> tuple[str | None, str | None]:
     """``(kind, detail)`` of what is wrong with an existing audio file for a row, or ``(None, None)``:
     an empty file, a file no audio reader understands, a segment (partly) beyond the file's end."""
     if os.path.getsize(path) == 0:
@@ -85,9 +86,15 @@ def _segment_ok(start: float | None, end: float | None) -> bool:
     return not ((start is not None and start < 0) or (end is not None and end <= (start or 0.0)))
 
 
-def validate_manifest(manifest: Manifest, *, label_set: LabelSet | None = None, drop_unknown: bool = False,
-                      check_audio: bool = True, protocol: str | None = None,
-                      default_label_set: bool = False) -> ValidationReport:
+def validate_manifest(
+    manifest: Manifest,
+    *,
+    label_set: LabelSet | None = None,
+    drop_unknown: bool = False,
+    check_audio: bool = True,
+    protocol: str | None = None,
+    default_label_set: bool = False,
+) -> ValidationReport:
     """Check a manifest; with ``label_set`` also check labels, with ``protocol`` the grouping.
 
     ``drop_unknown`` turns labels outside the label set into a warning (they will be dropped).
@@ -100,8 +107,13 @@ def validate_manifest(manifest: Manifest, *, label_set: LabelSet | None = None, 
     known = set(RAW_LABELS.get(manifest.header.corpus, ())) if default_label_set else set()
     report = ValidationReport(n_rows=len(manifest))
     if not manifest.utterances:
-        report.errors.append(Problem("empty manifest", "rebuild it with `ser manifest CORPUS ROOT -o FILE` and "
-                                     "check that ROOT is the corpus folder", [str(manifest.path)]))
+        report.errors.append(
+            Problem(
+                "empty manifest",
+                "rebuild it with `ser manifest CORPUS ROOT -o FILE` and check that ROOT is the corpus folder",
+                [str(manifest.path)],
+            )
+        )
         return report
 
     first_seen: dict[str, str] = {}
@@ -121,8 +133,11 @@ def validate_manifest(manifest: Manifest, *, label_set: LabelSet | None = None, 
             if path is None or not os.path.isfile(path):
                 problems["missing audio"].append(f"{where} -> {path}")
             else:
-                kind, detail = _audio_problem(path, utt.start if _segment_ok(utt.start, utt.end) else None,
-                                              utt.end if _segment_ok(utt.start, utt.end) else None)
+                kind, detail = _audio_problem(
+                    path,
+                    utt.start if _segment_ok(utt.start, utt.end) else None,
+                    utt.end if _segment_ok(utt.start, utt.end) else None,
+                )
                 if kind:
                     problems[kind].append(f"{where} ({detail})")
         if utt.text is not None:
@@ -153,30 +168,45 @@ def validate_manifest(manifest: Manifest, *, label_set: LabelSet | None = None, 
 
     fixes = {
         "duplicate id": ("error", "make ids unique (rebuild the manifest; two copies of a file?)"),
-        "missing audio": ("error", f"check the manifest root ({manifest.root}) or the audio paths; "
-                          "rebuild with `ser manifest` if the corpus moved"),
-        "unreadable transcript": ("error", "re-decode the transcript with the right encoding (the corpus adapter "
-                                  "does this) or remove the text field"),
+        "missing audio": (
+            "error",
+            f"check the manifest root ({manifest.root}) or the audio paths; "
+            "rebuild with `ser manifest` if the corpus moved",
+        ),
+        "unreadable transcript": (
+            "error",
+            "re-decode the transcript with the right encoding (the corpus adapter does this) or remove the text field",
+        ),
         "bad segment": ("error", "start must be >= 0 and end > start"),
         "reserved id": ("error", "rename these rows: '<id>@aug<k>' names augmented copies in cache stores"),
-        "segment past the end of the audio": ("error", "fix start/end (seconds from the file's start) or the "
-                                              "audio path"),
+        "segment past the end of the audio": (
+            "error",
+            "fix start/end (seconds from the file's start) or the audio path",
+        ),
         "empty audio file": ("error", "the file holds nothing: copy it again from the corpus, or remove the row"),
-        "unreadable audio": ("error", "the file is not audio any reader here understands (a truncated copy, or "
-                             "not an audio file): copy it again, convert it, or remove the row"),
+        "unreadable audio": (
+            "error",
+            "the file is not audio any reader here understands (a truncated copy, or "
+            "not an audio file): copy it again, convert it, or remove the row",
+        ),
         "non-positive duration": ("error", "the audio is empty; remove the row or the file"),
         "label outside label set": (
             "warning" if drop_unknown else "error",
             f"these rows are dropped when the label set {label_set.name if label_set else ''} is used"
-            if drop_unknown else "pass --drop-unknown to drop them, or choose a label set that covers them"),
+            if drop_unknown
+            else "pass --drop-unknown to drop them, or choose a label set that covers them",
+        ),
         "label outside the default label set": (
-            "warning", f"these rows are dropped when {label_set.name if label_set else ''} is used; pass "
-            "--label-set to validate (and train) with a set that keeps them"),
+            "warning",
+            f"these rows are dropped when {label_set.name if label_set else ''} is used; pass "
+            "--label-set to validate (and train) with a set that keeps them",
+        ),
         "label unknown to the corpus": (
             "warning" if drop_unknown else "error",
             f"{manifest.header.corpus} has no such label (its labels: "
             f"{', '.join(RAW_LABELS.get(manifest.header.corpus, ()))}); correct the label, or pass --label-set "
-            "NAME (or --all-labels) if the manifest is meant to hold other labels"),
+            "NAME (or --all-labels) if the manifest is meant to hold other labels",
+        ),
         "no audio": ("warning", "audio-based extractors will skip these rows; text extractors can still use them"),
         "no label": ("warning", "unlabelled rows can be extracted but not used for training or testing"),
     }
@@ -192,4 +222,3 @@ def validate_manifest(manifest: Manifest, *, label_set: LabelSet | None = None, 
         except ManifestError as err:
             report.errors.append(Problem(f"protocol {protocol}", "see the message", [str(err)]))
     return report
-

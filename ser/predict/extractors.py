@@ -32,8 +32,20 @@ IGNORED_CONFIG_KEYS = ("seq_layers", "augment")
 """Store config keys that do not change an original row's features: which layers were also kept as
 sequences, and the augmentation policy (copies only; the original rows are not transformed)."""
 
-UPSTREAM_KEYS = ("class", "model_class", "revision", "layers", "num_layers", "dim", "pooler", "adaptation",
-                 "weights_sha256", "pca_sha256", "feature_set", "opensmile")
+UPSTREAM_KEYS = (
+    "class",
+    "model_class",
+    "revision",
+    "layers",
+    "num_layers",
+    "dim",
+    "pooler",
+    "adaptation",
+    "weights_sha256",
+    "pca_sha256",
+    "feature_set",
+    "opensmile",
+)
 """Upstream attributes that must match when the record has them (what was actually loaded; a store
 written before an attribute was recorded is not held to it)."""
 
@@ -63,8 +75,10 @@ def build_arguments(record: dict[str, Any]) -> tuple[str | None, str, dict[str, 
         module, _, name = _CONFIG_CLASSES[family].partition(":")
         names = {f.name for f in dataclasses.fields(getattr(importlib.import_module(module), name))} - {"preset"}
         return None, dtype, pick(*sorted(names))
-    raise UserError(f"this run reads {family} features, which ser predict cannot compute from audio or text "
-                    f"(it reads audio files and text only)")
+    raise UserError(
+        f"this run reads {family} features, which ser predict cannot compute from audio or text "
+        f"(it reads audio files and text only)"
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -81,8 +95,9 @@ def differences(recorded: dict[str, Any], rebuilt: dict[str, Any], keys: Any, *,
     return out
 
 
-def check_same_upstream(modality: str, record: dict[str, Any], extractor: Extractor, *,
-                        relocated: bool = False) -> None:
+def check_same_upstream(
+    modality: str, record: dict[str, Any], extractor: Extractor, *, relocated: bool = False
+) -> None:
     """Refuse ``extractor`` unless its config and loaded upstream match the run's record (see module doc).
 
     ``relocated`` (the user pointed ``--checkpoint`` at a copy of the model) leaves the model path out
@@ -94,29 +109,37 @@ def check_same_upstream(modality: str, record: dict[str, Any], extractor: Extrac
     problems = differences(recorded_config, rebuilt_config, keys, where="config")
     recorded_upstream = record.get("upstream") or {}
     rebuilt_upstream = extractor.upstream()
-    problems += differences(recorded_upstream, rebuilt_upstream,
-                            [k for k in UPSTREAM_KEYS if k in recorded_upstream],
-                            where="upstream")
+    problems += differences(
+        recorded_upstream, rebuilt_upstream, [k for k in UPSTREAM_KEYS if k in recorded_upstream], where="upstream"
+    )
     if problems:
         name = f"{record['extractor'].get('name')} {record['extractor'].get('preset')}"
-        raise UpstreamMismatchError(f"--{modality}: the {name} extractor available now differs from the one the "
-                                    f"run was trained on (store config hash {record['extractor'].get('config_hash')}): "
-                                    + "; ".join(problems) + ". Use the same model and settings, or fit on "
-                                    "features extracted with the new one")
+        raise UpstreamMismatchError(
+            f"--{modality}: the {name} extractor available now differs from the one the "
+            f"run was trained on (store config hash {record['extractor'].get('config_hash')}): "
+            + "; ".join(problems)
+            + ". Use the same model and settings, or fit on "
+            "features extracted with the new one"
+        )
 
 
-def rebuild_extractor(modality: str, record: dict[str, Any], *, device: str,
-                      checkpoint: str | None = None) -> Extractor:
+def rebuild_extractor(
+    modality: str, record: dict[str, Any], *, device: str, checkpoint: str | None = None
+) -> Extractor:
     """The run's extractor for ``modality``, checked against its record; ``checkpoint`` replaces the
     recorded model location (a copy of the same model elsewhere)."""
     if record.get("corruption"):
-        raise UpstreamMismatchError(f"--{modality}: the run was trained on corrupted copies "
-                               f"({record['corruption']}); ser predict extracts clean features and cannot repeat that")
+        raise UpstreamMismatchError(
+            f"--{modality}: the run was trained on corrupted copies "
+            f"({record['corruption']}); ser predict extracts clean features and cannot repeat that"
+        )
     family, preset = record["extractor"]["name"], record["extractor"]["preset"]
     recorded_checkpoint, dtype, options = build_arguments(record)
-    extractor = build_extractor(family, preset, checkpoint=checkpoint or recorded_checkpoint, device=device,
-                                dtype=dtype, **options)
+    extractor = build_extractor(
+        family, preset, checkpoint=checkpoint or recorded_checkpoint, device=device, dtype=dtype, **options
+    )
     check_same_upstream(modality, record, extractor, relocated=checkpoint is not None)
-    logger.info("--%s: rebuilt %s %s (config hash %s)", modality, family, preset,
-                record["extractor"].get("config_hash"))
+    logger.info(
+        "--%s: rebuilt %s %s (config hash %s)", modality, family, preset, record["extractor"].get("config_hash")
+    )
     return extractor

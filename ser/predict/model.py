@@ -104,24 +104,34 @@ def _members(index: dict[str, Any], choice: str | None) -> list[dict[str, Any]]:
     choice = choice or ("final" if index.get("final") else "all")
     if choice == "final":
         if not index.get("final"):
-            raise ModelFileError("this run has no final model: fit it with --final, or pick --members all or a fold "
-                                 f"({', '.join(folds)})")
+            raise ModelFileError(
+                "this run has no final model: fit it with --final, or pick --members all or a fold "
+                f"({', '.join(folds)})"
+            )
         return [index["final"]]
     if choice == "all":
         return members
     chosen = [m for m in members if m["fold"] == choice]
     if not chosen:
-        raise ModelFileError(f"--members {choice}: no such fold in this run; choose final, all or one of "
-                             f"{', '.join(folds)}")
+        raise ModelFileError(
+            f"--members {choice}: no such fold in this run; choose final, all or one of {', '.join(folds)}"
+        )
     return chosen
 
 
 class SerModel:
     """A run directory's trained model(s), ready to classify new recordings (see the module docstring)."""
 
-    def __init__(self, run_dir: str | Path, *, members: str | None = None, device: str = "auto",
-                 checkpoints: dict[str, str] | None = None, batch_size: int = 16,
-                 max_seconds: float = DEFAULT_MAX_SECONDS) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        members: str | None = None,
+        device: str = "auto",
+        checkpoints: dict[str, str] | None = None,
+        batch_size: int = 16,
+        max_seconds: float = DEFAULT_MAX_SECONDS,
+    ) -> None:
         import torch
 
         self.run_dir = Path(run_dir)
@@ -134,8 +144,9 @@ class SerModel:
         self.member_records = _members(index, members)
         unknown = sorted(set(checkpoints or {}) - set(index["inputs"]))
         if unknown:
-            raise UserError(f"--checkpoint {', '.join(unknown)}: this run has no such input; it reads "
-                            f"{', '.join(index['inputs'])}")
+            raise UserError(
+                f"--checkpoint {', '.join(unknown)}: this run has no such input; it reads {', '.join(index['inputs'])}"
+            )
         device_name = resolve_device(device)
         self.device = torch.device(device_name)
         self._inputs: dict[str, dict[str, _Input]] = {}
@@ -146,14 +157,21 @@ class SerModel:
             for modality, record in self._member_inputs(member).items():
                 key = f"{modality}:{record['extractor'].get('config_hash')}:{record['described']}"
                 if key not in built:
-                    extractor = rebuild_extractor(modality, record, device=device_name,
-                                                  checkpoint=(checkpoints or {}).get(modality))
-                    view = View(store=Path(record["described"].partition(":")[0]), kind=record["view"]["kind"],
-                                stat=record["view"]["stat"], layer=record["view"]["layer"])
+                    extractor = rebuild_extractor(
+                        modality, record, device=device_name, checkpoint=(checkpoints or {}).get(modality)
+                    )
+                    view = View(
+                        store=Path(record["described"].partition(":")[0]),
+                        kind=record["view"]["kind"],
+                        stat=record["view"]["stat"],
+                        layer=record["view"]["layer"],
+                    )
                     built[key] = _Input(modality, record, view, extractor)
                 self._inputs[member["name"]][modality] = built[key]
-        self._predictors = [load_member(self.run_dir / MODELS_DIR, {**index, "inputs": self._member_inputs(m)}, m,
-                                        self.device) for m in self.member_records]
+        self._predictors = [
+            load_member(self.run_dir / MODELS_DIR, {**index, "inputs": self._member_inputs(m)}, m, self.device)
+            for m in self.member_records
+        ]
         self.modalities = tuple(index["inputs"])
         self.needs_text = "text" in self.modalities
         self.needs_audio = "audio" in self.modalities
@@ -173,13 +191,20 @@ class SerModel:
 
     # ------------------------------------------------------------------ public API
 
-    def predict(self, audio: AudioInput | None = None, *, sample_rate: int | None = None,
-                text: str | None = None) -> Prediction:
+    def predict(
+        self, audio: AudioInput | None = None, *, sample_rate: int | None = None, text: str | None = None
+    ) -> Prediction:
         """Classify one recording (a path, or samples with ``sample_rate``) and/or its ``text``."""
         return self.predict_many([self.request(audio, sample_rate=sample_rate, text=text)])[0]
 
-    def request(self, audio: AudioInput | None = None, *, sample_rate: int | None = None, text: str | None = None,
-                id: str | None = None) -> Request:
+    def request(
+        self,
+        audio: AudioInput | None = None,
+        *,
+        sample_rate: int | None = None,
+        text: str | None = None,
+        id: str | None = None,
+    ) -> Request:
         """A :class:`Request` from a path or samples (``sample_rate`` required with samples)."""
         if isinstance(audio, np.ndarray):
             if sample_rate is None:
@@ -189,18 +214,34 @@ class SerModel:
             return Request(id=id or "text", text=text)
         return Request(id=id or str(audio), path=Path(audio), text=text)
 
-    def predict_many(self, inputs: Sequence[AudioInput | Request], *, texts: Sequence[str | None] | None = None,
-                     progress: bool = False) -> list[Prediction]:
+    def predict_many(
+        self,
+        inputs: Sequence[AudioInput | Request],
+        *,
+        texts: Sequence[str | None] | None = None,
+        progress: bool = False,
+    ) -> list[Prediction]:
         """Classify many inputs (paths, arrays at 16 kHz, or :class:`Request` s), in batches; one
         :class:`Prediction` per input, in order."""
-        requests = [item if isinstance(item, Request) else self.request(item, sample_rate=16000 if isinstance(
-            item, np.ndarray) else None, text=texts[i] if texts is not None else None)
-                    for i, item in enumerate(inputs)]
+        requests = [
+            item
+            if isinstance(item, Request)
+            else self.request(
+                item,
+                sample_rate=16000 if isinstance(item, np.ndarray) else None,
+                text=texts[i] if texts is not None else None,
+            )
+            for i, item in enumerate(inputs)
+        ]
         out: list[Prediction] = []
         from tqdm import tqdm
 
-        with tqdm(total=len(requests), unit="input", disable=not progress or len(requests) <= self.batch_size,
-                  dynamic_ncols=True) as bar:
+        with tqdm(
+            total=len(requests),
+            unit="input",
+            disable=not progress or len(requests) <= self.batch_size,
+            dynamic_ncols=True,
+        ) as bar:
             for batch in _chunks(requests, self.batch_size):
                 out += self._predict_batch(batch)
                 bar.update(len(batch))
@@ -211,21 +252,27 @@ class SerModel:
     def check_requests(self, requests: Sequence[Request]) -> None:
         """Refuse (one clear line) a text model without text, or an audio model without audio."""
         if self.needs_text and any(r.text is None for r in requests):
-            raise UserError(f"this model ({self.fusion}) reads text: give the transcript (--text \"...\", a manifest "
-                            "with a text field, or predict(..., text=...))")
+            raise UserError(
+                f'this model ({self.fusion}) reads text: give the transcript (--text "...", a manifest '
+                "with a text field, or predict(..., text=...))"
+            )
         if self.needs_audio and any(r.path is None and r.samples is None for r in requests):
             raise UserError(f"this model ({self.fusion}) reads audio: give audio files, folders or a manifest")
 
     def _decode(self, request: Request, sample_rate: int) -> np.ndarray:
         if request.samples is not None:
-            return prepare_signal(request.samples, int(request.sample_rate or sample_rate), sample_rate=sample_rate,
-                                  max_seconds=self.max_seconds)
+            return prepare_signal(
+                request.samples,
+                int(request.sample_rate or sample_rate),
+                sample_rate=sample_rate,
+                max_seconds=self.max_seconds,
+            )
         assert request.path is not None
-        return load_audio(request.path, sample_rate=sample_rate, start=request.start, end=request.end,
-                          max_seconds=self.max_seconds)
+        return load_audio(
+            request.path, sample_rate=sample_rate, start=request.start, end=request.end, max_seconds=self.max_seconds
+        )
 
-    def _features(self, spec_input: _Input, requests: list[Request], errors: dict[int, str]
-                  ) -> dict[int, np.ndarray]:
+    def _features(self, spec_input: _Input, requests: list[Request], errors: dict[int, str]) -> dict[int, np.ndarray]:
         """Row -> the input's view vector, for the rows not failed yet (failures go to ``errors``)."""
         extractor = spec_input.extractor
         items: list[Item] = []
@@ -282,25 +329,42 @@ class SerModel:
                 out.append(Prediction(request.id, None, error=errors[row], **window))
                 continue
             probs = answers[row]
-            out.append(Prediction(request.id, self.classes[int(np.argmax(probs))],
-                                  {c: float(p) for c, p in zip(self.classes, probs, strict=True)}, **window))
+            out.append(
+                Prediction(
+                    request.id,
+                    self.classes[int(np.argmax(probs))],
+                    {c: float(p) for c, p in zip(self.classes, probs, strict=True)},
+                    **window,
+                )
+            )
         return out
 
-    def _data(self, inputs: dict[str, _Input], vectors: dict[str, dict[int, np.ndarray]], rows: list[int]
-              ) -> FusionData:
+    def _data(
+        self, inputs: dict[str, _Input], vectors: dict[str, dict[int, np.ndarray]], rows: list[int]
+    ) -> FusionData:
         """The rows' features in the form the trained heads read (labels are placeholders)."""
         modalities = {}
         for modality, spec_input in inputs.items():
             record = spec_input.record
             values = [vectors[modality][row] for row in rows]
             if spec_input.view.kind == "seq":
-                modalities[modality] = ModalityData(view=spec_input.view, dim=int(record["dim"]), sequences=values,
-                                                    seq_layer=spec_input.view.layer)
+                modalities[modality] = ModalityData(
+                    view=spec_input.view, dim=int(record["dim"]), sequences=values, seq_layer=spec_input.view.layer
+                )
             else:
-                modalities[modality] = ModalityData(view=spec_input.view, dim=int(record["dim"]),
-                                                    pooled=np.stack(values), n_layers=int(record["n_layers"]))
-        return FusionData(ids=[str(r) for r in rows], labels=np.zeros(len(rows), dtype=np.int64),
-                          speakers=[None] * len(rows), classes=self.classes, modalities=modalities)
+                modalities[modality] = ModalityData(
+                    view=spec_input.view,
+                    dim=int(record["dim"]),
+                    pooled=np.stack(values),
+                    n_layers=int(record["n_layers"]),
+                )
+        return FusionData(
+            ids=[str(r) for r in rows],
+            labels=np.zeros(len(rows), dtype=np.int64),
+            speakers=[None] * len(rows),
+            classes=self.classes,
+            modalities=modalities,
+        )
 
 
 def _extract(extractor: Extractor, items: list[Item], seq: list[str]) -> list[Features | ItemRejected]:
@@ -319,11 +383,17 @@ def _extract(extractor: Extractor, items: list[Item], seq: list[str]) -> list[Fe
 
 def _chunks(values: list[Request], size: int) -> Iterator[list[Request]]:
     for start in range(0, len(values), max(size, 1)):
-        yield values[start:start + size]
+        yield values[start : start + size]
 
 
-def load_model(run_dir: str | Path, *, members: str | None = None, device: str = "auto",
-               checkpoints: dict[str, str] | None = None, batch_size: int = 16) -> SerModel:
+def load_model(
+    run_dir: str | Path,
+    *,
+    members: str | None = None,
+    device: str = "auto",
+    checkpoints: dict[str, str] | None = None,
+    batch_size: int = 16,
+) -> SerModel:
     """Load a run directory written by ``ser fit`` for inference.
 
     ``members``: ``final`` (the ``--final`` model; the default when the run has one), ``all`` (the mean

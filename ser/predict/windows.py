@@ -35,8 +35,9 @@ def plan_windows(duration: float, window: float, hop: float) -> list[tuple[float
 
 def window_requests(path: Path, duration: float, window: float, hop: float) -> list[Request]:
     """One :class:`Request` per window of ``path`` (id = the file path)."""
-    return [Request(id=str(path), path=path, start=start, end=end)
-            for start, end in plan_windows(duration, window, hop)]
+    return [
+        Request(id=str(path), path=path, start=start, end=end) for start, end in plan_windows(duration, window, hop)
+    ]
 
 
 def plot_timeline(path: Path, predictions: list[Prediction], classes: tuple[str, ...], title: str) -> bool:
@@ -48,8 +49,7 @@ def plot_timeline(path: Path, predictions: list[Prediction], classes: tuple[str,
     centres = [((p.start or 0.0) + (p.end or 0.0)) / 2 for p in predictions]
     fig, ax = plt.subplots(figsize=(10, 3.5))
     for name in classes:
-        values: list[Any] = [p.probabilities.get(name, math.nan) if p.probabilities else math.nan
-                             for p in predictions]
+        values: list[Any] = [p.probabilities.get(name, math.nan) if p.probabilities else math.nan for p in predictions]
         ax.plot(centres, values, label=name, linewidth=1.4)
     ax.set_xlabel("time (s), window centre")
     ax.set_ylabel("probability")

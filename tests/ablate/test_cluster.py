@@ -18,8 +18,14 @@ pytest.importorskip("submitit")
 def test_submitit_local_array_runs_the_grid_and_resubmission_skips_it(corpus: dict[str, Path]) -> None:
     jobs = expand(load_grid(write_grid(corpus, axes={"train.lr": [0.01, 0.003, 0.001]})))
     folder = corpus["root"] / "submitit"
-    outcome = submit_grid(jobs, executor="submitit-local", folder=folder, jobs_per_task=2,
-                          parameters={"timeout_min": 10}, echo=lambda _: None)
+    outcome = submit_grid(
+        jobs,
+        executor="submitit-local",
+        folder=folder,
+        jobs_per_task=2,
+        parameters={"timeout_min": 10},
+        echo=lambda _: None,
+    )
     assert len(outcome.submitted) == 2 and outcome.ran == 3 and not outcome.failed
     assert all(run_state(job.run_dir) is RunState.DONE and len(attempts(job.run_dir)) == 1 for job in jobs)
     again = submit_grid(jobs, executor="submitit-local", folder=folder, echo=lambda _: None)

@@ -31,8 +31,9 @@ def demo_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     manifest = folder / "ravdess-demo.jsonl"
     build_manifest("ravdess", corpus, manifest)
     for family, store in (("egemaps", "egemaps.h5"), ("minilm", "minilm.h5")):
-        result = run_extraction(manifest, build_extractor(family, device="cpu"), folder / store,
-                                RunOptions(num_workers=2, progress=False))
+        result = run_extraction(
+            manifest, build_extractor(family, device="cpu"), folder / store, RunOptions(num_workers=2, progress=False)
+        )
         assert not result.rejected
     return root
 
@@ -45,13 +46,16 @@ def test_example_grid_runs_and_reports_on_the_demo_data(demo_workdir: Path, monk
     plan = runner.invoke(app, ["ablate", str(GRID), "--dry-run", "--set", "seeds=[0]"])
     assert plan.exit_code == 0, plan.output
     assert "8 jobs: 0 done, 0 running, 0 crashed, 8 todo" in plan.output
-    result = runner.invoke(app, ["ablate", str(GRID), "--set", "train.epochs=8", "--set", "seeds=[0]", "-j", "2",
-                                 "--device", "cpu"])
+    result = runner.invoke(
+        app, ["ablate", str(GRID), "--set", "train.epochs=8", "--set", "seeds=[0]", "-j", "2", "--device", "cpu"]
+    )
     assert result.exit_code == 0, result.output
     assert "8 jobs: 8 ran, 0 already done" in result.output
     report_dir = demo_workdir / "runs" / "demo-grid" / "report"
-    rows = {(r["fusion"], r["audio"], r["text"]): r
-            for r in csv.DictReader((report_dir / "report.csv").read_text(encoding="utf-8").splitlines())}
+    rows = {
+        (r["fusion"], r["audio"], r["text"]): r
+        for r in csv.DictReader((report_dir / "report.csv").read_text(encoding="utf-8").splitlines())
+    }
     assert len(rows) == 8
     for run_dir in (demo_workdir / "runs" / "demo-grid").glob("*/metrics.json"):
         metrics = json.loads(run_dir.read_text())

@@ -11,8 +11,13 @@ import yaml
 from ser.ablate.grid import GridError, apply_cell, cells, expand, load_grid, parse_grid, set_view_option
 from ser.fusion.config import FitConfig, TrainConfig
 
-BASE = {"manifest": "m.jsonl", "protocol": "speaker-loso", "audio": "a.h5:stat=mean", "fusion": "mlp",
-        "train": {"epochs": 3}}
+BASE = {
+    "manifest": "m.jsonl",
+    "protocol": "speaker-loso",
+    "audio": "a.h5:stat=mean",
+    "fusion": "mlp",
+    "train": {"epochs": 3},
+}
 
 
 def grid(**parts: object) -> dict:
@@ -20,12 +25,15 @@ def grid(**parts: object) -> dict:
 
 
 def test_product_zip_include_exclude_and_seeds() -> None:
-    spec = parse_grid(grid(
-        axes={"fusion": ["mlp", "fleser"], "train.lr": [0.01, 0.001]},
-        zip=[{"text": [None, "t.h5"], "head.dropout": [0.1, 0.3]}],
-        include=[{"fusion": "early_fusion", "text": "t.h5"}],
-        exclude=[{"fusion": "mlp", "train.lr": 0.001}],
-        seeds=[0, 1, 2]))
+    spec = parse_grid(
+        grid(
+            axes={"fusion": ["mlp", "fleser"], "train.lr": [0.01, 0.001]},
+            zip=[{"text": [None, "t.h5"], "head.dropout": [0.1, 0.3]}],
+            include=[{"fusion": "early_fusion", "text": "t.h5"}],
+            exclude=[{"fusion": "mlp", "train.lr": 0.001}],
+            seeds=[0, 1, 2],
+        )
+    )
     expanded = cells(spec)
     # 2 x 2 x 2 = 8 crossed cells, minus the 2 (mlp, lr 0.001) ones, plus one included cell
     assert len(expanded) == 7
@@ -44,8 +52,15 @@ def test_product_zip_include_exclude_and_seeds() -> None:
 def test_run_directory_is_the_one_ser_fit_would_use() -> None:
     spec = parse_grid(grid(axes={"train.lr": [0.01]}, seeds=[4], out="runs/g"))
     (job,) = expand(spec)
-    by_hand = FitConfig(fusion="mlp", manifest="m.jsonl", protocol="speaker-loso", audio="a.h5:stat=mean",
-                        seeds=[4], train=TrainConfig(epochs=3, lr=0.01), out="runs/g")
+    by_hand = FitConfig(
+        fusion="mlp",
+        manifest="m.jsonl",
+        protocol="speaker-loso",
+        audio="a.h5:stat=mean",
+        seeds=[4],
+        train=TrainConfig(epochs=3, lr=0.01),
+        out="runs/g",
+    )
     assert job.run_dir == Path("runs/g") / by_hand.slug()
 
 
@@ -76,18 +91,21 @@ def test_grid_without_axes_is_the_base_cell() -> None:
     assert job.cell == () and job.label() == "base"
 
 
-@pytest.mark.parametrize(("record", "message"), [
-    ({"base": BASE, "axis": {}}, "unknown grid keys"),
-    ({"base": BASE, "axes": {"fusion": []}}, "non-empty list"),
-    ({"base": BASE, "axes": {"seed": [0, 1]}}, "seeds are not an axis"),
-    ({"base": BASE, "zip": [{"text": ["a", "b"], "fusion": ["mlp"]}]}, "different lengths"),
-    ({"base": BASE, "axes": {"fusion": ["mlp"]}, "zip": [{"fusion": ["mlp"], "text": ["t"]}]}, "more than one"),
-    ({"base": BASE, "axes": {"fusion": ["mlp"]}, "exclude": [{"text": "t"}]}, "not axes of this grid"),
-    ({"base": {**BASE, "train": {"device": "cuda:1"}}}, "leave it at auto"),
-    ({"base": BASE, "seeds": ["x"]}, "list of integers"),
-    ({"base": BASE, "axes": {"out": ["a", "b"]}}, "cannot vary"),
-    ([1, 2], "a grid is a mapping"),
-])
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"base": BASE, "axis": {}}, "unknown grid keys"),
+        ({"base": BASE, "axes": {"fusion": []}}, "non-empty list"),
+        ({"base": BASE, "axes": {"seed": [0, 1]}}, "seeds are not an axis"),
+        ({"base": BASE, "zip": [{"text": ["a", "b"], "fusion": ["mlp"]}]}, "different lengths"),
+        ({"base": BASE, "axes": {"fusion": ["mlp"]}, "zip": [{"fusion": ["mlp"], "text": ["t"]}]}, "more than one"),
+        ({"base": BASE, "axes": {"fusion": ["mlp"]}, "exclude": [{"text": "t"}]}, "not axes of this grid"),
+        ({"base": {**BASE, "train": {"device": "cuda:1"}}}, "leave it at auto"),
+        ({"base": BASE, "seeds": ["x"]}, "list of integers"),
+        ({"base": BASE, "axes": {"out": ["a", "b"]}}, "cannot vary"),
+        ([1, 2], "a grid is a mapping"),
+    ],
+)
 def test_malformed_grids_are_refused_by_name(record: object, message: str) -> None:
     with pytest.raises(GridError, match=message):
         parse_grid(record)
@@ -118,7 +136,9 @@ def test_expanding_a_grid_imports_no_torch(tmp_path: Path) -> None:
 
     path = tmp_path / "g.yaml"
     path.write_text(yaml.safe_dump(grid(axes={"fusion": ["mlp", "fleser"]})))
-    code = ("import sys; from ser.ablate.grid import expand, load_grid; expand(load_grid(sys.argv[1])); "
-            "print(sorted(m for m in ('torch', 'transformers', 'matplotlib') if m in sys.modules))")
+    code = (
+        "import sys; from ser.ablate.grid import expand, load_grid; expand(load_grid(sys.argv[1])); "
+        "print(sorted(m for m in ('torch', 'transformers', 'matplotlib') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -24,8 +24,12 @@ def runs(corpus: dict[str, Path]) -> dict[str, object]:
     seed runs twice over); cell B (weighted layers) one seed; cell C under another protocol. The
     sequential engine: with dropout, a stacked member's masks depend on the members it trains with,
     and this test compares one-seed jobs with a two-seed fit."""
-    grid = write_grid(corpus, zip=[{"train.lr": [0.01, 0.003], "audio:layer": ["1", "weighted"]}], seeds=[0, 1],
-                      base={"train": {"epochs": 4, "patience": 0, "batch_size": 16, "engine": "sequential"}})
+    grid = write_grid(
+        corpus,
+        zip=[{"train.lr": [0.01, 0.003], "audio:layer": ["1", "weighted"]}],
+        seeds=[0, 1],
+        base={"train": {"epochs": 4, "patience": 0, "batch_size": 16, "engine": "sequential"}},
+    )
     jobs = expand(load_grid(grid))
     for job in jobs[:3]:  # A seed 0, A seed 1, B seed 0
         assert run_job(job.record) == "ran"

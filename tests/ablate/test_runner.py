@@ -55,9 +55,13 @@ def test_cells_of_one_stack_group_train_as_one_stacked_fit(corpus: dict[str, Pat
     """Two learning rates x two seeds (one stack group): one worker trains the four runs as one stack;
     without dropout every run equals the run trained alone (--no-stack), and each run is still its
     own directory with its own metrics. A cell with other head options is another group."""
-    grid = write_grid(corpus, axes={"train.lr": [0.01, 0.003]}, seeds=[0, 1],
-                      include=[{"head.hidden": [16], "train.lr": 0.01}],
-                      base={"head": {"dropout": 0.0}})
+    grid = write_grid(
+        corpus,
+        axes={"train.lr": [0.01, 0.003]},
+        seeds=[0, 1],
+        include=[{"head.hidden": [16], "train.lr": 0.01}],
+        base={"head": {"dropout": 0.0}},
+    )
     stacked, alone = expand(load_grid(grid)), expand(load_grid(grid, out=str(corpus["root"] / "alone")))
     assert len(stacked) == 6
     lines: list[str] = []
@@ -66,8 +70,7 @@ def test_cells_of_one_stack_group_train_as_one_stacked_fit(corpus: dict[str, Pat
     assert sum("stacked with 3 others" in line for line in lines) == 4
     assert sum("stacked with 1 others" in line for line in lines) == 2  # the head.hidden cell, two seeds
     assert "4 runs train together" in (stacked[0].run_dir / "train.log").read_text()
-    outcome = run_grid(alone, RunnerOptions(workers=1, device="cpu", poll_seconds=0.1, stack=False),
-                       echo=lines.append)
+    outcome = run_grid(alone, RunnerOptions(workers=1, device="cpu", poll_seconds=0.1, stack=False), echo=lines.append)
     assert outcome.complete and len(outcome.ran) == 6
     for together, single in zip(stacked, alone, strict=True):
         a = json.loads((together.run_dir / "metrics.json").read_text())
@@ -87,8 +90,11 @@ def test_crashed_runs_are_redone_and_locked_runs_are_left_to_their_owner(corpus:
     lock.acquire()  # someone else is running it
     try:
         assert run_state(foreign.run_dir) is RunState.RUNNING
-        outcome = run_grid([crashed, foreign], RunnerOptions(workers=1, device="cpu", poll_seconds=0.1,
-                                                             wait_for_others=False), echo=lambda _: None)
+        outcome = run_grid(
+            [crashed, foreign],
+            RunnerOptions(workers=1, device="cpu", poll_seconds=0.1, wait_for_others=False),
+            echo=lambda _: None,
+        )
     finally:
         lock.release()
     assert outcome.ran == [crashed] and outcome.not_run == [foreign] and not outcome.complete
@@ -96,32 +102,48 @@ def test_crashed_runs_are_redone_and_locked_runs_are_left_to_their_owner(corpus:
     # waiting for the owner, who gives up after a while: this runner then does the run itself
     lock.acquire()
     threading.Timer(2.0, lock.release).start()
-    outcome = run_grid([crashed, foreign], RunnerOptions(workers=1, device="cpu", poll_seconds=0.1),
-                       echo=lambda _: None)
+    outcome = run_grid(
+        [crashed, foreign], RunnerOptions(workers=1, device="cpu", poll_seconds=0.1), echo=lambda _: None
+    )
     assert outcome.complete and outcome.ran == [foreign] and outcome.already_done == [crashed]
 
 
 def _runner(grid: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "ser.cli", "ablate", str(grid), "--no-report", "--device", "cpu",
-                             *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ser.cli", "ablate", str(grid), "--no-report", "--device", "cpu", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_two_runners_on_one_grid_share_the_work(corpus: dict[str, Path]) -> None:
-    grid = write_grid(corpus, axes={"train.lr": [0.01, 0.003, 0.001]}, seeds=[0, 1],
-                      base={"train": {"epochs": 60, "patience": 0, "batch_size": 16}})
+    grid = write_grid(
+        corpus,
+        axes={"train.lr": [0.01, 0.003, 0.001]},
+        seeds=[0, 1],
+        base={"train": {"epochs": 60, "patience": 0, "batch_size": 16}},
+    )
     first, second = _runner(grid, "-j", "1"), _runner(grid, "-j", "1")
     outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outputs
     jobs = jobs_of(grid)
     assert all(len(attempts(job.run_dir)) == 1 for job in jobs)  # nothing ran twice
-    ran = [int(line.split(" ran,")[0].split(": ")[-1]) for out in outputs for line in out.splitlines()
-           if line.startswith("6 jobs:")]
+    ran = [
+        int(line.split(" ran,")[0].split(": ")[-1])
+        for out in outputs
+        for line in out.splitlines()
+        if line.startswith("6 jobs:")
+    ]
     assert sum(ran) == 6 and len(ran) == 2
 
 
 def _slow_grid(corpus: dict[str, Path]) -> Path:
-    return write_grid(corpus, axes={"train.lr": [0.01, 0.003, 0.001]},
-                      base={"train": {"epochs": 400, "patience": 0, "batch_size": 16}})
+    return write_grid(
+        corpus,
+        axes={"train.lr": [0.01, 0.003, 0.001]},
+        base={"train": {"epochs": 400, "patience": 0, "batch_size": 16}},
+    )
 
 
 def _in_progress(jobs: list[Job]) -> Job | None:
@@ -183,8 +205,9 @@ def test_a_worker_that_dies_costs_its_job_only(corpus: dict[str, Path], tmp_path
     fake.write_text(f"#!{sys.executable}\nimport sys\nsys.stdin.readline()\nsys.exit(9)\n")
     fake.chmod(0o755)
     jobs = jobs_of(write_grid(corpus, axes={"train.lr": [0.01, 0.001]}))
-    outcome = run_grid(jobs, RunnerOptions(workers=1, device="cpu", poll_seconds=0.05, python=str(fake)),
-                       echo=lambda _: None)
+    outcome = run_grid(
+        jobs, RunnerOptions(workers=1, device="cpu", poll_seconds=0.05, python=str(fake)), echo=lambda _: None
+    )
     assert [job for job, _ in outcome.failed] == jobs
     assert all("died with exit status 9" in reason for _, reason in outcome.failed)
 
@@ -246,10 +269,15 @@ def test_stack_groups_ignore_seeds_and_per_member_train_settings_only() -> None:
     from ser.ablate.job import stack_group
 
     base = {"fusion": "mlp", "seeds": [0], "out": "a", "head": {}, "train": {"lr": 0.01, "batch_size": 16}}
-    same = [dict(base, seeds=[3], out="b"), dict(base, train={"lr": 0.1, "epochs": 9, "schedule": "plateau",
-                                                              "batch_size": 16})]
-    other = [dict(base, fusion="fleser"), dict(base, head={"hidden": [8]}),
-             dict(base, train={"lr": 0.01, "batch_size": 32})]
+    same = [
+        dict(base, seeds=[3], out="b"),
+        dict(base, train={"lr": 0.1, "epochs": 9, "schedule": "plateau", "batch_size": 16}),
+    ]
+    other = [
+        dict(base, fusion="fleser"),
+        dict(base, head={"hidden": [8]}),
+        dict(base, train={"lr": 0.01, "batch_size": 32}),
+    ]
     assert all(stack_group(record) == stack_group(base) for record in same)
     assert all(stack_group(record) != stack_group(base) for record in other)
     sequential = dict(base, train={"lr": 0.01, "batch_size": 16, "engine": "sequential"})

@@ -21,9 +21,21 @@ pytest.importorskip("transformers")
 
 
 def config(manifest: Path, model: Path, **changes: object) -> FinetuneConfig:
-    base = dict(family="hubert", model=str(model), manifest=str(manifest), protocol="speaker-loso",
-                val_by="utterance", val_fraction=0.25, epochs=2, patience=0, batch_size=4, lr=1e-3,
-                crop_seconds=0.5, eval_seconds=0.5, num_workers=0)
+    base = dict(
+        family="hubert",
+        model=str(model),
+        manifest=str(manifest),
+        protocol="speaker-loso",
+        val_by="utterance",
+        val_fraction=0.25,
+        epochs=2,
+        patience=0,
+        batch_size=4,
+        lr=1e-3,
+        crop_seconds=0.5,
+        eval_seconds=0.5,
+        num_workers=0,
+    )
     base.update(changes)
     return FinetuneConfig(**base)  # type: ignore[arg-type]
 
@@ -50,8 +62,9 @@ def test_supervised_changes_exactly_the_top_layer(tone_corpus: Path, tiny_group_
     assert (result.checkpoint / "preprocessor_config.json").exists() and (result.checkpoint / "head.pt").exists()
 
 
-def test_pre_layer_norm_models_train_their_final_norm(tone_corpus: Path, tiny_stable_layer_norm: Path,
-                                                      tmp_path: Path) -> None:
+def test_pre_layer_norm_models_train_their_final_norm(
+    tone_corpus: Path, tiny_stable_layer_norm: Path, tmp_path: Path
+) -> None:
     cfg = config(tone_corpus, tiny_stable_layer_norm, family="wav2vec2", unfreeze=1, mode="contrastive")
     result = adapt_fold(cfg, "spk1", tmp_path)
     before, after = weights(tiny_stable_layer_norm), weights(result.checkpoint)
@@ -59,8 +72,9 @@ def test_pre_layer_norm_models_train_their_final_norm(tone_corpus: Path, tiny_st
     assert changed(before, after) == expected
 
 
-def test_contrastive_default_trains_every_transformer_layer_never_the_cnn(tone_corpus: Path, tiny_group_norm: Path,
-                                                                           tmp_path: Path) -> None:
+def test_contrastive_default_trains_every_transformer_layer_never_the_cnn(
+    tone_corpus: Path, tiny_group_norm: Path, tmp_path: Path
+) -> None:
     result = adapt_fold(config(tone_corpus, tiny_group_norm, mode="contrastive"), "spk2", tmp_path)
     before, after = weights(tiny_group_norm), weights(result.checkpoint)
     moved = changed(before, after)
@@ -69,8 +83,9 @@ def test_contrastive_default_trains_every_transformer_layer_never_the_cnn(tone_c
     assert all(math.isfinite(h["validation"]) for h in result.history)
 
 
-def test_provenance_lists_the_training_rows_and_excludes_the_test_speaker(tone_corpus: Path, tiny_group_norm: Path,
-                                                                         tmp_path: Path) -> None:
+def test_provenance_lists_the_training_rows_and_excludes_the_test_speaker(
+    tone_corpus: Path, tiny_group_norm: Path, tmp_path: Path
+) -> None:
     cfg = config(tone_corpus, tiny_group_norm, unfreeze=0)
     result = adapt_fold(cfg, "spk3", tmp_path)
     provenance = json.loads((result.checkpoint / "ser_finetune.json").read_text())
@@ -87,8 +102,9 @@ def test_provenance_lists_the_training_rows_and_excludes_the_test_speaker(tone_c
     assert not changed(weights(tiny_group_norm), weights(result.checkpoint))
 
 
-def test_finished_folds_are_reused_and_other_settings_refused(tone_corpus: Path, tiny_group_norm: Path,
-                                                             tmp_path: Path) -> None:
+def test_finished_folds_are_reused_and_other_settings_refused(
+    tone_corpus: Path, tiny_group_norm: Path, tmp_path: Path
+) -> None:
     cfg = config(tone_corpus, tiny_group_norm, unfreeze=1, epochs=1)
     first = adapt_fold(cfg, "spk0", tmp_path)
     again = adapt_fold(cfg, "spk0", tmp_path)
@@ -148,15 +164,23 @@ def test_crops_tile_short_clips_and_are_seeded(tone_corpus: Path) -> None:
     assert fixed_length(short, 12, 0).tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1]
     assert fixed_length(np.arange(10.0), 4, 100).tolist() == [6, 7, 8, 9]
     clip = Clip(id="spk0_7", path=str(tone_corpus.parent / "spk0_7.wav"), start=None, end=None, label=3)
-    data = CropDataset([clip], sample_rate=16000, crop_seconds=0.25, views=2, seed=1, normalize=False,
-                       random_crops=True)
+    data = CropDataset(
+        [clip], sample_rate=16000, crop_seconds=0.25, views=2, seed=1, normalize=False, random_crops=True
+    )
     first, label = data[0]
     assert first.shape == (2, 4000) and label == 3
     assert torch.equal(first, data[0][0])
     data.epoch = 1
     assert not torch.equal(first, data[0][0])
-    missing = CropDataset([Clip(id="x", path="/no/such.wav", start=None, end=None, label=0)], sample_rate=16000,
-                          crop_seconds=0.25, views=1, seed=0, normalize=False, random_crops=False)
+    missing = CropDataset(
+        [Clip(id="x", path="/no/such.wav", start=None, end=None, label=0)],
+        sample_rate=16000,
+        crop_seconds=0.25,
+        views=1,
+        seed=0,
+        normalize=False,
+        random_crops=False,
+    )
     assert missing[0] is None
 
 

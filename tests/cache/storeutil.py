@@ -23,13 +23,17 @@ MANIFEST_SHA = "0" * 64
 LAYOUT = StoreLayout(pooled={"mean": (4, 6), "std": (4, 6), "cls": (1, 10)}, seq={"layer_01": 6, "layer_03": 3})
 
 
-def make_attrs(*, config_hash_: str = CONFIG_HASH, manifest_sha: str = MANIFEST_SHA,
-               shard: str | None = None) -> dict[str, Any]:
+def make_attrs(
+    *, config_hash_: str = CONFIG_HASH, manifest_sha: str = MANIFEST_SHA, shard: str | None = None
+) -> dict[str, Any]:
     extractor: dict[str, Any] = {"name": "fake", "preset": "tiny", "config": CONFIG, "config_hash": config_hash_}
     if shard is not None:
         extractor["shard"] = shard
-    return {"extractor": extractor, "manifest": {"path": "m.csv", "sha256": manifest_sha, "n_items": 99},
-            "upstream": {"model": "none", "sample_rate": 16000}}
+    return {
+        "extractor": extractor,
+        "manifest": {"path": "m.csv", "sha256": manifest_sha, "n_items": 99},
+        "upstream": {"model": "none", "sample_rate": 16000},
+    }
 
 
 @dataclass
@@ -57,15 +61,30 @@ def make_rows(n: int, layout: StoreLayout = LAYOUT, *, start: int = 0) -> list[R
     """``n`` rows (n + start < 997) with unique ids in non-sorted order and lengths cycling through 0..6 (T=0
     rows occur, also at the start and the end of segments)."""
     lengths = [3, 0, 5, 1, 0, 6, 2]
-    return [make_row(f"utt-{(940 * (i + 1)) % 997:03d}", seed=i, length=lengths[i % len(lengths)] if layout.seq else 0,
-                     layout=layout) for i in range(start, start + n)]
+    return [
+        make_row(
+            f"utt-{(940 * (i + 1)) % 997:03d}",
+            seed=i,
+            length=lengths[i % len(lengths)] if layout.seq else 0,
+            layout=layout,
+        )
+        for i in range(start, start + n)
+    ]
 
 
-def write_store(path: Path, rows: list[Row], *, layout: StoreLayout = LAYOUT, attrs: dict[str, Any] | None = None,
-                rejected: dict[str, str] | None = None, segment_bytes: int = 1500) -> Path:
+def write_store(
+    path: Path,
+    rows: list[Row],
+    *,
+    layout: StoreLayout = LAYOUT,
+    attrs: dict[str, Any] | None = None,
+    rejected: dict[str, str] | None = None,
+    segment_bytes: int = 1500,
+) -> Path:
     """Write ``rows`` (and ``rejected``, interleaved after the first row) and finalize."""
-    writer = CacheWriter.open(path, layout=layout, attrs=attrs if attrs is not None else make_attrs(),
-                              segment_bytes=segment_bytes)
+    writer = CacheWriter.open(
+        path, layout=layout, attrs=attrs if attrs is not None else make_attrs(), segment_bytes=segment_bytes
+    )
     pending = dict(rejected or {})
     for n, row in enumerate(rows):
         assert writer.add(row.uid, row.fingerprint, row.pooled, row.seq)
@@ -95,11 +114,15 @@ class Content:
 def read_content(path: Path) -> Content:
     with CacheReader(path) as reader:
         return Content(
-            ids=list(reader.ids), fingerprints=list(reader.fingerprints),
+            ids=list(reader.ids),
+            fingerprints=list(reader.fingerprints),
             pooled={stat: reader.pooled(stat) for stat in reader.layout.pooled},
             seq={layer: [reader.sequence(uid, layer) for uid in reader.ids] for layer in reader.layout.seq},
-            offsets=reader.offsets.copy(), rejected=list(reader.rejected.items()), layout=reader.layout,
-            attrs={k: v for k, v in reader.attrs.items() if k != "finalized"})
+            offsets=reader.offsets.copy(),
+            rejected=list(reader.rejected.items()),
+            layout=reader.layout,
+            attrs={k: v for k, v in reader.attrs.items() if k != "finalized"},
+        )
 
 
 def assert_same_content(got: Content, want: Content, *, compare_attrs: bool = True) -> None:

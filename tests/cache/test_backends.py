@@ -19,8 +19,18 @@ from ser.cache.reader import CacheReader
 from tests.cache.storeutil import make_rows, writer_open
 
 N_ROWS = 22
-SELECTIONS = [..., slice(None), slice(0, 1), slice(5, 6), slice(6, 13), slice(3, 20), slice(-4, None),
-              slice(20, 3), slice(21, 99), slice(0, 0)]
+SELECTIONS = [
+    ...,
+    slice(None),
+    slice(0, 1),
+    slice(5, 6),
+    slice(6, 13),
+    slice(3, 20),
+    slice(-4, None),
+    slice(20, 3),
+    slice(21, 99),
+    slice(0, 0),
+]
 
 
 def _store(tmp_path: Path, suffix: str, compression: str | None = None) -> Path:
@@ -73,8 +83,9 @@ def test_compressed_zarr_uses_the_generic_path(tmp_path: Path) -> None:
         np.testing.assert_array_equal(reader.pooled("mean"), _reference(path, "pooled/mean", ...))
 
 
-@pytest.mark.parametrize("edit", ["codec", "key-encoding", "separator", "grid", "endian", "garbage", "missing",
-                                  "fill-nan", "v2"])
+@pytest.mark.parametrize(
+    "edit", ["codec", "key-encoding", "separator", "grid", "endian", "garbage", "missing", "fill-nan", "v2"]
+)
 def test_unknown_zarr_metadata_falls_back_to_the_generic_path(tmp_path: Path, edit: str) -> None:
     array_dir = _store(tmp_path, ".zarr") / "pooled" / "mean"
     meta_path = array_dir / "zarr.json"
@@ -121,8 +132,7 @@ def test_a_missing_chunk_file_is_a_cache_error_not_zeros(tmp_path: Path) -> None
     path = _store(tmp_path, ".zarr")
     (path / "pooled" / "mean" / "c" / "1" / "0" / "0").unlink()
     store = ZarrFile(path, "r")
-    np.testing.assert_array_equal(store.read("pooled/mean", slice(0, 6)), _reference(path, "pooled/mean",
-                                                                                     slice(0, 6)))
+    np.testing.assert_array_equal(store.read("pooled/mean", slice(0, 6)), _reference(path, "pooled/mean", slice(0, 6)))
     with pytest.raises(CacheError, match=r"c/1/0/0: chunk file is missing; the store is damaged"):
         store.read("pooled/mean")
 
@@ -132,8 +142,9 @@ def test_truncated_chunk_file_is_a_cache_error(tmp_path: Path) -> None:
     chunk = path / "pooled" / "mean" / "c" / "2" / "0" / "0"
     chunk.write_bytes(chunk.read_bytes()[:100])
     store = ZarrFile(path, "r")
-    np.testing.assert_array_equal(store.read("pooled/mean", slice(0, 12)), _reference(path, "pooled/mean",
-                                                                                      slice(0, 12)))
+    np.testing.assert_array_equal(
+        store.read("pooled/mean", slice(0, 12)), _reference(path, "pooled/mean", slice(0, 12))
+    )
     with pytest.raises(CacheError, match=r"c/2/0/0: chunk file is shorter than its array says; the store is damaged"):
         store.read("pooled/mean")
 
@@ -145,8 +156,9 @@ def test_chunk_maps_stay_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     offsets = store.read("seq/offsets")
     for row in range(N_ROWS):
         got = store.read("seq/layer_01", slice(int(offsets[row]), int(offsets[row + 1])))
-        np.testing.assert_array_equal(got, _reference(path, "seq/layer_01", slice(int(offsets[row]),
-                                                                                 int(offsets[row + 1]))))
+        np.testing.assert_array_equal(
+            got, _reference(path, "seq/layer_01", slice(int(offsets[row]), int(offsets[row + 1])))
+        )
         assert len(store._chunk_maps) <= 3
     store.close()
     assert not store._chunk_maps
@@ -180,16 +192,20 @@ def test_every_named_compression_writes_and_reads_back(tmp_path: Path) -> None:
                 writer.add(row.uid, row.fingerprint, row.pooled, row.seq)
             writer.finalize(compression=name)
             with CacheReader(path) as reader:
-                np.testing.assert_array_equal(reader.pooled("mean"),
-                                              np.stack([r.pooled["mean"] for r in rows]).astype("f4"))
+                np.testing.assert_array_equal(
+                    reader.pooled("mean"), np.stack([r.pooled["mean"] for r in rows]).astype("f4")
+                )
 
 
 def test_compression_names_are_checked_per_backend(tmp_path: Path) -> None:
     check_compression(tmp_path / "a.h5", None)
     check_compression(tmp_path / "a.h5", "lzf")
     check_compression(tmp_path / "a.zarr", "blosc")
-    with pytest.raises(CacheError, match=r"a\.zarr: Zarr stores take --compression zstd or gzip or blosc, not "
-                                         r"'lzf' \(lzf is for \.h5 stores\)"):
+    with pytest.raises(
+        CacheError,
+        match=r"a\.zarr: Zarr stores take --compression zstd or gzip or blosc, not "
+        r"'lzf' \(lzf is for \.h5 stores\)",
+    ):
         check_compression(tmp_path / "a.zarr", "lzf")
     with pytest.raises(CacheError, match=r"must end in \.h5 \(HDF5\) or \.zarr"):
         check_compression(tmp_path / "a.npy", None)

@@ -22,7 +22,7 @@ import pytest
 from ser.cache.format import partial_path
 from tests.cache.storeutil import assert_same_content, read_content
 
-HELPER = textwrap.dedent('''
+HELPER = textwrap.dedent("""
     import sys
     import time
     from pathlib import Path
@@ -75,7 +75,7 @@ HELPER = textwrap.dedent('''
 
     if __name__ == "__main__":
         main(sys.argv[1], float(sys.argv[2]))
-''')
+""")
 
 SLEEP = 0.002
 ROW_EVENTS = ["row 0050", "row 0125", "row 0200", "row 0275"]  # spaced wider than a kill delay's worth of rows
@@ -100,8 +100,13 @@ def _kill_plan(seed: int) -> list[tuple[str, float]]:
 
 def _launch_and_kill(script: Path, store: Path, event: str, delay: float) -> tuple[int | None, int]:
     """Run the helper, SIGKILL it ``delay`` s after ``event``; (rows done at open or None, return code)."""
-    proc = subprocess.Popen([sys.executable, str(script), str(store), str(SLEEP)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(store), str(SLEEP)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     assert proc.stdout is not None
     done_at_open = None
     if event != "start":
@@ -129,8 +134,7 @@ def _flushed_ids(store: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(("suffix", "seed"), [(".h5", 1), (".zarr", 2), (".h5", 3)])
-def test_sigkill_at_random_points_then_resume_equals_uninterrupted_run(tmp_path: Path, suffix: str, seed: int
-                                                                       ) -> None:
+def test_sigkill_at_random_points_then_resume_equals_uninterrupted_run(tmp_path: Path, suffix: str, seed: int) -> None:
     script = tmp_path / "helper.py"
     script.write_text(HELPER)
 
@@ -161,8 +165,9 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted_run(tmp_path:
     assert progress == sorted(progress)
     assert progress[-1] >= 250
 
-    finish = subprocess.run([sys.executable, str(script), str(store), "0"], capture_output=True, text=True,
-                            env=_env(), timeout=120)
+    finish = subprocess.run(
+        [sys.executable, str(script), str(store), "0"], capture_output=True, text=True, env=_env(), timeout=120
+    )
     assert finish.returncode == 0, finish.stderr
     assert finish.stdout.splitlines()[-1] in ("finalized", "already complete")
     if finish.stdout.splitlines()[-1] == "finalized":

@@ -39,8 +39,10 @@ SHARD_REJECTED = [{"r-0a": "too short"}, {}, {"r-2a": "decode failed", "r-2b": "
 def _write_shards(tmp_path: Path, suffix: str, rows: list[Row]) -> list[Path]:
     """Three shard stores of the same extraction: rows split 5 / 4 / 6, each with its own rejected ids."""
     parts = [rows[:5], rows[5:9], rows[9:]]
-    return [write_store(tmp_path / f"shard{i}{suffix}", part, attrs=make_attrs(shard=f"{i}/3"),
-                        rejected=SHARD_REJECTED[i]) for i, part in enumerate(parts)]
+    return [
+        write_store(tmp_path / f"shard{i}{suffix}", part, attrs=make_attrs(shard=f"{i}/3"), rejected=SHARD_REJECTED[i])
+        for i, part in enumerate(parts)
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ merge
@@ -80,10 +82,18 @@ def test_merge_equals_the_single_store_of_the_same_rows(tmp_path: Path, suffix: 
 
 def test_id_rejected_in_one_shard_but_stored_in_another_counts_as_stored(tmp_path: Path, suffix: str) -> None:
     rows = make_rows(6)
-    a = write_store(tmp_path / f"a{suffix}", rows[:3], rejected={rows[4].uid: "OOM", "lost": "too long"},
-                    attrs=make_attrs(shard="0/2"))
-    b = write_store(tmp_path / f"b{suffix}", rows[3:], rejected={rows[1].uid: "timeout", "lost": "too long"},
-                    attrs=make_attrs(shard="1/2"))
+    a = write_store(
+        tmp_path / f"a{suffix}",
+        rows[:3],
+        rejected={rows[4].uid: "OOM", "lost": "too long"},
+        attrs=make_attrs(shard="0/2"),
+    )
+    b = write_store(
+        tmp_path / f"b{suffix}",
+        rows[3:],
+        rejected={rows[1].uid: "timeout", "lost": "too long"},
+        attrs=make_attrs(shard="1/2"),
+    )
     merged = read_content(merge_stores([a, b], tmp_path / f"m{suffix}"))
     assert merged.ids == [r.uid for r in rows]
     assert merged.rejected == [("lost", "too long")]
@@ -105,9 +115,11 @@ def test_merge_refuses_shards_of_another_extraction(tmp_path: Path, suffix: str,
         rows = make_rows(6, layout)
     other = write_store(tmp_path / f"b{suffix}", rows[3:], attrs=attrs, layout=layout)
     out = tmp_path / f"m{suffix}"
-    message = {"config": "was extracted with another config or layout than",
-               "layout": "was extracted with another config or layout than",
-               "manifest": "was extracted from another manifest than"}[change]
+    message = {
+        "config": "was extracted with another config or layout than",
+        "layout": "was extracted with another config or layout than",
+        "manifest": "was extracted from another manifest than",
+    }[change]
     with pytest.raises(CacheError, match=f"b{suffix} {message} .*a{suffix}"):
         merge_stores([good, other], out)
     assert not out.exists()
@@ -118,8 +130,9 @@ def test_merge_refuses_overlapping_ids(tmp_path: Path, suffix: str) -> None:
     a = write_store(tmp_path / f"a{suffix}", rows[:4])
     b = write_store(tmp_path / f"b{suffix}", rows[3:])
     out = tmp_path / f"m{suffix}"
-    with pytest.raises(CacheError, match=f"id '{rows[3].uid}' is in both .*a{suffix} and .*b{suffix}; shards must be "
-                                         "disjoint"):
+    with pytest.raises(
+        CacheError, match=f"id '{rows[3].uid}' is in both .*a{suffix} and .*b{suffix}; shards must be disjoint"
+    ):
         merge_stores([a, b], out)
     assert not out.exists()
     assert not out.with_name(out.name + ".assembling").exists()
@@ -159,8 +172,12 @@ def test_verify_good_store(store: Path, rows: list[Row], expected: dict[str, str
     assert report.ok, report.problems
     assert report.problems == []
     assert report.n_items == len(rows) and report.n_rejected == 1
-    assert report.checked == ["offsets monotone", "all values finite", "checksums of every dataset",
-                              "manifest coverage and fingerprints"]
+    assert report.checked == [
+        "offsets monotone",
+        "all values finite",
+        "checksums of every dataset",
+        "manifest coverage and fingerprints",
+    ]
     assert verify_store(store).checked == ["offsets monotone", "all values finite", "checksums of every dataset"]
 
 
@@ -183,8 +200,9 @@ def test_verify_reports_missing_changed_and_extra_ids(store: Path, rows: list[Ro
     ]
 
 
-def test_verify_compares_the_manifest_hash_then_every_row(store: Path, rows: list[Row],
-                                                          expected: dict[str, str]) -> None:
+def test_verify_compares_the_manifest_hash_then_every_row(
+    store: Path, rows: list[Row], expected: dict[str, str]
+) -> None:
     same = verify_store(store, expected, manifest_sha256=MANIFEST_SHA)
     assert same.ok and same.notes == []
     assert "manifest sha256 as at extraction" in same.checked
@@ -192,18 +210,23 @@ def test_verify_compares_the_manifest_hash_then_every_row(store: Path, rows: lis
     edited = verify_store(store, expected, manifest_sha256="a" * 64, manifest_name="m2.jsonl")
     assert edited.ok, edited.problems
     assert "manifest sha256 as at extraction" not in edited.checked
-    assert edited.notes == [f"m2.jsonl (sha256 {'a' * 12}) is not the manifest this store was extracted from (sha256 "
-                            f"{'0' * 12}, m.csv); it was edited or rebuilt since. Labels and splits may change freely, "
-                            "so every row's fingerprint (audio path, segment, text) is checked instead"]
+    assert edited.notes == [
+        f"m2.jsonl (sha256 {'a' * 12}) is not the manifest this store was extracted from (sha256 "
+        f"{'0' * 12}, m.csv); it was edited or rebuilt since. Labels and splits may change freely, "
+        "so every row's fingerprint (audio path, segment, text) is checked instead"
+    ]
     # ... and one whose transcripts changed for two rows: refused, naming them.
-    changed = verify_store(store, {**expected, rows[1].uid: "new text", rows[7].uid: "new audio"},
-                           manifest_sha256="a" * 64)
+    changed = verify_store(
+        store, {**expected, rows[1].uid: "new text", rows[7].uid: "new audio"}, manifest_sha256="a" * 64
+    )
     assert len(changed.notes) == 1
-    assert changed.problems == [f"{store}: 2 manifest rows changed since this store was extracted (audio path, "
-                                f"segment, the audio file's content or, for text stores, the text differ): "
-                                f"{rows[1].uid}, {rows[7].uid}. Their features were computed "
-                                "from the old rows: re-run `ser extract` with this manifest and the same options, "
-                                "which extracts the changed rows again into the store (or extract into a new store)"]
+    assert changed.problems == [
+        f"{store}: 2 manifest rows changed since this store was extracted (audio path, "
+        f"segment, the audio file's content or, for text stores, the text differ): "
+        f"{rows[1].uid}, {rows[7].uid}. Their features were computed "
+        "from the old rows: re-run `ser extract` with this manifest and the same options, "
+        "which extracts the changed rows again into the store (or extract into a new store)"
+    ]
 
 
 def test_verify_finds_nan_in_pooled(store: Path, rows: list[Row], expected: dict[str, str]) -> None:
@@ -215,8 +238,7 @@ def test_verify_finds_nan_in_pooled(store: Path, rows: list[Row], expected: dict
 
 @pytest.mark.parametrize("frame", ["first", "last"])
 @pytest.mark.parametrize("target", [5, 2, 0])
-def test_verify_finds_nan_in_sequences_and_names_the_row(store: Path, rows: list[Row], target: int, frame: str
-                                                         ) -> None:
+def test_verify_finds_nan_in_sequences_and_names_the_row(store: Path, rows: list[Row], target: int, frame: str) -> None:
     # Rows 1 and 4 have T=0, so frame offsets repeat: the culprit must still be the row owning the frame.
     with CacheReader(store) as reader:
         start, stop = int(reader.offsets[target]), int(reader.offsets[target + 1])
@@ -233,8 +255,10 @@ def test_verify_finds_non_monotone_offsets(store: Path) -> None:
     assert offsets[3] > offsets[2]
     tamper(store, "seq/offsets", 3, offsets[2] - 1)  # now offsets[3] < offsets[2]
     report = verify_store(store)
-    assert report.problems == ["seq/offsets is not a monotone (N+1,) array starting at 0",
-                               "seq/offsets: rows 0-10 differ from the checksums written with the store"]
+    assert report.problems == [
+        "seq/offsets is not a monotone (N+1,) array starting at 0",
+        "seq/offsets: rows 0-10 differ from the checksums written with the store",
+    ]
 
 
 def test_verify_finds_offsets_not_starting_at_zero_or_not_matching_the_frames(store: Path) -> None:
@@ -244,9 +268,11 @@ def test_verify_finds_offsets_not_starting_at_zero_or_not_matching_the_frames(st
     assert "seq/offsets is not a monotone (N+1,) array starting at 0" in verify_store(store).problems
     tamper(store, "seq/offsets", 0, 0)
     tamper(store, "seq/offsets", len(offsets) - 1, offsets[-1] + 2)
-    assert verify_store(store).problems == [f"seq/layer_01 has {offsets[-1]} frames, offsets end at {offsets[-1] + 2}",
-                                            f"seq/layer_03 has {offsets[-1]} frames, offsets end at {offsets[-1] + 2}",
-                                            "seq/offsets: rows 0-10 differ from the checksums written with the store"]
+    assert verify_store(store).problems == [
+        f"seq/layer_01 has {offsets[-1]} frames, offsets end at {offsets[-1] + 2}",
+        f"seq/layer_03 has {offsets[-1]} frames, offsets end at {offsets[-1] + 2}",
+        "seq/offsets: rows 0-10 differ from the checksums written with the store",
+    ]
 
 
 def test_verify_refuses_what_the_reader_refuses(store: Path) -> None:

@@ -51,18 +51,26 @@ def test_partial_store_is_refused_by_final_and_partial_path(tmp_path: Path, suff
     writer = writer_open(path)
     writer.add(rows[0].uid, rows[0].fingerprint, rows[0].pooled, rows[0].seq)
     writer.close()
-    with pytest.raises(CacheError, match=f"not finished yet \\({re.escape(partial_path(path).name)} exists\\); "
-                                         "run the same `ser extract` command again to resume"):
+    with pytest.raises(
+        CacheError,
+        match=f"not finished yet \\({re.escape(partial_path(path).name)} exists\\); "
+        "run the same `ser extract` command again to resume",
+    ):
         CacheReader(path)
-    with pytest.raises(CacheError, match=f"is an unfinished store; run the same `ser extract` command again to resume "
-                                         f"and finish it \\(it will be written to {re.escape(str(path))}\\)"):
+    with pytest.raises(
+        CacheError,
+        match=f"is an unfinished store; run the same `ser extract` command again to resume "
+        f"and finish it \\(it will be written to {re.escape(str(path))}\\)",
+    ):
         CacheReader(partial_path(path))
 
 
 def test_unknown_format_version_is_refused(store: Path) -> None:
     set_attr(store, "format_version", FORMAT_VERSION + 1)
-    with pytest.raises(CacheError, match=f"uses cache format version {FORMAT_VERSION + 1}; this ser reads version "
-                                         f"{FORMAT_VERSION}. Re-extract"):
+    with pytest.raises(
+        CacheError,
+        match=f"uses cache format version {FORMAT_VERSION + 1}; this ser reads version {FORMAT_VERSION}. Re-extract",
+    ):
         CacheReader(store)
 
 
@@ -132,10 +140,12 @@ def test_pooled_selects_ids_and_layers_in_the_asked_order(store: Path, rows: lis
         assert got.dtype == np.float32
         want = np.stack([by_id[u].pooled["mean"][[3, 1]] for u in ids]).astype(np.float32)
         np.testing.assert_array_equal(got, want)
-        np.testing.assert_array_equal(reader.pooled("std", layers=[-1])[:, 0],
-                                      np.stack([r.pooled["std"][3] for r in rows]).astype(np.float32))
-        np.testing.assert_array_equal(reader.pooled("cls", ids=[rows[2].uid]),
-                                      rows[2].pooled["cls"][None].astype(np.float32))
+        np.testing.assert_array_equal(
+            reader.pooled("std", layers=[-1])[:, 0], np.stack([r.pooled["std"][3] for r in rows]).astype(np.float32)
+        )
+        np.testing.assert_array_equal(
+            reader.pooled("cls", ids=[rows[2].uid]), rows[2].pooled["cls"][None].astype(np.float32)
+        )
         assert reader.pooled("mean", ids=[]).shape == (0, 4, 6)
         full = reader.pooled("mean")
         np.testing.assert_array_equal(full, np.stack([r.pooled["mean"] for r in rows]).astype(np.float32))
@@ -155,8 +165,9 @@ def test_rejected_and_absent_ids_are_named_separately(store: Path, rows: list[Ro
     message = str(info.value)
     assert "4 requested ids are not in the store" in message
     rejected_part, absent_part = message.split("; ", 1)[1].split("; ")
-    assert rejected_part == ("2 were rejected at extraction: rej-b (non-finite values in mean), "
-                             "rej-a (audio too short (0.1 s))")
+    assert rejected_part == (
+        "2 were rejected at extraction: rej-b (non-finite values in mean), rej-a (audio too short (0.1 s))"
+    )
     assert absent_part.startswith("2 were never extracted: ghost-1, ghost-2 (extract them with `ser extract`")
     assert rows[0].uid not in message
 
@@ -185,11 +196,14 @@ def test_check_rows_detects_changed_fingerprints(store: Path, rows: list[Row]) -
         reader.check_rows(expected)  # unchanged: no error
         reader.check_rows({**expected, "ghost": "x", "rej-a": "y"})  # absent/rejected ids are not its business
         changed = {**expected, rows[2].uid: "edited", rows[6].uid: "edited too"}
-        with pytest.raises(CacheError, match=f"2 manifest rows changed since this store was extracted \\(audio path, "
-                                             f"segment, the audio file's content or, for text stores, the text "
-                                             f"differ\\): {rows[2].uid}, {rows[6].uid}\\. "
-                                             "Their features were computed from the old rows: re-run `ser extract` "
-                                             "with this manifest"):
+        with pytest.raises(
+            CacheError,
+            match=f"2 manifest rows changed since this store was extracted \\(audio path, "
+            f"segment, the audio file's content or, for text stores, the text "
+            f"differ\\): {rows[2].uid}, {rows[6].uid}\\. "
+            "Their features were computed from the old rows: re-run `ser extract` "
+            "with this manifest",
+        ):
             reader.check_rows(changed)
         assert reader.changed_rows(changed) == [rows[2].uid, rows[6].uid]
 
@@ -199,9 +213,11 @@ def test_manifest_sha256_is_compared_with_the_one_recorded_at_extraction(store: 
         assert reader.manifest_sha256 == MANIFEST_SHA
         assert reader.manifest_note(MANIFEST_SHA) is None
         note = reader.manifest_note("f" * 64, "new.jsonl")
-    assert note == ("new.jsonl (sha256 ffffffffffff) is not the manifest this store was extracted from (sha256 "
-                    "000000000000, m.csv); it was edited or rebuilt since. Labels and splits may change freely, so "
-                    "every row's fingerprint (audio path, segment, text) is checked instead")
+    assert note == (
+        "new.jsonl (sha256 ffffffffffff) is not the manifest this store was extracted from (sha256 "
+        "000000000000, m.csv); it was edited or rebuilt since. Labels and splits may change freely, so "
+        "every row's fingerprint (audio path, segment, text) is checked instead"
+    )
     set_attr(store, "manifest", '{"path": null, "sha256": null}')
     with CacheReader(store) as reader:
         assert reader.manifest_sha256 is None
@@ -230,8 +246,9 @@ def test_sequence_values_and_zero_length_rows(store: Path, rows: list[Row]) -> N
 
 def test_sequence_of_an_unstored_layer_or_missing_id(store: Path, rows: list[Row]) -> None:
     with CacheReader(store) as reader:
-        with pytest.raises(CacheError, match="stores no sequence for 'layer_02'; stored layers: "
-                                             "\\['layer_01', 'layer_03'\\]"):
+        with pytest.raises(
+            CacheError, match="stores no sequence for 'layer_02'; stored layers: \\['layer_01', 'layer_03'\\]"
+        ):
             reader.sequence(rows[0].uid, "layer_02")
         with pytest.raises(CacheError, match="1 were rejected at extraction: rej-a"):
             reader.sequence("rej-a", "layer_01")
@@ -308,8 +325,10 @@ def test_reads_across_many_small_chunks(tmp_path: Path, suffix: str, compression
     with CacheReader(path) as reader:
         np.testing.assert_array_equal(reader.pooled("mean"), np.stack([r.pooled["mean"] for r in rows]).astype("f4"))
         picked = [rows[i].uid for i in (39, 6, 7, 13, 0)]
-        np.testing.assert_array_equal(reader.pooled("std", ids=picked, layers=[2]),
-                                      np.stack([by_id[u].pooled["std"][[2]] for u in picked]).astype("f4"))
+        np.testing.assert_array_equal(
+            reader.pooled("std", ids=picked, layers=[2]),
+            np.stack([by_id[u].pooled["std"][[2]] for u in picked]).astype("f4"),
+        )
         for row in rows:
             np.testing.assert_array_equal(reader.sequence(row.uid, "layer_01"), row.seq["layer_01"].astype("f2"))
     assert verify_store(path, {r.uid: r.fingerprint for r in rows}).ok

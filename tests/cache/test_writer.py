@@ -89,8 +89,9 @@ def test_rows_spread_over_many_segments_keep_write_order(store: Path) -> None:
     assert_matches_rows(content, rows)
 
 
-@pytest.mark.parametrize(("pooled_dtype", "seq_dtype"), [("float32", "float16"), ("float16", "float32"),
-                                                         ("float64", "float16")])
+@pytest.mark.parametrize(
+    ("pooled_dtype", "seq_dtype"), [("float32", "float16"), ("float16", "float32"), ("float64", "float16")]
+)
 def test_layout_dtypes_are_honoured(store: Path, pooled_dtype: str, seq_dtype: str) -> None:
     layout = StoreLayout(pooled={"mean": (3, 5)}, seq={"layer_00": 5}, pooled_dtype=pooled_dtype, seq_dtype=seq_dtype)
     rows = make_rows(6, layout)
@@ -164,8 +165,10 @@ def test_non_finite_rows_become_rejected(store: Path) -> None:
     writer.finalize()
     content = read_content(store)
     assert content.ids == [good.uid, good2.uid]
-    assert content.rejected == [(nan_pooled.uid, "non-finite values in std"),
-                                (inf_seq.uid, "non-finite values in layer_03")]
+    assert content.rejected == [
+        (nan_pooled.uid, "non-finite values in std"),
+        (inf_seq.uid, "non-finite values in layer_03"),
+    ]
     assert_matches_rows(content, [good, good2])
 
 
@@ -374,7 +377,8 @@ def test_leftover_tmp_segment_is_removed_and_not_counted(store: Path) -> None:
 
 @pytest.mark.parametrize("where", ["after the rename", "after listing the segment"])
 def test_a_flush_cut_short_by_a_signal_handler_is_finished_by_the_next_flush(
-        store: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    store: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
     """The DataLoader's SIGCHLD handler raises in the main thread wherever it happens to be, also
     inside a flush; the flush that follows must neither collide with the renamed segment nor write
     the buffered rows twice."""
@@ -420,8 +424,7 @@ def test_a_foreign_segment_in_the_next_slot_is_refused(store: Path) -> None:
         writer.flush()
 
 
-def test_crash_between_rename_and_cleanup_leaves_a_readable_store(store: Path, monkeypatch: pytest.MonkeyPatch
-                                                                    ) -> None:
+def test_crash_between_rename_and_cleanup_leaves_a_readable_store(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rows = make_rows(4)
     writer = writer_open(store)
     _write(writer, rows)
@@ -481,10 +484,13 @@ def test_file_system_without_locks_is_a_clear_error(store: Path, monkeypatch: py
         raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(writer_module.fcntl, "flock", no_locks)
-    with pytest.raises(CacheError, match=f"{re.escape(str(partial_path(store)))}: the file system holding it has no "
-                                         f"file locks \\(flock: {re.escape(os.strerror(code))}\\), .*Write the store "
-                                         "to a local disk and copy it afterwards, or extract shards \\(--shard i/N\\) "
-                                         "to local disks and join them with `ser cache merge`"):
+    with pytest.raises(
+        CacheError,
+        match=f"{re.escape(str(partial_path(store)))}: the file system holding it has no "
+        f"file locks \\(flock: {re.escape(os.strerror(code))}\\), .*Write the store "
+        "to a local disk and copy it afterwards, or extract shards \\(--shard i/N\\) "
+        "to local disks and join them with `ser cache merge`",
+    ):
         writer_open(store)
     monkeypatch.undo()
     writer_open(store).close()  # the refused open left nothing locked or open
@@ -513,8 +519,7 @@ HOLDER = textwrap.dedent("""
 def test_second_writer_in_another_process_is_refused_until_it_dies(store: Path) -> None:
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(store)], stdout=subprocess.PIPE, text=True,
-                              env=env)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(store)], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "locked"

@@ -31,8 +31,9 @@ def test_dry_run_then_run_then_dry_run(corpus: dict[str, Path]) -> None:
     assert "report:" in run.output and (corpus["root"] / "runs" / "report" / "report.md").exists()
     plan = runner.invoke(app, ["ablate", str(grid), "-n"])
     assert "2 jobs: 2 done, 0 running, 0 crashed, 0 todo" in plan.output
-    shown = runner.invoke(app, ["report", str(corpus["root"] / "runs"), "--no-plots", "-o",
-                                str(corpus["root"] / "rep")])
+    shown = runner.invoke(
+        app, ["report", str(corpus["root"] / "runs"), "--no-plots", "-o", str(corpus["root"] / "rep")]
+    )
     assert shown.exit_code == 0 and "| cell | fusion | train.lr |" in shown.output
 
 
@@ -65,6 +66,8 @@ def test_the_readme_example_grid_expands_to_sixteen_jobs() -> None:
     jobs = expand(load_grid(REPO_ROOT / "examples" / "demo-grid.yaml"))
     assert len(jobs) == 16
     assert {j.config.fusion for j in jobs} == {"mlp", "fleser"}
-    assert {j.config.audio for j in jobs} == {"ser-demo/egemaps.h5:stat=functionals",
-                                              "ser-demo/egemaps.h5:stat=lld_mean"}
+    assert {j.config.audio for j in jobs} == {
+        "ser-demo/egemaps.h5:stat=functionals",
+        "ser-demo/egemaps.h5:stat=lld_mean",
+    }
     assert {j.config.text for j in jobs} == {None, "ser-demo/minilm.h5:stat=mean"}

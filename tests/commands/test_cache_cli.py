@@ -49,8 +49,11 @@ def test_info_json_of_a_complete_store(tmp_path: Path, suffix: str) -> None:
     assert code == 0, out
     info = json.loads(out)
     assert (info["status"], info["items"], info["rejected"]) == ("complete", 7, 1)
-    assert info["pooled"] == {"mean": {"layers": 4, "dim": 6}, "std": {"layers": 4, "dim": 6},
-                              "cls": {"layers": 1, "dim": 10}}
+    assert info["pooled"] == {
+        "mean": {"layers": 4, "dim": 6},
+        "std": {"layers": 4, "dim": 6},
+        "cls": {"layers": 1, "dim": 10},
+    }
     assert info["seq"] == {"layers": {"layer_01": 6, "layer_03": 3}, "frames": sum(r.length for r in make_rows(7))}
     assert info["manifest"]["sha256"] == "0" * 64 and info["n_items"] == 7
     assert info["bytes"] > 0
@@ -65,8 +68,10 @@ def test_info_of_a_partial_store(tmp_path: Path, suffix: str) -> None:
     writer.close()
     code, out = _invoke("cache", "info", store)
     assert code == 0, out
-    assert out.splitlines() == [f"{store}: partial (3 rows, 1 rejected, 4 segments in {store}.partial)",
-                                "resume by running the same `ser extract` command again"]
+    assert out.splitlines() == [
+        f"{store}: partial (3 rows, 1 rejected, 4 segments in {store}.partial)",
+        "resume by running the same `ser extract` command again",
+    ]
     code, out = _invoke("cache", "info", store, "--json")
     info = json.loads(out)
     assert (info["status"], info["rows"], info["rejected"], info["segments"]) == ("partial", 3, 1, 4)
@@ -84,8 +89,10 @@ def test_info_of_nothing_is_a_one_line_error(tmp_path: Path) -> None:
 
 def test_merge_joins_shards(tmp_path: Path, suffix: str) -> None:
     rows = make_rows(9)
-    shards = [write_store(tmp_path / f"s{i}{suffix}", part, attrs=make_attrs(shard=f"{i}/2"))
-              for i, part in enumerate([rows[:4], rows[4:]])]
+    shards = [
+        write_store(tmp_path / f"s{i}{suffix}", part, attrs=make_attrs(shard=f"{i}/2"))
+        for i, part in enumerate([rows[:4], rows[4:]])
+    ]
     out = tmp_path / f"merged{suffix}"
     code, output = _invoke("cache", "merge", *shards, "-o", out)
     assert code == 0, output
@@ -123,8 +130,9 @@ def test_verify_exits_1_on_a_damaged_store(tmp_path: Path, suffix: str) -> None:
 
 def _manifest_and_store(tmp_path: Path, suffix: str) -> tuple[Path, Path, list[Utterance]]:
     """A manifest and a store extracted from it (fingerprints and sha256 as `ser extract` records them)."""
-    utterances = [Utterance(id=f"u{i}", audio=f"u{i}.wav", text=f"words {i}", label="ang", speaker="s1")
-                  for i in range(4)]
+    utterances = [
+        Utterance(id=f"u{i}", audio=f"u{i}.wav", text=f"words {i}", label="ang", speaker="s1") for i in range(4)
+    ]
     manifest = tmp_path / "m.jsonl"
     write_manifest(manifest, ManifestHeader(corpus="toy", root="."), utterances)
     attrs = make_attrs(manifest_sha=file_sha256(manifest))
@@ -149,8 +157,10 @@ def test_verify_with_an_edited_manifest_checks_every_row(tmp_path: Path, suffix:
     write_manifest(manifest, ManifestHeader(corpus="toy", root="."), utterances)
     code, out = _invoke("cache", "verify", store, "-m", manifest)
     assert code == 0, out
-    assert f"note: {manifest} (sha256 {file_sha256(manifest)[:12]}) is not the manifest this store was " \
-           "extracted from" in out
+    assert (
+        f"note: {manifest} (sha256 {file_sha256(manifest)[:12]}) is not the manifest this store was "
+        "extracted from" in out
+    )
     assert out.splitlines()[-1] == "ok"
     utterances[2].text = "other words"  # ... transcripts may not
     utterances[3].end = 1.5
@@ -158,22 +168,31 @@ def test_verify_with_an_edited_manifest_checks_every_row(tmp_path: Path, suffix:
     code, out = _invoke("cache", "verify", store, "-m", manifest)
     assert code == 1
     assert "note: " in out
-    assert (f"problem: {store}: 2 manifest rows changed since this store was extracted (audio path, segment, the "
-            "audio file's content or, for text stores, the text differ): u2, u3. Their features were computed from "
-            "the old rows: re-run `ser extract` with this manifest") in out
+    assert (
+        f"problem: {store}: 2 manifest rows changed since this store was extracted (audio path, segment, the "
+        "audio file's content or, for text stores, the text differ): u2, u3. Their features were computed from "
+        "the old rows: re-run `ser extract` with this manifest"
+    ) in out
 
 
 # ------------------------------------------------------------------------------------------------ compression
 
 
-@pytest.mark.parametrize(("out_name", "compression", "message"), [
-    ("m.h5", "zstd", "m.h5: HDF5 stores take --compression gzip or lzf, not 'zstd' (zstd is for .zarr stores)"),
-    ("m.zarr", "lzf", "m.zarr: Zarr stores take --compression zstd or gzip or blosc, not 'lzf' (lzf is for .h5 "
-                      "stores)"),
-    ("m.zarr", "foo", "m.zarr: Zarr stores take --compression zstd or gzip or blosc, not 'foo'; leave it out"),
-])
-def test_merge_refuses_an_unknown_compression_before_reading(tmp_path: Path, out_name: str, compression: str,
-                                                             message: str) -> None:
+@pytest.mark.parametrize(
+    ("out_name", "compression", "message"),
+    [
+        ("m.h5", "zstd", "m.h5: HDF5 stores take --compression gzip or lzf, not 'zstd' (zstd is for .zarr stores)"),
+        (
+            "m.zarr",
+            "lzf",
+            "m.zarr: Zarr stores take --compression zstd or gzip or blosc, not 'lzf' (lzf is for .h5 stores)",
+        ),
+        ("m.zarr", "foo", "m.zarr: Zarr stores take --compression zstd or gzip or blosc, not 'foo'; leave it out"),
+    ],
+)
+def test_merge_refuses_an_unknown_compression_before_reading(
+    tmp_path: Path, out_name: str, compression: str, message: str
+) -> None:
     shard = write_store(tmp_path / "s.h5", make_rows(2))
     code, out = _invoke("cache", "merge", shard, "-o", tmp_path / out_name, "--compression", compression)
     assert code == 2
@@ -192,9 +211,23 @@ def test_extract_refuses_a_compression_of_the_other_backend_before_extracting(tm
     manifest = tmp_path / "m.jsonl"
     write_manifest(manifest, ManifestHeader(corpus="toy", root=str(tmp_path)), [Utterance(id="a", audio="a.wav")])
     out = tmp_path / "x.h5"
-    code, output = _invoke("extract", "--model", "logmel", "-m", manifest, "-o", out, "--compression", "zstd",
-                           "--no-progress", "--num-workers", "0")
+    code, output = _invoke(
+        "extract",
+        "--model",
+        "logmel",
+        "-m",
+        manifest,
+        "-o",
+        out,
+        "--compression",
+        "zstd",
+        "--no-progress",
+        "--num-workers",
+        "0",
+    )
     assert code == 2
-    assert output.strip() == (f"error: {out}: HDF5 stores take --compression gzip or lzf, not 'zstd' (zstd is for "
-                              ".zarr stores); leave it out for an uncompressed store (fastest reads)")
+    assert output.strip() == (
+        f"error: {out}: HDF5 stores take --compression gzip or lzf, not 'zstd' (zstd is for "
+        ".zarr stores); leave it out for an uncompressed store (fastest reads)"
+    )
     assert not out.exists() and not (tmp_path / "x.h5.partial").exists()

@@ -34,8 +34,22 @@ def _manifest(root: Path, *, bad: bool = False) -> Path:
 
 
 def _extract(manifest: Path, out: Path, *extra: str) -> object:
-    return runner.invoke(app, ["extract", "--model", "logmel", "-m", str(manifest), "-o", str(out), "--no-progress",
-                               "--num-workers", "0", *extra])
+    return runner.invoke(
+        app,
+        [
+            "extract",
+            "--model",
+            "logmel",
+            "-m",
+            str(manifest),
+            "-o",
+            str(out),
+            "--no-progress",
+            "--num-workers",
+            "0",
+            *extra,
+        ],
+    )
 
 
 def test_extract_writes_the_store_and_a_summary(tmp_path: Path) -> None:
@@ -80,20 +94,24 @@ def test_shard_and_family_options_reach_the_run(tmp_path: Path) -> None:
         assert reader.attrs["extractor"]["config"]["n_mels"] == 32
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--model", "nope"], "unknown extractor 'nope'"),
-    (["--model", "logmel", "--preset", "huge"], "logmel has no preset 'huge'"),
-    (["--model", "logmel", "-O", "colour=red"], "logmel: unknown options ['colour']"),
-    (["--model", "logmel", "--shard", "2/2"], "--shard 2/2: i must be between 0 and N-1"),
-    (["--model", "logmel", "--shard=-1/2"], "--shard -1/2: i must be between 0 and N-1"),
-    (["--model", "logmel", "--shard", "first"], "--shard takes i/N"),
-    (["--model", "logmel", "--seq", "7"], "no layer '7' to store as a sequence"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "nope"], "unknown extractor 'nope'"),
+        (["--model", "logmel", "--preset", "huge"], "logmel has no preset 'huge'"),
+        (["--model", "logmel", "-O", "colour=red"], "logmel: unknown options ['colour']"),
+        (["--model", "logmel", "--shard", "2/2"], "--shard 2/2: i must be between 0 and N-1"),
+        (["--model", "logmel", "--shard=-1/2"], "--shard -1/2: i must be between 0 and N-1"),
+        (["--model", "logmel", "--shard", "first"], "--shard takes i/N"),
+        (["--model", "logmel", "--seq", "7"], "no layer '7' to store as a sequence"),
+    ],
+)
 def test_bad_arguments_exit_2_with_the_reason(tmp_path: Path, args: list[str], message: str) -> None:
     manifest = _manifest(tmp_path)
     out = tmp_path / "out.h5"
-    result = runner.invoke(app, ["extract", *args, "-m", str(manifest), "-o", str(out), "--no-progress",
-                                 "--num-workers", "0"])
+    result = runner.invoke(
+        app, ["extract", *args, "-m", str(manifest), "-o", str(out), "--no-progress", "--num-workers", "0"]
+    )
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not out.exists() and not list(tmp_path.glob("out*.partial"))
@@ -139,8 +157,10 @@ def test_rerun_with_rejects_exits_3_and_retry_rejected_extracts_them(tmp_path: P
     again = _extract(manifest, out)
     assert again.exit_code == 3, again.output
     assert "already complete (same extractor config): 3 rows stored, 1 rejected; nothing to do" in again.output
-    assert (f"1 rows rejected; reasons in {out}.rejects.tsv (run again with --retry-rejected to try them once more)"
-            in again.output)
+    assert (
+        f"1 rows rejected; reasons in {out}.rejects.tsv (run again with --retry-rejected to try them once more)"
+        in again.output
+    )
     write_tone(tmp_path / "gone.wav", seconds=0.3, frequency=700.0)  # the file system is back
     retried = _extract(manifest, out, "--retry-rejected")
     assert retried.exit_code == 0, retried.output
@@ -172,13 +192,30 @@ def test_grown_manifest_extends_the_store_and_verifies(tmp_path: Path) -> None:
 
 
 def test_option_words_reach_the_config_as_booleans_and_numbers(tmp_path: Path) -> None:
-    result = _extract(_manifest(tmp_path), tmp_path / "out.h5", "-O", "center=No", "-O", "peak_normalize=YES",
-                      "-O", "n_mels=40", "-O", "f_max=7000.5", "-O", "pad_mode=constant")
+    result = _extract(
+        _manifest(tmp_path),
+        tmp_path / "out.h5",
+        "-O",
+        "center=No",
+        "-O",
+        "peak_normalize=YES",
+        "-O",
+        "n_mels=40",
+        "-O",
+        "f_max=7000.5",
+        "-O",
+        "pad_mode=constant",
+    )
     assert result.exit_code == 0, result.output
     with CacheReader(tmp_path / "out.h5") as reader:
         config = reader.attrs["extractor"]["config"]
     assert (config["center"], config["peak_normalize"], config["n_mels"], config["f_max"], config["pad_mode"]) == (
-        False, True, 40, 7000.5, "constant")
+        False,
+        True,
+        40,
+        7000.5,
+        "constant",
+    )
 
 
 def test_logmel_center_false_reaches_the_store(tmp_path: Path) -> None:
@@ -205,8 +242,26 @@ def tiny_hubert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _hubert(manifest: Path, out: Path, checkpoint: Path, *extra: str) -> Any:
-    return runner.invoke(app, ["extract", "--model", "hubert", "--checkpoint", str(checkpoint), "-m", str(manifest),
-                               "-o", str(out), "--no-progress", "--num-workers", "0", "--seq", "last", *extra])
+    return runner.invoke(
+        app,
+        [
+            "extract",
+            "--model",
+            "hubert",
+            "--checkpoint",
+            str(checkpoint),
+            "-m",
+            str(manifest),
+            "-o",
+            str(out),
+            "--no-progress",
+            "--num-workers",
+            "0",
+            "--seq",
+            "last",
+            *extra,
+        ],
+    )
 
 
 def test_ssl_normalize_false_reaches_the_store_and_the_model(tmp_path: Path, tiny_hubert: Path) -> None:
@@ -234,28 +289,47 @@ def test_ssl_normalize_false_reaches_the_store_and_the_model(tmp_path: Path, tin
     assert "hubert: -O normalize=maybe is not valid: normalize must be true or false" in bad.output
 
 
-@pytest.mark.parametrize(("device", "message"), [
-    ("gpu", "--device gpu: unknown device; use auto, cpu, cuda, cuda:N or mps"),
-    ("cuda:one", "--device cuda:one: unknown device"),
-    ("cuda", "--device cuda: CUDA is not available here"),
-])
-def test_bad_device_exits_2_before_anything_is_built(tmp_path: Path, tiny_hubert: Path, device: str,
-                                                     message: str) -> None:
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("gpu", "--device gpu: unknown device; use auto, cpu, cuda, cuda:N or mps"),
+        ("cuda:one", "--device cuda:one: unknown device"),
+        ("cuda", "--device cuda: CUDA is not available here"),
+    ],
+)
+def test_bad_device_exits_2_before_anything_is_built(
+    tmp_path: Path, tiny_hubert: Path, device: str, message: str
+) -> None:
     import torch
 
     if device == "cuda" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     manifest = _manifest(tmp_path)
-    for result in (_hubert(manifest, tmp_path / "h.h5", tiny_hubert, "--device", device),
-                   _extract(manifest, tmp_path / "l.h5", "--device", device)):
+    for result in (
+        _hubert(manifest, tmp_path / "h.h5", tiny_hubert, "--device", device),
+        _extract(manifest, tmp_path / "l.h5", "--device", device),
+    ):
         assert result.exit_code == 2, result.output
         assert message in result.output and "Traceback" not in result.output
     assert not list(tmp_path.glob("*.h5*"))
 
 
 def test_missing_checkpoint_folder_exits_2(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["extract", "--model", "hubert", "--checkpoint", "./models/nope", "-m",
-                                 str(_manifest(tmp_path)), "-o", str(tmp_path / "o.h5"), "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "extract",
+            "--model",
+            "hubert",
+            "--checkpoint",
+            "./models/nope",
+            "-m",
+            str(_manifest(tmp_path)),
+            "-o",
+            str(tmp_path / "o.h5"),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert "--checkpoint ./models/nope: no such folder" in result.output
 
@@ -270,8 +344,16 @@ def test_cli_defaults_are_the_run_options_defaults() -> None:
     assert command.callback is not None
     defaults = {name: param.default.default for name, param in inspect.signature(command.callback).parameters.items()}
     options = RunOptions()
-    for name in ("batch_seconds", "batch_items", "num_workers", "max_total_seconds", "flush_seconds", "seq",
-                 "retry_rejected", "compression"):
+    for name in (
+        "batch_seconds",
+        "batch_items",
+        "num_workers",
+        "max_total_seconds",
+        "flush_seconds",
+        "seq",
+        "retry_rejected",
+        "compression",
+    ):
         assert defaults[name] == getattr(options, name), name
 
 
@@ -294,15 +376,19 @@ def test_real_ravdess_egemaps_whole_corpus(ravdess_egemaps: tuple[Path, Path]) -
     # every clip has its own values, except one pair of recordings that hold the very same samples
     _, first, counts = np.unique(functionals.reshape(1200, -1), axis=0, return_index=True, return_counts=True)
     assert len(counts) == 1199
-    twins = [uid for uid, row in zip(ids, functionals, strict=True)
-             if np.array_equal(row, functionals[first[counts == 2][0]])]
+    twins = [
+        uid
+        for uid, row in zip(ids, functionals, strict=True)
+        if np.array_equal(row, functionals[first[counts == 2][0]])
+    ]
     assert len(twins) == 2 and all(uid.endswith("-07") for uid in twins), twins
     by_id = {u.id: u for u in rows}
     twin_audio = [load_audio(rows.audio_path(by_id[uid]), sample_rate=16000) for uid in twins]
     np.testing.assert_array_equal(*twin_audio)
     # the CLI computes the same config hash as the library: the finished store is recognised as complete
-    again = runner.invoke(app, ["extract", "--model", "egemaps", "-m", str(manifest), "-o", str(store),
-                                "--no-progress"])
+    again = runner.invoke(
+        app, ["extract", "--model", "egemaps", "-m", str(manifest), "-o", str(store), "--no-progress"]
+    )
     assert again.exit_code == 0, again.output
     assert "already complete (same extractor config): 1200 rows stored, 0 rejected" in again.output
 
@@ -311,8 +397,10 @@ def test_real_ravdess_minilm_text_carries_only_the_statement(ravdess_egemaps: tu
     """RAVDESS has two sentences, so the text branch sees two inputs whatever the emotion (all 1200 clips)."""
     manifest, _ = ravdess_egemaps
     store = manifest.with_name("minilm.h5")
-    result = runner.invoke(app, ["extract", "--model", "minilm", "-m", str(manifest), "-o", str(store),
-                                 "--no-progress", "--num-workers", "0"])
+    result = runner.invoke(
+        app,
+        ["extract", "--model", "minilm", "-m", str(manifest), "-o", str(store), "--no-progress", "--num-workers", "0"],
+    )
     assert result.exit_code == 0, result.output
     assert "1200 extracted (0 were already done), 0 rejected" in result.output
     assert "1200 items, 0 rejected" in _verify_cli(store, manifest)

@@ -16,8 +16,20 @@ from tests.fakes.tones import write_tone_corpus
 
 pytest.importorskip("transformers")
 
-COMMON = ["--val-by", "utterance", "--val-fraction", "0.25", "--num-workers", "0", "--epochs", "1",
-          "--batch-size", "4", "--crop-seconds", "0.5"]
+COMMON = [
+    "--val-by",
+    "utterance",
+    "--val-fraction",
+    "0.25",
+    "--num-workers",
+    "0",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "4",
+    "--crop-seconds",
+    "0.5",
+]
 
 
 @pytest.fixture(scope="module")
@@ -25,18 +37,41 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from tests.extract.conftest import _save_ssl
 
     root = tmp_path_factory.mktemp("finetune-cli")
-    return {"manifest": write_tone_corpus(root), "model": _save_ssl(root / "tiny", "hubert", "group", seed=5),
-            "root": root}
+    return {
+        "manifest": write_tone_corpus(root),
+        "model": _save_ssl(root / "tiny", "hubert", "group", seed=5),
+        "root": root,
+    }
 
 
 def test_the_whole_per_fold_loop_in_one_command(setup: dict[str, Path]) -> None:
     out = setup["root"] / "ft"
     fit_yaml = setup["root"] / "fit.yaml"
     fit_yaml.write_text(f"fusion: mlp\nout: {setup['root'] / 'runs'}\ntrain: {{epochs: 3, patience: 0}}\n")
-    result = CliRunner().invoke(app, ["finetune", "--model", "hubert", "--checkpoint", str(setup["model"]),
-                                      "-m", str(setup["manifest"]), "-p", "speaker-loso", "--fold", "all",
-                                      "-o", str(out), "--unfreeze", "1", *COMMON, "--extract",
-                                      "--fit-config", str(fit_yaml)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "finetune",
+            "--model",
+            "hubert",
+            "--checkpoint",
+            str(setup["model"]),
+            "-m",
+            str(setup["manifest"]),
+            "-p",
+            "speaker-loso",
+            "--fold",
+            "all",
+            "-o",
+            str(out),
+            "--unfreeze",
+            "1",
+            *COMMON,
+            "--extract",
+            "--fit-config",
+            str(fit_yaml),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.output.count("supervised checkpoint") == 4
     for fold in ("spk0", "spk1", "spk2", "spk3"):
@@ -48,22 +83,66 @@ def test_the_whole_per_fold_loop_in_one_command(setup: dict[str, Path]) -> None:
     assert [r["fold"] for r in metrics["runs"]] == ["spk0", "spk1", "spk2", "spk3"]
     assert "mean ± std over folds and seeds" in result.output
     # one fold's adapted cache for every fold: refused before anything is trained
-    leaky = CliRunner().invoke(app, ["fit", "--fusion", "mlp", "-m", str(setup["manifest"]), "-p", "speaker-loso",
-                                     "--audio", f"{out / 'spk0' / 'features.h5'}:layer=weighted", "--set",
-                                     "val_by=utterance", "--out", str(setup["root"] / "leak")])
+    leaky = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            "--fusion",
+            "mlp",
+            "-m",
+            str(setup["manifest"]),
+            "-p",
+            "speaker-loso",
+            "--audio",
+            f"{out / 'spk0' / 'features.h5'}:layer=weighted",
+            "--set",
+            "val_by=utterance",
+            "--out",
+            str(setup["root"] / "leak"),
+        ],
+    )
     assert leaky.exit_code == 2 and "would leak" in leaky.output
     assert not (setup["root"] / "leak").exists()
     # a second run reuses every checkpoint and store
-    again = CliRunner().invoke(app, ["finetune", "--model", "hubert", "--checkpoint", str(setup["model"]),
-                                     "-m", str(setup["manifest"]), "-p", "speaker-loso", "--fold", "spk1",
-                                     "-o", str(out), "--unfreeze", "1", *COMMON, "--extract"])
+    again = CliRunner().invoke(
+        app,
+        [
+            "finetune",
+            "--model",
+            "hubert",
+            "--checkpoint",
+            str(setup["model"]),
+            "-m",
+            str(setup["manifest"]),
+            "-p",
+            "speaker-loso",
+            "--fold",
+            "spk1",
+            "-o",
+            str(out),
+            "--unfreeze",
+            "1",
+            *COMMON,
+            "--extract",
+        ],
+    )
     assert again.exit_code == 0 and "reused" in again.output and "already complete" in again.output
 
 
 def test_bad_requests_are_one_line_errors(setup: dict[str, Path]) -> None:
     runner = CliRunner()
-    base = ["finetune", "--checkpoint", str(setup["model"]), "-m", str(setup["manifest"]), "-p", "speaker-loso",
-            "-o", str(setup["root"] / "bad"), *COMMON]
+    base = [
+        "finetune",
+        "--checkpoint",
+        str(setup["model"]),
+        "-m",
+        str(setup["manifest"]),
+        "-p",
+        "speaker-loso",
+        "-o",
+        str(setup["root"] / "bad"),
+        *COMMON,
+    ]
     cases = [
         (["--model", "bert", "--fold", "spk0"], "--model must be one of"),
         (["--model", "hubert", "--fold", "spk9"], "spk9"),
@@ -76,6 +155,7 @@ def test_bad_requests_are_one_line_errors(setup: dict[str, Path]) -> None:
         assert result.exit_code == 2 and message in result.output, (extra, result.output)
     clash = setup["root"] / "clash.yaml"
     clash.write_text("fusion: mlp\nprotocol: speaker-kfold\n")
-    result = runner.invoke(app, [*base, "--model", "hubert", "--fold", "spk0", "--unfreeze", "0", "--extract",
-                                 "--fit-config", str(clash)])
+    result = runner.invoke(
+        app, [*base, "--model", "hubert", "--fold", "spk0", "--unfreeze", "0", "--extract", "--fit-config", str(clash)]
+    )
     assert result.exit_code == 2 and "sets protocol differently" in result.output

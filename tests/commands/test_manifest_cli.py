@@ -35,8 +35,9 @@ def test_real_ravdess_manifest_validate_and_protocol(ravdess_root: Path, tmp_pat
 
 def test_label_set_filter_at_build_time_counts_drops(ravdess_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "rav7.jsonl"
-    result = runner.invoke(app, ["manifest", "ravdess", str(ravdess_root), "-o", str(out), "--label-set",
-                                 "esd4", "--no-durations"])
+    result = runner.invoke(
+        app, ["manifest", "ravdess", str(ravdess_root), "-o", str(out), "--label-set", "esd4", "--no-durations"]
+    )
     assert result.exit_code == 0, result.output
     # esd4 maps the raw words angry/happy/sad/neutral, which RAVDESS shares; the other four are dropped
     assert "1200 utterances found, 560 written" in result.stdout
@@ -66,12 +67,28 @@ def test_bad_inputs_exit_with_clear_messages(tmp_path: Path) -> None:
 def test_csv_adapter_from_the_cli_with_an_ignored_column(tmp_path: Path) -> None:
     for name in ("a.wav", "b.wav"):
         write_tone(tmp_path / "audio" / name)
-    (tmp_path / "meta.csv").write_text("path,emotion,who\naudio/a.wav,ang,s1\naudio/b.wav,neu,s2\n",
-                                       encoding="utf-8")
+    (tmp_path / "meta.csv").write_text("path,emotion,who\naudio/a.wav,ang,s1\naudio/b.wav,neu,s2\n", encoding="utf-8")
     out = tmp_path / "m.jsonl"
-    result = runner.invoke(app, ["manifest", "csv", str(tmp_path), "--csv", "meta.csv", "-o", str(out),
-                                 "--audio-col", "path", "--label-col", "emotion", "--speaker-col", "who",
-                                 "--text-col", ""])
+    result = runner.invoke(
+        app,
+        [
+            "manifest",
+            "csv",
+            str(tmp_path),
+            "--csv",
+            "meta.csv",
+            "-o",
+            str(out),
+            "--audio-col",
+            "path",
+            "--label-col",
+            "emotion",
+            "--speaker-col",
+            "who",
+            "--text-col",
+            "",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = read_manifest(out).utterances
     assert [(u.id, u.label, u.speaker) for u in rows] == [("audio/a", "ang", "s1"), ("audio/b", "neu", "s2")]
@@ -84,16 +101,24 @@ def test_label_sets_and_protocol_lists() -> None:
     assert "iemocap-loso-script" in result.stdout and "speaker-kfold" in result.stdout
 
 
-@pytest.mark.parametrize(("option", "message"), [
-    (["--encoding", "nope"], "error: unknown CSV encoding 'nope'; use a Python codec name such as utf-8"),
-    (["--delimiter", ""], "error: CSV delimiter '' is not usable: it must be one character other than a quote or "
-                          "a line break, e.g. --delimiter ';' or --delimiter tab"),
-])
-def test_csv_encoding_and_delimiter_mistakes_are_one_line_errors(tmp_path: Path, option: list[str],
-                                                                 message: str) -> None:
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--encoding", "nope"], "error: unknown CSV encoding 'nope'; use a Python codec name such as utf-8"),
+        (
+            ["--delimiter", ""],
+            "error: CSV delimiter '' is not usable: it must be one character other than a quote or "
+            "a line break, e.g. --delimiter ';' or --delimiter tab",
+        ),
+    ],
+)
+def test_csv_encoding_and_delimiter_mistakes_are_one_line_errors(
+    tmp_path: Path, option: list[str], message: str
+) -> None:
     (tmp_path / "meta.csv").write_text("audio,label\na.wav,ang\n", encoding="utf-8")
-    result = runner.invoke(app, ["manifest", "csv", str(tmp_path), "--csv", "meta.csv", "-o",
-                                 str(tmp_path / "m.jsonl"), *option])
+    result = runner.invoke(
+        app, ["manifest", "csv", str(tmp_path), "--csv", "meta.csv", "-o", str(tmp_path / "m.jsonl"), *option]
+    )
     assert result.exit_code == 2, result.output
     assert isinstance(result.exception, SystemExit)
     assert result.output.startswith(message) and len(result.output.strip().splitlines()) == 1
@@ -114,10 +139,13 @@ def test_validate_without_label_set_uses_the_corpus_default(tmp_path: Path) -> N
     path = _ravdess_manifest(tmp_path, ["angry", "banana", "calm"])
     result = runner.invoke(app, ["manifest", "validate", str(path)])
     assert result.exit_code == 1, result.output
-    assert f"{path}: 3 rows (ravdess); labels checked against ravdess8 (the corpus default): ang 1, cal 1" \
+    assert (
+        f"{path}: 3 rows (ravdess); labels checked against ravdess8 (the corpus default): ang 1, cal 1" in result.output
+    )
+    assert (
+        f"error: label unknown to the corpus: 1 rows: {path}:3 r1 ('banana'). Fix: ravdess has no such label"
         in result.output
-    assert f"error: label unknown to the corpus: 1 rows: {path}:3 r1 ('banana'). Fix: ravdess has no such label" \
-        in result.output
+    )
     result = runner.invoke(app, ["manifest", "validate", str(path), "--all-labels"])
     assert result.exit_code == 0, result.output
     assert "labels checked against no label set: angry 1, banana 1, calm 1" in result.output
@@ -131,5 +159,7 @@ def test_validate_names_a_row_with_a_wrong_field_type(tmp_path: Path) -> None:
     result = runner.invoke(app, ["manifest", "validate", str(path)])
     assert result.exit_code == 2
     assert isinstance(result.exception, SystemExit)
-    assert result.output.strip() == (f"error: {path}:2: row 'b': field 'label' is 5 (a number); it must be a string "
-                                     'or null, e.g. "5"; fix that line')
+    assert result.output.strip() == (
+        f"error: {path}:2: row 'b': field 'label' is 5 (a number); it must be a string "
+        'or null, e.g. "5"; fix that line'
+    )

@@ -18,8 +18,12 @@ runner = CliRunner()
 def manifest(tmp_path: Path) -> Path:
     """A RAVDESS-like manifest of 4 speakers x 8 labels x 2 takes (no audio needed for protocols)."""
     labels = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
-    rows = [Utterance(id=f"a{s}_{label}_{take}", label=label, speaker=f"a{s}", gender="MF"[s % 2], duration=2.0)
-            for s in range(4) for label in labels for take in range(2)]
+    rows = [
+        Utterance(id=f"a{s}_{label}_{take}", label=label, speaker=f"a{s}", gender="MF"[s % 2], duration=2.0)
+        for s in range(4)
+        for label in labels
+        for take in range(2)
+    ]
     path = tmp_path / "rav.jsonl"
     write_manifest(path, ManifestHeader(corpus="ravdess", root=str(tmp_path)), rows)
     return path
@@ -32,8 +36,9 @@ def _invoke(*args: object) -> tuple[int, str]:
 
 
 def test_show_prints_folds_and_saves_them(manifest: Path, tmp_path: Path) -> None:
-    code, out = _invoke("protocol", "show", "speaker-kfold", manifest, "-O", "k=2", "--fold", "fold2",
-                        "--save", tmp_path / "folds.json")
+    code, out = _invoke(
+        "protocol", "show", "speaker-kfold", manifest, "-O", "k=2", "--fold", "fold2", "--save", tmp_path / "folds.json"
+    )
     assert code == 0, out
     assert "label set ravdess8, 64 utterances, 2 folds, seed 0" in out
     assert "fold fold2: sizes per label" in out
@@ -43,15 +48,24 @@ def test_show_prints_folds_and_saves_them(manifest: Path, tmp_path: Path) -> Non
     assert out.splitlines()[-1] == f"folds written to {tmp_path / 'folds.json'}"
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["speaker-loso", "--fold", "nope"], "error: protocol 'speaker-loso' has no fold 'nope'; its folds are a0, a1, "
-                                         "a2, a3"),
-    (["speaker-kfold", "-O", "k=abc"], "error: protocol 'speaker-kfold': option k must be a whole number, got "
-                                       "'abc'; pass e.g. -O k=5"),
-    (["speaker-kfold", "-O", "k=9"], "error: speaker-kfold: k must be between 2 and the number of speakers (4), "
-                                     "got 9"),
-    (["speaker-loso", "-O", "k=2"], "error: protocol 'speaker-loso' has no option k; it takes no options"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["speaker-loso", "--fold", "nope"],
+            "error: protocol 'speaker-loso' has no fold 'nope'; its folds are a0, a1, a2, a3",
+        ),
+        (
+            ["speaker-kfold", "-O", "k=abc"],
+            "error: protocol 'speaker-kfold': option k must be a whole number, got 'abc'; pass e.g. -O k=5",
+        ),
+        (
+            ["speaker-kfold", "-O", "k=9"],
+            "error: speaker-kfold: k must be between 2 and the number of speakers (4), got 9",
+        ),
+        (["speaker-loso", "-O", "k=2"], "error: protocol 'speaker-loso' has no option k; it takes no options"),
+    ],
+)
 def test_bad_protocol_options_are_one_line_errors(manifest: Path, args: list[str], message: str) -> None:
     protocol, *rest = args
     code, out = _invoke("protocol", "show", protocol, manifest, *rest)
@@ -63,14 +77,19 @@ def test_save_into_a_missing_folder_is_a_one_line_error(manifest: Path, tmp_path
     target = tmp_path / "missing" / "dir" / "f.json"
     code, out = _invoke("protocol", "show", "speaker-loso", manifest, "--save", target)
     assert code == 2
-    assert out.strip() == (f"error: cannot write the folds to {target}: the folder {target.parent} does not exist; "
-                           "create it or choose another path")
+    assert out.strip() == (
+        f"error: cannot write the folds to {target}: the folder {target.parent} does not exist; "
+        "create it or choose another path"
+    )
     assert not target.parent.exists()
 
 
 def test_empty_validation_is_refused_with_the_fix(tmp_path: Path) -> None:
-    rows = [Utterance(id=f"s{s}_{label}", label=label, speaker=f"s{s}") for s in range(2)
-            for label in ("neutral", "angry", "sad")]
+    rows = [
+        Utterance(id=f"s{s}_{label}", label=label, speaker=f"s{s}")
+        for s in range(2)
+        for label in ("neutral", "angry", "sad")
+    ]
     path = tmp_path / "tiny.jsonl"
     write_manifest(path, ManifestHeader(corpus="ravdess", root="."), rows)
     code, out = _invoke("protocol", "show", "speaker-loso", path, "--val-by", "utterance")

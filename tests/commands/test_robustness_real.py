@@ -31,17 +31,57 @@ def test_augmented_training_and_noise_robustness_on_real_audio(tmp_path: Path) -
     assert runner.invoke(app, ["manifest", "ravdess", str(corpus), "-o", str(manifest)]).exit_code == 0
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
-    stores = {"clean": [], "aug": ["--augment", str(policy)], "white10": ["--corrupt", "white@10dB"],
-              "white0": ["--corrupt", "white@0dB"]}
+    stores = {
+        "clean": [],
+        "aug": ["--augment", str(policy)],
+        "white10": ["--corrupt", "white@10dB"],
+        "white0": ["--corrupt", "white@0dB"],
+    }
     for name, extra in stores.items():
-        result = runner.invoke(app, ["extract", "--model", "logmel", "-m", str(manifest), "-o",
-                                     str(tmp_path / f"{name}.h5"), "--no-progress", *extra])
+        result = runner.invoke(
+            app,
+            [
+                "extract",
+                "--model",
+                "logmel",
+                "-m",
+                str(manifest),
+                "-o",
+                str(tmp_path / f"{name}.h5"),
+                "--no-progress",
+                *extra,
+            ],
+        )
         assert result.exit_code == 0, result.output
-    common = ["fit", "--fusion", "mlp", "-m", str(manifest), "-p", "speaker-loso", "--set", "val_by=utterance",
-              "--set", "train.epochs=40", "--set", "train.patience=10", "--out", str(tmp_path / "runs")]
-    result = runner.invoke(app, [*common, "--audio", f"{tmp_path / 'clean.h5'}:stat=std",
-                                 "--robustness", str(tmp_path / "white10.h5"),
-                                 "--robustness", str(tmp_path / "white0.h5")])
+    common = [
+        "fit",
+        "--fusion",
+        "mlp",
+        "-m",
+        str(manifest),
+        "-p",
+        "speaker-loso",
+        "--set",
+        "val_by=utterance",
+        "--set",
+        "train.epochs=40",
+        "--set",
+        "train.patience=10",
+        "--out",
+        str(tmp_path / "runs"),
+    ]
+    result = runner.invoke(
+        app,
+        [
+            *common,
+            "--audio",
+            f"{tmp_path / 'clean.h5'}:stat=std",
+            "--robustness",
+            str(tmp_path / "white10.h5"),
+            "--robustness",
+            str(tmp_path / "white0.h5"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads(next((tmp_path / "runs").glob("*/metrics.json")).read_text())
     clean_ua = metrics["test"]["ua"]["mean"]

@@ -16,8 +16,13 @@ import pytest
 HIDDEN = 32
 LAYERS = 2
 SSL_SIZES: dict[str, object] = {
-    "hidden_size": HIDDEN, "num_hidden_layers": LAYERS, "num_attention_heads": 2, "intermediate_size": 37,
-    "conv_dim": (16,) * 7, "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2,
+    "hidden_size": HIDDEN,
+    "num_hidden_layers": LAYERS,
+    "num_attention_heads": 2,
+    "intermediate_size": 37,
+    "conv_dim": (16,) * 7,
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 2,
 }
 
 
@@ -34,8 +39,11 @@ def _save_ssl(folder: Path, family: str, norm: str, seed: int) -> Path:
         WavLMModel,
     )
 
-    classes = {"hubert": (HubertConfig, HubertModel), "wav2vec2": (Wav2Vec2Config, Wav2Vec2Model),
-               "wavlm": (WavLMConfig, WavLMModel)}
+    classes = {
+        "hubert": (HubertConfig, HubertModel),
+        "wav2vec2": (Wav2Vec2Config, Wav2Vec2Model),
+        "wavlm": (WavLMConfig, WavLMModel),
+    }
     config_cls, model_cls = classes[family]
     layer_norm = norm == "layer"
     config = config_cls(feat_extract_norm=norm, do_stable_layer_norm=layer_norm, **SSL_SIZES)
@@ -79,11 +87,25 @@ def tiny_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
     folder = tmp_path_factory.mktemp("whisper")
-    config = WhisperConfig(vocab_size=64, d_model=HIDDEN, encoder_layers=LAYERS, decoder_layers=1,
-                           encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=37,
-                           decoder_ffn_dim=37, num_mel_bins=80, max_source_positions=1500, max_target_positions=32,
-                           pad_token_id=1, bos_token_id=2, eos_token_id=3, decoder_start_token_id=4,
-                           begin_suppress_tokens=None, suppress_tokens=None)
+    config = WhisperConfig(
+        vocab_size=64,
+        d_model=HIDDEN,
+        encoder_layers=LAYERS,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=37,
+        decoder_ffn_dim=37,
+        num_mel_bins=80,
+        max_source_positions=1500,
+        max_target_positions=32,
+        pad_token_id=1,
+        bos_token_id=2,
+        eos_token_id=3,
+        decoder_start_token_id=4,
+        begin_suppress_tokens=None,
+        suppress_tokens=None,
+    )
     torch.manual_seed(4)
     WhisperModel(config).save_pretrained(folder)
     WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)

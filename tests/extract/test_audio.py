@@ -63,12 +63,14 @@ def test_flac_at_22050_is_resampled(tmp_path: Path) -> None:
     assert np.max(np.abs(audio[200:-200])) == pytest.approx(0.5, rel=0.01)
 
 
-@pytest.mark.parametrize(("start", "end", "first", "last"),
-                         [(0.25, 0.75, 4000, 12000), (0.5, None, 8000, 16000), (None, 0.1, 0, 1600),
-                          (0.3125, 0.3126, 5000, 5002)],
-                         ids=["start-end", "start-only", "end-only", "two-samples"])
-def test_segment_returns_exactly_those_samples(tmp_path: Path, start: float | None, end: float | None, first: int,
-                                               last: int) -> None:
+@pytest.mark.parametrize(
+    ("start", "end", "first", "last"),
+    [(0.25, 0.75, 4000, 12000), (0.5, None, 8000, 16000), (None, 0.1, 0, 1600), (0.3125, 0.3126, 5000, 5002)],
+    ids=["start-end", "start-only", "end-only", "two-samples"],
+)
+def test_segment_returns_exactly_those_samples(
+    tmp_path: Path, start: float | None, end: float | None, first: int, last: int
+) -> None:
     samples = _noise(RATE, seed=2)
     path = tmp_path / "source16k.wav"
     sf.write(path, samples, RATE, subtype="FLOAT")  # float WAV: bit-exact round trip, no resampling at 16 kHz
@@ -147,8 +149,9 @@ def test_int32_pcm_in_a_container_is_scaled(tmp_path: Path) -> None:
     samples = _sine(440, 0.25, RATE, 0.5)
     with av.open(str(path), "w", format="matroska") as container:
         stream = container.add_stream("pcm_s32le", rate=RATE, layout="mono")
-        frame = av.AudioFrame.from_ndarray(np.round(samples.astype(np.float64) * (2**31 - 1)).astype(np.int32)[None],
-                                           format="s32", layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            np.round(samples.astype(np.float64) * (2**31 - 1)).astype(np.int32)[None], format="s32", layout="mono"
+        )
         frame.sample_rate, frame.pts = RATE, 0
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             container.mux(packet)
@@ -163,8 +166,9 @@ def test_unsigned_8bit_pcm_in_a_container_is_centred(tmp_path: Path) -> None:
     samples = _sine(440, 0.25, RATE, 0.5)
     with av.open(str(path), "w", format="matroska") as container:
         stream = container.add_stream("pcm_u8", rate=RATE, layout="mono")
-        frame = av.AudioFrame.from_ndarray(np.round(samples * 127 + 128).astype(np.uint8)[None], format="u8",
-                                           layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            np.round(samples * 127 + 128).astype(np.uint8)[None], format="u8", layout="mono"
+        )
         frame.sample_rate, frame.pts = RATE, 0
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             container.mux(packet)
@@ -286,20 +290,23 @@ def _sizes(chunks: list[np.ndarray]) -> list[int]:
     return [chunk.size for chunk in chunks]
 
 
-@pytest.mark.parametrize(("n_samples", "max_samples", "min_samples", "sizes"), [
-    (32000, 16000, 400, [16000, 16000]),  # exact multiple: no empty tail
-    (48000, 16000, 400, [16000, 16000, 16000]),
-    (40000, 16000, 400, [16000, 16000, 8000]),
-    (32500, 16000, 400, [16000, 16000, 500]),  # tail long enough for the model: kept
-    (32400, 16000, 400, [16000, 16000, 400]),  # tail exactly the minimum: kept
-    (32399, 16000, 400, [16000, 16399]),  # tail too short: merged into the previous chunk
-    (16100, 16000, 400, [16100]),  # merging can leave one chunk a bit over the maximum
-    (32001, 16000, 0, [16000, 16000, 1]),  # no minimum: any non-empty tail stands
-    (16000, 16000, 400, [16000]),  # exactly the maximum: not cut
-    (100, 16000, 400, [100]),
-    (50000, 0, 400, [50000]),  # max_samples <= 0: no chunking
-    (50000, -1, 400, [50000]),
-])
+@pytest.mark.parametrize(
+    ("n_samples", "max_samples", "min_samples", "sizes"),
+    [
+        (32000, 16000, 400, [16000, 16000]),  # exact multiple: no empty tail
+        (48000, 16000, 400, [16000, 16000, 16000]),
+        (40000, 16000, 400, [16000, 16000, 8000]),
+        (32500, 16000, 400, [16000, 16000, 500]),  # tail long enough for the model: kept
+        (32400, 16000, 400, [16000, 16000, 400]),  # tail exactly the minimum: kept
+        (32399, 16000, 400, [16000, 16399]),  # tail too short: merged into the previous chunk
+        (16100, 16000, 400, [16100]),  # merging can leave one chunk a bit over the maximum
+        (32001, 16000, 0, [16000, 16000, 1]),  # no minimum: any non-empty tail stands
+        (16000, 16000, 400, [16000]),  # exactly the maximum: not cut
+        (100, 16000, 400, [100]),
+        (50000, 0, 400, [50000]),  # max_samples <= 0: no chunking
+        (50000, -1, 400, [50000]),
+    ],
+)
 def test_split_chunks(n_samples: int, max_samples: int, min_samples: int, sizes: list[int]) -> None:
     audio = np.arange(n_samples, dtype=np.float32)
     chunks = split_chunks(audio, max_samples, min_samples)
@@ -366,7 +373,7 @@ def test_container_segment_returns_exactly_those_samples(tmp_path: Path) -> None
     _write_container(path, "matroska", "flac", samples[None], RATE)
     audio = load_audio(path, sample_rate=RATE, start=0.5, end=1.0)
     assert audio.size == RATE // 2
-    np.testing.assert_allclose(audio, samples[RATE // 2: RATE], atol=1 / 32768 + 1e-7, rtol=0)
+    np.testing.assert_allclose(audio, samples[RATE // 2 : RATE], atol=1 / 32768 + 1e-7, rtol=0)
 
 
 @pytest.mark.parametrize(("suffix", "fmt", "subtype"), [(".ogg", "OGG", "VORBIS"), (".mp3", "MP3", "MPEG_LAYER_III")])
@@ -390,8 +397,9 @@ def test_lossy_soundfile_formats_decode(tmp_path: Path, suffix: str, fmt: str, s
         load_audio(path, sample_rate=RATE, max_seconds=0.5)
 
 
-def test_anti_phase_stereo_keeps_one_channel_instead_of_cancelling(tmp_path: Path,
-                                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_anti_phase_stereo_keeps_one_channel_instead_of_cancelling(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     voice = _noise(RATE, seed=7)
     path = tmp_path / "anti.wav"
     sf.write(path, np.stack([voice, -voice], axis=1), RATE, subtype="FLOAT")

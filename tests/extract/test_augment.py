@@ -83,8 +83,8 @@ def test_synthetic_reverb_decays_60_db_over_rt60_and_keeps_loudness() -> None:
     response = synthetic_room_response(rt60, RATE, np.random.default_rng(0))
     assert response[0] == 1.0 and len(response) == int(1.5 * rt60 * RATE)
     window = int(0.02 * RATE)
-    start = np.mean(response[1:1 + window] ** 2)
-    at_rt60 = np.mean(response[int(rt60 * RATE) - window:int(rt60 * RATE)] ** 2)
+    start = np.mean(response[1 : 1 + window] ** 2)
+    at_rt60 = np.mean(response[int(rt60 * RATE) - window : int(rt60 * RATE)] ** 2)
     assert 10 * np.log10(start / at_rt60) == pytest.approx(60.0, abs=4.0)
     clean = sine()
     wet = apply_chain((parse_corruption("reverb@0.5s"),), clean, RATE, seed=2)
@@ -94,8 +94,10 @@ def test_synthetic_reverb_decays_60_db_over_rt60_and_keeps_loudness() -> None:
 
 
 def test_chains_are_deterministic_per_seed_and_leave_global_random_state_alone() -> None:
-    chain = (parse_transform({"pitch_shift": {"semitones": [-3, 3]}}, "t"),
-             parse_transform({"noise": {"color": "white", "snr_db": [5, 30]}}, "t"))
+    chain = (
+        parse_transform({"pitch_shift": {"semitones": [-3, 3]}}, "t"),
+        parse_transform({"noise": {"color": "white", "snr_db": [5, 30]}}, "t"),
+    )
     clean = sine()
     random.seed(123)
     np.random.seed(123)
@@ -127,10 +129,12 @@ def test_row_seeds_and_augmented_ids() -> None:
 
 def test_policies_choose_a_chain_per_class(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
-    path.write_text("seed: 4\nlabel_set: iemocap4\n"
-                    "default: {copies: 1, chain: [{noise: {color: white, snr_db: [20, 30]}}]}\n"
-                    "classes:\n  sad: {copies: 2, chain: [{time_stretch: {rate: [0.7, 0.9]}}]}\n"
-                    "  hap: [{pitch_shift: {semitones: [-4, 4]}, p: 0.5}]\n")
+    path.write_text(
+        "seed: 4\nlabel_set: iemocap4\n"
+        "default: {copies: 1, chain: [{noise: {color: white, snr_db: [20, 30]}}]}\n"
+        "classes:\n  sad: {copies: 2, chain: [{time_stretch: {rate: [0.7, 0.9]}}]}\n"
+        "  hap: [{pitch_shift: {semitones: [-4, 4]}, p: 0.5}]\n"
+    )
     policy = load_policy(path)
     assert policy.seed == 4 and policy.label_set == "iemocap4"
     assert policy.chain_for("sad").copies == 2 and policy.chain_for("sad").transforms[0].kind == "time_stretch"
@@ -139,19 +143,22 @@ def test_policies_choose_a_chain_per_class(tmp_path: Path) -> None:
     assert parse_policy({"classes": {"sad": [{"gain": {"db": 1}}]}}).chain_for("ang") is None
 
 
-@pytest.mark.parametrize(("record", "message"), [
-    ({"classes": {"sad": [{"warp": {"x": 1}}]}}, "unknown transform 'warp'"),
-    ({"classes": {"sad": [{"pitch_shift": {"semitones": [3, -3]}}]}}, "reversed"),
-    ({"classes": {"sad": [{"pitch_shift": {}}]}}, "needs semitones"),
-    ({"classes": {"sad": [{"noise": {"snr_db": 5}}]}}, "exactly one of color"),
-    ({"classes": {"sad": [{"noise": {"color": "green", "snr_db": 5}}]}}, "noise color must be"),
-    ({"classes": {"sad": [{"noise": {"folder": "/no/such/dir", "snr_db": 5}}]}}, "is not a folder"),
-    ({"classes": {"sad": {"copies": 0, "chain": [{"gain": {"db": 1}}]}}}, "positive integer"),
-    ({"classes": {"sad": [{"gain": {"db": 1}, "p": 2}]}}, "probability"),
-    ({"classes": {"sad": [{"gain": {"db": 1}, "pitch_shift": {"semitones": 1}}]}}, "one transform per"),
-    ({"seed": 0}, "augments nothing"),
-    ({"policy": {}}, "unknown keys"),
-])
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"classes": {"sad": [{"warp": {"x": 1}}]}}, "unknown transform 'warp'"),
+        ({"classes": {"sad": [{"pitch_shift": {"semitones": [3, -3]}}]}}, "reversed"),
+        ({"classes": {"sad": [{"pitch_shift": {}}]}}, "needs semitones"),
+        ({"classes": {"sad": [{"noise": {"snr_db": 5}}]}}, "exactly one of color"),
+        ({"classes": {"sad": [{"noise": {"color": "green", "snr_db": 5}}]}}, "noise color must be"),
+        ({"classes": {"sad": [{"noise": {"folder": "/no/such/dir", "snr_db": 5}}]}}, "is not a folder"),
+        ({"classes": {"sad": {"copies": 0, "chain": [{"gain": {"db": 1}}]}}}, "positive integer"),
+        ({"classes": {"sad": [{"gain": {"db": 1}, "p": 2}]}}, "probability"),
+        ({"classes": {"sad": [{"gain": {"db": 1}, "pitch_shift": {"semitones": 1}}]}}, "one transform per"),
+        ({"seed": 0}, "augments nothing"),
+        ({"policy": {}}, "unknown keys"),
+    ],
+)
 def test_malformed_policies_are_refused_by_name(record: dict, message: str) -> None:
     with pytest.raises(AugmentError, match=message):
         parse_policy(record)

@@ -21,8 +21,11 @@ from tests.fakes.tones import write_tone_corpus
 
 pytest.importorskip("audiomentations")
 
-POLICY = {"seed": 3, "default": {"copies": 1, "chain": [{"gain": {"db": [-6, 6]}}]},
-          "classes": {"sad": {"copies": 2, "chain": [{"pitch_shift": {"semitones": [-3, 3]}}]}}}
+POLICY = {
+    "seed": 3,
+    "default": {"copies": 1, "chain": [{"gain": {"db": [-6, 6]}}]},
+    "classes": {"sad": {"copies": 2, "chain": [{"pitch_shift": {"semitones": [-3, 3]}}]}},
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +34,7 @@ def tones(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def extract(manifest: Path, out: Path, **options: object) -> Path:
-    run_extraction(manifest, build_extractor("logmel"), out, RunOptions(num_workers=0, progress=False,
-                                                                        **options))  # type: ignore[arg-type]
+    run_extraction(manifest, build_extractor("logmel"), out, RunOptions(num_workers=0, progress=False, **options))  # type: ignore[arg-type]
     return out
 
 
@@ -99,17 +101,71 @@ def test_cli_refusals(tones: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     bad = tmp_path / "bad.yaml"
     bad.write_text("classes: {sad: [{warp: {x: 1}}]}\n")
-    result = runner.invoke(app, ["extract", "--model", "logmel", "-m", str(tones), "-o", str(tmp_path / "x.h5"),
-                                 "--augment", str(bad), "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "extract",
+            "--model",
+            "logmel",
+            "-m",
+            str(tones),
+            "-o",
+            str(tmp_path / "x.h5"),
+            "--augment",
+            str(bad),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 2 and "unknown transform 'warp'" in result.output
-    result = runner.invoke(app, ["extract", "--model", "logmel", "-m", str(tones), "-o", str(tmp_path / "y.h5"),
-                                 "--corrupt", "white@loud", "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "extract",
+            "--model",
+            "logmel",
+            "-m",
+            str(tones),
+            "-o",
+            str(tmp_path / "y.h5"),
+            "--corrupt",
+            "white@loud",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 2 and "--corrupt" in result.output
-    result = runner.invoke(app, ["extract", "--model", "mocap", "-m", str(tones), "-o", str(tmp_path / "z.h5"),
-                                 "--corrupt", "white@5dB", "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "extract",
+            "--model",
+            "mocap",
+            "-m",
+            str(tones),
+            "-o",
+            str(tmp_path / "z.h5"),
+            "--corrupt",
+            "white@5dB",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 2 and "transform audio" in result.output
     good = tmp_path / "good.yaml"
     good.write_text("default: [{gain: {db: 3}}]\n")
-    result = runner.invoke(app, ["extract", "--model", "logmel", "-m", str(tones), "-o", str(tmp_path / "w.h5"),
-                                 "--augment", str(good), "--corrupt", "white@5dB", "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "extract",
+            "--model",
+            "logmel",
+            "-m",
+            str(tones),
+            "-o",
+            str(tmp_path / "w.h5"),
+            "--augment",
+            str(good),
+            "--corrupt",
+            "white@5dB",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 2 and "use one per store" in result.output

@@ -66,10 +66,10 @@ def test_features_of_a_tone(extractor: EgemapsExtractor) -> None:
     assert lld.shape == (lld_frame_count(audio.size), 25) == (146, 25)  # (24000 - 800) // 160 + 1
     assert abs(lld.shape[0] - audio.size / SR * 100) <= 5
     assert np.isfinite(lld).all() and features.note is None
-    np.testing.assert_allclose(features.pooled["lld_mean"][0], lld.astype(np.float64).mean(axis=0), rtol=1e-5,
-                               atol=1e-6)
-    np.testing.assert_allclose(features.pooled["lld_std"][0], lld.astype(np.float64).std(axis=0), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        features.pooled["lld_mean"][0], lld.astype(np.float64).mean(axis=0), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(features.pooled["lld_std"][0], lld.astype(np.float64).std(axis=0), rtol=1e-5, atol=1e-6)
     # the F0 functional finds the 180 Hz fundamental: semitones above 27.5 Hz
     names = extractor.upstream()["functional_names"]
     f0 = functionals[0, names.index("F0semitoneFrom27.5Hz_sma3nz_amean")]
@@ -98,8 +98,9 @@ def test_too_short_audio_is_padded_with_a_note(extractor: EgemapsExtractor) -> N
 
 def test_openSMILE_minimum_is_960_samples() -> None:  # noqa: N802
     """The measured minimum behind MIN_SAMPLES: 959 samples give NaN, 960 give finite features."""
-    smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
-                            feature_level=opensmile.FeatureLevel.Functionals)
+    smile = opensmile.Smile(
+        feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=opensmile.FeatureLevel.Functionals
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "Segment too short, filling with NaN."
         assert np.isnan(smile.process_signal(voice_like(959 / SR), SR).to_numpy()).all()
@@ -111,8 +112,9 @@ def test_nan_output_rejects_the_item(extractor: EgemapsExtractor) -> None:
     unpadded.spec = dataclasses.replace(unpadded.spec, min_samples=0)  # let a too-short signal through
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        short, fine = unpadded.extract([Item(id="s", audio=voice_like(0.03)), Item(id="f", audio=voice_like(0.5))],
-                                       ["lld"])
+        short, fine = unpadded.extract(
+            [Item(id="s", audio=voice_like(0.03)), Item(id="f", audio=voice_like(0.5))], ["lld"]
+        )
     assert isinstance(short, ItemRejected) and "non-finite" in str(short)
     assert isinstance(fine, Features)
 
@@ -161,18 +163,27 @@ def test_real_ravdess_clip(extractor: EgemapsExtractor, ravdess_root: Path) -> N
 
 def _two_passes(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     levels = (opensmile.FeatureLevel.Functionals, opensmile.FeatureLevel.LowLevelDescriptors)
-    functionals, lld = (opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=level)
-                        .process_signal(audio, SR).to_numpy(dtype=np.float32) for level in levels)
+    functionals, lld = (
+        opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=level)
+        .process_signal(audio, SR)
+        .to_numpy(dtype=np.float32)
+        for level in levels
+    )
     return functionals.reshape(-1), lld
 
 
-@pytest.mark.parametrize(("name", "audio"), [
-    ("voice 2.5 s", voice_like(2.5, seed=7)), ("minimum 960", voice_like(MIN_SAMPLES / SR, seed=8)),
-    ("noise", (0.05 * np.random.default_rng(9).standard_normal(SR)).astype(np.float32)),
-    ("loud clipped", np.clip(3 * voice_like(1.0, seed=10), -1.0, 0.99997)),
-])
-def test_one_pass_equals_two_smile_passes_bit_for_bit(extractor: EgemapsExtractor, name: str,
-                                                      audio: np.ndarray) -> None:
+@pytest.mark.parametrize(
+    ("name", "audio"),
+    [
+        ("voice 2.5 s", voice_like(2.5, seed=7)),
+        ("minimum 960", voice_like(MIN_SAMPLES / SR, seed=8)),
+        ("noise", (0.05 * np.random.default_rng(9).standard_normal(SR)).astype(np.float32)),
+        ("loud clipped", np.clip(3 * voice_like(1.0, seed=10), -1.0, 0.99997)),
+    ],
+)
+def test_one_pass_equals_two_smile_passes_bit_for_bit(
+    extractor: EgemapsExtractor, name: str, audio: np.ndarray
+) -> None:
     assert extractor._one_pass is not None  # openSMILE 2.6 supports it; the fallback is tested below
     got_functionals, got_lld = extractor._one_pass(audio)
     want_functionals, want_lld = _two_passes(audio)

@@ -15,11 +15,22 @@ from ser.extract.hf import looks_like_path
 from ser.extract.registry import build_extractor
 
 
-@pytest.mark.parametrize(("name", "path_like"), [
-    ("facebook/hubert-base-ls960", False), ("bert-base-uncased", False), ("microsoft/wavlm-base-plus", False),
-    ("/models/hubert", True), ("./hubert", True), ("../models/hubert", True), ("~/models/hubert", True),
-    ("models/large/hubert", True), ("C:\\models\\hubert", True), ("my model", True), ("owner/name/", True),
-])
+@pytest.mark.parametrize(
+    ("name", "path_like"),
+    [
+        ("facebook/hubert-base-ls960", False),
+        ("bert-base-uncased", False),
+        ("microsoft/wavlm-base-plus", False),
+        ("/models/hubert", True),
+        ("./hubert", True),
+        ("../models/hubert", True),
+        ("~/models/hubert", True),
+        ("models/large/hubert", True),
+        ("C:\\models\\hubert", True),
+        ("my model", True),
+        ("owner/name/", True),
+    ],
+)
 def test_looks_like_path(name: str, path_like: bool) -> None:
     assert looks_like_path(name) is path_like
 

@@ -59,8 +59,9 @@ def test_1khz_tone_peaks_in_the_band_holding_1khz(extractor: LogMelExtractor) ->
     expected = int(np.argmin(np.abs(centres - 1000.0)))
     assert centres[expected - 1] < 1000.0 < centres[expected + 1]
     # every band is the strongest filter at its own peak bin
-    np.testing.assert_array_equal(np.argmax(extractor.mel_filters, axis=1)[np.argmax(extractor.mel_filters, axis=0)],
-                                  np.arange(64))
+    np.testing.assert_array_equal(
+        np.argmax(extractor.mel_filters, axis=1)[np.argmax(extractor.mel_filters, axis=0)], np.arange(64)
+    )
     frames = one(extractor, tone(1.0)).seq["logmel"]
     assert np.all(np.argmax(frames[2:-2], axis=1) == expected)
     assert int(np.argmax(frames.mean(axis=0))) == expected
@@ -68,7 +69,7 @@ def test_1khz_tone_peaks_in_the_band_holding_1khz(extractor: LogMelExtractor) ->
 
 def test_digital_silence_inside_a_clip_stays_finite(extractor: LogMelExtractor) -> None:
     audio = tone(1.0)
-    audio[SR // 2:] = 0.0
+    audio[SR // 2 :] = 0.0
     frames = one(extractor, audio).seq["logmel"]
     assert np.isfinite(frames).all()
     silent = frames[-2:]  # the last frames see zeros only
@@ -86,10 +87,8 @@ def test_pooled_are_numpy_mean_and_std_of_the_sequence(extractor: LogMelExtracto
     features = one(extractor, audio)
     frames = features.seq["logmel"]
     assert features.pooled["mean"].shape == features.pooled["std"].shape == (1, 64)
-    np.testing.assert_allclose(features.pooled["mean"][0], frames.mean(axis=0, dtype=np.float64), rtol=1e-5,
-                               atol=1e-5)
-    np.testing.assert_allclose(features.pooled["std"][0], frames.std(axis=0, dtype=np.float64), rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(features.pooled["mean"][0], frames.mean(axis=0, dtype=np.float64), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(features.pooled["std"][0], frames.std(axis=0, dtype=np.float64), rtol=1e-5, atol=1e-5)
     assert one(extractor, audio, seq=()).seq == {}
 
 
@@ -120,7 +119,7 @@ def test_preset_64_frame_matches_a_direct_fft() -> None:
     audio = rng.standard_normal(SR).astype(np.float32) * 0.1
     frames = one(extractor, audio).seq["logmel"]
     t = 20
-    segment = audio[t * 160 - 256: t * 160 + 256].astype(np.float64)
+    segment = audio[t * 160 - 256 : t * 160 + 256].astype(np.float64)
     power = np.abs(np.fft.rfft(segment * extractor.window)) ** 2
     expected = np.log(power @ extractor.mel_filters + 1e-6)
     np.testing.assert_allclose(frames[t], expected, rtol=1e-5, atol=1e-5)

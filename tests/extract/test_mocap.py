@@ -20,8 +20,7 @@ def write_mocap(path: Path, values: np.ndarray, *, fps: float = 120.0) -> Path:
     """Two header lines, then ``frame time v1 v2 ...`` rows (NaN written as ``NaN``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     width = values.shape[1]
-    lines = [" ".join(["Frame#", "Time", *[f"m{i}" for i in range(width)]]),
-             " ".join(["f", "s", *["mm"] * width])]
+    lines = [" ".join(["Frame#", "Time", *[f"m{i}" for i in range(width)]]), " ".join(["f", "s", *["mm"] * width])]
     for frame, row in enumerate(values):
         cells = ["NaN" if np.isnan(v) else repr(float(v)) for v in row]
         lines.append(" ".join([str(frame + 1), f"{frame / fps:.4f}", *cells]))
@@ -47,8 +46,11 @@ def oracle(values: np.ndarray, steps: int) -> np.ndarray:
 
 def ramp(frames: int, width: int, offset: float = 0.0) -> np.ndarray:
     rng = np.random.default_rng(frames + width)
-    return offset + np.arange(frames * width, dtype=np.float64).reshape(frames, width) / 7 + rng.normal(
-        size=(frames, width))
+    return (
+        offset
+        + np.arange(frames * width, dtype=np.float64).reshape(frames, width) / 7
+        + rng.normal(size=(frames, width))
+    )
 
 
 def test_spec_and_registry() -> None:
@@ -221,8 +223,10 @@ def test_fake_iemocap_manifest_rows(tmp_path: Path) -> None:
     """Rows as the IEMOCAP adapter writes them (the fake tree's files are 6/4/6 columns, 3 frames)."""
     release = make_iemocap_tree(tmp_path)
     rows = {u.id: u for u in scan(release).utterances}
-    items = [Item(id=i, extra={**rows[i].extra, "root": str(release)})
-             for i in ("Ses01F_impro01_F000", "Ses01F_impro01_M000", "Ses02M_impro05a_F000")]
+    items = [
+        Item(id=i, extra={**rows[i].extra, "root": str(release)})
+        for i in ("Ses01F_impro01_F000", "Ses01F_impro01_M000", "Ses02M_impro05a_F000")
+    ]
     extractor = build("iemocap-200", head_columns=6, hand_columns=4, rotated_columns=6)
     full, head_only, none = extractor.extract(items, ["grid"])
     assert not isinstance(full, ItemRejected) and full.seq["grid"].shape == (200, 16)

@@ -13,31 +13,67 @@ from ser.extract.mocap import build as build_mocap
 from ser.extract.options import coerce_value
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("false", False), ("False", False), ("no", False), ("off", False), ("0", False), (0, False), (False, False),
-    ("true", True), ("YES", True), ("on", True), ("1", True), (1, True), (True, True),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("false", False),
+        ("False", False),
+        ("no", False),
+        ("off", False),
+        ("0", False),
+        (0, False),
+        (False, False),
+        ("true", True),
+        ("YES", True),
+        ("on", True),
+        ("1", True),
+        (1, True),
+        (True, True),
+    ],
+)
 def test_booleans(value: object, expected: bool) -> None:
     assert coerce_value(value, bool) is expected
 
 
-@pytest.mark.parametrize(("value", "annotation", "expected"), [
-    ("12", int, 12), (12, int, 12), (12.0, int, 12), (" 7 ", int, 7),
-    ("0.5", float, 0.5), (2, float, 2.0),
-    ("main", str, "main"), (1234, str, "1234"),  # parse_options read a numeric revision as a number
-    ("none", bool | None, None), ("null", str | None, None), ("false", bool | None, False), ("x", str | None, "x"),
-    ("slaney", Literal["htk", "slaney"], "slaney"), ("slaney", Literal["slaney"] | None, "slaney"),
-    ("none", Literal["slaney"] | None, None),
-])
+@pytest.mark.parametrize(
+    ("value", "annotation", "expected"),
+    [
+        ("12", int, 12),
+        (12, int, 12),
+        (12.0, int, 12),
+        (" 7 ", int, 7),
+        ("0.5", float, 0.5),
+        (2, float, 2.0),
+        ("main", str, "main"),
+        (1234, str, "1234"),  # parse_options read a numeric revision as a number
+        ("none", bool | None, None),
+        ("null", str | None, None),
+        ("false", bool | None, False),
+        ("x", str | None, "x"),
+        ("slaney", Literal["htk", "slaney"], "slaney"),
+        ("slaney", Literal["slaney"] | None, "slaney"),
+        ("none", Literal["slaney"] | None, None),
+    ],
+)
 def test_conversions(value: object, annotation: object, expected: object) -> None:
     got = coerce_value(value, annotation)
     assert got == expected and type(got) is type(expected)
 
 
-@pytest.mark.parametrize(("value", "annotation"), [
-    ("maybe", bool), (2, bool), ("1.5", int), (1.5, int), (True, int), ("fast", float), (False, float),
-    (True, str), ("mel", Literal["htk", "slaney"]),
-])
+@pytest.mark.parametrize(
+    ("value", "annotation"),
+    [
+        ("maybe", bool),
+        (2, bool),
+        ("1.5", int),
+        (1.5, int),
+        (True, int),
+        ("fast", float),
+        (False, float),
+        (True, str),
+        ("mel", Literal["htk", "slaney"]),
+    ],
+)
 def test_values_that_do_not_fit_are_refused(value: object, annotation: object) -> None:
     with pytest.raises(ValueError, match=r"^(true or false|an integer|a number|text|one of)"):
         coerce_value(value, annotation)

@@ -72,8 +72,13 @@ def test_chunk_moments_combine_into_the_whole_sequence() -> None:
 
 
 def test_stitch_chunks_concatenates_frames_and_pools_over_all_of_them() -> None:
-    spec = ExtractorSpec(name="x", preset="p", modality="audio", pooled={"mean": (3, 6), "std": (3, 6)},
-                         seq_layers=dict.fromkeys(LAYERS, 6))
+    spec = ExtractorSpec(
+        name="x",
+        preset="p",
+        modality="audio",
+        pooled={"mean": (3, 6), "std": (3, 6)},
+        seq_layers=dict.fromkeys(LAYERS, 6),
+    )
     frames = [5, 9, 4]
     states, valid = _padded(frames, seed=5)
     chunks = chunk_stats(states, frames, LAYERS, ["layer_01"])

@@ -43,12 +43,16 @@ HOP = 160
 WIN = 400
 
 # id -> (seconds, frequency, file sample rate, channels); g1 is resampled and down-mixed on load
-GOOD_TONES = {"g0": (0.30, 220.0, SR, 1), "g1": (0.50, 330.0, 22050, 2), "g2": (0.50, 440.0, SR, 1),
-              "g3": (1.20, 550.0, SR, 1), "g4": (0.02, 660.0, SR, 1)}
+GOOD_TONES = {
+    "g0": (0.30, 220.0, SR, 1),
+    "g1": (0.50, 330.0, 22050, 2),
+    "g2": (0.50, 440.0, SR, 1),
+    "g3": (1.20, 550.0, SR, 1),
+    "g4": (0.02, 660.0, SR, 1),
+}
 SEGMENT = ("g3.wav", 0.2, 0.7)  # row "seg": part of g3's file
 GOOD = sorted([*GOOD_TONES, "seg"])
-BAD_REASONS = {"missing": "missing audio file", "empty": "empty audio", "silent": "silent audio",
-               "noaudio": "no audio"}
+BAD_REASONS = {"missing": "missing audio file", "empty": "empty audio", "silent": "silent audio", "noaudio": "no audio"}
 
 
 def _options(**kwargs: Any) -> RunOptions:
@@ -77,8 +81,12 @@ def make_corpus(root: Path) -> Corpus:
     rows.append(Utterance(id="seg", audio=SEGMENT[0], start=SEGMENT[1], end=SEGMENT[2]))
     write_tone(root / "empty.wav", seconds=0.0)
     soundfile.write(str(root / "silent.wav"), np.zeros(int(0.4 * SR)), SR, subtype="PCM_16")
-    rows += [Utterance(id="missing", audio="nope.wav"), Utterance(id="empty", audio="empty.wav"),
-             Utterance(id="silent", audio="silent.wav"), Utterance(id="noaudio", text="a row with a transcript only")]
+    rows += [
+        Utterance(id="missing", audio="nope.wav"),
+        Utterance(id="empty", audio="empty.wav"),
+        Utterance(id="silent", audio="silent.wav"),
+        Utterance(id="noaudio", text="a row with a transcript only"),
+    ]
     manifest = root / "m.jsonl"
     write_manifest(manifest, ManifestHeader(corpus="tones", root=str(root)), rows)
     return Corpus(manifest=manifest, root=root, rows={u.id: u for u in rows})
@@ -102,9 +110,15 @@ class Hooked:
     Every call's ids are kept in ``calls`` (and appended to ``log`` as JSON lines, if given).
     """
 
-    def __init__(self, inner: LogMelExtractor, *, fail: Callable[[str], bool] = lambda uid: False,
-                 stop_after: int | None = None, stop: Callable[[], None] | None = None,
-                 log: Path | None = None) -> None:
+    def __init__(
+        self,
+        inner: LogMelExtractor,
+        *,
+        fail: Callable[[str], bool] = lambda uid: False,
+        stop_after: int | None = None,
+        stop: Callable[[], None] | None = None,
+        log: Path | None = None,
+    ) -> None:
         self.inner = inner
         self.spec = inner.spec
         self.fail = fail
@@ -153,9 +167,14 @@ def read_stored(path: Path) -> Stored:
     with CacheReader(path) as reader:
         pooled = {stat: dict(zip(reader.ids, reader.pooled(stat), strict=True)) for stat in reader.layout.pooled}
         seq = {layer: {uid: reader.sequence(uid, layer) for uid in reader.ids} for layer in reader.layout.seq}
-        return Stored(pooled=pooled, seq=seq, fingerprints=dict(zip(reader.ids, reader.fingerprints, strict=True)),
-                      rejected=dict(reader.rejected), notes=dict(reader.notes),
-                      config_hash=reader.attrs["extractor"]["config_hash"])
+        return Stored(
+            pooled=pooled,
+            seq=seq,
+            fingerprints=dict(zip(reader.ids, reader.fingerprints, strict=True)),
+            rejected=dict(reader.rejected),
+            notes=dict(reader.notes),
+            config_hash=reader.attrs["extractor"]["config_hash"],
+        )
 
 
 def assert_same_stored(got: Stored, want: Stored) -> None:
@@ -261,8 +280,7 @@ def test_run_stores_good_rows_rejects_bad_ones_with_reasons(corpus: Corpus, tmp_
     lines = report.rejects_file.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "id\tstatus\treason"
     table = [line.split("\t") for line in lines[1:]]
-    assert {(uid, status) for uid, status, _ in table} == {*((uid, "rejected") for uid in BAD_REASONS),
-                                                           ("g4", "note")}
+    assert {(uid, status) for uid, status, _ in table} == {*((uid, "rejected") for uid in BAD_REASONS), ("g4", "note")}
     for uid, status, reason in table:
         if status == "rejected":
             assert reason == report.rejected[uid]
@@ -327,8 +345,9 @@ def test_hard_kill_keeps_flushed_rows_and_resume_completes(corpus: Corpus, tmp_p
     if pid == 0:  # pragma: no cover (child)
         code = 1
         try:
-            run_extraction(corpus.manifest, Hooked(_logmel(), stop_after=2, stop=lambda: os._exit(17), log=log),
-                           out, options)
+            run_extraction(
+                corpus.manifest, Hooked(_logmel(), stop_after=2, stop=lambda: os._exit(17), log=log), out, options
+            )
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
@@ -364,8 +383,9 @@ def test_finished_store_is_not_redone_and_config_changes_are_refused(corpus: Cor
     # an unfinished store refuses rows of another config too
     unfinished = tmp_path / "unfinished.h5"
     with pytest.raises(KeyboardInterrupt):
-        run_extraction(corpus.manifest, Hooked(_logmel(), stop_after=1, stop=_interrupt), unfinished,
-                       _options(batch_items=2))
+        run_extraction(
+            corpus.manifest, Hooked(_logmel(), stop_after=1, stop=_interrupt), unfinished, _options(batch_items=2)
+        )
     with pytest.raises(CacheError, match="another extractor config"):
         run_extraction(corpus.manifest, _logmel("librosa"), unfinished, _options(batch_items=2))
     assert partial_summary(unfinished) is not None
@@ -432,8 +452,10 @@ def test_items_of_an_aborted_failure_streak_are_retried_on_resume(tmp_path: Path
 def test_shards_cover_all_rows_and_merge_to_the_unsharded_store(corpus: Corpus, tmp_path: Path) -> None:
     full = run_extraction(corpus.manifest, _logmel(), tmp_path / "full.h5", _options(seq="logmel")).output
     out = tmp_path / "x.h5"
-    reports = [run_extraction(corpus.manifest, _logmel(), out, _options(seq="logmel", shard=(0, 2), num_workers=1)),
-               run_extraction(corpus.manifest, _logmel(), out, _options(seq="logmel", shard=(1, 2)))]
+    reports = [
+        run_extraction(corpus.manifest, _logmel(), out, _options(seq="logmel", shard=(0, 2), num_workers=1)),
+        run_extraction(corpus.manifest, _logmel(), out, _options(seq="logmel", shard=(1, 2))),
+    ]
     paths = [tmp_path / "x.shard0of2.h5", tmp_path / "x.shard1of2.h5"]
     assert [r.output for r in reports] == paths and shard_output(out, (1, 2)) == paths[1]
     assert not out.exists()
@@ -481,11 +503,20 @@ def test_peak_rss_does_not_grow_with_the_corpus(tmp_path: Path) -> None:
     procs = []
     for rows in (n, 4 * n):
         manifest = tmp_path / f"m{rows}.jsonl"
-        write_manifest(manifest, ManifestHeader(corpus="tones", root=str(tmp_path)),
-                       [Utterance(id=f"u{i:04d}", audio=f"a{i % 3}.wav", duration=seconds) for i in range(rows)])
-        procs.append(subprocess.Popen([sys.executable, "-c", RSS_SCRIPT, str(manifest), str(tmp_path / f"o{rows}.h5"),
-                                       str(rows)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                      env={**os.environ, "OMP_NUM_THREADS": "1"}))
+        write_manifest(
+            manifest,
+            ManifestHeader(corpus="tones", root=str(tmp_path)),
+            [Utterance(id=f"u{i:04d}", audio=f"a{i % 3}.wav", duration=seconds) for i in range(rows)],
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", RSS_SCRIPT, str(manifest), str(tmp_path / f"o{rows}.h5"), str(rows)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+            )
+        )
     peaks = []
     for proc in procs:
         stdout, stderr = proc.communicate(timeout=120)
@@ -500,8 +531,9 @@ def test_peak_rss_does_not_grow_with_the_corpus(tmp_path: Path) -> None:
 class BigTokens:
     """A text 'extractor' returning a 512 KB float32 sequence per item (256 KB stored as float16)."""
 
-    spec = ExtractorSpec(name="bigtokens", preset="t", modality="text", pooled={"mean": (1, 8)},
-                         seq_layers={"tokens": 512})
+    spec = ExtractorSpec(
+        name="bigtokens", preset="t", modality="text", pooled={"mean": (1, 8)}, seq_layers={"tokens": 512}
+    )
 
     def config(self) -> dict[str, Any]:
         return {"frames": 256}
@@ -513,8 +545,12 @@ class BigTokens:
         out: list[Features | ItemRejected] = []
         for item in items:
             value = float(int(item.id[1:]) % 100)
-            out.append(Features(pooled={"mean": np.full((1, 8), value, np.float32)},
-                                seq={"tokens": np.full((256, 512), value, np.float32)} if seq_layers else {}))
+            out.append(
+                Features(
+                    pooled={"mean": np.full((1, 8), value, np.float32)},
+                    seq={"tokens": np.full((256, 512), value, np.float32)} if seq_layers else {},
+                )
+            )
         return out
 
 
@@ -523,12 +559,16 @@ def test_traced_peak_memory_is_flat_in_corpus_size(tmp_path: Path) -> None:
     peaks = []
     for rows in (40, 160):
         manifest = tmp_path / f"m{rows}.jsonl"
-        write_manifest(manifest, ManifestHeader(corpus="text", root=str(tmp_path)),
-                       [Utterance(id=f"t{i:04d}", text="some words") for i in range(rows)])
+        write_manifest(
+            manifest,
+            ManifestHeader(corpus="text", root=str(tmp_path)),
+            [Utterance(id=f"t{i:04d}", text="some words") for i in range(rows)],
+        )
         tracemalloc.start()
         try:
-            report = run_extraction(manifest, BigTokens(), tmp_path / f"o{rows}.h5",
-                                    _options(seq="tokens", segment_bytes=1 << 20))
+            report = run_extraction(
+                manifest, BigTokens(), tmp_path / f"o{rows}.h5", _options(seq="tokens", segment_bytes=1 << 20)
+            )
             peaks.append(tracemalloc.get_traced_memory()[1] / 2**20)
         finally:
             tracemalloc.stop()
@@ -550,16 +590,40 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-RENDEZVOUS_TROUBLE = ("rendezvous", "DistNetworkError", "Address already in use", "Connection refused",
-                      "failed to bind", "TCPStore", "Network is unreachable")
+RENDEZVOUS_TROUBLE = (
+    "rendezvous",
+    "DistNetworkError",
+    "Address already in use",
+    "Connection refused",
+    "failed to bind",
+    "TCPStore",
+    "Network is unreachable",
+)
 
 
 def _torchrun(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     port = _free_port()
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(port), "-m", "ser.cli", "extract", *args, "--num-workers", "0", "--no-progress"]
-    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        "-m",
+        "ser.cli",
+        "extract",
+        *args,
+        "--num-workers",
+        "0",
+        "--no-progress",
+    ]
+    return subprocess.run(
+        command, cwd=workdir, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
 
 
 @dataclass
@@ -590,8 +654,9 @@ def torchrun_run(tmp_path_factory: pytest.TempPathFactory) -> TorchrunRun:
             break
     else:
         pytest.skip(f"torchrun could not start its ranks here: {output[-1500:]}")
-    return TorchrunRun(workdir=workdir, manifest=manifest, out=out, result=result,
-                       listing=sorted(p.name for p in workdir.iterdir()))
+    return TorchrunRun(
+        workdir=workdir, manifest=manifest, out=out, result=result, listing=sorted(p.name for p in workdir.iterdir())
+    )
 
 
 def test_torchrun_ranks_extract_shards_and_rank0_merges(torchrun_run: TorchrunRun) -> None:
@@ -609,8 +674,13 @@ def test_torchrun_ranks_extract_shards_and_rank0_merges(torchrun_run: TorchrunRu
             audio = load_audio(run.workdir / f"{uid}.wav", sample_rate=SR)
             (direct,) = build_logmel("64").extract([Item(id=uid, audio=audio)], [])
             np.testing.assert_array_equal(reader.pooled("mean", ids=[uid])[0], direct.pooled["mean"])
-    for name in ("out.shard0of2.h5", "out.shard1of2.h5", "out.shard0of2.h5.partial", "out.shard1of2.h5.partial",
-                 "out.h5.partial"):
+    for name in (
+        "out.shard0of2.h5",
+        "out.shard1of2.h5",
+        "out.shard0of2.h5.partial",
+        "out.shard1of2.h5.partial",
+        "out.h5.partial",
+    ):
         assert name not in run.listing
 
 
@@ -620,8 +690,17 @@ def test_torchrun_writes_the_rejects_file_of_the_merged_store(torchrun_run: Torc
 
 
 def test_torchrun_refuses_another_config_into_a_finished_store(torchrun_run: TorchrunRun) -> None:
-    result = _torchrun(torchrun_run.workdir, "--model", "logmel", "--preset", "librosa", "-m",
-                       str(torchrun_run.manifest), "-o", str(torchrun_run.out))
+    result = _torchrun(
+        torchrun_run.workdir,
+        "--model",
+        "logmel",
+        "--preset",
+        "librosa",
+        "-m",
+        str(torchrun_run.manifest),
+        "-o",
+        str(torchrun_run.out),
+    )
     output = result.stdout + result.stderr
     with CacheReader(torchrun_run.out) as reader:
         assert reader.attrs["extractor"]["preset"] == "64"  # the finished store is untouched either way
@@ -654,11 +733,27 @@ def test_killed_cli_run_with_default_flush_settings_keeps_rows_and_resumes(tmp_p
 
     manifest = _tone_manifest(tmp_path / "tones", 240, bad=True)
     out = tmp_path / "killed.h5"
-    command = [sys.executable, "-m", "ser.cli", "extract", "--model", "logmel", "-m", str(manifest), "-o", str(out),
-               "--seq", "logmel", "--no-progress", "--flush-seconds", "0.3"]
+    command = [
+        sys.executable,
+        "-m",
+        "ser.cli",
+        "extract",
+        "--model",
+        "logmel",
+        "-m",
+        str(manifest),
+        "-o",
+        str(out),
+        "--seq",
+        "logmel",
+        "--no-progress",
+        "--flush-seconds",
+        "0.3",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     summary = None
     while time.monotonic() < deadline and proc.poll() is None:
@@ -711,13 +806,18 @@ class Snooping(Hooked):
         return super().extract(items, seq_layers)
 
 
-@pytest.mark.parametrize(("settings", "expected"), [
-    ({}, [0, 0, 0, 0, 0, 0]),  # 30 s never pass here, and 18 small rows never fill 64 MB
-    ({"flush_seconds": 0.0}, [0, 3, 6, 9, 12, 15]),  # flushed after every batch
-    ({"flush_rows": 6}, [0, 0, 6, 6, 12, 12]),  # flushed once 6 rows were taken
-], ids=["defaults", "every-batch", "every-6-rows"])
-def test_rows_are_flushed_by_time_and_by_row_count(tmp_path: Path, settings: dict[str, Any],
-                                                   expected: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, [0, 0, 0, 0, 0, 0]),  # 30 s never pass here, and 18 small rows never fill 64 MB
+        ({"flush_seconds": 0.0}, [0, 3, 6, 9, 12, 15]),  # flushed after every batch
+        ({"flush_rows": 6}, [0, 0, 6, 6, 12, 12]),  # flushed once 6 rows were taken
+    ],
+    ids=["defaults", "every-batch", "every-6-rows"],
+)
+def test_rows_are_flushed_by_time_and_by_row_count(
+    tmp_path: Path, settings: dict[str, Any], expected: list[int]
+) -> None:
     manifest = _tone_manifest(tmp_path / "tones", 18, seconds=0.2)
     out = tmp_path / "feats.h5"
     snooping = Snooping(_logmel(), out)
@@ -739,9 +839,15 @@ class Recording:
     """A cheap extractor of any modality that records its batches (pooled mean = row number)."""
 
     def __init__(self, modality: str, *, window_seconds: float | None = None) -> None:
-        self.spec = ExtractorSpec(name="rec", preset="p", modality=modality,  # type: ignore[arg-type]
-                                  pooled={"mean": (1, 2)}, seq_layers={},
-                                  sample_rate=SR if modality == "audio" else None, window_seconds=window_seconds)
+        self.spec = ExtractorSpec(
+            name="rec",
+            preset="p",
+            modality=modality,  # type: ignore[arg-type]
+            pooled={"mean": (1, 2)},
+            seq_layers={},
+            sample_rate=SR if modality == "audio" else None,
+            window_seconds=window_seconds,
+        )
         self.calls: list[list[str]] = []
 
     def config(self) -> dict[str, Any]:
@@ -775,8 +881,9 @@ def test_plan_batches_with_a_fixed_window_counts_the_padded_cost() -> None:
     """Whisper pads every chunk to 30 s: 3 s clips cost 30 s each, a 65 s clip 90 s (three chunks)."""
     durations = [3.0] * 12 + [65.0, 31.0]
     rows = _rows(len(durations))
-    batches = plan_batches(rows, durations, batch_seconds=160.0, batch_items=32, same_length_only=False,
-                           window_seconds=30.0)
+    batches = plan_batches(
+        rows, durations, batch_seconds=160.0, batch_items=32, same_length_only=False, window_seconds=30.0
+    )
     assert batches[0] == [12, 13]  # 90 s + 60 s = 150 s <= 160 s
     assert [len(b) for b in batches[1:]] == [5, 5, 2]  # 5 x 30 s = 150 s; a sixth would make 180 s
     by_duration = plan_batches(rows, durations, batch_seconds=160.0, batch_items=32, same_length_only=False)
@@ -796,8 +903,9 @@ def test_runner_plans_whisper_style_extractors_by_window(tmp_path: Path) -> None
 # ------------------------------------------------------------------------------------------ decoding, workers, rates
 
 
-def test_any_decoding_error_rejects_only_that_row(corpus: Corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                  ) -> None:
+def test_any_decoding_error_rejects_only_that_row(
+    corpus: Corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import ser.extract.runner as runner_module
 
     real = runner_module.load_audio

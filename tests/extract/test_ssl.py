@@ -20,9 +20,11 @@ from ser.extract.base import ExtractorError, Features, Item, ItemRejected
 from ser.extract.registry import build_extractor
 from ser.extract.ssl import SslExtractor
 
-pytestmark = [pytest.mark.usefixtures("torch_one_thread"),
-              # WavLM inside transformers mixes mask types; not ours to fix
-              pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask:UserWarning")]
+pytestmark = [
+    pytest.mark.usefixtures("torch_one_thread"),
+    # WavLM inside transformers mixes mask types; not ours to fix
+    pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask:UserWarning"),
+]
 
 RATE = 16000
 HIDDEN = 32
@@ -39,8 +41,12 @@ class Case:
     layer_norm: bool
 
 
-CASES = [Case("hubert", "tiny_hubert_layer", True), Case("hubert", "tiny_hubert_group", False),
-         Case("wav2vec2", "tiny_wav2vec2_group", False), Case("wavlm", "tiny_wavlm_layer", True)]
+CASES = [
+    Case("hubert", "tiny_hubert_layer", True),
+    Case("hubert", "tiny_hubert_group", False),
+    Case("wav2vec2", "tiny_wav2vec2_group", False),
+    Case("wavlm", "tiny_wavlm_layer", True),
+]
 IDS = ["hubert-layer", "hubert-group", "wav2vec2-group", "wavlm-layer"]
 
 
@@ -242,8 +248,11 @@ def test_short_audio_is_padded_to_the_receptive_field(built: Built) -> None:
     assert exact.seq["layer_00"].shape == (1, HIDDEN)
 
 
-@pytest.mark.parametrize(("n_samples", "chunk_sizes"), [(40000, (16000, 16000, 8000)), (32200, (16000, 16200))],
-                         ids=["three-chunks", "short-tail-merged"])
+@pytest.mark.parametrize(
+    ("n_samples", "chunk_sizes"),
+    [(40000, (16000, 16000, 8000)), (32200, (16000, 16200))],
+    ids=["three-chunks", "short-tail-merged"],
+)
 def test_long_audio_is_chunked(built: Built, n_samples: int, chunk_sizes: tuple[int, ...]) -> None:
     chunked = build_extractor(built.case.family, "base", checkpoint=str(built.path), max_seconds=1.0)
     assert chunked.config()["max_seconds"] == 1.0
@@ -257,12 +266,15 @@ def test_long_audio_is_chunked(built: Built, n_samples: int, chunk_sizes: tuple[
     assert results[1].seq["layer_02"].shape[0] == _expected_frames(other.size)
     # every chunk is computed as if alone, and the frames are concatenated in time order
     bounds = np.cumsum((0, *chunk_sizes))
-    pieces = [_features(r) for r in built.extractor.extract(
-        [Item(f"c{i}", audio[a:b]) for i, (a, b) in enumerate(itertools.pairwise(bounds))], LAYERS)]
+    pieces = [
+        _features(r)
+        for r in built.extractor.extract(
+            [Item(f"c{i}", audio[a:b]) for i, (a, b) in enumerate(itertools.pairwise(bounds))], LAYERS
+        )
+    ]
     assert features.seq["layer_00"].shape[0] == sum(_expected_frames(size) for size in chunk_sizes)
     for name in LAYERS:
-        np.testing.assert_allclose(features.seq[name], np.concatenate([p.seq[name] for p in pieces]), atol=ATOL,
-                                   rtol=0)
+        np.testing.assert_allclose(features.seq[name], np.concatenate([p.seq[name] for p in pieces]), atol=ATOL, rtol=0)
     frames = np.stack([features.seq[name] for name in LAYERS]).astype(np.float64)
     np.testing.assert_allclose(features.pooled["mean"], frames.mean(axis=1), atol=ATOL, rtol=0)
     np.testing.assert_allclose(features.pooled["std"], frames.std(axis=1), atol=ATOL, rtol=0)
@@ -279,8 +291,11 @@ def test_normalize_option_overrides_the_checkpoint(tiny_hubert_group: Path) -> N
     np.testing.assert_allclose(features.seq["layer_02"], direct[2], atol=ATOL, rtol=0)
     normalised = build_extractor("hubert", "base", checkpoint=str(tiny_hubert_group))
     assert normalised.config() != raw.config()
-    assert not np.allclose(_features(normalised.extract([Item("a", audio)], ["layer_02"])[0]).seq["layer_02"],
-                           features.seq["layer_02"], atol=1e-3)
+    assert not np.allclose(
+        _features(normalised.extract([Item("a", audio)], ["layer_02"])[0]).seq["layer_02"],
+        features.seq["layer_02"],
+        atol=1e-3,
+    )
 
 
 def test_item_without_audio_is_an_error(tiny_hubert_layer: Path) -> None:
@@ -358,8 +373,14 @@ def test_bad_dtype_is_rejected(tiny_hubert_layer: Path) -> None:
 
 def test_text_checkpoint_is_not_a_speech_encoder(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=30, hidden_size=HIDDEN, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=37, max_position_embeddings=16)
+    config = BertConfig(
+        vocab_size=30,
+        hidden_size=HIDDEN,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=16,
+    )
     BertModel(config).save_pretrained(tmp_path)
     with pytest.raises(ExtractorError, match="not a wav2vec2-style speech encoder"):
         build_extractor("hubert", "base", checkpoint=str(tmp_path))

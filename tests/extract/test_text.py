@@ -27,8 +27,34 @@ from transformers import (
 from ser.extract.base import ExtractorError, Features, Item, ItemRejected
 from ser.extract.text import TextExtractor, build_bert, build_minilm, build_roberta
 
-WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "i", "am", "very", "happy", "sad", "today", "not", "at",
-         "all", "it", "is", "was", "so", "good", "bad", ".", ",", "!", "?"]
+WORDS = [
+    "the",
+    "a",
+    "cat",
+    "dog",
+    "sat",
+    "on",
+    "mat",
+    "i",
+    "am",
+    "very",
+    "happy",
+    "sad",
+    "today",
+    "not",
+    "at",
+    "all",
+    "it",
+    "is",
+    "was",
+    "so",
+    "good",
+    "bad",
+    ".",
+    ",",
+    "!",
+    "?",
+]
 TEXTS = ["the cat sat on the mat.", "i am happy!", "it was not good at all, the dog was so sad today.", "sad"]
 HIDDEN = 32
 LAYERS = 2  # hidden states: embeddings + 2 layers = 3
@@ -36,8 +62,14 @@ POSITIONS = 64
 
 
 def _small(config_cls: type, vocab_size: int, **extra: int) -> object:
-    return config_cls(vocab_size=vocab_size, hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
-                      intermediate_size=37, **extra)
+    return config_cls(
+        vocab_size=vocab_size,
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=2,
+        intermediate_size=37,
+        **extra,
+    )
 
 
 def _save_bert(folder: Path, *, pooler: bool = True) -> Path:
@@ -66,8 +98,9 @@ def _save_roberta(folder: Path) -> Path:
     (folder / "source_merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
     tokenizer = RobertaTokenizerFast(str(folder / "source_vocab.json"), str(folder / "source_merges.txt"))
     torch.manual_seed(1)
-    config = _small(RobertaConfig, len(vocab), max_position_embeddings=POSITIONS + 2, pad_token_id=1,
-                    bos_token_id=0, eos_token_id=2)
+    config = _small(
+        RobertaConfig, len(vocab), max_position_embeddings=POSITIONS + 2, pad_token_id=1, bos_token_id=0, eos_token_id=2
+    )
     RobertaModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -76,8 +109,11 @@ def _save_roberta(folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny_text")
-    return {"bert": _save_bert(root / "bert"), "roberta": _save_roberta(root / "roberta"),
-            "bert_nopool": _save_bert(root / "bert_nopool", pooler=False)}
+    return {
+        "bert": _save_bert(root / "bert"),
+        "roberta": _save_roberta(root / "roberta"),
+        "bert_nopool": _save_bert(root / "bert_nopool", pooler=False),
+    }
 
 
 BUILDERS = {"bert": (build_bert, "base-uncased"), "roberta": (build_roberta, "base")}
@@ -168,8 +204,12 @@ def test_seq_layer_selection(tiny_models: dict[str, Path]) -> None:
     assert spec.resolve_seq("all") == ("layer_00", "layer_01", "layer_02")
     n_tokens = len(extractor.tokenizer("i am happy")["input_ids"])  # [CLS] i am happy [SEP]
     assert n_tokens == 5
-    for choice, expected in [("last", ["layer_02"]), ("1,2", ["layer_01", "layer_02"]),
-                             ("all", ["layer_00", "layer_01", "layer_02"]), ("none", [])]:
+    for choice, expected in [
+        ("last", ["layer_02"]),
+        ("1,2", ["layer_01", "layer_02"]),
+        ("all", ["layer_00", "layer_01", "layer_02"]),
+        ("none", []),
+    ]:
         features = _features(extractor.extract(_items(["i am happy"]), spec.resolve_seq(choice))[0])
         assert list(features.seq) == expected
         assert all(array.shape == (n_tokens, HIDDEN) for array in features.seq.values())
@@ -246,8 +286,15 @@ def test_config_and_upstream(tiny_models: dict[str, Path], caplog: pytest.LogCap
     assert "float32" in caplog.text
     config = extractor.config()
     assert json.loads(json.dumps(config)) == config
-    assert config == {"family": "roberta", "preset": "base", "model": str(tiny_models["roberta"]), "revision": None,
-                      "max_tokens": POSITIONS, "dtype": "float32", "pooled": ["cls", "mean", "pooler"]}
+    assert config == {
+        "family": "roberta",
+        "preset": "base",
+        "model": str(tiny_models["roberta"]),
+        "revision": None,
+        "max_tokens": POSITIONS,
+        "dtype": "float32",
+        "pooled": ["cls", "mean", "pooler"],
+    }
     assert _build(tiny_models, "roberta", max_tokens=16).config() != config
     upstream = extractor.upstream()
     json.dumps(upstream)

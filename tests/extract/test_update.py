@@ -128,8 +128,7 @@ def test_rows_outside_a_smaller_manifest_are_kept(root: Path, tmp_path: Path) ->
         assert sorted(reader.ids) == [f"t{i}" for i in range(7)]
 
 
-def test_an_extension_killed_while_seeding_resumes(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                   ) -> None:
+def test_an_extension_killed_while_seeding_resumes(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import ser.cache.writer as writer_module
 
     small = _manifest(root, "small.jsonl", _rows(range(6)))
@@ -167,8 +166,9 @@ def test_an_extension_interrupted_while_extracting_resumes(root: Path, tmp_path:
     out = tmp_path / "feats.h5"
     run_extraction(small, _logmel(), out, _options())
     with pytest.raises(KeyboardInterrupt):
-        run_extraction(grown, Hooked(_logmel(), stop_after=1, stop=_interrupt), out,
-                       _options(batch_items=2, segment_bytes=1))
+        run_extraction(
+            grown, Hooked(_logmel(), stop_after=1, stop=_interrupt), out, _options(batch_items=2, segment_bytes=1)
+        )
     assert not out.exists() and not set_aside_path(out).exists()  # the kept rows are in the partial store
     summary = partial_summary(out)
     assert summary is not None and summary["rows"] == 5  # 3 kept + the first batch of 2
@@ -206,8 +206,9 @@ def test_retry_rejected_over_a_partial_store_retries_the_earlier_rejects(root: P
     manifest = _manifest(root, "m.jsonl", rows)
     out = tmp_path / "feats.h5"
     with pytest.raises(KeyboardInterrupt):  # t5 (missing) is rejected in the first batch, then a crash
-        run_extraction(manifest, Hooked(_logmel(), stop_after=1, stop=_interrupt), out,
-                       _options(batch_items=2, segment_bytes=1))
+        run_extraction(
+            manifest, Hooked(_logmel(), stop_after=1, stop=_interrupt), out, _options(batch_items=2, segment_bytes=1)
+        )
     summary = partial_summary(out)
     assert summary is not None and summary["rejected"] == 1
     write_tone(root / "lost5.wav", seconds=0.2, frequency=640.0)

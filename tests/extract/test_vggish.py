@@ -36,8 +36,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     torch.save(model.state_dict(), weights)
     rng = np.random.default_rng(0)
     pca = folder / "random-pca.pth"
-    torch.save({"pca_eigen_vectors": rng.normal(scale=30.0, size=(128, 128)),
-                "pca_means": rng.uniform(0.0, 0.02, size=128)}, pca)
+    torch.save(
+        {"pca_eigen_vectors": rng.normal(scale=30.0, size=(128, 128)), "pca_means": rng.uniform(0.0, 0.02, size=128)},
+        pca,
+    )
     return weights, pca
 
 
@@ -90,8 +92,9 @@ def test_three_second_clip(extractor: VggishExtractor) -> None:
     assert result.note is None
 
 
-def test_matches_torchvggish_pipeline(extractor: VggishExtractor, files: tuple[Path, Path],
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_matches_torchvggish_pipeline(
+    extractor: VggishExtractor, files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """raw = VGG(postprocess=False) and pp = torchvggish.vggish() with its own postprocessor, same weights."""
     weights, pca = files
     state = torch.load(weights, weights_only=True)
@@ -166,8 +169,9 @@ def test_missing_checkpoint_message(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert WEIGHTS_FILE in message and PCA_FILE in message
 
 
-def test_pca_missing_alone_is_reported(files: tuple[Path, Path], tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pca_missing_alone_is_reported(
+    files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with pytest.raises(ExtractorError, match="pca_checkpoint"):
         build("default", checkpoint=str(files[0]))
@@ -232,8 +236,9 @@ class _Exec:
 
 
 @pytest.mark.parametrize("payload", ["numpy_exec", "os_system"])
-def test_crafted_checkpoint_naming_other_globals_is_refused_without_running_it(tmp_path: Path, payload: str,
-                                                                                 files: tuple[Path, Path]) -> None:
+def test_crafted_checkpoint_naming_other_globals_is_refused_without_running_it(
+    tmp_path: Path, payload: str, files: tuple[Path, Path]
+) -> None:
     import os
 
     marker = tmp_path / "ran.txt"

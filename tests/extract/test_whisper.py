@@ -56,8 +56,11 @@ def test_spec(extractor: WhisperEncoderExtractor, tiny_whisper: Path) -> None:
     assert extractor.config()["chunk_seconds"] == 30.0
 
 
-@pytest.mark.parametrize(("n_samples", "n_frames"), [(16000, 50), (9280, 29), (9281, 30), (200, 1)],
-                         ids=["1s", "0.58s", "0.58s+1", "shorter-than-a-hop"])
+@pytest.mark.parametrize(
+    ("n_samples", "n_frames"),
+    [(16000, 50), (9280, 29), (9281, 30), (200, 1)],
+    ids=["1s", "0.58s", "0.58s+1", "shorter-than-a-hop"],
+)
 def test_valid_frames_cover_the_audio(extractor: WhisperEncoderExtractor, n_samples: int, n_frames: int) -> None:
     assert n_frames == math.ceil(n_samples / 320)
     features = _features(extractor.extract([Item("a", _noise(n_samples, seed=n_samples))], LAYERS)[0])
@@ -112,8 +115,9 @@ def test_long_audio_is_processed_in_30s_chunks(extractor: WhisperEncoderExtracto
     first, rest = (_features(r) for r in extractor.extract(halves, LAYERS))
     assert (first.seq["layer_00"].shape[0], rest.seq["layer_00"].shape[0]) == (1500, 50)
     for name in LAYERS:
-        np.testing.assert_allclose(features.seq[name], np.concatenate([first.seq[name], rest.seq[name]]), atol=ATOL,
-                                   rtol=0)
+        np.testing.assert_allclose(
+            features.seq[name], np.concatenate([first.seq[name], rest.seq[name]]), atol=ATOL, rtol=0
+        )
     frames = np.stack([features.seq[name] for name in LAYERS]).astype(np.float64)
     np.testing.assert_allclose(features.pooled["mean"], frames.mean(axis=1), atol=ATOL, rtol=0)
     np.testing.assert_allclose(features.pooled["std"], frames.std(axis=1), atol=ATOL, rtol=0)

@@ -8,8 +8,9 @@ import numpy as np
 import soundfile
 
 
-def write_tone(path: Path, seconds: float = 0.25, sample_rate: int = 16000, channels: int = 1,
-               frequency: float = 220.0) -> Path:
+def write_tone(
+    path: Path, seconds: float = 0.25, sample_rate: int = 16000, channels: int = 1, frequency: float = 220.0
+) -> Path:
     """Write a short sine tone (16-bit PCM; format from the suffix) and return its path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     t = np.arange(int(seconds * sample_rate)) / sample_rate

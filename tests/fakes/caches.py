@@ -15,12 +15,21 @@ from ser.manifests.schema import ManifestHeader, Utterance, write_manifest
 LABELS = ["neutral", "angry", "sad", "happy"]
 
 
-def make_corpus(tmp_path: Path, n_speakers: int = 6, per_speaker: int = 24, layers: int = 3,
-                seq: bool = False, recommended: str | None = None) -> tuple[Path, Path, Path]:
+def make_corpus(
+    tmp_path: Path,
+    n_speakers: int = 6,
+    per_speaker: int = 24,
+    layers: int = 3,
+    seq: bool = False,
+    recommended: str | None = None,
+) -> tuple[Path, Path, Path]:
     """Manifest + an audio store whose layer 1 separates the classes + a text store of noise;
     ``recommended`` is recorded as the audio store's recommended view."""
-    rows = [Utterance(id=f"s{s}_{k:02d}", label=LABELS[k % 4], speaker=f"spk{s}", gender="MF"[s % 2],
-                      text=f"sentence {k}") for s in range(n_speakers) for k in range(per_speaker)]
+    rows = [
+        Utterance(id=f"s{s}_{k:02d}", label=LABELS[k % 4], speaker=f"spk{s}", gender="MF"[s % 2], text=f"sentence {k}")
+        for s in range(n_speakers)
+        for k in range(per_speaker)
+    ]
     manifest = tmp_path / "m.jsonl"
     write_manifest(manifest, ManifestHeader(corpus="ravdess", root=str(tmp_path)), rows)
     rng = np.random.default_rng(0)
@@ -35,8 +44,9 @@ def make_corpus(tmp_path: Path, n_speakers: int = 6, per_speaker: int = 24, laye
             frames = {"layer_01": stack[1] + rng.normal(scale=0.1, size=(5 + label, 8))} if seq else {}
             writer.add(row.id, row.fingerprint(), {"mean": stack}, frames)
         writer.finalize()
-    with CacheWriter.open(text, layout=StoreLayout(pooled={"mean": (1, 6)}),
-                          attrs={"extractor": {"config_hash": "t"}}) as writer:
+    with CacheWriter.open(
+        text, layout=StoreLayout(pooled={"mean": (1, 6)}), attrs={"extractor": {"config_hash": "t"}}
+    ) as writer:
         for row in rows:
             writer.add(row.id, row.fingerprint(), {"mean": rng.normal(size=(1, 6)).astype(np.float32)})
         writer.finalize()
@@ -52,9 +62,16 @@ def tiny_corpus(tmp_path: Path) -> dict[str, Path]:
 def write_grid(corpus: dict[str, Path], name: str = "grid", **parts: Any) -> Path:
     """A grid over a :func:`tiny_corpus` (mlp on audio layer 1, two folds, few epochs: about a second
     per fit) changed by ``parts`` (grid keys; ``base`` entries update the base)."""
-    base = {"fusion": "mlp", "manifest": str(corpus["manifest"]), "protocol": "speaker-loso",
-            "label_set": "ravdess8", "val_by": "utterance", "audio": f"{corpus['audio']}:layer=1",
-            "folds": ["spk0", "spk1"], "train": {"epochs": 4, "patience": 0, "batch_size": 16}}
+    base = {
+        "fusion": "mlp",
+        "manifest": str(corpus["manifest"]),
+        "protocol": "speaker-loso",
+        "label_set": "ravdess8",
+        "val_by": "utterance",
+        "audio": f"{corpus['audio']}:layer=1",
+        "folds": ["spk0", "spk1"],
+        "train": {"epochs": 4, "patience": 0, "batch_size": 16},
+    }
     base.update(parts.pop("base", {}))
     record = {"name": name, "out": str(corpus["root"] / "runs"), "base": base, **parts}
     path = corpus["root"] / f"{name}.yaml"
@@ -62,8 +79,12 @@ def write_grid(corpus: dict[str, Path], name: str = "grid", **parts: Any) -> Pat
     return path
 
 
-def write_pooled_store(path: Path, rows: list[tuple[str, str, np.ndarray]], attrs: dict[str, Any] | None = None,
-                       links: dict[str, str] | None = None) -> Path:
+def write_pooled_store(
+    path: Path,
+    rows: list[tuple[str, str, np.ndarray]],
+    attrs: dict[str, Any] | None = None,
+    links: dict[str, str] | None = None,
+) -> Path:
     """A finished store with one pooled statistic ``mean`` of shape (1, D): ``(id, fingerprint, (D,))``
     per row; ``attrs`` are added to a minimal extractor record; ``links``: augmented copy -> source id."""
     dim = len(rows[0][2])

@@ -10,8 +10,15 @@ from pathlib import Path
 
 from tests.fakes import write_tone
 
-CLIPS = ("1001_DFA_ANG_XX", "1001_IEO_HAP_LO", "1001_IEO_HAP_HI", "1002_TIE_SAD_XX", "1002_ITS_NEU_XX",
-         "1003_WSI_FEA_XX", "1003_IOM_DIS_MD")
+CLIPS = (
+    "1001_DFA_ANG_XX",
+    "1001_IEO_HAP_LO",
+    "1001_IEO_HAP_HI",
+    "1002_TIE_SAD_XX",
+    "1002_ITS_NEU_XX",
+    "1003_WSI_FEA_XX",
+    "1003_IOM_DIS_MD",
+)
 
 DEMOGRAPHICS = """\
 "ActorID","Age","Sex","Race","Ethnicity"

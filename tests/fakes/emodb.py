@@ -9,13 +9,13 @@ from tests.fakes import write_tone
 NBSP = "\xa0"
 
 RATINGS: dict[str, tuple[float, float] | None] = {
-    "03a01Fa": (90.0, 75.0),     # selected
-    "08b01Wa": (100.0, 60.0),    # selected: naturalness exactly at the threshold
-    "09a04Lc": (79.5, 90.0),     # not selected: recognition below 80
-    "10b02Ea": (85.0, 59.9),     # not selected: naturalness below 60
-    "13a07Ab": (80.0, 80.0),     # selected: recognition exactly at the threshold
-    "16b10Ta": (95.5, 70.25),    # selected
-    "11b09Na": None,             # a recording missing from erkennung.txt
+    "03a01Fa": (90.0, 75.0),  # selected
+    "08b01Wa": (100.0, 60.0),  # selected: naturalness exactly at the threshold
+    "09a04Lc": (79.5, 90.0),  # not selected: recognition below 80
+    "10b02Ea": (85.0, 59.9),  # not selected: naturalness below 60
+    "13a07Ab": (80.0, 80.0),  # selected: recognition exactly at the threshold
+    "16b10Ta": (95.5, 70.25),  # selected
+    "11b09Na": None,  # a recording missing from erkennung.txt
 }
 """Recordings written to ``wav/`` -> (percent recognised, percent natural) in erkennung.txt."""
 

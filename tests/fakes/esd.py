@@ -25,10 +25,16 @@ SPLIT_NUMBERS = {"train": 1, "evaluation": 301, "test": 321}
 
 ZH_EMOTION_WORDS = {"Neutral": "中立", "Angry": "生气", "Happy": "快乐", "Sad": "伤心", "Surprise": "惊喜"}
 ZH_SENTENCES = {1: "今天早上下了一场大雨。", 301: "我们一起去公园散步吧。", 321: "这本书放在桌子上面。"}
-EN_SENTENCES = {1: "The garden gate was left open.", 301: "We walked home along the river.",
-                321: "Please hand me the blue folder."}
-LATIN1_SENTENCES = {1: "The café opens before noon.", 301: "Her résumé arrived on Friday.",
-                    321: "Please hand me the blue folder."}
+EN_SENTENCES = {
+    1: "The garden gate was left open.",
+    301: "We walked home along the river.",
+    321: "Please hand me the blue folder.",
+}
+LATIN1_SENTENCES = {
+    1: "The café opens before noon.",
+    301: "Her résumé arrived on Friday.",
+    321: "Please hand me the blue folder.",
+}
 
 SPEAKERS = ("0001", "0003", "0011", "0016")
 UNPARSABLE_LINE = "this garbled line has no fields at all"
@@ -79,8 +85,7 @@ def make_esd_tree(root: Path) -> Path:
         folder = dataset / speaker
         for emotion in EMOTION_FOLDERS:
             for split in SPLIT_NUMBERS:
-                write_tone(folder / emotion / split / f"{utterance_id(speaker, emotion, split)}.wav",
-                           seconds=0.1)
+                write_tone(folder / emotion / split / f"{utterance_id(speaker, emotion, split)}.wav", seconds=0.1)
         lines = _transcript_lines(speaker)
         transcript = folder / f"{speaker}.txt"
         if speaker == "0001":

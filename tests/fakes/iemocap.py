@@ -22,8 +22,15 @@ from tests.fakes import write_tone
 
 HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]"
 
-CATEGORY_NAMES = {"neu": "Neutral state", "hap": "Happiness", "exc": "Excited", "sad": "Sadness",
-                  "ang": "Anger", "fru": "Frustration", "xxx": "Other"}
+CATEGORY_NAMES = {
+    "neu": "Neutral state",
+    "hap": "Happiness",
+    "exc": "Excited",
+    "sad": "Sadness",
+    "ang": "Anger",
+    "fru": "Frustration",
+    "xxx": "Other",
+}
 
 # dialog -> turns: (turn suffix, start, end, consensus code, (V, A, D), transcript text or None)
 DIALOGS: dict[str, list[tuple[str, float, float, str, tuple[float, float, float], str | None]]] = {
@@ -83,8 +90,11 @@ def _transcript_line(turn_id: str, start: float, end: float, text: str) -> str:
 
 def _transcript_text(dialog: str) -> str:
     """Transcript file: one line per turn in time order, including the extra kinds of line."""
-    entries = [(start, _transcript_line(f"{dialog}_{suffix}", start, end, text))
-               for suffix, start, end, _, _, text in DIALOGS[dialog] if text is not None]
+    entries = [
+        (start, _transcript_line(f"{dialog}_{suffix}", start, end, text))
+        for suffix, start, end, _, _, text in DIALOGS[dialog]
+        if text is not None
+    ]
     for extras in (TRANSCRIPT_ONLY, UNNUMBERED):
         if dialog in extras:
             suffix, start, end, text = extras[dialog]
@@ -116,8 +126,7 @@ def make_iemocap_tree(root: Path) -> Path:
         (evaluation_dir / f"{dialog}.txt").write_text(_evaluation_text(dialog), encoding="utf-8")
         categorical = evaluation_dir / "Categorical" / f"{dialog}_e2_cat.txt"
         categorical.parent.mkdir(parents=True, exist_ok=True)
-        categorical.write_text("".join(f"{dialog}_{t[0]} :{CATEGORY_NAMES[t[3]]};\n" for t in turns),
-                               encoding="utf-8")
+        categorical.write_text("".join(f"{dialog}_{t[0]} :{CATEGORY_NAMES[t[3]]};\n" for t in turns), encoding="utf-8")
         transcript = session / "dialog" / "transcriptions" / f"{dialog}.txt"
         transcript.parent.mkdir(parents=True, exist_ok=True)
         transcript.write_text(_transcript_text(dialog), encoding="utf-8")

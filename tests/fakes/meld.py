@@ -7,31 +7,70 @@ from pathlib import Path
 
 from tests.fakes import write_tone
 
-HEADER = ["Sr No.", "Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID",
-          "Season", "Episode", "StartTime", "EndTime"]
+HEADER = [
+    "Sr No.",
+    "Utterance",
+    "Speaker",
+    "Emotion",
+    "Sentiment",
+    "Dialogue_ID",
+    "Utterance_ID",
+    "Season",
+    "Episode",
+    "StartTime",
+    "EndTime",
+]
 
 ROWS: dict[str, list[list[str]]] = {
     "train_sent_emo.csv": [
-        ["1", "So I’m the one who booked the whole trip.", "Chandler", "neutral", "neutral", "0", "0",
-         "8", "21", "00:16:16,059", "00:16:21,731"],
-        ["2", 'Wait, you said "never", right?', " Monica ", "surprise", "positive", "0", "1",
-         "8", "21", "00:16:21,940", "00:16:23,442"],
-        ["3", "That’s it, I’m done!", "Ross", "anger", "negative", "1", "0",
-         "2", "5", "0:05:01,100", "0:05:02,900"],
-        ["4", "Oh, that is so great!", "Rachel", "joy", "positive", "1", "1",
-         "2", "5", "0:05:03,000", "0:05:04,250"],
+        [
+            "1",
+            "So I’m the one who booked the whole trip.",
+            "Chandler",
+            "neutral",
+            "neutral",
+            "0",
+            "0",
+            "8",
+            "21",
+            "00:16:16,059",
+            "00:16:21,731",
+        ],
+        [
+            "2",
+            'Wait, you said "never", right?',
+            " Monica ",
+            "surprise",
+            "positive",
+            "0",
+            "1",
+            "8",
+            "21",
+            "00:16:21,940",
+            "00:16:23,442",
+        ],
+        ["3", "That’s it, I’m done!", "Ross", "anger", "negative", "1", "0", "2", "5", "0:05:01,100", "0:05:02,900"],
+        ["4", "Oh, that is so great!", "Rachel", "joy", "positive", "1", "1", "2", "5", "0:05:03,000", "0:05:04,250"],
     ],
     "dev_sent_emo.csv": [
-        ["1", "I don’t want to talk about it.", "Phoebe", "sadness", "negative", "0", "0",
-         "3", "7", "00:01:10,000", "00:01:12,500"],
-        ["2", "Ew. Gross.", "Joey", "Disgust", "Negative", "0", "1",
-         "3", "7", "00:01:12,600", "00:01:13,400"],
+        [
+            "1",
+            "I don’t want to talk about it.",
+            "Phoebe",
+            "sadness",
+            "negative",
+            "0",
+            "0",
+            "3",
+            "7",
+            "00:01:10,000",
+            "00:01:12,500",
+        ],
+        ["2", "Ew. Gross.", "Joey", "Disgust", "Negative", "0", "1", "3", "7", "00:01:12,600", "00:01:13,400"],
     ],
     "test_sent_emo.csv": [
-        ["1", "What was that noise?", "Monica", "fear", "negative", "0", "0",
-         "5", "2", "00:20:00,000", "00:20:01,500"],
-        ["2", "Okay.", "Chandler", "neutral", "neutral", "0", "1",
-         "5", "2", "00:20:01,600", "00:20:02,000"],
+        ["1", "What was that noise?", "Monica", "fear", "negative", "0", "0", "5", "2", "00:20:00,000", "00:20:01,500"],
+        ["2", "Okay.", "Chandler", "neutral", "neutral", "0", "1", "5", "2", "00:20:01,600", "00:20:02,000"],
     ],
 }
 """Rows per CSV. ``dia0_utt0`` occurs in every split, as in the real corpus."""

@@ -27,8 +27,17 @@ def write_tone_corpus(root: Path, speakers: int = 4, per_speaker: int = 8) -> Pa
             wave = 0.3 * np.sin(2 * np.pi * (150 + 120 * label + 10 * s) * t) + 0.02 * rng.standard_normal(len(t))
             name = f"spk{s}_{k}.wav"
             soundfile.write(root / name, wave.astype(np.float32), RATE)
-            rows.append(Utterance(id=f"spk{s}_{k}", audio=name, label=LABELS[label], speaker=f"spk{s}",
-                                  gender="MF"[s % 2], text="x", duration=seconds))
+            rows.append(
+                Utterance(
+                    id=f"spk{s}_{k}",
+                    audio=name,
+                    label=LABELS[label],
+                    speaker=f"spk{s}",
+                    gender="MF"[s % 2],
+                    text="x",
+                    duration=seconds,
+                )
+            )
     manifest = root / "tones.jsonl"
     write_manifest(manifest, ManifestHeader(corpus="ravdess", root=str(root), label_set="ravdess8"), rows)
     return manifest

@@ -29,9 +29,17 @@ def corpus(tmp_path: Path) -> dict[str, Path]:
         for clip in sorted((source / speaker).glob("*.flac"))[:8]:
             shutil.copy(clip, root / speaker / clip.name)
             emotion = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry"}.get(
-                clip.name.split("-")[2], "angry")
-            rows.append(Utterance(id=clip.stem, audio=f"{speaker}/{clip.name}", text="Kids are talking by the door",
-                                  label=emotion, speaker=speaker))
+                clip.name.split("-")[2], "angry"
+            )
+            rows.append(
+                Utterance(
+                    id=clip.stem,
+                    audio=f"{speaker}/{clip.name}",
+                    text="Kids are talking by the door",
+                    label=emotion,
+                    speaker=speaker,
+                )
+            )
     manifest = tmp_path / "m.jsonl"
     write_manifest(manifest, ManifestHeader(corpus="ravdess", root=str(root)), rows)
     return {"root": root, "manifest": manifest, "folder": tmp_path}
@@ -43,14 +51,42 @@ def _run(*args: str) -> tuple[int, str]:
 
 
 def _extract(manifest: Path, store: Path, model: str = "egemaps") -> tuple[int, str]:
-    return _run("extract", "--model", model, "-m", str(manifest), "-o", str(store), "--num-workers", "0",
-                "--no-progress", "--device", "cpu")
+    return _run(
+        "extract",
+        "--model",
+        model,
+        "-m",
+        str(manifest),
+        "-o",
+        str(store),
+        "--num-workers",
+        "0",
+        "--no-progress",
+        "--device",
+        "cpu",
+    )
 
 
 def _fit(manifest: Path, out: Path, **inputs: str) -> tuple[int, str]:
     flags = [part for modality, store in inputs.items() for part in (f"--{modality}", store)]
-    return _run("fit", "-f", "mlp", "-m", str(manifest), "-p", "speaker-loso", "--set", "val_by=utterance", "--set",
-                "train.epochs=1", "--folds", "Actor_01", "-o", str(out), *flags)
+    return _run(
+        "fit",
+        "-f",
+        "mlp",
+        "-m",
+        str(manifest),
+        "-p",
+        "speaker-loso",
+        "--set",
+        "val_by=utterance",
+        "--set",
+        "train.epochs=1",
+        "--folds",
+        "Actor_01",
+        "-o",
+        str(out),
+        *flags,
+    )
 
 
 def test_audio_replaced_in_place_is_stale_for_fit_verify_and_extract(corpus: dict[str, Path]) -> None:
@@ -88,8 +124,10 @@ def test_a_transcript_edit_leaves_audio_stores_alone_and_makes_text_stores_stale
     assert _extract(corpus["manifest"], audio)[0] == 0
     assert _extract(corpus["manifest"], text, model="minilm")[0] == 0
     rows = read_manifest(corpus["manifest"])
-    edited = [Utterance(**{**u.__dict__, "text": "Dogs are sitting by the door"}) if i == 0 else u
-              for i, u in enumerate(rows.utterances)]
+    edited = [
+        Utterance(**{**u.__dict__, "text": "Dogs are sitting by the door"}) if i == 0 else u
+        for i, u in enumerate(rows.utterances)
+    ]
     write_manifest(corpus["manifest"], rows.header, edited)
     assert _fit(corpus["manifest"], corpus["folder"] / "runs", audio=str(audio))[0] == 0
     code, output = _fit(corpus["manifest"], corpus["folder"] / "runs2", text=str(text))

@@ -25,9 +25,26 @@ def _verify(store: Path, manifest: Path) -> tuple[int, str]:
 
 
 def _fit(store: Path, manifest: Path, out: Path) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["fit", "-f", "mlp", "-m", str(manifest), "-p", "speaker-loso", "--audio",
-                                      f"{store}:layer=1", "--set", "val_by=utterance", "--set", "train.epochs=1",
-                                      "-o", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            "-f",
+            "mlp",
+            "-m",
+            str(manifest),
+            "-p",
+            "speaker-loso",
+            "--audio",
+            f"{store}:layer=1",
+            "--set",
+            "val_by=utterance",
+            "--set",
+            "train.epochs=1",
+            "-o",
+            str(out),
+        ],
+    )
     return result.exit_code, result.output
 
 
@@ -55,8 +72,9 @@ def _zarr_copy(tmp_path: Path, manifest: Path, store: Path) -> Path:
 
 
 @pytest.mark.parametrize("damage", ["deleted", "cut"])
-def test_a_deleted_or_cut_zarr_chunk_is_found_not_read_as_zeros(corpus: tuple[Path, Path], tmp_path: Path,
-                                                                damage: str) -> None:
+def test_a_deleted_or_cut_zarr_chunk_is_found_not_read_as_zeros(
+    corpus: tuple[Path, Path], tmp_path: Path, damage: str
+) -> None:
     manifest, store = corpus
     zarr_store = _zarr_copy(tmp_path, manifest, store)
     assert _verify(zarr_store, manifest)[0] == 0
@@ -72,8 +90,9 @@ def test_a_deleted_or_cut_zarr_chunk_is_found_not_read_as_zeros(corpus: tuple[Pa
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_compressed_zarr_store_with_a_deleted_chunk_is_found_by_its_checksums(corpus: tuple[Path, Path],
-                                                                                tmp_path: Path) -> None:
+def test_a_compressed_zarr_store_with_a_deleted_chunk_is_found_by_its_checksums(
+    corpus: tuple[Path, Path], tmp_path: Path
+) -> None:
     from ser.cache.merge import merge_stores
 
     manifest, store = corpus
@@ -97,8 +116,23 @@ def test_extract_repair_re_extracts_the_damaged_rows_only(tmp_path: Path, suffix
     manifest = demo_manifest(tmp_path, speakers=["Actor_01"])
     store, reference = tmp_path / f"f{suffix}", tmp_path / f"reference{suffix}"
     for path in (store, reference):
-        result = CliRunner().invoke(app, ["extract", "--model", "egemaps", "-m", str(manifest), "-o", str(path),
-                                          "--seq", "lld", "--num-workers", "0", "--no-progress"])
+        result = CliRunner().invoke(
+            app,
+            [
+                "extract",
+                "--model",
+                "egemaps",
+                "-m",
+                str(manifest),
+                "-o",
+                str(path),
+                "--seq",
+                "lld",
+                "--num-workers",
+                "0",
+                "--no-progress",
+            ],
+        )
         assert result.exit_code == 0, result.output
     if suffix == ".h5":
         with h5py.File(store, "r+") as handle:
@@ -107,8 +141,24 @@ def test_extract_repair_re_extracts_the_damaged_rows_only(tmp_path: Path, suffix
         chunk = next(p for p in sorted((store / "pooled" / "functionals" / "c").rglob("*")) if p.is_file())
         chunk.unlink()
     assert _verify(store, manifest)[0] != 0
-    result = CliRunner().invoke(app, ["extract", "--model", "egemaps", "-m", str(manifest), "-o", str(store),
-                                      "--seq", "lld", "--num-workers", "0", "--no-progress", "--repair"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "extract",
+            "--model",
+            "egemaps",
+            "-m",
+            str(manifest),
+            "-o",
+            str(store),
+            "--seq",
+            "lld",
+            "--num-workers",
+            "0",
+            "--no-progress",
+            "--repair",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "damaged row" in result.output
     assert _verify(store, manifest)[0] == 0
@@ -117,6 +167,22 @@ def test_extract_repair_re_extracts_the_damaged_rows_only(tmp_path: Path, suffix
         np.testing.assert_array_equal(got.pooled("functionals", ids=want.ids), want.pooled("functionals", ids=want.ids))
         for uid in want.ids:
             np.testing.assert_array_equal(got.sequence(uid, "lld"), want.sequence(uid, "lld"))
-    again = CliRunner().invoke(app, ["extract", "--model", "egemaps", "-m", str(manifest), "-o", str(store),
-                                     "--num-workers", "0", "--no-progress", "--repair", "--seq", "lld"])
+    again = CliRunner().invoke(
+        app,
+        [
+            "extract",
+            "--model",
+            "egemaps",
+            "-m",
+            str(manifest),
+            "-o",
+            str(store),
+            "--num-workers",
+            "0",
+            "--no-progress",
+            "--repair",
+            "--seq",
+            "lld",
+        ],
+    )
     assert again.exit_code == 0 and "already complete" in again.output

@@ -28,8 +28,9 @@ def test_bad_extract_values_are_one_line_exit_2(tmp_path: Path, extra: list[str]
     soundfile.write(tmp_path / "a.wav", 0.1 * np.sin(np.arange(16000) / 5.0), 16000)
     manifest = tmp_path / "m.jsonl"
     write_manifest(manifest, ManifestHeader(corpus="x", root=str(tmp_path)), [Utterance(id="a", audio="a.wav")])
-    result = CliRunner().invoke(app, ["extract", "--model", "egemaps", "-m", str(manifest), "-o",
-                                      str(tmp_path / "f.h5"), *extra])
+    result = CliRunner().invoke(
+        app, ["extract", "--model", "egemaps", "-m", str(manifest), "-o", str(tmp_path / "f.h5"), *extra]
+    )
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1

@@ -42,15 +42,34 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def _fit(corpus: tuple[Path, Path], out: Path, *extra: str) -> tuple[int, str]:
     manifest, audio = corpus
-    result = CliRunner().invoke(app, ["fit", "-f", "mlp", "-m", str(manifest), "-p", "speaker-loso", "--audio",
-                                      f"{audio}:layer=1", "--set", "val_by=utterance", "--set", "train.epochs=2",
-                                      "-o", str(out), *extra])
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            "-f",
+            "mlp",
+            "-m",
+            str(manifest),
+            "-p",
+            "speaker-loso",
+            "--audio",
+            f"{audio}:layer=1",
+            "--set",
+            "val_by=utterance",
+            "--set",
+            "train.epochs=2",
+            "-o",
+            str(out),
+            *extra,
+        ],
+    )
     return result.exit_code, result.output
 
 
 @pytest.mark.parametrize(("extra", "message"), BAD_VALUES, ids=[" ".join(e) for e, _ in BAD_VALUES])
-def test_bad_fit_values_are_one_line_exit_2_and_write_nothing(corpus: tuple[Path, Path], tmp_path: Path,
-                                                              extra: list[str], message: str) -> None:
+def test_bad_fit_values_are_one_line_exit_2_and_write_nothing(
+    corpus: tuple[Path, Path], tmp_path: Path, extra: list[str], message: str
+) -> None:
     code, output = _fit(corpus, tmp_path / "runs", *extra)
     assert code == 2, output
     assert message in output and "Traceback" not in output
@@ -65,8 +84,9 @@ def test_out_naming_a_file_is_refused(corpus: tuple[Path, Path], tmp_path: Path)
 
 
 def test_divergence_fails_the_fit_with_epoch_and_cause(corpus: tuple[Path, Path], tmp_path: Path) -> None:
-    code, output = _fit(corpus, tmp_path / "runs", "--set", "train.lr=1e30", "--folds", "spk0", "--set",
-                        "train.normalize=false")
+    code, output = _fit(
+        corpus, tmp_path / "runs", "--set", "train.lr=1e30", "--folds", "spk0", "--set", "train.normalize=false"
+    )
     assert code == 2, output
     assert "training diverged at epoch" in output and "lr 1e+30" in output
     assert not list((tmp_path / "runs").glob("*/metrics.json"))  # no result is reported

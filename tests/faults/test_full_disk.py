@@ -25,8 +25,9 @@ from tests.fakes.demo import demo_manifest
 def small_disk(folder: Path, size: str) -> Iterator[Path]:
     """A tmpfs of ``size`` mounted at ``folder`` (skips the test where mounting is not allowed)."""
     folder.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                             capture_output=True, check=False)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, check=False
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()})")
     try:
@@ -43,8 +44,9 @@ def actor01(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("full-disk")
     manifest = demo_manifest(folder, speakers=["Actor_01", "Actor_02"])
     reference = folder / "reference.h5"
-    run_extraction(manifest, build_extractor("egemaps"), reference, RunOptions(seq="lld", num_workers=0,
-                                                                               progress=False))
+    run_extraction(
+        manifest, build_extractor("egemaps"), reference, RunOptions(seq="lld", num_workers=0, progress=False)
+    )
     return {"manifest": manifest, "reference": reference, "folder": folder}
 
 
@@ -58,15 +60,34 @@ def _same(store: Path, reference: Path) -> None:
 
 
 def _extract(manifest: Path, store: Path) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["extract", "--model", "egemaps", "-m", str(manifest), "-o", str(store), "--seq",
-                                      "lld", "--num-workers", "0", "--batch-items", "8", "--flush-seconds", "0",
-                                      "--no-progress"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "extract",
+            "--model",
+            "egemaps",
+            "-m",
+            str(manifest),
+            "-o",
+            str(store),
+            "--seq",
+            "lld",
+            "--num-workers",
+            "0",
+            "--batch-items",
+            "8",
+            "--flush-seconds",
+            "0",
+            "--no-progress",
+        ],
+    )
     return result.exit_code, result.output
 
 
 @pytest.mark.slow
-def test_a_full_tmpfs_during_extraction_is_one_line_and_resumes_identically(actor01: dict[str, Path],
-                                                                             tmp_path: Path) -> None:
+def test_a_full_tmpfs_during_extraction_is_one_line_and_resumes_identically(
+    actor01: dict[str, Path], tmp_path: Path
+) -> None:
     with small_disk(tmp_path / "disk", "600k") as disk:
         store = disk / "f.h5"
         code, output = _extract(actor01["manifest"], store)
@@ -83,8 +104,9 @@ def test_a_full_tmpfs_during_extraction_is_one_line_and_resumes_identically(acto
 
 
 @pytest.mark.slow
-def test_a_short_write_is_reported_as_a_full_disk_and_resumes(actor01: dict[str, Path], tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_short_write_is_reported_as_a_full_disk_and_resumes(
+    actor01: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import shutil
 
     import ser.cache.writer as writer_module
@@ -111,9 +133,26 @@ def test_a_short_write_is_reported_as_a_full_disk_and_resumes(actor01: dict[str,
 
 def test_a_full_disk_during_fit_leaves_no_half_written_file(actor01: dict[str, Path], tmp_path: Path) -> None:
     with small_disk(tmp_path / "disk", "256k") as disk:
-        result = CliRunner().invoke(app, ["fit", "-f", "fleser", "-m", str(actor01["manifest"]), "-p",
-                                          "speaker-loso", "--set", "val_by=utterance", "--audio",
-                                          str(actor01["reference"]), "--set", "train.epochs=1", "-o", str(disk)])
+        result = CliRunner().invoke(
+            app,
+            [
+                "fit",
+                "-f",
+                "fleser",
+                "-m",
+                str(actor01["manifest"]),
+                "-p",
+                "speaker-loso",
+                "--set",
+                "val_by=utterance",
+                "--audio",
+                str(actor01["reference"]),
+                "--set",
+                "train.epochs=1",
+                "-o",
+                str(disk),
+            ],
+        )
         assert result.exit_code == 2, result.output
         assert "no space left on the device" in result.output and "incomplete" in result.output
         assert "Traceback" not in result.output

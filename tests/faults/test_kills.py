@@ -60,10 +60,30 @@ def _alive(pid: int) -> bool:
 
 
 def _extract(manifest: Path, store: Path, workers: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ser.cli", "extract", "--model", "egemaps", "-m", str(manifest),
-                             "-o", str(store), "--num-workers", str(workers), "--batch-items", "4",
-                             "--flush-seconds", "0", "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ser.cli",
+            "extract",
+            "--model",
+            "egemaps",
+            "-m",
+            str(manifest),
+            "-o",
+            str(store),
+            "--num-workers",
+            str(workers),
+            "--batch-items",
+            "4",
+            "--flush-seconds",
+            "0",
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _same_as_reference(store: Path, reference: Path) -> None:
@@ -73,15 +93,26 @@ def _same_as_reference(store: Path, reference: Path) -> None:
             np.testing.assert_array_equal(got.pooled(stat, ids=want.ids), want.pooled(stat, ids=want.ids))
 
 
-TRIALS = [(sig, workers, seed) for sig, workers in ((signal.SIGKILL, 2), (signal.SIGTERM, 2), (signal.SIGINT, 0),
-                                                    (signal.SIGINT, 2), (signal.SIGKILL, 0)) for seed in range(1)]
+TRIALS = [
+    (sig, workers, seed)
+    for sig, workers in (
+        (signal.SIGKILL, 2),
+        (signal.SIGTERM, 2),
+        (signal.SIGINT, 0),
+        (signal.SIGINT, 2),
+        (signal.SIGKILL, 0),
+    )
+    for seed in range(1)
+]
 
 
-@pytest.mark.parametrize(("sig", "workers", "seed"), TRIALS,
-                         ids=[f"{signal.Signals(s).name}-workers{w}-{k}" for s, w, k in TRIALS])
+@pytest.mark.parametrize(
+    ("sig", "workers", "seed"), TRIALS, ids=[f"{signal.Signals(s).name}-workers{w}-{k}" for s, w, k in TRIALS]
+)
 @pytest.mark.slow
 def test_killed_or_interrupted_extraction_leaves_no_process_and_resumes_identically(
-        corpus: dict[str, Path], tmp_path: Path, sig: int, workers: int, seed: int) -> None:
+    corpus: dict[str, Path], tmp_path: Path, sig: int, workers: int, seed: int
+) -> None:
     store = tmp_path / "f.h5"
     process = _extract(corpus["manifest"], store, workers)
     deadline = time.monotonic() + 60

@@ -20,16 +20,24 @@ def _manifest(tmp_path: Path, rows: list[Utterance]) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("rows", "message"), [
-    ([Utterance(id="x", audio="a.wav"), Utterance(id="x", audio="a.wav")],
-     r"1 duplicate ids \(line 3 'x' \(first at line 2\)\)"),
-    ([Utterance(id="x", audio="a.wav"), Utterance(id="x@aug0", audio="a.wav")],
-     r"1 ids holding the reserved mark '@aug' \(line 3 'x@aug0'\)"),
-    ([Utterance(id="x", audio="a.wav", start=-1.0, end=0.5)], r"1 impossible segments \(line 2 'x' \(start -1.0"),
-    ([Utterance(id="x", audio="a.wav", start=0.5, end=0.5)], r"impossible segments"),
-])
-def test_read_manifest_refuses_rows_every_stage_would_misread(tmp_path: Path, rows: list[Utterance],
-                                                              message: str) -> None:
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (
+            [Utterance(id="x", audio="a.wav"), Utterance(id="x", audio="a.wav")],
+            r"1 duplicate ids \(line 3 'x' \(first at line 2\)\)",
+        ),
+        (
+            [Utterance(id="x", audio="a.wav"), Utterance(id="x@aug0", audio="a.wav")],
+            r"1 ids holding the reserved mark '@aug' \(line 3 'x@aug0'\)",
+        ),
+        ([Utterance(id="x", audio="a.wav", start=-1.0, end=0.5)], r"1 impossible segments \(line 2 'x' \(start -1.0"),
+        ([Utterance(id="x", audio="a.wav", start=0.5, end=0.5)], r"impossible segments"),
+    ],
+)
+def test_read_manifest_refuses_rows_every_stage_would_misread(
+    tmp_path: Path, rows: list[Utterance], message: str
+) -> None:
     path = _manifest(tmp_path, rows)
     with pytest.raises(ManifestError, match=message):
         read_manifest(path)
@@ -37,12 +45,30 @@ def test_read_manifest_refuses_rows_every_stage_would_misread(tmp_path: Path, ro
 
 
 def test_extract_fit_and_validate_agree_on_duplicate_ids(tmp_path: Path) -> None:
-    path = _manifest(tmp_path, [Utterance(id="x", audio="a.wav", label="angry", speaker="1"),
-                                Utterance(id="x", audio="a.wav", label="sad", speaker="2")])
+    path = _manifest(
+        tmp_path,
+        [
+            Utterance(id="x", audio="a.wav", label="angry", speaker="1"),
+            Utterance(id="x", audio="a.wav", label="sad", speaker="2"),
+        ],
+    )
     runner = CliRunner()
-    for args in (["extract", "--model", "egemaps", "-m", str(path), "-o", str(tmp_path / "f.h5")],
-                 ["fit", "-f", "mlp", "-m", str(path), "-p", "speaker-loso", "--audio", str(tmp_path / "f.h5"),
-                  "-o", str(tmp_path / "runs")]):
+    for args in (
+        ["extract", "--model", "egemaps", "-m", str(path), "-o", str(tmp_path / "f.h5")],
+        [
+            "fit",
+            "-f",
+            "mlp",
+            "-m",
+            str(path),
+            "-p",
+            "speaker-loso",
+            "--audio",
+            str(tmp_path / "f.h5"),
+            "-o",
+            str(tmp_path / "runs"),
+        ],
+    ):
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and "duplicate ids" in result.output, result.output
         assert "Traceback" not in result.output
@@ -52,10 +78,15 @@ def test_extract_fit_and_validate_agree_on_duplicate_ids(tmp_path: Path) -> None
 
 
 def test_validate_finds_segments_past_the_end_and_reserved_ids(tmp_path: Path) -> None:
-    path = _manifest(tmp_path, [Utterance(id="late", audio="a.wav", label="angry", start=2.0, end=3.0),
-                                Utterance(id="long", audio="a.wav", label="angry", start=0.0, end=1.5),
-                                Utterance(id="ok", audio="a.wav", label="angry", start=0.2, end=1.05),
-                                Utterance(id="y@aug1", audio="a.wav", label="angry")])
+    path = _manifest(
+        tmp_path,
+        [
+            Utterance(id="late", audio="a.wav", label="angry", start=2.0, end=3.0),
+            Utterance(id="long", audio="a.wav", label="angry", start=0.0, end=1.5),
+            Utterance(id="ok", audio="a.wav", label="angry", start=0.2, end=1.05),
+            Utterance(id="y@aug1", audio="a.wav", label="angry"),
+        ],
+    )
     result = CliRunner().invoke(app, ["manifest", "validate", str(path)])
     assert result.exit_code == 1
     assert "segment past the end of the audio" in result.output
@@ -72,21 +103,43 @@ def test_an_empty_manifest_is_refused_by_extract(tmp_path: Path) -> None:
 
 
 def test_a_label_the_corpus_does_not_have_stops_the_fit(tmp_path: Path) -> None:
-    rows = [Utterance(id=f"s{s}_{k}", audio="a.wav", label=("angry", "sad", "happy")[k % 3], speaker=f"Actor_0{s}")
-            for s in range(1, 4) for k in range(6)]
+    rows = [
+        Utterance(id=f"s{s}_{k}", audio="a.wav", label=("angry", "sad", "happy")[k % 3], speaker=f"Actor_0{s}")
+        for s in range(1, 4)
+        for k in range(6)
+    ]
     rows.append(Utterance(id="typo", audio="a.wav", label="angyr", speaker="Actor_01"))
     path = _manifest(tmp_path, rows)
-    result = CliRunner().invoke(app, ["fit", "-f", "mlp", "-m", str(path), "-p", "speaker-loso", "--audio",
-                                      str(tmp_path / "missing.h5"), "-o", str(tmp_path / "runs")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            "-f",
+            "mlp",
+            "-m",
+            str(path),
+            "-p",
+            "speaker-loso",
+            "--audio",
+            str(tmp_path / "missing.h5"),
+            "-o",
+            str(tmp_path / "runs"),
+        ],
+    )
     assert result.exit_code == 2
     assert "1 rows have labels ravdess does not have ('angyr' x1)" in result.output
     assert not (tmp_path / "runs").exists()
 
 
 def test_validate_refuses_empty_and_non_audio_files(tmp_path: Path) -> None:
-    path = _manifest(tmp_path, [Utterance(id="empty", audio="empty.wav", label="angry"),
-                                Utterance(id="text", audio="notes.wav", label="angry"),
-                                Utterance(id="ok", audio="a.wav", label="angry")])
+    path = _manifest(
+        tmp_path,
+        [
+            Utterance(id="empty", audio="empty.wav", label="angry"),
+            Utterance(id="text", audio="notes.wav", label="angry"),
+            Utterance(id="ok", audio="a.wav", label="angry"),
+        ],
+    )
     (tmp_path / "empty.wav").write_bytes(b"")
     (tmp_path / "notes.wav").write_text("these are not samples")
     result = CliRunner().invoke(app, ["manifest", "validate", str(path)])
@@ -98,6 +151,7 @@ def test_validate_refuses_empty_and_non_audio_files(tmp_path: Path) -> None:
 
 def test_max_seconds_is_refused_by_name_for_families_without_it(tmp_path: Path) -> None:
     path = _manifest(tmp_path, [Utterance(id="a", audio="a.wav")])
-    result = CliRunner().invoke(app, ["extract", "--model", "logmel", "-m", str(path), "-o", str(tmp_path / "f.h5"),
-                                      "--max-seconds", "10"])
+    result = CliRunner().invoke(
+        app, ["extract", "--model", "logmel", "-m", str(path), "-o", str(tmp_path / "f.h5"), "--max-seconds", "10"]
+    )
     assert result.exit_code == 2 and "--max-seconds cuts long audio for hubert, wav2vec2 and wavlm" in result.output

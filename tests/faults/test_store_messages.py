@@ -21,8 +21,7 @@ def test_a_truncated_hdf5_store_is_called_cut_short_not_a_locking_problem(tmp_pa
     assert "HDF5_USE_FILE_LOCKING" not in str(caught.value)
 
 
-def test_merging_some_of_the_shards_warns_which_are_missing(tmp_path: Path, caplog: pytest.LogCaptureFixture
-                                                            ) -> None:
+def test_merging_some_of_the_shards_warns_which_are_missing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     rows = make_rows(6)
     shard = write_store(tmp_path / "s0.h5", rows[:3], attrs=make_attrs(shard="0/3"))
     with caplog.at_level(logging.WARNING, logger="ser.cache.merge"):
@@ -33,8 +32,11 @@ def test_merging_some_of_the_shards_warns_which_are_missing(tmp_path: Path, capl
 def test_a_store_whose_extension_stopped_says_where_its_rows_are(tmp_path: Path) -> None:
     store = write_store(tmp_path / "f.h5", make_rows(4), attrs=make_attrs())
     store.rename(tmp_path / "f.extending.h5")  # what an interrupted extension leaves
-    with pytest.raises(CacheError, match=r"f.h5 is being extended, or its extension was interrupted: its finished "
-                                         r"rows wait in f.extending.h5"):
+    with pytest.raises(
+        CacheError,
+        match=r"f.h5 is being extended, or its extension was interrupted: its finished "
+        r"rows wait in f.extending.h5",
+    ):
         CacheReader(store)
 
 

@@ -27,23 +27,31 @@ def head_data(name: str, rows: int = 90, seed: int = 0) -> FusionData:
             values = rng.normal(size=(rows, dim)).astype(np.float32) + centres[labels]
             modalities[modality] = ModalityData(view=View(store=f"{modality}.h5"), dim=dim, pooled=values)
         else:
-            sequences = [rng.normal(size=(int(rng.integers(3, 12)), dim)).astype(np.float32) + centres[label]
-                         for label in labels]
-            modalities[modality] = ModalityData(view=View(store=f"{modality}.h5", kind="seq"), dim=dim,
-                                                sequences=sequences)
-    return FusionData(ids=[f"u{i:03d}" for i in range(rows)], labels=labels.astype(np.int64),
-                      speakers=[f"s{i % 6}" for i in range(rows)], classes=CLASSES, modalities=modalities)
+            sequences = [
+                rng.normal(size=(int(rng.integers(3, 12)), dim)).astype(np.float32) + centres[label] for label in labels
+            ]
+            modalities[modality] = ModalityData(
+                view=View(store=f"{modality}.h5", kind="seq"), dim=dim, sequences=sequences
+            )
+    return FusionData(
+        ids=[f"u{i:03d}" for i in range(rows)],
+        labels=labels.astype(np.int64),
+        speakers=[f"s{i % 6}" for i in range(rows)],
+        classes=CLASSES,
+        modalities=modalities,
+    )
 
 
-def unequal_folds(rows: int, sizes: tuple[int, ...] = (50, 61, 44), validation: int = 12, shift: int = 7
-                  ) -> list[dict[str, np.ndarray]]:
+def unequal_folds(
+    rows: int, sizes: tuple[int, ...] = (50, 61, 44), validation: int = 12, shift: int = 7
+) -> list[dict[str, np.ndarray]]:
     """Folds with ``sizes`` training rows (not multiples of a batch), ``validation`` (or fewer) validation
     rows and the rest as test, each a different slice of ``range(rows)``."""
     folds = []
     for k, size in enumerate(sizes):
         order = np.roll(np.arange(rows), -shift * k)
         val = validation - 2 * k
-        folds.append({"train": order[:size], "validation": order[size:size + val], "test": order[size + val:]})
+        folds.append({"train": order[:size], "validation": order[size : size + val], "test": order[size + val :]})
     return folds
 
 

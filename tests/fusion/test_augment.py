@@ -118,8 +118,9 @@ def test_gradient_flows_through_unmasked_values() -> None:
     assert x.grad is not None and x.grad.sum() > 0
 
 
-@pytest.mark.parametrize("kwargs", [{"time_width": (30, 10)}, {"freq_width": (-1, 5)}, {"p_time": 1.5},
-                                    {"p_freq": -0.1}])
+@pytest.mark.parametrize(
+    "kwargs", [{"time_width": (30, 10)}, {"freq_width": (-1, 5)}, {"p_time": 1.5}, {"p_freq": -0.1}]
+)
 def test_invalid_arguments(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         SpecAugment(**kwargs)  # type: ignore[arg-type]

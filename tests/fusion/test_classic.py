@@ -27,21 +27,36 @@ def _predictions(run_dir: Path) -> dict[tuple[str, str], str]:
         return {(row["fold"], row["id"]): row["pred"] for row in csv.DictReader(handle)}
 
 
-def direct_predictions(manifest: Path, features: dict[str, np.ndarray], make_estimator, grid: list[dict],
-                       label_set: str = "ravdess8", val_by: str = "utterance") -> dict[tuple[str, str], str]:
+def direct_predictions(
+    manifest: Path,
+    features: dict[str, np.ndarray],
+    make_estimator,
+    grid: list[dict],
+    label_set: str = "ravdess8",
+    val_by: str = "utterance",
+) -> dict[tuple[str, str], str]:
     """scikit-learn called directly on the same folds: z-score on train, choose the grid point on the
     validation UA (first of equal scores), refit on train + validation, predict the test rows."""
     labels = load_label_set(label_set)
     folds = make_folds(read_manifest(manifest), "speaker-loso", label_set=labels, rule=ValidationRule(by=val_by))
     out = {}
     for fold in folds.folds:
+
         def xy(ids):
-            return (np.stack([features[i] for i in ids]).astype(np.float64),
-                    np.array([labels.index_of(folds.utterances[i]) for i in ids]))
+            return (
+                np.stack([features[i] for i in ids]).astype(np.float64),
+                np.array([labels.index_of(folds.utterances[i]) for i in ids]),
+            )
+
         (x_tr, y_tr), (x_va, y_va), (x_te, _) = xy(fold.train), xy(fold.validation), xy(fold.test)
         scaler = StandardScaler().fit(x_tr)
-        scores = [balanced_accuracy_score(y_va, make_estimator(point, x_tr.shape[1]).fit(scaler.transform(x_tr), y_tr)
-                                          .predict(scaler.transform(x_va))) for point in grid]
+        scores = [
+            balanced_accuracy_score(
+                y_va,
+                make_estimator(point, x_tr.shape[1]).fit(scaler.transform(x_tr), y_tr).predict(scaler.transform(x_va)),
+            )
+            for point in grid
+        ]
         chosen = grid[int(np.argmax(scores))]
         x_all, y_all = np.concatenate([x_tr, x_va]), np.concatenate([y_tr, y_va])
         scaler = StandardScaler().fit(x_all)
@@ -66,15 +81,27 @@ def _layer1_features(store: Path) -> dict[str, np.ndarray]:
         return dict(zip(reader.ids, reader.pooled("mean", layers=[1])[:, 0], strict=True))
 
 
-@pytest.mark.parametrize(("fusion", "make", "grid"), [
-    ("svm", svc, [{"C": c, "gamma": g} for c in (0.1, 1.0, 10.0, 100.0) for g in (0.1, 1.0, 10.0)]),
-    ("logreg", logreg, [{"C": c} for c in (0.001, 0.01, 0.1, 1.0, 10.0)]),
-])
-def test_classic_heads_predict_exactly_what_sklearn_predicts_on_the_same_folds(tmp_path: Path, fusion, make,
-                                                                                grid) -> None:
+@pytest.mark.parametrize(
+    ("fusion", "make", "grid"),
+    [
+        ("svm", svc, [{"C": c, "gamma": g} for c in (0.1, 1.0, 10.0, 100.0) for g in (0.1, 1.0, 10.0)]),
+        ("logreg", logreg, [{"C": c} for c in (0.001, 0.01, 0.1, 1.0, 10.0)]),
+    ],
+)
+def test_classic_heads_predict_exactly_what_sklearn_predicts_on_the_same_folds(
+    tmp_path: Path, fusion, make, grid
+) -> None:
     manifest, audio, _ = make_corpus(tmp_path, per_speaker=16)
-    cfg = FitConfig(fusion=fusion, manifest=str(manifest), protocol="speaker-loso", audio=f"{audio}:layer=1",
-                    label_set="ravdess8", val_by="utterance", train=TrainConfig.for_head(fusion), out=str(tmp_path))
+    cfg = FitConfig(
+        fusion=fusion,
+        manifest=str(manifest),
+        protocol="speaker-loso",
+        audio=f"{audio}:layer=1",
+        label_set="ravdess8",
+        val_by="utterance",
+        train=TrainConfig.for_head(fusion),
+        out=str(tmp_path),
+    )
     run_dir = run_fit(cfg)
     ours = _predictions(run_dir)
     direct = direct_predictions(manifest, _layer1_features(audio), make, grid)
@@ -82,15 +109,23 @@ def test_classic_heads_predict_exactly_what_sklearn_predicts_on_the_same_folds(t
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["fusion"] == fusion and len(metrics["runs"]) == 6
     assert len(metrics["runs"][0]["history"]) == len(grid)  # every grid point scored on validation
-    probabilities = np.loadtxt(run_dir / "predictions.csv", delimiter=",", skiprows=1,
-                               usecols=range(5, 5 + len(metrics["classes"])))
+    probabilities = np.loadtxt(
+        run_dir / "predictions.csv", delimiter=",", skiprows=1, usecols=range(5, 5 + len(metrics["classes"]))
+    )
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
 
 
 def test_classic_heads_concatenate_modalities_and_refuse_what_they_cannot_read(tmp_path: Path) -> None:
     manifest, audio, text = make_corpus(tmp_path, seq=True)
-    base = dict(fusion="logreg", manifest=str(manifest), protocol="speaker-loso", label_set="ravdess8",
-                val_by="utterance", folds=["spk0"], out=str(tmp_path / "runs"))
+    base = dict(
+        fusion="logreg",
+        manifest=str(manifest),
+        protocol="speaker-loso",
+        label_set="ravdess8",
+        val_by="utterance",
+        folds=["spk0"],
+        out=str(tmp_path / "runs"),
+    )
     run_dir = run_fit(FitConfig(**base, audio=f"{audio}:layer=1", text=str(text), train=TrainConfig.for_head("logreg")))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["ua"]["mean"] > 0.5  # layer 1 carries the class; the noise text does not hide it
@@ -104,6 +139,15 @@ def test_classic_heads_concatenate_modalities_and_refuse_what_they_cannot_read(t
 def test_svm_rejects_an_unknown_kernel_before_anything_is_written(tmp_path: Path) -> None:
     manifest, audio, _ = make_corpus(tmp_path)
     with pytest.raises(UserError, match="kernel"):
-        run_fit(FitConfig(fusion="svm", manifest=str(manifest), protocol="speaker-loso", audio=f"{audio}:layer=1",
-                          label_set="ravdess8", head={"kernel": "poly"}, out=str(tmp_path / "runs")))
+        run_fit(
+            FitConfig(
+                fusion="svm",
+                manifest=str(manifest),
+                protocol="speaker-loso",
+                audio=f"{audio}:layer=1",
+                label_set="ravdess8",
+                head={"kernel": "poly"},
+                out=str(tmp_path / "runs"),
+            )
+        )
     assert not (tmp_path / "runs").exists()

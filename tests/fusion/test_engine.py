@@ -24,11 +24,19 @@ from tests.fusion.engine_fixtures import head_data, no_dropout, unequal_folds
 STACKABLE = [name for name in torch_heads() if name not in SEQUENTIAL_ONLY]
 
 
-def members(name: str, data: FusionData, cfg: TrainConfig, seeds: tuple[int, ...] = (0, 1),
-            options: dict[str, Any] | None = None) -> list[MemberSpec]:
+def members(
+    name: str,
+    data: FusionData,
+    cfg: TrainConfig,
+    seeds: tuple[int, ...] = (0, 1),
+    options: dict[str, Any] | None = None,
+) -> list[MemberSpec]:
     head = no_dropout(name) if options is None else options
-    return [MemberSpec(fold=f"fold{k}", seed=seed, data=data, rows=rows, fusion=name, head_options=head, cfg=cfg)
-            for k, rows in enumerate(unequal_folds(len(data))) for seed in seeds]
+    return [
+        MemberSpec(fold=f"fold{k}", seed=seed, data=data, rows=rows, fusion=name, head_options=head, cfg=cfg)
+        for k, rows in enumerate(unequal_folds(len(data)))
+        for seed in seeds
+    ]
 
 
 def both_engines(specs: list[MemberSpec]) -> tuple[list[Selection], list[Selection]]:
@@ -50,10 +58,12 @@ def assert_same_members(specs: list[MemberSpec], sequential: list[Selection], st
         assert (a.fold, a.seed) == (b.fold, b.seed) == (spec.fold, spec.seed)
         assert b.best_epoch == a.best_epoch and b.epochs_run == a.epochs_run
         assert [h["lr"] for h in b.history] == [h["lr"] for h in a.history]
-        np.testing.assert_allclose([h["val_loss"] for h in b.history], [h["val_loss"] for h in a.history],
-                                   rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose([h["train_loss"] for h in b.history], [h["train_loss"] for h in a.history],
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            [h["val_loss"] for h in b.history], [h["val_loss"] for h in a.history], rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            [h["train_loss"] for h in b.history], [h["train_loss"] for h in a.history], rtol=1e-5, atol=1e-6
+        )
         assert b.validation["confusion"] == a.validation["confusion"]
         np.testing.assert_allclose(member_logits(b, spec), member_logits(a, spec), atol=1e-5, rtol=0)
 
@@ -93,8 +103,9 @@ def test_batchnorm_statistics_are_per_member() -> None:
 
 def test_feature_losses_and_class_weights_are_per_member() -> None:
     """A center loss whose centres train with each member, class weights from each fold's rows."""
-    cfg = TrainConfig.for_head("fleser", epochs=3, batch_size=16, device="cpu", loss="ce+center",
-                               class_weighted=True, lr=1e-3)
+    cfg = TrainConfig.for_head(
+        "fleser", epochs=3, batch_size=16, device="cpu", loss="ce+center", class_weighted=True, lr=1e-3
+    )
     specs = members("fleser", head_data("fleser"), cfg)
     sequential, stacked = both_engines(specs)
     assert_same_members(specs, sequential, stacked)
@@ -105,8 +116,9 @@ def test_feature_losses_and_class_weights_are_per_member() -> None:
 def test_each_member_keeps_its_own_plateau_schedule_and_early_stopping() -> None:
     """A plateau schedule with patience 0 and early stopping after 2 epochs without a better UA: the
     members cut their lr and stop at different epochs, exactly as in the sequential loop."""
-    cfg = TrainConfig(epochs=14, batch_size=16, lr=3e-3, schedule="plateau", plateau_patience=0, gamma=0.5,
-                      patience=2, device="cpu")
+    cfg = TrainConfig(
+        epochs=14, batch_size=16, lr=3e-3, schedule="plateau", plateau_patience=0, gamma=0.5, patience=2, device="cpu"
+    )
     specs = members("mlp", head_data("mlp"), cfg, seeds=(0, 1, 2))
     sequential, stacked = both_engines(specs)
     assert_same_members(specs, sequential, stacked)
@@ -135,20 +147,30 @@ def test_members_of_different_shapes_form_separate_stacks(caplog: pytest.LogCapt
     assert caplog.text.count("stacked engine: 6 members of mlp") == 2
 
 
-@pytest.mark.parametrize(("name", "options", "reason"), [
-    ("cnn_bilstm", {}, "LSTM"),
-    ("resnet18", {}, "BatchNorm"),
-    ("fleser", {"fuzzy": "batch"}, "depend on its batch"),
-])
-def test_heads_that_cannot_stack_train_sequentially_with_the_reason(name: str, options: dict[str, Any],
-                                                                    reason: str) -> None:
-    spec = members(name, head_data(name, rows=40), TrainConfig(epochs=1, device="cpu"), seeds=(0,),
-                   options={**no_dropout(name), **options})[0]
+@pytest.mark.parametrize(
+    ("name", "options", "reason"),
+    [
+        ("cnn_bilstm", {}, "LSTM"),
+        ("resnet18", {}, "BatchNorm"),
+        ("fleser", {"fuzzy": "batch"}, "depend on its batch"),
+    ],
+)
+def test_heads_that_cannot_stack_train_sequentially_with_the_reason(
+    name: str, options: dict[str, Any], reason: str
+) -> None:
+    spec = members(
+        name,
+        head_data(name, rows=40),
+        TrainConfig(epochs=1, device="cpu"),
+        seeds=(0,),
+        options={**no_dropout(name), **options},
+    )[0]
     assert reason in (unstackable_reason(spec) or "")
 
 
 def test_auto_stacks_pooled_heads_and_leaves_sequence_heads_to_the_sequential_loop_on_cpu(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     auto = TrainConfig(epochs=1, batch_size=16, device="cpu", engine="auto")
     pooled = members("mlp", head_data("mlp"), auto)[0]
     sequences = members("memocmt", head_data("memocmt"), auto)
@@ -176,10 +198,18 @@ def test_a_stopped_member_leaves_the_stack_and_keeps_its_best_checkpoint() -> No
     """Members with 1, 3 and 5 epochs: after each stop the stack is re-packed, and every member's
     tested weights are those of its best validation epoch (equal to the sequential loop's)."""
     data = head_data("mlp")
-    specs = [MemberSpec(fold="fold0", seed=0, data=data, rows=unequal_folds(len(data))[k], fusion="mlp",
-                        head_options=no_dropout("mlp"), cfg=TrainConfig(epochs=epochs, batch_size=16, device="cpu",
-                                                                        patience=0))
-             for k, epochs in enumerate((1, 3, 5))]
+    specs = [
+        MemberSpec(
+            fold="fold0",
+            seed=0,
+            data=data,
+            rows=unequal_folds(len(data))[k],
+            fusion="mlp",
+            head_options=no_dropout("mlp"),
+            cfg=TrainConfig(epochs=epochs, batch_size=16, device="cpu", patience=0),
+        )
+        for k, epochs in enumerate((1, 3, 5))
+    ]
     trainer = StackedTrainer(specs)
     stacked = trainer.run()
     assert [s.epochs_run for s in stacked] == [1, 3, 5]
@@ -195,9 +225,20 @@ def test_fit_gives_the_same_metrics_with_either_engine(tmp_path: Path) -> None:
     metrics = {}
     for engine in ("sequential", "stacked"):
         train = TrainConfig(epochs=4, batch_size=16, device="cpu", engine=engine)
-        run = run_fit(FitConfig(manifest=str(manifest), audio=f"{audio}:layer=1", fusion="mlp",
-                                protocol="speaker-loso", label_set="ravdess8", val_by="utterance", seeds=[0, 1],
-                                head={"dropout": 0.0}, train=train, out=str(tmp_path / "runs")))
+        run = run_fit(
+            FitConfig(
+                manifest=str(manifest),
+                audio=f"{audio}:layer=1",
+                fusion="mlp",
+                protocol="speaker-loso",
+                label_set="ravdess8",
+                val_by="utterance",
+                seeds=[0, 1],
+                head={"dropout": 0.0},
+                train=train,
+                out=str(tmp_path / "runs"),
+            )
+        )
         metrics[engine] = json.loads((run / "metrics.json").read_text())
     a, b = metrics["sequential"], metrics["stacked"]
     assert len(a["runs"]) == len(b["runs"]) >= 6

@@ -21,16 +21,25 @@ from tests.fusion.row_spy import spy_rows
 
 
 def fit_config(tmp_path: Path, manifest: Path, audio_store: Path, **changes: object) -> FitConfig:
-    base = dict(fusion="mlp", manifest=str(manifest), protocol="speaker-loso", audio=f"{audio_store}:layer=1",
-                label_set="ravdess8", folds=["spk0", "spk1"], seeds=[0],
-                train=TrainConfig(epochs=15, patience=5, batch_size=16), out=str(tmp_path / "runs"))
+    base = dict(
+        fusion="mlp",
+        manifest=str(manifest),
+        protocol="speaker-loso",
+        audio=f"{audio_store}:layer=1",
+        label_set="ravdess8",
+        folds=["spk0", "spk1"],
+        seeds=[0],
+        train=TrainConfig(epochs=15, patience=5, batch_size=16),
+        out=str(tmp_path / "runs"),
+    )
     base.update(changes)
     return FitConfig(**base)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("engine", ["sequential", "stacked"])
-def test_test_rows_are_touched_once_and_never_for_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          engine: str) -> None:
+def test_test_rows_are_touched_once_and_never_for_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
     manifest, audio, _ = make_corpus(tmp_path)
     fitted_on: list[set[int]] = []
     original_fit = Standardizer.fit.__func__
@@ -68,8 +77,13 @@ def test_same_seed_same_numbers_and_outputs(tmp_path: Path) -> None:
     again = json.loads((again_dir / "metrics.json").read_text())
     assert first["test"] == again["test"]
     assert [r["history"] for r in first["runs"]] == [r["history"] for r in again["runs"]]
-    assert {p.name for p in again_dir.iterdir()} >= {"config.yaml", "metrics.json", "predictions.csv",
-                                                     "confusion.png", "train.log"}
+    assert {p.name for p in again_dir.iterdir()} >= {
+        "config.yaml",
+        "metrics.json",
+        "predictions.csv",
+        "confusion.png",
+        "train.log",
+    }
     assert again_dir.name == Path(run_fit(fit_config(tmp_path, manifest, audio)).name).name
 
 
@@ -87,8 +101,13 @@ def test_checkpoint_is_the_best_validation_epoch_and_signal_is_learned(tmp_path:
 
 def test_learned_layer_weights_find_the_informative_layer(tmp_path: Path) -> None:
     manifest, audio, _ = make_corpus(tmp_path)
-    cfg = fit_config(tmp_path, manifest, audio, audio=f"{audio}:layer=weighted",
-                     train=TrainConfig(epochs=40, patience=0, batch_size=16, lr=3e-3))
+    cfg = fit_config(
+        tmp_path,
+        manifest,
+        audio,
+        audio=f"{audio}:layer=weighted",
+        train=TrainConfig(epochs=40, patience=0, batch_size=16, lr=3e-3),
+    )
     metrics = json.loads((run_fit(cfg) / "metrics.json").read_text())
     for run in metrics["runs"]:
         weights = run["layer_weights"]["audio"]
@@ -100,21 +119,33 @@ def test_sequence_heads_and_fusion_of_two_stores(tmp_path: Path) -> None:
     manifest, audio, text = make_corpus(tmp_path, seq=True)
     cfg = fit_config(tmp_path, manifest, audio, fusion="fleser", text=str(text))
     assert json.loads((run_fit(cfg) / "metrics.json").read_text())["test"]["ua"]["mean"] > 0.8
-    cfg = fit_config(tmp_path, manifest, audio, fusion="audio_transformer", audio=f"{audio}:seq=layer_01",
-                     head={"specaugment": False})
+    cfg = fit_config(
+        tmp_path,
+        manifest,
+        audio,
+        fusion="audio_transformer",
+        audio=f"{audio}:seq=layer_01",
+        head={"specaugment": False},
+    )
     with pytest.raises(UserError, match="audio_transformer takes seq audio"):
         run_fit(fit_config(tmp_path, manifest, audio, fusion="audio_transformer"))
     assert json.loads((run_fit(cfg) / "metrics.json").read_text())["runs"][0]["test"]["n"] == 24
 
 
 def test_config_precedence_and_errors(tmp_path: Path) -> None:
-    record = apply_overrides({"fusion": "mlp", "manifest": "m", "protocol": "p", "train": {"lr": 0.1}},
-                             ["train.lr=1e-4", "head.hidden=[64, 32]", "seeds=[0, 1]"])
+    record = apply_overrides(
+        {"fusion": "mlp", "manifest": "m", "protocol": "p", "train": {"lr": 0.1}},
+        ["train.lr=1e-4", "head.hidden=[64, 32]", "seeds=[0, 1]"],
+    )
     cfg = config_from_dict(record)
     assert cfg.train.lr == 1e-4 and cfg.head == {"hidden": [64, 32]} and cfg.seeds == [0, 1]
     # defaults < head preset < YAML < --set
-    fleser = config_from_dict(apply_overrides({"fusion": "fleser", "manifest": "m", "protocol": "p",
-                                               "train": {"lr": "3e-4", "epochs": 7}}, ["train.epochs=9"]))
+    fleser = config_from_dict(
+        apply_overrides(
+            {"fusion": "fleser", "manifest": "m", "protocol": "p", "train": {"lr": "3e-4", "epochs": 7}},
+            ["train.epochs=9"],
+        )
+    )
     assert (fleser.train.optimizer, fleser.train.weight_decay, fleser.train.batch_size) == ("adamw", 1e-2, 64)
     assert (fleser.train.schedule, fleser.train.gamma, fleser.train.plateau_patience) == ("plateau", 0.3, 30)
     assert fleser.train.lr == 3e-4 and fleser.train.epochs == 9 and fleser.train.patience == 0
@@ -138,19 +169,57 @@ def test_config_precedence_and_errors(tmp_path: Path) -> None:
 def test_cli_fit_with_yaml_and_set(tmp_path: Path) -> None:
     manifest, audio, _ = make_corpus(tmp_path)
     config = tmp_path / "fit.yaml"
-    config.write_text(yaml.safe_dump({"fusion": "mlp", "protocol": "speaker-loso", "label_set": "ravdess8",
-                                      "train": {"epochs": 5, "batch_size": 16}, "head": {"hidden": [32]}}))
-    result = CliRunner().invoke(app, ["fit", "--config", str(config), "-m", str(manifest), "--audio",
-                                      f"{audio}:layer=1", "--folds", "spk0,spk1", "--set", "train.epochs=3",
-                                      "--out", str(tmp_path / "runs")])
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "fusion": "mlp",
+                "protocol": "speaker-loso",
+                "label_set": "ravdess8",
+                "train": {"epochs": 5, "batch_size": 16},
+                "head": {"hidden": [32]},
+            }
+        )
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            "--config",
+            str(config),
+            "-m",
+            str(manifest),
+            "--audio",
+            f"{audio}:layer=1",
+            "--folds",
+            "spk0,spk1",
+            "--set",
+            "train.epochs=3",
+            "--out",
+            str(tmp_path / "runs"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "mean ± std over folds and seeds: UA" in result.output
     run_dir = next((tmp_path / "runs").iterdir())
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["config"]["train"]["epochs"] == 3 and saved["config"]["head"] == {"hidden": [32]}
     assert all(len(r["history"]) <= 3 for r in json.loads((run_dir / "metrics.json").read_text())["runs"])
-    result = CliRunner().invoke(app, ["fit", "--fusion", "nope", "-m", str(manifest), "-p", "speaker-loso",
-                                      "--audio", str(audio), "--out", str(tmp_path / "failed")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            "--fusion",
+            "nope",
+            "-m",
+            str(manifest),
+            "-p",
+            "speaker-loso",
+            "--audio",
+            str(audio),
+            "--out",
+            str(tmp_path / "failed"),
+        ],
+    )
     assert result.exit_code == 2 and "unknown fusion head" in result.output
     assert not (tmp_path / "failed").exists()
     result = CliRunner().invoke(app, ["fusion", "list"])
@@ -179,9 +248,14 @@ def test_failed_fits_leave_no_run_directory(tmp_path: Path) -> None:
 
 def test_config_yaml_records_the_resolved_head_train_and_input_provenance(tmp_path: Path) -> None:
     manifest, audio, _ = make_corpus(tmp_path)
-    cfg = fit_config(tmp_path, manifest, audio, folds=["spk0"], head={"dropout": "1e-1"},
-                     train=TrainConfig(epochs=2, patience=0, batch_size=16, loss="focal",
-                                       loss_options={"gamma": "2"}))
+    cfg = fit_config(
+        tmp_path,
+        manifest,
+        audio,
+        folds=["spk0"],
+        head={"dropout": "1e-1"},
+        train=TrainConfig(epochs=2, patience=0, batch_size=16, loss="focal", loss_options={"gamma": "2"}),
+    )
     run_dir = run_fit(cfg)
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["head_resolved"] == {"hidden": [512], "dropout": 0.1, "input_dropout": None}
@@ -199,13 +273,44 @@ def test_config_yaml_records_the_resolved_head_train_and_input_provenance(tmp_pa
 def test_cli_flags_override_yaml_and_presets_reach_config_yaml(tmp_path: Path) -> None:
     manifest, audio, text = make_corpus(tmp_path)
     config = tmp_path / "fit.yaml"
-    config.write_text(yaml.safe_dump({"fusion": "fleser", "protocol": "speaker-loso", "label_set": "ravdess8",
-                                      "manifest": "elsewhere.jsonl", "seeds": [5], "folds": ["spk2"],
-                                      "audio": f"{audio}:layer=0", "train": {"lr": "2e-3", "epochs": 4}}))
-    result = CliRunner().invoke(app, ["fit", "--config", str(config), "-m", str(manifest), "--audio",
-                                      f"{audio}:layer=1", "--text", str(text), "--seeds", "0", "--folds", "spk0",
-                                      "--set", "train.epochs=2", "--set", "head.alpha=5e-1",
-                                      "--out", str(tmp_path / "runs")])
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "fusion": "fleser",
+                "protocol": "speaker-loso",
+                "label_set": "ravdess8",
+                "manifest": "elsewhere.jsonl",
+                "seeds": [5],
+                "folds": ["spk2"],
+                "audio": f"{audio}:layer=0",
+                "train": {"lr": "2e-3", "epochs": 4},
+            }
+        )
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            "--config",
+            str(config),
+            "-m",
+            str(manifest),
+            "--audio",
+            f"{audio}:layer=1",
+            "--text",
+            str(text),
+            "--seeds",
+            "0",
+            "--folds",
+            "spk0",
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "head.alpha=5e-1",
+            "--out",
+            str(tmp_path / "runs"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     (run_dir,) = (tmp_path / "runs").iterdir()
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())

@@ -99,8 +99,14 @@ VARIANTS: dict[str, list[dict[str, object]]] = {
     "memocmt": [{"pooling": "mean"}, {"pooling": "max"}, {"pooling": "first"}],
     "mser4": [{"pooling": "mean"}, {"pooling": "max"}, {"audio_norm": "min_max"}],
     "mser3": [{"audio_norm": "min_max"}, {"audio_norm": "none"}],
-    "fleser": [{"fusion": "self_attention"}, {"fusion": "cross_attention"}, {"fusion": "concat"},
-               {"fuzzy": "batch"}, {"fuzzy": "none"}, {"use_layernorm": False}],
+    "fleser": [
+        {"fusion": "self_attention"},
+        {"fusion": "cross_attention"},
+        {"fusion": "concat"},
+        {"fuzzy": "batch"},
+        {"fuzzy": "none"},
+        {"use_layernorm": False},
+    ],
     "early_fusion": [{"tokens": "concat"}],
     "server": [{"nonlinear": True, "audio_norm": "mean"}],
     "serfuse": [{"nonlinear": True}],
@@ -117,8 +123,7 @@ def _label(options: dict[str, object]) -> str:
     return ",".join(f"{k}={v}" for k, v in options.items()) or "defaults"
 
 
-@pytest.mark.parametrize(("name", "options"), GRADIENT_CASES,
-                         ids=[f"{n}-{_label(o)}" for n, o in GRADIENT_CASES])
+@pytest.mark.parametrize(("name", "options"), GRADIENT_CASES, ids=[f"{n}-{_label(o)}" for n, o in GRADIENT_CASES])
 def test_gradients_reach_every_parameter(name: str, options: dict[str, object]) -> None:
     """Every trainable parameter gets a gradient with non-zero mass (an all-zero gradient is a dead
     parameter too), except the documented exemptions, which must really get none."""

@@ -27,24 +27,41 @@ def meld_minilm(meld_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     subset = folder / "meld.jsonl"
     write_manifest(subset, manifest.header, train + dev)
     store = folder / "meld.minilm.h5"
-    result = runner.invoke(app, ["extract", "--model", "minilm", "--manifest", str(subset), "-o", str(store),
-                                 "--no-progress"])
+    result = runner.invoke(
+        app, ["extract", "--model", "minilm", "--manifest", str(subset), "-o", str(store), "--no-progress"]
+    )
     assert result.exit_code == 0, result.output
     return subset, store
 
 
 def _fit(manifest: Path, text: str, out: Path) -> tuple[dict, dict]:
-    result = CliRunner().invoke(app, ["fit", "--fusion", "logreg", "-m", str(manifest), "-p", "official", "--text",
-                                      text, "--set", "protocol_options.test_split=validation", "-o", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            "--fusion",
+            "logreg",
+            "-m",
+            str(manifest),
+            "-p",
+            "official",
+            "--text",
+            text,
+            "--set",
+            "protocol_options.test_split=validation",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     run_dir = Path(result.output.strip().splitlines()[-1].split("run directory: ")[1])
-    return (json.loads((run_dir / "metrics.json").read_text()),
-            yaml.safe_load((run_dir / "config.yaml").read_text()))
+    return (json.loads((run_dir / "metrics.json").read_text()), yaml.safe_load((run_dir / "config.yaml").read_text()))
 
 
 @pytest.mark.slow
-def test_minilm_without_a_view_reads_the_mean_it_was_trained_with(meld_minilm: tuple[Path, Path],
-                                                                  tmp_path: Path) -> None:
+def test_minilm_without_a_view_reads_the_mean_it_was_trained_with(
+    meld_minilm: tuple[Path, Path], tmp_path: Path
+) -> None:
     manifest, store = meld_minilm
     info = CliRunner().invoke(app, ["cache", "info", str(store)])
     assert "recommended view: meld.minilm.h5:stat=mean,layer=last" in info.output

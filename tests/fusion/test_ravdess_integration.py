@@ -35,8 +35,9 @@ def svm_anchor(manifest_path: Path, store: Path) -> list[float]:
     from sklearn.svm import SVC
 
     label_set = load_label_set("ravdess8")
-    folds = make_folds(read_manifest(manifest_path), "speaker-loso", label_set=label_set,
-                       rule=ValidationRule(by="utterance"))
+    folds = make_folds(
+        read_manifest(manifest_path), "speaker-loso", label_set=label_set, rule=ValidationRule(by="utterance")
+    )
     scores = []
     with CacheReader(store) as reader:
         for fold in folds.folds:
@@ -55,20 +56,31 @@ SEEDS = [0, 1, 2]
 
 
 @pytest.mark.slow
-def test_audio_mlp_beats_the_svm_anchor_under_leave_one_speaker_out(ravdess_egemaps: tuple[Path, Path],
-                                                                     tmp_path: Path) -> None:
+def test_audio_mlp_beats_the_svm_anchor_under_leave_one_speaker_out(
+    ravdess_egemaps: tuple[Path, Path], tmp_path: Path
+) -> None:
     manifest, store = ravdess_egemaps
     svm = svm_anchor(manifest, store)
     train = TrainConfig(lr=3e-4, epochs=150, patience=30, refit=True)
-    config = FitConfig(fusion="mlp", manifest=str(manifest), protocol="speaker-loso", val_by="utterance",
-                       audio=f"{store}:stat=functionals", head={"input_dropout": 0.2}, seeds=SEEDS, train=train,
-                       out=str(tmp_path))
+    config = FitConfig(
+        fusion="mlp",
+        manifest=str(manifest),
+        protocol="speaker-loso",
+        val_by="utterance",
+        audio=f"{store}:stat=functionals",
+        head={"input_dropout": 0.2},
+        seeds=SEEDS,
+        train=train,
+        out=str(tmp_path),
+    )
     metrics = json.loads((run_fit(config) / "metrics.json").read_text())
     assert [(r["seed"], r["fold"]) for r in metrics["runs"][:2]] == [(0, "Actor_01"), (0, "Actor_02")]
     per_seed = np.asarray(metrics["test"]["ua"]["values"]).reshape(len(SEEDS), 20).mean(axis=1)  # seed-major
     mlp = float(per_seed.mean())
-    print(f"RAVDESS eGeMAPS, 20-fold leave-one-speaker-out: MLP UA {100 * mlp:.2f} (mean of seeds {SEEDS}: "
-          f"{', '.join(f'{100 * v:.2f}' for v in per_seed)}), RBF-SVM UA {100 * np.mean(svm):.2f} (chance 12.5)")
+    print(
+        f"RAVDESS eGeMAPS, 20-fold leave-one-speaker-out: MLP UA {100 * mlp:.2f} (mean of seeds {SEEDS}: "
+        f"{', '.join(f'{100 * v:.2f}' for v in per_seed)}), RBF-SVM UA {100 * np.mean(svm):.2f} (chance 12.5)"
+    )
     assert len(svm) == 20 and len(metrics["runs"]) == 20 * len(SEEDS)
     assert metrics["protocol_card"]["speaker_independent"]
     assert np.mean(svm) > 0.3  # far above chance: the anchor itself is sane
@@ -77,8 +89,9 @@ def test_audio_mlp_beats_the_svm_anchor_under_leave_one_speaker_out(ravdess_egem
 
 
 @pytest.mark.parametrize("fusion", ["svm", "logreg"])
-def test_classic_heads_on_real_ravdess_equal_sklearn_called_directly(ravdess_egemaps: tuple[Path, Path],
-                                                                      tmp_path: Path, fusion: str) -> None:
+def test_classic_heads_on_real_ravdess_equal_sklearn_called_directly(
+    ravdess_egemaps: tuple[Path, Path], tmp_path: Path, fusion: str
+) -> None:
     """`ser fit --fusion svm|logreg` through the CLI on the real eGeMAPS cache (no view named: the store's
     recommended one, the functionals) predicts exactly what scikit-learn predicts on the same folds."""
     import csv
@@ -89,16 +102,35 @@ def test_classic_heads_on_real_ravdess_equal_sklearn_called_directly(ravdess_ege
     from tests.fusion.test_classic import direct_predictions, logreg, svc
 
     manifest, store = ravdess_egemaps
-    result = CliRunner().invoke(app, ["fit", "--fusion", fusion, "-m", str(manifest), "-p", "speaker-loso",
-                                      "--audio", str(store), "--set", "val_by=utterance", "-o", str(tmp_path)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            "--fusion",
+            fusion,
+            "-m",
+            str(manifest),
+            "-p",
+            "speaker-loso",
+            "--audio",
+            str(store),
+            "--set",
+            "val_by=utterance",
+            "-o",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     run_dir = next(tmp_path.glob(f"{fusion}-*"))
     with open(run_dir / "predictions.csv", encoding="utf-8") as handle:
         ours = {(row["fold"], row["id"]): row["pred"] for row in csv.DictReader(handle)}
     with CacheReader(store) as reader:
         features = dict(zip(reader.ids, reader.pooled("functionals")[:, 0], strict=True))
-    grid = ([{"C": c, "gamma": g} for c in (0.1, 1.0, 10.0, 100.0) for g in (0.1, 1.0, 10.0)] if fusion == "svm"
-            else [{"C": c} for c in (0.001, 0.01, 0.1, 1.0, 10.0)])
+    grid = (
+        [{"C": c, "gamma": g} for c in (0.1, 1.0, 10.0, 100.0) for g in (0.1, 1.0, 10.0)]
+        if fusion == "svm"
+        else [{"C": c} for c in (0.001, 0.01, 0.1, 1.0, 10.0)]
+    )
     direct = direct_predictions(manifest, features, svc if fusion == "svm" else logreg, grid)
     assert len(ours) == 1200 and ours == direct
     metrics = json.loads((run_dir / "metrics.json").read_text())

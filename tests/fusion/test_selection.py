@@ -21,9 +21,18 @@ from tests.fakes.caches import make_corpus
 
 def fit_config(tmp_path: Path, **changes: object) -> FitConfig:
     manifest, audio, _ = make_corpus(tmp_path, per_speaker=16)
-    base = dict(fusion="mlp", manifest=str(manifest), protocol="speaker-loso", audio=f"{audio}:layer=1",
-                label_set="ravdess8", val_by="utterance", folds=["spk0", "spk1", "spk2"], seeds=[0],
-                train=TrainConfig(epochs=6, patience=0, batch_size=16), out=str(tmp_path / "runs"))
+    base = dict(
+        fusion="mlp",
+        manifest=str(manifest),
+        protocol="speaker-loso",
+        audio=f"{audio}:layer=1",
+        label_set="ravdess8",
+        val_by="utterance",
+        folds=["spk0", "spk1", "spk2"],
+        seeds=[0],
+        train=TrainConfig(epochs=6, patience=0, batch_size=16),
+        out=str(tmp_path / "runs"),
+    )
     base.update(changes)
     return FitConfig(**base)  # type: ignore[arg-type]
 
@@ -35,11 +44,16 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 def test_parse_search_reads_values_as_yaml_and_bracketed_lists_whole() -> None:
     assert parse_search(["train.lr=1e-4,1e-3", "head.dropout=0.2,0.5"]) == {
-        "train.lr": [1e-4, 1e-3], "head.dropout": [0.2, 0.5]}
+        "train.lr": [1e-4, 1e-3],
+        "head.dropout": [0.2, 0.5],
+    }
     assert parse_search(["head.hidden=[[256],[512,256]]"]) == {"head.hidden": [[256], [512, 256]]}
     assert search_candidates({"train.lr": [1, 2], "head.dropout": [0.1, 0.2]}) == [
-        {"train.lr": 1, "head.dropout": 0.1}, {"train.lr": 1, "head.dropout": 0.2},
-        {"train.lr": 2, "head.dropout": 0.1}, {"train.lr": 2, "head.dropout": 0.2}]
+        {"train.lr": 1, "head.dropout": 0.1},
+        {"train.lr": 1, "head.dropout": 0.2},
+        {"train.lr": 2, "head.dropout": 0.1},
+        {"train.lr": 2, "head.dropout": 0.2},
+    ]
     assert search_candidates({}) == [{}]
     for bad in (["lr=1,2"], ["train.lr"], ["train.lr="]):
         with pytest.raises(UserError):
@@ -50,8 +64,9 @@ def test_parse_search_reads_values_as_yaml_and_bracketed_lists_whole() -> None:
         search_candidates({"seeds": [[0], [1]]})
 
 
-def test_search_trains_every_candidate_tests_only_the_chosen_one_once(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_search_trains_every_candidate_tests_only_the_chosen_one_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     selected: list[tuple[str, int, int]] = []
     tested: list[tuple[str, int, int]] = []
     original_select, original_test = run_module.select_members, run_module.test_member
@@ -86,8 +101,11 @@ def test_search_trains_every_candidate_tests_only_the_chosen_one_once(tmp_path: 
 
 def test_search_values_are_checked_before_a_run_directory_exists(tmp_path: Path) -> None:
     cfg = fit_config(tmp_path)
-    for search, message in (({"train.nope": [1, 2]}, "not train settings"), ({"head.nope": [1, 2]}, "nope"),
-                            ({"train.optimizer": ["adamw", "rmsprop"]}, "optimizer")):
+    for search, message in (
+        ({"train.nope": [1, 2]}, "not train settings"),
+        ({"head.nope": [1, 2]}, "nope"),
+        ({"train.optimizer": ["adamw", "rmsprop"]}, "optimizer"),
+    ):
         with pytest.raises(UserError, match=message):
             run_fit(replace(cfg, search=search))
     assert not (tmp_path / "runs").exists()
@@ -109,11 +127,13 @@ def test_seed_ensemble_is_the_mean_of_the_seed_members_probabilities(tmp_path: P
     for fold_run in metrics["ensemble"]["runs"]:
         rows = [r for r in ensemble if r["fold"] == fold_run["fold"]]
         index = {c: i for i, c in enumerate(metrics["classes"])}
-        expected = compute_metrics([index[r["true"]] for r in rows], [index[r["pred"]] for r in rows],
-                                   metrics["classes"])
+        expected = compute_metrics(
+            [index[r["true"]] for r in rows], [index[r["pred"]] for r in rows], metrics["classes"]
+        )
         assert fold_run["test"]["ua"] == pytest.approx(expected["ua"])
     assert metrics["ensemble"]["test"]["ua"]["mean"] == pytest.approx(
-        np.mean([r["test"]["ua"] for r in metrics["ensemble"]["runs"]]))
+        np.mean([r["test"]["ua"] for r in metrics["ensemble"]["runs"]])
+    )
 
 
 def test_ensemble_needs_two_seeds(tmp_path: Path) -> None:
@@ -129,8 +149,9 @@ def test_pooled_metrics_are_those_of_all_folds_test_predictions_taken_together(t
     per_seed = []
     for seed in ("0", "1"):
         mine = [r for r in rows if r["seed"] == seed]
-        per_seed.append(compute_metrics([classes.index(r["true"]) for r in mine],
-                                        [classes.index(r["pred"]) for r in mine], classes))
+        per_seed.append(
+            compute_metrics([classes.index(r["true"]) for r in mine], [classes.index(r["pred"]) for r in mine], classes)
+        )
     pooled = metrics["test_pooled"]
     for key in ("ua", "wa", "macro_f1", "weighted_f1"):
         assert pooled[key]["values"] == pytest.approx([m[key] for m in per_seed])

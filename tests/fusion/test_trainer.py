@@ -28,9 +28,17 @@ from tests.fakes.caches import LABELS, make_corpus
 
 def fit(tmp_path: Path, store: Path, manifest: Path, name: str = "runs", **changes: object) -> dict:
     """One mlp fit on audio layer 1 (fold spk0, seed 0) changed by ``changes``; its metrics.json."""
-    base: dict[str, object] = dict(fusion="mlp", manifest=str(manifest), protocol="speaker-loso",
-                                   audio=f"{store}:layer=1", label_set="ravdess8", folds=["spk0"], seeds=[0],
-                                   train=TrainConfig(epochs=6, patience=0, batch_size=16), out=str(tmp_path / name))
+    base: dict[str, object] = dict(
+        fusion="mlp",
+        manifest=str(manifest),
+        protocol="speaker-loso",
+        audio=f"{store}:layer=1",
+        label_set="ravdess8",
+        folds=["spk0"],
+        seeds=[0],
+        train=TrainConfig(epochs=6, patience=0, batch_size=16),
+        out=str(tmp_path / name),
+    )
     base.update(changes)
     run_dir = run_fit(FitConfig(**base))  # type: ignore[arg-type]
     return json.loads((run_dir / "metrics.json").read_text())
@@ -48,7 +56,8 @@ def test_step_schedule_multiplies_the_lr_by_gamma_every_step_size_epochs(tmp_pat
     manifest, audio, _ = make_corpus(tmp_path)
     train = TrainConfig(epochs=7, patience=0, batch_size=16, lr=0.01, schedule="step", step_size=3, gamma=0.5)
     assert lrs(fit(tmp_path, audio, manifest, train=train)) == pytest.approx(
-        [0.01, 0.01, 0.01, 0.005, 0.005, 0.005, 0.0025])
+        [0.01, 0.01, 0.01, 0.005, 0.005, 0.005, 0.0025]
+    )
 
 
 def test_cosine_schedule_anneals_to_zero_over_the_epochs(tmp_path: Path) -> None:
@@ -60,8 +69,9 @@ def test_cosine_schedule_anneals_to_zero_over_the_epochs(tmp_path: Path) -> None
 
 def test_plateau_schedule_cuts_the_lr_when_validation_loss_stops_improving(tmp_path: Path) -> None:
     manifest, audio, _ = make_corpus(tmp_path)
-    train = TrainConfig(epochs=12, patience=0, batch_size=16, lr=0.05, schedule="plateau", gamma=0.5,
-                        plateau_patience=0)
+    train = TrainConfig(
+        epochs=12, patience=0, batch_size=16, lr=0.05, schedule="plateau", gamma=0.5, plateau_patience=0
+    )
     metrics = fit(tmp_path, audio, manifest, train=train)
     history = metrics["runs"][0]["history"]
     # ReduceLROnPlateau(mode=min, threshold 1e-4 relative, patience 0) replayed on the logged val losses
@@ -79,8 +89,9 @@ def test_plateau_schedule_cuts_the_lr_when_validation_loss_stops_improving(tmp_p
 # ----------------------------------------------------------------------------------------- optimisers
 
 
-@pytest.mark.parametrize(("name", "cls"), [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
-                                           ("adamw", torch.optim.AdamW)])
+@pytest.mark.parametrize(
+    ("name", "cls"), [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)]
+)
 def test_optimizer_choice_and_its_settings(name: str, cls: type) -> None:
     params = [torch.nn.Parameter(torch.zeros(3))]
     optimizer = train_module._optimizer(params, TrainConfig(optimizer=name, lr=0.2, weight_decay=0.01, momentum=0.7))
@@ -95,8 +106,13 @@ def test_optimizer_choice_and_its_settings(name: str, cls: type) -> None:
 def test_sgd_and_adam_fits_learn_the_signal(tmp_path: Path, name: str) -> None:
     manifest, audio, _ = make_corpus(tmp_path)
     lr = {"sgd": 0.05, "adam": 3e-3}[name]
-    metrics = fit(tmp_path, audio, manifest, head={"dropout": 0.1},
-                  train=TrainConfig(epochs=10, patience=0, batch_size=16, optimizer=name, lr=lr))
+    metrics = fit(
+        tmp_path,
+        audio,
+        manifest,
+        head={"dropout": 0.1},
+        train=TrainConfig(epochs=10, patience=0, batch_size=16, optimizer=name, lr=lr),
+    )
     history = metrics["runs"][0]["history"]
     assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
     assert metrics["test"]["ua"]["mean"] > 0.9
@@ -156,8 +172,11 @@ def add_text_tokens(tmp_path: Path, manifest: Path) -> Path:
     rows = read_manifest(manifest).utterances
     rng = np.random.default_rng(1)
     path = tmp_path / "tokens.h5"
-    with CacheWriter.open(path, layout=StoreLayout(pooled={"mean": (1, 8)}, seq={"tokens": 8}),
-                          attrs={"extractor": {"name": "fake-text", "config_hash": "tok"}}) as writer:
+    with CacheWriter.open(
+        path,
+        layout=StoreLayout(pooled={"mean": (1, 8)}, seq={"tokens": 8}),
+        attrs={"extractor": {"name": "fake-text", "config_hash": "tok"}},
+    ) as writer:
         for row in rows:
             tokens = rng.normal(size=(int(rng.integers(5, 9)), 8)).astype(np.float32)
             writer.add(row.id, row.fingerprint(), {"mean": tokens.mean(axis=0, keepdims=True)}, {"tokens": tokens})
@@ -178,10 +197,18 @@ def test_feature_loss_trains_its_centers_with_the_head(tmp_path: Path, monkeypat
         return built[-1]
 
     monkeypatch.setattr(train_module, "build_loss", spy_loss)
-    metrics = fit(tmp_path, audio, manifest, fusion="mser4", audio=f"{audio}:seq=layer_01", text=f"{text}:seq",
-                  head={"heads": 2, "dropout": 0.1},
-                  train=TrainConfig(epochs=12, patience=0, batch_size=16, lr=3e-3, loss="ce+center",
-                                    loss_options={"lambda_c": "1e-2"}))
+    metrics = fit(
+        tmp_path,
+        audio,
+        manifest,
+        fusion="mser4",
+        audio=f"{audio}:seq=layer_01",
+        text=f"{text}:seq",
+        head={"heads": 2, "dropout": 0.1},
+        train=TrainConfig(
+            epochs=12, patience=0, batch_size=16, lr=3e-3, loss="ce+center", loss_options={"lambda_c": "1e-2"}
+        ),
+    )
     (loss,) = built
     centers = dict(loss.named_parameters())
     (name,) = [n for n in centers if "center" in n]
@@ -202,8 +229,9 @@ def test_feature_loss_trains_its_centers_with_the_head(tmp_path: Path, monkeypat
 
 @pytest.mark.parametrize("schedule", ["plateau", "cosine"])
 @pytest.mark.parametrize("engine", ["sequential", "stacked"])
-def test_refit_replays_the_selection_runs_learning_rates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         schedule: str, engine: str) -> None:
+def test_refit_replays_the_selection_runs_learning_rates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, schedule: str, engine: str
+) -> None:
     manifest, audio, _ = make_corpus(tmp_path)
     calls: list[tuple[int, float]] = []
     original = train_module._train_epoch
@@ -213,8 +241,17 @@ def test_refit_replays_the_selection_runs_learning_rates(tmp_path: Path, monkeyp
         return original(setup, data, rows, cfg, device, generator)
 
     monkeypatch.setattr(train_module, "_train_epoch", spy)
-    train = TrainConfig(epochs=8, patience=0, batch_size=16, lr=0.05, schedule=schedule, gamma=0.5,
-                        plateau_patience=0, refit=True, engine=engine)
+    train = TrainConfig(
+        epochs=8,
+        patience=0,
+        batch_size=16,
+        lr=0.05,
+        schedule=schedule,
+        gamma=0.5,
+        plateau_patience=0,
+        refit=True,
+        engine=engine,
+    )
     metrics = fit(tmp_path, audio, manifest, train=train)
     (run,) = metrics["runs"]
     # the sequential loop trains the selection run with the same epoch function; the stacked engine
@@ -238,8 +275,14 @@ def test_refit_replays_the_selection_runs_learning_rates(tmp_path: Path, monkeyp
 
 def test_metrics_aggregate_over_folds_and_seeds(tmp_path: Path) -> None:
     manifest, audio, _ = make_corpus(tmp_path)
-    metrics = fit(tmp_path, audio, manifest, folds=["spk0", "spk1"], seeds=[0, 1],
-                  train=TrainConfig(epochs=3, patience=0, batch_size=16, lr=3e-3))
+    metrics = fit(
+        tmp_path,
+        audio,
+        manifest,
+        folds=["spk0", "spk1"],
+        seeds=[0, 1],
+        train=TrainConfig(epochs=3, patience=0, batch_size=16, lr=3e-3),
+    )
     assert [(r["seed"], r["fold"]) for r in metrics["runs"]] == [(0, "spk0"), (0, "spk1"), (1, "spk0"), (1, "spk1")]
     values = [r["test"]["wa"] for r in metrics["runs"]]
     assert metrics["test"]["wa"]["values"] == values
@@ -254,8 +297,7 @@ def test_layer_avg_feeds_the_mean_over_cached_layers(tmp_path: Path) -> None:
     utterances = read_manifest(manifest).utterances
     label_set = load_label_set("ravdess8")
     averaged = load_fusion_data(utterances, label_set, {"audio": parse_view(f"{audio}:layer=avg")})
-    layers = [load_fusion_data(utterances, label_set, {"audio": parse_view(f"{audio}:layer={k}")})
-              for k in range(3)]
+    layers = [load_fusion_data(utterances, label_set, {"audio": parse_view(f"{audio}:layer={k}")}) for k in range(3)]
     expected = np.mean([d.modalities["audio"].pooled for d in layers], axis=0)
     np.testing.assert_allclose(averaged.modalities["audio"].pooled, expected, rtol=1e-6)
     assert averaged.modalities["audio"].n_layers == 1
@@ -280,4 +322,3 @@ def test_deterministic_setup_for_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # a user's own choice is kept
     seeding.deterministic_cuda_setup(True)
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
-

@@ -29,8 +29,11 @@ def corpus(tmp_path: Path) -> dict[str, object]:
     """4 speakers x 12 rows; an audio store with one augmented copy of every row; a text store without."""
     from ser.manifests.schema import ManifestHeader, Utterance, write_manifest
 
-    rows = [Utterance(id=f"s{s}_{k:02d}", label=LABELS[k % 4], speaker=f"spk{s}", gender="MF"[s % 2], text=f"t{k}")
-            for s in range(4) for k in range(12)]
+    rows = [
+        Utterance(id=f"s{s}_{k:02d}", label=LABELS[k % 4], speaker=f"spk{s}", gender="MF"[s % 2], text=f"t{k}")
+        for s in range(4)
+        for k in range(12)
+    ]
     manifest = tmp_path / "m.jsonl"
     write_manifest(manifest, ManifestHeader(corpus="ravdess", root=str(tmp_path), label_set="ravdess8"), rows)
 
@@ -39,23 +42,33 @@ def corpus(tmp_path: Path) -> dict[str, object]:
         v[LABELS.index(row.label)] += 3.0
         return v
 
-    audio = write_pooled_store(tmp_path / "audio.h5", [(r.id, r.fingerprint(), vector(r)) for r in rows]
-                               + [(f"{r.id}@aug0", r.fingerprint(), vector(r, 0.5)) for r in rows],
-                               attrs={"augmentation": {"copies": 1, "seed": 0}},  # as `ser extract --augment`
-                               links={f"{r.id}@aug0": r.id for r in rows})
+    audio = write_pooled_store(
+        tmp_path / "audio.h5",
+        [(r.id, r.fingerprint(), vector(r)) for r in rows]
+        + [(f"{r.id}@aug0", r.fingerprint(), vector(r, 0.5)) for r in rows],
+        attrs={"augmentation": {"copies": 1, "seed": 0}},  # as `ser extract --augment`
+        links={f"{r.id}@aug0": r.id for r in rows},
+    )
     text = write_pooled_store(tmp_path / "text.h5", [(r.id, r.fingerprint(), RNG.normal(size=4)) for r in rows])
     return {"manifest": manifest, "audio": audio, "text": text, "rows": rows, "root": tmp_path}
 
 
 def folds_of(manifest: Path):
-    return make_folds(read_manifest(manifest), "speaker-loso", label_set=load_label_set("ravdess8"),
-                      rule=ValidationRule(by="utterance", fraction=0.25))
+    return make_folds(
+        read_manifest(manifest),
+        "speaker-loso",
+        label_set=load_label_set("ravdess8"),
+        rule=ValidationRule(by="utterance", fraction=0.25),
+    )
 
 
 def test_copies_join_only_their_own_folds_training_rows(corpus: dict) -> None:
     fold_set = folds_of(corpus["manifest"])
-    data = load_fusion_data(list(fold_set.utterances.values()), load_label_set("ravdess8"),
-                            {"audio": parse_view(str(corpus["audio"])), "text": parse_view(str(corpus["text"]))})
+    data = load_fusion_data(
+        list(fold_set.utterances.values()),
+        load_label_set("ravdess8"),
+        {"audio": parse_view(str(corpus["audio"])), "text": parse_view(str(corpus["text"]))},
+    )
     assert len(data) == 96 and sum(data.is_copy(i) for i in range(len(data))) == 48
     copy = data.ids.index("s0_03@aug0")
     assert data.sources[copy] == "s0_03" and data.labels[copy] == data.labels[data.ids.index("s0_03")]
@@ -67,19 +80,32 @@ def test_copies_join_only_their_own_folds_training_rows(corpus: dict) -> None:
             assert [data.ids[r] for r in rows[split]] == list(getattr(fold, split))
         copies = [int(r) for r in rows["train"] if data.is_copy(int(r))]
         assert {data.sources[r] for r in copies} == set(fold.train)  # every training row's copy, no other
-    plain = load_fusion_data(list(fold_set.utterances.values()), load_label_set("ravdess8"),
-                             {"audio": parse_view(str(corpus["audio"]))}, augmented=False)
+    plain = load_fusion_data(
+        list(fold_set.utterances.values()),
+        load_label_set("ravdess8"),
+        {"audio": parse_view(str(corpus["audio"]))},
+        augmented=False,
+    )
     assert len(plain) == 48 and not plain.sources
 
 
-def test_the_trainer_sees_copies_in_training_and_never_in_evaluation(corpus: dict, tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_trainer_sees_copies_in_training_and_never_in_evaluation(
+    corpus: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     read = spy_rows(monkeypatch)
     fold_set = folds_of(corpus["manifest"])
     fold = fold_set.fold("spk2")
-    cfg = FitConfig(fusion="mlp", manifest=str(corpus["manifest"]), protocol="speaker-loso", audio=str(corpus["audio"]),
-                    val_by="utterance", val_fraction=0.25, folds=["spk2"],
-                    train=TrainConfig(epochs=3, patience=0, batch_size=16), out=str(tmp_path / "runs"))
+    cfg = FitConfig(
+        fusion="mlp",
+        manifest=str(corpus["manifest"]),
+        protocol="speaker-loso",
+        audio=str(corpus["audio"]),
+        val_by="utterance",
+        val_fraction=0.25,
+        folds=["spk2"],
+        train=TrainConfig(epochs=3, patience=0, batch_size=16),
+        out=str(tmp_path / "runs"),
+    )
     run_dir = run_fit(cfg)
     calls = [(training, [data.ids[int(r)] for r in rows]) for training, data, rows in read]
     training = {uid for shuffle, ids in calls if shuffle for uid in ids}
@@ -96,10 +122,14 @@ def _adapted_store(corpus: dict, fold_name: str, folder: Path) -> Path:
     checkpoint = folder / fold_name / "checkpoint"
     checkpoint.mkdir(parents=True)
     speakers = sorted({uid.split("_")[0].replace("s", "spk") for uid in fold.train + fold.validation})
-    provenance = {"mode": "supervised", "fold": fold_name, "protocol": "speaker-loso",
-                  "manifest": {"sha256": "x"}, "base_model": "tiny",
-                  "trained_on": {"train_ids": list(fold.train), "validation_ids": list(fold.validation),
-                                 "speakers": speakers}}
+    provenance = {
+        "mode": "supervised",
+        "fold": fold_name,
+        "protocol": "speaker-loso",
+        "manifest": {"sha256": "x"},
+        "base_model": "tiny",
+        "trained_on": {"train_ids": list(fold.train), "validation_ids": list(fold.validation), "speakers": speakers},
+    }
     (checkpoint / PROVENANCE_NAME).write_text(json.dumps(provenance))
     record = record_from_provenance(checkpoint, provenance).to_dict()
     rows = [(r.id, r.fingerprint(), RNG.normal(size=8)) for r in corpus["rows"]]
@@ -107,9 +137,16 @@ def _adapted_store(corpus: dict, fold_name: str, folder: Path) -> Path:
 
 
 def fit(corpus: dict, tmp_path: Path, audio: str, **changes) -> Path:
-    base = dict(fusion="mlp", manifest=str(corpus["manifest"]), protocol="speaker-loso", audio=audio,
-                val_by="utterance", val_fraction=0.25, train=TrainConfig(epochs=2, patience=0, batch_size=16),
-                out=str(tmp_path / "runs"))
+    base = dict(
+        fusion="mlp",
+        manifest=str(corpus["manifest"]),
+        protocol="speaker-loso",
+        audio=audio,
+        val_by="utterance",
+        val_fraction=0.25,
+        train=TrainConfig(epochs=2, patience=0, batch_size=16),
+        out=str(tmp_path / "runs"),
+    )
     base.update(changes)
     return run_fit(FitConfig(**base))
 
@@ -151,12 +188,21 @@ def test_corrupted_copies_are_tested_once_each(corpus: dict, tmp_path: Path) -> 
     rows = corpus["rows"]
     noisy = {}
     for snr, scale in ((20, 0.5), (0, 6.0)):
-        values = [(r.id, r.fingerprint(), RNG.normal(size=8, scale=scale) + 3.0 * np.eye(8)[LABELS.index(r.label)])
-                  for r in rows]
-        noisy[snr] = write_pooled_store(tmp_path / f"white{snr}.h5", values,
-                                        {"corruption": {"type": "white", "snr_db": float(snr)}})
-    run_dir = fit(corpus, tmp_path, str(corpus["audio"]), robustness=[str(noisy[20]), str(noisy[0])],
-                  folds=["spk0", "spk1"], train=TrainConfig(epochs=30, patience=0, batch_size=16))
+        values = [
+            (r.id, r.fingerprint(), RNG.normal(size=8, scale=scale) + 3.0 * np.eye(8)[LABELS.index(r.label)])
+            for r in rows
+        ]
+        noisy[snr] = write_pooled_store(
+            tmp_path / f"white{snr}.h5", values, {"corruption": {"type": "white", "snr_db": float(snr)}}
+        )
+    run_dir = fit(
+        corpus,
+        tmp_path,
+        str(corpus["audio"]),
+        robustness=[str(noisy[20]), str(noisy[0])],
+        folds=["spk0", "spk1"],
+        train=TrainConfig(epochs=30, patience=0, batch_size=16),
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     robustness = {entry["key"]: entry for entry in metrics["robustness"]}
     assert set(robustness) == {"white20.h5", "white0.h5"}
@@ -181,8 +227,9 @@ def test_trainer_specaugment_masks_sequences_in_training_only() -> None:
         def forward(self, inputs):
             return inputs["audio"]
 
-    model = FusionModel(Echo(), {"audio": 1}, SpecAugment(time_width=(2, 2), freq_width=(1, 1), p_time=1.0,
-                                                           p_freq=1.0, fill="mean"))
+    model = FusionModel(
+        Echo(), {"audio": 1}, SpecAugment(time_width=(2, 2), freq_width=(1, 1), p_time=1.0, p_freq=1.0, fill="mean")
+    )
     frames = torch.randn(3, 6, 4)
     lengths = torch.tensor([6, 4, 2])
     torch.manual_seed(0)
@@ -199,26 +246,47 @@ def test_trainer_specaugment_in_a_fit_and_not_twice(tmp_path: Path) -> None:
     from tests.fakes.caches import make_corpus
 
     manifest, audio, _ = make_corpus(tmp_path, n_speakers=4, per_speaker=8, seq=True)
-    base = dict(fusion="audio_transformer", manifest=str(manifest), protocol="speaker-loso", label_set="ravdess8",
-                audio=f"{audio}:seq=layer_01", val_by="utterance", val_fraction=0.25, folds=["spk0"],
-                out=str(tmp_path / "runs"))
+    base = dict(
+        fusion="audio_transformer",
+        manifest=str(manifest),
+        protocol="speaker-loso",
+        label_set="ravdess8",
+        audio=f"{audio}:seq=layer_01",
+        val_by="utterance",
+        val_fraction=0.25,
+        folds=["spk0"],
+        out=str(tmp_path / "runs"),
+    )
     with pytest.raises(UserError, match="applies its own SpecAugment"):
         run_fit(FitConfig(**base, train=TrainConfig(epochs=1, specaugment=True)))
     with pytest.raises(UserError, match="specaugment_options"):
-        run_fit(FitConfig(**base, head={"specaugment": False},
-                          train=TrainConfig(epochs=1, specaugment=True, specaugment_options={"width": 3})))
-    run_dir = run_fit(FitConfig(**base, head={"specaugment": False},
-                                train=TrainConfig(epochs=2, specaugment=True,
-                                                  specaugment_options={"time_width": [1, 2], "freq_width": [1, 2]})))
+        run_fit(
+            FitConfig(
+                **base,
+                head={"specaugment": False},
+                train=TrainConfig(epochs=1, specaugment=True, specaugment_options={"width": 3}),
+            )
+        )
+    run_dir = run_fit(
+        FitConfig(
+            **base,
+            head={"specaugment": False},
+            train=TrainConfig(
+                epochs=2, specaugment=True, specaugment_options={"time_width": [1, 2], "freq_width": [1, 2]}
+            ),
+        )
+    )
     assert json.loads((run_dir / "metrics.json").read_text())["runs"][0]["fold"] == "spk0"
-
 
 
 def test_ids_ending_in_aug_in_a_store_without_augmentation_are_ordinary_rows(tmp_path: Path) -> None:
     """Only the links a store records make copies: an unlinked `x@aug0` is never joined to `x`'s training rows."""
     manifest, _, _ = make_corpus(tmp_path, n_speakers=2, per_speaker=4)
     rows = read_manifest(manifest, strict=False).utterances
-    plain = write_pooled_store(tmp_path / "plain.h5", [(r.id, r.fingerprint(), RNG.normal(size=4)) for r in rows]
-                               + [(f"{rows[0].id}@aug0", rows[0].fingerprint(), RNG.normal(size=4))])
+    plain = write_pooled_store(
+        tmp_path / "plain.h5",
+        [(r.id, r.fingerprint(), RNG.normal(size=4)) for r in rows]
+        + [(f"{rows[0].id}@aug0", rows[0].fingerprint(), RNG.normal(size=4))],
+    )
     data = load_fusion_data(rows, load_label_set("ravdess8"), {"audio": parse_view(str(plain))})
     assert not data.sources and f"{rows[0].id}@aug0" not in data.ids

@@ -15,11 +15,19 @@ from ser.fusion.run import FitConfig, run_fit
 from ser.fusion.train import TrainConfig
 from tests.fakes.caches import make_corpus
 
-EXPECTED = {"hubert": "stat=mean,layer=weighted", "wav2vec2": "stat=mean,layer=weighted",
-            "wavlm": "stat=mean,layer=weighted", "whisper": "stat=mean,layer=weighted",
-            "bert": "stat=pooler,layer=last", "roberta": "stat=cls,layer=last", "minilm": "stat=mean,layer=last",
-            "egemaps": "stat=functionals,layer=last", "logmel": "stat=mean,layer=last",
-            "vggish": "stat=raw_mean,layer=last", "mocap": "stat=mean,layer=last"}
+EXPECTED = {
+    "hubert": "stat=mean,layer=weighted",
+    "wav2vec2": "stat=mean,layer=weighted",
+    "wavlm": "stat=mean,layer=weighted",
+    "whisper": "stat=mean,layer=weighted",
+    "bert": "stat=pooler,layer=last",
+    "roberta": "stat=cls,layer=last",
+    "minilm": "stat=mean,layer=last",
+    "egemaps": "stat=functionals,layer=last",
+    "logmel": "stat=mean,layer=last",
+    "vggish": "stat=raw_mean,layer=last",
+    "mocap": "stat=mean,layer=last",
+}
 
 
 def test_every_extractor_family_declares_a_recommended_view_it_stores() -> None:
@@ -40,9 +48,17 @@ def test_a_view_is_auto_only_when_the_input_names_none() -> None:
 
 def _fit(tmp_path: Path, audio: str, fusion: str = "mlp") -> dict:
     manifest = tmp_path / "m.jsonl"
-    cfg = FitConfig(fusion=fusion, manifest=str(manifest), protocol="speaker-loso", audio=audio, label_set="ravdess8",
-                    val_by="utterance", folds=["spk0"], train=TrainConfig(epochs=2, patience=0, batch_size=16),
-                    out=str(tmp_path / "runs"))
+    cfg = FitConfig(
+        fusion=fusion,
+        manifest=str(manifest),
+        protocol="speaker-loso",
+        audio=audio,
+        label_set="ravdess8",
+        val_by="utterance",
+        folds=["spk0"],
+        train=TrainConfig(epochs=2, patience=0, batch_size=16),
+        out=str(tmp_path / "runs"),
+    )
     run_dir = run_fit(cfg)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     return {"view": config["inputs"]["audio"]["view"], "metrics": json.loads((run_dir / "metrics.json").read_text())}
@@ -62,7 +78,8 @@ def test_fit_reads_the_recommended_view_and_logs_it(tmp_path: Path, caplog: pyte
 
 
 def test_a_store_without_a_recommendation_keeps_the_old_default_with_a_warning(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     _, audio, _ = make_corpus(tmp_path)
     with caplog.at_level(logging.WARNING, logger="ser"):
         assert _fit(tmp_path, str(audio))["view"] == "audio.h5:stat=mean,layer=last"

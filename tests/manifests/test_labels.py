@@ -39,8 +39,15 @@ def test_label_set_reading_an_extra_field() -> None:
 
 def test_user_label_set_file(tmp_path: Path) -> None:
     path = tmp_path / "sets.json"
-    path.write_text(json.dumps({"pos-neg": {"classes": ["neg", "pos"], "map": {"ang": "neg", "hap": "pos"}},
-                                "other": {"classes": ["a"], "map": {"x": "a"}}}), encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            {
+                "pos-neg": {"classes": ["neg", "pos"], "map": {"ang": "neg", "hap": "pos"}},
+                "other": {"classes": ["a"], "map": {"x": "a"}},
+            }
+        ),
+        encoding="utf-8",
+    )
     chosen = load_label_set(f"{path}#pos-neg")
     assert chosen.classes == ("neg", "pos")
     with pytest.raises(ManifestError, match="choose one with"):
@@ -54,15 +61,19 @@ def test_inconsistent_label_set_is_refused() -> None:
         LabelSet(name="bad", classes=("a",), mapping={"x": "b"})
 
 
-@pytest.mark.parametrize(("name", "header", "corpus", "all_labels", "want"), [
-    ("msp4", "iemocap4", "iemocap", False, ("msp4", "named")),
-    (None, "iemocap4-exc", "iemocap", False, ("iemocap4-exc", "header")),
-    (None, None, "meld", False, ("meld7", "default")),
-    (None, None, "csv", False, (None, "none")),
-    ("msp4", "iemocap4", "iemocap", True, (None, "none")),
-])
-def test_label_set_choice(name: str | None, header: str | None, corpus: str, all_labels: bool,
-                          want: tuple[str | None, str]) -> None:
+@pytest.mark.parametrize(
+    ("name", "header", "corpus", "all_labels", "want"),
+    [
+        ("msp4", "iemocap4", "iemocap", False, ("msp4", "named")),
+        (None, "iemocap4-exc", "iemocap", False, ("iemocap4-exc", "header")),
+        (None, None, "meld", False, ("meld7", "default")),
+        (None, None, "csv", False, (None, "none")),
+        ("msp4", "iemocap4", "iemocap", True, (None, "none")),
+    ],
+)
+def test_label_set_choice(
+    name: str | None, header: str | None, corpus: str, all_labels: bool, want: tuple[str | None, str]
+) -> None:
     manifest = Manifest(header=ManifestHeader(corpus=corpus, root=".", label_set=header), utterances=[])
     choice = choose_label_set(manifest, name, all_labels=all_labels)
     assert (choice.label_set.name if choice.label_set else None, choice.source) == want
@@ -72,10 +83,15 @@ def test_raw_label_lists_match_the_adapters_and_cover_the_label_sets() -> None:
     from ser.manifests.corpora import RAW_LABELS, cremad, emodb, esd, iemocap, msp_podcast, ravdess, tess
 
     assert set(RAW_LABELS) == set(DEFAULT_LABEL_SETS)
-    emitted = {"iemocap": iemocap.CODES, "msp-podcast": msp_podcast.EMOTIONS.values(),
-               "cremad": cremad.EMOTIONS.values(), "emodb": emodb.EMOTIONS.values(), "esd": esd.EMOTIONS.values(),
-               "ravdess": ravdess.EMOTIONS.values(),
-               "tess": [*tess.EMOTIONS.values(), *tess.TWO_TOKEN_EMOTIONS.values()]}
+    emitted = {
+        "iemocap": iemocap.CODES,
+        "msp-podcast": msp_podcast.EMOTIONS.values(),
+        "cremad": cremad.EMOTIONS.values(),
+        "emodb": emodb.EMOTIONS.values(),
+        "esd": esd.EMOTIONS.values(),
+        "ravdess": ravdess.EMOTIONS.values(),
+        "tess": [*tess.EMOTIONS.values(), *tess.TWO_TOKEN_EMOTIONS.values()],
+    }
     for corpus, labels in emitted.items():
         assert set(RAW_LABELS[corpus]) == set(labels), corpus
     for label_set in builtin_label_sets().values():

@@ -22,17 +22,33 @@ def iemocap_like() -> Manifest:
         for gender in "FM":
             for dialog, script in (("impro01", None), ("script01_1", "script01"), ("script02_2", "script02")):
                 for k in range(12):
-                    rows.append(Utterance(
-                        id=f"Ses0{s}{gender}_{dialog}_{gender}{k:03d}", label=IEMOCAP_LABELS[k % 6],
-                        speaker=f"Ses0{s}{gender}", gender=gender, session=f"Ses0{s}",
-                        dialog=f"Ses0{s}F_{dialog}", script=script, duration=2.0))
+                    rows.append(
+                        Utterance(
+                            id=f"Ses0{s}{gender}_{dialog}_{gender}{k:03d}",
+                            label=IEMOCAP_LABELS[k % 6],
+                            speaker=f"Ses0{s}{gender}",
+                            gender=gender,
+                            session=f"Ses0{s}",
+                            dialog=f"Ses0{s}F_{dialog}",
+                            script=script,
+                            duration=2.0,
+                        )
+                    )
     return Manifest(header=ManifestHeader(corpus="iemocap", root="."), utterances=rows)
 
 
 def acted_like(n_speakers: int = 10, per_speaker: int = 16) -> Manifest:
-    rows = [Utterance(id=f"s{s:02d}_{k:02d}", label=["neutral", "angry", "sad", "happy"][k % 4],
-                      speaker=f"s{s:02d}", gender="MF"[s % 2], duration=1.0)
-            for s in range(n_speakers) for k in range(per_speaker)]
+    rows = [
+        Utterance(
+            id=f"s{s:02d}_{k:02d}",
+            label=["neutral", "angry", "sad", "happy"][k % 4],
+            speaker=f"s{s:02d}",
+            gender="MF"[s % 2],
+            duration=1.0,
+        )
+        for s in range(n_speakers)
+        for k in range(per_speaker)
+    ]
     return Manifest(header=ManifestHeader(corpus="toy", root="."), utterances=rows)
 
 
@@ -119,21 +135,28 @@ def test_speaker_kfold_tests_every_speaker_once_with_balanced_sizes() -> None:
         make_folds(manifest, "speaker-kfold", options={"k": 12})
 
 
-TOY_LABELS = LabelSet(name="toy4", classes=("neu", "ang", "sad", "hap"),
-                      mapping={"neutral": "neu", "angry": "ang", "sad": "sad", "happy": "hap"})
+TOY_LABELS = LabelSet(
+    name="toy4",
+    classes=("neu", "ang", "sad", "hap"),
+    mapping={"neutral": "neu", "angry": "ang", "sad": "sad", "happy": "hap"},
+)
 
 
 def skewed_like(n_speakers: int = 10) -> Manifest:
     """Per speaker 8 neutral, 4 angry, 2 sad, 2 happy rows (classes of very different sizes)."""
     labels = ["neutral"] * 8 + ["angry"] * 4 + ["sad"] * 2 + ["happy"] * 2
-    rows = [Utterance(id=f"s{s:02d}_{k:02d}", label=label, speaker=f"s{s:02d}", gender="MF"[s % 2], duration=1.0)
-            for s in range(n_speakers) for k, label in enumerate(labels)]
+    rows = [
+        Utterance(id=f"s{s:02d}_{k:02d}", label=label, speaker=f"s{s:02d}", gender="MF"[s % 2], duration=1.0)
+        for s in range(n_speakers)
+        for k, label in enumerate(labels)
+    ]
     return Manifest(header=ManifestHeader(corpus="toy", root="."), utterances=rows)
 
 
 def test_utterance_validation_is_stratified_and_from_training_speakers_only() -> None:
-    fold_set = make_folds(skewed_like(), "speaker-loso", label_set=TOY_LABELS,
-                          rule=ValidationRule(by="utterance", fraction=0.25))
+    fold_set = make_folds(
+        skewed_like(), "speaker-loso", label_set=TOY_LABELS, rule=ValidationRule(by="utterance", fraction=0.25)
+    )
     u = fold_set.utterances
     for fold in fold_set.folds:
         test_speakers = {u[i].speaker for i in fold.test}
@@ -146,14 +169,19 @@ def test_utterance_validation_is_stratified_and_from_training_speakers_only() ->
         assert len({u[i].speaker for i in fold.validation}) > 1  # utterances, not whole speakers
     # Without a label set the share is taken of the whole pool: the class counts then vary by fold.
     plain = make_folds(skewed_like(), "speaker-loso", rule=ValidationRule(by="utterance", fraction=0.25))
-    per_fold = {tuple(sorted(Counter(TOY_LABELS.class_of(plain.utterances[i]) for i in f.validation).items()))
-                for f in plain.folds}
+    per_fold = {
+        tuple(sorted(Counter(TOY_LABELS.class_of(plain.utterances[i]) for i in f.validation).items()))
+        for f in plain.folds
+    }
     assert all(len(f.validation) == 36 for f in plain.folds) and len(per_fold) > 1
 
 
 def test_official_split_uses_official_validation_and_reports_speaker_overlap() -> None:
-    rows = [Utterance(id=f"{split}{k}", label="joy", speaker=f"spk{k % 3}", split=split)
-            for split in ("train", "validation", "test") for k in range(9)]
+    rows = [
+        Utterance(id=f"{split}{k}", label="joy", speaker=f"spk{k % 3}", split=split)
+        for split in ("train", "validation", "test")
+        for k in range(9)
+    ]
     manifest = Manifest(header=ManifestHeader(corpus="meld", root="."), utterances=rows)
     fold_set = make_folds(manifest, "official")
     (fold,) = fold_set.folds
@@ -164,8 +192,11 @@ def test_official_split_uses_official_validation_and_reports_speaker_overlap() -
 
 
 def test_official_without_validation_carves_it_from_training_speakers() -> None:
-    rows = [Utterance(id=f"{split}{k}", label="joy", speaker=f"{split}-spk{k % 5}", split=split)
-            for split in ("train", "test") for k in range(20)]
+    rows = [
+        Utterance(id=f"{split}{k}", label="joy", speaker=f"{split}-spk{k % 5}", split=split)
+        for split in ("train", "test")
+        for k in range(20)
+    ]
     manifest = Manifest(header=ManifestHeader(corpus="x", root="."), utterances=rows)
     (fold,) = make_folds(manifest, "official").folds
     assert fold.validation and all(i.startswith("train") for i in fold.validation)
@@ -176,8 +207,11 @@ def test_official_without_validation_carves_it_from_training_speakers() -> None:
 def test_official_tested_on_the_validation_split_carves_validation_from_training() -> None:
     """MELD with only train and dev on disk: test on dev (``test_split=validation``) must not also
     select on dev."""
-    rows = [Utterance(id=f"{split}{k}", label="joy", speaker=f"spk{k % 5}", split=split)
-            for split in ("train", "validation") for k in range(20)]
+    rows = [
+        Utterance(id=f"{split}{k}", label="joy", speaker=f"spk{k % 5}", split=split)
+        for split in ("train", "validation")
+        for k in range(20)
+    ]
     manifest = Manifest(header=ManifestHeader(corpus="meld", root="."), utterances=rows)
     (fold,) = make_folds(manifest, "official", options={"test_split": "validation"}).folds
     assert fold.test == tuple(f"validation{k}" for k in range(20))
@@ -205,11 +239,14 @@ def _validation_speakers(fold_set) -> list[tuple[str, ...]]:
     return [tuple(sorted({fold_set.utterances[i].speaker for i in f.validation})) for f in fold_set.folds]
 
 
-@pytest.mark.parametrize(("protocol", "manifest", "options"), [
-    ("speaker-kfold", acted_like, {"k": 5}),
-    ("session-loso", iemocap_like, {}),
-    ("speaker-loso", acted_like, {}),
-])
+@pytest.mark.parametrize(
+    ("protocol", "manifest", "options"),
+    [
+        ("speaker-kfold", acted_like, {"k": 5}),
+        ("session-loso", iemocap_like, {}),
+        ("speaker-loso", acted_like, {}),
+    ],
+)
 def test_same_seed_same_folds_other_seed_other_validation(protocol: str, manifest, options: dict) -> None:
     a = make_folds(manifest(), protocol, rule=ValidationRule(seed=11), options=options)
     b = make_folds(manifest(), protocol, rule=ValidationRule(seed=11), options=options)
@@ -234,8 +271,12 @@ def test_speaker_kfold_seed_also_deals_the_test_speakers() -> None:
 
 def test_utterance_validation_is_deterministic_per_seed() -> None:
     def validation(seed: int) -> list[tuple[str, ...]]:
-        fold_set = make_folds(skewed_like(), "speaker-loso", label_set=TOY_LABELS,
-                              rule=ValidationRule(by="utterance", fraction=0.25, seed=seed))
+        fold_set = make_folds(
+            skewed_like(),
+            "speaker-loso",
+            label_set=TOY_LABELS,
+            rule=ValidationRule(by="utterance", fraction=0.25, seed=seed),
+        )
         return [f.validation for f in fold_set.folds]
 
     assert validation(5) == validation(5)
@@ -246,17 +287,33 @@ def test_utterance_validation_is_deterministic_per_seed() -> None:
 
 def test_empty_validation_is_refused_with_the_fold_and_the_fix() -> None:
     # one row per class in each training pool: a stratified share of 20 % holds nothing out
-    rows = [Utterance(id=f"s{s}_{label}", label=label, speaker=f"s{s}") for s in range(2)
-            for label in ("neutral", "angry", "sad", "happy")]
+    rows = [
+        Utterance(id=f"s{s}_{label}", label=label, speaker=f"s{s}")
+        for s in range(2)
+        for label in ("neutral", "angry", "sad", "happy")
+    ]
     manifest = Manifest(header=ManifestHeader(corpus="toy", root="."), utterances=rows)
-    with pytest.raises(ManifestError, match=r"fold s0: the validation set is empty \(4 training rows, none could "
-                                            r"be held out.*raise --val-fraction \(val_fraction\), switch --val-by"):
+    with pytest.raises(
+        ManifestError,
+        match=r"fold s0: the validation set is empty \(4 training rows, none could "
+        r"be held out.*raise --val-fraction \(val_fraction\), switch --val-by",
+    ):
         make_folds(manifest, "speaker-loso", label_set=TOY_LABELS, rule=ValidationRule(by="utterance"))
 
 
 def test_empty_training_set_is_refused_with_the_fold_and_the_fix() -> None:
-    rows = [Utterance(id=f"Ses0{s}F_script01_{k}", label="ang", speaker=f"Ses0{s}F", gender="F", session=f"Ses0{s}",
-                      script="script01") for s in (1, 2) for k in range(3)]
+    rows = [
+        Utterance(
+            id=f"Ses0{s}F_script01_{k}",
+            label="ang",
+            speaker=f"Ses0{s}F",
+            gender="F",
+            session=f"Ses0{s}",
+            script="script01",
+        )
+        for s in (1, 2)
+        for k in range(3)
+    ]
     manifest = Manifest(header=ManifestHeader(corpus="iemocap", root="."), utterances=rows)
     with pytest.raises(ManifestError, match=r"fold Ses01: the training set is empty .*lower --val-fraction"):
         make_folds(manifest, "iemocap-loso-script")
@@ -264,8 +321,11 @@ def test_empty_training_set_is_refused_with_the_fold_and_the_fix() -> None:
 
 def test_preset_options_are_checked() -> None:
     manifest = acted_like()
-    with pytest.raises(ManifestError, match=r"protocol 'speaker-kfold': option k must be a whole number, got "
-                                            r"'abc'; pass e.g. -O k=5"):
+    with pytest.raises(
+        ManifestError,
+        match=r"protocol 'speaker-kfold': option k must be a whole number, got "
+        r"'abc'; pass e.g. -O k=5",
+    ):
         make_folds(manifest, "speaker-kfold", options={"k": "abc"})
     with pytest.raises(ManifestError, match=r"option k must be a whole number, got 2\.5"):
         make_folds(manifest, "speaker-kfold", options={"k": 2.5})
@@ -279,8 +339,11 @@ def test_preset_options_are_checked() -> None:
 def test_unknown_fold_name_is_a_manifest_error() -> None:
     fold_set = make_folds(acted_like(n_speakers=3), "speaker-loso")
     assert fold_set.fold("s01").name == "s01"
-    with pytest.raises(ManifestError, match=r"protocol 'speaker-loso' has no fold 'nope'; its folds are s00, s01, "
-                                            r"s02"):
+    with pytest.raises(
+        ManifestError,
+        match=r"protocol 'speaker-loso' has no fold 'nope'; its folds are s00, s01, "
+        r"s02",
+    ):
         fold_set.fold("nope")
 
 
@@ -291,8 +354,11 @@ def test_save_folds_writes_json_and_refuses_unwritable_paths(tmp_path: Path) -> 
     assert [f["name"] for f in saved["folds"]] == ["s00", "s01", "s02"]
     assert saved["folds"][0]["test"] == list(fold_set.folds[0].test)
     assert [p.name for p in tmp_path.iterdir()] == ["folds.json"]
-    with pytest.raises(ManifestError, match=f"cannot write the folds to {tmp_path}/missing/f.json: the folder "
-                                            f"{tmp_path}/missing does not exist; create it or choose another path"):
+    with pytest.raises(
+        ManifestError,
+        match=f"cannot write the folds to {tmp_path}/missing/f.json: the folder "
+        f"{tmp_path}/missing does not exist; create it or choose another path",
+    ):
         save_folds(fold_set, tmp_path / "missing" / "f.json")
     (tmp_path / "dir.json").mkdir()
     with pytest.raises(ManifestError, match=r"cannot write the folds to .*dir.json \(Is a directory\)"):

@@ -24,8 +24,9 @@ from ser.manifests.schema import (
 
 def _rows() -> list[Utterance]:
     return [
-        Utterance(id="a", audio="x/a.wav", text="héllo \u2028 world", label="ang", speaker="s1",
-                  extra={"valence": 2.5}),
+        Utterance(
+            id="a", audio="x/a.wav", text="héllo \u2028 world", label="ang", speaker="s1", extra={"valence": 2.5}
+        ),
         Utterance(id="b", audio="/abs/b.wav", start=1.0, end=2.5, label="neu"),
     ]
 
@@ -76,13 +77,16 @@ def test_failed_write_leaves_previous_file_untouched(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["m.jsonl"]
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ('{"ser_manifest": 1, "corpus": "c", "root": "."}\n{"id": "a"\n', r"m.jsonl:2: not valid JSON"),
-    ('{"ser_manifest": 9, "corpus": "c", "root": "."}\n', r"version 9 is not supported"),
-    ('{"id": "a"}\n[1, 2]\n', r"m.jsonl:2: expected a JSON object"),
-    ('{"label": "x"}\n', r"m.jsonl:1: row has no string 'id'"),
-    ('{"id": "a"}\n{"ser_manifest": 1}\n', r"header line may only be the first line"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"ser_manifest": 1, "corpus": "c", "root": "."}\n{"id": "a"\n', r"m.jsonl:2: not valid JSON"),
+        ('{"ser_manifest": 9, "corpus": "c", "root": "."}\n', r"version 9 is not supported"),
+        ('{"id": "a"}\n[1, 2]\n', r"m.jsonl:2: expected a JSON object"),
+        ('{"label": "x"}\n', r"m.jsonl:1: row has no string 'id'"),
+        ('{"id": "a"}\n{"ser_manifest": 1}\n', r"header line may only be the first line"),
+    ],
+)
 def test_malformed_files_name_the_line(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "m.jsonl"
     path.write_text(content, encoding="utf-8")
@@ -106,30 +110,42 @@ def test_in_memory_manifest_locations() -> None:
     assert manifest.by_id()["b"].start == 1.0
 
 
-@pytest.mark.parametrize(("row", "message"), [
-    ('{"id": "a", "label": 5}', """row 'a': field 'label' is 5 (a number); it must be a string or null, e.g. "5"; """
-                                "fix that line"),
-    ('{"id": "a", "start": "abc"}', "row 'a': field 'start' is \"abc\" (a string); it must be a number of seconds "
-                                    "(e.g. 1.25) or null; fix that line"),
-    ('{"id": "a", "audio": 7}', "row 'a': field 'audio' is 7 (a number); it must be a string or null, e.g. \"7\""),
-    ('{"id": "a", "duration": "x"}', "row 'a': field 'duration' is \"x\" (a string); it must be a number of seconds"),
-    ('{"id": "a", "end": true}', "field 'end' is true (a boolean); it must be a number of seconds"),
-    ('{"id": "a", "start": NaN}', "field 'start' is NaN (not a finite number); it must be a number of seconds"),
-    ('{"id": "a", "speaker": ["s1"]}', "field 'speaker' is [\"s1\"] (a list); it must be a string"),
-    ('{"id": "a", "extra": [1]}', "field 'extra' is a list; it must be a JSON object of corpus-specific fields"),
-])
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (
+            '{"id": "a", "label": 5}',
+            """row 'a': field 'label' is 5 (a number); it must be a string or null, e.g. "5"; """
+            "fix that line",
+        ),
+        (
+            '{"id": "a", "start": "abc"}',
+            "row 'a': field 'start' is \"abc\" (a string); it must be a number of seconds "
+            "(e.g. 1.25) or null; fix that line",
+        ),
+        ('{"id": "a", "audio": 7}', "row 'a': field 'audio' is 7 (a number); it must be a string or null, e.g. \"7\""),
+        (
+            '{"id": "a", "duration": "x"}',
+            "row 'a': field 'duration' is \"x\" (a string); it must be a number of seconds",
+        ),
+        ('{"id": "a", "end": true}', "field 'end' is true (a boolean); it must be a number of seconds"),
+        ('{"id": "a", "start": NaN}', "field 'start' is NaN (not a finite number); it must be a number of seconds"),
+        ('{"id": "a", "speaker": ["s1"]}', "field 'speaker' is [\"s1\"] (a list); it must be a string"),
+        ('{"id": "a", "extra": [1]}', "field 'extra' is a list; it must be a JSON object of corpus-specific fields"),
+    ],
+)
 def test_wrong_field_types_name_the_line_and_the_fix(tmp_path: Path, row: str, message: str) -> None:
     path = tmp_path / "m.jsonl"
-    path.write_text('{"ser_manifest": 1, "corpus": "c", "root": "."}\n{"id": "ok"}\n' + row + "\n",
-                    encoding="utf-8")
+    path.write_text('{"ser_manifest": 1, "corpus": "c", "root": "."}\n{"id": "ok"}\n' + row + "\n", encoding="utf-8")
     with pytest.raises(ManifestError, match=f"^{re.escape(str(path))}:3: .*{re.escape(message)}"):
         read_manifest(path)
 
 
 def test_numbers_and_nulls_are_accepted_as_written(tmp_path: Path) -> None:
     path = tmp_path / "m.jsonl"
-    path.write_text('{"id": "a", "start": 1, "end": 2.5, "duration": null, "label": null, "extra": {"v": 3}}\n',
-                    encoding="utf-8")
+    path.write_text(
+        '{"id": "a", "start": 1, "end": 2.5, "duration": null, "label": null, "extra": {"v": 3}}\n', encoding="utf-8"
+    )
     (row,) = read_manifest(path).utterances
     assert (row.start, row.end, row.duration, row.label, row.extra) == (1, 2.5, None, None, {"v": 3})
     assert type(row.start) is int  # kept as written: the row fingerprint (and so caches) must not change

@@ -15,9 +15,29 @@ def _fit(tmp_path: Path, out: str, *extra: str) -> tuple[int, str]:
     if not (tmp_path / "m.jsonl").exists():
         make_corpus(tmp_path, n_speakers=3, per_speaker=8)
     manifest, audio = tmp_path / "m.jsonl", tmp_path / "audio.h5"
-    result = CliRunner().invoke(app, ["fit", "-f", "mlp", "-m", str(manifest), "-p", "speaker-loso", "--audio",
-                                      f"{audio}:layer=1", "--set", "val_by=utterance", "--set", "train.epochs=2",
-                                      "--folds", "spk0", "-o", str(tmp_path / out), *extra])
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            "-f",
+            "mlp",
+            "-m",
+            str(manifest),
+            "-p",
+            "speaker-loso",
+            "--audio",
+            f"{audio}:layer=1",
+            "--set",
+            "val_by=utterance",
+            "--set",
+            "train.epochs=2",
+            "--folds",
+            "spk0",
+            "-o",
+            str(tmp_path / out),
+            *extra,
+        ],
+    )
     return result.exit_code, result.output
 
 
@@ -28,8 +48,10 @@ def test_no_models_keeps_numbers_and_name_and_predict_says_why(tmp_path: Path) -
     (with_models,) = (tmp_path / "with").iterdir()
     (without,) = (tmp_path / "without").iterdir()
     assert with_models.name == without.name  # where the weights go is not part of the config hash
-    assert json.loads((with_models / "metrics.json").read_text())["test"] == \
-        json.loads((without / "metrics.json").read_text())["test"]
+    assert (
+        json.loads((with_models / "metrics.json").read_text())["test"]
+        == json.loads((without / "metrics.json").read_text())["test"]
+    )
     assert list((with_models / "models").glob("*.safetensors"))
     assert not list((without / "models").glob("*.safetensors"))
     result = CliRunner().invoke(app, ["predict", str(without), "x.wav", "--device", "cpu"])

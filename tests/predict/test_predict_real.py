@@ -34,10 +34,8 @@ def demo_caches(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     corpus = demo_corpus()
     manifest = demo_manifest(folder)
     egemaps, minilm = folder / "egemaps.h5", folder / "minilm.h5"
-    run_extraction(manifest, build_extractor("egemaps"), egemaps, RunOptions(seq="lld", num_workers=2,
-                                                                             progress=False))
-    run_extraction(manifest, build_extractor("minilm", device="cpu"), minilm, RunOptions(num_workers=0,
-                                                                                         progress=False))
+    run_extraction(manifest, build_extractor("egemaps"), egemaps, RunOptions(seq="lld", num_workers=2, progress=False))
+    run_extraction(manifest, build_extractor("minilm", device="cpu"), minilm, RunOptions(num_workers=0, progress=False))
     return {"folder": folder, "manifest": manifest, "egemaps": egemaps, "minilm": minilm, "corpus": corpus}
 
 
@@ -62,8 +60,10 @@ def _fold_manifest(run: Path, manifest: Path, fold: str) -> tuple[Path, dict[str
 def _assert_reproduces(run: Path, manifest: Path, fold: str, tmp_path: Path) -> None:
     subset, expected = _fold_manifest(run, manifest, fold)
     out = tmp_path / f"{run.name}.csv"
-    result = CliRunner().invoke(app, ["predict", str(run), "-m", str(subset), "--members", fold, "-o", str(out),
-                                      "--no-progress", "--device", "cpu"])
+    result = CliRunner().invoke(
+        app,
+        ["predict", str(run), "-m", str(subset), "--members", fold, "-o", str(out), "--no-progress", "--device", "cpu"],
+    )
     assert result.exit_code == 0, result.output
     with open(out, encoding="utf-8") as handle:
         got = {row["id"]: row for row in csv.DictReader(handle)}
@@ -75,29 +75,77 @@ def _assert_reproduces(run: Path, manifest: Path, fold: str, tmp_path: Path) -> 
     assert all(got[i]["error"] == "" for i in got)
 
 
-def test_predict_reproduces_the_fold_predictions_of_an_audio_mlp(demo_caches: dict[str, Path], tmp_path: Path
-                                                                  ) -> None:
-    run = _fit(["-f", "mlp", "-m", str(demo_caches["manifest"]), "-p", "speaker-loso", "--set", "val_by=utterance",
-                "--audio", f"{demo_caches['egemaps']}:stat=functionals", "--folds", FOLD, "--set", "train.epochs=4",
-                "-o", str(tmp_path / "runs")])
+def test_predict_reproduces_the_fold_predictions_of_an_audio_mlp(demo_caches: dict[str, Path], tmp_path: Path) -> None:
+    run = _fit(
+        [
+            "-f",
+            "mlp",
+            "-m",
+            str(demo_caches["manifest"]),
+            "-p",
+            "speaker-loso",
+            "--set",
+            "val_by=utterance",
+            "--audio",
+            f"{demo_caches['egemaps']}:stat=functionals",
+            "--folds",
+            FOLD,
+            "--set",
+            "train.epochs=4",
+            "-o",
+            str(tmp_path / "runs"),
+        ]
+    )
     index = json.loads((run / "models" / "index.json").read_text())
     assert index["format"] == 1 and [m["name"] for m in index["members"]] == [f"{FOLD}-seed0"]
     assert (run / "models" / f"{FOLD}-seed0.safetensors").stat().st_size > 1000
     _assert_reproduces(run, demo_caches["manifest"], FOLD, tmp_path)
 
 
-def test_predict_reproduces_audio_text_fleser_and_refuses_missing_text(demo_caches: dict[str, Path],
-                                                                       tmp_path: Path) -> None:
-    run = _fit(["-f", "fleser", "-m", str(demo_caches["manifest"]), "-p", "speaker-loso", "--set",
-                "val_by=utterance", "--audio", str(demo_caches["egemaps"]), "--text", str(demo_caches["minilm"]),
-                "--folds", FOLD, "--set", "train.epochs=3", "-o", str(tmp_path / "runs")])
+def test_predict_reproduces_audio_text_fleser_and_refuses_missing_text(
+    demo_caches: dict[str, Path], tmp_path: Path
+) -> None:
+    run = _fit(
+        [
+            "-f",
+            "fleser",
+            "-m",
+            str(demo_caches["manifest"]),
+            "-p",
+            "speaker-loso",
+            "--set",
+            "val_by=utterance",
+            "--audio",
+            str(demo_caches["egemaps"]),
+            "--text",
+            str(demo_caches["minilm"]),
+            "--folds",
+            FOLD,
+            "--set",
+            "train.epochs=3",
+            "-o",
+            str(tmp_path / "runs"),
+        ]
+    )
     _assert_reproduces(run, demo_caches["manifest"], FOLD, tmp_path)
     clip = next((demo_caches["corpus"] / "Actor_01").glob("*.flac"))
     refused = CliRunner().invoke(app, ["predict", str(run), str(clip), "--device", "cpu"])
     assert refused.exit_code == 2
     assert "reads text" in refused.output and "--text" in refused.output
-    with_text = CliRunner().invoke(app, ["predict", str(run), str(clip), "--text", "Kids are talking by the door",
-                                         "--device", "cpu", "-o", str(tmp_path / "one.jsonl")])
+    with_text = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(run),
+            str(clip),
+            "--text",
+            "Kids are talking by the door",
+            "--device",
+            "cpu",
+            "-o",
+            str(tmp_path / "one.jsonl"),
+        ],
+    )
     assert with_text.exit_code == 0, with_text.output
     (row,) = [json.loads(line) for line in (tmp_path / "one.jsonl").read_text().splitlines()]
     probabilities = [row[k] for k in row if k.startswith("p_")]
@@ -105,11 +153,29 @@ def test_predict_reproduces_audio_text_fleser_and_refuses_missing_text(demo_cach
     assert row["pred"] == max((k for k in row if k.startswith("p_")), key=row.get)[2:]
 
 
-def test_predict_reproduces_a_sequence_head_on_float16_lld_frames(demo_caches: dict[str, Path],
-                                                                  tmp_path: Path) -> None:
-    run = _fit(["-f", "audio_transformer", "-m", str(demo_caches["manifest"]), "-p", "speaker-loso", "--set",
-                "val_by=utterance", "--audio", f"{demo_caches['egemaps']}:seq=lld", "--folds", FOLD, "--set",
-                "train.epochs=2", "--set", "train.batch_size=32", "-o", str(tmp_path / "runs")])
+def test_predict_reproduces_a_sequence_head_on_float16_lld_frames(demo_caches: dict[str, Path], tmp_path: Path) -> None:
+    run = _fit(
+        [
+            "-f",
+            "audio_transformer",
+            "-m",
+            str(demo_caches["manifest"]),
+            "-p",
+            "speaker-loso",
+            "--set",
+            "val_by=utterance",
+            "--audio",
+            f"{demo_caches['egemaps']}:seq=lld",
+            "--folds",
+            FOLD,
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "train.batch_size=32",
+            "-o",
+            str(tmp_path / "runs"),
+        ]
+    )
     index = json.loads((run / "models" / "index.json").read_text())
     assert index["inputs"]["audio"]["view"] == {"kind": "seq", "stat": None, "layer": "lld"}
     assert index["inputs"]["audio"]["dtypes"]["seq"] == "float16"
@@ -120,8 +186,25 @@ def test_predict_reproduces_a_sequence_head_on_float16_lld_frames(demo_caches: d
 def mlp_run(demo_caches: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An audio-only eGeMAPS MLP over all four demo folds, with a final model."""
     out = tmp_path_factory.mktemp("mlp-run")
-    return _fit(["-f", "mlp", "-m", str(demo_caches["manifest"]), "-p", "speaker-loso", "--set", "val_by=utterance",
-                 "--audio", str(demo_caches["egemaps"]), "--set", "train.epochs=6", "--final", "-o", str(out)])
+    return _fit(
+        [
+            "-f",
+            "mlp",
+            "-m",
+            str(demo_caches["manifest"]),
+            "-p",
+            "speaker-loso",
+            "--set",
+            "val_by=utterance",
+            "--audio",
+            str(demo_caches["egemaps"]),
+            "--set",
+            "train.epochs=6",
+            "--final",
+            "-o",
+            str(out),
+        ]
+    )
 
 
 def test_final_model_is_trained_on_every_labelled_row_and_is_the_default(mlp_run: Path) -> None:
@@ -155,15 +238,17 @@ def test_python_api_predicts_paths_arrays_and_lists_alike(mlp_run: Path, demo_ca
     many = model.predict_many(clips)
     assert [p.id for p in many] == [str(c) for c in clips]
     assert many[0].probabilities == pytest.approx(one.probabilities, abs=1e-6)
-    stereo_48k = np.repeat(np.interp(np.arange(0, len(samples), 1 / 3), np.arange(len(samples)), samples)[:, None],
-                           2, axis=1)
+    stereo_48k = np.repeat(
+        np.interp(np.arange(0, len(samples), 1 / 3), np.arange(len(samples)), samples)[:, None], 2, axis=1
+    )
     assert model.predict(stereo_48k, sample_rate=48000).label in model.classes
     with pytest.raises(Exception, match="sample_rate"):
         model.predict(samples)
 
 
-def test_bad_inputs_give_error_rows_and_never_stop_the_list(mlp_run: Path, demo_caches: dict[str, Path],
-                                                           tmp_path: Path) -> None:
+def test_bad_inputs_give_error_rows_and_never_stop_the_list(
+    mlp_run: Path, demo_caches: dict[str, Path], tmp_path: Path
+) -> None:
     import soundfile
 
     silent, broken = tmp_path / "silent.wav", tmp_path / "broken.wav"
@@ -171,8 +256,9 @@ def test_bad_inputs_give_error_rows_and_never_stop_the_list(mlp_run: Path, demo_
     broken.write_bytes(b"RIFF not really a wave file")
     good = sorted((demo_caches["corpus"] / "Actor_04").glob("*.flac"))[0]
     out = tmp_path / "out.csv"
-    result = CliRunner().invoke(app, ["predict", str(mlp_run), str(silent), str(good), str(broken), "-o", str(out),
-                                      "--device", "cpu"])
+    result = CliRunner().invoke(
+        app, ["predict", str(mlp_run), str(silent), str(good), str(broken), "-o", str(out), "--device", "cpu"]
+    )
     assert result.exit_code == 3
     assert "2 of 3 inputs could not be used" in result.output
     with open(out, encoding="utf-8") as handle:
@@ -183,8 +269,7 @@ def test_bad_inputs_give_error_rows_and_never_stop_the_list(mlp_run: Path, demo_
     assert "unreadable" in rows[2]["error"]
 
 
-def test_windows_cover_a_recording_of_known_length(mlp_run: Path, demo_caches: dict[str, Path],
-                                                   tmp_path: Path) -> None:
+def test_windows_cover_a_recording_of_known_length(mlp_run: Path, demo_caches: dict[str, Path], tmp_path: Path) -> None:
     import soundfile
 
     from ser.predict.windows import plan_windows
@@ -196,8 +281,23 @@ def test_windows_cover_a_recording_of_known_length(mlp_run: Path, demo_caches: d
     soundfile.write(long, audio, 16000)
     duration = len(audio) / 16000
     out = tmp_path / "timeline.csv"
-    result = CliRunner().invoke(app, ["predict", str(mlp_run), str(long), "--window", "2", "--hop", "0.5", "-o",
-                                      str(out), "--device", "cpu", "--no-progress"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(mlp_run),
+            str(long),
+            "--window",
+            "2",
+            "--hop",
+            "0.5",
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     with open(out, encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -253,14 +353,45 @@ def test_features_from_another_opensmile_version_are_refused_naming_it(mlp_run: 
 
 def test_real_ravdess_fold_of_the_full_cache_round_trips(ravdess_egemaps: tuple[Path, Path], tmp_path: Path) -> None:
     manifest, store = ravdess_egemaps
-    run = _fit(["-f", "mlp", "-m", str(manifest), "-p", "speaker-loso", "--audio", str(store), "--folds", "Actor_11",
-                "--set", "train.epochs=3", "-o", str(tmp_path / "runs")])
+    run = _fit(
+        [
+            "-f",
+            "mlp",
+            "-m",
+            str(manifest),
+            "-p",
+            "speaker-loso",
+            "--audio",
+            str(store),
+            "--folds",
+            "Actor_11",
+            "--set",
+            "train.epochs=3",
+            "-o",
+            str(tmp_path / "runs"),
+        ]
+    )
     _assert_reproduces(run, manifest, "Actor_11", tmp_path)
 
 
 def test_predict_reproduces_a_classic_logreg_loaded_from_skops(demo_caches: dict[str, Path], tmp_path: Path) -> None:
-    run = _fit(["-f", "logreg", "-m", str(demo_caches["manifest"]), "-p", "speaker-loso", "--set",
-                "val_by=utterance", "--audio", str(demo_caches["egemaps"]), "--folds", FOLD, "-o",
-                str(tmp_path / "runs")])
+    run = _fit(
+        [
+            "-f",
+            "logreg",
+            "-m",
+            str(demo_caches["manifest"]),
+            "-p",
+            "speaker-loso",
+            "--set",
+            "val_by=utterance",
+            "--audio",
+            str(demo_caches["egemaps"]),
+            "--folds",
+            FOLD,
+            "-o",
+            str(tmp_path / "runs"),
+        ]
+    )
     assert (run / "models" / f"{FOLD}-seed0.skops").is_file()
     _assert_reproduces(run, demo_caches["manifest"], FOLD, tmp_path)

@@ -16,13 +16,16 @@ from ser.fusion.train import FoldResult
 from ser.predict.windows import plan_windows
 
 
-@pytest.mark.parametrize(("duration", "window", "hop", "expected"), [
-    (10.0, 4.0, 1.0, 7),      # starts 0..6, the last window ends exactly at 10
-    (10.5, 4.0, 1.0, 8),      # 7 full hops + one window ending at 10.5
-    (3.0, 4.0, 1.0, 1),       # shorter than a window: the whole recording
-    (4.0, 4.0, 2.0, 1),
-    (3600.0, 4.0, 1.0, 3597),
-])
+@pytest.mark.parametrize(
+    ("duration", "window", "hop", "expected"),
+    [
+        (10.0, 4.0, 1.0, 7),  # starts 0..6, the last window ends exactly at 10
+        (10.5, 4.0, 1.0, 8),  # 7 full hops + one window ending at 10.5
+        (3.0, 4.0, 1.0, 1),  # shorter than a window: the whole recording
+        (4.0, 4.0, 2.0, 1),
+        (3600.0, 4.0, 1.0, 3597),
+    ],
+)
 def test_window_count_for_a_known_duration(duration: float, window: float, hop: float, expected: int) -> None:
     spans = plan_windows(duration, window, hop)
     assert len(spans) == expected
@@ -68,13 +71,25 @@ def test_a_classic_member_file_with_types_outside_the_allow_list_is_refused(tmp_
 
 def _member(fold: str, seed: int, best_epoch: int, lrs: list[float]) -> FoldResult:
     history = [{"epoch": i + 1, "lr": lr} for i, lr in enumerate(lrs)]
-    return FoldResult(fold=fold, seed=seed, best_epoch=best_epoch, epochs_run=len(lrs), validation={}, test={},
-                      predictions=[], history=history)  # type: ignore[arg-type]
+    return FoldResult(
+        fold=fold,
+        seed=seed,
+        best_epoch=best_epoch,
+        epochs_run=len(lrs),
+        validation={},
+        test={},
+        predictions=[],
+        history=history,
+    )  # type: ignore[arg-type]
 
 
 def test_final_recipe_takes_the_majority_candidate_and_the_median_member() -> None:
-    results = [_member("A", 0, 5, [1e-3] * 9), _member("B", 0, 9, [1e-3] * 5 + [1e-4] * 5),
-               _member("C", 0, 7, [1e-3] * 4 + [5e-4] * 4), _member("D", 0, 2, [1e-3] * 3)]
+    results = [
+        _member("A", 0, 5, [1e-3] * 9),
+        _member("B", 0, 9, [1e-3] * 5 + [1e-4] * 5),
+        _member("C", 0, 7, [1e-3] * 4 + [5e-4] * 4),
+        _member("D", 0, 2, [1e-3] * 3),
+    ]
     chosen = {"A": 1, "B": 1, "C": 1, "D": 0}
     scores = {"A": [0.9, 0.5], "B": [0.9, 0.5], "C": [0.9, 0.5], "D": [0.9, 0.5]}
     recipe = choose_recipe(results, chosen, scores, seed=3)
@@ -86,8 +101,10 @@ def test_final_recipe_takes_the_majority_candidate_and_the_median_member() -> No
 
 
 def test_labelled_rows_are_the_union_of_training_and_validation() -> None:
-    folds = [{"train": np.array([0, 1, 2]), "validation": np.array([3]), "test": np.array([4, 5])},
-             {"train": np.array([2, 3, 4]), "validation": np.array([5]), "test": np.array([0, 1])}]
+    folds = [
+        {"train": np.array([0, 1, 2]), "validation": np.array([3]), "test": np.array([4, 5])},
+        {"train": np.array([2, 3, 4]), "validation": np.array([5]), "test": np.array([0, 1])},
+    ]
     assert labelled_rows(None, folds).tolist() == [0, 1, 2, 3, 4, 5]  # type: ignore[arg-type]
     official = [{"train": np.array([0, 1]), "validation": np.array([2]), "test": np.array([3])}]
     assert labelled_rows(None, official).tolist() == [0, 1, 2]  # type: ignore[arg-type]

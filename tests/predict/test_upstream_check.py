@@ -32,11 +32,32 @@ def hubert_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     rows = read_manifest(manifest)
     write_manifest(manifest, rows.header, [u for u in rows.utterances if u.id.split("-")[3] == "02"])  # strong
     store = folder / "hubert.h5"
-    run_extraction(manifest, build_extractor("hubert", checkpoint=str(checkpoint)), store,
-                   RunOptions(num_workers=0, progress=False))
-    result = CliRunner().invoke(app, ["fit", "-f", "mlp", "-m", str(manifest), "-p", "speaker-loso", "--set",
-                                      "val_by=utterance", "--audio", str(store), "--set", "train.epochs=2",
-                                      "-o", str(folder / "runs")])
+    run_extraction(
+        manifest,
+        build_extractor("hubert", checkpoint=str(checkpoint)),
+        store,
+        RunOptions(num_workers=0, progress=False),
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            "-f",
+            "mlp",
+            "-m",
+            str(manifest),
+            "-p",
+            "speaker-loso",
+            "--set",
+            "val_by=utterance",
+            "--audio",
+            str(store),
+            "--set",
+            "train.epochs=2",
+            "-o",
+            str(folder / "runs"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     run = Path(result.output.strip().splitlines()[-1].split("run directory: ")[1])
     return {"run": run, "checkpoint": checkpoint, "manifest": manifest, "folder": folder}
@@ -68,8 +89,9 @@ def test_the_recorded_hubert_is_rebuilt_and_reproduces_the_test_predictions(hube
         assert all(abs(float(got[row["id"]][k]) - float(row[k])) <= 1e-5 for k in row if k.startswith("p_"))
 
 
-def test_weights_replaced_in_place_are_refused_and_a_relocated_copy_is_accepted(hubert_run: dict[str, Path],
-                                                                                 tmp_path: Path) -> None:
+def test_weights_replaced_in_place_are_refused_and_a_relocated_copy_is_accepted(
+    hubert_run: dict[str, Path], tmp_path: Path
+) -> None:
     run, checkpoint = hubert_run["run"], hubert_run["checkpoint"]
     clip = next(Path(str(resources.files("ser").joinpath("demo_data", "ravdess16k", "Actor_04"))).glob("*.flac"))
     copy = tmp_path / "hubert-copy"

@@ -58,36 +58,65 @@ class HeadInfo:
 
 
 HEADS: dict[str, HeadInfo] = {
-    "mlp": HeadInfo("ser.fusion.heads.mlp", "unimodal or concatenated pooled vectors -> MLP (baseline)",
-                    "baseline"),
-    "logreg": HeadInfo("ser.fusion.heads.logreg", "class-balanced logistic regression, C chosen on validation",
-                       "classic baseline (scikit-learn)", engine="sklearn"),
-    "svm": HeadInfo("ser.fusion.heads.svm", "class-balanced SVM (RBF or linear), C and gamma chosen on validation",
-                    "classic baseline (scikit-learn)", engine="sklearn"),
-    "server": HeadInfo("ser.fusion.heads.server", "text pooler + summed VGGish, concatenation, linear head",
-                       "Pham et al., SERVER (ICIIT 2023)"),
-    "mser3": HeadInfo("ser.fusion.heads.mser3", "token self-attention + joint text/audio sequence attention",
-                      "Tran et al., 3M-SER (INISCOM 2023)"),
-    "mser4": HeadInfo("ser.fusion.heads.mser4", "3M-SER with pooling choice and feature losses",
-                      "Tran et al., 4M-SER"),
-    "memocmt": HeadInfo("ser.fusion.heads.memocmt", "two cross-attentions, min/mean/max/first pooling, masked",
-                        "Tran et al., MemoCMT (Scientific Reports 2025)"),
-    "fleser": HeadInfo("ser.fusion.heads.fleser", "modal encoders, fuzzy membership, alpha-weighted fusion",
-                       "Nguyen et al., FleSER (EAAI 2026)"),
-    "serfuse": HeadInfo("ser.fusion.heads.serfuse", "text CLS + speaker embedding, concatenation",
-                        "Pham et al., SER-Fuse (SOICT 2023)"),
-    "patamia": HeadInfo("ser.fusion.heads.patamia", "text, speech, motion-capture branches concatenated",
-                        "Patamia et al. (PRML 2021; arXiv 2312.01568)"),
-    "early_fusion": HeadInfo("ser.fusion.heads.early_fusion", "CLS-token transformer over projected vectors",
-                             "Copenhagen SER project (2025)"),
-    "xattn_patch": HeadInfo("ser.fusion.heads.xattn_patch", "cross-attention between log-mel patches and text",
-                            "Copenhagen SER project (2025)"),
-    "resnet18": HeadInfo("ser.fusion.heads.resnet18", "ResNet-18 on cached log-mel, SpecAugment",
-                         "Copenhagen SER project (2025)"),
-    "cnn_bilstm": HeadInfo("ser.fusion.heads.cnn_bilstm", "CNN + BiLSTM on cached log-mel, SpecAugment",
-                           "Copenhagen SER project (2025)"),
-    "audio_transformer": HeadInfo("ser.fusion.heads.audio_transformer", "transformer on log-mel frames",
-                                  "Copenhagen SER project (2025)"),
+    "mlp": HeadInfo("ser.fusion.heads.mlp", "unimodal or concatenated pooled vectors -> MLP (baseline)", "baseline"),
+    "logreg": HeadInfo(
+        "ser.fusion.heads.logreg",
+        "class-balanced logistic regression, C chosen on validation",
+        "classic baseline (scikit-learn)",
+        engine="sklearn",
+    ),
+    "svm": HeadInfo(
+        "ser.fusion.heads.svm",
+        "class-balanced SVM (RBF or linear), C and gamma chosen on validation",
+        "classic baseline (scikit-learn)",
+        engine="sklearn",
+    ),
+    "server": HeadInfo(
+        "ser.fusion.heads.server",
+        "text pooler + summed VGGish, concatenation, linear head",
+        "Pham et al., SERVER (ICIIT 2023)",
+    ),
+    "mser3": HeadInfo(
+        "ser.fusion.heads.mser3",
+        "token self-attention + joint text/audio sequence attention",
+        "Tran et al., 3M-SER (INISCOM 2023)",
+    ),
+    "mser4": HeadInfo("ser.fusion.heads.mser4", "3M-SER with pooling choice and feature losses", "Tran et al., 4M-SER"),
+    "memocmt": HeadInfo(
+        "ser.fusion.heads.memocmt",
+        "two cross-attentions, min/mean/max/first pooling, masked",
+        "Tran et al., MemoCMT (Scientific Reports 2025)",
+    ),
+    "fleser": HeadInfo(
+        "ser.fusion.heads.fleser",
+        "modal encoders, fuzzy membership, alpha-weighted fusion",
+        "Nguyen et al., FleSER (EAAI 2026)",
+    ),
+    "serfuse": HeadInfo(
+        "ser.fusion.heads.serfuse", "text CLS + speaker embedding, concatenation", "Pham et al., SER-Fuse (SOICT 2023)"
+    ),
+    "patamia": HeadInfo(
+        "ser.fusion.heads.patamia",
+        "text, speech, motion-capture branches concatenated",
+        "Patamia et al. (PRML 2021; arXiv 2312.01568)",
+    ),
+    "early_fusion": HeadInfo(
+        "ser.fusion.heads.early_fusion", "CLS-token transformer over projected vectors", "Copenhagen SER project (2025)"
+    ),
+    "xattn_patch": HeadInfo(
+        "ser.fusion.heads.xattn_patch",
+        "cross-attention between log-mel patches and text",
+        "Copenhagen SER project (2025)",
+    ),
+    "resnet18": HeadInfo(
+        "ser.fusion.heads.resnet18", "ResNet-18 on cached log-mel, SpecAugment", "Copenhagen SER project (2025)"
+    ),
+    "cnn_bilstm": HeadInfo(
+        "ser.fusion.heads.cnn_bilstm", "CNN + BiLSTM on cached log-mel, SpecAugment", "Copenhagen SER project (2025)"
+    ),
+    "audio_transformer": HeadInfo(
+        "ser.fusion.heads.audio_transformer", "transformer on log-mel frames", "Copenhagen SER project (2025)"
+    ),
 }
 
 

@@ -76,8 +76,9 @@ class AudioTransformerHead(nn.Module):
         self.augment = SpecAugment() if config.specaugment else None
         self.embed = nn.Linear(dims["audio"], config.d_model)
         self.embed_norm = nn.LayerNorm(config.d_model)
-        layer = nn.TransformerEncoderLayer(config.d_model, config.n_heads, config.ff_dim, config.dropout,
-                                           batch_first=True)
+        layer = nn.TransformerEncoderLayer(
+            config.d_model, config.n_heads, config.ff_dim, config.dropout, batch_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
         self.dropout = nn.Dropout(config.dropout)
         self.out = nn.Linear(config.d_model, n_classes)

@@ -93,8 +93,14 @@ class CnnBiLstmHead(nn.Module):
             blocks.append(_ConvBlock(c_in, width))
             c_in = width
         self.blocks = nn.ModuleList(blocks)
-        self.lstm = nn.LSTM(c_in * bands, config.lstm_hidden, num_layers=config.lstm_layers, batch_first=True,
-                            bidirectional=True, dropout=config.dropout if config.lstm_layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            c_in * bands,
+            config.lstm_hidden,
+            num_layers=config.lstm_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=config.dropout if config.lstm_layers > 1 else 0.0,
+        )
         self.dropout = nn.Dropout(config.dropout)
         self.out = nn.Linear(2 * config.lstm_hidden, n_classes)
         self.feature_dim = 2 * config.lstm_hidden

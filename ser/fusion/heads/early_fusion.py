@@ -80,8 +80,13 @@ class EarlyFusionHead(nn.Module):
             self.proj = nn.Linear(sum(dims[m] for m in self.modalities), d)
         self.cls = nn.Parameter(torch.zeros(1, 1, d))  # zeros init, as the original
         layer = nn.TransformerEncoderLayer(
-            d, config.n_heads, dim_feedforward=config.ff_dim, dropout=config.dropout, activation="gelu",
-            batch_first=True, norm_first=False,
+            d,
+            config.n_heads,
+            dim_feedforward=config.ff_dim,
+            dropout=config.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=False,
         )
         # Note: nn.TransformerEncoder deep-copies ``layer``, so all layers start from the same weights
         # (the PyTorch behaviour the original inherits too).

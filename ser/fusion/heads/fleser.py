@@ -217,7 +217,7 @@ def single_key_attention(attn: nn.MultiheadAttention, value: torch.Tensor) -> to
     its kernel overhead, the bulk of a FleSER training step.
     """
     hidden = attn.embed_dim
-    v = F.linear(value, attn.in_proj_weight[2 * hidden:], attn.in_proj_bias[2 * hidden:])  # (B, 1, H)
+    v = F.linear(value, attn.in_proj_weight[2 * hidden :], attn.in_proj_bias[2 * hidden :])  # (B, 1, H)
     p = attn.dropout
     if attn.training and p > 0:
         heads = attn.num_heads
@@ -303,8 +303,13 @@ class FleserHead(nn.Module):
         first, second = config.classifier
         norm = nn.LayerNorm(first) if config.use_layernorm else nn.BatchNorm1d(first)
         self.classifier = nn.Sequential(
-            nn.Linear(config.hidden, first), norm, nn.ReLU(), nn.Dropout(config.dropout),
-            nn.Linear(first, second), nn.ReLU(), nn.Dropout(config.dropout),
+            nn.Linear(config.hidden, first),
+            norm,
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(first, second),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
             nn.Linear(second, n_classes),
         )
         self.feature_dim = config.hidden

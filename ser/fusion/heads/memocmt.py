@@ -105,9 +105,11 @@ class MemoCmtHead(nn.Module):
             self.text_in = nn.Linear(text_dim, fusion_dim)
             self.audio_in = nn.Linear(audio_dim, fusion_dim)
         if width % config.heads:
-            raise ValueError(f"the memocmt cross-attentions have width {width}, which {config.heads} attention "
-                             "heads do not divide; pass heads=<a divisor of it>"
-                             + ("" if text_dim == audio_dim else " or another fusion_dim"))
+            raise ValueError(
+                f"the memocmt cross-attentions have width {width}, which {config.heads} attention "
+                "heads do not divide; pass heads=<a divisor of it>"
+                + ("" if text_dim == audio_dim else " or another fusion_dim")
+            )
         self.pooling = config.pooling
 
         # Text-side block: audio frames query the text tokens.
@@ -137,12 +139,14 @@ class MemoCmtHead(nn.Module):
         text, audio = self.text_in(text), self.audio_in(audio)  # (B, T, W), (B, F, W); W = Dt = Da, or D
 
         # Text-side: query = audio frames, key = value = text tokens (padded tokens masked).
-        text_side, _ = self.text_attention(audio, text, text, key_padding_mask=text_pad,
-                                           need_weights=False)  # (B, F, W)
+        text_side, _ = self.text_attention(
+            audio, text, text, key_padding_mask=text_pad, need_weights=False
+        )  # (B, F, W)
         text_side = self.dropout(self.text_norm(self.text_linear(text_side)))  # (B, F, D)
         # Audio-side: query = text tokens, key = value = audio frames (padded frames masked).
-        audio_side, _ = self.audio_attention(text, audio, audio, key_padding_mask=audio_pad,
-                                             need_weights=False)  # (B, T, W)
+        audio_side, _ = self.audio_attention(
+            text, audio, audio, key_padding_mask=audio_pad, need_weights=False
+        )  # (B, T, W)
         audio_side = self.dropout(self.audio_norm(self.audio_linear(audio_side)))  # (B, T, D)
 
         # Concatenate along time; a position is valid where its QUERY was valid (padding in the middle).

@@ -54,6 +54,7 @@ from ser.fusion.blocks import AUDIO_NORMS, AudioNorm, SelfAttentionBlock, check_
 INPUTS = {"text": "seq", "audio": "seq"}
 EXAMPLE_DIMS = {"text": 16, "audio": 16}
 
+
 @dataclass(kw_only=True)
 class Mser3Config:
     """Hyper-parameters of 3M-SER (defaults: the paper's)."""

@@ -45,6 +45,7 @@ from ser.fusion.blocks import LOG_FLOOR, MaskedBatchNorm2d, conv_out_lengths, pa
 INPUTS = {"audio": "seq"}
 EXAMPLE_DIMS = {"audio": 64}
 
+
 class _BasicBlock(nn.Module):
     """Two 3×3 convolutions with a residual (1×1 strided projection when the shape changes)."""
 

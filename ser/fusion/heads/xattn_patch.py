@@ -75,8 +75,7 @@ class _CrossLayer(nn.Module):
         super().__init__()
         self.attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
         self.norm1 = nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.ReLU(), nn.Dropout(dropout),
-                                nn.Linear(ff_dim, d_model))
+        self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model))
         self.norm2 = nn.LayerNorm(d_model)
         self.drop1 = nn.Dropout(dropout)
         self.drop2 = nn.Dropout(dropout)
@@ -96,8 +95,10 @@ class XattnPatchHead(nn.Module):
     def __init__(self, dims: dict[str, int], n_classes: int, config: XattnPatchConfig) -> None:
         super().__init__()
         if set(dims) != {"audio", "text"}:
-            raise ValueError(f"the xattn_patch head takes log-mel frames and a pooled text vector (--audio --text), "
-                             f"got {sorted(dims)}")
+            raise ValueError(
+                f"the xattn_patch head takes log-mel frames and a pooled text vector (--audio --text), "
+                f"got {sorted(dims)}"
+            )
         if config.patch_frames < 1 or config.max_patches < 1:
             raise ValueError("xattn_patch: patch_frames and max_patches must be >= 1")
         self.config = config

@@ -37,8 +37,14 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 DEFAULT_LABEL_SETS: dict[str, str] = {
-    "iemocap": "iemocap4", "meld": "meld7", "esd": "esd5", "msp-podcast": "msp8",
-    "cremad": "cremad6", "ravdess": "ravdess8", "emodb": "emodb7", "tess": "tess7",
+    "iemocap": "iemocap4",
+    "meld": "meld7",
+    "esd": "esd5",
+    "msp-podcast": "msp8",
+    "cremad": "cremad6",
+    "ravdess": "ravdess8",
+    "emodb": "emodb7",
+    "tess": "tess7",
 }
 """The label set a corpus is usually evaluated with (used when a command is given none)."""
 
@@ -46,8 +52,18 @@ RAW_LABELS: dict[str, tuple[str, ...]] = {
     "iemocap": ("neu", "hap", "exc", "sad", "ang", "fru", "fea", "sur", "dis", "oth", "xxx"),
     "meld": ("neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"),
     "esd": ("angry", "happy", "neutral", "sad", "surprise"),
-    "msp-podcast": ("anger", "happiness", "sadness", "surprise", "fear", "disgust", "contempt", "neutral", "other",
-                    "no_agreement"),
+    "msp-podcast": (
+        "anger",
+        "happiness",
+        "sadness",
+        "surprise",
+        "fear",
+        "disgust",
+        "contempt",
+        "neutral",
+        "other",
+        "no_agreement",
+    ),
     "cremad": ("anger", "disgust", "fear", "happy", "neutral", "sad"),
     "ravdess": ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"),
     "emodb": ("anger", "boredom", "disgust", "fear", "happiness", "sadness", "neutral"),

@@ -54,8 +54,9 @@ def audio_files(folder: Path, suffixes: tuple[str, ...] = AUDIO_SUFFIXES) -> lis
 
     Hidden files and macOS resource forks (``._x.wav``) are ignored.
     """
-    return sorted(p for p in folder.rglob("*")
-                  if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file())
+    return sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file()
+    )
 
 
 def decode_text(data: bytes, encodings: tuple[str, ...], source: Path) -> str:
@@ -72,8 +73,9 @@ def decode_text(data: bytes, encodings: tuple[str, ...], source: Path) -> str:
             return data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise ManifestError(f"{source}: unreadable transcript, not decodable as any of {', '.join(encodings)}; "
-                        "re-save it as UTF-8")
+    raise ManifestError(
+        f"{source}: unreadable transcript, not decodable as any of {', '.join(encodings)}; re-save it as UTF-8"
+    )
 
 
 def read_csv_rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
@@ -93,8 +95,9 @@ def read_csv_rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict
         raise ManifestError(f"{path}: the file is empty; expected the header {','.join(required)}") from None
     missing = [c for c in required if c not in header]
     if missing:
-        raise ManifestError(f"{path}:1: missing column(s) {', '.join(missing)}; the header must contain "
-                            f"{','.join(required)}")
+        raise ManifestError(
+            f"{path}:1: missing column(s) {', '.join(missing)}; the header must contain {','.join(required)}"
+        )
     rows = []
     while True:
         line_no = reader.line_num + 1
@@ -107,7 +110,9 @@ def read_csv_rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict
         if not fields or not any(f.strip() for f in fields):
             continue
         if len(fields) != len(header):
-            raise ManifestError(f"{path}:{line_no}: {len(fields)} fields but the header has {len(header)}; "
-                                "quote fields that contain commas and fill in missing values")
+            raise ManifestError(
+                f"{path}:{line_no}: {len(fields)} fields but the header has {len(header)}; "
+                "quote fields that contain commas and fill in missing values"
+            )
         rows.append((line_no, dict(zip(header, fields, strict=True))))
     return rows

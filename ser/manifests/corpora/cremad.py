@@ -31,8 +31,7 @@ SENTENCES = {
     "TSI": "The surface is slick",
     "WSI": "We'll stop in a couple of minutes",
 }
-VOTES = {"A": "anger", "D": "disgust", "F": "fear", "H": "happy", "N": "neutral", "S": "sad",
-         **EMOTIONS}
+VOTES = {"A": "anger", "D": "disgust", "F": "fear", "H": "happy", "N": "neutral", "S": "sad", **EMOTIONS}
 """Perceived-emotion codes of ``summaryTable.csv`` (single letters; three-letter codes accepted too)."""
 
 SEXES = {"male": "M", "female": "F"}
@@ -53,8 +52,10 @@ def find_audio(root: Path) -> tuple[Path, tuple[str, ...]]:
         return root, (".wav",)
     if (root / "AudioMP3").is_dir():
         return root / "AudioMP3", (".mp3",)
-    raise ManifestError(f"{root}: no CREMA-D audio found (no AudioWAV/, no .wav files, no AudioMP3/). "
-                        "Pass the folder that contains AudioWAV/.")
+    raise ManifestError(
+        f"{root}: no CREMA-D audio found (no AudioWAV/, no .wav files, no AudioMP3/). "
+        "Pass the folder that contains AudioWAV/."
+    )
 
 
 def decode_vote(code: str) -> str | None:
@@ -85,8 +86,11 @@ def read_summary(path: Path) -> dict[str, dict[str, str]]:
 def _demographic_fields(row: dict[str, str]) -> tuple[str | None, dict[str, Any]]:
     """Gender and the extra fields (age, race, ethnicity) of one demographics row."""
     age_text = row.get("Age", "")
-    extra: dict[str, Any] = {"age": int(age_text) if age_text.isdigit() else (age_text or None),
-                             "race": row.get("Race") or None, "ethnicity": row.get("Ethnicity") or None}
+    extra: dict[str, Any] = {
+        "age": int(age_text) if age_text.isdigit() else (age_text or None),
+        "race": row.get("Race") or None,
+        "ethnicity": row.get("Ethnicity") or None,
+    }
     return SEXES.get(row.get("Sex", "").lower()), {k: v for k, v in extra.items() if v is not None}
 
 
@@ -101,8 +105,7 @@ def _vote_fields(row: dict[str, str], stem: str, result: CorpusScan) -> dict[str
     try:
         extra["voice_level"] = float(row.get("VoiceLevel", ""))
     except ValueError:
-        result.skip(f"unreadable VoiceLevel in {SUMMARY_FILE} (left out)",
-                    f"{stem}: {row.get('VoiceLevel')!r}")
+        result.skip(f"unreadable VoiceLevel in {SUMMARY_FILE} (left out)", f"{stem}: {row.get('VoiceLevel')!r}")
     return extra
 
 
@@ -142,15 +145,17 @@ def scan(root: Path) -> CorpusScan:
                 extra.update(_vote_fields(summary[path.stem], path.stem, result))
             else:
                 result.skip(f"clip not in {SUMMARY_FILE}", path.stem)
-        result.utterances.append(Utterance(
-            id=path.stem,
-            audio=relative_audio(path, root),
-            text=SENTENCES[sentence],
-            label=EMOTIONS[emotion],
-            speaker=actor,
-            gender=gender,
-            script=sentence,
-            lang="en",
-            extra=extra,
-        ))
+        result.utterances.append(
+            Utterance(
+                id=path.stem,
+                audio=relative_audio(path, root),
+                text=SENTENCES[sentence],
+                label=EMOTIONS[emotion],
+                speaker=actor,
+                gender=gender,
+                script=sentence,
+                lang="en",
+                extra=extra,
+            )
+        )
     return result

@@ -20,10 +20,19 @@ from pathlib import Path
 from ser.manifests.corpora.base import CorpusScan, audio_files, relative_audio, require_dir
 from ser.manifests.schema import ManifestError, Utterance
 
-EMOTIONS = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F": "happiness",
-            "T": "sadness", "N": "neutral"}
-SPEAKER_GENDERS = {"03": "M", "08": "F", "09": "F", "10": "M", "11": "M", "12": "M", "13": "F",
-                   "14": "F", "15": "M", "16": "F"}
+EMOTIONS = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F": "happiness", "T": "sadness", "N": "neutral"}
+SPEAKER_GENDERS = {
+    "03": "M",
+    "08": "F",
+    "09": "F",
+    "10": "M",
+    "11": "M",
+    "12": "M",
+    "13": "F",
+    "14": "F",
+    "15": "M",
+    "16": "F",
+}
 TEXTS = {
     "a01": "Der Lappen liegt auf dem Eisschrank.",
     "a02": "Das will sie am Mittwoch abgeben.",
@@ -68,16 +77,18 @@ def scan(root: Path, *, selected_only: bool = False) -> CorpusScan:
     if ratings_path.is_file():
         ratings, unparsed = read_erkennung(ratings_path)
         if unparsed:
-            result.notes.append(f"{ratings_path.name}: {unparsed} line(s) not of the form "
-                                "'Nr. Satz erkannt natuerlich' were ignored")
+            result.notes.append(
+                f"{ratings_path.name}: {unparsed} line(s) not of the form 'Nr. Satz erkannt natuerlich' were ignored"
+            )
     elif selected_only:
-        raise ManifestError(f"{ratings_path}: not found, but selected_only needs it to apply the selection "
-                            "rule; copy erkennung.txt from the EmoDB archive into ROOT or drop selected_only")
+        raise ManifestError(
+            f"{ratings_path}: not found, but selected_only needs it to apply the selection "
+            "rule; copy erkennung.txt from the EmoDB archive into ROOT or drop selected_only"
+        )
     for path in audio_files(wav_dir):
         match = _NAME.match(path.stem)
         if match is None:
-            result.skip("file name is not SSTTTEV (speaker, text, emotion, version)",
-                        relative_audio(path, root))
+            result.skip("file name is not SSTTTEV (speaker, text, emotion, version)", relative_audio(path, root))
             continue
         speaker, text, emotion, version = match.group("speaker", "text", "emotion", "version")
         if speaker not in SPEAKER_GENDERS or text not in TEXTS or emotion not in EMOTIONS:
@@ -93,20 +104,21 @@ def scan(root: Path, *, selected_only: bool = False) -> CorpusScan:
                 result.skip(f"not listed in {ERKENNUNG}", relative_audio(path, root))
                 continue
             if rating.recognition < MIN_RECOGNITION or rating.naturalness < MIN_NATURALNESS:
-                result.skip(f"not selected (recognition < {MIN_RECOGNITION:g} or "
-                            f"naturalness < {MIN_NATURALNESS:g})")
+                result.skip(f"not selected (recognition < {MIN_RECOGNITION:g} or naturalness < {MIN_NATURALNESS:g})")
                 continue
-        result.utterances.append(Utterance(
-            id=path.stem,
-            audio=relative_audio(path, root),
-            text=TEXTS[text],
-            label=EMOTIONS[emotion],
-            speaker=speaker,
-            gender=SPEAKER_GENDERS[speaker],
-            script=text,
-            lang="de",
-            extra=extra,
-        ))
+        result.utterances.append(
+            Utterance(
+                id=path.stem,
+                audio=relative_audio(path, root),
+                text=TEXTS[text],
+                label=EMOTIONS[emotion],
+                speaker=speaker,
+                gender=SPEAKER_GENDERS[speaker],
+                script=text,
+                lang="de",
+                extra=extra,
+            )
+        )
     return result
 
 
@@ -133,7 +145,9 @@ def read_erkennung(path: Path) -> tuple[dict[str, Rating], int]:
         try:
             recognition, naturalness = (float(value.replace(",", ".")) for value in fields[2:])
         except ValueError as err:
-            raise ManifestError(f"{path}:{line_no}: expected two percentages with decimal commas after "
-                                f"{fields[1]}, got {fields[2]!r} and {fields[3]!r}") from err
+            raise ManifestError(
+                f"{path}:{line_no}: expected two percentages with decimal commas after "
+                f"{fields[1]}, got {fields[2]!r} and {fields[3]!r}"
+            ) from err
         ratings.setdefault(Path(fields[1]).stem, Rating(recognition, naturalness))
     return ratings, ignored

@@ -20,9 +20,21 @@ DATASET_FOLDER = "Emotion Speech Dataset"
 EMOTIONS = {"angry": "angry", "happy": "happy", "neutral": "neutral", "sad": "sad", "surprise": "surprise"}
 """Emotion folder name (lowercased) -> raw label."""
 
-ZH_EMOTIONS = {"中立": "neutral", "生气": "angry", "快乐": "happy", "伤心": "sad", "惊喜": "surprise",
-               "中性": "neutral", "平静": "neutral", "愤怒": "angry", "高兴": "happy", "开心": "happy",
-               "悲伤": "sad", "难过": "sad", "惊讶": "surprise"}
+ZH_EMOTIONS = {
+    "中立": "neutral",
+    "生气": "angry",
+    "快乐": "happy",
+    "伤心": "sad",
+    "惊喜": "surprise",
+    "中性": "neutral",
+    "平静": "neutral",
+    "愤怒": "angry",
+    "高兴": "happy",
+    "开心": "happy",
+    "悲伤": "sad",
+    "难过": "sad",
+    "惊讶": "surprise",
+}
 """Chinese emotion words of the Mandarin transcripts (the first five are the ones ESD is reported to
 use; the rest are accepted so that a re-typed transcript still parses). Only used to recognise the
 emotion field when a line has to be split on whitespace."""
@@ -30,9 +42,28 @@ emotion field when a line has to be split on whitespace."""
 SPLITS = {"train": "train", "evaluation": "validation", "test": "test"}
 """Official sub-folder name -> normalised split."""
 
-GENDERS = {"0001": "F", "0002": "F", "0003": "F", "0004": "M", "0005": "M", "0006": "M", "0007": "F",
-           "0008": "M", "0009": "F", "0010": "M", "0011": "M", "0012": "M", "0013": "M", "0014": "M",
-           "0015": "F", "0016": "F", "0017": "F", "0018": "F", "0019": "F", "0020": "M"}
+GENDERS = {
+    "0001": "F",
+    "0002": "F",
+    "0003": "F",
+    "0004": "M",
+    "0005": "M",
+    "0006": "M",
+    "0007": "F",
+    "0008": "M",
+    "0009": "F",
+    "0010": "M",
+    "0011": "M",
+    "0012": "M",
+    "0013": "M",
+    "0014": "M",
+    "0015": "F",
+    "0016": "F",
+    "0017": "F",
+    "0018": "F",
+    "0019": "F",
+    "0020": "M",
+}
 
 LANGUAGES = ("zh", "en")
 TRANSCRIPT_ENCODINGS = {"zh": ("utf-8", "gb18030"), "en": ("utf-8", "cp1252", "latin-1")}
@@ -53,13 +84,14 @@ def find_dataset_folder(root: Path) -> Path:
     Raises :class:`ManifestError` when neither holds a speaker folder.
     """
     if not root.is_dir():
-        raise ManifestError(f"{root}: ESD root not found. Pass the '{DATASET_FOLDER}' folder "
-                            "(or its parent).")
+        raise ManifestError(f"{root}: ESD root not found. Pass the '{DATASET_FOLDER}' folder (or its parent).")
     for candidate in (root / DATASET_FOLDER, root):
         if candidate.is_dir() and any(_is_speaker_dir(p) for p in candidate.iterdir()):
             return candidate
-    raise ManifestError(f"{root}: no ESD speaker folders (0001 ... 0020) found. Pass the "
-                        f"'{DATASET_FOLDER}' folder or the folder that contains it.")
+    raise ManifestError(
+        f"{root}: no ESD speaker folders (0001 ... 0020) found. Pass the "
+        f"'{DATASET_FOLDER}' folder or the folder that contains it."
+    )
 
 
 def _is_speaker_dir(path: Path) -> bool:
@@ -137,8 +169,7 @@ def scan(root: Path, *, languages: tuple[str, ...] = LANGUAGES) -> CorpusScan:
         languages = tuple(part.strip() for part in languages.split(",") if part.strip())
     unknown = sorted(set(languages) - set(LANGUAGES))
     if unknown or not languages:
-        raise ManifestError(f"ESD languages {list(languages)} are not valid; "
-                            f"choose from {', '.join(LANGUAGES)}")
+        raise ManifestError(f"ESD languages {list(languages)} are not valid; choose from {', '.join(LANGUAGES)}")
     dataset = find_dataset_folder(root)
     result = CorpusScan(utterances=[])
     for speaker_dir in sorted(p for p in dataset.iterdir() if _is_speaker_dir(p)):
@@ -155,8 +186,15 @@ def scan(root: Path, *, languages: tuple[str, ...] = LANGUAGES) -> CorpusScan:
     return result
 
 
-def _utterance(path: Path, speaker: str, lang: str, root: Path, speaker_dir: Path,
-               transcript: dict[str, tuple[str, str]] | None, result: CorpusScan) -> Utterance | None:
+def _utterance(
+    path: Path,
+    speaker: str,
+    lang: str,
+    root: Path,
+    speaker_dir: Path,
+    transcript: dict[str, tuple[str, str]] | None,
+    result: CorpusScan,
+) -> Utterance | None:
     """The record of one clip, or None (counted in ``result``) when its place or name is wrong."""
     parts = path.relative_to(speaker_dir).parts
     label = EMOTIONS.get(parts[0].lower()) if len(parts) > 1 else None
@@ -180,8 +218,9 @@ def _utterance(path: Path, speaker: str, lang: str, root: Path, speaker_dir: Pat
         else:
             text = entry[0] or None
             if lang == "en" and entry[1].lower() != label:
-                result.skip("transcript emotion disagrees with folder",
-                            f"{path.stem}: folder {label}, transcript {entry[1]}")
+                result.skip(
+                    "transcript emotion disagrees with folder", f"{path.stem}: folder {label}, transcript {entry[1]}"
+                )
     extra = {"official_split": official_split} if official_split else {}
     return Utterance(
         id=path.stem,

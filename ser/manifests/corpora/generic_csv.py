@@ -20,10 +20,17 @@ from ser.manifests.corpora.base import CorpusScan, require_dir
 from ser.manifests.schema import ManifestError, Utterance
 
 SPLIT_ALIASES = {
-    "train": "train", "training": "train",
-    "dev": "validation", "val": "validation", "valid": "validation", "validation": "validation",
-    "development": "validation", "eval": "validation", "evaluation": "validation",
-    "test": "test", "testing": "test",
+    "train": "train",
+    "training": "train",
+    "dev": "validation",
+    "val": "validation",
+    "valid": "validation",
+    "validation": "validation",
+    "development": "validation",
+    "eval": "validation",
+    "evaluation": "validation",
+    "test": "test",
+    "testing": "test",
 }
 GENDER_ALIASES = {"f": "F", "female": "F", "m": "M", "male": "M"}
 UNNAMED_PREFIX = "column"
@@ -43,9 +50,11 @@ DELIMITER_NAMES = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "pi
 def check_delimiter(delimiter: str) -> str:
     """The one-character field delimiter meant by ``delimiter`` (``tab`` and ``\\t`` mean TAB)."""
     chosen = DELIMITER_NAMES.get(delimiter.lower(), delimiter) if isinstance(delimiter, str) else delimiter
-    if not isinstance(chosen, str) or len(chosen) != 1 or chosen in "\r\n\"":
-        raise ManifestError(f"CSV delimiter {delimiter!r} is not usable: it must be one character other than a "
-                            "quote or a line break, e.g. --delimiter ';' or --delimiter tab")
+    if not isinstance(chosen, str) or len(chosen) != 1 or chosen in '\r\n"':
+        raise ManifestError(
+            f"CSV delimiter {delimiter!r} is not usable: it must be one character other than a "
+            "quote or a line break, e.g. --delimiter ';' or --delimiter tab"
+        )
     return chosen
 
 
@@ -54,15 +63,30 @@ def check_encoding(encoding: str) -> None:
     try:
         "".encode(encoding)
     except (LookupError, TypeError):
-        raise ManifestError(f"unknown CSV encoding {encoding!r}; use a Python codec name such as utf-8, "
-                            "utf-8-sig, utf-16, latin-1, cp1252 or gb18030") from None
+        raise ManifestError(
+            f"unknown CSV encoding {encoding!r}; use a Python codec name such as utf-8, "
+            "utf-8-sig, utf-16, latin-1, cp1252 or gb18030"
+        ) from None
 
 
-def scan(root: Path, *, csv_path: Path, id_col: str | None = None, audio_col: str = "audio",
-         label_col: str | None = "label", speaker_col: str | None = "speaker", text_col: str | None = "text",
-         split_col: str | None = None, session_col: str | None = None, dialog_col: str | None = None,
-         start_col: str | None = None, end_col: str | None = None, gender_col: str | None = None,
-         delimiter: str = ",", encoding: str = "utf-8") -> CorpusScan:
+def scan(
+    root: Path,
+    *,
+    csv_path: Path,
+    id_col: str | None = None,
+    audio_col: str = "audio",
+    label_col: str | None = "label",
+    speaker_col: str | None = "speaker",
+    text_col: str | None = "text",
+    split_col: str | None = None,
+    session_col: str | None = None,
+    dialog_col: str | None = None,
+    start_col: str | None = None,
+    end_col: str | None = None,
+    gender_col: str | None = None,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+) -> CorpusScan:
     """Read one utterance per row of ``csv_path`` (absolute, or relative to ``root`` or the cwd).
 
     Raises :class:`ManifestError` for a column option naming no header column, a row without an id
@@ -73,10 +97,19 @@ def scan(root: Path, *, csv_path: Path, id_col: str | None = None, audio_col: st
     delimiter = check_delimiter(delimiter)
     check_encoding(encoding)
     source = _locate_csv(root, Path(csv_path))
-    options = {"id_col": id_col, "audio_col": audio_col, "label_col": label_col,
-               "speaker_col": speaker_col, "text_col": text_col, "split_col": split_col,
-               "session_col": session_col, "dialog_col": dialog_col, "start_col": start_col,
-               "end_col": end_col, "gender_col": gender_col}
+    options = {
+        "id_col": id_col,
+        "audio_col": audio_col,
+        "label_col": label_col,
+        "speaker_col": speaker_col,
+        "text_col": text_col,
+        "split_col": split_col,
+        "session_col": session_col,
+        "dialog_col": dialog_col,
+        "start_col": start_col,
+        "end_col": end_col,
+        "gender_col": gender_col,
+    }
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         encoding = "utf-8-sig"  # tolerate a byte-order mark written by spreadsheet programs
     result = CorpusScan(utterances=[])
@@ -90,23 +123,29 @@ def scan(root: Path, *, csv_path: Path, id_col: str | None = None, audio_col: st
             for row in reader:
                 where = f"{source}:{reader.line_num}"
                 if None in row:
-                    raise ManifestError(f"{where}: row has more fields than the header ({len(columns)} "
-                                        f"columns); quote values that contain {delimiter!r}")
+                    raise ManifestError(
+                        f"{where}: row has more fields than the header ({len(columns)} "
+                        f"columns); quote values that contain {delimiter!r}"
+                    )
                 values = {key: (value or "").strip() for key, value in row.items()}
                 if not any(values.values()):
                     result.skip("blank row")
                     continue
                 utt = _utterance(values, options, root, where)
                 if utt.id in first_line:
-                    raise ManifestError(f"{where}: id {utt.id!r} already used on line {first_line[utt.id]}; "
-                                        "ids must be unique")
+                    raise ManifestError(
+                        f"{where}: id {utt.id!r} already used on line {first_line[utt.id]}; ids must be unique"
+                    )
                 first_line[utt.id] = reader.line_num
-                utt.extra = {key: values[key] for key in columns
-                             if key not in mapped and (values[key] or key not in unnamed)}
+                utt.extra = {
+                    key: values[key] for key in columns if key not in mapped and (values[key] or key not in unnamed)
+                }
                 result.utterances.append(utt)
     except UnicodeDecodeError as err:
-        raise ManifestError(f"{source}: not readable as {encoding} ({err.reason} at byte {err.start}); "
-                            "pass the file's encoding (e.g. encoding='latin-1')") from err
+        raise ManifestError(
+            f"{source}: not readable as {encoding} ({err.reason} at byte {err.start}); "
+            "pass the file's encoding (e.g. encoding='latin-1')"
+        ) from err
     except csv.Error as err:
         raise ManifestError(f"{source}: malformed CSV ({err})") from err
     return result
@@ -119,8 +158,10 @@ def _locate_csv(root: Path, csv_path: Path) -> Path:
         if candidate.is_file():
             return candidate
     tried = " or ".join(str(c) for c in candidates)
-    raise ManifestError(f"CSV file not found (looked for {tried}); pass --csv (csv_path= in Python) as an "
-                        "absolute path or relative to ROOT")
+    raise ManifestError(
+        f"CSV file not found (looked for {tried}); pass --csv (csv_path= in Python) as an "
+        "absolute path or relative to ROOT"
+    )
 
 
 def _header(reader: csv.DictReader[str], source: Path) -> tuple[list[str], set[str]]:
@@ -134,8 +175,10 @@ def _header(reader: csv.DictReader[str], source: Path) -> tuple[list[str], set[s
     columns = [name.strip() or f"{UNNAMED_PREFIX}{index}" for index, name in enumerate(original, start=1)]
     repeated = sorted({name for name in columns if columns.count(name) > 1})
     if repeated:
-        raise ManifestError(f"{source}:1: column name(s) {', '.join(map(repr, repeated))} occur more than "
-                            "once in the header; rename them so that each column can be told apart")
+        raise ManifestError(
+            f"{source}:1: column name(s) {', '.join(map(repr, repeated))} occur more than "
+            "once in the header; rename them so that each column can be told apart"
+        )
     reader.fieldnames = columns
     unnamed = {name for name, raw in zip(columns, original, strict=True) if not raw.strip()}
     return columns, unnamed
@@ -150,8 +193,10 @@ def _check_columns(options: dict[str, str | None], columns: list[str], source: P
         fix = f"pass {flag} <one of those columns>"
         if option != "audio_col":
             fix += f", or {flag} '' if the CSV has no such column"
-        raise ManifestError(f"{source}: no column {column!r} (named by {flag}; {option}= in Python); columns "
-                            f"present: {', '.join(columns)}. {fix}")
+        raise ManifestError(
+            f"{source}: no column {column!r} (named by {flag}; {option}= in Python); columns "
+            f"present: {', '.join(columns)}. {fix}"
+        )
 
 
 def _optional(values: dict[str, str], column: str | None) -> str | None:
@@ -187,8 +232,7 @@ def _audio_path(value: str, root: Path) -> str:
 def _utterance(values: dict[str, str], options: dict[str, str | None], root: Path, where: str) -> Utterance:
     audio_value = values[options["audio_col"] or "audio"]
     if not audio_value:
-        raise ManifestError(f"{where}: empty audio path (column {options['audio_col']!r}); "
-                            "every row needs one")
+        raise ManifestError(f"{where}: empty audio path (column {options['audio_col']!r}); every row needs one")
     audio = _audio_path(audio_value, root)
     id_col = options["id_col"]
     if id_col is None:

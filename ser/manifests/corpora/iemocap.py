@@ -35,10 +35,14 @@ MOCAP_KINDS = ("rotated", "head", "hand")
 SESSION_DIR = re.compile(r"^Session(\d+)$")
 DIALOG_NAME = re.compile(r"^(?P<session>Ses\d\d)[FM]_(?P<part>impro\w*|script(?P<family>\d\d)\w*)$")
 TURN_ID = re.compile(r"_(?P<gender>[FM])\d{3}$")
-SUMMARY_LINE = re.compile(r"^\[\s*(?P<start>\d+(?:\.\d*)?)\s*-\s*(?P<end>\d+(?:\.\d*)?)\s*\]\s+(?P<id>\S+)"
-                          r"\s+(?P<code>\S+)\s+\[(?P<vad>[^\]]*)\]\s*$")
-TRANSCRIPT_LINE = re.compile(r"^(?P<id>\S+)\s+\[(?P<start>\d+(?:\.\d*)?)-(?P<end>\d+(?:\.\d*)?)\]:"
-                             r"\s?(?P<text>.*)$")
+SUMMARY_LINE = re.compile(
+    r"^\[\s*(?P<start>\d+(?:\.\d*)?)\s*-\s*(?P<end>\d+(?:\.\d*)?)\s*\]\s+(?P<id>\S+)"
+    r"\s+(?P<code>\S+)\s+\[(?P<vad>[^\]]*)\]\s*$"
+)
+TRANSCRIPT_LINE = re.compile(
+    r"^(?P<id>\S+)\s+\[(?P<start>\d+(?:\.\d*)?)-(?P<end>\d+(?:\.\d*)?)\]:"
+    r"\s?(?P<text>.*)$"
+)
 NON_SPEECH = re.compile(r"\[[^\[\]]*\]")
 
 SKIP_MISSING_WAV = "missing sentence wav"
@@ -79,8 +83,7 @@ def scan(root: Path, *, include_unlabelled: bool = False) -> CorpusScan:
     """
     hint = "Pass the IEMOCAP_full_release folder, the one that contains Session1 ... Session5."
     require_dir(root, "IEMOCAP release root", hint)
-    numbered = [(int(m.group(1)), p) for p in root.iterdir()
-                if p.is_dir() and (m := SESSION_DIR.match(p.name))]
+    numbered = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := SESSION_DIR.match(p.name))]
     sessions = [p for _, p in sorted(numbered)]
     if not sessions:
         raise ManifestError(f"{root}: no Session1 ... Session5 folder found. {hint}")
@@ -97,8 +100,7 @@ def scan(root: Path, *, include_unlabelled: bool = False) -> CorpusScan:
     return result
 
 
-def _scan_dialog(root: Path, session_dir: Path, evaluation: Path, result: CorpusScan,
-                 include_unlabelled: bool) -> None:
+def _scan_dialog(root: Path, session_dir: Path, evaluation: Path, result: CorpusScan, include_unlabelled: bool) -> None:
     """Append the rows of one dialog (named by its EmoEvaluation file) to ``result``."""
     dialog = evaluation.stem
     name = DIALOG_NAME.match(dialog)
@@ -137,25 +139,28 @@ def _scan_dialog(root: Path, session_dir: Path, evaluation: Path, result: Corpus
             text, raw = clean_text(line.text)
             if raw is not None:
                 extra["text_raw"] = raw
-        mocap_files = {kind: session_dir / "sentences" / f"MOCAP_{kind}" / dialog / f"{turn.id}.txt"
-                       for kind in MOCAP_KINDS}
+        mocap_files = {
+            kind: session_dir / "sentences" / f"MOCAP_{kind}" / dialog / f"{turn.id}.txt" for kind in MOCAP_KINDS
+        }
         mocap = {kind: relative_audio(path, root) for kind, path in mocap_files.items() if path.is_file()}
         if mocap:
             extra["mocap"] = mocap
         gender = TURN_ID.search(turn.id).group("gender")  # type: ignore[union-attr]
-        result.utterances.append(Utterance(
-            id=turn.id,
-            audio=relative_audio(wav, root),
-            text=text,
-            label=turn.label,
-            speaker=f"{session}{gender}",
-            gender=gender,
-            session=session,
-            dialog=dialog,
-            script=script,
-            lang="en",
-            extra=extra,
-        ))
+        result.utterances.append(
+            Utterance(
+                id=turn.id,
+                audio=relative_audio(wav, root),
+                text=text,
+                label=turn.label,
+                speaker=f"{session}{gender}",
+                gender=gender,
+                session=session,
+                dialog=dialog,
+                script=script,
+                lang="en",
+                extra=extra,
+            )
+        )
 
 
 def clean_text(raw: str) -> tuple[str | None, str | None]:
@@ -175,8 +180,9 @@ def _read_evaluation(path: Path, root: Path, result: CorpusScan) -> list[_Turn]:
     try:
         text = decode_text(data, ("utf-8",), path)
     except (ManifestError, UnicodeDecodeError) as err:
-        raise ManifestError(f"{path}: unreadable EmoEvaluation file (not UTF-8/ASCII text); "
-                            "restore it from the IEMOCAP release") from err
+        raise ManifestError(
+            f"{path}: unreadable EmoEvaluation file (not UTF-8/ASCII text); restore it from the IEMOCAP release"
+        ) from err
     turns: list[_Turn] = []
     for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.startswith("["):
@@ -186,8 +192,15 @@ def _read_evaluation(path: Path, root: Path, result: CorpusScan) -> list[_Turn]:
         if match is None or vad is None or not TURN_ID.search(match.group("id")):
             result.skip(SKIP_BAD_SUMMARY, f"{relative_audio(path, root)}:{line_no}")
             continue
-        turns.append(_Turn(id=match.group("id"), start=float(match.group("start")),
-                           end=float(match.group("end")), label=match.group("code"), vad=vad))
+        turns.append(
+            _Turn(
+                id=match.group("id"),
+                start=float(match.group("start")),
+                end=float(match.group("end")),
+                label=match.group("code"),
+                vad=vad,
+            )
+        )
     return turns
 
 

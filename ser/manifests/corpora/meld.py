@@ -33,8 +33,19 @@ SPLITS: tuple[_Split, ...] = (
     _Split("dev_sent_emo.csv", "validation", "dev", "dev_splits_complete"),
     _Split("test_sent_emo.csv", "test", "test", "output_repeated_splits_test"),
 )
-COLUMNS: tuple[str, ...] = ("Sr No.", "Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID",
-                            "Utterance_ID", "Season", "Episode", "StartTime", "EndTime")
+COLUMNS: tuple[str, ...] = (
+    "Sr No.",
+    "Utterance",
+    "Speaker",
+    "Emotion",
+    "Sentiment",
+    "Dialogue_ID",
+    "Utterance_ID",
+    "Season",
+    "Episode",
+    "StartTime",
+    "EndTime",
+)
 INTEGER_COLUMNS: tuple[str, ...] = ("Sr No.", "Dialogue_ID", "Utterance_ID", "Season", "Episode")
 CLIP_SUFFIXES: tuple[str, ...] = (".wav", ".mp4")
 """Clip suffixes in order of preference (audio extracted to wav beats the original video)."""
@@ -50,19 +61,26 @@ def scan(root: Path, *, require_audio: bool = False) -> CorpusScan:
     ``require_audio`` they are dropped instead and counted in ``result.skipped``. Raises
     :class:`ManifestError` when no CSV is present, a CSV is not UTF-8, or a row cannot be parsed.
     """
-    require_dir(root, "MELD root", "Pass the folder that contains train_sent_emo.csv / dev_sent_emo.csv "
-                                   "/ test_sent_emo.csv (and optionally the clip folders).")
+    require_dir(
+        root,
+        "MELD root",
+        "Pass the folder that contains train_sent_emo.csv / dev_sent_emo.csv "
+        "/ test_sent_emo.csv (and optionally the clip folders).",
+    )
     present = [s for s in SPLITS if (root / s.csv_name).is_file()]
     if not present:
         expected = ", ".join(s.csv_name for s in SPLITS)
-        raise ManifestError(f"{root}: no MELD annotation CSV found; expected at least one of {expected} "
-                            "directly in this folder")
+        raise ManifestError(
+            f"{root}: no MELD annotation CSV found; expected at least one of {expected} directly in this folder"
+        )
     result = CorpusScan(utterances=[])
     for split in present:
         clip_dirs = _clip_dirs(root, split.clip_folder)
         if not clip_dirs:
-            result.notes.append(f"{split.official}: no clip folder ({split.clip_folder}/ or "
-                                f"{RAW_SUBFOLDER}/{split.clip_folder}/); its rows have no audio")
+            result.notes.append(
+                f"{split.official}: no clip folder ({split.clip_folder}/ or "
+                f"{RAW_SUBFOLDER}/{split.clip_folder}/); its rows have no audio"
+            )
         _scan_split(root, split, clip_dirs, require_audio, result)
     return result
 
@@ -87,8 +105,9 @@ def _find_clip(clip_dirs: list[tuple[Path, set[str]]], stem: str) -> Path | None
     return None
 
 
-def _scan_split(root: Path, split: _Split, clip_dirs: list[tuple[Path, set[str]]], require_audio: bool,
-                result: CorpusScan) -> None:
+def _scan_split(
+    root: Path, split: _Split, clip_dirs: list[tuple[Path, set[str]]], require_audio: bool, result: CorpusScan
+) -> None:
     """Append the rows of one split's CSV to ``result``."""
     path = root / split.csv_name
     seen: dict[tuple[int, int], int] = {}
@@ -99,13 +118,17 @@ def _scan_split(root: Path, split: _Split, clip_dirs: list[tuple[Path, set[str]]
             try:
                 numbers[column] = int(value)
             except ValueError:
-                raise ManifestError(f"{path}:{line_no}: {column} is {value!r}, not an integer; fix the "
-                                    "row (a comma inside an unquoted Utterance shifts the columns)") from None
+                raise ManifestError(
+                    f"{path}:{line_no}: {column} is {value!r}, not an integer; fix the "
+                    "row (a comma inside an unquoted Utterance shifts the columns)"
+                ) from None
         dialogue, utterance = numbers["Dialogue_ID"], numbers["Utterance_ID"]
         stem = f"dia{dialogue}_utt{utterance}"
         if (dialogue, utterance) in seen:
-            result.skip("duplicate dialogue/utterance row",
-                        f"{split.csv_name}:{line_no} repeats line {seen[(dialogue, utterance)]}")
+            result.skip(
+                "duplicate dialogue/utterance row",
+                f"{split.csv_name}:{line_no} repeats line {seen[(dialogue, utterance)]}",
+            )
             continue
         seen[(dialogue, utterance)] = line_no
         clip = _find_clip(clip_dirs, stem)
@@ -117,20 +140,27 @@ def _scan_split(root: Path, split: _Split, clip_dirs: list[tuple[Path, set[str]]
         text = row["Utterance"].strip()
         emotion = row["Emotion"].strip().lower()
         speaker = row["Speaker"].strip()
-        result.utterances.append(Utterance(
-            id=f"{split.split}_{stem}",
-            audio=relative_audio(clip, root) if clip is not None else None,
-            text=text or None,
-            label=emotion or None,
-            speaker=speaker or None,
-            dialog=f"{split.split}_dia{dialogue}",
-            split=split.split,
-            lang="en",
-            extra={"sentiment": row["Sentiment"].strip().lower(), "season": numbers["Season"],
-                   "episode": numbers["Episode"], "start_time": row["StartTime"],
-                   "end_time": row["EndTime"], "official_split": split.official,
-                   "sr_no": numbers["Sr No."]},
-        ))
+        result.utterances.append(
+            Utterance(
+                id=f"{split.split}_{stem}",
+                audio=relative_audio(clip, root) if clip is not None else None,
+                text=text or None,
+                label=emotion or None,
+                speaker=speaker or None,
+                dialog=f"{split.split}_dia{dialogue}",
+                split=split.split,
+                lang="en",
+                extra={
+                    "sentiment": row["Sentiment"].strip().lower(),
+                    "season": numbers["Season"],
+                    "episode": numbers["Episode"],
+                    "start_time": row["StartTime"],
+                    "end_time": row["EndTime"],
+                    "official_split": split.official,
+                    "sr_no": numbers["Sr No."],
+                },
+            )
+        )
 
 
 def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:

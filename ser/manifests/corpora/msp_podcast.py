@@ -18,10 +18,19 @@ LABEL_FILES: tuple[str, ...] = ("Labels/labels_consensus.csv", "Labels/labels_co
 """Label file names, newest spelling first."""
 AUDIO_FOLDERS: tuple[str, ...] = ("Audios", "Audio")
 TRANSCRIPT_FOLDER = "Transcripts"
-COLUMNS: tuple[str, ...] = ("FileName", "EmoClass", "EmoAct", "EmoVal", "EmoDom", "SpkrID", "Gender",
-                            "Split_Set")
-EMOTIONS = {"A": "anger", "H": "happiness", "S": "sadness", "U": "surprise", "F": "fear", "D": "disgust",
-            "C": "contempt", "N": "neutral", "O": "other", "X": "no_agreement"}
+COLUMNS: tuple[str, ...] = ("FileName", "EmoClass", "EmoAct", "EmoVal", "EmoDom", "SpkrID", "Gender", "Split_Set")
+EMOTIONS = {
+    "A": "anger",
+    "H": "happiness",
+    "S": "sadness",
+    "U": "surprise",
+    "F": "fear",
+    "D": "disgust",
+    "C": "contempt",
+    "N": "neutral",
+    "O": "other",
+    "X": "no_agreement",
+}
 GENDERS = {"female": "F", "male": "M"}
 SPLITS = {"train": "train", "development": "validation", "test1": "test"}
 _EXTRA_TEST = re.compile(r"test([2-9]|[1-9]\d+)")
@@ -44,12 +53,12 @@ def scan(root: Path) -> CorpusScan:
     label_file = labels[0]
     audio_dirs = [root / name for name in AUDIO_FOLDERS if (root / name).is_dir()]
     if not audio_dirs:
-        raise ManifestError(f"{root}: no audio folder; expected {'/ or '.join(AUDIO_FOLDERS)}/ holding "
-                            "MSP-PODCAST_XXXX_YYYY.wav")
+        raise ManifestError(
+            f"{root}: no audio folder; expected {'/ or '.join(AUDIO_FOLDERS)}/ holding MSP-PODCAST_XXXX_YYYY.wav"
+        )
     audio_dir = audio_dirs[0]
     if len(audio_dirs) > 1:
-        result.notes.append(f"both {AUDIO_FOLDERS[0]}/ and {AUDIO_FOLDERS[1]}/ exist; "
-                            f"read {AUDIO_FOLDERS[0]}/")
+        result.notes.append(f"both {AUDIO_FOLDERS[0]}/ and {AUDIO_FOLDERS[1]}/ exist; read {AUDIO_FOLDERS[0]}/")
     transcripts = root / TRANSCRIPT_FOLDER
     has_transcripts = transcripts.is_dir()
     without_text = 0
@@ -82,17 +91,19 @@ def scan(root: Path) -> CorpusScan:
         if has_transcripts:
             text = _transcript(transcripts / f"{stem}.txt")
             without_text += text is None
-        result.utterances.append(Utterance(
-            id=stem,
-            audio=relative_audio(audio, root),
-            text=text,
-            label=EMOTIONS[code],
-            speaker=speaker,
-            gender=GENDERS.get(row["Gender"].strip().lower()),
-            split=split,
-            lang="en",
-            extra={**scores, "official_split": row["Split_Set"].strip(), "speaker_raw": speaker_raw},
-        ))
+        result.utterances.append(
+            Utterance(
+                id=stem,
+                audio=relative_audio(audio, root),
+                text=text,
+                label=EMOTIONS[code],
+                speaker=speaker,
+                gender=GENDERS.get(row["Gender"].strip().lower()),
+                split=split,
+                lang="en",
+                extra={**scores, "official_split": row["Split_Set"].strip(), "speaker_raw": speaker_raw},
+            )
+        )
     if without_text:
         result.notes.append(f"{without_text} utterances have no (or an empty) file in {TRANSCRIPT_FOLDER}/")
     return result

@@ -12,8 +12,16 @@ from pathlib import Path
 from ser.manifests.corpora.base import CorpusScan, audio_files, relative_audio, require_dir
 from ser.manifests.schema import Utterance
 
-EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry",
-            "06": "fearful", "07": "disgust", "08": "surprised"}
+EMOTIONS = {
+    "01": "neutral",
+    "02": "calm",
+    "03": "happy",
+    "04": "sad",
+    "05": "angry",
+    "06": "fearful",
+    "07": "disgust",
+    "08": "surprised",
+}
 INTENSITIES = {"01": "normal", "02": "strong"}
 STATEMENTS = {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}
 VOCAL_CHANNELS = {"01": "speech", "02": "song"}
@@ -41,16 +49,21 @@ def scan(root: Path, *, include_song: bool = False) -> CorpusScan:
         if emotion not in EMOTIONS or statement not in STATEMENTS or channel not in VOCAL_CHANNELS:
             result.skip("unknown code in file name", relative_audio(path, root))
             continue
-        result.utterances.append(Utterance(
-            id=path.stem,
-            audio=relative_audio(path, root),
-            text=STATEMENTS[statement],
-            label=EMOTIONS[emotion],
-            speaker=f"Actor_{actor}",
-            gender="M" if int(actor) % 2 else "F",
-            script=f"statement{statement}",
-            lang="en",
-            extra={"intensity": INTENSITIES.get(intensity, intensity), "repetition": int(repetition),
-                   "vocal_channel": VOCAL_CHANNELS[channel]},
-        ))
+        result.utterances.append(
+            Utterance(
+                id=path.stem,
+                audio=relative_audio(path, root),
+                text=STATEMENTS[statement],
+                label=EMOTIONS[emotion],
+                speaker=f"Actor_{actor}",
+                gender="M" if int(actor) % 2 else "F",
+                script=f"statement{statement}",
+                lang="en",
+                extra={
+                    "intensity": INTENSITIES.get(intensity, intensity),
+                    "repetition": int(repetition),
+                    "vocal_channel": VOCAL_CHANNELS[channel],
+                },
+            )
+        )
     return result

@@ -19,11 +19,17 @@ from ser.manifests.corpora.base import CorpusScan, audio_files, relative_audio, 
 from ser.manifests.schema import ManifestError, Utterance
 
 SPEAKERS = ("OAF", "YAF")
-EMOTIONS = {"angry": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy",
-            "neutral": "neutral", "sad": "sad", "ps": "pleasant_surprise"}
+EMOTIONS = {
+    "angry": "angry",
+    "disgust": "disgust",
+    "fear": "fear",
+    "happy": "happy",
+    "neutral": "neutral",
+    "sad": "sad",
+    "ps": "pleasant_surprise",
+}
 """Single-token emotion spellings at the end of a file name -> raw label."""
-TWO_TOKEN_EMOTIONS = {("pleasant", "surprise"): "pleasant_surprise",
-                      ("pleasant", "surprised"): "pleasant_surprise"}
+TWO_TOKEN_EMOTIONS = {("pleasant", "surprise"): "pleasant_surprise", ("pleasant", "surprised"): "pleasant_surprise"}
 """Two-token spellings (``..._pleasant_surprised``) -> raw label."""
 
 
@@ -65,19 +71,23 @@ def scan(root: Path) -> CorpusScan:
             result.skip("file name is not {OAF|YAF}_{word}_{emotion}", relative_audio(path, root))
             continue
         if path.stem in seen:
-            raise ManifestError(f"{root}: two files have the stem {path.stem!r}: "
-                                f"{relative_audio(seen[path.stem], root)} and {relative_audio(path, root)}; "
-                                "pass the folder holding a single copy of TESS as ROOT (or remove one)")
+            raise ManifestError(
+                f"{root}: two files have the stem {path.stem!r}: "
+                f"{relative_audio(seen[path.stem], root)} and {relative_audio(path, root)}; "
+                "pass the folder holding a single copy of TESS as ROOT (or remove one)"
+            )
         seen[path.stem] = path
         speaker, word, label = parsed
-        result.utterances.append(Utterance(
-            id=path.stem,
-            audio=relative_audio(path, root),
-            text=f"Say the word {word}",
-            label=label,
-            speaker=speaker,
-            gender="F",
-            script=word,
-            lang="en",
-        ))
+        result.utterances.append(
+            Utterance(
+                id=path.stem,
+                audio=relative_audio(path, root),
+                text=f"Say the word {word}",
+                label=label,
+                speaker=speaker,
+                gender="F",
+                script=word,
+                lang="en",
+            )
+        )
     return result

@@ -51,8 +51,16 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 def test_sigmoid_membership_clips_at_four() -> None:
     z = torch.tensor([-100.0, -4.0, 0.0, 1.0, 4.0, 100.0])
-    expected = torch.tensor([1 / (1 + math.exp(4)), 1 / (1 + math.exp(4)), 0.5, 1 / (1 + math.exp(-1)),
-                             1 / (1 + math.exp(-4)), 1 / (1 + math.exp(-4))])
+    expected = torch.tensor(
+        [
+            1 / (1 + math.exp(4)),
+            1 / (1 + math.exp(4)),
+            0.5,
+            1 / (1 + math.exp(-1)),
+            1 / (1 + math.exp(-4)),
+            1 / (1 + math.exp(-4)),
+        ]
+    )
     assert torch.allclose(sigmoid_membership(z), expected)
 
 
@@ -328,9 +336,7 @@ def test_unknown_override_raises_type_error() -> None:
         build(EXAMPLE_DIMS, N_CLASSES, bogus=1)
 
 
-@pytest.mark.parametrize(
-    "overrides", [{"fusion": "sum"}, {"fuzzy": "triangle"}, {"alpha": 1.5}, {"hidden": 30}]
-)
+@pytest.mark.parametrize("overrides", [{"fusion": "sum"}, {"fuzzy": "triangle"}, {"alpha": 1.5}, {"hidden": 30}])
 def test_invalid_config_raises_value_error(overrides: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         build(EXAMPLE_DIMS, N_CLASSES, **overrides)

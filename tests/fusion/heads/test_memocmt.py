@@ -97,7 +97,7 @@ def test_pooling_options_differ() -> None:
         features[pooling] = head.forward_features(inputs)[1]
     names = list(features)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             assert not torch.allclose(features[a], features[b], atol=1e-4), (a, b)
 
 

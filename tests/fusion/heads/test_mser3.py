@@ -23,8 +23,10 @@ Item = dict[str, torch.Tensor]
 
 def item(gen: torch.Generator, dims: dict[str, int], text_len: int, audio_len: int) -> Item:
     """One utterance: unpadded (T, Dt) text tokens and (F, Da) audio frames."""
-    return {"text": torch.randn(text_len, dims["text"], generator=gen),
-            "audio": torch.randn(audio_len, dims["audio"], generator=gen) * 2 + 1}
+    return {
+        "text": torch.randn(text_len, dims["text"], generator=gen),
+        "audio": torch.randn(audio_len, dims["audio"], generator=gen) * 2 + 1,
+    }
 
 
 def collate(items: list[Item], gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -42,14 +44,16 @@ def collate(items: list[Item], gen: torch.Generator) -> dict[str, torch.Tensor]:
     return batch
 
 
-def random_batch(dims: dict[str, int], text_lengths: list[int], audio_lengths: list[int],
-                 seed: int = 0) -> dict[str, torch.Tensor]:
+def random_batch(
+    dims: dict[str, int], text_lengths: list[int], audio_lengths: list[int], seed: int = 0
+) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     return collate([item(gen, dims, t, a) for t, a in zip(text_lengths, audio_lengths, strict=True)], gen)
 
 
-def assert_padding_invariant(run: Callable[[dict[str, torch.Tensor]], torch.Tensor], dims: dict[str, int],
-                             grad: bool = False) -> None:
+def assert_padding_invariant(
+    run: Callable[[dict[str, torch.Tensor]], torch.Tensor], dims: dict[str, int], grad: bool = False
+) -> None:
     """``run`` on an item alone equals ``run`` on the same item inside a batch where longer items pad it in
     both text and audio (and in the middle of the batch)."""
     gen = torch.Generator().manual_seed(1)

@@ -61,8 +61,13 @@ def test_paper_defaults_2023() -> None:
 
 def test_2021_configuration_builds() -> None:
     head = patamia.build(
-        patamia.EXAMPLE_DIMS, n_classes=4, branch_dim=256, text_activation="tanh", fusion_hidden=256,
-        mocap_channels=(32, 64, 64, 128, 128), mocap_dropout=0.2,
+        patamia.EXAMPLE_DIMS,
+        n_classes=4,
+        branch_dim=256,
+        text_activation="tanh",
+        fusion_hidden=256,
+        mocap_channels=(32, 64, 64, 128, 128),
+        mocap_dropout=0.2,
     )
     assert any(isinstance(m, torch.nn.Tanh) for m in head.branches["text"])
     assert head(batch(patamia.EXAMPLE_DIMS, [4, 9])).shape == (2, 4)

@@ -34,8 +34,11 @@ def batch(lengths: list[int], pad: float = 0.0) -> dict[str, torch.Tensor]:
 def alone(inputs: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
     """Item ``i`` of a batch on its own, unpadded."""
     length = int(inputs["audio_lengths"][i])
-    return {"audio": inputs["audio"][i : i + 1, :length], "audio_lengths": inputs["audio_lengths"][i : i + 1],
-            "text": inputs["text"][i : i + 1]}
+    return {
+        "audio": inputs["audio"][i : i + 1, :length],
+        "audio_lengths": inputs["audio_lengths"][i : i + 1],
+        "text": inputs["text"][i : i + 1],
+    }
 
 
 def test_contract_and_shapes() -> None:

@@ -46,8 +46,7 @@ def test_demographics_are_joined(tmp_path: Path) -> None:
     rows = by_id(cremad.scan(make_cremad_tree(tmp_path)))
     first = rows["1001_DFA_ANG_XX"]
     assert first.gender == "M"
-    assert (first.extra["age"], first.extra["race"], first.extra["ethnicity"]) == (51, "Caucasian",
-                                                                                    "Not Hispanic")
+    assert (first.extra["age"], first.extra["race"], first.extra["ethnicity"]) == (51, "Caucasian", "Not Hispanic")
     assert rows["1002_TIE_SAD_XX"].gender == "F"
     assert rows["1002_TIE_SAD_XX"].extra["age"] == 21
     assert rows["1003_WSI_FEA_XX"].extra["race"] == "Asian"
@@ -81,8 +80,7 @@ def test_without_metadata(tmp_path: Path) -> None:
 
 def test_bad_names_and_unknown_codes_are_counted(tmp_path: Path) -> None:
     root = make_cremad_tree(tmp_path)
-    for name in ("1001_XYZ_ANG_XX.wav", "1001_DFA_BOR_XX.wav", "1001_DFA_ANG_ZZ.wav", "notes.wav",
-                 "1001_DFA_ANG.wav"):
+    for name in ("1001_XYZ_ANG_XX.wav", "1001_DFA_BOR_XX.wav", "1001_DFA_ANG_ZZ.wav", "notes.wav", "1001_DFA_ANG.wav"):
         write_tone(root / "AudioWAV" / name, seconds=0.05)
     result = cremad.scan(root)
     assert len(result.utterances) == len(CLIPS)
@@ -150,8 +148,15 @@ def test_build_manifest_round_trip_with_cremad6(tmp_path: Path) -> None:
     assert sorted(rows) == sorted(CLIPS)
     row = rows["1001_IEO_HAP_LO"]
     assert (row.label, row.gender, row.speaker, row.script) == ("happy", "M", "1001", "IEO")
-    assert row.extra == {"level": "low", "sentence": "IEO", "age": 51, "race": "Caucasian",
-                         "ethnicity": "Not Hispanic", "voice_vote": "neutral", "voice_level": 71.67}
+    assert row.extra == {
+        "level": "low",
+        "sentence": "IEO",
+        "age": 51,
+        "race": "Caucasian",
+        "ethnicity": "Not Hispanic",
+        "voice_vote": "neutral",
+        "voice_level": 71.67,
+    }
     assert row.duration == pytest.approx(0.1)
     assert manifest.audio_path(row).is_file()
     assert [cremad6.class_of(rows[c]) for c in CLIPS] == ["ang", "hap", "hap", "sad", "neu", "fea", "dis"]

@@ -37,10 +37,23 @@ def test_parses_file_names_and_erkennung(tmp_path: Path) -> None:
 def test_labels_genders_and_umlaut_texts(tmp_path: Path) -> None:
     by_id = {u.id: u for u in scan(make_emodb_tree(tmp_path)).utterances}
     assert {uid: u.label for uid, u in by_id.items()} == {
-        "03a01Fa": "happiness", "08b01Wa": "anger", "09a04Lc": "boredom", "10b02Ea": "disgust",
-        "13a07Ab": "fear", "16b10Ta": "sadness", "11b09Na": "neutral"}
+        "03a01Fa": "happiness",
+        "08b01Wa": "anger",
+        "09a04Lc": "boredom",
+        "10b02Ea": "disgust",
+        "13a07Ab": "fear",
+        "16b10Ta": "sadness",
+        "11b09Na": "neutral",
+    }
     assert {u.speaker: u.gender for u in by_id.values()} == {
-        "03": "M", "08": "F", "09": "F", "10": "M", "13": "F", "16": "F", "11": "M"}
+        "03": "M",
+        "08": "F",
+        "09": "F",
+        "10": "M",
+        "13": "F",
+        "16": "F",
+        "11": "M",
+    }
     assert by_id["08b01Wa"].text == "Was sind denn das für Tüten, die da unter dem Tisch stehen?"
     assert by_id["09a04Lc"].text == "Heute abend könnte ich es ihm sagen."
     assert by_id["09a04Lc"].extra["version"] == "c"
@@ -74,9 +87,9 @@ def test_wavs_directly_in_root(tmp_path: Path) -> None:
 
 
 def test_unknown_codes_are_skipped(tmp_path: Path) -> None:
-    write_tone(tmp_path / "wav" / "01a01Fa.wav")   # no speaker 01
-    write_tone(tmp_path / "wav" / "03a03Fa.wav")   # no text a03
-    write_tone(tmp_path / "wav" / "03a01Xa.wav")   # no emotion X
+    write_tone(tmp_path / "wav" / "01a01Fa.wav")  # no speaker 01
+    write_tone(tmp_path / "wav" / "03a03Fa.wav")  # no text a03
+    write_tone(tmp_path / "wav" / "03a01Xa.wav")  # no emotion X
     result = scan(tmp_path)
     assert result.utterances == []
     assert result.skipped == {"unknown code in file name": 3}
@@ -97,8 +110,9 @@ def test_registered_and_round_trip_with_label_set(tmp_path: Path) -> None:
     corpus = make_emodb_tree(tmp_path)
     assert get_adapter("emodb") is scan
     output = tmp_path / "out" / "emodb.jsonl"
-    report = build_manifest("emodb", corpus, output, label_set=load_label_set("emodb7"),
-                            options={"selected_only": True})
+    report = build_manifest(
+        "emodb", corpus, output, label_set=load_label_set("emodb7"), options={"selected_only": True}
+    )
     assert report.written == 4
     assert report.skipped["not selected (recognition < 80 or naturalness < 60)"] == 2
     manifest = read_manifest(output)

@@ -125,8 +125,7 @@ def test_languages_filter(dataset: Path) -> None:
     mandarin = esd.scan(dataset, languages=("zh",))
     assert {u.speaker for u in mandarin.utterances} == {"0001", "0003"}
     assert mandarin.skipped["unparsable transcript line"] == 0
-    assert {u.speaker for u in esd.scan(dataset, languages="en,zh").utterances} == {"0001", "0003", "0011",
-                                                                                     "0016"}
+    assert {u.speaker for u in esd.scan(dataset, languages="en,zh").utterances} == {"0001", "0003", "0011", "0016"}
     with pytest.raises(ManifestError, match="languages"):
         esd.scan(dataset, languages=("de",))
 
@@ -138,8 +137,7 @@ def test_unparsable_line_is_counted_with_an_example(dataset: Path) -> None:
 
 
 def test_whitespace_separated_line_is_parsed(dataset: Path) -> None:
-    assert esd.parse_transcript_line(f"{SPACED_ID}   Some words here   Sad") == (SPACED_ID, "Some words here",
-                                                                                   "Sad")
+    assert esd.parse_transcript_line(f"{SPACED_ID}   Some words here   Sad") == (SPACED_ID, "Some words here", "Sad")
     assert esd.parse_transcript_line("0001_000351 他很生气 生气") == ("0001_000351", "他很生气", "生气")
     assert esd.parse_transcript_line("0011_000001 words but no emotion") is None
     rows = by_id(esd.scan(dataset))
@@ -170,8 +168,13 @@ def test_chinese_emotion_field_never_overrides_the_folder_label(dataset: Path) -
     assert rows[angry].text == "他今天很伤心"  # the line was still split, thanks to the emotion word
     assert result.skipped["transcript emotion disagrees with folder"] == 0
     assert result.skipped["unparsable transcript line"] == 0
-    assert {u.label for u in result.utterances if u.speaker == "0001"} == {"angry", "happy", "neutral", "sad",
-                                                                           "surprise"}
+    assert {u.label for u in result.utterances if u.speaker == "0001"} == {
+        "angry",
+        "happy",
+        "neutral",
+        "sad",
+        "surprise",
+    }
 
 
 def test_missing_transcript_line_leaves_text_empty(dataset: Path) -> None:
@@ -232,7 +235,6 @@ def test_build_manifest_round_trip_with_esd5(dataset: Path, tmp_path: Path) -> N
 
 
 def test_esd4_drops_surprise(dataset: Path, tmp_path: Path) -> None:
-    report = build_manifest("esd", dataset, tmp_path / "esd4.jsonl", label_set=load_label_set("esd4"),
-                            durations=False)
+    report = build_manifest("esd", dataset, tmp_path / "esd4.jsonl", label_set=load_label_set("esd4"), durations=False)
     assert report.written == 61 - 12
     assert report.dropped_labels == {"surprise": 12}

@@ -12,9 +12,19 @@ from ser.manifests.corpora.generic_csv import normalise_split, scan
 from ser.manifests.schema import ManifestError, read_manifest
 from tests.fakes import write_tone
 
-MAPPED = dict(id_col="utt", audio_col="file", label_col="emotion", speaker_col="spk", text_col="transcript",
-              split_col="partition", session_col="sess", dialog_col="conv", start_col="onset",
-              end_col="offset", gender_col="sex")
+MAPPED = dict(
+    id_col="utt",
+    audio_col="file",
+    label_col="emotion",
+    speaker_col="spk",
+    text_col="transcript",
+    split_col="partition",
+    session_col="sess",
+    dialog_col="conv",
+    start_col="onset",
+    end_col="offset",
+    gender_col="sex",
+)
 
 
 def write_csv(path: Path, lines: list[str], encoding: str = "utf-8") -> Path:
@@ -24,14 +34,22 @@ def write_csv(path: Path, lines: list[str], encoding: str = "utf-8") -> Path:
 
 
 def test_default_columns(tmp_path: Path) -> None:
-    csv_path = write_csv(tmp_path / "meta.csv", [
-        "audio,label,speaker,text,mood_score",
-        "clips/a1.wav,happy,s1,Hello there,0.7",
-        "./clips/sub/a2.flac,sad,s2,,",
-    ])
+    csv_path = write_csv(
+        tmp_path / "meta.csv",
+        [
+            "audio,label,speaker,text,mood_score",
+            "clips/a1.wav,happy,s1,Hello there,0.7",
+            "./clips/sub/a2.flac,sad,s2,,",
+        ],
+    )
     first, second = scan(tmp_path, csv_path=csv_path).utterances
     assert (first.id, first.audio, first.label, first.speaker, first.text) == (
-        "clips/a1", "clips/a1.wav", "happy", "s1", "Hello there")
+        "clips/a1",
+        "clips/a1.wav",
+        "happy",
+        "s1",
+        "Hello there",
+    )
     assert first.extra == {"mood_score": "0.7"}
     assert (second.id, second.audio, second.text) == ("clips/sub/a2", "clips/sub/a2.flac", None)
     assert second.extra == {"mood_score": ""}
@@ -39,17 +57,19 @@ def test_default_columns(tmp_path: Path) -> None:
 
 
 def test_column_mapping_and_extras(tmp_path: Path) -> None:
-    csv_path = write_csv(tmp_path / "meta.csv", [
-        "utt,file,emotion,spk,transcript,partition,sess,conv,onset,offset,sex,annotators,notes",
-        'u1,audio/d1.wav,Angry,A,"Well, no.",Training,S1,d1,1.5,3.25,female,3,loud',
-        "u2,audio/d1.wav,neutral,B,,DEV,S1,d1,3.25,4,M,5,",
-        "u3,audio\\d2.wav,,,,,,,,,,,",
-    ])
+    csv_path = write_csv(
+        tmp_path / "meta.csv",
+        [
+            "utt,file,emotion,spk,transcript,partition,sess,conv,onset,offset,sex,annotators,notes",
+            'u1,audio/d1.wav,Angry,A,"Well, no.",Training,S1,d1,1.5,3.25,female,3,loud',
+            "u2,audio/d1.wav,neutral,B,,DEV,S1,d1,3.25,4,M,5,",
+            "u3,audio\\d2.wav,,,,,,,,,,,",
+        ],
+    )
     rows = scan(tmp_path, csv_path=csv_path, **MAPPED).utterances
     assert [u.id for u in rows] == ["u1", "u2", "u3"]
     u1, u2, u3 = rows
-    assert (u1.audio, u1.label, u1.speaker, u1.text, u1.split) == (
-        "audio/d1.wav", "Angry", "A", "Well, no.", "train")
+    assert (u1.audio, u1.label, u1.speaker, u1.text, u1.split) == ("audio/d1.wav", "Angry", "A", "Well, no.", "train")
     assert (u1.session, u1.dialog, u1.start, u1.end, u1.gender) == ("S1", "d1", 1.5, 3.25, "F")
     assert u1.extra == {"annotators": "3", "notes": "loud"}
     assert (u2.split, u2.gender, u2.end, u2.text) == ("validation", "M", 4.0, None)
@@ -58,19 +78,32 @@ def test_column_mapping_and_extras(tmp_path: Path) -> None:
     assert (u3.label, u3.speaker, u3.split, u3.session, u3.start, u3.gender) == (None,) * 6
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("train", "train"), ("Training", "train"), ("dev", "validation"), ("val", "validation"),
-    ("Valid", "validation"), ("validation", "validation"), ("Development", "validation"),
-    ("eval", "validation"), ("evaluation", "validation"), ("test", "test"), ("TESTING", "test"),
-    ("Test1", "test1"), (" holdout ", "holdout"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("train", "train"),
+        ("Training", "train"),
+        ("dev", "validation"),
+        ("val", "validation"),
+        ("Valid", "validation"),
+        ("validation", "validation"),
+        ("Development", "validation"),
+        ("eval", "validation"),
+        ("evaluation", "validation"),
+        ("test", "test"),
+        ("TESTING", "test"),
+        ("Test1", "test1"),
+        (" holdout ", "holdout"),
+    ],
+)
 def test_normalise_split(raw: str, expected: str) -> None:
     assert normalise_split(raw) == expected
 
 
 def test_split_column_in_rows(tmp_path: Path) -> None:
-    csv_path = write_csv(tmp_path / "m.csv", ["audio,label,speaker,text,set",
-                                              "a.wav,x,s,t,Evaluation", "b.wav,x,s,t,Test2"])
+    csv_path = write_csv(
+        tmp_path / "m.csv", ["audio,label,speaker,text,set", "a.wav,x,s,t,Evaluation", "b.wav,x,s,t,Test2"]
+    )
     rows = scan(tmp_path, csv_path=csv_path, split_col="set").utterances
     assert [u.split for u in rows] == ["validation", "test2"]
     assert all(u.extra == {} for u in rows)
@@ -99,8 +132,7 @@ def test_optional_columns_can_be_switched_off(tmp_path: Path) -> None:
 
 
 def test_bad_number_names_file_and_line(tmp_path: Path) -> None:
-    csv_path = write_csv(tmp_path / "m.csv", ["audio,label,speaker,text,start",
-                                              "a.wav,x,s,t,0.5", "b.wav,x,s,t,1,5"])
+    csv_path = write_csv(tmp_path / "m.csv", ["audio,label,speaker,text,start", "a.wav,x,s,t,0.5", "b.wav,x,s,t,1,5"])
     with pytest.raises(ManifestError, match="more fields than the header"):
         scan(tmp_path, csv_path=csv_path, start_col="start")
     write_csv(csv_path, ["audio,label,speaker,text,start", "a.wav,x,s,t,0.5", "b.wav,x,s,t,1s"])
@@ -134,16 +166,20 @@ def test_absolute_audio_paths(tmp_path: Path) -> None:
     root = tmp_path / "corpus"
     root.mkdir()
     outside = tmp_path / "elsewhere" / "b.wav"
-    csv_path = write_csv(root / "m.csv", ["audio,label,speaker,text",
-                                          f"{root / 'clips' / 'a.wav'},l,s,t", f"{outside},l,s,t"])
+    csv_path = write_csv(
+        root / "m.csv", ["audio,label,speaker,text", f"{root / 'clips' / 'a.wav'},l,s,t", f"{outside},l,s,t"]
+    )
     inside, other = scan(root, csv_path=csv_path).utterances
     assert (inside.id, inside.audio) == ("clips/a", "clips/a.wav")
     assert (other.id, other.audio) == (outside.with_suffix("").as_posix(), outside.as_posix())
 
 
 def test_csv_path_relative_to_root_delimiter_and_encoding(tmp_path: Path) -> None:
-    write_csv(tmp_path / "meta" / "list.csv", ["audio;label;speaker;text;Bemerkung",
-                                               "a.wav;Ärger;s1;Grüß Gott;laut"], encoding="latin-1")
+    write_csv(
+        tmp_path / "meta" / "list.csv",
+        ["audio;label;speaker;text;Bemerkung", "a.wav;Ärger;s1;Grüß Gott;laut"],
+        encoding="latin-1",
+    )
     (utt,) = scan(tmp_path, csv_path=Path("meta/list.csv"), delimiter=";", encoding="latin-1").utterances
     assert (utt.label, utt.text, utt.extra) == ("Ärger", "Grüß Gott", {"Bemerkung": "laut"})
     with pytest.raises(ManifestError, match="not readable as utf-8"):
@@ -171,13 +207,21 @@ def test_repeated_header_names_are_refused(tmp_path: Path) -> None:
 def test_round_trip_through_build_manifest(tmp_path: Path) -> None:
     write_tone(tmp_path / "clips" / "a.wav", seconds=0.5)
     write_tone(tmp_path / "clips" / "b.wav", seconds=0.5)
-    write_csv(tmp_path / "meta.csv", ["audio,label,speaker,text,split,start,end,quality",
-                                      "clips/a.wav,happy,s1,one,train,,,good",
-                                      "clips/b.wav,sad,s2,two,val,0.1,0.4,poor"])
+    write_csv(
+        tmp_path / "meta.csv",
+        [
+            "audio,label,speaker,text,split,start,end,quality",
+            "clips/a.wav,happy,s1,one,train,,,good",
+            "clips/b.wav,sad,s2,two,val,0.1,0.4,poor",
+        ],
+    )
     output = tmp_path / "manifest.jsonl"
-    report = build_manifest("csv", tmp_path, output,
-                            options={"csv_path": "meta.csv", "split_col": "split", "start_col": "start",
-                                     "end_col": "end"})
+    report = build_manifest(
+        "csv",
+        tmp_path,
+        output,
+        options={"csv_path": "meta.csv", "split_col": "split", "start_col": "start", "end_col": "end"},
+    )
     assert report.written == 2
     manifest = read_manifest(output)
     assert manifest.header.corpus == "csv"
@@ -189,15 +233,19 @@ def test_round_trip_through_build_manifest(tmp_path: Path) -> None:
     assert manifest.audio_path(b) == tmp_path.resolve() / "clips" / "b.wav"
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"encoding": "nope"}, "unknown CSV encoding 'nope'; use a Python codec name such as utf-8"),
-    ({"encoding": "rot13"}, "unknown CSV encoding 'rot13'"),  # a codec, but not a text encoding
-    ({"delimiter": ""}, "CSV delimiter '' is not usable: it must be one character"),
-    ({"delimiter": ";;"}, "CSV delimiter ';;' is not usable"),
-    ({"delimiter": '"'}, "CSV delimiter '\"' is not usable"),
-])
-def test_bad_encoding_and_delimiter_options_are_manifest_errors(tmp_path: Path, options: dict[str, str],
-                                                                 message: str) -> None:
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"encoding": "nope"}, "unknown CSV encoding 'nope'; use a Python codec name such as utf-8"),
+        ({"encoding": "rot13"}, "unknown CSV encoding 'rot13'"),  # a codec, but not a text encoding
+        ({"delimiter": ""}, "CSV delimiter '' is not usable: it must be one character"),
+        ({"delimiter": ";;"}, "CSV delimiter ';;' is not usable"),
+        ({"delimiter": '"'}, "CSV delimiter '\"' is not usable"),
+    ],
+)
+def test_bad_encoding_and_delimiter_options_are_manifest_errors(
+    tmp_path: Path, options: dict[str, str], message: str
+) -> None:
     csv_path = write_csv(tmp_path / "meta.csv", ["audio,label", "a.wav,happy"])
     with pytest.raises(ManifestError, match=re.escape(message)):
         scan(tmp_path, csv_path=csv_path, **options)

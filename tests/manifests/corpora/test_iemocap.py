@@ -35,13 +35,29 @@ def test_registry_points_at_adapter() -> None:
 
 def test_one_row_per_evaluated_turn_with_wav(scanned: CorpusScan) -> None:
     assert [u.id for u in scanned.utterances] == [
-        "Ses01F_impro01_F000", "Ses01F_impro01_M000", "Ses01F_impro01_F001",
-        "Ses01M_script01_1_F000", "Ses01M_script01_1_M000",
-        "Ses02F_script01_2_F000", "Ses02F_script01_2_M000",
-        "Ses02M_impro05a_F000", "Ses02M_impro05a_M000", "Ses02M_impro05a_M001",
+        "Ses01F_impro01_F000",
+        "Ses01F_impro01_M000",
+        "Ses01F_impro01_F001",
+        "Ses01M_script01_1_F000",
+        "Ses01M_script01_1_M000",
+        "Ses02F_script01_2_F000",
+        "Ses02F_script01_2_M000",
+        "Ses02M_impro05a_F000",
+        "Ses02M_impro05a_M000",
+        "Ses02M_impro05a_M001",
     ]
     assert sorted(u.label for u in scanned.utterances) == [
-        "ang", "exc", "exc", "fru", "hap", "neu", "neu", "sad", "sad", "xxx"]
+        "ang",
+        "exc",
+        "exc",
+        "fru",
+        "hap",
+        "neu",
+        "neu",
+        "sad",
+        "sad",
+        "xxx",
+    ]
 
 
 def test_row_fields(scanned: CorpusScan) -> None:
@@ -118,7 +134,8 @@ def test_mocap_paths(scanned: CorpusScan) -> None:
         "hand": "Session1/sentences/MOCAP_hand/Ses01F_impro01/Ses01F_impro01_F000.txt",
     }
     assert rows["Ses01F_impro01_M000"].extra["mocap"] == {
-        "head": "Session1/sentences/MOCAP_head/Ses01F_impro01/Ses01F_impro01_M000.txt"}
+        "head": "Session1/sentences/MOCAP_head/Ses01F_impro01/Ses01F_impro01_M000.txt"
+    }
     assert "mocap" not in rows["Ses02M_impro05a_F000"].extra
 
 
@@ -131,8 +148,7 @@ def test_unnumbered_transcript_turn_is_skipped_and_counted(scanned: CorpusScan) 
 def test_missing_sentence_wav_is_skipped_and_counted(scanned: CorpusScan) -> None:
     assert "Ses01M_script01_1_M001" not in _rows(scanned)
     assert scanned.skipped["missing sentence wav"] == 1
-    assert ("missing sentence wav: Session1/sentences/wav/Ses01M_script01_1/Ses01M_script01_1_M001.wav"
-            in scanned.notes)
+    assert "missing sentence wav: Session1/sentences/wav/Ses01M_script01_1/Ses01M_script01_1_M001.wav" in scanned.notes
 
 
 def test_transcript_only_turn(release: Path, scanned: CorpusScan) -> None:
@@ -217,5 +233,6 @@ def test_malformed_summary_line_is_counted(release: Path) -> None:
     result = scan(release)
     assert "Ses01F_impro01_M000" not in _rows(result)
     assert result.skipped["malformed EmoEvaluation summary line"] == 1
-    assert any(n.startswith("malformed EmoEvaluation summary line: Session1/dialog/EmoEvaluation/")
-               for n in result.notes)
+    assert any(
+        n.startswith("malformed EmoEvaluation summary line: Session1/dialog/EmoEvaluation/") for n in result.notes
+    )

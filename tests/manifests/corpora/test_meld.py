@@ -14,13 +14,20 @@ from ser.manifests.corpora.meld import scan
 from ser.manifests.schema import ManifestError, read_manifest
 from tests.fakes.meld import HEADER, make_meld_tree, write_meld_csv
 
-ALL_IDS = ["train_dia0_utt0", "train_dia0_utt1", "train_dia1_utt0", "train_dia1_utt1",
-           "validation_dia0_utt0", "validation_dia0_utt1", "test_dia0_utt0", "test_dia0_utt1"]
+ALL_IDS = [
+    "train_dia0_utt0",
+    "train_dia0_utt1",
+    "train_dia1_utt0",
+    "train_dia1_utt1",
+    "validation_dia0_utt0",
+    "validation_dia0_utt1",
+    "test_dia0_utt0",
+    "test_dia0_utt1",
+]
 
 
 def _row(dialogue: str = "0", utterance: str = "0", text: str = "Hi.") -> list[str]:
-    return ["1", text, "Ross", "neutral", "neutral", dialogue, utterance, "1", "1",
-            "00:00:01,000", "00:00:02,000"]
+    return ["1", text, "Ross", "neutral", "neutral", dialogue, utterance, "1", "1", "00:00:01,000", "00:00:02,000"]
 
 
 def test_registered_under_meld() -> None:
@@ -50,8 +57,15 @@ def test_fields_of_one_row(tmp_path: Path) -> None:
     assert utt.split == "train"
     assert utt.lang == "en"
     assert utt.start is None and utt.end is None
-    assert utt.extra == {"sentiment": "neutral", "season": 8, "episode": 21, "start_time": "00:16:16,059",
-                         "end_time": "00:16:21,731", "official_split": "train", "sr_no": 1}
+    assert utt.extra == {
+        "sentiment": "neutral",
+        "season": 8,
+        "episode": 21,
+        "start_time": "00:16:16,059",
+        "end_time": "00:16:21,731",
+        "official_split": "train",
+        "sr_no": 1,
+    }
 
 
 def test_quoting_labels_speakers_and_official_splits(tmp_path: Path) -> None:
@@ -63,8 +77,16 @@ def test_quoting_labels_speakers_and_official_splits(tmp_path: Path) -> None:
     assert by_id["validation_dia0_utt1"].extra["sentiment"] == "negative"
     assert by_id["validation_dia0_utt0"].extra["official_split"] == "dev"
     assert by_id["test_dia0_utt0"].extra["official_split"] == "test"
-    assert [u.label for u in by_id.values()] == ["neutral", "surprise", "anger", "joy", "sadness", "disgust",
-                                                 "fear", "neutral"]
+    assert [u.label for u in by_id.values()] == [
+        "neutral",
+        "surprise",
+        "anger",
+        "joy",
+        "sadness",
+        "disgust",
+        "fear",
+        "neutral",
+    ]
 
 
 def test_missing_clip_is_kept_without_audio_and_counted(tmp_path: Path) -> None:
@@ -201,8 +223,7 @@ def test_real_meld_csvs(tmp_path: Path, meld_root: Path) -> None:
     assert splits["validation"] == 1109
     ids = [u.id for u in result.utterances]
     assert len(set(ids)) == len(ids)
-    assert {u.label for u in result.utterances} == {"neutral", "joy", "surprise", "anger", "sadness",
-                                                    "disgust", "fear"}
+    assert {u.label for u in result.utterances} == {"neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"}
     assert {u.extra["sentiment"] for u in result.utterances} == {"neutral", "positive", "negative"}
     assert all(u.text for u in result.utterances)
     assert all(u.speaker for u in result.utterances)

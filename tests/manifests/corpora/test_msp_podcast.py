@@ -14,8 +14,14 @@ from ser.manifests.schema import ManifestError
 from tests.fakes import write_tone
 from tests.fakes.msp_podcast import HEADER, make_msp_tree
 
-PRESENT_IDS = ["MSP-PODCAST_0002_0001", "MSP-PODCAST_0002_0002", "MSP-PODCAST_0003_0001",
-               "MSP-PODCAST_0004_0001", "MSP-PODCAST_0005_0001", "MSP-PODCAST_0006_0001"]
+PRESENT_IDS = [
+    "MSP-PODCAST_0002_0001",
+    "MSP-PODCAST_0002_0002",
+    "MSP-PODCAST_0003_0001",
+    "MSP-PODCAST_0004_0001",
+    "MSP-PODCAST_0005_0001",
+    "MSP-PODCAST_0006_0001",
+]
 
 
 def _label_tree(root: Path, rows: list[str]) -> Path:
@@ -48,17 +54,34 @@ def test_fields_of_one_row(tmp_path: Path) -> None:
     assert utt.split == "train"
     assert utt.lang == "en"
     assert utt.text == "I told you that already, twice!"
-    assert utt.extra == {"arousal": 5.5, "valence": 2.0, "dominance": 5.25, "official_split": "Train",
-                         "speaker_raw": "12"}
+    assert utt.extra == {
+        "arousal": 5.5,
+        "valence": 2.0,
+        "dominance": 5.25,
+        "official_split": "Train",
+        "speaker_raw": "12",
+    }
 
 
 def test_labels_splits_speakers_and_genders(tmp_path: Path) -> None:
     result = scan(make_msp_tree(tmp_path))
-    assert [u.label for u in result.utterances] == ["anger", "happiness", "sadness", "neutral",
-                                                    "no_agreement", "surprise"]
+    assert [u.label for u in result.utterances] == [
+        "anger",
+        "happiness",
+        "sadness",
+        "neutral",
+        "no_agreement",
+        "surprise",
+    ]
     assert [u.split for u in result.utterances] == ["train", "train", "validation", "test", "test2", "test3"]
-    assert [u.extra["official_split"] for u in result.utterances] == ["Train", "Train", "Development",
-                                                                      "Test1", "Test2", "Test3"]
+    assert [u.extra["official_split"] for u in result.utterances] == [
+        "Train",
+        "Train",
+        "Development",
+        "Test1",
+        "Test2",
+        "Test3",
+    ]
     assert [u.speaker for u in result.utterances] == ["msp12", "msp12", None, "msp27", "msp31", "msp44"]
     assert [u.gender for u in result.utterances] == ["F", "F", None, "M", "M", "F"]
     assert result.utterances[3].extra["arousal"] == pytest.approx(3.777778)
@@ -96,7 +119,8 @@ def test_old_label_file_spelling(tmp_path: Path) -> None:
 def test_both_spellings_prefer_the_new_one(tmp_path: Path) -> None:
     root = make_msp_tree(tmp_path)
     (root / "Labels" / "labels_concensus.csv").write_text(
-        HEADER + "\nMSP-PODCAST_0002_0001.wav,S,1.0,1.0,1.0,12,Female,Train\n", encoding="utf-8")
+        HEADER + "\nMSP-PODCAST_0002_0001.wav,S,1.0,1.0,1.0,12,Female,Train\n", encoding="utf-8"
+    )
     result = scan(root)
     assert [u.id for u in result.utterances] == PRESENT_IDS
     assert result.utterances[0].label == "anger"
@@ -112,21 +136,35 @@ def test_audio_folder_may_be_called_audio(tmp_path: Path) -> None:
 
 
 def test_every_emotion_code_is_decoded(tmp_path: Path) -> None:
-    codes = {"A": "anger", "H": "happiness", "S": "sadness", "U": "surprise", "F": "fear", "D": "disgust",
-             "C": "contempt", "N": "neutral", "O": "other", "X": "no_agreement"}
+    codes = {
+        "A": "anger",
+        "H": "happiness",
+        "S": "sadness",
+        "U": "surprise",
+        "F": "fear",
+        "D": "disgust",
+        "C": "contempt",
+        "N": "neutral",
+        "O": "other",
+        "X": "no_agreement",
+    }
     rows = [f"MSP-PODCAST_0100_{i:04d}.wav,{code},4,4,4,7,Male,Train" for i, code in enumerate(codes)]
     result = scan(_label_tree(tmp_path, rows))
     assert [u.label for u in result.utterances] == list(codes.values())
 
 
 def test_later_test_sets_and_unknown_values(tmp_path: Path) -> None:
-    rows = ["MSP-PODCAST_0200_0001.wav,N,4,4,4,7,Male,Test4",
-            "MSP-PODCAST_0200_0002.wav,N,4,4,4,7,Male,Holdout",
-            "MSP-PODCAST_0200_0003.wav,Q,4,4,4,7,Male,Train",
-            "MSP-PODCAST_0200_0004.wav,n,4,4,4,unknown,Male,Train"]
+    rows = [
+        "MSP-PODCAST_0200_0001.wav,N,4,4,4,7,Male,Test4",
+        "MSP-PODCAST_0200_0002.wav,N,4,4,4,7,Male,Holdout",
+        "MSP-PODCAST_0200_0003.wav,Q,4,4,4,7,Male,Train",
+        "MSP-PODCAST_0200_0004.wav,n,4,4,4,unknown,Male,Train",
+    ]
     result = scan(_label_tree(tmp_path, rows))
-    assert [(u.id, u.split) for u in result.utterances] == [("MSP-PODCAST_0200_0001", "test4"),
-                                                            ("MSP-PODCAST_0200_0004", "train")]
+    assert [(u.id, u.split) for u in result.utterances] == [
+        ("MSP-PODCAST_0200_0001", "test4"),
+        ("MSP-PODCAST_0200_0004", "train"),
+    ]
     assert result.utterances[1].label == "neutral"
     assert result.utterances[1].speaker is None
     assert result.skipped == Counter({"unknown Split_Set value": 1, "unknown EmoClass code": 1})
@@ -146,8 +184,10 @@ def test_no_audio_folder(tmp_path: Path) -> None:
 
 
 def test_non_numeric_score_names_file_and_line(tmp_path: Path) -> None:
-    root = _label_tree(tmp_path, ["MSP-PODCAST_0300_0001.wav,N,4,4,4,7,Male,Train",
-                                  "MSP-PODCAST_0300_0002.wav,N,4,high,4,7,Male,Train"])
+    root = _label_tree(
+        tmp_path,
+        ["MSP-PODCAST_0300_0001.wav,N,4,4,4,7,Male,Train", "MSP-PODCAST_0300_0002.wav,N,4,high,4,7,Male,Train"],
+    )
     with pytest.raises(ManifestError, match=r"labels_consensus\.csv:3: EmoVal is 'high', not a number"):
         scan(root)
 
@@ -155,7 +195,6 @@ def test_non_numeric_score_names_file_and_line(tmp_path: Path) -> None:
 def test_missing_column_names_it(tmp_path: Path) -> None:
     (tmp_path / "Labels").mkdir()
     (tmp_path / "Audios").mkdir()
-    (tmp_path / "Labels" / "labels_consensus.csv").write_text(HEADER.replace(",Split_Set", "") + "\n",
-                                                               encoding="utf-8")
+    (tmp_path / "Labels" / "labels_consensus.csv").write_text(HEADER.replace(",Split_Set", "") + "\n", encoding="utf-8")
     with pytest.raises(ManifestError, match=r"labels_consensus\.csv:1: missing column\(s\) Split_Set"):
         scan(tmp_path)

@@ -32,9 +32,18 @@ def test_finds_files_below_an_extra_top_folder(tmp_path: Path) -> None:
 
 def test_concrete_rows(tmp_path: Path) -> None:
     by_id = {u.id: u for u in scan(make_tess_tree(tmp_path)).utterances}
-    assert set(by_id) == {"OAF_back_angry", "OAF_bar_fear", "OAF_base_ps", "OAF_bath_neutral", "YAF_back_ps",
-                          "YAF_bite_pleasant_surprised", "YAF_chalk_Pleasant_Surprise", "YAF_jar_disgust",
-                          "YAF_dog_happy", "YAF_Rain_Sad"}
+    assert set(by_id) == {
+        "OAF_back_angry",
+        "OAF_bar_fear",
+        "OAF_base_ps",
+        "OAF_bath_neutral",
+        "YAF_back_ps",
+        "YAF_bite_pleasant_surprised",
+        "YAF_chalk_Pleasant_Surprise",
+        "YAF_jar_disgust",
+        "YAF_dog_happy",
+        "YAF_Rain_Sad",
+    }
     assert by_id["OAF_base_ps"].label == "pleasant_surprise"
     assert by_id["YAF_bite_pleasant_surprised"].label == "pleasant_surprise"
     assert by_id["YAF_bite_pleasant_surprised"].text == "Say the word bite"
@@ -44,21 +53,24 @@ def test_concrete_rows(tmp_path: Path) -> None:
     assert {u.speaker for u in by_id.values()} == {"OAF", "YAF"}
 
 
-@pytest.mark.parametrize(("stem", "expected"), [
-    ("OAF_back_ps", ("OAF", "back", "pleasant_surprise")),
-    ("YAF_back_pleasant_surprised", ("YAF", "back", "pleasant_surprise")),
-    ("oaf_Back_Pleasant_Surprise", ("OAF", "back", "pleasant_surprise")),
-    ("OAF_Fear_fear", ("OAF", "fear", "fear")),
-    ("YAF_sad_sad", ("YAF", "sad", "sad")),
-    ("YAF_pleasant_ps", ("YAF", "pleasant", "pleasant_surprise")),
-    ("YAF_ice_cream_happy", ("YAF", "ice_cream", "happy")),
-    ("OAF_surprise_angry", ("OAF", "surprise", "angry")),
-    ("OAF_back", None),
-    ("OAF_pleasant_surprise", None),
-    ("OAF_back_calm", None),
-    ("XAF_back_sad", None),
-    ("OAF__sad", None),
-])
+@pytest.mark.parametrize(
+    ("stem", "expected"),
+    [
+        ("OAF_back_ps", ("OAF", "back", "pleasant_surprise")),
+        ("YAF_back_pleasant_surprised", ("YAF", "back", "pleasant_surprise")),
+        ("oaf_Back_Pleasant_Surprise", ("OAF", "back", "pleasant_surprise")),
+        ("OAF_Fear_fear", ("OAF", "fear", "fear")),
+        ("YAF_sad_sad", ("YAF", "sad", "sad")),
+        ("YAF_pleasant_ps", ("YAF", "pleasant", "pleasant_surprise")),
+        ("YAF_ice_cream_happy", ("YAF", "ice_cream", "happy")),
+        ("OAF_surprise_angry", ("OAF", "surprise", "angry")),
+        ("OAF_back", None),
+        ("OAF_pleasant_surprise", None),
+        ("OAF_back_calm", None),
+        ("XAF_back_sad", None),
+        ("OAF__sad", None),
+    ],
+)
 def test_parse_name(stem: str, expected: tuple[str, str, str] | None) -> None:
     assert parse_name(stem) == expected
 
@@ -78,7 +90,7 @@ def test_duplicate_stem_names_both_paths(tmp_path: Path) -> None:
 
 def test_round_trip_with_tess7(tmp_path: Path) -> None:
     corpus = make_tess_tree(tmp_path)
-    write_tone(corpus / TOP / "OAF_calm" / "OAF_back_calm.wav")   # not a TESS emotion: skipped
+    write_tone(corpus / TOP / "OAF_calm" / "OAF_back_calm.wav")  # not a TESS emotion: skipped
     output = tmp_path / "tess.jsonl"
     report = build_manifest("tess", corpus, output, label_set=load_label_set("tess7"))
     assert report.written == len(FILES)
@@ -86,6 +98,16 @@ def test_round_trip_with_tess7(tmp_path: Path) -> None:
     manifest = read_manifest(output)
     assert manifest.header.label_set == "tess7"
     labels = load_label_set("tess7")
-    assert sorted(labels.class_of(u) for u in manifest) == ["ang", "dis", "fea", "hap", "neu", "sad", "sur",
-                                                            "sur", "sur", "sur"]
+    assert sorted(labels.class_of(u) for u in manifest) == [
+        "ang",
+        "dis",
+        "fea",
+        "hap",
+        "neu",
+        "sad",
+        "sur",
+        "sur",
+        "sur",
+        "sur",
+    ]
     assert all(u.duration == pytest.approx(0.25) for u in manifest)
