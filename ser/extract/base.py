@@ -10,9 +10,10 @@ Every extractor family (one module each: ``ssl``, ``whisper``, ``text``, ``egema
 * ``upstream()``: provenance of the model (id or path, revision, rates, layers, dtype);
 * ``extract(items, seq_layers)``: features for a batch of :class:`Item` s, in the same order.
 
-Presets are small functions returning a configured extractor (``hubert_base()``, ...), listed in
-``ser.extract.registry``. Optional dependencies are imported inside the constructors with an
-install hint, so listing extractors imports nothing heavy.
+Each family module has a ``build(preset, ...)`` function; ``ser.extract.registry`` names the
+families and their presets (``hubert`` / ``base`` is ``facebook/hubert-base-ls960``, ...) as
+literals. Optional dependencies are imported inside the builders with an install hint, so listing
+extractors imports nothing heavy.
 """
 
 from __future__ import annotations
