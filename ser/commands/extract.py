@@ -131,6 +131,7 @@ def extract(
             run_extraction,
         )
         from ser.extract.torchrun import TorchrunContext
+        from ser.recipes.shards import merge_rank_shards
 
         # everything that can be refused is refused before the model loads
         check_compression(output, compression)
@@ -188,7 +189,7 @@ def extract(
                 err=True,
             )
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        merged = ctx.merge_shards(output, chosen_shard, compression) if ctx.active and shard is None else None
+        merged = merge_rank_shards(ctx, output, compression) if shard is None else None
     if report.already_complete:
         typer.echo(
             f"{report.output} is already complete (same extractor config): {report.stored} rows stored, "
@@ -208,14 +209,10 @@ def extract(
             f"{len(report.rejected)} rejected, {report.seconds:.1f} s{rate}"
         )
     if merged is not None:
-        from ser.cache.reader import CacheReader
-
-        with CacheReader(merged) as reader:
-            report.rejected = dict(reader.rejected)
-            report.rejects_file = merged.with_name(merged.name + ".rejects.tsv")
+        report.rejected, report.rejects_file = merged.rejected, merged.rejects_file
         typer.echo(
-            f"rank 0 merged the {ctx.world_size} shards into {merged}: {len(reader)} items, "
-            f"{len(report.rejected)} rejected"
+            f"rank 0 merged the {merged.shards} shards into {merged.store}: {merged.items} items, "
+            f"{len(merged.rejected)} rejected"
         )
     if report.rejected:
         retry = "" if retry_rejected else " (run again with --retry-rejected to try them once more)"

@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from ser.adapt.config import FAMILIES, FinetuneConfig
 from ser.commands.common import parse_options, user_errors
+from ser.errors import UserError
 from ser.extract.registry import PRESETS  # noqa: TID253 (literal registry, no heavy imports)
 
 if TYPE_CHECKING:
-    from ser.adapt.config import FinetuneConfig
-
-FAMILIES = ("hubert", "wav2vec2", "wavlm")
+    from ser.adapt.train import FoldAdaptation
+    from ser.extract.runner import RunReport
 
 
 def finetune(
@@ -85,17 +86,9 @@ def finetune(
     to test a fold on a cache adapted with its test data. `--fold all --extract --fit-config fit.yaml`
     runs the whole per-fold loop in one command."""
     with user_errors():
-        from ser.adapt.config import FinetuneConfig
-        from ser.errors import UserError
+        from ser.recipes.finetune import choose_preset, run_finetune
 
-        if model not in FAMILIES:
-            raise UserError(f"--model must be one of {', '.join(FAMILIES)}, not {model!r}")
-        if fit_config is not None and not extract:
-            raise UserError("--fit-config fits the per-fold features: add --extract")
-        chosen = preset or next(iter(PRESETS[model]))
-        if chosen not in PRESETS[model]:
-            raise UserError(f"unknown preset {chosen!r} of {model}; choose from {', '.join(PRESETS[model])}")
-        layers = unfreeze if unfreeze in (None, "all") else _int(unfreeze, "--unfreeze")
+        chosen = choose_preset(model, preset)
         cfg = FinetuneConfig(
             family=model,
             model=checkpoint or PRESETS[model][chosen],
@@ -109,7 +102,7 @@ def finetune(
             mode=mode,
             epochs=epochs,
             patience=patience,
-            unfreeze=layers,
+            unfreeze=unfreeze if unfreeze in (None, "all") else _int(unfreeze, "--unfreeze"),
             batch_size=batch_size,
             lr=lr,
             head_lr=head_lr,
@@ -119,94 +112,46 @@ def finetune(
             device=device,
             num_workers=num_workers,
         )
-        fit_dir = adapt_folds(
-            cfg, fold, out, preset=chosen, extract=extract, seq=seq, fit_config=fit_config, fit_view=fit_view
+        result = run_finetune(
+            cfg,
+            out,
+            folds=None if fold == "all" else [name.strip() for name in fold.split(",") if name.strip()],
+            preset=chosen,
+            extract=extract,
+            seq=seq,
+            fit_config=fit_config,
+            fit_view=fit_view,
+            hooks=_Printer(cfg.mode),
         )
-    if fit_dir is not None:
+    if result.fit_dir is not None:
         from ser.commands.fit import report
 
-        report(fit_dir)
+        report(result.fit_dir)
 
 
-def adapt_folds(
-    cfg: FinetuneConfig,
-    folds: str,
-    out: Path,
-    *,
-    preset: str,
-    extract: bool,
-    seq: str,
-    fit_config: Path | None,
-    fit_view: str,
-) -> Path | None:
-    """The per-fold loop: adapt (and extract with) each fold's checkpoint, then one fit over all the
-    folds, each tested on its own features. Returns the fit's run directory, if it ran one."""
-    from ser.adapt.train import adapt_fold, fold_set_of
+class _Printer:
+    """Prints each fold's checkpoint and store as the recipe finishes them (``FinetuneHooks``)."""
 
-    _, _, fold_set = fold_set_of(cfg)
-    names = [f.name for f in fold_set.folds] if folds == "all" else [n.strip() for n in folds.split(",") if n.strip()]
-    for name in names:
-        fold_set.fold(name)  # unknown folds are refused before any training
-    for name in names:
-        result = adapt_fold(cfg, name, out)
-        state = "reused" if result.skipped else f"best epoch {result.best_epoch}, validation {result.best_score:.4f}"
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    def adapted(self, adaptation: FoldAdaptation) -> None:
+        state = (
+            "reused"
+            if adaptation.skipped
+            else f"best epoch {adaptation.best_epoch}, validation {adaptation.best_score:.4f}"
+        )
         typer.echo(
-            f"fold {name}: {cfg.mode} checkpoint {result.checkpoint} ({state}; "
-            f"{len(result.trainable)} trainable tensors)"
+            f"fold {adaptation.fold}: {self.mode} checkpoint {adaptation.checkpoint} ({state}; "
+            f"{len(adaptation.trainable)} trainable tensors)"
         )
-        if extract:
-            _extract_fold(cfg, preset, result.checkpoint, out / name / "features.h5", seq)
-    if fit_config is None:
-        return None
-    return _fit_folds(cfg, names, out, fit_config, fit_view)
 
-
-def _extract_fold(cfg: FinetuneConfig, preset: str, checkpoint: Path, store: Path, seq: str) -> None:
-    import gc
-
-    from ser.extract.registry import build_extractor
-    from ser.extract.runner import RunOptions, run_extraction
-
-    extractor = build_extractor(cfg.family, preset, checkpoint=str(checkpoint), device=cfg.device)
-    result = run_extraction(
-        cfg.manifest, extractor, store, RunOptions(seq=seq, num_workers=cfg.num_workers, progress=False)
-    )
-    state = "already complete" if result.already_complete else f"{result.extracted} rows in {result.seconds:.0f} s"
-    typer.echo(f"  features {store} ({state}, {len(result.rejected)} rejected)")
-    del extractor
-    gc.collect()
-
-
-FIXED_BY_FINETUNE = ("manifest", "protocol", "label_set", "protocol_options", "val_fraction", "val_by", "split_seed")
-"""Fit keys that must be the fine-tuning's: the same folds and the same validation speakers."""
-
-
-def _fit_folds(cfg: FinetuneConfig, names: list[str], out: Path, fit_config: Path, fit_view: str) -> Path:
-    from ser.errors import UserError
-    from ser.fusion.config import read_fit_record
-    from ser.fusion.run import config_from_dict, run_fit
-
-    record = read_fit_record(fit_config)
-    ours = {key: getattr(cfg, key) for key in FIXED_BY_FINETUNE}
-    clashes = sorted(k for k in FIXED_BY_FINETUNE if k in record and record[k] != ours[k])
-    if clashes:
-        raise UserError(
-            f"{fit_config} sets {', '.join(clashes)} differently from the fine-tuning; leave them out "
-            "(the fit must use the folds and validation speakers the checkpoints were selected on)"
-        )
-    record = {**record, **ours, "folds": names}
-    record.setdefault("audio", f"{out}/{{fold}}/features.h5:{fit_view}")
-    if "{fold}" not in str(record["audio"]):
-        raise UserError(
-            f"{fit_config}: audio {record['audio']!r} names one store for every fold; with fine-tuned "
-            "checkpoints each fold needs its own (leave audio out, or put {fold} in its path)"
-        )
-    return run_fit(config_from_dict(record))
+    def extracted(self, fold: str, report: RunReport) -> None:
+        state = "already complete" if report.already_complete else f"{report.extracted} rows in {report.seconds:.0f} s"
+        typer.echo(f"  features {report.output} ({state}, {len(report.rejected)} rejected)")
 
 
 def _int(text: str, name: str) -> int:
-    from ser.errors import UserError
-
     try:
         return int(text)
     except ValueError:
