@@ -539,13 +539,15 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, *, title: str | No
                 labels,
                 [cell.summary() for cell in section.cells],
             )
-            curves = {
+            weight_curves = {
                 f"{label} [{modality}]": weights
                 for cell, label in zip(section.cells, labels, strict=True)
                 for modality, weights in layer_weight_runs(cell).items()
             }
-            if curves:
-                plot_layer_weights(out_dir / f"layer_weights_{safe_name(section.name)}.png", section.name, curves)
+            if weight_curves:
+                plot_layer_weights(
+                    out_dir / f"layer_weights_{safe_name(section.name)}.png", section.name, weight_curves
+                )
     return out_dir
 
 

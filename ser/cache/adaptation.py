@@ -64,9 +64,12 @@ def read_provenance(checkpoint: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        provenance = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise AdaptationError(f"{path}: unreadable fine-tuning provenance ({err}); re-run ser finetune") from err
+    if not isinstance(provenance, dict):
+        raise AdaptationError(f"{path}: fine-tuning provenance is not a JSON object; re-run ser finetune")
+    return provenance
 
 
 def record_from_provenance(checkpoint: Path, provenance: dict[str, Any]) -> AdaptationRecord:

@@ -23,11 +23,14 @@ from collections import OrderedDict
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
 from ser.cache.format import CacheError, backend_of
+
+if TYPE_CHECKING:
+    import zarr
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +41,8 @@ MAX_MAPPED_CHUNKS = 32
 class StoreFile(Protocol):
     """A group of named arrays plus string attributes."""
 
-    attrs: MutableMapping[str, Any]
-
+    @property
+    def attrs(self) -> MutableMapping[str, Any]: ...
     def create(
         self, name: str, shape: tuple[int, ...], dtype: str, chunks: tuple[int, ...] | None, compression: str | None
     ) -> None: ...
@@ -101,9 +104,9 @@ class Hdf5File:
         if mapped is not None:  # a copy out of a memory map: no per-call HDF5 overhead
             return np.array(mapped[selection])
         dataset = self._file[name]
-        if dataset.size == 0:
-            return np.empty(dataset.shape, dtype=dataset.dtype)[selection]
-        return dataset[selection]
+        source = dataset if dataset.size else np.empty(dataset.shape, dtype=dataset.dtype)
+        selected: np.ndarray = source[selection]  # h5py reads a selection into a numpy array
+        return selected
 
     def _memory_map(self, name: str) -> np.ndarray | None:
         """A read-only memory map of a non-empty contiguous dataset of a read-only file, else None.
@@ -124,7 +127,8 @@ class Hdf5File:
         return tuple(self._file[name].shape)
 
     def dtype(self, name: str) -> np.dtype:
-        return self._file[name].dtype
+        dtype: np.dtype = self._file[name].dtype
+        return dtype
 
     def has(self, name: str) -> bool:
         return name in self._file
@@ -184,6 +188,16 @@ def raw_zarr_layout(array_dir: Path) -> RawZarrLayout | None:
         return None
 
 
+_ZARR_MODES: dict[str, Literal["r", "r+", "w", "w-"]] = {"r": "r", "r+": "r+", "a": "r+", "w": "w", "w-": "w-"}
+"""Store-file mode (h5py's words) -> zarr's group open mode: ``a`` (read and write an existing store) is ``r+``."""
+
+
+def _zarr_mode(mode: str) -> Literal["r", "r+", "w", "w-"]:
+    if mode not in _ZARR_MODES:
+        raise ValueError(f"unknown store-file mode {mode!r}; use one of {sorted(_ZARR_MODES)}")
+    return _ZARR_MODES[mode]
+
+
 class ZarrFile:
     """A Zarr v3 group in a folder."""
 
@@ -196,7 +210,7 @@ class ZarrFile:
         except ImportError:
             raise CacheError(f"{path}: Zarr stores need the zarr package (pip install 'serkit[zarr]')") from None
         try:
-            self._group = zarr.open_group(store=str(path), mode={"a": "r+"}.get(mode, mode))
+            self._group = zarr.open_group(store=str(path), mode=_zarr_mode(mode))
         except (FileNotFoundError, ValueError, KeyError) as err:
             raise CacheError(f"{path}: cannot open as a Zarr group ({err})") from err
         self._raw: dict[str, RawZarrLayout | None] = {}
@@ -228,7 +242,7 @@ class ZarrFile:
         # every chunk is written, even one equal to the fill value, so a missing chunk file always means damage
         # (the setting is not stored with the array: it is asked for on every write)
         if len(data):
-            self._group[name].with_config({"write_empty_chunks": True})[start : start + len(data)] = data
+            self._array(name).with_config({"write_empty_chunks": True})[start : start + len(data)] = data
 
     def read(self, name: str, selection: Any = ...) -> np.ndarray:
         layout = self._raw_layout(name)
@@ -236,7 +250,7 @@ class ZarrFile:
             rows = _row_range(selection, layout.shape[0])
             if rows is not None:
                 return self._read_raw_rows(name, layout, *rows)
-        return np.asarray(self._group[name][selection])
+        return np.asarray(self._array(name)[selection])
 
     def _raw_layout(self, name: str) -> RawZarrLayout | None:
         """The raw chunk layout of a read-only array (None: use the generic zarr path)."""
@@ -289,11 +303,20 @@ class ZarrFile:
             self._chunk_maps.popitem(last=False)
         return mapped
 
+    def _array(self, name: str) -> zarr.Array[Any]:
+        """The array ``name`` of the group (a sub-group of that name is a damaged store)."""
+        import zarr
+
+        node = self._group[name]
+        if not isinstance(node, zarr.Array):
+            raise CacheError(f"{self.path / name}: a group where an array belongs; the store is damaged. Re-extract it")
+        return node
+
     def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self._group[name].shape)
+        return tuple(self._array(name).shape)
 
     def dtype(self, name: str) -> np.dtype:
-        return np.dtype(self._group[name].dtype)
+        return np.dtype(self._array(name).dtype)
 
     def has(self, name: str) -> bool:
         return name in self._group

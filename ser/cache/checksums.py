@@ -26,7 +26,7 @@ def block_rows(shape: tuple[int, ...], dtype: np.dtype) -> int:
 
 
 def _crc(block: np.ndarray) -> int:
-    return zlib.crc32(memoryview(np.ascontiguousarray(block)).cast("B"))
+    return zlib.crc32(np.ascontiguousarray(block).data.cast("B"))
 
 
 def dataset_checksums(store: Any, name: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,9 +35,14 @@ class _ShardSource:
 
 def _shard_of(value: object) -> tuple[int, int] | None:
     """``(i, N)`` from a store's shard record (``[i, N]``, or ``"i/N"`` in older stores); None otherwise."""
-    parts = value.split("/") if isinstance(value, str) else value
+    if isinstance(value, str):
+        parts: list[str] | list[Any] | tuple[Any, ...] = value.split("/")
+    elif isinstance(value, (list, tuple)):
+        parts = value
+    else:
+        return None
     try:
-        index, count = (int(p) for p in parts)  # type: ignore[union-attr]
+        index, count = (int(p) for p in parts)
     except (TypeError, ValueError):
         return None
     return index, count

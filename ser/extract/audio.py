@@ -78,7 +78,7 @@ def _read_container(path: Path, start: float | None, end: float | None, max_seco
         raise AudioError(f"{path.suffix} files need PyAV (pip install 'serkit[audio]')") from None
     try:
         with av.open(str(path)) as container:
-            streams = [s for s in container.streams if s.type == "audio"]
+            streams = container.streams.audio
             if not streams:
                 raise AudioError("no audio stream in the container")
             stream = streams[0]
@@ -87,7 +87,8 @@ def _read_container(path: Path, start: float | None, end: float | None, max_seco
                 raise _too_long(_segment_seconds(stated, start, end), max_seconds)
             rate = stream.codec_context.sample_rate
             stop_after = round((end if end is not None else (start or 0.0) + max_seconds) * rate) + 1
-            chunks, decoded = [], 0
+            chunks: list[np.ndarray] = []
+            decoded = 0
             for frame in container.decode(stream):
                 array = frame.to_ndarray()
                 if frame.format.is_planar:

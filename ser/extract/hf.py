@@ -6,9 +6,8 @@ import logging
 import os
 import re
 import socket
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from ser.extract.base import ExtractorError
@@ -43,6 +42,12 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
         return False
 
 
+class PretrainedLoader(Protocol):
+    """A transformers class (``AutoModel``, ``AutoTokenizer``, ...): anything with ``from_pretrained``."""
+
+    def from_pretrained(self, name_or_path: str, /, *args: Any, **kwargs: Any) -> Any: ...
+
+
 def _offline_hint(name: str) -> str:
     return (
         f"cannot load {name!r}: it is not a local folder, not in the Hugging Face cache, and the hub is "
@@ -52,9 +57,7 @@ def _offline_hint(name: str) -> str:
     )
 
 
-def load_pretrained(
-    loader: Callable[..., Any], name_or_path: str, *, revision: str | None = None, **kwargs: Any
-) -> Any:
+def load_pretrained(loader: PretrainedLoader, name_or_path: str, *, revision: str | None = None, **kwargs: Any) -> Any:
     """``loader.from_pretrained`` with a fast, clear failure when the model cannot be had.
 
     Local folders load directly. Hub names are tried from the local cache first; only when the hub

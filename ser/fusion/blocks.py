@@ -110,7 +110,8 @@ class AudioNorm(nn.Module):
 
     def forward(self, audio: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         if self.layer_norm is not None:
-            return self.layer_norm(audio)  # per patch: padding cannot leak into valid patches
+            normed: torch.Tensor = self.layer_norm(audio)  # per patch: padding cannot leak into valid patches
+            return normed
         if self.kind == "min_max":
             return min_max_valid(audio, pad)
         return audio
@@ -129,7 +130,8 @@ class SelfAttentionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         attended, _ = self.attention(x, x, x, key_padding_mask=pad, need_weights=False)  # (B, L, D_in)
-        return self.norm(self.linear(attended))  # (B, L, D_out)
+        out: torch.Tensor = self.norm(self.linear(attended))  # (B, L, D_out)
+        return out
 
 
 def check_heads_divide(dims: dict[str, int], heads: int, name: str) -> None:
@@ -165,7 +167,7 @@ class MaskedBatchNorm2d(nn.BatchNorm2d):
     updates) use the valid time frames only. Eval mode uses the running statistics, as usual, so
     padding never matters there; the state dict is that of ``nn.BatchNorm2d``."""
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         use_batch_stats = self.training or not self.track_running_stats
         if valid is None or not use_batch_stats:
             return super().forward(x)
@@ -174,13 +176,16 @@ class MaskedBatchNorm2d(nn.BatchNorm2d):
         mean = (x * weight).sum(dim=(0, 2, 3)) / count.clamp(min=1)
         centred = x - mean[None, :, None, None]
         var = (centred.square() * weight).sum(dim=(0, 2, 3)) / count.clamp(min=1)
+        tracked, running_mean, running_var = self.num_batches_tracked, self.running_mean, self.running_var
         if self.training and self.track_running_stats:
+            # track_running_stats=True registers the three buffers
+            assert tracked is not None and running_mean is not None and running_var is not None
             with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                tracked.add_(1)
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(tracked)
                 unbiased = var * count / (count - 1).clamp(min=1)
-                self.running_mean.lerp_(mean.detach(), momentum)
-                self.running_var.lerp_(unbiased.detach(), momentum)
+                running_mean.lerp_(mean.detach(), momentum)
+                running_var.lerp_(unbiased.detach(), momentum)
         out = centred * torch.rsqrt(var + self.eps)[None, :, None, None]
         if self.affine:
             out = out * self.weight[None, :, None, None] + self.bias[None, :, None, None]

@@ -76,7 +76,8 @@ def choose_recipe(
     params: dict[str, float] = {}
     if isinstance(median.predictor, ClassicPredictor):
         counted = Counter(tuple(sorted(r.predictor.params.items())) for r in members)
-        params = dict(max(counted, key=lambda p: (counted[p], -list(counted).index(p))))
+        most_common = max(counted, key=lambda p: (counted[p], -list(counted).index(p)))
+        params = dict(most_common)
     lrs = [float(epoch["lr"]) for epoch in median.history[: median.best_epoch]] if not params else []
     return FinalRecipe(
         candidate=candidate,

@@ -22,7 +22,7 @@ def probe_duration(path: Path) -> float:
 
     try:
         info = soundfile.info(str(path))
-        return info.frames / info.samplerate
+        return float(info.frames / info.samplerate)
     except (RuntimeError, soundfile.LibsndfileError) as sf_error:
         soundfile_reason = str(sf_error)
     try:

@@ -209,3 +209,21 @@ def test_compression_names_are_checked_per_backend(tmp_path: Path) -> None:
         check_compression(tmp_path / "a.zarr", "lzf")
     with pytest.raises(CacheError, match=r"must end in \.h5 \(HDF5\) or \.zarr"):
         check_compression(tmp_path / "a.npy", None)
+
+
+def test_a_group_where_an_array_belongs_is_a_cache_error(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.zarr"
+    zarr.open_group(store=str(path), mode="w").create_group("pooled")
+    store = ZarrFile(path, "r")
+    for read in (store.shape, store.dtype, store.read):
+        with pytest.raises(CacheError, match=r"pooled: a group where an array belongs; the store is damaged"):
+            read("pooled")
+
+
+def test_zarr_store_modes_follow_h5py_words(tmp_path: Path) -> None:
+    path = tmp_path / "modes.zarr"
+    ZarrFile(path, "w").create("x", (2,), "float32", None, None)
+    ZarrFile(path, "a").write("x", 0, np.ones(2, dtype=np.float32))  # "a": read and write the existing store
+    np.testing.assert_array_equal(ZarrFile(path, "r").read("x"), np.ones(2, dtype=np.float32))
+    with pytest.raises(CacheError, match=r"unknown store-file mode 'rw'"):
+        ZarrFile(path, "rw")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ser.cache.format import CacheError, StoreLayout
-from ser.cache.merge import merge_stores
+from ser.cache.merge import _shard_of, merge_stores
 from ser.cache.reader import CacheReader
 from ser.cache.verify import verify_store
 from ser.cache.writer import CacheWriter
@@ -291,3 +291,11 @@ def test_merge_keeps_row_notes(tmp_path: Path, suffix: str) -> None:
         shards.append(writer.finalize())
     with CacheReader(merge_stores(shards, tmp_path / f"m{suffix}")) as reader:
         assert reader.notes == {r.uid: f"note of {r.uid}" for r in rows}
+
+
+@pytest.mark.parametrize(
+    ("record", "want"),
+    [([1, 3], (1, 3)), ((1, 3), (1, 3)), ("1/3", (1, 3)), ("1-3", None), (None, None), (3, None), (["a", 3], None)],
+)
+def test_shard_records_old_and_new(record: object, want: tuple[int, int] | None) -> None:
+    assert _shard_of(record) == want

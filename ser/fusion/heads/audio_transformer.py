@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -105,5 +106,5 @@ CONFIG = AudioTransformerConfig
 """The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
-def build(dims: dict[str, int], n_classes: int, **overrides: object) -> AudioTransformerHead:
-    return AudioTransformerHead(dims, n_classes, AudioTransformerConfig(**overrides))  # type: ignore[arg-type]
+def build(dims: dict[str, int], n_classes: int, **overrides: Any) -> AudioTransformerHead:
+    return AudioTransformerHead(dims, n_classes, AudioTransformerConfig(**overrides))

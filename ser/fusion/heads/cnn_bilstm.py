@@ -29,6 +29,7 @@ batch 64. Input scaling: none (``train.normalize`` only z-scores pooled vectors,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -135,5 +136,5 @@ CONFIG = CnnBiLstmConfig
 """The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
-def build(dims: dict[str, int], n_classes: int, **overrides: object) -> CnnBiLstmHead:
-    return CnnBiLstmHead(dims, n_classes, CnnBiLstmConfig(**overrides))  # type: ignore[arg-type]
+def build(dims: dict[str, int], n_classes: int, **overrides: Any) -> CnnBiLstmHead:
+    return CnnBiLstmHead(dims, n_classes, CnnBiLstmConfig(**overrides))

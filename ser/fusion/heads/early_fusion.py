@@ -29,7 +29,7 @@ statistics (``train.normalize``, on by default); the source feeds them raw, whic
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -74,6 +74,7 @@ class EarlyFusionHead(nn.Module):
             raise ValueError(f"tokens must be 'per_modality' or 'concat', got {config.tokens!r}")
         self.tokens = config.tokens
         d = config.d_model
+        self.proj: nn.ModuleDict | nn.Linear
         if self.tokens == "per_modality":  # one Linear D_m -> 256 per modality
             self.proj = nn.ModuleDict({m: nn.Linear(dims[m], d) for m in self.modalities})
         else:  # the original: Linear 1536 -> 256 over the concatenation
@@ -98,8 +99,9 @@ class EarlyFusionHead(nn.Module):
 
     def embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """The encoder's input: (B, n_tokens, d) = CLS followed by the modality token(s)."""
-        if self.tokens == "per_modality":
-            tokens = torch.stack([self.proj[m](inputs[m]) for m in self.modalities], dim=1)  # (B, M, 256)
+        proj = self.proj
+        if isinstance(proj, nn.ModuleDict):  # tokens == "per_modality"
+            tokens = torch.stack([proj[m](inputs[m]) for m in self.modalities], dim=1)  # (B, M, 256)
         else:
             fused = torch.cat([inputs[m] for m in self.modalities], dim=-1)  # (B, 1536)
             tokens = self.proj(fused).unsqueeze(1)  # (B, 1, 256)
@@ -119,5 +121,5 @@ CONFIG = EarlyFusionConfig
 """The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
-def build(dims: dict[str, int], n_classes: int, **overrides: object) -> EarlyFusionHead:
-    return EarlyFusionHead(dims, n_classes, EarlyFusionConfig(**overrides))  # type: ignore[arg-type]
+def build(dims: dict[str, int], n_classes: int, **overrides: Any) -> EarlyFusionHead:
+    return EarlyFusionHead(dims, n_classes, EarlyFusionConfig(**overrides))

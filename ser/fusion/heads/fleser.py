@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -221,10 +222,11 @@ def single_key_attention(attn: nn.MultiheadAttention, value: torch.Tensor) -> to
     p = attn.dropout
     if attn.training and p > 0:
         heads = attn.num_heads
-        grouped = v.unflatten(-1, (heads, hidden // heads))  # (B, 1, heads, H / heads)
+        grouped = torch.unflatten(v, -1, (heads, hidden // heads))  # (B, 1, heads, H / heads)
         keep = F.dropout(torch.ones_like(grouped[..., :1]), p, training=True)  # (B, 1, heads, 1): 0 or 1 / (1 - p)
         v = (grouped * keep).flatten(-2)
-    return attn.out_proj(v)
+    out: torch.Tensor = attn.out_proj(v)  # (B, 1, H)
+    return out
 
 
 class ModalEncoder(nn.Module):
@@ -246,7 +248,8 @@ class ModalEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e = self.drop_in(self.norm_in(torch.relu(self.linear(x))))
         a = single_key_attention(self.attn, e)  # = self.attn(e, e, e) on the length-1 sequence
-        return self.norm_out(e + self.drop_attn(a))
+        out: torch.Tensor = self.norm_out(e + self.drop_attn(a))  # (B, 1, H)
+        return out
 
 
 class FleserFusion(nn.Module):
@@ -334,5 +337,5 @@ CONFIG = FleserConfig
 """The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
-def build(dims: dict[str, int], n_classes: int, **overrides: object) -> FleserHead:
-    return FleserHead(dims, n_classes, FleserConfig(**overrides))  # type: ignore[arg-type]
+def build(dims: dict[str, int], n_classes: int, **overrides: Any) -> FleserHead:
+    return FleserHead(dims, n_classes, FleserConfig(**overrides))

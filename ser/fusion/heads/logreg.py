@@ -11,6 +11,7 @@ fold's training speakers' rows used, as the usual SVM/LR rows of SER papers do).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 ENGINE = "sklearn"
 INPUTS = {"audio": "pooled?", "text": "pooled?", "mocap": "pooled?"}
@@ -28,6 +29,6 @@ class LogregConfig:
 CONFIG = LogregConfig
 
 
-def build(dims: dict[str, int], n_classes: int, **overrides: object) -> LogregConfig:
+def build(dims: dict[str, int], n_classes: int, **overrides: Any) -> LogregConfig:
     """The config the classic trainer fits with (``dims`` and ``n_classes`` are read from the data)."""
-    return LogregConfig(**overrides)  # type: ignore[arg-type]
+    return LogregConfig(**overrides)

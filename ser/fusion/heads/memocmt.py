@@ -50,7 +50,7 @@ vectors, never sequences).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -164,5 +164,5 @@ CONFIG = MemoCmtConfig
 """The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
-def build(dims: dict[str, int], n_classes: int, **overrides: object) -> MemoCmtHead:
-    return MemoCmtHead(dims, n_classes, MemoCmtConfig(**overrides))  # type: ignore[arg-type]
+def build(dims: dict[str, int], n_classes: int, **overrides: Any) -> MemoCmtHead:
+    return MemoCmtHead(dims, n_classes, MemoCmtConfig(**overrides))

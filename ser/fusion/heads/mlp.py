@@ -22,6 +22,7 @@ decay 1e-2, batch 32, early stopping after 20 epochs without a better validation
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -62,12 +63,13 @@ class MlpHead(nn.Module):
         self.feature_dim = width
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.net(torch.cat([inputs[m] for m in self.modalities], dim=-1))
+        logits: torch.Tensor = self.net(torch.cat([inputs[m] for m in self.modalities], dim=-1))  # (B, C)
+        return logits
 
 
 CONFIG = MlpConfig
 """The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
-def build(dims: dict[str, int], n_classes: int, **overrides: object) -> MlpHead:
-    return MlpHead(dims, n_classes, MlpConfig(**overrides))  # type: ignore[arg-type]
+def build(dims: dict[str, int], n_classes: int, **overrides: Any) -> MlpHead:
+    return MlpHead(dims, n_classes, MlpConfig(**overrides))

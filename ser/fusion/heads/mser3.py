@@ -44,7 +44,7 @@ Input scaling: none (``train.normalize`` only z-scores pooled vectors, never seq
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -109,12 +109,13 @@ class Mser3Head(nn.Module):
         fused = self.fusion_block(fused, fused_pad)  # (B, T+N, A)
 
         pooled = fused[:, 0]  # (B, A): the text [CLS] position
-        return self.classifier(pooled)  # (B, C)
+        logits: torch.Tensor = self.classifier(pooled)  # (B, C)
+        return logits
 
 
 CONFIG = Mser3Config
 """The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
-def build(dims: dict[str, int], n_classes: int, **overrides: object) -> Mser3Head:
-    return Mser3Head(dims, n_classes, Mser3Config(**overrides))  # type: ignore[arg-type]
+def build(dims: dict[str, int], n_classes: int, **overrides: Any) -> Mser3Head:
+    return Mser3Head(dims, n_classes, Mser3Config(**overrides))

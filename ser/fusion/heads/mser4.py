@@ -45,7 +45,7 @@ vectors, never sequences).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -136,5 +136,5 @@ CONFIG = Mser4Config
 """The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
-def build(dims: dict[str, int], n_classes: int, **overrides: object) -> Mser4Head:
-    return Mser4Head(dims, n_classes, Mser4Config(**overrides))  # type: ignore[arg-type]
+def build(dims: dict[str, int], n_classes: int, **overrides: Any) -> Mser4Head:
+    return Mser4Head(dims, n_classes, Mser4Config(**overrides))

@@ -50,6 +50,7 @@ fold's training statistics (``train.normalize``, on by default); the source feed
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -126,7 +127,8 @@ class MocapBranch(nn.Module):
             grid = grid.masked_fill(padding_mask(lengths, n_steps).unsqueeze(-1), 0.0)  # (B, T, Dm)
         grid = F.pad(grid, (0, 0, 0, self.frames - n_steps))  # (B, 200, Dm): same input whatever the batch
         x = self.convs(grid.unsqueeze(1))  # (B, 1, 200, 189) -> (B, 75, 13, 12)
-        return self.act(self.proj(x.flatten(1)))  # (B, 11700) -> (B, 128)
+        out: torch.Tensor = self.act(self.proj(x.flatten(1)))  # (B, 11700) -> (B, 128)
+        return out
 
 
 class PatamiaHead(nn.Module):
@@ -176,5 +178,5 @@ CONFIG = PatamiaConfig
 """The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
-def build(dims: dict[str, int], n_classes: int, **overrides: object) -> PatamiaHead:
-    return PatamiaHead(dims, n_classes, PatamiaConfig(**overrides))  # type: ignore[arg-type]
+def build(dims: dict[str, int], n_classes: int, **overrides: Any) -> PatamiaHead:
+    return PatamiaHead(dims, n_classes, PatamiaConfig(**overrides))

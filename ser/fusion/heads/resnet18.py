@@ -35,6 +35,7 @@ batch 64. Input scaling: none (``train.normalize`` only z-scores pooled vectors,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -164,5 +165,5 @@ CONFIG = ResNet18Config
 """The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
-def build(dims: dict[str, int], n_classes: int, **overrides: object) -> ResNet18Head:
-    return ResNet18Head(dims, n_classes, ResNet18Config(**overrides))  # type: ignore[arg-type]
+def build(dims: dict[str, int], n_classes: int, **overrides: Any) -> ResNet18Head:
+    return ResNet18Head(dims, n_classes, ResNet18Config(**overrides))

@@ -25,6 +25,7 @@ which ``train.normalize=false`` reproduces.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -80,5 +81,5 @@ CONFIG = SerFuseConfig
 """The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
-def build(dims: dict[str, int], n_classes: int, **overrides: object) -> SerFuseHead:
-    return SerFuseHead(dims, n_classes, SerFuseConfig(**overrides))  # type: ignore[arg-type]
+def build(dims: dict[str, int], n_classes: int, **overrides: Any) -> SerFuseHead:
+    return SerFuseHead(dims, n_classes, SerFuseConfig(**overrides))

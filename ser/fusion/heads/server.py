@@ -31,7 +31,7 @@ reproduces.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -103,5 +103,5 @@ CONFIG = ServerConfig
 """The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
-def build(dims: dict[str, int], n_classes: int, **overrides: object) -> ServerHead:
-    return ServerHead(dims, n_classes, ServerConfig(**overrides))  # type: ignore[arg-type]
+def build(dims: dict[str, int], n_classes: int, **overrides: Any) -> ServerHead:
+    return ServerHead(dims, n_classes, ServerConfig(**overrides))

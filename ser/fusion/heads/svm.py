@@ -14,6 +14,7 @@ predicted class is their argmax, as ``SVC.predict`` returns); no Platt scaling, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 ENGINE = "sklearn"
 INPUTS = {"audio": "pooled?", "text": "pooled?", "mocap": "pooled?"}
@@ -40,6 +41,6 @@ class SvmConfig:
 CONFIG = SvmConfig
 
 
-def build(dims: dict[str, int], n_classes: int, **overrides: object) -> SvmConfig:
+def build(dims: dict[str, int], n_classes: int, **overrides: Any) -> SvmConfig:
     """The config the classic trainer fits with (``dims`` and ``n_classes`` are read from the data)."""
-    return SvmConfig(**overrides)  # type: ignore[arg-type]
+    return SvmConfig(**overrides)

@@ -35,6 +35,7 @@ the fold's training statistics (``train.normalize``, on by default); the source 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -86,7 +87,8 @@ class _CrossLayer(nn.Module):
         memory_pad = torch.cat([pad.new_zeros(pad.shape[0], 1), pad], dim=1)  # the text key is never masked
         attended, _ = self.attn(audio, memory, memory, key_padding_mask=memory_pad, need_weights=False)
         audio = self.norm1(audio + self.drop1(attended))
-        return self.norm2(audio + self.drop2(self.ff(audio)))
+        out: torch.Tensor = self.norm2(audio + self.drop2(self.ff(audio)))  # (B, P, d)
+        return out
 
 
 class XattnPatchHead(nn.Module):
@@ -143,5 +145,5 @@ CONFIG = XattnPatchConfig
 """The config dataclass (``ser fit`` coerces ``head.*`` values by its field types and records all its fields)."""
 
 
-def build(dims: dict[str, int], n_classes: int, **overrides: object) -> XattnPatchHead:
-    return XattnPatchHead(dims, n_classes, XattnPatchConfig(**overrides))  # type: ignore[arg-type]
+def build(dims: dict[str, int], n_classes: int, **overrides: Any) -> XattnPatchHead:
+    return XattnPatchHead(dims, n_classes, XattnPatchConfig(**overrides))

@@ -62,6 +62,8 @@ class _Turn:
     id: str
     start: float
     end: float
+    gender: str
+    """``F`` or ``M``, from the id's ``_F000`` / ``_M000`` suffix."""
     label: str | None = None
     vad: tuple[float, float, float] | None = None
 
@@ -145,15 +147,14 @@ def _scan_dialog(root: Path, session_dir: Path, evaluation: Path, result: Corpus
         mocap = {kind: relative_audio(path, root) for kind, path in mocap_files.items() if path.is_file()}
         if mocap:
             extra["mocap"] = mocap
-        gender = TURN_ID.search(turn.id).group("gender")  # type: ignore[union-attr]
         result.utterances.append(
             Utterance(
                 id=turn.id,
                 audio=relative_audio(wav, root),
                 text=text,
                 label=turn.label,
-                speaker=f"{session}{gender}",
-                gender=gender,
+                speaker=f"{session}{turn.gender}",
+                gender=turn.gender,
                 session=session,
                 dialog=dialog,
                 script=script,
@@ -189,7 +190,8 @@ def _read_evaluation(path: Path, root: Path, result: CorpusScan) -> list[_Turn]:
             continue  # header (%), annotator lines (C-.., A-..), blank lines
         match = SUMMARY_LINE.match(line.strip())
         vad = _parse_vad(match.group("vad")) if match else None
-        if match is None or vad is None or not TURN_ID.search(match.group("id")):
+        numbered = TURN_ID.search(match.group("id")) if match else None
+        if match is None or vad is None or numbered is None:
             result.skip(SKIP_BAD_SUMMARY, f"{relative_audio(path, root)}:{line_no}")
             continue
         turns.append(
@@ -197,6 +199,7 @@ def _read_evaluation(path: Path, root: Path, result: CorpusScan) -> list[_Turn]:
                 id=match.group("id"),
                 start=float(match.group("start")),
                 end=float(match.group("end")),
+                gender=numbered.group("gender"),
                 label=match.group("code"),
                 vad=vad,
             )
@@ -234,9 +237,15 @@ def _read_transcript(path: Path, root: Path, result: CorpusScan) -> dict[str, _T
             result.skip(SKIP_BAD_TRANSCRIPT_LINE, f"{relative_audio(path, root)}:{line_no}")
             continue
         turn_id = match.group("id")
-        if not TURN_ID.search(turn_id):
+        numbered = TURN_ID.search(turn_id)
+        if numbered is None:
             result.skip(SKIP_UNNUMBERED_TURN, turn_id)
             continue
-        turn = _Turn(id=turn_id, start=float(match.group("start")), end=float(match.group("end")))
+        turn = _Turn(
+            id=turn_id,
+            start=float(match.group("start")),
+            end=float(match.group("end")),
+            gender=numbered.group("gender"),
+        )
         lines.setdefault(turn_id, _TranscriptLine(turn=turn, text=match.group("text")))
     return lines
