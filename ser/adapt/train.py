@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ from ser.adapt.model import (
     set_train_mode,
     unfreeze_top,
 )
+from ser.atomic_files import atomic_path
 from ser.cache.adaptation import PROVENANCE_NAME
 from ser.cache.provenance import environment, utc_now
 from ser.devices import resolve_device
@@ -348,16 +347,14 @@ def _save(
     provenance: dict[str, Any],
     history: list[dict[str, float]],
 ) -> None:
-    """Write everything under a temporary name, provenance last, then rename into place."""
-    partial = checkpoint.with_name(checkpoint.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    trainer.upstream.to("cpu").save_pretrained(partial)
-    if feature_extractor is not None:
-        feature_extractor.save_pretrained(partial)
-    torch.save(trainer.head.to("cpu").state_dict(), partial / "head.pt")
-    (partial / "history.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
-    (partial / PROVENANCE_NAME).write_text(json.dumps(provenance, indent=1, default=str), encoding="utf-8")
-    if checkpoint.exists():
-        shutil.rmtree(checkpoint)
-    os.replace(partial, checkpoint)
+    """Write everything under a temporary name (``<checkpoint>.partial``, a killed run's leftover cleared
+    first), provenance last, then swap it in for the folder at ``checkpoint``."""
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(checkpoint, temp=checkpoint.with_name(checkpoint.name + ".partial")) as partial:
+        partial.mkdir()
+        trainer.upstream.to("cpu").save_pretrained(partial)
+        if feature_extractor is not None:
+            feature_extractor.save_pretrained(partial)
+        torch.save(trainer.head.to("cpu").state_dict(), partial / "head.pt")
+        (partial / "history.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
+        (partial / PROVENANCE_NAME).write_text(json.dumps(provenance, indent=1, default=str), encoding="utf-8")
