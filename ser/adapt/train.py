@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from ser.atomic_files import atomic_path
 from ser.cache.adaptation import PROVENANCE_NAME
 from ser.cache.provenance import environment, utc_now
 from ser.devices import resolve_device
+from ser.early_stopping import EarlyStopping
 from ser.errors import UserError
 from ser.extract.base import require
 from ser.extract.hf import load_pretrained
@@ -252,11 +252,11 @@ def adapt_fold(cfg: FinetuneConfig, fold_name: str, out: Path) -> FoldAdaptation
         len(train),
         len(validation),
     )
-    better = (lambda a, b: a > b) if cfg.mode == "supervised" else (lambda a, b: a < b)
     # Epoch 0 (the starting weights) is logged as a baseline but is not a candidate: the checkpoint
     # is always a trained state, the best epoch on validation.
     history: list[dict[str, float]] = [{"epoch": 0, "validation": trainer.validate()}]
-    best_score, best_epoch, best_state, waited = math.nan, 0, trainer.state(), 0
+    stopping = EarlyStopping(patience=cfg.patience, mode="max" if cfg.mode == "supervised" else "min")
+    best_state = trainer.state()
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
         train_loss = trainer.train_epoch(epoch)
@@ -272,25 +272,23 @@ def adapt_fold(cfg: FinetuneConfig, fold_name: str, out: Path) -> FoldAdaptation
             "UA" if cfg.mode == "supervised" else "NT-Xent",
             score,
         )
-        if best_epoch == 0 or better(score, best_score):
-            best_score, best_epoch, best_state, waited = score, epoch, trainer.state(), 0
-        else:
-            waited += 1
-            if cfg.patience and waited >= cfg.patience:
-                break
+        if stopping.update(epoch, score):
+            best_state = trainer.state()
+        elif stopping.should_stop:
+            break
     trainer.load(best_state)
     _save(
         checkpoint,
         trainer,
         feature_extractor,
-        _provenance(cfg, manifest, folds, fold, label_set, trainable, best_epoch, best_score),
+        _provenance(cfg, manifest, folds, fold, label_set, trainable, stopping.best_epoch, stopping.best_score),
         history,
     )
     return FoldAdaptation(
         fold=fold.name,
         checkpoint=checkpoint,
-        best_epoch=best_epoch,
-        best_score=best_score,
+        best_epoch=stopping.best_epoch,
+        best_score=stopping.best_score,
         trainable=trainable,
         history=history,
     )
