@@ -42,6 +42,7 @@ from ser.extract.hf import load_pretrained
 from ser.manifests.labels import LabelSet, choose_label_set
 from ser.manifests.protocols import Fold, FoldSet, ValidationRule, make_folds
 from ser.manifests.schema import Manifest, file_sha256, read_manifest
+from ser.metrics import unweighted_accuracy_of
 from ser.seeding import seed_everything
 
 logger = logging.getLogger(__name__)
@@ -85,12 +86,6 @@ def _clips(manifest: Manifest, folds: FoldSet, label_set: LabelSet, ids: tuple[s
     return clips
 
 
-def _balanced_accuracy(true: np.ndarray, pred: np.ndarray) -> float:
-    """UA: mean recall over the classes present in ``true``."""
-    classes = np.unique(true)
-    return float(np.mean([np.mean(pred[true == c] == c) for c in classes]))
-
-
 class _Trainer:
     """One fold's optimisation (model, head, data) for either mode."""
 
@@ -108,6 +103,7 @@ class _Trainer:
         self.cfg, self.upstream, self.device = cfg, upstream.to(device), device
         hidden = int(upstream.config.hidden_size)
         self.supervised = cfg.mode == "supervised"
+        self.n_classes = n_classes
         self.head: nn.Module = (
             ClassifierHead(hidden, n_classes) if self.supervised else ProjectionHead(hidden, cfg.projection_dim)
         ).to(device)
@@ -192,7 +188,7 @@ class _Trainer:
                 "no usable validation audio for the adaptation (all rejected?); check `ser manifest validate`"
             )
         if self.supervised:
-            return _balanced_accuracy(np.concatenate(trues), np.concatenate(preds))
+            return unweighted_accuracy_of(np.concatenate(trues), np.concatenate(preds), self.n_classes)
         return sum(value * n for value, n in losses) / sum(n for _, n in losses)
 
     def state(self) -> dict[str, dict[str, torch.Tensor]]:
