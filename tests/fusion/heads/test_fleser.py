@@ -28,13 +28,13 @@ from ser.fusion.heads.fleser import (
     standardise,
     tanh_membership,
 )
+from tests.fusion.heads.headutil import pooled_batch
 
 N_CLASSES = 4
 
 
 def _inputs(batch: int = 6, seed: int = 0, dims: dict[str, int] = EXAMPLE_DIMS) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return {m: torch.randn(batch, d, generator=generator) for m, d in dims.items()}
+    return pooled_batch(dims, batch, torch.Generator().manual_seed(seed))
 
 
 def _built(seed: int = 0, dims: dict[str, int] = EXAMPLE_DIMS, **overrides: object) -> fleser.FleserHead:

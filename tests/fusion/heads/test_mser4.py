@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ser.fusion.heads import mser3, mser4
-from tests.fusion.heads.test_mser3 import (
+from tests.fusion.heads.headutil import (
     assert_all_grads,
     assert_padding_invariant,
     assert_same_init,
