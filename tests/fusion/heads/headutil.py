@@ -4,6 +4,7 @@ sequence pairs, and the padding-invariance, gradient and seeding checks."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -113,3 +114,33 @@ def assert_same_init(build: Callable[[], nn.Module]) -> None:
     assert first.keys() == second.keys()
     for key in first:
         torch.testing.assert_close(first[key], second[key], atol=0, rtol=0)
+
+
+def assert_every_parameter_learns(head: nn.Module) -> None:
+    """After a backward pass through ``head``: every parameter has a gradient, and not an all-zero one."""
+    for name, param in head.named_parameters():
+        assert param.grad is not None, name
+        assert param.grad.abs().sum() > 0, name
+
+
+def assert_items_match_alone(head: nn.Module, inputs: dict[str, torch.Tensor], tolerance: float = 1e-5) -> None:
+    """Each item's output inside the padded batch equals its output alone, unpadded (see :func:`alone`)."""
+    with torch.no_grad():
+        batched = head(inputs)
+        for i in range(batched.shape[0]):
+            torch.testing.assert_close(head(alone(inputs, i))[0], batched[i], atol=tolerance, rtol=tolerance)
+
+
+def assert_poolings_differ(head: ModuleType) -> None:
+    """The features of a head module's ``POOLINGS`` options all differ on the same inputs (same seed)."""
+    inputs = random_batch(head.EXAMPLE_DIMS, [5, 3], [2, 6])
+    features = {}
+    for pooling in head.POOLINGS:
+        torch.manual_seed(0)
+        features[pooling] = (
+            head.build(head.EXAMPLE_DIMS, n_classes=4, pooling=pooling).eval().forward_features(inputs)[1]
+        )
+    names = list(features)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not torch.allclose(features[a], features[b], atol=1e-4), (a, b)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ser.fusion.heads import early_fusion
-from tests.fusion.heads.headutil import pooled_batch
+from tests.fusion.heads.headutil import assert_every_parameter_learns, pooled_batch
 
 PAPER_DIMS = {"text": 768, "audio": 768}
 
@@ -54,9 +54,7 @@ def test_gradients_reach_every_parameter(tokens: str) -> None:
     torch.manual_seed(0)
     head = early_fusion.build(early_fusion.EXAMPLE_DIMS, n_classes=4, tokens=tokens).train()
     head(pooled_batch(early_fusion.EXAMPLE_DIMS, 4)).sum().backward()
-    for name, param in head.named_parameters():
-        assert param.grad is not None, name
-        assert param.grad.abs().sum() > 0, name
+    assert_every_parameter_learns(head)
 
 
 def test_batch_items_are_independent() -> None:

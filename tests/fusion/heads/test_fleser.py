@@ -28,7 +28,7 @@ from ser.fusion.heads.fleser import (
     standardise,
     tanh_membership,
 )
-from tests.fusion.heads.headutil import pooled_batch
+from tests.fusion.heads.headutil import assert_every_parameter_learns, pooled_batch
 
 N_CLASSES = 4
 
@@ -292,9 +292,7 @@ def test_only_the_used_fusion_layers_exist() -> None:
 def _assert_all_parameters_get_gradients(head: nn.Module, inputs: dict[str, torch.Tensor]) -> None:
     targets = torch.arange(next(iter(inputs.values())).shape[0]) % N_CLASSES
     F.cross_entropy(head(inputs), targets).backward()
-    for name, parameter in head.named_parameters():
-        assert parameter.grad is not None, name
-        assert parameter.grad.abs().sum() > 0, name
+    assert_every_parameter_learns(head)
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)

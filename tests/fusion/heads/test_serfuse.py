@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ser.fusion.heads import serfuse
-from tests.fusion.heads.headutil import pooled_batch
+from tests.fusion.heads.headutil import assert_every_parameter_learns, pooled_batch
 
 PAPER_DIMS = {"text": 768, "audio": 192}
 
@@ -47,9 +47,7 @@ def test_gradients_reach_every_parameter() -> None:
     torch.manual_seed(0)
     head = serfuse.build(serfuse.EXAMPLE_DIMS, n_classes=4).train()
     head(pooled_batch(serfuse.EXAMPLE_DIMS, 4)).sum().backward()
-    for name, param in head.named_parameters():
-        assert param.grad is not None, name
-        assert param.grad.abs().sum() > 0, name
+    assert_every_parameter_learns(head)
 
 
 def test_unknown_override_is_type_error() -> None:
