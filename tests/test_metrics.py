@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -34,3 +37,13 @@ def test_an_empty_set_has_no_accuracy() -> None:
     for metric in (unweighted_accuracy, weighted_accuracy):
         with pytest.raises(ValueError, match="empty set"):
             metric(empty)
+
+
+def test_the_neutral_leaves_import_no_heavy_module_and_no_other_ser_module() -> None:
+    code = (
+        "import sys, ser.atomic_files, ser.early_stopping, ser.metrics; "
+        "print(sorted(m for m in sys.modules if m in ('numpy', 'torch') or (m.startswith('ser.') and "
+        "m not in ('ser.atomic_files', 'ser.early_stopping', 'ser.metrics'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
