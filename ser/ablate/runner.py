@@ -35,6 +35,7 @@ from ser.ablate.devices import Gpu, discover_gpus, free_memory
 from ser.ablate.grid import Job
 from ser.ablate.job import PARENT_ENV, make_bundles
 from ser.ablate.state import is_done, is_locked
+from ser.atomic_files import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -172,9 +173,7 @@ def _tail(path: Path, lines: int = 6) -> str:
 def _write_spec(job: Job) -> Path:
     job.run_dir.mkdir(parents=True, exist_ok=True)
     spec = job.run_dir / "job.json"
-    tmp = spec.with_name(f"job.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(job.record, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, spec)
+    write_json(spec, job.record, indent=1, default=str)
     return spec
 
 

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,15 +31,18 @@ from ser.adapt.model import (
     set_train_mode,
     unfreeze_top,
 )
+from ser.atomic_files import atomic_path
 from ser.cache.adaptation import PROVENANCE_NAME
 from ser.cache.provenance import environment, utc_now
 from ser.devices import resolve_device
+from ser.early_stopping import EarlyStopping
 from ser.errors import UserError
 from ser.extract.base import require
 from ser.extract.hf import load_pretrained
 from ser.manifests.labels import LabelSet, choose_label_set
 from ser.manifests.protocols import Fold, FoldSet, ValidationRule, make_folds
 from ser.manifests.schema import Manifest, file_sha256, read_manifest
+from ser.metrics import unweighted_accuracy_of
 from ser.seeding import seed_everything
 
 logger = logging.getLogger(__name__)
@@ -86,12 +86,6 @@ def _clips(manifest: Manifest, folds: FoldSet, label_set: LabelSet, ids: tuple[s
     return clips
 
 
-def _balanced_accuracy(true: np.ndarray, pred: np.ndarray) -> float:
-    """UA: mean recall over the classes present in ``true``."""
-    classes = np.unique(true)
-    return float(np.mean([np.mean(pred[true == c] == c) for c in classes]))
-
-
 class _Trainer:
     """One fold's optimisation (model, head, data) for either mode."""
 
@@ -109,6 +103,7 @@ class _Trainer:
         self.cfg, self.upstream, self.device = cfg, upstream.to(device), device
         hidden = int(upstream.config.hidden_size)
         self.supervised = cfg.mode == "supervised"
+        self.n_classes = n_classes
         self.head: nn.Module = (
             ClassifierHead(hidden, n_classes) if self.supervised else ProjectionHead(hidden, cfg.projection_dim)
         ).to(device)
@@ -193,7 +188,7 @@ class _Trainer:
                 "no usable validation audio for the adaptation (all rejected?); check `ser manifest validate`"
             )
         if self.supervised:
-            return _balanced_accuracy(np.concatenate(trues), np.concatenate(preds))
+            return unweighted_accuracy_of(np.concatenate(trues), np.concatenate(preds), self.n_classes)
         return sum(value * n for value, n in losses) / sum(n for _, n in losses)
 
     def state(self) -> dict[str, dict[str, torch.Tensor]]:
@@ -253,11 +248,11 @@ def adapt_fold(cfg: FinetuneConfig, fold_name: str, out: Path) -> FoldAdaptation
         len(train),
         len(validation),
     )
-    better = (lambda a, b: a > b) if cfg.mode == "supervised" else (lambda a, b: a < b)
     # Epoch 0 (the starting weights) is logged as a baseline but is not a candidate: the checkpoint
     # is always a trained state, the best epoch on validation.
     history: list[dict[str, float]] = [{"epoch": 0, "validation": trainer.validate()}]
-    best_score, best_epoch, best_state, waited = math.nan, 0, trainer.state(), 0
+    stopping = EarlyStopping(patience=cfg.patience, mode="max" if cfg.mode == "supervised" else "min")
+    best_state = trainer.state()
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
         train_loss = trainer.train_epoch(epoch)
@@ -273,25 +268,23 @@ def adapt_fold(cfg: FinetuneConfig, fold_name: str, out: Path) -> FoldAdaptation
             "UA" if cfg.mode == "supervised" else "NT-Xent",
             score,
         )
-        if best_epoch == 0 or better(score, best_score):
-            best_score, best_epoch, best_state, waited = score, epoch, trainer.state(), 0
-        else:
-            waited += 1
-            if cfg.patience and waited >= cfg.patience:
-                break
+        if stopping.update(epoch, score):
+            best_state = trainer.state()
+        elif stopping.should_stop:
+            break
     trainer.load(best_state)
     _save(
         checkpoint,
         trainer,
         feature_extractor,
-        _provenance(cfg, manifest, folds, fold, label_set, trainable, best_epoch, best_score),
+        _provenance(cfg, manifest, folds, fold, label_set, trainable, stopping.best_epoch, stopping.best_score),
         history,
     )
     return FoldAdaptation(
         fold=fold.name,
         checkpoint=checkpoint,
-        best_epoch=best_epoch,
-        best_score=best_score,
+        best_epoch=stopping.best_epoch,
+        best_score=stopping.best_score,
         trainable=trainable,
         history=history,
     )
@@ -348,16 +341,14 @@ def _save(
     provenance: dict[str, Any],
     history: list[dict[str, float]],
 ) -> None:
-    """Write everything under a temporary name, provenance last, then rename into place."""
-    partial = checkpoint.with_name(checkpoint.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    trainer.upstream.to("cpu").save_pretrained(partial)
-    if feature_extractor is not None:
-        feature_extractor.save_pretrained(partial)
-    torch.save(trainer.head.to("cpu").state_dict(), partial / "head.pt")
-    (partial / "history.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
-    (partial / PROVENANCE_NAME).write_text(json.dumps(provenance, indent=1, default=str), encoding="utf-8")
-    if checkpoint.exists():
-        shutil.rmtree(checkpoint)
-    os.replace(partial, checkpoint)
+    """Write everything under a temporary name (``<checkpoint>.partial``, a killed run's leftover cleared
+    first), provenance last, then swap it in for the folder at ``checkpoint``."""
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(checkpoint, temp=checkpoint.with_name(checkpoint.name + ".partial")) as partial:
+        partial.mkdir()
+        trainer.upstream.to("cpu").save_pretrained(partial)
+        if feature_extractor is not None:
+            feature_extractor.save_pretrained(partial)
+        torch.save(trainer.head.to("cpu").state_dict(), partial / "head.pt")
+        (partial / "history.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
+        (partial / PROVENANCE_NAME).write_text(json.dumps(provenance, indent=1, default=str), encoding="utf-8")

@@ -9,14 +9,13 @@ place only when complete, so a crash never leaves a half-written store under the
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from ser.atomic_files import atomic_path
 from ser.cache.backends import StoreFile, open_store_file
 from ser.cache.checksums import dataset_checksums
 from ser.cache.format import (
@@ -68,23 +67,6 @@ def chunk_rows(row_bytes: int, target: int, n_rows: int) -> int:
     return max(1, -(-n_rows // n_chunks))
 
 
-def _fsync_tree(path: Path) -> None:
-    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-    for file in files:
-        fd = os.open(file, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
-
-
 def assemble_store(
     out: Path,
     *,
@@ -104,58 +86,53 @@ def assemble_store(
     check_compression(out, compression)
     if out.exists():
         raise CacheError(f"{out} already exists; delete it or choose another output path")
-    tmp = out.with_name(out.name + ".assembling")
-    _remove(tmp)
     ids = [i for source in sources for i in source.ids]
     fingerprints = [f for source in sources for f in source.fingerprints]
     n_rows = len(ids)
     lengths = (np.concatenate([s.lengths for s in sources]) if sources else np.zeros(0)).astype(np.int64)
     offsets = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    store = open_store_file(tmp, "w", backend=backend_of(out))
-    try:
-        _create_arrays(
-            store,
-            layout,
-            n_rows,
-            int(offsets[-1]),
-            compression,
-            pooled_chunk_bytes,
-            seq_chunk_bytes,
-            ids,
-            fingerprints,
-            rejected,
-            notes or {},
-            offsets,
-        )
-        stored = set(ids) | set(rejected)
-        kept = {copy: source for copy, source in (links or {}).items() if copy in stored}
-        for name, values in (("links/ids", list(kept)), ("links/sources", list(kept.values()))):
-            encoded = encode_strings(values)
-            store.create(name, encoded.shape, "uint8", None, None)
-            store.write(name, 0, encoded)
-        _copy_rows(store, layout, sources)
-        checksums = {name: dataset_checksums(store, name) for name in dataset_names(layout)}
-        store.attrs.update(
-            {
-                "format": FORMAT_NAME,
-                "format_version": FORMAT_VERSION,
-                "status": "complete",
-                "layout": layout.to_json(),
-                "n_items": n_rows,
-                "n_rejected": len(rejected),
-                "finalized": utc_now(),
-                **{key: json.dumps(value, sort_keys=True, default=str) for key, value in attrs.items()},
-                "checksums": json.dumps(checksums),  # of these bytes (never a source store's)
-            }
-        )
-    except BaseException:
-        store.close()
-        _remove(tmp)
-        raise
-    store.close()
-    _fsync_tree(tmp)
-    os.replace(tmp, out)
+    # Written as <out>.assembling (a leftover of a killed run is cleared first), renamed into place when complete.
+    with atomic_path(out, temp=out.with_name(out.name + ".assembling")) as tmp:
+        store = open_store_file(tmp, "w", backend=backend_of(out))
+        try:
+            _create_arrays(
+                store,
+                layout,
+                n_rows,
+                int(offsets[-1]),
+                compression,
+                pooled_chunk_bytes,
+                seq_chunk_bytes,
+                ids,
+                fingerprints,
+                rejected,
+                notes or {},
+                offsets,
+            )
+            stored = set(ids) | set(rejected)
+            kept = {copy: source for copy, source in (links or {}).items() if copy in stored}
+            for name, values in (("links/ids", list(kept)), ("links/sources", list(kept.values()))):
+                encoded = encode_strings(values)
+                store.create(name, encoded.shape, "uint8", None, None)
+                store.write(name, 0, encoded)
+            _copy_rows(store, layout, sources)
+            checksums = {name: dataset_checksums(store, name) for name in dataset_names(layout)}
+            store.attrs.update(
+                {
+                    "format": FORMAT_NAME,
+                    "format_version": FORMAT_VERSION,
+                    "status": "complete",
+                    "layout": layout.to_json(),
+                    "n_items": n_rows,
+                    "n_rejected": len(rejected),
+                    "finalized": utc_now(),
+                    **{key: json.dumps(value, sort_keys=True, default=str) for key, value in attrs.items()},
+                    "checksums": json.dumps(checksums),  # of these bytes (never a source store's)
+                }
+            )
+        finally:
+            store.close()
     return out
 
 

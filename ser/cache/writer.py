@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ser.atomic_files import atomic_path, write_json
 from ser.cache.assemble import (
     DEFAULT_POOLED_CHUNK_BYTES,
     DEFAULT_SEQ_CHUNK_BYTES,
@@ -44,23 +45,6 @@ SEGMENT_PREFIX = "seg-"
 NO_LOCK_ERRNOS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
 """``flock`` errors that mean the file system cannot lock at all (some NFS and FUSE mounts)."""
 DEFAULT_SEGMENT_BYTES = 64 << 20
-
-
-def _write_json_atomic(path: Path, record: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        json.dump(record, out, sort_keys=True)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -262,7 +246,7 @@ class CacheWriter:
                     "over, or write to another output path"
                 )
             return
-        _write_json_atomic(
+        write_json(
             meta_path,
             {
                 "format": FORMAT_NAME,
@@ -387,13 +371,14 @@ class CacheWriter:
             self._segments.append(segment)
             self._buffer_reset()
             return
+        # Written under <segment>.tmp (cleared first: a flush that failed half-way left it, never part of
+        # the store) and renamed into place; a failed write removes it, the rows stay buffered and the
+        # segments already written are intact.
         tmp = final.with_name(final.name + ".tmp")
-        if tmp.exists():  # left by a flush that failed half-way (full disk): never part of the store
-            shutil.rmtree(tmp)
         try:
-            self._write_segment(tmp, final)
+            with atomic_path(final, temp=tmp) as folder:
+                self._write_segment(folder)
         except OSError as err:
-            shutil.rmtree(tmp, ignore_errors=True)  # the rows stay buffered; segments already written are intact
             raise CacheError(
                 write_failure(
                     err, tmp, f"the {len(self._done) - len(self._ids)} rows flushed before are kept in {self.partial}"
@@ -406,7 +391,8 @@ class CacheWriter:
         """Whether ``segment`` stores exactly the buffered rows and rejections."""
         return segment.ids == self._ids and segment.rejected == self._rejected_buffer
 
-    def _write_segment(self, tmp: Path, final: Path) -> None:
+    def _write_segment(self, tmp: Path) -> None:
+        """The buffered rows as a segment folder at ``tmp`` (``.npy`` arrays and ``rows.json``)."""
         tmp.mkdir()
         for stat, (n_layers, dim) in self.layout.pooled.items():
             rows = self._pooled[stat]
@@ -428,14 +414,6 @@ class CacheWriter:
             ),
             encoding="utf-8",
         )
-        for file in tmp.iterdir():
-            fd = os.open(file, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        os.rename(tmp, final)
-        _fsync_dir(self.partial)
 
     # ---------------------------------------------------------------- finishing
 

@@ -49,6 +49,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from ser.early_stopping import EarlyStopping
 from ser.fusion.config import TrainConfig
 from ser.fusion.data import FusionData, make_batch
 from ser.fusion.heads import HEADS
@@ -229,13 +230,12 @@ class _Member:
     step_module: _StepModule
     generator: torch.Generator
     train_rows: np.ndarray
+    stopping: EarlyStopping
+    """Best validation score and epoch, and the member's ``train.patience``."""
     live: bool = True
     epoch: int = 0
-    best_score: float = -np.inf
-    best_epoch: int = -1
     best_state: dict[str, torch.Tensor] | None = None
     best_val: dict[str, Any] = field(default_factory=dict)
-    waited: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     order: np.ndarray | None = None
     """This epoch's shuffled training rows."""
@@ -342,6 +342,7 @@ class StackedTrainer:
                     generator=generator,
                     step_module=_StepModule(member_setup.model, member_setup.loss_fn),
                     train_rows=spec.rows["train"],
+                    stopping=EarlyStopping(patience=spec.cfg.patience, mode="max"),
                 )
             )
         torch.manual_seed(specs[0].seed)  # dropout masks of the whole stack
@@ -587,13 +588,11 @@ class StackedTrainer:
             scheduler.step(val_loss)
         elif scheduler is not None:
             scheduler.step()
-        if score > member.best_score:
-            member.best_score, member.best_epoch, member.waited, member.best_val = score, member.epoch, 0, metrics
+        if member.stopping.update(member.epoch, score):
+            member.best_val = metrics
             member.best_state = copy.deepcopy(member.step_module.state_dict())
-        else:
-            member.waited += 1
-            if cfg.patience and member.waited >= cfg.patience:
-                member.live = False
+        elif member.stopping.should_stop:
+            member.live = False
         if member.epoch >= cfg.epochs:
             member.live = False
         return not member.live
@@ -604,7 +603,7 @@ class StackedTrainer:
         member.step_module.load_state_dict(member.best_state)
         refit = None
         if cfg.refit:
-            lrs = [past["lr"] for past in member.history[: member.best_epoch]]
+            lrs = [past["lr"] for past in member.history[: member.stopping.best_epoch]]
             refit = functools.partial(
                 refit_torch,
                 spec.data,
@@ -622,8 +621,8 @@ class StackedTrainer:
         return Selection(
             fold=spec.fold,
             seed=spec.seed,
-            score=float(member.best_score),
-            best_epoch=member.best_epoch,
+            score=float(member.stopping.best_score),
+            best_epoch=member.stopping.best_epoch,
             epochs_run=member.epoch,
             validation=member.best_val,
             history=member.history,

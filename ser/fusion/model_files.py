@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import re
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ser.atomic_files import atomic_path, write_json
 from ser.errors import UserError
 from ser.fusion.classic import ClassicPredictor
 from ser.fusion.config import TrainConfig
@@ -59,23 +59,6 @@ def member_name(fold: str, seed: int) -> str:
     return f"{re.sub(r'[^A-Za-z0-9._-]', '_', fold)}-seed{seed}"
 
 
-def _atomic(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)``, then move the result into place (no half-written model file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # some writers create 0600 files; model files are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_member(models_dir: Path, name: str, predictor: Any) -> str:
     """Write one member's weights; returns the file name (relative to ``models_dir``)."""
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -83,7 +66,8 @@ def save_member(models_dir: Path, name: str, predictor: Any) -> str:
         import skops.io
 
         path = models_dir / f"{name}.skops"
-        _atomic(path, lambda tmp: skops.io.dump({"estimator": predictor.estimator, "scaler": predictor.scaler}, tmp))
+        with atomic_path(path) as tmp:
+            skops.io.dump({"estimator": predictor.estimator, "scaler": predictor.scaler}, tmp)
         return path.name
     assert isinstance(predictor, TorchPredictor)
     tensors = {f"model.{k}": v for k, v in predictor.model.state_dict().items()}
@@ -95,7 +79,8 @@ def save_member(models_dir: Path, name: str, predictor: Any) -> str:
     # clone: safetensors refuses tensors that share memory (tied weights are stored twice, loaded strictly)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     path = models_dir / f"{name}.safetensors"
-    _atomic(path, lambda tmp: _save_safetensors(tensors, tmp))
+    with atomic_path(path) as tmp:
+        _save_safetensors(tensors, tmp)
     return path.name
 
 
@@ -142,8 +127,7 @@ def member_record(
 def write_index(models_dir: Path, index: dict[str, Any]) -> None:
     """Write ``index.json`` (atomically) with the format version."""
     models_dir.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"format": MODEL_FORMAT, **index}, indent=1, default=str)
-    _atomic(models_dir / INDEX_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_json(models_dir / INDEX_NAME, {"format": MODEL_FORMAT, **index}, indent=1, default=str)
 
 
 def read_index(run_dir: Path) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from logging.handlers import MemoryHandler
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ser.atomic_files import atomic_open, write_json, write_text
 from ser.cache.adaptation import AdaptationError, AdaptationRecord, check_fold
 from ser.errors import UnknownNameError, UserError, write_failure
 from ser.fusion.config import (
@@ -654,23 +654,14 @@ def _summed_confusion(results: list[FoldResult], n_classes: int) -> list[list[in
     return total.tolist()
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # after a failed write (full disk) no half file is left
-
-
 def _write_json(path: Path, record: dict[str, Any]) -> None:
-    _atomic_write(path, json.dumps(record, indent=1, default=str))
+    write_json(path, record, indent=1, default=str)
 
 
 def _write_yaml(path: Path, record: dict[str, Any]) -> None:
     import yaml
 
-    _atomic_write(path, yaml.safe_dump(json.loads(json.dumps(record, default=str)), sort_keys=False))
+    write_text(path, yaml.safe_dump(json.loads(json.dumps(record, default=str)), sort_keys=False))
 
 
 def _write_predictions(path: Path, results: list[FoldResult], classes: tuple[str, ...]) -> None:
@@ -682,12 +673,7 @@ def _write_predictions(path: Path, results: list[FoldResult], classes: tuple[str
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as out:
-            writer = csv.DictWriter(out, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_open(path, newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ser import devices
+from ser.early_stopping import EarlyStopping
 from ser.errors import UserError
 from ser.fusion.augment import SpecAugment
 from ser.fusion.blocks import LayerWeights
@@ -406,7 +407,8 @@ def select_member(
         torch.set_num_threads(cfg.threads)
     state = setup(data, rows["train"], fusion, head_options, cfg, device)
     model, loss_fn, scheduler, standardizer = state.model, state.loss_fn, state.scheduler, state.standardizer
-    best_score, best_epoch, best_state, waited = -np.inf, -1, None, 0
+    stopping = EarlyStopping(patience=cfg.patience, mode="max")
+    best_state = None
     best_val: dict[str, Any] = {}
     history: list[dict[str, float]] = []
     epoch = 0
@@ -425,14 +427,11 @@ def select_member(
             scheduler.step(val_loss)
         elif scheduler is not None:
             scheduler.step()
-        if score > best_score:
-            best_score, best_epoch, waited = score, epoch, 0
+        if stopping.update(epoch, score):
             best_state = (copy.deepcopy(model.state_dict()), copy.deepcopy(loss_fn.state_dict()))
             best_val = val_metrics
-        else:
-            waited += 1
-            if cfg.patience and waited >= cfg.patience:
-                break
+        elif stopping.should_stop:
+            break
     assert best_state is not None
     model.load_state_dict(best_state[0])
     loss_fn.load_state_dict(best_state[1])  # centers / margin weights chosen with the model
@@ -447,13 +446,13 @@ def select_member(
             cfg=cfg,
             seed=seed,
             device=device,
-            lrs=[past["lr"] for past in history[:best_epoch]],
+            lrs=[past["lr"] for past in history[: stopping.best_epoch]],
         )
     return Selection(
         fold=fold_name,
         seed=seed,
-        score=float(best_score),
-        best_epoch=best_epoch,
+        score=float(stopping.best_score),
+        best_epoch=stopping.best_epoch,
         epochs_run=epoch,
         validation=best_val,
         history=history,

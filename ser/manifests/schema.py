@@ -19,12 +19,12 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ser.atomic_files import atomic_open
 from ser.errors import UserError
 
 MANIFEST_VERSION = 1
@@ -219,19 +219,11 @@ def write_manifest(path: str | os.PathLike[str], header: ManifestHeader, utteran
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            out.write(header.to_json() + "\n")
-            for utt in utterances:
-                out.write(utt.to_json() + "\n")
-                count += 1
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, newline="\n") as out:
+        out.write(header.to_json() + "\n")
+        for utt in utterances:
+            out.write(utt.to_json() + "\n")
+            count += 1
     return count
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import zarr
 from ser.cache.format import StoreLayout, config_hash
 from ser.cache.reader import CacheReader
 from ser.cache.writer import CacheWriter
+from tests.conftest import REPO_ROOT
 
 BACKENDS = [".h5", ".zarr"]
 
@@ -186,3 +188,9 @@ def writer_open(path: Path, **kwargs: Any) -> CacheWriter:
     kwargs.setdefault("layout", LAYOUT)
     kwargs.setdefault("attrs", make_attrs())
     return CacheWriter.open(path, **kwargs)
+
+
+def subprocess_env() -> dict[str, str]:
+    """This environment with the repository first on ``PYTHONPATH``: a child ``python -c`` imports this ``ser``
+    and these test helpers."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}

@@ -8,7 +8,6 @@ times (very early, mid-way during writing, during finalize), then run to complet
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ser.cache.format import partial_path
-from tests.cache.storeutil import assert_same_content, read_content
+from tests.cache.storeutil import assert_same_content, read_content, subprocess_env
 
 HELPER = textwrap.dedent("""
     import sys
@@ -81,11 +80,6 @@ SLEEP = 0.002
 ROW_EVENTS = ["row 0050", "row 0125", "row 0200", "row 0275"]  # spaced wider than a kill delay's worth of rows
 
 
-def _env() -> dict[str, str]:
-    repo = Path(__file__).resolve().parents[2]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
-
-
 def _kill_plan(seed: int) -> list[tuple[str, float]]:
     """(event to wait for, then seconds before SIGKILL): very early, early, mid-run, late, during finalize."""
     rng = random.Random(seed)
@@ -105,7 +99,7 @@ def _launch_and_kill(script: Path, store: Path, event: str, delay: float) -> tup
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=subprocess_env(),
     )
     assert proc.stdout is not None
     done_at_open = None
@@ -166,7 +160,11 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted_run(tmp_path:
     assert progress[-1] >= 250
 
     finish = subprocess.run(
-        [sys.executable, str(script), str(store), "0"], capture_output=True, text=True, env=_env(), timeout=120
+        [sys.executable, str(script), str(store), "0"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
     )
     assert finish.returncode == 0, finish.stderr
     assert finish.stdout.splitlines()[-1] in ("finalized", "already complete")

@@ -33,6 +33,7 @@ from tests.cache.storeutil import (
     make_row,
     make_rows,
     read_content,
+    subprocess_env,
     write_store,
     writer_open,
 )
@@ -517,9 +518,9 @@ HOLDER = textwrap.dedent("""
 
 
 def test_second_writer_in_another_process_is_refused_until_it_dies(store: Path) -> None:
-    repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(store)], stdout=subprocess.PIPE, text=True, env=env)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(store)], stdout=subprocess.PIPE, text=True, env=subprocess_env()
+    )
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "locked"

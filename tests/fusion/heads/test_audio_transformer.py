@@ -3,38 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
 
 from ser.fusion.heads import audio_transformer
 from ser.fusion.heads.audio_transformer import build, sinusoidal_positions
-
-N_MELS = 64
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: intra-op threads only add synchronisation (tens of times slower on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def batch(lengths: list[int], pad: float = 0.0) -> dict[str, torch.Tensor]:
-    """Log-mel-like frames (around -6) padded with ``pad`` to the longest item."""
-    audio = torch.randn(len(lengths), max(lengths), N_MELS) * 2.0 - 6.0
-    for i, length in enumerate(lengths):
-        audio[i, length:] = pad
-    return {"audio": audio, "audio_lengths": torch.tensor(lengths)}
-
-
-def alone(inputs: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
-    """Item ``i`` of a batch on its own, unpadded."""
-    length = int(inputs["audio_lengths"][i])
-    return {"audio": inputs["audio"][i : i + 1, :length], "audio_lengths": inputs["audio_lengths"][i : i + 1]}
+from tests.fusion.heads.headutil import N_MELS, assert_items_match_alone, log_mel_batch
 
 
 def test_contract_and_shapes() -> None:
@@ -45,7 +20,7 @@ def test_contract_and_shapes() -> None:
     layer = head.encoder.layers[0]
     assert layer.self_attn.embed_dim == 128 and layer.self_attn.num_heads == 4
     assert layer.linear1.out_features == 512 and not layer.norm_first
-    inputs = batch([48, 31, 1])
+    inputs = log_mel_batch([48, 31, 1])
     logits, features = head.forward_features(inputs)
     assert logits.shape == (3, 4) and features.shape == (3, head.feature_dim) == (3, 128)
     assert torch.equal(head(inputs), logits) and torch.isfinite(logits).all()
@@ -62,11 +37,8 @@ def test_sinusoidal_positions() -> None:
 def test_padding_invariance_eval() -> None:
     torch.manual_seed(1)
     head = build(audio_transformer.EXAMPLE_DIMS, 4).eval()
-    inputs = batch([37, 80, 52, 1], pad=55.0)  # garbage padding: it must not matter either
-    with torch.no_grad():
-        batched = head(inputs)
-        for i in range(4):
-            torch.testing.assert_close(head(alone(inputs, i))[0], batched[i], atol=1e-5, rtol=1e-5)
+    inputs = log_mel_batch([37, 80, 52, 1], pad=55.0)  # garbage padding: it must not matter either
+    assert_items_match_alone(head, inputs)
 
 
 def test_rejects() -> None:

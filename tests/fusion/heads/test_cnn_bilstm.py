@@ -3,39 +3,13 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 
 import pytest
 import torch
 
 from ser.fusion.heads import cnn_bilstm
 from ser.fusion.heads.cnn_bilstm import build
-
-N_MELS = 64
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: intra-op threads only add synchronisation (tens of times slower on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def batch(lengths: list[int], pad: float = 0.0, t: int | None = None) -> dict[str, torch.Tensor]:
-    """Log-mel-like frames (around -6) padded with ``pad`` to ``t`` (default: the longest item)."""
-    t = t or max(lengths)
-    audio = torch.randn(len(lengths), t, N_MELS) * 2.0 - 6.0
-    for i, length in enumerate(lengths):
-        audio[i, length:] = pad
-    return {"audio": audio, "audio_lengths": torch.tensor(lengths)}
-
-
-def alone(inputs: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
-    """Item ``i`` of a batch on its own, unpadded."""
-    length = int(inputs["audio_lengths"][i])
-    return {"audio": inputs["audio"][i : i + 1, :length], "audio_lengths": inputs["audio_lengths"][i : i + 1]}
+from tests.fusion.heads.headutil import N_MELS, alone, assert_items_match_alone, log_mel_batch
 
 
 def test_contract_and_shapes() -> None:
@@ -44,7 +18,7 @@ def test_contract_and_shapes() -> None:
     head = build(cnn_bilstm.EXAMPLE_DIMS, 4).eval()
     assert [block.conv.out_channels for block in head.blocks] == [32, 64, 128]
     assert head.lstm.input_size == 128 * 8 and head.lstm.hidden_size == 128 and head.lstm.bidirectional
-    inputs = batch([48, 31, 1])
+    inputs = log_mel_batch([48, 31, 1])
     logits, features = head.forward_features(inputs)
     assert logits.shape == (3, 4) and features.shape == (3, head.feature_dim) == (3, 256)
     assert torch.equal(head(inputs), logits) and torch.isfinite(logits).all()
@@ -53,11 +27,8 @@ def test_contract_and_shapes() -> None:
 def test_padding_invariance_eval() -> None:
     torch.manual_seed(1)
     head = build(cnn_bilstm.EXAMPLE_DIMS, 4).eval()
-    inputs = batch([37, 70, 52], pad=55.0)  # garbage padding: it must not matter either
-    with torch.no_grad():
-        batched = head(inputs)
-        for i in range(3):
-            torch.testing.assert_close(head(alone(inputs, i))[0], batched[i], atol=1e-5, rtol=1e-5)
+    inputs = log_mel_batch([37, 70, 52], pad=55.0)  # garbage padding: it must not matter either
+    assert_items_match_alone(head, inputs)
 
 
 def test_padding_invariance_train_mode() -> None:
@@ -65,7 +36,7 @@ def test_padding_invariance_train_mode() -> None:
     torch.manual_seed(2)
     head = build(cnn_bilstm.EXAMPLE_DIMS, 4, dropout=0.0, specaugment=False).train()
     twin = copy.deepcopy(head)
-    inputs = batch([33], t=64, pad=-3.0)
+    inputs = log_mel_batch([33], t=64, pad=-3.0)
     torch.testing.assert_close(head(inputs), twin(alone(inputs, 0)), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(head.blocks[0].bn.running_var, twin.blocks[0].bn.running_var)
 

@@ -6,12 +6,9 @@ import pytest
 import torch
 
 from ser.fusion.heads import early_fusion
+from tests.fusion.heads.headutil import assert_every_parameter_learns, pooled_batch
 
 PAPER_DIMS = {"text": 768, "audio": 768}
-
-
-def batch(dims: dict[str, int], n: int) -> dict[str, torch.Tensor]:
-    return {m: torch.randn(n, d) for m, d in dims.items()}
 
 
 @pytest.mark.parametrize("tokens", ["per_modality", "concat"])
@@ -20,7 +17,7 @@ def batch(dims: dict[str, int], n: int) -> dict[str, torch.Tensor]:
 )
 def test_output_shape(dims: dict[str, int], tokens: str) -> None:
     head = early_fusion.build(dims, n_classes=4, tokens=tokens)
-    logits, features = head.forward_features(batch(dims, 3))
+    logits, features = head.forward_features(pooled_batch(dims, 3))
     assert logits.shape == (3, 4)
     assert features.shape == (3, head.feature_dim) == (3, 256)
 
@@ -41,7 +38,7 @@ def test_original_defaults() -> None:
 
 
 def test_token_counts_concat_vs_per_modality() -> None:
-    inputs = batch(PAPER_DIMS, 2)
+    inputs = pooled_batch(PAPER_DIMS, 2)
     per_modality = early_fusion.build(PAPER_DIMS, n_classes=4)
     concat = early_fusion.build(PAPER_DIMS, n_classes=4, tokens="concat")
     assert per_modality.embed(inputs).shape == (2, 3, 256) and per_modality.n_tokens == 3  # CLS, text, audio
@@ -56,16 +53,14 @@ def test_token_counts_concat_vs_per_modality() -> None:
 def test_gradients_reach_every_parameter(tokens: str) -> None:
     torch.manual_seed(0)
     head = early_fusion.build(early_fusion.EXAMPLE_DIMS, n_classes=4, tokens=tokens).train()
-    head(batch(early_fusion.EXAMPLE_DIMS, 4)).sum().backward()
-    for name, param in head.named_parameters():
-        assert param.grad is not None, name
-        assert param.grad.abs().sum() > 0, name
+    head(pooled_batch(early_fusion.EXAMPLE_DIMS, 4)).sum().backward()
+    assert_every_parameter_learns(head)
 
 
 def test_batch_items_are_independent() -> None:
     torch.manual_seed(0)
     head = early_fusion.build(early_fusion.EXAMPLE_DIMS, n_classes=4).eval()
-    inputs = batch(early_fusion.EXAMPLE_DIMS, 3)
+    inputs = pooled_batch(early_fusion.EXAMPLE_DIMS, 3)
     with torch.no_grad():
         torch.testing.assert_close(head(inputs)[:1], head({k: v[:1] for k, v in inputs.items()}), atol=1e-5, rtol=1e-6)
 

@@ -28,13 +28,13 @@ from ser.fusion.heads.fleser import (
     standardise,
     tanh_membership,
 )
+from tests.fusion.heads.headutil import assert_every_parameter_learns, pooled_batch
 
 N_CLASSES = 4
 
 
 def _inputs(batch: int = 6, seed: int = 0, dims: dict[str, int] = EXAMPLE_DIMS) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return {m: torch.randn(batch, d, generator=generator) for m, d in dims.items()}
+    return pooled_batch(dims, batch, torch.Generator().manual_seed(seed))
 
 
 def _built(seed: int = 0, dims: dict[str, int] = EXAMPLE_DIMS, **overrides: object) -> fleser.FleserHead:
@@ -292,9 +292,7 @@ def test_only_the_used_fusion_layers_exist() -> None:
 def _assert_all_parameters_get_gradients(head: nn.Module, inputs: dict[str, torch.Tensor]) -> None:
     targets = torch.arange(next(iter(inputs.values())).shape[0]) % N_CLASSES
     F.cross_entropy(head(inputs), targets).backward()
-    for name, parameter in head.named_parameters():
-        assert parameter.grad is not None, name
-        assert parameter.grad.abs().sum() > 0, name
+    assert_every_parameter_learns(head)
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)

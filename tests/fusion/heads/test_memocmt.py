@@ -7,9 +7,10 @@ import torch
 from torch import nn
 
 from ser.fusion.heads import memocmt
-from tests.fusion.heads.test_mser3 import (
+from tests.fusion.heads.headutil import (
     assert_all_grads,
     assert_padding_invariant,
+    assert_poolings_differ,
     assert_same_init,
     random_batch,
 )
@@ -89,16 +90,7 @@ def test_pooling_uses_valid_query_positions() -> None:
 
 
 def test_pooling_options_differ() -> None:
-    inputs = random_batch(memocmt.EXAMPLE_DIMS, [5, 3], [2, 6])
-    features = {}
-    for pooling in memocmt.POOLINGS:
-        torch.manual_seed(0)
-        head = memocmt.build(memocmt.EXAMPLE_DIMS, n_classes=4, pooling=pooling).eval()
-        features[pooling] = head.forward_features(inputs)[1]
-    names = list(features)
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            assert not torch.allclose(features[a], features[b], atol=1e-4), (a, b)
+    assert_poolings_differ(memocmt)
 
 
 @pytest.mark.parametrize("pooling", ["min", "mean", "max", "first"])

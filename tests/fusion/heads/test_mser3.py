@@ -1,96 +1,16 @@
-"""3M-SER head: shapes, paper defaults, padding invariance, min-max over valid frames, gradients, seeds.
-
-The sequence helpers here (``item``, ``collate``, ``assert_padding_invariant``, ``assert_all_grads``) are
-shared with the 4M-SER and MemoCMT tests, which import them.
-"""
+"""3M-SER head: shapes, paper defaults, padding invariance, min-max over valid frames, gradients, seeds."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from ser.fusion.blocks import padding_mask
 from ser.fusion.heads import mser3
+from tests.fusion.heads.headutil import assert_all_grads, assert_padding_invariant, assert_same_init, random_batch
 
 PAPER_DIMS = {"text": 768, "audio": 128}  # BERT tokens, VGGish patches
-
-Item = dict[str, torch.Tensor]
-
-
-def item(gen: torch.Generator, dims: dict[str, int], text_len: int, audio_len: int) -> Item:
-    """One utterance: unpadded (T, Dt) text tokens and (F, Da) audio frames."""
-    return {
-        "text": torch.randn(text_len, dims["text"], generator=gen),
-        "audio": torch.randn(audio_len, dims["audio"], generator=gen) * 2 + 1,
-    }
-
-
-def collate(items: list[Item], gen: torch.Generator) -> dict[str, torch.Tensor]:
-    """Stack items into padded (B, L, D) tensors plus ``<modality>_lengths``. The padding is finite random
-    garbage (not zeros), so a head passes the invariance tests only if it really masks it."""
-    batch: dict[str, torch.Tensor] = {}
-    for modality in ("text", "audio"):
-        sequences = [it[modality] for it in items]
-        longest = max(len(s) for s in sequences)
-        padded = torch.randn(len(items), longest, sequences[0].shape[1], generator=gen) * 5 + 3
-        for i, sequence in enumerate(sequences):
-            padded[i, : len(sequence)] = sequence
-        batch[modality] = padded
-        batch[f"{modality}_lengths"] = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    return batch
-
-
-def random_batch(
-    dims: dict[str, int], text_lengths: list[int], audio_lengths: list[int], seed: int = 0
-) -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    return collate([item(gen, dims, t, a) for t, a in zip(text_lengths, audio_lengths, strict=True)], gen)
-
-
-def assert_padding_invariant(
-    run: Callable[[dict[str, torch.Tensor]], torch.Tensor], dims: dict[str, int], grad: bool = False
-) -> None:
-    """``run`` on an item alone equals ``run`` on the same item inside a batch where longer items pad it in
-    both text and audio (and in the middle of the batch)."""
-    gen = torch.Generator().manual_seed(1)
-    target = item(gen, dims, 4, 6)
-    longer = [item(gen, dims, 9, 11), item(gen, dims, 7, 15)]
-    with torch.set_grad_enabled(grad):
-        alone = run(collate([target], gen))
-        batched = run(collate([longer[0], target, longer[1]], gen))
-    assert batched.shape[0] == 3
-    torch.testing.assert_close(batched[1], alone[0], atol=1e-5, rtol=0)
-
-
-def assert_all_grads(head: nn.Module, dims: dict[str, int], n_classes: int, unreached: tuple[str, ...] = ()) -> None:
-    """One cross-entropy backward pass in train mode gives every parameter a finite, non-zero gradient,
-    except those whose names start with one of ``unreached`` (off the output's path), which get none."""
-    torch.manual_seed(0)
-    head.train()
-    inputs = random_batch(dims, [5, 3, 7, 2], [6, 8, 3, 4])
-    loss = F.cross_entropy(head(inputs), torch.arange(4) % n_classes)
-    loss.backward()
-    for name, param in head.named_parameters():
-        if unreached and name.startswith(unreached):
-            assert param.grad is None or not param.grad.any(), name
-            continue
-        assert param.grad is not None, name
-        assert torch.isfinite(param.grad).all(), name
-        assert param.grad.abs().sum() > 0, name
-
-
-def assert_same_init(build: Callable[[], nn.Module]) -> None:
-    torch.manual_seed(3)
-    first = build().state_dict()
-    torch.manual_seed(3)
-    second = build().state_dict()
-    assert first.keys() == second.keys()
-    for key in first:
-        torch.testing.assert_close(first[key], second[key], atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("dims", [mser3.EXAMPLE_DIMS, PAPER_DIMS])

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ser.fusion.heads import patamia
+from tests.fusion.heads.headutil import assert_every_parameter_learns
 
 PAPER_DIMS = {"text": 768, "audio": 768, "mocap": 189}
 
@@ -110,9 +111,7 @@ def test_gradients_reach_every_parameter() -> None:
     torch.manual_seed(0)
     head = patamia.build(patamia.EXAMPLE_DIMS, n_classes=4).train()
     head(batch(patamia.EXAMPLE_DIMS, [7, 3, 5, 6])).sum().backward()
-    for name, param in head.named_parameters():
-        assert param.grad is not None, name
-        assert param.grad.abs().sum() > 0, name
+    assert_every_parameter_learns(head)
 
 
 @pytest.mark.parametrize("dims", [{}, {"text": 8}, {"mocap": 5}])

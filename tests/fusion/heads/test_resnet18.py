@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -12,35 +11,11 @@ from torch import nn
 from ser.fusion.blocks import MaskedBatchNorm2d, conv_out_lengths
 from ser.fusion.heads import resnet18
 from ser.fusion.heads.resnet18 import build
+from tests.fusion.heads.headutil import N_MELS, alone, assert_items_match_alone, log_mel_batch
 
-N_MELS = 64
 # Same depth and layout as ResNet-18, narrow channels: the masking logic is width-independent, and the
 # full-width network (11 M parameters) is exercised only by the shape and eval-invariance tests.
 NARROW = {"widths": (8, 16, 32, 64), "hidden": 16}
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: intra-op threads only add synchronisation (tens of times slower on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def batch(lengths: list[int], pad: float = 0.0, t: int | None = None) -> dict[str, torch.Tensor]:
-    """Log-mel-like frames (around -6) padded with ``pad`` to ``t`` (default: the longest item)."""
-    t = t or max(lengths)
-    audio = torch.randn(len(lengths), t, N_MELS) * 2.0 - 6.0
-    for i, length in enumerate(lengths):
-        audio[i, length:] = pad
-    return {"audio": audio, "audio_lengths": torch.tensor(lengths)}
-
-
-def alone(inputs: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
-    """Item ``i`` of a batch on its own, unpadded."""
-    length = int(inputs["audio_lengths"][i])
-    return {"audio": inputs["audio"][i : i + 1, :length], "audio_lengths": inputs["audio_lengths"][i : i + 1]}
 
 
 def test_contract_and_shapes() -> None:
@@ -53,7 +28,7 @@ def test_contract_and_shapes() -> None:
     assert head.conv1.in_channels == 1 and head.conv1.kernel_size == (7, 7) and head.conv1.stride == (2, 2)
     assert head.classifier[0].in_features == 512 and head.classifier[0].out_features == 128
     assert head.dropout.p == 0.3
-    inputs = batch([48, 31, 5])
+    inputs = log_mel_batch([48, 31, 5])
     logits, features = head.forward_features(inputs)
     assert logits.shape == (3, 4) and features.shape == (3, head.feature_dim) == (3, 128)
     assert torch.equal(head(inputs), logits)
@@ -73,11 +48,8 @@ def test_conv_out_lengths_match_pytorch() -> None:
 def test_padding_invariance_eval() -> None:
     torch.manual_seed(1)
     head = build(resnet18.EXAMPLE_DIMS, 4).eval()
-    inputs = batch([37, 61], pad=55.0)  # garbage padding: it must not matter either
-    with torch.no_grad():
-        batched = head(inputs)
-        for i in range(2):
-            torch.testing.assert_close(head(alone(inputs, i))[0], batched[i], atol=1e-4, rtol=1e-4)
+    inputs = log_mel_batch([37, 61], pad=55.0)  # garbage padding: it must not matter either
+    assert_items_match_alone(head, inputs, tolerance=1e-4)
 
 
 def test_padding_invariance_train_mode_batch_norm_statistics() -> None:
@@ -85,7 +57,7 @@ def test_padding_invariance_train_mode_batch_norm_statistics() -> None:
     torch.manual_seed(2)
     head = build(resnet18.EXAMPLE_DIMS, 4, dropout=0.0, specaugment=False, **NARROW).train()
     twin = copy.deepcopy(head)
-    inputs = batch([33], t=70, pad=9.0)
+    inputs = log_mel_batch([33], t=70, pad=9.0)
     torch.testing.assert_close(head(inputs), twin(alone(inputs, 0)), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(head.bn1.running_mean, twin.bn1.running_mean)
     torch.testing.assert_close(head.blocks[-1].bn2.running_var, twin.blocks[-1].bn2.running_var)
@@ -121,7 +93,7 @@ def test_masked_batch_norm_equals_batch_norm_without_padding() -> None:
 
 def test_small_stage_config_and_rejects() -> None:
     head = build(resnet18.EXAMPLE_DIMS, 2, blocks=(1, 1), widths=(8, 16), hidden=8).eval()
-    assert head(batch([20, 9])).shape == (2, 2)
+    assert head(log_mel_batch([20, 9])).shape == (2, 2)
     with pytest.raises(TypeError, match="unexpected keyword"):
         build(resnet18.EXAMPLE_DIMS, 4, n_layers=3)
     with pytest.raises(ValueError, match="audio"):

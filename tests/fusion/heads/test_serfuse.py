@@ -6,18 +6,15 @@ import pytest
 import torch
 
 from ser.fusion.heads import serfuse
+from tests.fusion.heads.headutil import assert_every_parameter_learns, pooled_batch
 
 PAPER_DIMS = {"text": 768, "audio": 192}
-
-
-def batch(dims: dict[str, int], n: int) -> dict[str, torch.Tensor]:
-    return {"text": torch.randn(n, dims["text"]), "audio": torch.randn(n, dims["audio"])}
 
 
 @pytest.mark.parametrize("dims", [serfuse.EXAMPLE_DIMS, PAPER_DIMS])
 def test_output_shape(dims: dict[str, int]) -> None:
     head = serfuse.build(dims, n_classes=4)
-    logits, features = head.forward_features(batch(dims, 3))
+    logits, features = head.forward_features(pooled_batch(dims, 3))
     assert logits.shape == (3, 4)
     assert features.shape == (3, head.feature_dim) == (3, 64)
 
@@ -36,7 +33,7 @@ def test_paper_defaults() -> None:
 
 def test_default_head_is_linear_and_nonlinear_option_is_not() -> None:
     torch.manual_seed(0)
-    inputs_a, inputs_b = batch(serfuse.EXAMPLE_DIMS, 2), batch(serfuse.EXAMPLE_DIMS, 2)
+    inputs_a, inputs_b = pooled_batch(serfuse.EXAMPLE_DIMS, 2), pooled_batch(serfuse.EXAMPLE_DIMS, 2)
     summed = {k: inputs_a[k] + inputs_b[k] for k in inputs_a}
     zero = {k: torch.zeros_like(v) for k, v in inputs_a.items()}
     linear = serfuse.build(serfuse.EXAMPLE_DIMS, n_classes=3).eval()
@@ -49,10 +46,8 @@ def test_default_head_is_linear_and_nonlinear_option_is_not() -> None:
 def test_gradients_reach_every_parameter() -> None:
     torch.manual_seed(0)
     head = serfuse.build(serfuse.EXAMPLE_DIMS, n_classes=4).train()
-    head(batch(serfuse.EXAMPLE_DIMS, 4)).sum().backward()
-    for name, param in head.named_parameters():
-        assert param.grad is not None, name
-        assert param.grad.abs().sum() > 0, name
+    head(pooled_batch(serfuse.EXAMPLE_DIMS, 4)).sum().backward()
+    assert_every_parameter_learns(head)
 
 
 def test_unknown_override_is_type_error() -> None:

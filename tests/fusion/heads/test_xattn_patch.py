@@ -2,43 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
 from ser.fusion.heads import xattn_patch
 from ser.fusion.heads.xattn_patch import build
+from tests.fusion.heads.headutil import N_MELS, assert_items_match_alone, log_mel_batch
 
-N_MELS = 64
 DIMS = xattn_patch.EXAMPLE_DIMS
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: intra-op threads only add synchronisation (tens of times slower on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def batch(lengths: list[int], pad: float = 0.0) -> dict[str, torch.Tensor]:
-    """Log-mel-like frames (around -6) padded with ``pad`` to the longest item, and text vectors."""
-    audio = torch.randn(len(lengths), max(lengths), N_MELS) * 2.0 - 6.0
-    for i, length in enumerate(lengths):
-        audio[i, length:] = pad
-    return {"audio": audio, "audio_lengths": torch.tensor(lengths), "text": torch.randn(len(lengths), DIMS["text"])}
-
-
-def alone(inputs: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
-    """Item ``i`` of a batch on its own, unpadded."""
-    length = int(inputs["audio_lengths"][i])
-    return {
-        "audio": inputs["audio"][i : i + 1, :length],
-        "audio_lengths": inputs["audio_lengths"][i : i + 1],
-        "text": inputs["text"][i : i + 1],
-    }
+    """Log-mel-like frames padded with ``pad`` to the longest item (:func:`log_mel_batch`), and text vectors."""
+    return {**log_mel_batch(lengths, pad), "text": torch.randn(len(lengths), DIMS["text"])}
 
 
 def test_contract_and_shapes() -> None:
@@ -84,10 +60,7 @@ def test_padding_invariance_eval() -> None:
     torch.manual_seed(3)
     head = build(DIMS, 4).eval()
     inputs = batch([37, 80, 54, 3], pad=55.0)  # garbage padding: it must not matter either
-    with torch.no_grad():
-        batched = head(inputs)
-        for i in range(4):
-            torch.testing.assert_close(head(alone(inputs, i))[0], batched[i], atol=1e-5, rtol=1e-5)
+    assert_items_match_alone(head, inputs)
 
 
 def test_text_matters() -> None:
