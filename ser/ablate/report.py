@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from ser.ablate.compare import Comparison, paired_comparison
+from ser.atomic_files import atomic_open, write_json, write_text
 from ser.cache.format import config_hash
 from ser.errors import UserError
 from ser.fusion.metrics import aggregate, metrics_from_confusion
@@ -353,7 +354,7 @@ def comparison_table(section: Section) -> list[str]:
 
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    with open(path, "w", encoding="utf-8", newline="") as out:
+    with atomic_open(path, newline="") as out:
         writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -469,7 +470,7 @@ def _emobox_predictions(cell: Cell, path: Path) -> int:
     wanted = {(str(r["fold"]), int(r["seed"])) for r in cell.runs}
     written: set[tuple[str, int]] = set()
     count = 0
-    with open(path, "w", encoding="utf-8") as out:
+    with atomic_open(path) as out:
         for run_dir in cell.run_dirs:
             found: set[tuple[str, int]] = set()
             try:
@@ -512,11 +513,11 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, *, title: str | No
     cells = collect(runs_dir)
     all_sections = sections(cells)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.md").write_text(markdown(all_sections, title or f"Results in {runs_dir.name}"), encoding="utf-8")
+    write_text(out_dir / "report.md", markdown(all_sections, title or f"Results in {runs_dir.name}"))
     _write_csv(out_dir / "report.csv", *cell_rows(all_sections))
     _write_csv(out_dir / "runs.csv", *run_rows(cells))
     emobox = {cell.cell_id: emobox_record(cell) for cell in cells}
-    (out_dir / "emobox.json").write_text(json.dumps(emobox, indent=1, default=str), encoding="utf-8")
+    write_json(out_dir / "emobox.json", emobox, indent=1, default=str)
     (out_dir / "emobox_predictions").mkdir(exist_ok=True)
     for cell in cells:
         _emobox_predictions(cell, out_dir / "emobox_predictions" / f"{cell.cell_id}.jsonl")
