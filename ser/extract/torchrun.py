@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ser.cache.merge import merge_stores
 from ser.cache.reader import CacheReader
-from ser.extract.runner import shard_output, write_rejects
+from ser.extract.run_options import shard_output, write_rejects
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,9 @@ from ser.extract.audio import load_audio
 from ser.extract.base import ExtractorError, ExtractorSpec, Features, Item, ItemRejected
 from ser.extract.logmel import LogMelExtractor
 from ser.extract.logmel import build as build_logmel
-from ser.extract.runner import RunOptions, plan_batches, run_extraction, shard_output
+from ser.extract.plan import plan_batches
+from ser.extract.run_options import shard_output
+from ser.extract.runner import RunOptions, run_extraction
 from ser.extract.update import expected_fingerprints
 from ser.manifests.schema import ManifestHeader, Utterance, read_manifest, write_manifest
 from tests.fakes import write_tone
@@ -906,16 +908,16 @@ def test_runner_plans_whisper_style_extractors_by_window(tmp_path: Path) -> None
 def test_any_decoding_error_rejects_only_that_row(
     corpus: Corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ser.extract.runner as runner_module
+    import ser.extract.decode as decode_module
 
-    real = runner_module.load_audio
+    real = decode_module.load_audio
 
     def flaky(path: str, **kwargs: Any) -> np.ndarray:
         if path.endswith("g2.wav"):
             raise TypeError("a decoder bug")
         return real(path, **kwargs)
 
-    monkeypatch.setattr(runner_module, "load_audio", flaky)
+    monkeypatch.setattr(decode_module, "load_audio", flaky)
     report = run_extraction(corpus.manifest, _logmel(), tmp_path / "feats.h5", _options())
     assert report.rejected["g2"] == "decoding failed: TypeError: a decoder bug"
     assert report.extracted == len(GOOD) - 1
@@ -923,26 +925,26 @@ def test_any_decoding_error_rejects_only_that_row(
 
 
 def test_in_worker_extraction_sends_durations_not_audio(corpus: Corpus) -> None:
-    from ser.extract.runner import _BatchDataset
+    from ser.extract.decode import BatchDataset
     from ser.manifests.schema import read_manifest
 
     manifest = read_manifest(corpus.manifest)
     rows = [corpus.rows[uid] for uid in ("g1", "missing", "g3")]
     extractor = _logmel()
-    dataset = _BatchDataset(manifest, rows, [[0, 1, 2]], "audio", SR, 3600.0, extractor=extractor)
+    dataset = BatchDataset(manifest, rows, [[0, 1, 2]], "audio", SR, 3600.0, extractor=extractor)
     g1, missing, g3 = dataset[0]
     assert missing.error is not None and "missing audio file" in missing.error and missing.result is None
     for entry, seconds in ((g1, 0.5), (g3, 1.2)):
         assert entry.item is None and isinstance(entry.result, Features)  # no decoded audio comes back
         assert entry.seconds == pytest.approx(seconds, abs=1 / SR)
-    plain = _BatchDataset(manifest, rows, [[0, 1, 2]], "audio", SR, 3600.0)
+    plain = BatchDataset(manifest, rows, [[0, 1, 2]], "audio", SR, 3600.0)
     first = plain[0][0]
     assert first.item is not None and first.item.audio is not None and first.result is None
     assert first.item.audio.size == 8000
 
 
 def test_progress_rates_are_utterances_and_audio_hours_per_second() -> None:
-    from ser.extract.runner import progress_rates
+    from ser.extract.run_options import progress_rates
 
     assert progress_rates(100, 7200.0, 10.0) == "10.0 utt/s, 0.2 audio-h/s"
     assert progress_rates(3, 90.0, 2.0) == "1.5 utt/s, 0.0125 audio-h/s"

@@ -217,6 +217,10 @@ def test_retry_rejected_over_a_partial_store_retries_the_earlier_rejects(root: P
     assert "t5" in _ids_extracted(hooked) and report.rejected == {}
     with CacheReader(out) as reader:
         assert sorted(reader.ids) == [f"t{i}" for i in range(6)] and reader.rejected == {}
+    # two passes (finish the partial store, then extend it by t5), one report: the work of both,
+    # the rows resumed by the first, the extension of the second
+    assert report.extracted == 6 - summary["rows"] and report.resumed == summary["rows"] + 1
+    assert report.extended == "1 rejected row to retry" and not report.already_complete
 
 
 def test_a_merged_store_is_not_extended_shard_by_shard(root: Path, tmp_path: Path) -> None:
