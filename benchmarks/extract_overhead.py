@@ -79,8 +79,8 @@ def bare_forward(model_dir: Path, manifest_path: Path, device: str, batch_second
     import torch
 
     from ser.extract.audio import load_audio
+    from ser.extract.plan import plan_batches
     from ser.extract.registry import build_extractor
-    from ser.extract.runner import plan_batches
     from ser.manifests.schema import read_manifest
 
     extractor = build_extractor("hubert", "base", checkpoint=str(model_dir), device=device)

@@ -123,13 +123,8 @@ def extract(
         from ser.errors import UserError
         from ser.extract.augment import load_policy, parse_corruption
         from ser.extract.registry import build_extractor
-        from ser.extract.runner import (
-            ExtractionInterrupted,
-            RunOptions,
-            parse_shard,
-            progress_rates,
-            run_extraction,
-        )
+        from ser.extract.run_options import parse_shard, progress_rates
+        from ser.extract.runner import ExtractionInterrupted, RunOptions, run_extraction
         from ser.extract.torchrun import TorchrunContext
         from ser.recipes.shards import merge_rank_shards
 

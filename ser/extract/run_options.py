@@ -7,10 +7,10 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ser.atomic_files import write_text
 from ser.extract.audio import DEFAULT_MAX_SECONDS
 from ser.extract.augment import AugmentPolicy, Transform
 from ser.extract.base import ExtractorError
@@ -125,9 +125,7 @@ def write_rejects(path: Path, rejected: dict[str, str], notes: dict[str, str]) -
     table.writerow(["id", "status", "reason"])
     table.writerows([uid, "rejected", reason] for uid, reason in sorted(rejected.items()))
     table.writerows([uid, "note", text] for uid, text in sorted(notes.items()))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, buffer.getvalue())
 
 
 def progress_rates(items: int, audio_seconds: float, elapsed: float) -> str:

@@ -28,18 +28,14 @@ from ser.extract.augment import AugmentError, Plan, augmented_rows, corruption_p
 from ser.extract.base import Extractor, ExtractorError
 from ser.extract.fill import ExtractionInterrupted
 from ser.extract.lifecycle import run_passes
-from ser.extract.plan import plan_batches
-from ser.extract.run_options import RunOptions, RunReport, parse_shard, progress_rates
+from ser.extract.run_options import RunOptions, RunReport
 from ser.manifests.schema import Manifest, Utterance, read_manifest
 
 __all__ = [
-    # re-exported for the callers outside ser.extract that import them from here
+    # the extraction API in one place: the entry point, its options, its report and its one stop signal
     "ExtractionInterrupted",
     "RunOptions",
     "RunReport",
-    "parse_shard",
-    "plan_batches",
-    "progress_rates",
     "run_extraction",
 ]
 

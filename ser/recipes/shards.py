@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ser.cache.reader import CacheReader
-from ser.extract.runner import rejects_path
+from ser.extract.run_options import rejects_path
 from ser.extract.torchrun import TorchrunContext
 
 

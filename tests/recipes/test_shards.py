@@ -10,7 +10,8 @@ import pytest
 
 from ser.cache.reader import CacheReader
 from ser.extract.registry import build_extractor
-from ser.extract.runner import RunOptions, run_extraction, shard_output
+from ser.extract.run_options import shard_output
+from ser.extract.runner import RunOptions, run_extraction
 from ser.extract.torchrun import TorchrunContext
 from ser.manifests.schema import ManifestHeader, Utterance, write_manifest
 from ser.recipes.shards import merge_rank_shards
