@@ -31,6 +31,7 @@ from tests.conftest import REPO_ROOT, shared_data_dir
 DOC_FILES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").rglob("*.md"))]
 MARKER = re.compile(r"<!--\s*test:(?P<attrs>.*?)-->\s*\n(?:\s*\n)*```(?P<lang>[a-z]+)[^\n]*\n(?P<body>.*?)\n```", re.S)
 LOOSE_MARKER = re.compile(r"<!--\s*test:")
+QUADRUPLE_FENCE = re.compile(r"^````.*?^````[^\n]*$", re.S | re.M)
 KNOWN_FLAGS = {"run", "slow"}
 KNOWN_KEYS = {"expect", "id", "needs"}
 TIMEOUT_S = 1800
@@ -58,9 +59,14 @@ class DocExample:
         return "shared/data" in self.body
 
 
+def _blank_quadruple_fences(text: str) -> str:
+    """``text`` with every ````-fenced region (examples of the markup itself) blanked, newlines kept."""
+    return QUADRUPLE_FENCE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
+
+
 def parse_examples(path: Path) -> list[DocExample]:
     """Every marked block of ``path``; a malformed marker is a ``ValueError`` naming file:line."""
-    text = path.read_text(encoding="utf-8")
+    text = _blank_quadruple_fences(path.read_text(encoding="utf-8"))
     examples = []
     matched_starts = set()
     for match in MARKER.finditer(text):
@@ -167,6 +173,8 @@ def test_a_malformed_marker_is_refused(tmp_path: Path, monkeypatch: pytest.Monke
     page.write_text("<!-- test: run -->\n\nsome prose\n```bash\ntrue\n```\n", encoding="utf-8")
     with pytest.raises(ValueError, match="page.md:1: test marker not followed by a fenced block"):
         parse_examples(page)
+    page.write_text("````markdown\n<!-- test: run -->\n```bash\nfalse\n```\n````\n", encoding="utf-8")
+    assert parse_examples(page) == []
     page.write_text('<!-- test: run slow expect="a b" id=x -->\n```bash\necho "a b"\n```\n', encoding="utf-8")
     (example,) = parse_examples(page)
     assert (example.slow, example.expect, example.name, example.body) == (True, ["a b"], "x", 'echo "a b"')
