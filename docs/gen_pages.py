@@ -20,14 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import mkdocs_gen_files
+from mkdocs.structure.files import InclusionLevel
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ser"
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from ser.fusion.heads import HEADS  # noqa: E402  (torch-free registry)
-from ser.fusion.presets import TRAIN_PRESETS  # noqa: E402  (torch-free)
 
 MODALITY_ORDER = ("audio", "text", "mocap")
 
@@ -79,7 +75,7 @@ def split_docstring(doc: str) -> dict[str, list[str]]:
     current = "overview"
     for paragraph in doc.split("\n\n"):
         head = paragraph.lstrip()
-        if head.startswith(("Deviation", "Not in the head", "Not reproduced")):
+        if head.startswith(("Deviation", "Not in the head", "Not reproduced", "SpecAugment widths")):
             current = "deviations"
         elif head.startswith(("Training preset", "Training:")):
             current = "preset"
@@ -155,8 +151,7 @@ def flow_diagram(name: str, inputs: dict[str, str], engine: str) -> str:
     return "\n".join(lines)
 
 
-def head_page(name: str) -> str:
-    info = HEADS[name]
+def head_page(name: str, info: Any, presets: dict[str, dict[str, Any]]) -> str:
     head = read_head(info.target)
     sections = split_docstring(head["doc"])
     first, *rest_overview = sections["overview"] or [""]
@@ -179,19 +174,28 @@ def head_page(name: str) -> str:
     ]
     if rest_overview:
         parts += [rst_to_markdown("\n\n".join(rest_overview)), ""]
-    parts += ["## Tensor shapes", "", "| modality | required | input | example D (contract tests) |", "|---|---|---|---|"]
+    parts += ["## Tensor shapes", "", "| modality | required | input | example D (contract tests) |"]
+    parts.append("|---|---|---|---|")
     for modality, kind in head["inputs"].items():
         required = "no" if kind.endswith("?") else "yes"
-        parts.append(f"| {modality} | {required} | {shape_of(modality, kind.rstrip('?'))} | {head['dims'].get(modality, '-')} |")
+        shape = shape_of(modality, kind.rstrip("?"))
+        parts.append(f"| {modality} | {required} | {shape} | {head['dims'].get(modality, '-')} |")
     out = "`(B, C)` logits" if info.engine == "torch" else "class probabilities `(N, C)` from the fitted estimator"
     parts += ["", f"Output: {out}; B = batch, T = frames or tokens, D = feature width, C = classes.", ""]
     parts += ["## Deviations from the source", ""]
     if sections["deviations"]:
         parts += [rst_to_markdown("\n\n".join(sections["deviations"])), ""]
     else:
-        parts += ["None recorded in the module beyond what the description above says.", ""]
+        if "baseline" in info.source:
+            parts += ["A baseline of this project: there is no source implementation to deviate from.", ""]
+        else:
+            parts += [
+                "No paragraph of the module docstring is marked as a deviation; where a single option differs"
+                " from the source, the option's description below says so.",
+                "",
+            ]
     parts += ["## Training preset", ""]
-    preset = TRAIN_PRESETS.get(name, {})
+    preset = presets.get(name, {})
     if preset:
         parts += ["`train.*` values set by `ser.fusion.presets` (everything else keeps the `TrainConfig` default):", ""]
         parts += ["| key | value |", "|---|---|"]
@@ -215,21 +219,21 @@ def head_page(name: str) -> str:
     return "\n".join(parts)
 
 
-def write_heads(nav: mkdocs_gen_files.Nav) -> None:
+def write_heads(nav: mkdocs_gen_files.Nav, heads: dict[str, Any], presets: dict[str, dict[str, Any]]) -> None:
     rows = ["| head | inputs | what | source |", "|---|---|---|---|"]
     nav["Overview"] = "index.md"
-    for name, info in HEADS.items():
+    for name, info in heads.items():
         inputs = read_head(info.target)["inputs"]
         described = ", ".join(f"{m} {k}" for m, k in inputs.items())
         rows.append(f"| [`{name}`]({name}.md) | {described} | {info.description} | {info.source} |")
         with mkdocs_gen_files.open(f"heads/{name}.md", "w") as page:
-            page.write(head_page(name))
+            page.write(head_page(name, info, presets))
         nav[name] = f"{name}.md"
     index = [
         "# Fusion heads",
         "",
-        f"{len(HEADS)} entries of the registry `ser.fusion.heads.HEADS` (`ser fusion list`): "
-        f"{sum(info.engine == 'torch' for info in HEADS.values())} neural heads and the classic "
+        f"{len(heads)} entries of the registry `ser.fusion.heads.HEADS` (`ser fusion list`): "
+        f"{sum(info.engine == 'torch' for info in heads.values())} neural heads and the classic "
         "`logreg` / `svm` baselines. Each page is generated from the head's module when the site is built.",
         "",
         "Inputs: `pooled` = one vector per utterance `(B, D)`; `seq` = padded frames `(B, T, D)` with lengths;",
@@ -265,14 +269,23 @@ def write_reference(nav: mkdocs_gen_files.Nav) -> None:
 
 
 def main() -> None:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from ser.fusion.heads import HEADS  # the registry and the presets are torch-free
+    from ser.fusion.presets import TRAIN_PRESETS
+
     heads_nav = mkdocs_gen_files.Nav()
-    write_heads(heads_nav)
+    write_heads(heads_nav, HEADS, TRAIN_PRESETS)
     with mkdocs_gen_files.open("heads/SUMMARY.md", "w") as summary:
         summary.writelines(heads_nav.build_literate_nav())
     reference_nav = mkdocs_gen_files.Nav()
     write_reference(reference_nav)
     with mkdocs_gen_files.open("reference/SUMMARY.md", "w") as summary:
         summary.writelines(reference_nav.build_literate_nav())
+    # The navigation files feed mkdocs-literate-nav only; like docs/SUMMARY.md (exclude_docs), they are no pages.
+    files = mkdocs_gen_files.FilesEditor.current().files
+    for name in ("heads/SUMMARY.md", "reference/SUMMARY.md"):
+        files.get_file_from_path(name).inclusion = InclusionLevel.EXCLUDED
 
 
 main()
