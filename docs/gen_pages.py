@@ -1,0 +1,291 @@
+"""Generate the documentation pages that come from the code (run by the mkdocs-gen-files plugin).
+
+* ``heads/<name>.md``: one page per entry of the head registry ``ser.fusion.heads.HEADS`` with its
+  source, a data-flow diagram and the tensor shapes built from the module's ``INPUTS``, its training
+  preset (``ser.fusion.presets.TRAIN_PRESETS``), its options (the config dataclass), the module
+  docstring split into description / deviations / preset, and a ``:::`` block for mkdocstrings.
+* ``heads/index.md`` and ``heads/SUMMARY.md``: the table of heads and their navigation.
+* ``reference/...``: one API page per module found by walking ``ser/`` (so new, moved or renamed
+  modules need no edit here), with ``reference/SUMMARY.md`` for mkdocs-literate-nav.
+
+Head modules are read with ``ast`` (never imported): building the documentation needs no torch.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import mkdocs_gen_files
+from mkdocs.structure.files import InclusionLevel
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "ser"
+
+MODALITY_ORDER = ("audio", "text", "mocap")
+
+
+# ---------------------------------------------------------------------------------------------
+# docstrings (reStructuredText-flavoured) -> Markdown
+
+
+def rst_to_markdown(text: str) -> str:
+    """Turn a module docstring into Markdown: ``x`` -> `x`, roles -> code, ``::`` blocks -> fences."""
+    lines = text.splitlines()
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.rstrip().endswith("::"):
+            stripped = line.rstrip()[:-2].rstrip()
+            if stripped:
+                out.append(_inline(stripped) + ":")
+            i += 1
+            while i < len(lines) and not lines[i].strip():
+                i += 1
+            block: list[str] = []
+            while i < len(lines) and (not lines[i].strip() or lines[i].startswith((" ", "\t"))):
+                block.append(lines[i])
+                i += 1
+            while block and not block[-1].strip():
+                block.pop()
+            indent = min(len(b) - len(b.lstrip()) for b in block if b.strip()) if block else 0
+            out.extend(["", "```text", *(b[indent:] for b in block), "```", ""])
+            continue
+        out.append(_inline(line))
+        i += 1
+    return "\n".join(out)
+
+
+def _inline(line: str) -> str:
+    line = re.sub(r":(?:class|func|meth|data|attr|mod|obj):`~?([^`]+)`", r"`\1`", line)
+    line = line.replace("``", "`")
+    # Nested bullets are indented by two spaces in the docstrings; Markdown wants four.
+    if re.match(r"^  [-*] ", line):
+        line = "  " + line
+    return line
+
+
+def split_docstring(doc: str) -> dict[str, list[str]]:
+    """Paragraphs of a head docstring grouped into ``overview``, ``deviations`` and ``preset``."""
+    sections: dict[str, list[str]] = {"overview": [], "deviations": [], "preset": []}
+    current = "overview"
+    for paragraph in doc.split("\n\n"):
+        head = paragraph.lstrip()
+        if head.startswith(("Deviation", "Not in the head", "Not reproduced", "SpecAugment widths")):
+            current = "deviations"
+        elif head.startswith(("Training preset", "Training:")):
+            current = "preset"
+        elif current == "preset" and not head.startswith(("*", "-")):
+            current = "overview" if not head.startswith("Input scaling") else current
+        sections[current].append(paragraph)
+    return sections
+
+
+# ---------------------------------------------------------------------------------------------
+# head modules, read statically
+
+
+def module_file(dotted: str) -> Path:
+    path = ROOT.joinpath(*dotted.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def read_head(dotted: str) -> dict[str, Any]:
+    tree = ast.parse(module_file(dotted).read_text(encoding="utf-8"))
+    found: dict[str, Any] = {"doc": ast.get_docstring(tree) or "", "inputs": {}, "dims": {}, "fields": []}
+    config_name = None
+    classes: dict[str, ast.ClassDef] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            classes[node.name] = node
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if name == "INPUTS":
+                found["inputs"] = ast.literal_eval(node.value)
+            elif name == "EXAMPLE_DIMS":
+                found["dims"] = ast.literal_eval(node.value)
+            elif name == "CONFIG" and isinstance(node.value, ast.Name):
+                config_name = node.value.id
+    if config_name in classes:
+        found["config"] = config_name
+        found["fields"] = config_fields(classes[config_name])
+    return found
+
+
+def config_fields(cls: ast.ClassDef) -> list[tuple[str, str, str]]:
+    """``(name, default, docstring)`` of a dataclass's fields."""
+    fields = []
+    body = cls.body
+    for index, node in enumerate(body):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            default = ast.unparse(node.value) if node.value is not None else "required"
+            doc = ""
+            following = body[index + 1] if index + 1 < len(body) else None
+            if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
+                doc = " ".join(str(following.value.value).split())
+            fields.append((node.target.id, default, doc))
+    return fields
+
+
+def shape_of(modality: str, kind: str) -> str:
+    if kind == "seq":
+        return f"`{modality}` (B, T, D) float, zero-padded + `{modality}_lengths` (B,) int64"
+    return f"`{modality}` (B, D) float"
+
+
+def flow_diagram(name: str, inputs: dict[str, str], engine: str) -> str:
+    lines = ["```mermaid", "flowchart LR"]
+    for modality in sorted(inputs, key=lambda m: MODALITY_ORDER.index(m) if m in MODALITY_ORDER else 9):
+        kind = inputs[modality].rstrip("?")
+        optional = inputs[modality].endswith("?")
+        shape = "B, T, D + lengths" if kind == "seq" else "B, D"
+        label = f"{modality} {kind}<br/>({shape})" + ("<br/>optional" if optional else "")
+        lines.append(f'    {modality}["{label}"] --> head')
+    inner = "scikit-learn estimator" if engine == "sklearn" else "nn.Module"
+    lines.append(f'    head(["{name}<br/>{inner}"]) --> logits["logits / class scores<br/>(B, C)"]')
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def head_page(name: str, info: Any, presets: dict[str, dict[str, Any]]) -> str:
+    head = read_head(info.target)
+    sections = split_docstring(head["doc"])
+    first, *rest_overview = sections["overview"] or [""]
+    parts = [
+        f"# `{name}`",
+        "",
+        f"{rst_to_markdown(first)}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| source | {info.source} |",
+        f"| what | {info.description} |",
+        f"| module | `{info.target}` |",
+        f"| trained by | {'`ser.fusion.classic`' if info.engine == 'sklearn' else '`ser.fusion.train` / the engine'} |",
+        "",
+        "## Data flow",
+        "",
+        flow_diagram(name, head["inputs"], info.engine),
+        "",
+    ]
+    if rest_overview:
+        parts += [rst_to_markdown("\n\n".join(rest_overview)), ""]
+    parts += ["## Tensor shapes", "", "| modality | required | input | example D (contract tests) |"]
+    parts.append("|---|---|---|---|")
+    for modality, kind in head["inputs"].items():
+        required = "no" if kind.endswith("?") else "yes"
+        shape = shape_of(modality, kind.rstrip("?"))
+        parts.append(f"| {modality} | {required} | {shape} | {head['dims'].get(modality, '-')} |")
+    out = "`(B, C)` logits" if info.engine == "torch" else "class probabilities `(N, C)` from the fitted estimator"
+    parts += ["", f"Output: {out}; B = batch, T = frames or tokens, D = feature width, C = classes.", ""]
+    parts += ["## Deviations from the source", ""]
+    if sections["deviations"]:
+        parts += [rst_to_markdown("\n\n".join(sections["deviations"])), ""]
+    else:
+        if "baseline" in info.source:
+            parts += ["A baseline of this project: there is no source implementation to deviate from.", ""]
+        else:
+            parts += [
+                "No paragraph of the module docstring is marked as a deviation; where a single option differs"
+                " from the source, the option's description below says so.",
+                "",
+            ]
+    parts += ["## Training preset", ""]
+    preset = presets.get(name, {})
+    if preset:
+        parts += ["`train.*` values set by `ser.fusion.presets` (everything else keeps the `TrainConfig` default):", ""]
+        parts += ["| key | value |", "|---|---|"]
+        parts += [f"| `{key}` | `{value}` |" for key, value in preset.items()]
+    else:
+        parts += ["No paper preset: the `TrainConfig` defaults apply."]
+    parts.append("")
+    if sections["preset"]:
+        parts += [rst_to_markdown("\n\n".join(sections["preset"])), ""]
+    if head["fields"]:
+        parts += [
+            f"## Options (`--set head.NAME=VALUE`, class `{head['config']}`)",
+            "",
+            "| option | default | meaning |",
+            "|---|---|---|",
+        ]
+        for field, default, doc in head["fields"]:
+            parts.append(f"| `{field}` | `{default}` | {doc.replace('|', '&#124;')} |")
+        parts.append("")
+    parts += ["## API", "", f"::: {info.target}", "    options:", "      show_root_heading: false", ""]
+    return "\n".join(parts)
+
+
+def write_heads(nav: mkdocs_gen_files.Nav, heads: dict[str, Any], presets: dict[str, dict[str, Any]]) -> None:
+    rows = ["| head | inputs | what | source |", "|---|---|---|---|"]
+    nav["Overview"] = "index.md"
+    for name, info in heads.items():
+        inputs = read_head(info.target)["inputs"]
+        described = ", ".join(f"{m} {k}" for m, k in inputs.items())
+        rows.append(f"| [`{name}`]({name}.md) | {described} | {info.description} | {info.source} |")
+        with mkdocs_gen_files.open(f"heads/{name}.md", "w") as page:
+            page.write(head_page(name, info, presets))
+        nav[name] = f"{name}.md"
+    index = [
+        "# Fusion heads",
+        "",
+        f"{len(heads)} entries of the registry `ser.fusion.heads.HEADS` (`ser fusion list`): "
+        f"{sum(info.engine == 'torch' for info in heads.values())} neural heads and the classic "
+        "`logreg` / `svm` baselines. Each page is generated from the head's module when the site is built.",
+        "",
+        "Inputs: `pooled` = one vector per utterance `(B, D)`; `seq` = padded frames `(B, T, D)` with lengths;",
+        "a `?` marks an optional modality.",
+        "",
+        *rows,
+        "",
+        "## The contract every head follows",
+        "",
+        rst_to_markdown(read_head("ser.fusion.heads")["doc"]),
+        "",
+    ]
+    with mkdocs_gen_files.open("heads/index.md", "w") as page:
+        page.write("\n".join(index))
+
+
+def write_reference(nav: mkdocs_gen_files.Nav) -> None:
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        module = path.relative_to(ROOT).with_suffix("")
+        parts = tuple(module.parts)
+        doc_path = Path(*parts).with_suffix(".md")
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+            doc_path = Path(*parts, "index.md")
+        elif parts[-1].startswith("_"):
+            continue
+        nav[parts] = doc_path.as_posix()
+        with mkdocs_gen_files.open(Path("reference", doc_path), "w") as page:
+            page.write(f"# `{'.'.join(parts)}`\n\n::: {'.'.join(parts)}\n")
+        mkdocs_gen_files.set_edit_path(Path("reference", doc_path), path.relative_to(ROOT))
+
+
+def main() -> None:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from ser.fusion.heads import HEADS  # the registry and the presets are torch-free
+    from ser.fusion.presets import TRAIN_PRESETS
+
+    heads_nav = mkdocs_gen_files.Nav()
+    write_heads(heads_nav, HEADS, TRAIN_PRESETS)
+    with mkdocs_gen_files.open("heads/SUMMARY.md", "w") as summary:
+        summary.writelines(heads_nav.build_literate_nav())
+    reference_nav = mkdocs_gen_files.Nav()
+    write_reference(reference_nav)
+    with mkdocs_gen_files.open("reference/SUMMARY.md", "w") as summary:
+        summary.writelines(reference_nav.build_literate_nav())
+    # The navigation files feed mkdocs-literate-nav only; like docs/SUMMARY.md (exclude_docs), they are no pages.
+    files = mkdocs_gen_files.FilesEditor.current().files
+    for name in ("heads/SUMMARY.md", "reference/SUMMARY.md"):
+        files.get_file_from_path(name).inclusion = InclusionLevel.EXCLUDED
+
+
+main()
