@@ -48,7 +48,7 @@ def demo(
     _print_prediction(result.prediction)
     typer.echo(
         "Next: the same commands with your corpus, e.g. `ser manifest iemocap ... && ser extract --model "
-        "hubert ... && ser fit --fusion fleser ...` (see README)."
+        "hubert ... && ser fit --fusion fleser ...` (see docs/getting-started.md)."
     )
 
 

@@ -1,5 +1,6 @@
-"""Integration on real data: the README's example grid (examples/demo-grid.yaml) over the packaged
-RAVDESS actors 01-04, through the CLI, then ``ser report``; numbers equal the run directories'."""
+"""Integration on real data: the documented example grid (examples/demo-grid.yaml, docs/guides/ablate.md)
+over the packaged RAVDESS actors 01-04, through the CLI, then ``ser report``; numbers equal the run
+directories'."""
 
 from __future__ import annotations
 
