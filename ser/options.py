@@ -227,7 +227,7 @@ def _sequence(value: Any, origin: type, args: tuple[Any, ...]) -> Any:
             converted = [_coerce(item, inner[0]) if inner else item for item in items]
     except _MismatchError:
         raise _MismatchError(_sequence_expected(what, inner, fixed)) from None
-    return origin(converted)
+    return type(items)(converted) if isinstance(value, list | tuple) else origin(converted)
 
 
 def _sequence_expected(what: str, inner: list[Any], fixed: bool) -> str:
