@@ -488,9 +488,10 @@ def verify_folds(
 def _refuse_unknown_labels(manifest: Manifest, dropped: Counter[str]) -> None:
     """Rows dropped because the corpus has no such label at all (a typo, not a class the label set leaves
     out) are an error, as in ``ser manifest validate``: silently training without them would be wrong."""
-    from ser.manifests.corpora import RAW_LABELS
+    from ser.manifests.corpora import CORPORA
 
-    known = RAW_LABELS.get(manifest.header.corpus)
+    corpus = CORPORA.get(manifest.header.corpus)
+    known = corpus.raw_labels if corpus else None
     if not known:
         return
     unknown = {label: n for label, n in dropped.items() if label != "<none>" and label not in known}
