@@ -69,19 +69,26 @@ UNTYPED: Mapping[str, Any] = MappingProxyType({})
 """``parse_options(pairs, UNTYPED)``: read values without a declared type (:func:`ser.options.read_value`)."""
 
 
-def default_of(cls: type, name: str) -> Any:
-    """The default of dataclass ``cls``'s field ``name`` (a copy for a ``default_factory``), so a typer
-    option shows and uses the library's default instead of a copy of it."""
+def default_of(owner: Any, name: str) -> Any:
+    """The default of ``name`` in ``owner``: a dataclass field (a fresh copy for a ``default_factory``)
+    or a keyword parameter of a function, so a typer option shows and uses the library's default
+    instead of a copy of it."""
     import dataclasses
+    import inspect
 
-    for field in dataclasses.fields(cls):
-        if field.name == name:
-            if field.default is not dataclasses.MISSING:
-                return field.default
-            if field.default_factory is not dataclasses.MISSING:
-                return field.default_factory()
-            raise TypeError(f"{cls.__name__}.{name} has no default")
-    raise TypeError(f"{cls.__name__} has no field {name!r}")
+    if dataclasses.is_dataclass(owner):
+        for field in dataclasses.fields(owner):
+            if field.name == name:
+                if field.default is not dataclasses.MISSING:
+                    return field.default
+                if field.default_factory is not dataclasses.MISSING:
+                    return field.default_factory()
+                raise TypeError(f"{owner.__name__}.{name} has no default")
+        raise TypeError(f"{owner.__name__} has no field {name!r}")
+    parameter = inspect.signature(owner).parameters.get(name)
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        raise TypeError(f"{getattr(owner, '__qualname__', owner)} has no parameter {name!r} with a default")
+    return parameter.default
 
 
 def choices_help(choices: Iterable[object]) -> str:

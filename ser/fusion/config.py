@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ser.cache.format import config_hash
 from ser.errors import UserError
 from ser.fusion.presets import train_preset
+from ser.manifests.protocols import ValidationBy, ValidationRule
 from ser.options import (
     coerce,
     coerce_fields,
@@ -45,6 +47,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "step", "plateau", "cosine")
 SELECT_METRICS = ("ua", "wa", "macro_f1", "weighted_f1")
 ENGINES = ("auto", "stacked", "sequential")
+VALIDATION_BY: tuple[str, ...] = typing.get_args(ValidationBy)
 
 
 @dataclass(kw_only=True)
@@ -171,9 +174,11 @@ class FitConfig:
     mocap: str | None = None
     label_set: str | None = None
     """Default: the manifest's label set, else the corpus default."""
-    val_fraction: float = 0.2
-    val_by: str = "speaker"
-    split_seed: int = 0
+    val_fraction: float = ValidationRule.fraction
+    """Share of each fold's training pool carved out for validation (``ValidationRule``)."""
+    val_by: str = ValidationRule.by
+    """speaker or utterance (``ValidationRule``)."""
+    split_seed: int = ValidationRule.seed
     """Seed of the validation carving (independent of the training seeds)."""
     protocol_options: dict[str, Any] = field(default_factory=dict)
     folds: list[str] | None = None
@@ -219,8 +224,8 @@ class FitConfig:
         if len(set(self.seeds)) != len(self.seeds):
             raise UserError(f"seeds {self.seeds} repeat a seed; each seed trains one member, give each once")
         require_float("val_fraction", self.val_fraction, low=0.0, high=1.0, strict=True)
-        if self.val_by not in ("speaker", "utterance"):
-            raise UserError(f"val_by must be speaker or utterance, not {self.val_by!r}")
+        if self.val_by not in VALIDATION_BY:
+            raise UserError(f"val_by must be {' or '.join(VALIDATION_BY)}, not {self.val_by!r}")
         require_int("split_seed", self.split_seed, 0)
         if self.final and self.save_models is False:
             raise UserError("--final trains a model to deploy, but --no-models saves no weights; drop one of them")

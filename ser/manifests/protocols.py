@@ -397,7 +397,7 @@ PROTOCOLS: dict[str, ProtocolPreset] = {
     ),
     "speaker-kfold": ProtocolPreset(
         _speaker_kfold,
-        "speakers dealt into k folds of equal size (option k, default 5)",
+        "speakers dealt into k folds of equal size",
         {"k": 5},
         speaker_independent=True,
     ),
