@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import typer
 
@@ -11,9 +11,6 @@ from ser.commands.common import choices_help, default_of, user_errors
 from ser.fusion.config import ENGINES, FitConfig, TrainConfig  # noqa: TID253 (torch-free config, no heavy imports)
 from ser.fusion.heads import HEADS  # noqa: TID253 (literal registry, no heavy imports)
 from ser.manifests.protocols import PROTOCOLS
-
-EngineChoice = Literal[ENGINES]  # type: ignore[valid-type]
-"""``--engine`` choices: the engines ``train.engine`` takes."""
 
 fusion_app = typer.Typer(no_args_is_help=True, help="Fusion heads.")
 
@@ -117,12 +114,13 @@ def fit(
         "(train + validation of every fold) for the epoch count the folds chose on "
         "validation; `ser predict` uses it by default.",
     ),
-    engine: EngineChoice | None = typer.Option(
+    engine: str | None = typer.Option(
         None,
         "--engine",
-        help=f"Sets train.engine (default {default_of(TrainConfig, 'engine')}: stacked where it was measured to "
-        "pay). stacked: the fit's members (folds x seeds x search candidates) train as one model with a member "
-        "axis; sequential: one after the other. Same numbers without dropout.",
+        help=f"{choices_help(ENGINES)}; sets train.engine (default {default_of(TrainConfig, 'engine')}: "
+        "stacked where it was measured to pay). stacked: the fit's members (folds x seeds x search "
+        "candidates) train as one model with a member axis; sequential: one after the other. Same numbers "
+        "without dropout.",
     ),
     out: Path | None = typer.Option(
         None, "--out", "-o", help=f"Parent folder of run directories (default {default_of(FitConfig, 'out')}/)."
