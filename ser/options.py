@@ -234,8 +234,8 @@ def _sequence_expected(what: str, inner: list[Any], fixed: bool) -> str:
     if not inner:
         return what
     if fixed:
-        return f"{what} of {len(inner)} ({', '.join(expected_text(arg) for arg in inner)})"
-    return f"{what} of {expected_text(inner[0])} values (e.g. 1,2,3)"
+        return f"{what} of {len(inner)} values ({'; '.join(expected_text(arg) for arg in inner)})"
+    return f"{what} of values (e.g. 1,2,3), each {expected_text(inner[0])}"
 
 
 def _mapping(value: Any, args: tuple[Any, ...]) -> dict[Any, Any]:
