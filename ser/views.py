@@ -84,7 +84,7 @@ class View:
         """The view's options as :func:`join_view` writes them."""
         if self.kind == "seq":
             return {"seq": self.layer}
-        return {"stat": str(self.stat), "layer": self.layer}
+        return {**({"stat": self.stat} if self.stat is not None else {}), "layer": self.layer}
 
     def describe(self) -> str:
         """``store-name:stat=..,layer=..`` / ``store-name:seq=..`` (the file name, for messages and records)."""
