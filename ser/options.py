@@ -109,6 +109,15 @@ def read_values(value: Any) -> Any:
     return value
 
 
+def split_pair(pair: str, flag: str) -> tuple[str, str]:
+    """``"train.lr=1e-3"`` -> ``("train.lr", "1e-3")``: the one reader of ``KEY=VALUE`` arguments; a
+    :class:`UserError` names ``flag`` when there is no ``=`` or no key."""
+    key, sep, value = pair.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"{flag} expects KEY=VALUE, got {pair!r}")
+    return key.strip(), value
+
+
 def field_types(cls: type) -> dict[str, Any]:
     """Field name -> type annotation of dataclass ``cls``."""
     hints = typing.get_type_hints(cls)
@@ -204,11 +213,11 @@ def _literal(value: Any, choices: tuple[Any, ...]) -> Any:
 
 
 def _split_text(text: str) -> list[str]:
-    """``"0,1,2"`` or ``"[0, 1, 2]"`` -> ``["0", "1", "2"]`` (``""`` and ``"[]"`` -> ``[]``)."""
+    """``"0,1,2"`` or ``"[0, 1, 2]"`` -> ``["0", "1", "2"]`` (empty parts dropped: ``""`` -> ``[]``)."""
     inner = text.strip()
     if inner.startswith("[") and inner.endswith("]"):
         inner = inner[1:-1]
-    return [part.strip() for part in inner.split(",")] if inner.strip() else []
+    return [part.strip() for part in inner.split(",") if part.strip()]
 
 
 def _sequence(value: Any, origin: type, args: tuple[Any, ...]) -> Any:

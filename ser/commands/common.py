@@ -46,14 +46,11 @@ def parse_options(
     :func:`ser.options.read_value` (``"1"`` -> 1, ``"on"`` -> True, ``"none"`` -> None).
     """
     from ser.errors import unknown_name
-    from ser.options import coerce, read_value
+    from ser.options import coerce, read_value, split_pair
 
     options: dict[str, Any] = {}
     for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}")
+        key, value = split_pair(pair, flag)
         if types is UNTYPED:
             options[key] = read_value(value)
         elif types is not None:

@@ -32,17 +32,18 @@ def list_heads(
             typer.echo(f"{'':18s} preset: {values}" + (f" ({info.preset_note})" if info.preset_note else ""))
 
 
-def _split_list(text: str | None, cast: type, flag: str) -> list[Any] | None:
+def _split_list(text: str | None, annotation: Any, flag: str) -> list[Any] | None:
+    """``--seeds 0,1,2`` / ``--folds Ses01,Ses02`` read by the option grammar; ``all`` (or no flag): None."""
     from ser.errors import UserError
+    from ser.options import OptionError, coerce
 
     if text is None or text == "all":
         return None
     try:
-        return [cast(part.strip()) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UserError(
-            f"{flag} takes comma-separated {'whole numbers' if cast is int else 'names'}, not {text!r}"
-        ) from None
+        return coerce(text, annotation, flag)
+    except OptionError:
+        what = "whole numbers" if annotation == list[int] else "names"
+        raise UserError(f"{flag} takes comma-separated {what}, not {text!r}") from None
 
 
 def fit(
@@ -145,8 +146,8 @@ def fit(
             "text": text,
             "mocap": mocap,
             "label_set": label_set,
-            "folds": _split_list(folds, str, "--folds"),
-            "seeds": _split_list(seeds, int, "--seeds"),
+            "folds": _split_list(folds, list[str], "--folds"),
+            "seeds": _split_list(seeds, list[int], "--seeds"),
             "robustness": robustness or None,
             "out": str(out) if out else None,
             "search": parse_search(search) if search else None,

@@ -33,6 +33,7 @@ from ser.options import (
     read_values,
     require_float,
     require_int,
+    split_pair,
 )
 from ser.views import parse_view
 from ser.yaml_files import read_yaml
@@ -421,10 +422,7 @@ def apply_overrides(record: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
     type of the field it sets (:func:`read_override`)."""
     record = json.loads(json.dumps(record))
     for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UserError(f"--set expects KEY=VALUE, got {pair!r}")
+        key, raw = split_pair(pair, "--set")
         set_dotted(record, key, read_override(raw, override_type(key), key), where=f"--set {key}")
     return record
 
