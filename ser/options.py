@@ -233,15 +233,19 @@ def _sequence(value: Any, origin: type, args: tuple[Any, ...]) -> Any:
         if fixed and args:
             converted = [_coerce(item, arg) for item, arg in zip(items, args, strict=True)]
         else:
-            converted = [_coerce(item, inner[0]) if inner else item for item in items]
+            element = inner[0] if inner else Any
+            if element is Any and isinstance(value, str):  # parts of a text list with no declared type
+                converted = [read_value(item) for item in items]
+            else:
+                converted = [_coerce(item, element) for item in items]
     except _MismatchError:
         raise _MismatchError(_sequence_expected(what, inner, fixed)) from None
     return type(items)(converted) if isinstance(value, list | tuple) else origin(converted)
 
 
 def _sequence_expected(what: str, inner: list[Any], fixed: bool) -> str:
-    if not inner:
-        return what
+    if not inner or inner[0] is Any:
+        return f"{what} (e.g. 1,2,3)"
     if fixed:
         return f"{what} of {len(inner)} values ({'; '.join(expected_text(arg) for arg in inner)})"
     return f"{what} of values (e.g. 1,2,3), each {expected_text(inner[0])}"
@@ -253,7 +257,10 @@ def _mapping(value: Any, args: tuple[Any, ...]) -> dict[Any, Any]:
     if not args:
         return dict(value)
     key_type, value_type = args
-    return {_coerce(key, key_type): _coerce(item, value_type) for key, item in value.items()}
+    try:
+        return {_coerce(key, key_type): _coerce(item, value_type) for key, item in value.items()}
+    except _MismatchError as err:
+        raise _MismatchError(f"a mapping (KEY: VALUE) whose values are each {err.expected}") from None
 
 
 def _as_bool(value: Any) -> bool:
