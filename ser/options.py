@@ -109,12 +109,12 @@ def read_values(value: Any) -> Any:
     return value
 
 
-def split_pair(pair: str, flag: str) -> tuple[str, str]:
+def split_pair(pair: str, flag: str, form: str = "KEY=VALUE") -> tuple[str, str]:
     """``"train.lr=1e-3"`` -> ``("train.lr", "1e-3")``: the one reader of ``KEY=VALUE`` arguments; a
-    :class:`UserError` names ``flag`` when there is no ``=`` or no key."""
+    :class:`UserError` names ``flag`` and the ``form`` it takes when there is no ``=`` or no key."""
     key, sep, value = pair.partition("=")
     if not sep or not key.strip():
-        raise UserError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        raise UserError(f"{flag} takes {form}, not {pair!r}")
     return key.strip(), value
 
 

@@ -120,11 +120,12 @@ def _pairs(values: list[str]) -> dict[str, str]:
     from ser.errors import UserError
     from ser.options import split_pair
 
+    form = "MODALITY=PATH (e.g. audio=/models/hubert)"
     pairs = {}
     for value in values:
-        key, path = split_pair(value, "--checkpoint")
+        key, path = split_pair(value, "--checkpoint", form)
         if not path:
-            raise UserError(f"--checkpoint takes MODALITY=PATH (e.g. audio=/models/hubert), not {value!r}")
+            raise UserError(f"--checkpoint takes {form}, not {value!r}")
         pairs[key] = path
     return pairs
 
