@@ -14,10 +14,15 @@ class UnknownNameError(UserError, LookupError):
     the choices. A ``LookupError`` too, so a caller that probes a registry can catch it as one."""
 
 
-def unknown_name(what: str, name: object, choices: object) -> UnknownNameError:
-    """The one message for an unknown name: ``unknown <what> '<name>'; choose one of a, b, c``."""
+def unknown_name(
+    what: str, name: object, choices: object, error: type[UnknownNameError] = UnknownNameError
+) -> UnknownNameError:
+    """The one message for an unknown name: ``unknown <what> '<name>'; choose one of a, b, c``.
+
+    ``error``: a subclass for a package whose callers catch its own error family as well
+    (``ser.manifests`` raises one that is also a ``ManifestError``)."""
     listed = ", ".join(str(choice) for choice in choices)  # type: ignore[attr-defined]
-    return UnknownNameError(f"unknown {what} {name!r}; choose one of {listed}")
+    return error(f"unknown {what} {name!r}; choose one of {listed}")
 
 
 WRITE_ERRNOS = {

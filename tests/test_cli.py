@@ -30,3 +30,17 @@ def test_version_and_help() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
     assert "manifest" in result.stdout and "protocol" in result.stdout
+
+
+def test_listings_come_from_the_registry_records() -> None:
+    from ser.fusion.heads import HEADS
+    from ser.manifests.protocols import PROTOCOLS
+
+    runner = CliRunner()
+    heads = runner.invoke(app, ["fusion", "list", "--presets"]).stdout
+    fleser = heads.split("fleser", 1)[1].splitlines()[1]
+    assert "optimizer=adamw" in fleser and "lr=0.0001" in fleser and "epochs=100" in fleser  # its record
+    assert all(name in heads for name in HEADS)
+    protocols = runner.invoke(app, ["protocol", "list"]).stdout.splitlines()
+    assert [line.split()[0] for line in protocols] == list(PROTOCOLS)
+    assert any(line.startswith("speaker-kfold") and line.endswith("[-O k=5]") for line in protocols)

@@ -41,6 +41,18 @@ def _extractor() -> None:
     build_extractor("nope")
 
 
+def _extractor_preset() -> None:
+    from ser.extract.registry import build_extractor
+
+    build_extractor("logmel", "nope")
+
+
+def _protocol() -> None:
+    from ser.manifests.protocols import protocol_preset
+
+    protocol_preset("nope")
+
+
 def _executor() -> None:
     from ser.ablate.cluster import submit_grid
 
@@ -55,6 +67,8 @@ def _executor() -> None:
         (_loss, "loss", "focal"),
         (_corpus, "corpus", "iemocap"),
         (_extractor, "extractor", "hubert"),
+        (_extractor_preset, "logmel preset", "librosa"),
+        (_protocol, "protocol", "speaker-kfold"),
         (_executor, "executor", "slurm"),
     ],
 )
@@ -64,3 +78,32 @@ def test_an_unknown_name_is_one_error_type_that_lists_the_choices(
     with pytest.raises(UnknownNameError, match=f"unknown {what} 'nope'; choose one of .*{a_choice}") as caught:
         lookup()
     assert isinstance(caught.value, UserError) and isinstance(caught.value, LookupError)
+
+
+def test_an_unknown_protocol_is_also_a_manifest_error() -> None:
+    from ser.manifests.protocols import protocol_preset
+    from ser.manifests.schema import ManifestError
+
+    with pytest.raises(ManifestError, match="unknown protocol 'nope'"):
+        protocol_preset("nope")
+
+
+def test_every_registry_is_one_dict_of_frozen_records() -> None:
+    import dataclasses
+
+    from ser.extract.registry import EXTRACTORS, PRESETS
+    from ser.fusion.heads import HEADS
+    from ser.fusion.losses import LOSSES, loss_options
+    from ser.manifests.corpora import CORPORA, DEFAULT_LABEL_SETS
+    from ser.manifests.protocols import PRESET_DESCRIPTIONS, PROTOCOLS
+
+    for registry in (EXTRACTORS, HEADS, LOSSES, CORPORA, PROTOCOLS):
+        for record in registry.values():
+            assert dataclasses.is_dataclass(record) and type(record).__dataclass_params__.frozen
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                record.description = "changed"  # type: ignore[misc]
+    # the older name -> field mappings are views of the records, not copies kept in step by hand
+    assert {name: dict(p) for name, p in PRESETS.items()} == {n: dict(f.presets) for n, f in EXTRACTORS.items()}
+    assert DEFAULT_LABEL_SETS["iemocap"] == CORPORA["iemocap"].default_label_set
+    assert {name: p.description for name, p in PROTOCOLS.items()} == PRESET_DESCRIPTIONS
+    assert loss_options("focal") == dict(LOSSES["focal"].options)

@@ -41,12 +41,13 @@ from typing import Any
 
 from ser.errors import UserError
 from ser.fusion.config import MODALITIES, FitConfig, apply_overrides, config_from_dict, set_dotted
+from ser.views import VIEW_KEYS, set_option
 from ser.yaml_files import read_yaml
 
 logger = logging.getLogger(__name__)
 
 GRID_KEYS = ("name", "out", "base", "axes", "zip", "include", "exclude", "seeds")
-VIEW_OPTIONS = ("store", "stat", "layer", "seq")
+VIEW_OPTIONS = ("store", *VIEW_KEYS)
 
 
 class GridError(UserError):
@@ -198,22 +199,11 @@ def parse_grid(record: Any, *, source: str = "grid", default_name: str = "grid")
 
 
 def set_view_option(view: str | None, option: str, value: Any) -> str:
-    """Edit one option of a ``STORE[:k=v,...]`` view string (``seq`` and ``stat``/``layer`` exclude
-    each other; ``store`` swaps the store and keeps the options)."""
+    """Edit one option of a ``STORE[:k=v,...]`` view string (:func:`ser.views.set_option`: ``seq`` and
+    ``stat``/``layer`` exclude each other; ``store`` swaps the store and keeps the options)."""
     if view is None:
         raise GridError(f"cannot set the view option {option!r}: the base names no store for this modality")
-    store, _, options = view.partition(":")
-    pairs = [p.strip().partition("=") for p in options.split(",") if p.strip()]
-    kept = {k: v for k, _, v in pairs}
-    if option == "store":
-        store = str(value)
-    elif option == "seq":
-        kept = {"seq": "" if value is None else str(value)}
-    else:
-        kept.pop("seq", None)
-        kept[option] = str(value)
-    text = ",".join(f"{k}={v}" if v != "" else k for k, v in kept.items())
-    return f"{store}:{text}" if text else store
+    return set_option(view, option, value)
 
 
 def apply_cell(base: dict[str, Any], cell: Iterable[tuple[str, Any]]) -> dict[str, Any]:

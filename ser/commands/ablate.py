@@ -6,7 +6,13 @@ from pathlib import Path
 
 import typer
 
-from ser.commands.common import parse_options, user_errors
+from ser.ablate.cluster import EXECUTORS
+from ser.ablate.runner import RunnerOptions
+from ser.commands.common import UNTYPED, choices_help, default_of, parse_options, user_errors
+
+EXECUTOR_NAMES = ("local", *EXECUTORS)
+DEVICES = ("auto", "cpu")
+"""``--device``: jobs are pinned to GPUs by the runner, so only auto or cpu."""
 
 
 def ablate(
@@ -35,25 +41,35 @@ def ablate(
         min=1,
         help="Most jobs at once (default: one per CPU core without GPUs; GPUs x --jobs-per-gpu with them).",
     ),
-    jobs_per_gpu: int = typer.Option(1, "--jobs-per-gpu", "-k", min=1, help="Jobs packed onto each visible GPU."),
+    jobs_per_gpu: int = typer.Option(
+        default_of(RunnerOptions, "jobs_per_gpu"),
+        "--jobs-per-gpu",
+        "-k",
+        min=1,
+        help="Jobs packed onto each visible GPU.",
+    ),
     gpu_min_free: int = typer.Option(
-        2048,
+        default_of(RunnerOptions, "gpu_min_free_mib"),
         "--gpu-min-free",
         min=0,
         help="Start a job on a GPU only while it has this many MiB free (shared boxes; 0 = no guard).",
     ),
     device: str = typer.Option(
-        "auto", "--device", help="auto: the GPUs in CUDA_VISIBLE_DEVICES / nvidia-smi, else CPU; cpu: CPU only."
+        default_of(RunnerOptions, "device"),
+        "--device",
+        help=f"{choices_help(DEVICES)}. auto: the GPUs in CUDA_VISIBLE_DEVICES / nvidia-smi, else CPU; cpu: CPU only.",
     ),
     no_wait: bool = typer.Option(
-        False, "--no-wait", help="Do not wait for runs another process holds (local), or for submitted tasks (cluster)."
+        not default_of(RunnerOptions, "wait_for_others"),
+        "--no-wait",
+        help="Do not wait for runs another process holds (local), or for submitted tasks (cluster).",
     ),
     executor: str = typer.Option(
-        "local",
+        EXECUTOR_NAMES[0],
         "--executor",
         "-e",
-        help="local (this machine), slurm (job array "
-        "through submitit) or submitit-local (the cluster path on this machine).",
+        help=f"{choices_help(EXECUTOR_NAMES)}: local (this machine), slurm (job array through submitit), "
+        "submitit-local (the cluster path on this machine).",
     ),
     cluster_opt: list[str] = typer.Option(
         [],
@@ -69,7 +85,7 @@ def ablate(
         help="Cluster: grid jobs run one after the other inside each array task (amortises start-up for small fits).",
     ),
     stack: bool = typer.Option(
-        True,
+        default_of(RunnerOptions, "stack"),
         "--stack/--no-stack",
         help="Local: send the queued cells of one stack group "
         "(equal but for seeds and per-member train settings such as lr, epochs, "
@@ -90,10 +106,12 @@ def ablate(
             _print_plan(jobs)
             return
         if executor == "local":
-            from ser.ablate.runner import RunnerOptions, run_grid
+            from ser.ablate.runner import run_grid
 
-            if device not in ("auto", "cpu"):
-                raise typer.BadParameter("--device must be auto or cpu (jobs are pinned to GPUs by the runner)")
+            if device not in DEVICES:
+                raise typer.BadParameter(
+                    f"--device must be {choices_help(DEVICES)} (jobs are pinned to GPUs by the runner)"
+                )
             options = RunnerOptions(
                 workers=workers,
                 jobs_per_gpu=jobs_per_gpu,
@@ -118,7 +136,7 @@ def ablate(
                 jobs,
                 executor=executor,
                 folder=Path(spec.out) / ".submitit",
-                parameters=parse_options(cluster_opt),
+                parameters=parse_options(cluster_opt, UNTYPED, flag="--cluster-opt"),
                 jobs_per_task=jobs_per_task,
                 wait=not no_wait,
                 echo=typer.echo,

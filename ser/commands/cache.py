@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from ser.cache.format import COMPRESSIONS  # noqa: TID253 (a literal, no heavy imports)
 from ser.commands.common import user_errors
 
 app = typer.Typer(
@@ -148,7 +149,10 @@ def merge(
     shards: list[Path] = typer.Argument(..., help="Finished shard stores of one `ser extract --shard` run."),
     output: Path = typer.Option(..., "--output", "-o", help="Merged store to write (.h5 or .zarr)."),
     compression: str | None = typer.Option(
-        None, help="Compress the merged arrays (HDF5: gzip, lzf; Zarr: zstd, gzip, blosc)."
+        None,
+        help="Compress the merged arrays ("
+        + "; ".join(f"{backend}: {', '.join(codecs)}" for backend, codecs in COMPRESSIONS.items())
+        + ").",
     ),
 ) -> None:
     """Join shard stores (same extractor config and manifest, disjoint ids) into one store."""

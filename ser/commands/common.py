@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from types import MappingProxyType
+from typing import Any
 
 import typer
 
@@ -32,31 +34,61 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(2) from err
 
 
-BOOLEAN_WORDS = {"true": True, "yes": True, "false": False, "no": False}
-"""Option values read as booleans (any letter case)."""
+def parse_options(
+    pairs: list[str] | None, types: Mapping[str, Any] | None = None, *, flag: str = "-O"
+) -> dict[str, Any]:
+    """``["k=10", "test_split=test2"]`` -> ``{"k": "10", "test_split": "test2"}``: the values as text, for a
+    consumer that converts them by the types it declares (:func:`ser.options.coerce`).
 
-
-def parse_options(pairs: list[str] | None) -> dict[str, object]:
-    """``["k=10", "test_split=test2", "normalize=False"]`` -> ``{"k": 10, "test_split": "test2", "normalize": False}``.
-
-    Ints and floats are parsed, and true/false/yes/no (any case) become booleans; anything else
-    stays a string (the consumer converts or refuses it by the type it expects).
+    ``types`` (option name -> type annotation) converts here: every value by its option's type, and an
+    option outside ``types`` is refused naming the accepted ones. For options whose type nobody
+    declares (submitit parameters), pass ``types=UNTYPED``: values are read by
+    :func:`ser.options.read_value` (``"1"`` -> 1, ``"on"`` -> True, ``"none"`` -> None).
     """
-    options: dict[str, object] = {}
+    from ser.errors import unknown_name
+    from ser.options import coerce, read_value, split_pair
+
+    options: dict[str, Any] = {}
     for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}")
-        parsed: object = value
-        word = value.strip().lower()
-        if word in BOOLEAN_WORDS:
-            options[key.strip()] = BOOLEAN_WORDS[word]
-            continue
-        for cast in (int, float):
-            try:
-                parsed = cast(value)
-                break
-            except ValueError:
-                continue
-        options[key.strip()] = parsed
+        key, value = split_pair(pair, flag)
+        if types is UNTYPED:
+            options[key] = read_value(value)
+        elif types is not None:
+            if key not in types:
+                raise unknown_name(f"{flag} option", key, types)
+            options[key] = coerce(value, types[key], f"{flag} {key}")
+        else:
+            options[key] = value
     return options
+
+
+UNTYPED: Mapping[str, Any] = MappingProxyType({})
+"""``parse_options(pairs, UNTYPED)``: read values without a declared type (:func:`ser.options.read_value`)."""
+
+
+def default_of(owner: Any, name: str) -> Any:
+    """The default of ``name`` in ``owner``: a dataclass field (a fresh copy for a ``default_factory``)
+    or a keyword parameter of a function, so a typer option shows and uses the library's default
+    instead of a copy of it."""
+    import dataclasses
+    import inspect
+
+    if dataclasses.is_dataclass(owner):
+        for field in dataclasses.fields(owner):
+            if field.name == name:
+                if field.default is not dataclasses.MISSING:
+                    return field.default
+                if field.default_factory is not dataclasses.MISSING:
+                    return field.default_factory()
+                raise TypeError(f"{owner.__name__}.{name} has no default")
+        raise TypeError(f"{owner.__name__} has no field {name!r}")
+    parameter = inspect.signature(owner).parameters.get(name)
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        raise TypeError(f"{getattr(owner, '__qualname__', owner)} has no parameter {name!r} with a default")
+    return parameter.default
+
+
+def choices_help(choices: Iterable[object]) -> str:
+    """``"a, b or c"`` for a help text listing a registry's names."""
+    names = [str(choice) for choice in choices]
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)

@@ -7,7 +7,10 @@ from typing import Any
 
 import typer
 
-from ser.commands.common import user_errors
+from ser.commands.common import choices_help, default_of, user_errors
+from ser.fusion.config import ENGINES, FitConfig, TrainConfig  # noqa: TID253 (torch-free config, no heavy imports)
+from ser.fusion.heads import HEADS  # noqa: TID253 (literal registry, no heavy imports)
+from ser.manifests.protocols import PROTOCOLS
 
 fusion_app = typer.Typer(no_args_is_help=True, help="Fusion heads.")
 
@@ -18,31 +21,39 @@ VIEW_HELP = (
 
 
 @fusion_app.command("list")
-def list_heads() -> None:
+def list_heads(
+    presets: bool = typer.Option(False, "--presets", help="Also print each head's training preset and its note."),
+) -> None:
     """Every fusion head with a one-line description and its source paper."""
-    from ser.fusion.heads import HEADS
-
     for name, info in HEADS.items():
         typer.echo(f"{name:18s} {info.description}  [{info.source}]")
+        if presets:
+            values = ", ".join(f"{key}={value}" for key, value in info.preset.items()) or "the train defaults"
+            typer.echo(f"{'':18s} preset: {values}" + (f" ({info.preset_note})" if info.preset_note else ""))
 
 
-def _split_list(text: str | None, cast: type, flag: str) -> list[Any] | None:
+def _split_list(text: str | None, annotation: Any, flag: str) -> list[Any] | None:
+    """``--seeds 0,1,2`` / ``--folds Ses01,Ses02`` read by the option grammar; ``all`` (or no flag): None."""
     from ser.errors import UserError
+    from ser.options import OptionError, coerce
 
     if text is None or text == "all":
         return None
     try:
-        return [cast(part.strip()) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UserError(
-            f"{flag} takes comma-separated {'whole numbers' if cast is int else 'names'}, not {text!r}"
-        ) from None
+        return coerce(text, annotation, flag)
+    except OptionError:
+        what = "whole numbers" if annotation == list[int] else "names"
+        raise UserError(f"{flag} takes comma-separated {what}, not {text!r}") from None
 
 
 def fit(
-    fusion: str | None = typer.Option(None, "--fusion", "-f", help="Head name (`ser fusion list`)."),
+    fusion: str | None = typer.Option(
+        None, "--fusion", "-f", help=f"Head name: {choices_help(HEADS)} (`ser fusion list`)."
+    ),
     manifest: Path | None = typer.Option(None, "--manifest", "-m", help="Manifest the caches were extracted from."),
-    protocol: str | None = typer.Option(None, "--protocol", "-p", help="Protocol preset (`ser protocol list`)."),
+    protocol: str | None = typer.Option(
+        None, "--protocol", "-p", help=f"Protocol preset: {choices_help(PROTOCOLS)} (`ser protocol list`)."
+    ),
     audio: str | None = typer.Option(None, "--audio", help=f"Audio features: {VIEW_HELP}"),
     text: str | None = typer.Option(None, "--text", help=f"Text features: {VIEW_HELP}"),
     mocap: str | None = typer.Option(None, "--mocap", help=f"Motion-capture features: {VIEW_HELP}"),
@@ -57,7 +68,9 @@ def fit(
         None, "--label-set", "-l", help="Label set (default: the manifest's, else the corpus default)."
     ),
     folds: str | None = typer.Option(None, help="Folds to run: all (default) or names, e.g. Ses01,Ses02."),
-    seeds: str | None = typer.Option(None, help="Training seeds, e.g. 0,1,2 (default 0)."),
+    seeds: str | None = typer.Option(
+        None, help=f"Training seeds, e.g. 0,1,2 (default {','.join(map(str, default_of(FitConfig, 'seeds')))})."
+    ),
     config: Path | None = typer.Option(
         None,
         "--config",
@@ -83,20 +96,20 @@ def fit(
         "tested.",
     ),
     ensemble: bool = typer.Option(
-        False,
+        default_of(FitConfig, "ensemble"),
         "--ensemble",
         help="Also report each fold's seed ensemble (mean of the "
         "seed members' class probabilities; needs two or more --seeds).",
     ),
     models: bool = typer.Option(
-        True,
+        default_of(FitConfig, "save_models"),
         "--models/--no-models",
         help="Save every fold and seed member's weights in "
         "models/ for `ser predict` (--no-models saves disk in large grids; the numbers and "
         "the run directory's name do not change).",
     ),
     final: bool = typer.Option(
-        False,
+        default_of(FitConfig, "final"),
         "--final",
         help="Also train one deployment model on every labelled row "
         "(train + validation of every fold) for the epoch count the folds chose on "
@@ -105,11 +118,14 @@ def fit(
     engine: str | None = typer.Option(
         None,
         "--engine",
-        help="stacked (default): the fit's members (folds x seeds "
-        "x search candidates) train as one model with a member axis; sequential: "
-        "one after the other. Same numbers without dropout; sets train.engine.",
+        help=f"{choices_help(ENGINES)}; sets train.engine (default {default_of(TrainConfig, 'engine')}: "
+        "stacked where it was measured to pay). stacked: the fit's members (folds x seeds x search "
+        "candidates) train as one model with a member axis; sequential: one after the other. Same numbers "
+        "without dropout.",
     ),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Parent folder of run directories (default runs/)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help=f"Parent folder of run directories (default {default_of(FitConfig, 'out')}/)."
+    ),
 ) -> None:
     """Train a fusion head (or the classic logreg / svm baselines) on cached features: every fold x seed,
     validation from training speakers only, test touched once. An input without a view reads the
@@ -130,14 +146,15 @@ def fit(
             "text": text,
             "mocap": mocap,
             "label_set": label_set,
-            "folds": _split_list(folds, str, "--folds"),
-            "seeds": _split_list(seeds, int, "--seeds"),
+            "folds": _split_list(folds, list[str], "--folds"),
+            "seeds": _split_list(seeds, list[int], "--seeds"),
             "robustness": robustness or None,
             "out": str(out) if out else None,
             "search": parse_search(search) if search else None,
-            "ensemble": ensemble or None,
-            "final": final or None,
-            "save_models": None if models else False,
+            # a flag left at its default leaves the YAML's value (or the default) in place
+            "ensemble": ensemble if ensemble != default_of(FitConfig, "ensemble") else None,
+            "final": final if final != default_of(FitConfig, "final") else None,
+            "save_models": models if models != default_of(FitConfig, "save_models") else None,
         }
         record.update({k: v for k, v in flags.items() if v is not None})
         if engine is not None:

@@ -7,8 +7,9 @@ from typing import Any
 
 import typer
 
-from ser.commands.common import user_errors
-from ser.manifests.corpora import DESCRIPTIONS
+from ser.commands.common import choices_help, default_of, user_errors
+from ser.manifests.corpora import CORPORA, emodb, esd, generic_csv, meld, ravdess
+from ser.manifests.protocols import PROTOCOLS
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -57,7 +58,7 @@ def _simple_corpus_command(corpus: str, layout: str) -> Any:
     ) -> None:
         _build(corpus, root, output, label_set, durations, {})
 
-    command.__doc__ = f"{DESCRIPTIONS[corpus]}.\n\n{layout}"
+    command.__doc__ = f"{CORPORA[corpus].description}.\n\n{layout}"
     return command
 
 
@@ -98,7 +99,9 @@ def ravdess(
     output: Path = OUTPUT,
     label_set: str | None = LABEL_SET,
     durations: bool = DURATIONS,
-    include_song: bool = typer.Option(False, help="Also keep song clips (vocal channel 02)."),
+    include_song: bool = typer.Option(
+        default_of(ravdess.scan, "include_song"), help="Also keep song clips (vocal channel 02)."
+    ),
 ) -> None:
     """RAVDESS: Actor_NN/MM-VV-EE-II-SS-RR-AA.{wav,flac}.
 
@@ -117,7 +120,7 @@ def meld(
     label_set: str | None = LABEL_SET,
     durations: bool = DURATIONS,
     require_audio: bool = typer.Option(
-        False,
+        default_of(meld.scan, "require_audio"),
         help="Drop rows whose clip is missing (they are counted "
         "either way; by default they are kept as text-only rows).",
     ),
@@ -139,7 +142,7 @@ def esd(
     label_set: str | None = LABEL_SET,
     durations: bool = DURATIONS,
     language: list[str] = typer.Option(
-        ["zh", "en"],
+        list(default_of(esd.scan, "languages")),
         "--language",
         help="Languages to keep: zh (speakers 0001-0010), en (0011-0020); repeat the option for both.",
     ),
@@ -161,7 +164,8 @@ def emodb(
     label_set: str | None = LABEL_SET,
     durations: bool = DURATIONS,
     selected_only: bool = typer.Option(
-        False, help="Keep only recordings with >= 80 % recognition and >= 60 % naturalness (needs erkennung.txt)."
+        default_of(emodb.scan, "selected_only"),
+        help="Keep only recordings with >= 80 % recognition and >= 60 % naturalness (needs erkennung.txt).",
     ),
 ) -> None:
     """Berlin EmoDB: wav/SSTTTEV.wav (speaker, text code, emotion letter, version).
@@ -178,19 +182,25 @@ def generic_csv(
     output: Path = OUTPUT,
     label_set: str | None = LABEL_SET,
     durations: bool = DURATIONS,
-    id_col: str | None = typer.Option(None, help="Id column; default: the audio path without suffix."),
-    audio_col: str = typer.Option("audio", help="Audio path column."),
-    label_col: str | None = typer.Option("label", help="Raw label column."),
-    speaker_col: str | None = typer.Option("speaker", help="Speaker column."),
-    text_col: str | None = typer.Option("text", help="Transcript column."),
-    split_col: str | None = typer.Option(None, help="Official split column (train/dev/test values)."),
-    session_col: str | None = typer.Option(None, help="Session column."),
-    dialog_col: str | None = typer.Option(None, help="Dialogue column."),
-    start_col: str | None = typer.Option(None, help="Segment start column (seconds)."),
-    end_col: str | None = typer.Option(None, help="Segment end column (seconds)."),
-    gender_col: str | None = typer.Option(None, help="Gender column."),
-    delimiter: str = typer.Option(",", help="Field delimiter."),
-    encoding: str = typer.Option("utf-8", help="File encoding."),
+    id_col: str | None = typer.Option(
+        default_of(generic_csv.scan, "id_col"), help="Id column; default: the audio path without suffix."
+    ),
+    audio_col: str = typer.Option(default_of(generic_csv.scan, "audio_col"), help="Audio path column."),
+    label_col: str | None = typer.Option(default_of(generic_csv.scan, "label_col"), help="Raw label column."),
+    speaker_col: str | None = typer.Option(default_of(generic_csv.scan, "speaker_col"), help="Speaker column."),
+    text_col: str | None = typer.Option(default_of(generic_csv.scan, "text_col"), help="Transcript column."),
+    split_col: str | None = typer.Option(
+        default_of(generic_csv.scan, "split_col"), help="Official split column (train/dev/test values)."
+    ),
+    session_col: str | None = typer.Option(default_of(generic_csv.scan, "session_col"), help="Session column."),
+    dialog_col: str | None = typer.Option(default_of(generic_csv.scan, "dialog_col"), help="Dialogue column."),
+    start_col: str | None = typer.Option(
+        default_of(generic_csv.scan, "start_col"), help="Segment start column (seconds)."
+    ),
+    end_col: str | None = typer.Option(default_of(generic_csv.scan, "end_col"), help="Segment end column (seconds)."),
+    gender_col: str | None = typer.Option(default_of(generic_csv.scan, "gender_col"), help="Gender column."),
+    delimiter: str = typer.Option(default_of(generic_csv.scan, "delimiter"), help="Field delimiter."),
+    encoding: str = typer.Option(default_of(generic_csv.scan, "encoding"), help="File encoding."),
 ) -> None:
     """Any corpus described by a CSV file; map its columns with the --*-col options.
 
@@ -243,7 +253,8 @@ def validate(
         None,
         "--protocol",
         "-p",
-        help="Also check that the manifest can be split by this protocol (e.g. no speaker in two IEMOCAP sessions).",
+        help=f"Also check that the manifest can be split by this protocol ({choices_help(PROTOCOLS)}; e.g. no "
+        "speaker in two IEMOCAP sessions).",
     ),
 ) -> None:
     """Check a manifest: duplicate ids, missing audio, unknown labels, unreadable transcripts, empty files.

@@ -116,13 +116,16 @@ def predict(
 
 
 def _pairs(values: list[str]) -> dict[str, str]:
+    """``--checkpoint MODALITY=PATH`` pairs (read by the one ``KEY=VALUE`` reader)."""
     from ser.errors import UserError
+    from ser.options import split_pair
 
+    form = "MODALITY=PATH (e.g. audio=/models/hubert)"
     pairs = {}
     for value in values:
-        key, sep, path = value.partition("=")
-        if not sep or not key or not path:
-            raise UserError(f"--checkpoint takes MODALITY=PATH (e.g. audio=/models/hubert), not {value!r}")
+        key, path = split_pair(value, "--checkpoint", form)
+        if not path:
+            raise UserError(f"--checkpoint takes {form}, not {value!r}")
         pairs[key] = path
     return pairs
 

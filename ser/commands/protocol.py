@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ser.commands.common import parse_options, user_errors
+from ser.commands.common import choices_help, default_of, parse_options, user_errors
+from ser.manifests.protocols import PROTOCOLS, ValidationBy, ValidationRule
 
 if TYPE_CHECKING:
     from ser.manifests.labels import LabelSet
@@ -25,11 +26,17 @@ app = typer.Typer(
 
 @app.command("list")
 def list_protocols() -> None:
-    """List the protocol presets."""
-    from ser.manifests.protocols import PRESET_DESCRIPTIONS
+    """List the protocol presets (with the options each takes and their defaults)."""
+    for name, preset in PROTOCOLS.items():
+        options = ", ".join(f"{key}={value}" for key, value in preset.options.items())
+        typer.echo(f"{name:22s} {preset.description}" + (f" [-O {options}]" if options else ""))
 
-    for name, description in PRESET_DESCRIPTIONS.items():
-        typer.echo(f"{name:22s} {description}")
+
+OPTION_HELP = "Preset option KEY=VALUE: " + "; ".join(
+    f"{', '.join(f'{key} (default {value})' for key, value in preset.options.items())} for {name}"
+    for name, preset in PROTOCOLS.items()
+    if preset.options
+)
 
 
 def _speakers(fold_set: FoldSet, ids: tuple[str, ...]) -> set[str]:
@@ -79,7 +86,7 @@ def label_table(fold_set: FoldSet, fold: Fold, label_set: LabelSet | None) -> li
 
 @app.command("show")
 def show(
-    protocol: str = typer.Argument(..., help="Preset name (see `ser protocol list`)."),
+    protocol: str = typer.Argument(..., help=f"Preset name: {choices_help(PROTOCOLS)} (see `ser protocol list`)."),
     manifest: Path = typer.Argument(..., help="Manifest file."),
     label_set: str | None = typer.Option(
         None,
@@ -91,18 +98,22 @@ def show(
         ),
     ),
     all_labels: bool = typer.Option(False, help="Use every row and raw labels (no label set)."),
-    val_fraction: float = typer.Option(0.2, help="Share of each fold's training pool used for validation."),
-    val_by: str = typer.Option(
-        "speaker",
+    val_fraction: float = typer.Option(
+        default_of(ValidationRule, "fraction"), help="Share of each fold's training pool used for validation."
+    ),
+    val_by: ValidationBy = typer.Option(
+        default_of(ValidationRule, "by"),
         help="speaker: hold out whole training speakers; utterance: a "
         "class-stratified random share of training utterances.",
     ),
-    seed: int = typer.Option(0, help="Seed of the validation choice (and of speaker-kfold's dealing)."),
+    seed: int = typer.Option(
+        default_of(ValidationRule, "seed"), help="Seed of the validation choice (and of speaker-kfold's dealing)."
+    ),
     option: list[str] = typer.Option(
         [],
         "--option",
         "-O",
-        help="Preset option KEY=VALUE, e.g. k=10 for speaker-kfold or test_split=test2 for official.",
+        help=OPTION_HELP + ".",
     ),
     fold: str | None = typer.Option(None, help="Fold whose per-label table is printed (default: the first)."),
     save: Path | None = typer.Option(
@@ -112,13 +123,13 @@ def show(
     """Print the fold table of PROTOCOL applied to MANIFEST: sizes, speakers and hours per split."""
     with user_errors():
         from ser.manifests.labels import choose_label_set
-        from ser.manifests.protocols import ValidationRule, make_folds, save_folds
+        from ser.manifests.protocols import make_folds, save_folds
         from ser.manifests.schema import read_manifest
 
         loaded = read_manifest(manifest)
         chosen = choose_label_set(loaded, label_set, all_labels=all_labels).label_set
         try:
-            rule = ValidationRule(fraction=val_fraction, by=val_by, seed=seed)  # type: ignore[arg-type]
+            rule = ValidationRule(fraction=val_fraction, by=val_by, seed=seed)
         except ValueError as err:
             raise typer.BadParameter(str(err)) from err
         fold_set = make_folds(loaded, protocol, label_set=chosen, rule=rule, options=parse_options(option))

@@ -3,8 +3,9 @@
 
 Precedence of the training settings in a record read by :func:`config_from_dict` (``ser fit``,
 ``ser ablate``): TrainConfig defaults < the head's paper preset (``ser.fusion.presets``) < YAML <
-flags < ``--set``. YAML reads ``1e-4`` as a string; :func:`coerce_fields` turns such values into the
-numbers a dataclass field's type asks for (train here, head options when the fit resolves them).
+flags < ``--set``. Every value passes through the one option grammar (``ser.options.coerce``) by the
+type of the field it sets: YAML files still load with YAML, but ``1e-4`` (text to YAML 1.1) becomes a
+number and ``yes`` / ``none`` mean the same in a YAML file, ``--set`` and ``--search``.
 
 Torch-free on purpose: ``ser ablate`` expands grids, hashes run directories and validates keys
 without importing torch; only running a fit does (``ser.fusion.run``).
@@ -15,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,11 +24,22 @@ from typing import TYPE_CHECKING, Any
 from ser.cache.format import config_hash
 from ser.errors import UserError
 from ser.fusion.presets import train_preset
-from ser.options import coerce_fields, require_float, require_int
+from ser.manifests.protocols import ValidationBy, ValidationRule
+from ser.options import (
+    coerce,
+    coerce_fields,
+    field_types,
+    read_value,
+    read_values,
+    require_float,
+    require_int,
+    split_pair,
+)
+from ser.views import parse_view
 from ser.yaml_files import read_yaml
 
 if TYPE_CHECKING:
-    from ser.fusion.data import View
+    from ser.views import View
 
 MODALITIES = ("audio", "text", "mocap")
 FOLD_PLACEHOLDER = "{fold}"
@@ -35,6 +48,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "step", "plateau", "cosine")
 SELECT_METRICS = ("ua", "wa", "macro_f1", "weighted_f1")
 ENGINES = ("auto", "stacked", "sequential")
+VALIDATION_BY: tuple[str, ...] = typing.get_args(ValidationBy)
 
 
 @dataclass(kw_only=True)
@@ -161,9 +175,11 @@ class FitConfig:
     mocap: str | None = None
     label_set: str | None = None
     """Default: the manifest's label set, else the corpus default."""
-    val_fraction: float = 0.2
-    val_by: str = "speaker"
-    split_seed: int = 0
+    val_fraction: float = ValidationRule.fraction
+    """Share of each fold's training pool carved out for validation (``ValidationRule``)."""
+    val_by: str = ValidationRule.by
+    """speaker or utterance (``ValidationRule``)."""
+    split_seed: int = ValidationRule.seed
     """Seed of the validation carving (independent of the training seeds)."""
     protocol_options: dict[str, Any] = field(default_factory=dict)
     folds: list[str] | None = None
@@ -209,8 +225,8 @@ class FitConfig:
         if len(set(self.seeds)) != len(self.seeds):
             raise UserError(f"seeds {self.seeds} repeat a seed; each seed trains one member, give each once")
         require_float("val_fraction", self.val_fraction, low=0.0, high=1.0, strict=True)
-        if self.val_by not in ("speaker", "utterance"):
-            raise UserError(f"val_by must be speaker or utterance, not {self.val_by!r}")
+        if self.val_by not in VALIDATION_BY:
+            raise UserError(f"val_by must be {' or '.join(VALIDATION_BY)}, not {self.val_by!r}")
         require_int("split_seed", self.split_seed, 0)
         if self.final and self.save_models is False:
             raise UserError("--final trains a model to deploy, but --no-models saves no weights; drop one of them")
@@ -230,7 +246,6 @@ class FitConfig:
 
     def views(self, fold: str | None = None) -> dict[str, View]:
         """The input views, with ``{fold}`` in store paths replaced by ``fold`` when given."""
-        from ser.fusion.data import parse_view
 
         def resolve(text: str) -> str:
             return text.replace(FOLD_PLACEHOLDER, fold) if fold is not None else text
@@ -291,38 +306,25 @@ SEARCH_SECTIONS = ("train", "head")
 
 
 def parse_search(pairs: list[str]) -> dict[str, list[Any]]:
-    """``--search KEY=V1,V2`` (repeatable) -> ``{KEY: [V1, V2]}``; each value is read as YAML (``1e-4``,
-    ``true``); a value list in brackets is read whole as YAML, for values that hold commas
+    """``--search KEY=V1,V2`` (repeatable) -> ``{KEY: [V1, V2]}``; each value is read as its field's type
+    for ``train.*`` keys and by :func:`ser.options.read_value` otherwise (``1e-4``, ``true``, ``none``);
+    a value list in brackets is read whole (YAML flow), for values that hold commas
     (``head.hidden=[[256],[512,256]]``)."""
-    import yaml
-
     space: dict[str, list[Any]] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key or not raw.strip():
             raise UserError(f"--search expects KEY=V1,V2,..., got {pair!r}")
-        try:
-            values = (
-                yaml.safe_load(raw)
-                if raw.lstrip().startswith("[")
-                else [yaml.safe_load(part) for part in raw.split(",")]
-            )
-        except yaml.YAMLError as err:
-            raise UserError(f"--search {key}: cannot read {raw!r} ({err})") from None
-        if not isinstance(values, list):
-            raise UserError(f"--search {key}: expected a list of values, got {raw!r}")
-        space[key] = [_yaml_number(value) for value in values]
+        annotation = override_type(key)
+        where = f"--search {key}"
+        if raw.lstrip().startswith("["):
+            values = read_flow(raw, where)
+            if not isinstance(values, list):
+                raise UserError(f"{where}: expected a list of values, got {raw!r}")
+            space[key] = [value if annotation is None else coerce(value, annotation, key) for value in values]
+        else:
+            space[key] = [read_override(part, annotation, key) for part in raw.split(",")]
     return space
-
-
-def _yaml_number(value: Any) -> Any:
-    """``"1e-4"`` -> 1e-4: YAML 1.1 reads exponents without a dot as strings."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
 
 
 def search_candidates(space: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -359,13 +361,16 @@ def read_fit_record(path: str | Path) -> dict[str, Any]:
 
 
 def config_from_dict(record: dict[str, Any]) -> FitConfig:
-    """Build a :class:`FitConfig` from a (YAML) dict, refusing unknown keys by name."""
+    """Build a :class:`FitConfig` from a (YAML) dict, refusing unknown keys by name and coercing every
+    known value to its field's type (``ser.options.coerce``)."""
     known = {f.name for f in dataclasses.fields(FitConfig)}
     unknown = sorted(set(record) - known)
     if unknown:
         raise UserError(f"unknown config keys {unknown}; known: {sorted(known)}")
     record = dict(record)
     train = record.pop("train", {}) or {}
+    if not isinstance(train, dict):
+        raise UserError(f"train must be a mapping (KEY: VALUE), not {train!r}")
     train_known = {f.name for f in dataclasses.fields(TrainConfig)}
     bad = sorted(set(train) - train_known)
     if bad:
@@ -375,19 +380,50 @@ def config_from_dict(record: dict[str, Any]) -> FitConfig:
         raise UserError(f"the fit config needs {', '.join(missing)} (flags --fusion/--manifest/--protocol or YAML)")
 
     train = {**train_preset(record["fusion"]), **train}  # defaults < head preset < YAML < flags < --set
-    return FitConfig(**record, train=TrainConfig(**coerce_fields(TrainConfig, train, "train")))
+    return FitConfig(
+        **coerce_fields(FitConfig, record), train=TrainConfig(**coerce_fields(TrainConfig, train, "train"))
+    )
+
+
+def override_type(key: str) -> Any | None:
+    """The type annotation of the field a dotted key sets (``train.lr`` -> float, ``seeds`` -> list[int]),
+    None where no field type is known here (``head.*``: the head's config resolves it at fit time;
+    ``protocol_options.*``: the protocol does)."""
+    section, dot, name = key.partition(".")
+    if not dot:
+        return None if section == "train" else field_types(FitConfig).get(section)
+    if section == "train" and "." not in name:
+        return field_types(TrainConfig).get(name)
+    return None
+
+
+def read_flow(raw: str, where: str) -> Any:
+    """A bracketed value (``[[256],[512,256]]``, ``{gamma: 2}``) read as YAML flow, with its text items
+    read by :func:`ser.options.read_value` (``1e-3`` -> 0.001, ``none`` -> None)."""
+    import yaml
+
+    try:
+        return read_values(yaml.safe_load(raw))
+    except yaml.YAMLError as err:
+        raise UserError(f"{where}: cannot read {raw!r} ({err})") from None
+
+
+def read_override(raw: str, annotation: Any | None, name: str) -> Any:
+    """The value of one ``KEY=VALUE`` text: by ``annotation`` when the field type is known, else by
+    :func:`ser.options.read_value`; bracketed lists and mappings are read whole (:func:`read_flow`)."""
+    if raw.strip()[:1] in ("[", "{"):
+        value = read_flow(raw, f"--set {name}")
+        return value if annotation is None else coerce(value, annotation, name)
+    return read_value(raw) if annotation is None else coerce(raw, annotation, name)
 
 
 def apply_overrides(record: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
-    """Apply ``--set key=value`` overrides (dotted keys into nested dicts; values parsed as YAML)."""
-    import yaml
-
+    """Apply ``--set key=value`` overrides (dotted keys into nested dicts); each value is read by the
+    type of the field it sets (:func:`read_override`)."""
     record = json.loads(json.dumps(record))
     for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"--set expects KEY=VALUE, got {pair!r}")
-        set_dotted(record, key, yaml.safe_load(raw), where=f"--set {key}")
+        key, raw = split_pair(pair, "--set")
+        set_dotted(record, key, read_override(raw, override_type(key), key), where=f"--set {key}")
     return record
 
 

@@ -1,6 +1,6 @@
 """Join cache stores with a manifest and a protocol fold: tensors for the heads.
 
-A modality input is named ``STORE[:options]`` on the command line:
+A modality input is named ``STORE[:options]`` on the command line (the grammar: ``ser.views``):
 
 ``feats.h5``                         pooled, the store's recommended view (``ser cache info``; e.g.
                                      ``stat=mean,layer=weighted`` for HuBERT, ``stat=mean`` for
@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,55 +39,13 @@ from ser.manifests.fingerprints import row_fingerprints, store_scheme
 from ser.manifests.labels import LabelSet
 from ser.manifests.protocols import Fold
 from ser.manifests.schema import Manifest, Utterance
+from ser.views import View, join_view, parse_view, split_options
 
 logger = logging.getLogger(__name__)
 
 
 class DataError(UserError):
     """The caches, the manifest and the head's needs do not fit together."""
-
-
-@dataclass(frozen=True)
-class View:
-    """How one modality is read from its store."""
-
-    store: Path
-    kind: str = "pooled"
-    """``pooled`` or ``seq``."""
-    stat: str | None = None
-    """Pooled statistic (None: the store's first)."""
-    layer: str = "last"
-    """Pooled: ``last``, ``avg``, ``weighted`` or a layer number; seq: a stored layer name (or ``""``)."""
-    auto: bool = False
-    """True when the input named no view: :func:`resolve_view` reads the store's recommended one."""
-
-    def describe(self) -> str:
-        if self.auto:
-            return f"{self.store.name} (recommended view)"
-        if self.kind == "seq":
-            return f"{self.store.name}:seq={self.layer}"
-        return f"{self.store.name}:stat={self.stat},layer={self.layer}"
-
-
-def parse_view(text: str) -> View:
-    """Parse ``STORE[:key=value,...]`` (see the module docstring)."""
-    store, _, options = text.partition(":")
-    if not store:
-        raise DataError(f"empty store path in {text!r}")
-    if not options.strip():
-        return View(store=Path(store), auto=True)
-    view = {"kind": "pooled", "stat": None, "layer": "last"}
-    for part in filter(None, (p.strip() for p in options.split(","))):
-        key, sep, value = part.partition("=")
-        if key == "seq":
-            view["kind"], view["layer"] = "seq", value
-        elif key in ("stat", "layer") and sep and value:
-            view[key] = value
-        else:
-            raise DataError(
-                f"{text!r}: unknown view option {part!r}; use stat=NAME, layer=last|avg|weighted|N or seq[=LAYER]"
-            )
-    return View(store=Path(store), kind=view["kind"], stat=view["stat"], layer=view["layer"])  # type: ignore[arg-type]
 
 
 @dataclass
@@ -220,7 +177,7 @@ def resolve_view(reader: CacheReader, view: View, *, learn_layers: bool = True) 
         extractor = reader.attrs.get("extractor") or {}
         recommended = extractor.get("recommended_view")
         if recommended:
-            view = parse_view(f"{view.store}:{recommended}")
+            view = parse_view(join_view(view.store, split_options(recommended)))
             if view.layer == "weighted" and not learn_layers:
                 view = replace(view, layer="avg")
             logger.info(

@@ -31,23 +31,15 @@ Deviations from the 4M-SER code (recorded here on purpose):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from ser.errors import unknown_name
-
-LOSSES: tuple[str, ...] = (
-    "ce",
-    "focal",
-    "ce+center",
-    "ce+contrastive_center",
-    "arcface",
-    "cosface",
-    "ce+arcface",
-    "ce+cosface",
-)
-"""Names accepted by :func:`build_loss`."""
 
 _COS_EPS = 1e-7
 _FOCAL_FLOOR = 1e-12
@@ -392,17 +384,46 @@ class CombinedLoss(TrainingLoss):
 # Factory
 # --------------------------------------------------------------------------------------------
 
-_OPTIONS: dict[str, dict[str, object]] = {
-    "ce": {},
-    "focal": {"gamma": 1.5},
-    "ce+center": {"lambda_c": 1.0, "paper_form": False, "lam": None},
-    "ce+contrastive_center": {"lambda_c": 1.0, "delta": 1e-6, "paper_form": False, "lam": None},
-    "arcface": {"s": 64.0, "m1": 1.0, "m2": 0.5, "m3": 0.0},
-    "cosface": {"s": 64.0, "m1": 1.0, "m2": 0.0, "m3": 0.5},
-    "ce+arcface": {"s": 64.0, "m1": 1.0, "m2": 0.5, "m3": 0.0, "lam": None},
-    "ce+cosface": {"s": 64.0, "m1": 1.0, "m2": 0.0, "m3": 0.5, "lam": None},
+
+@dataclass(frozen=True)
+class LossInfo:
+    """One registry entry: what the loss is and the options it takes, with their defaults (the 4M-SER
+    config values); a value is coerced to the type of its default (``ser.options.coerce_like``)."""
+
+    description: str
+    options: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+
+_MARGIN_ARCFACE = {"s": 64.0, "m1": 1.0, "m2": 0.5, "m3": 0.0}
+_MARGIN_COSFACE = {"s": 64.0, "m1": 1.0, "m2": 0.0, "m3": 0.5}
+
+LOSSES: dict[str, LossInfo] = {
+    "ce": LossInfo("cross-entropy on the logits"),
+    "focal": LossInfo("focal loss on the logits", {"gamma": 1.5}),
+    "ce+center": LossInfo(
+        "cross-entropy + center loss on the head's features", {"lambda_c": 1.0, "paper_form": False, "lam": None}
+    ),
+    "ce+contrastive_center": LossInfo(
+        "cross-entropy + contrastive-center loss on the head's features",
+        {"lambda_c": 1.0, "delta": 1e-6, "paper_form": False, "lam": None},
+    ),
+    "arcface": LossInfo("additive angular margin (ArcFace) on the head's features", _MARGIN_ARCFACE),
+    "cosface": LossInfo("additive cosine margin (CosFace) on the head's features", _MARGIN_COSFACE),
+    "ce+arcface": LossInfo("cross-entropy + ArcFace", {**_MARGIN_ARCFACE, "lam": None}),
+    "ce+cosface": LossInfo("cross-entropy + CosFace", {**_MARGIN_COSFACE, "lam": None}),
 }
-"""Accepted options per loss name, with their defaults (4M-SER config values)."""
+"""Loss name -> its record; the names :func:`build_loss` accepts."""
+
+
+def loss_info(name: str) -> LossInfo:
+    """The record of loss ``name`` (an :class:`~ser.errors.UnknownNameError` names the losses)."""
+    try:
+        return LOSSES[name]
+    except (KeyError, TypeError):
+        raise unknown_name("loss", name, LOSSES) from None
 
 
 def build_loss(
@@ -423,7 +444,7 @@ def build_loss(
             only). They weight every softmax classification term: the CE, the focal loss (as its
             α) and the margin loss's softmax when it is used alone — never the center losses.
             In ``ce+arcface`` / ``ce+cosface`` only the CE part is weighted.
-        **options: per-name options (see ``_OPTIONS``): ``gamma``; ``lambda_c``, ``delta``,
+        **options: per-name options (see :data:`LOSSES`): ``gamma``; ``lambda_c``, ``delta``,
             ``paper_form``; ``s``, ``m1``, ``m2``, ``m3``; and ``lam`` for the ``ce+…`` names
             (None: CE + X; a float λ: λ·CE + (1 − λ)·X).
 
@@ -431,9 +452,7 @@ def build_loss(
         UnknownNameError: unknown name (a ``UserError`` and ``LookupError``).
         TypeError: unknown option. ValueError: missing ``feat_dim``.
     """
-    if name not in _OPTIONS:
-        raise unknown_name("loss", name, LOSSES)
-    accepted = _OPTIONS[name]
+    accepted = loss_info(name).options
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise TypeError(
@@ -467,6 +486,4 @@ def build_loss(
 
 def loss_options(name: str) -> dict[str, object]:
     """The options ``name`` accepts, with their defaults (a copy)."""
-    if name not in _OPTIONS:
-        raise unknown_name("loss", name, LOSSES)
-    return dict(_OPTIONS[name])
+    return dict(loss_info(name).options)

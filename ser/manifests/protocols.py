@@ -8,7 +8,7 @@ Rules that hold for every preset and are checked every time folds are made:
   and for the script-disjoint preset no script of the test fold is either;
 * the same manifest, options and seed always give the same folds.
 
-Presets (``PRESETS``):
+Presets (``PROTOCOLS``, one :class:`ProtocolPreset` record each):
 
 ``iemocap-loso``        5 folds, one IEMOCAP session out each (speaker-independent).
 ``iemocap-loso-script`` the same, but every scripted utterance whose script also occurs in the
@@ -27,13 +27,16 @@ import json
 import os
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
+from ser.errors import UnknownNameError, unknown_name
 from ser.manifests.labels import LabelSet, apply_label_set
 from ser.manifests.schema import Manifest, ManifestError, Utterance
+from ser.options import OptionError, annotation_of, coerce
 
 ValidationBy = Literal["speaker", "utterance"]
 
@@ -254,16 +257,6 @@ def _leave_one_group_out(
     return folds, notes
 
 
-def int_option(options: dict[str, Any], key: str, default: int, protocol: str) -> int:
-    """An integer preset option (``-O k=10``), refused with the fix when it is not one."""
-    value = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().lstrip("-").isdigit():
-        raise ManifestError(
-            f"protocol {protocol!r}: option {key} must be a whole number, got {value!r}; pass e.g. -O {key}={default}"
-        )
-    return int(value)
-
-
 def _ids(utterances: Sequence[Utterance]) -> tuple[str, ...]:
     return tuple(u.id for u in utterances)
 
@@ -301,7 +294,7 @@ def _speaker_kfold(
     utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None, options: dict[str, Any], name: str
 ) -> tuple[list[Fold], list[str]]:
     _require(utterances, "speaker", name)
-    k = int_option(options, "k", 5, name)
+    k = options["k"]
     counts = Counter(u.speaker for u in utterances)
     if not 2 <= k <= len(counts):
         raise ManifestError(f"speaker-kfold: k must be between 2 and the number of speakers ({len(counts)}), got {k}")
@@ -332,7 +325,7 @@ def _official(
     utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None, options: dict[str, Any], name: str
 ) -> tuple[list[Fold], list[str]]:
     _require(utterances, "split", name)
-    test_split = options.get("test_split", "test")
+    test_split = options["test_split"]
     by_split: dict[str, list[Utterance]] = {}
     for utt in utterances:
         by_split.setdefault(str(utt.split), []).append(utt)
@@ -361,35 +354,89 @@ ProtocolFunction = Callable[
     [list[Utterance], ValidationRule, "LabelSet | None", dict[str, Any], str], tuple[list[Fold], list[str]]
 ]
 
-PRESETS: dict[str, ProtocolFunction] = {
-    "iemocap-loso": _iemocap_loso,
-    "iemocap-loso-script": _iemocap_loso_script,
-    "session-loso": _session_loso,
-    "speaker-loso": _speaker_loso,
-    "speaker-kfold": _speaker_kfold,
-    "official": _official,
+
+class UnknownProtocolError(ManifestError, UnknownNameError):
+    """A protocol name no preset has (a ``ManifestError`` for the manifest checks that catch those)."""
+
+
+@dataclass(frozen=True)
+class ProtocolPreset:
+    """One registry entry."""
+
+    function: ProtocolFunction
+    description: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """The options (``-O KEY=VALUE``) the preset takes, with their defaults; a value is coerced to the
+    type of its default (``ser.options.annotation_of``)."""
+    speaker_independent: bool = False
+    """No speaker of a test fold is in its train or validation set, by design (checked every time)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+
+PROTOCOLS: dict[str, ProtocolPreset] = {
+    "iemocap-loso": ProtocolPreset(
+        _iemocap_loso,
+        "IEMOCAP leave-one-session-out (5 folds), validation from training speakers",
+        speaker_independent=True,
+    ),
+    "iemocap-loso-script": ProtocolPreset(
+        _iemocap_loso_script,
+        "IEMOCAP leave-one-session-out, scripts of the test session removed from training",
+        speaker_independent=True,
+    ),
+    "session-loso": ProtocolPreset(
+        _session_loso,
+        "leave one session out, any corpus with a session field",
+        {"exclude_scripts": False},
+        speaker_independent=True,
+    ),
+    "speaker-loso": ProtocolPreset(
+        _speaker_loso, "leave one speaker out (one fold per speaker)", speaker_independent=True
+    ),
+    "speaker-kfold": ProtocolPreset(
+        _speaker_kfold,
+        "speakers dealt into k folds of equal size",
+        {"k": 5},
+        speaker_independent=True,
+    ),
+    "official": ProtocolPreset(
+        _official,
+        "the corpus' official train/validation/test split (MELD, MSP-Podcast, ESD)",
+        {"test_split": "test"},
+    ),
 }
 
-PRESET_DESCRIPTIONS: dict[str, str] = {
-    "iemocap-loso": "IEMOCAP leave-one-session-out (5 folds), validation from training speakers",
-    "iemocap-loso-script": "IEMOCAP leave-one-session-out, scripts of the test session removed from training",
-    "session-loso": "leave one session out, any corpus with a session field",
-    "speaker-loso": "leave one speaker out (one fold per speaker)",
-    "speaker-kfold": "speakers dealt into k folds of equal size (option k, default 5)",
-    "official": "the corpus' official train/validation/test split (MELD, MSP-Podcast, ESD)",
-}
+# Read-only views of the records, for importers that predate them (derived, never edited by hand).
+PRESETS: Mapping[str, ProtocolFunction] = MappingProxyType({n: p.function for n, p in PROTOCOLS.items()})
+PRESET_DESCRIPTIONS: Mapping[str, str] = MappingProxyType({n: p.description for n, p in PROTOCOLS.items()})
 
-PRESET_OPTIONS: dict[str, tuple[str, ...]] = {
-    "iemocap-loso": (),
-    "iemocap-loso-script": (),
-    "session-loso": ("exclude_scripts",),
-    "speaker-loso": (),
-    "speaker-kfold": ("k",),
-    "official": ("test_split",),
-}
-"""The options (``-O KEY=VALUE``) each preset takes."""
 
-SPEAKER_INDEPENDENT_BY_DESIGN = {"iemocap-loso", "iemocap-loso-script", "session-loso", "speaker-loso", "speaker-kfold"}
+def protocol_preset(name: str) -> ProtocolPreset:
+    """The record of protocol ``name`` (an :class:`~ser.errors.UnknownNameError` names the protocols)."""
+    try:
+        return PROTOCOLS[name]
+    except (KeyError, TypeError):
+        raise unknown_name("protocol", name, PROTOCOLS, UnknownProtocolError) from None
+
+
+def protocol_options(name: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Every option of protocol ``name``: its defaults with ``options`` on top, each coerced to the
+    type of its default (``-O k=10`` -> 10); unknown options and bad values are a :class:`ManifestError`."""
+    preset = protocol_preset(name)
+    given = dict(options or {})
+    unknown = sorted(set(given) - set(preset.options))
+    if unknown:
+        takes = ", ".join(preset.options) or "no options"
+        raise ManifestError(f"protocol {name!r} has no option {', '.join(unknown)}; it takes {takes}")
+    resolved = dict(preset.options)
+    for key, value in given.items():
+        try:
+            resolved[key] = coerce(value, annotation_of(preset.options[key]), f"protocol {name!r}: option {key}")
+        except OptionError as err:
+            raise ManifestError(f"{err}; pass e.g. -O {key}={preset.options[key]}") from None
+    return resolved
 
 
 # --------------------------------------------------------------------------------------------
@@ -441,9 +488,10 @@ def verify_folds(
 def _refuse_unknown_labels(manifest: Manifest, dropped: Counter[str]) -> None:
     """Rows dropped because the corpus has no such label at all (a typo, not a class the label set leaves
     out) are an error, as in ``ser manifest validate``: silently training without them would be wrong."""
-    from ser.manifests.corpora import RAW_LABELS
+    from ser.manifests.corpora import CORPORA
 
-    known = RAW_LABELS.get(manifest.header.corpus)
+    corpus = CORPORA.get(manifest.header.corpus)
+    known = corpus.raw_labels if corpus else None
     if not known:
         return
     unknown = {label: n for label, n in dropped.items() if label != "<none>" and label not in known}
@@ -468,14 +516,9 @@ def make_folds(
 
     ``options``: ``k`` for speaker-kfold, ``test_split`` for official.
     """
-    if protocol not in PRESETS:
-        raise ManifestError(f"unknown protocol {protocol!r}; choose one of {', '.join(PRESETS)}")
+    preset = protocol_preset(protocol)
     rule = rule or ValidationRule()
-    options = options or {}
-    unknown = sorted(set(options) - set(PRESET_OPTIONS[protocol]))
-    if unknown:
-        takes = ", ".join(PRESET_OPTIONS[protocol]) or "no options"
-        raise ManifestError(f"protocol {protocol!r} has no option {', '.join(unknown)}; it takes {takes}")
+    options = protocol_options(protocol, options)
     utterances = list(manifest.utterances)
     dropped: Counter[str] = Counter()
     if label_set is not None:
@@ -487,10 +530,10 @@ def make_folds(
             f"{manifest.path}: no utterances left to split"
             + (f" after applying label set {label_set.name}" if label_set else "")
         )
-    folds, notes = PRESETS[protocol](utterances, rule, label_set, options, protocol)
+    folds, notes = preset.function(utterances, rule, label_set, options, protocol)
     by_id = {u.id: u for u in utterances}
     script_fields = ("script",) if protocol == "iemocap-loso-script" else ()
-    speaker_independent = protocol in SPEAKER_INDEPENDENT_BY_DESIGN
+    speaker_independent = preset.speaker_independent
     if speaker_independent:
         verify_folds(folds, by_id, disjoint_fields=("speaker", *script_fields))
     else:

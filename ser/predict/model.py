@@ -31,6 +31,7 @@ from ser.extract.base import Extractor, Features, Item, ItemRejected
 from ser.fusion.data import FusionData, ModalityData, View
 from ser.fusion.model_files import FINAL, MODELS_DIR, ModelFileError, as_float32, load_member, read_index
 from ser.predict.extractors import rebuild_extractor
+from ser.views import store_of
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class SerModel:
                         modality, record, device=device_name, checkpoint=(checkpoints or {}).get(modality)
                     )
                     view = View(
-                        store=Path(record["described"].partition(":")[0]),
+                        store=Path(store_of(record["described"])),
                         kind=record["view"]["kind"],
                         stat=record["view"]["stat"],
                         layer=record["view"]["layer"],

@@ -98,7 +98,7 @@ def test_shard_and_family_options_reach_the_run(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--model", "nope"], "unknown extractor 'nope'"),
-        (["--model", "logmel", "--preset", "huge"], "logmel has no preset 'huge'"),
+        (["--model", "logmel", "--preset", "huge"], "unknown logmel preset 'huge'"),
         (["--model", "logmel", "-O", "colour=red"], "logmel: unknown options ['colour']"),
         (["--model", "logmel", "--shard", "2/2"], "--shard 2/2: i must be between 0 and N-1"),
         (["--model", "logmel", "--shard=-1/2"], "--shard -1/2: i must be between 0 and N-1"),

@@ -57,7 +57,7 @@ def test_show_prints_folds_and_saves_them(manifest: Path, tmp_path: Path) -> Non
         ),
         (
             ["speaker-kfold", "-O", "k=abc"],
-            "error: protocol 'speaker-kfold': option k must be a whole number, got 'abc'; pass e.g. -O k=5",
+            "error: protocol 'speaker-kfold': option k must be a whole number, not 'abc'; pass e.g. -O k=5",
         ),
         (
             ["speaker-kfold", "-O", "k=9"],

@@ -322,3 +322,18 @@ def test_cli_flags_override_yaml_and_presets_reach_config_yaml(tmp_path: Path) -
     assert saved["train_preset"]["lr"] == 1e-4 and saved["head_resolved"]["alpha"] == 0.5
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert [(r["fold"], r["seed"], r["epochs_run"]) for r in metrics["runs"]] == [("spk0", 0, 2)]
+
+
+def test_training_presets_are_the_head_records() -> None:
+    from ser.fusion.heads import HEADS, train_preset
+    from ser.fusion.presets import TRAIN_PRESETS
+
+    for name, info in HEADS.items():
+        assert train_preset(name) == dict(info.preset) == dict(TRAIN_PRESETS[name])
+        fitted = TrainConfig.for_head(name)
+        assert all(getattr(fitted, key) == value for key, value in info.preset.items())
+    copy = train_preset("fleser")
+    copy["lr"] = 1.0
+    assert HEADS["fleser"].preset["lr"] == 1e-4  # a copy: the record does not change
+    with pytest.raises(TypeError):
+        HEADS["fleser"].preset["lr"] = 1.0  # type: ignore[index]

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ser.extract.registry import FAMILIES, RECOMMENDED_VIEWS, recommended_view
+from ser.errors import UserError
+from ser.extract.registry import EXTRACTORS, FAMILIES, RECOMMENDED_VIEWS, recommended_view
 from ser.fusion.data import parse_view
 from ser.fusion.run import FitConfig, run_fit
 from ser.fusion.train import TrainConfig
+from ser.views import ViewError, join_view, set_option, split_view, store_of
 from tests.fakes.caches import make_corpus
 
 EXPECTED = {
@@ -32,6 +34,7 @@ EXPECTED = {
 
 def test_every_extractor_family_declares_a_recommended_view_it_stores() -> None:
     assert RECOMMENDED_VIEWS == EXPECTED and set(RECOMMENDED_VIEWS) == set(FAMILIES)
+    assert {name: family.recommended_view for name, family in EXTRACTORS.items()} == EXPECTED
     for _family, view in EXPECTED.items():
         parsed = parse_view(f"x.h5:{view}")
         assert parsed.kind == "pooled" and not parsed.auto
@@ -39,6 +42,26 @@ def test_every_extractor_family_declares_a_recommended_view_it_stores() -> None:
     assert recommended_view("bert", ["cls", "mean"]) == "stat=cls,layer=last"  # no trained pooler
     assert recommended_view("egemaps", ["functionals", "lld_mean", "lld_std"]) == "stat=functionals,layer=last"
     assert recommended_view("unknown-family", ["mean"]) is None
+
+
+def test_the_view_grammar_reads_and_writes_the_same_text() -> None:
+    for text in ("a.h5", "a.h5:stat=mean,layer=6", "a.h5:seq=layer_12", "a.h5:seq", "runs/{fold}/b.zarr:layer=avg"):
+        assert join_view(*split_view(text)) == text
+    assert split_view("a.h5: stat = mean , layer=6") == ("a.h5", {"stat": "mean", "layer": "6"})
+    assert store_of("dir/a.h5:stat=mean") == "dir/a.h5" and store_of("a.h5") == "a.h5"
+    assert set_option("a.h5:stat=mean", "layer", 6) == "a.h5:stat=mean,layer=6"
+    assert set_option("a.h5:stat=mean,layer=2", "seq", None) == "a.h5:seq"
+    assert set_option("a.h5:seq=x", "store", "b.h5") == "b.h5:seq=x"
+    with pytest.raises(ViewError, match="unknown view option 'colour'"):
+        set_option("a.h5", "colour", "red")
+    for text in ("a.h5:stat=mean,layer=6", "a.h5:seq=layer_12", "a.h5:layer=weighted"):
+        view = parse_view(text)
+        assert parse_view(view.describe()) == view  # what runs record reads back as the same view
+    assert parse_view("a.h5:layer=avg").describe() == "a.h5:layer=avg"  # the statistic is the store's first
+    for bad, message in (("a.h5:bogus=1", "unknown view option 'bogus=1'"), (":stat=mean", "empty store path")):
+        with pytest.raises(ViewError, match=message):
+            parse_view(bad)
+    assert issubclass(ViewError, UserError)
 
 
 def test_a_view_is_auto_only_when_the_input_names_none() -> None:

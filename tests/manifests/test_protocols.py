@@ -323,11 +323,11 @@ def test_preset_options_are_checked() -> None:
     manifest = acted_like()
     with pytest.raises(
         ManifestError,
-        match=r"protocol 'speaker-kfold': option k must be a whole number, got "
+        match=r"protocol 'speaker-kfold': option k must be a whole number, not "
         r"'abc'; pass e.g. -O k=5",
     ):
         make_folds(manifest, "speaker-kfold", options={"k": "abc"})
-    with pytest.raises(ManifestError, match=r"option k must be a whole number, got 2\.5"):
+    with pytest.raises(ManifestError, match=r"option k must be a whole number, not 2\.5"):
         make_folds(manifest, "speaker-kfold", options={"k": 2.5})
     assert len(make_folds(manifest, "speaker-kfold", options={"k": "3"}).folds) == 3
     with pytest.raises(ManifestError, match=r"protocol 'speaker-loso' has no option k; it takes no options"):

@@ -21,9 +21,8 @@ in eval and in training mode (up to float summation order).
 Deviation: SpecAugment widths count frames of the cache, so its time masks are about 3x shorter
 than the source's 32 ms frames made them (``ser.fusion.augment`` gives the numbers and the fix).
 
-Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): the Copenhagen script's
-Adam 1e-4 with weight decay 1e-4, ReduceLROnPlateau(0.8, patience 2) on validation loss, 30 epochs,
-batch 64. Input scaling: none (``train.normalize`` only z-scores pooled vectors, never sequences).
+Training preset: ``HEADS["cnn_bilstm"].preset`` in ``ser.fusion.heads`` (``ser fusion list
+--presets``). Input scaling: none (``train.normalize`` only z-scores pooled vectors, never sequences).
 """
 
 from __future__ import annotations

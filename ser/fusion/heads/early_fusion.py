@@ -19,9 +19,8 @@ Deviations from the source repository:
   comes from its own projection, so the encoder can still tell the modalities apart.
 * Single-modality use (one of text/audio) is allowed; the original always had both.
 
-Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): the Copenhagen script's
-Adam 1e-4 with weight decay 1e-4, ReduceLROnPlateau(0.8, patience 2) on validation loss, 30 epochs,
-batch 64. Input scaling: the trainer z-scores the text and audio vectors with the fold's training
+Training preset: ``HEADS["early_fusion"].preset`` in ``ser.fusion.heads`` (``ser fusion list
+--presets``). Input scaling: the trainer z-scores the text and audio vectors with the fold's training
 statistics (``train.normalize``, on by default); the source feeds them raw, which
 ``train.normalize=false`` reproduces.
 """

@@ -20,10 +20,8 @@ so the softmax over the single key is exactly 1 and each "attention" is the affi
 gradient). Cross-attention is therefore ``α·L(a_f) + (1 − α)·L(t_f)`` with one shared affine ``L``:
 α only weights audio against text.
 
-Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): AdamW 1e-4 with weight
-decay 1e-2, batch 64, 100 epochs, ReduceLROnPlateau(factor 0.3, patience 30) on the validation loss:
-model v2 as run at the repository's HEAD (the source keeps the best validation WA, we select on
-``train.select``, UA by default). Input scaling: the trainer z-scores the text and audio vectors with
+Training preset: ``HEADS["fleser"].preset`` in ``ser.fusion.heads`` (``ser fusion list
+--presets``). Input scaling: the trainer z-scores the text and audio vectors with
 the fold's training statistics (``train.normalize``, on by default); the source feeds them raw, which
 ``train.normalize=false`` reproduces.
 """

@@ -4,8 +4,7 @@
 
 Not a neural head: ``ser.fusion.classic`` trains it (grid over ``C`` chosen on the fold's
 validation rows, then, by its preset, refitted on train + validation). Multi-modal inputs are
-concatenated. Training preset: ``refit=True`` (a grid point chosen on validation, then all the
-fold's training speakers' rows used, as the usual SVM/LR rows of SER papers do).
+concatenated. Training preset: ``HEADS["logreg"].preset`` in ``ser.fusion.heads``.
 """
 
 from __future__ import annotations

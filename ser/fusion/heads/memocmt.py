@@ -42,8 +42,8 @@ Deviations from the source repository (each one is also noted where it happens):
 Not in the head: the original reads int16 audio without dividing by 32768 and keeps the frozen
 encoders in train mode (dropout noise); both are the cache's business.
 
-Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): Adam 1e-4, StepLR(30,
-0.1), 100 epochs (batch 1 there, 32 here). Input scaling: none (``train.normalize`` only z-scores pooled
+Training preset: ``HEADS["memocmt"].preset`` in ``ser.fusion.heads`` (``ser fusion list
+--presets``). Input scaling: none (``train.normalize`` only z-scores pooled
 vectors, never sequences).
 """
 

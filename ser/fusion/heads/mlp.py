@@ -15,8 +15,7 @@ Deviations (ours, not in any source):
   on by default; the source fed raw flattened log-mel + BERT vectors). ``train.normalize=false``
   turns it off.
 
-Training: no paper preset (``ser.fusion.presets``: the TrainConfig defaults, AdamW 1e-3, weight
-decay 1e-2, batch 32, early stopping after 20 epochs without a better validation UA).
+Training: no paper preset (``HEADS["mlp"]`` in ``ser.fusion.heads``: the TrainConfig defaults).
 """
 
 from __future__ import annotations

@@ -35,10 +35,8 @@ Not in the head: the original keeps frozen BERT in train mode (dropout noise in 
 the cache removes it. The paper-era VGGish is postprocessed (quantised, gradient-free), so training on
 cached VGGish is exact for the paper; v0.1.1 made VGGish trainable, which a cache cannot reproduce.
 
-Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): Adam 1e-4, StepLR(30,
-0.1) STEPPED each epoch (the source builds it but never calls ``step()``: constant lr, a bug not
-reproduced), 200 epochs (batch 1 there, 32 here; validation, not the test set, chooses the checkpoint).
-Input scaling: none (``train.normalize`` only z-scores pooled vectors, never sequences).
+Training preset: ``HEADS["mser3"].preset`` in ``ser.fusion.heads`` (``ser fusion list
+--presets``). Input scaling: none (``train.normalize`` only z-scores pooled vectors, never sequences).
 """
 
 from __future__ import annotations

@@ -35,10 +35,10 @@ Deviations from the source repository (each one is also noted where it happens):
   under the model's schedule (the ``mser4`` training preset: Adam 1e-4, StepLR(30, 0.1)).
 * Optimiser: the original's VGGish and loss-study configs that set no ``optimizer_type`` silently fall
   back to SGD with momentum 0.99 (a hidden default); the SSL configs set Adam. The ``mser4`` training
-  preset (``ser.fusion.presets``) uses Adam 1e-4 with StepLR(30, 0.1) everywhere.
+  preset (``HEADS["mser4"].preset``) uses Adam 1e-4 with StepLR(30, 0.1) everywhere.
 
-Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): Adam 1e-4, StepLR(30,
-0.1), 100 epochs (batch 1 there, 32 here). Input scaling: none (``train.normalize`` only z-scores pooled
+Training preset: ``HEADS["mser4"].preset`` in ``ser.fusion.heads`` (``ser fusion list
+--presets``). Input scaling: none (``train.normalize`` only z-scores pooled
 vectors, never sequences).
 """
 

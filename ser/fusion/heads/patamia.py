@@ -39,10 +39,8 @@ Deviations from the source repositories (each one is also noted where it happens
   sizes; we pad 1 on every side, which gives the same output size ceil(n / 2). No weights are ported,
   so only the sizes matter.
 
-Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): Adam 1e-5, batch 5, 100
-epochs, no schedule (the 2023 three-modal Adam run; that lr was set for fine-tuning wav2vec2 and BERT
-end to end, so on frozen cached vectors it learns slowly: raise ``train.lr`` for the two-stage setting).
-Input scaling: the trainer z-scores the text and speech vectors (the mocap grid is a sequence) with the
+Training preset: ``HEADS["patamia"].preset`` in ``ser.fusion.heads`` (``ser fusion list
+--presets``). Input scaling: the trainer z-scores the text and speech vectors (the mocap grid is a sequence) with the
 fold's training statistics (``train.normalize``, on by default); the source feeds them raw, which
 ``train.normalize=false`` reproduces.
 """

@@ -27,9 +27,8 @@ Hence an item's logits do not depend on the padding the batch adds, in eval and 
 Deviation: SpecAugment widths count frames of the cache, so its time masks are about 3x shorter
 than the source's 32 ms frames made them (``ser.fusion.augment`` gives the numbers and the fix).
 
-Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): the Copenhagen script's
-Adam 1e-4 with weight decay 1e-4, ReduceLROnPlateau(0.8, patience 2) on validation loss, 30 epochs,
-batch 64. Input scaling: none (``train.normalize`` only z-scores pooled vectors, never sequences).
+Training preset: ``HEADS["resnet18"].preset`` in ``ser.fusion.heads`` (``ser fusion list
+--presets``). Input scaling: none (``train.normalize`` only z-scores pooled vectors, never sequences).
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ Deviations from the source repository:
 * The original applies softmax only for argmax; this head returns logits, which is the same thing.
 * ``inputs["speaker"]`` (an optional key of the head contract) is not used by this head.
 
-Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): Adam 1e-4, StepLR(30,
-0.1), 200 epochs, batch 128 (the paper). Input scaling: the trainer z-scores the text and audio vectors
+Training preset: ``HEADS["serfuse"].preset`` in ``ser.fusion.heads`` (``ser fusion list
+--presets``). Input scaling: the trainer z-scores the text and audio vectors
 with the fold's training statistics (``train.normalize``, on by default); the source feeds them raw,
 which ``train.normalize=false`` reproduces.
 """

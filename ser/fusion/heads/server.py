@@ -21,9 +21,8 @@ Deviations from the source repository (each one is also noted where it happens):
 Not a deviation: BERT is frozen in the original and VGGish's 8-bit ``round`` blocks its gradient, so
 the original's "trainable" VGGish never changed; training this head on cached features is exact.
 
-Training preset (``ser.fusion.presets``, used by ``ser fit`` / ``ser ablate``): Adam 1e-4, StepLR(30,
-0.1), 101 epochs (the paper; batch 1 there, 32 here; best validation epoch kept instead of the last).
-Input scaling: the trainer z-scores the text pooler vector with the fold's training statistics
+Training preset: ``HEADS["server"].preset`` in ``ser.fusion.heads`` (``ser fusion list
+--presets``). Input scaling: the trainer z-scores the text pooler vector with the fold's training statistics
 (``train.normalize``, on by default); the source feeds them raw, which ``train.normalize=false``
 reproduces.
 """

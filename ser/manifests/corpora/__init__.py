@@ -1,4 +1,4 @@
-"""Corpus adapters, one module each. The registry maps a corpus name to ``module:function``.
+"""Corpus adapters, one module each, and the registry of them: one :class:`Corpus` record per corpus.
 
 The registry is a literal so that listing corpora (e.g. for ``ser manifest --help``) imports no
 adapter. Every adapter is a function ``scan(root: Path, **options) -> CorpusScan``.
@@ -7,77 +7,173 @@ adapter. Every adapter is a function ``scan(root: Path, **options) -> CorpusScan
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
 from ser.errors import unknown_name
 from ser.manifests.corpora.base import CorpusScan
 
-ADAPTERS: dict[str, str] = {
-    "iemocap": "ser.manifests.corpora.iemocap:scan",
-    "meld": "ser.manifests.corpora.meld:scan",
-    "esd": "ser.manifests.corpora.esd:scan",
-    "msp-podcast": "ser.manifests.corpora.msp_podcast:scan",
-    "cremad": "ser.manifests.corpora.cremad:scan",
-    "ravdess": "ser.manifests.corpora.ravdess:scan",
-    "emodb": "ser.manifests.corpora.emodb:scan",
-    "tess": "ser.manifests.corpora.tess:scan",
-    "csv": "ser.manifests.corpora.generic_csv:scan",
-}
 
-DESCRIPTIONS: dict[str, str] = {
-    "iemocap": "IEMOCAP full release: sessions, speakers, dialogs, scripts, transcripts, V/A/D, mocap",
-    "meld": "MELD: train/dev/test CSVs plus clip folders; ids qualified by split",
-    "esd": "Emotional Speech Dataset: 20 speakers (zh + en), official train/evaluation/test",
-    "msp-podcast": "MSP-Podcast: Labels/labels_consensus.csv, Audios/, Split_Set",
-    "cremad": "CREMA-D: AudioWAV/ActorID_Sentence_Emotion_Level.wav (+ demographics)",
-    "ravdess": "RAVDESS: Actor_NN/MM-VV-EE-II-SS-RR-AA.{wav,flac}",
-    "emodb": "Berlin EmoDB: wav/SSTTTEV.wav",
-    "tess": "Toronto Emotional Speech Set: {OAF,YAF}_emotion/*.wav",
-    "csv": "Any corpus described by a CSV file (column mapping options)",
-}
+@dataclass(frozen=True)
+class Corpus:
+    """One registry entry."""
 
-DEFAULT_LABEL_SETS: dict[str, str] = {
-    "iemocap": "iemocap4",
-    "meld": "meld7",
-    "esd": "esd5",
-    "msp-podcast": "msp8",
-    "cremad": "cremad6",
-    "ravdess": "ravdess8",
-    "emodb": "emodb7",
-    "tess": "tess7",
-}
-"""The label set a corpus is usually evaluated with (used when a command is given none)."""
+    target: str
+    """``module:function`` of the adapter's ``scan``."""
+    description: str
+    default_label_set: str | None = None
+    """The label set the corpus is usually evaluated with (used when a command is given none)."""
+    raw_labels: tuple[str, ...] | None = None
+    """Every raw label the adapter writes (None: any, e.g. a CSV corpus). A label outside this list is a
+    typo or a foreign row, while a known label outside the default label set (IEMOCAP ``fru``) is simply
+    not used by that set."""
 
-RAW_LABELS: dict[str, tuple[str, ...]] = {
-    "iemocap": ("neu", "hap", "exc", "sad", "ang", "fru", "fea", "sur", "dis", "oth", "xxx"),
-    "meld": ("neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"),
-    "esd": ("angry", "happy", "neutral", "sad", "surprise"),
-    "msp-podcast": (
-        "anger",
-        "happiness",
-        "sadness",
-        "surprise",
-        "fear",
-        "disgust",
-        "contempt",
-        "neutral",
-        "other",
-        "no_agreement",
+
+CORPORA: dict[str, Corpus] = {
+    "iemocap": Corpus(
+        target="ser.manifests.corpora.iemocap:scan",
+        description="IEMOCAP full release: sessions, speakers, dialogs, scripts, transcripts, V/A/D, mocap",
+        default_label_set="iemocap4",
+        raw_labels=(
+            "neu",
+            "hap",
+            "exc",
+            "sad",
+            "ang",
+            "fru",
+            "fea",
+            "sur",
+            "dis",
+            "oth",
+            "xxx",
+        ),
     ),
-    "cremad": ("anger", "disgust", "fear", "happy", "neutral", "sad"),
-    "ravdess": ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"),
-    "emodb": ("anger", "boredom", "disgust", "fear", "happiness", "sadness", "neutral"),
-    "tess": ("angry", "disgust", "fear", "happy", "neutral", "pleasant_surprise", "sad"),
+    "meld": Corpus(
+        target="ser.manifests.corpora.meld:scan",
+        description="MELD: train/dev/test CSVs plus clip folders; ids qualified by split",
+        default_label_set="meld7",
+        raw_labels=(
+            "neutral",
+            "joy",
+            "surprise",
+            "anger",
+            "sadness",
+            "disgust",
+            "fear",
+        ),
+    ),
+    "esd": Corpus(
+        target="ser.manifests.corpora.esd:scan",
+        description="Emotional Speech Dataset: 20 speakers (zh + en), official train/evaluation/test",
+        default_label_set="esd5",
+        raw_labels=(
+            "angry",
+            "happy",
+            "neutral",
+            "sad",
+            "surprise",
+        ),
+    ),
+    "msp-podcast": Corpus(
+        target="ser.manifests.corpora.msp_podcast:scan",
+        description="MSP-Podcast: Labels/labels_consensus.csv, Audios/, Split_Set",
+        default_label_set="msp8",
+        raw_labels=(
+            "anger",
+            "happiness",
+            "sadness",
+            "surprise",
+            "fear",
+            "disgust",
+            "contempt",
+            "neutral",
+            "other",
+            "no_agreement",
+        ),
+    ),
+    "cremad": Corpus(
+        target="ser.manifests.corpora.cremad:scan",
+        description="CREMA-D: AudioWAV/ActorID_Sentence_Emotion_Level.wav (+ demographics)",
+        default_label_set="cremad6",
+        raw_labels=(
+            "anger",
+            "disgust",
+            "fear",
+            "happy",
+            "neutral",
+            "sad",
+        ),
+    ),
+    "ravdess": Corpus(
+        target="ser.manifests.corpora.ravdess:scan",
+        description="RAVDESS: Actor_NN/MM-VV-EE-II-SS-RR-AA.{wav,flac}",
+        default_label_set="ravdess8",
+        raw_labels=(
+            "neutral",
+            "calm",
+            "happy",
+            "sad",
+            "angry",
+            "fearful",
+            "disgust",
+            "surprised",
+        ),
+    ),
+    "emodb": Corpus(
+        target="ser.manifests.corpora.emodb:scan",
+        description="Berlin EmoDB: wav/SSTTTEV.wav",
+        default_label_set="emodb7",
+        raw_labels=(
+            "anger",
+            "boredom",
+            "disgust",
+            "fear",
+            "happiness",
+            "sadness",
+            "neutral",
+        ),
+    ),
+    "tess": Corpus(
+        target="ser.manifests.corpora.tess:scan",
+        description="Toronto Emotional Speech Set: {OAF,YAF}_emotion/*.wav",
+        default_label_set="tess7",
+        raw_labels=(
+            "angry",
+            "disgust",
+            "fear",
+            "happy",
+            "neutral",
+            "pleasant_surprise",
+            "sad",
+        ),
+    ),
+    "csv": Corpus(
+        target="ser.manifests.corpora.generic_csv:scan",
+        description="Any corpus described by a CSV file (column mapping options)",
+    ),
 }
-"""Every raw label each adapter writes. A label outside its corpus' list is a typo or a foreign row,
-while a known label outside the default label set (IEMOCAP ``fru``) is simply not used by that set."""
+
+# Read-only views of the records, for importers that predate them (derived, never edited by hand).
+ADAPTERS: Mapping[str, str] = MappingProxyType({name: c.target for name, c in CORPORA.items()})
+DESCRIPTIONS: Mapping[str, str] = MappingProxyType({name: c.description for name, c in CORPORA.items()})
+DEFAULT_LABEL_SETS: Mapping[str, str] = MappingProxyType(
+    {name: c.default_label_set for name, c in CORPORA.items() if c.default_label_set}
+)
+RAW_LABELS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {name: c.raw_labels for name, c in CORPORA.items() if c.raw_labels is not None}
+)
+
+
+def corpus_info(corpus: str) -> Corpus:
+    """The record of ``corpus`` (an :class:`~ser.errors.UnknownNameError` names the corpora)."""
+    try:
+        return CORPORA[corpus]
+    except (KeyError, TypeError):
+        raise unknown_name("corpus", corpus, CORPORA) from None
 
 
 def get_adapter(corpus: str) -> Callable[..., CorpusScan]:
     """Import and return the ``scan`` function of a corpus adapter."""
-    try:
-        target = ADAPTERS[corpus]
-    except KeyError:
-        raise unknown_name("corpus", corpus, ADAPTERS) from None
-    module_name, _, attr = target.partition(":")
+    module_name, _, attr = corpus_info(corpus).target.partition(":")
     return getattr(importlib.import_module(module_name), attr)
