@@ -340,7 +340,8 @@ class _Scheduler:
     def _companions(self, job: Job) -> list[Job]:
         """``job`` and the queued jobs of its bundle that can start now."""
         bundle = {other.run_dir for other in self.bundle.get(job.run_dir, [job])}
-        chosen, rest = [job], deque()
+        chosen: list[Job] = [job]
+        rest: deque[Job] = deque()
         for other in self.queue:
             if other.run_dir in bundle and not is_done(other.run_dir) and not is_locked(other.run_dir):
                 chosen.append(other)

@@ -3,6 +3,8 @@ NT-Xent loss of contrastive adaptation."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
@@ -37,11 +39,29 @@ def unfreeze_top(upstream: nn.Module, k: int | None) -> list[str]:
         raise UserError(f"--unfreeze {k}: the model has {n} transformer layers")
     modules: list[nn.Module] = list(layers[n - k :])
     if k > 0 and getattr(upstream.config, "do_stable_layer_norm", False):
-        modules.append(upstream.encoder.layer_norm)
+        modules.append(upstream.get_submodule("encoder.layer_norm"))
     for module in modules:
         for parameter in module.parameters():
             parameter.requires_grad_(True)
     return [name for name, p in upstream.named_parameters() if p.requires_grad]
+
+
+def hidden_size(upstream: nn.Module) -> int:
+    """Width H of the upstream's hidden states, read from its Hugging Face config."""
+    size = getattr(getattr(upstream, "config", None), "hidden_size", None)
+    if not isinstance(size, int):
+        raise UserError(
+            f"{type(upstream).__name__} has no integer config.hidden_size; ser finetune takes Hugging Face encoders"
+        )
+    return size
+
+
+def save_pretrained(upstream: nn.Module, folder: Path) -> None:
+    """Write the upstream's weights and config to ``folder`` the Hugging Face way (``from_pretrained`` reads it)."""
+    save = getattr(upstream, "save_pretrained", None)
+    if not callable(save):
+        raise UserError(f"{type(upstream).__name__} has no save_pretrained; ser finetune takes Hugging Face encoders")
+    save(folder)
 
 
 def set_train_mode(upstream: nn.Module) -> None:

@@ -26,8 +26,10 @@ from ser.adapt.data import Clip, CropDataset, loader
 from ser.adapt.model import (
     ClassifierHead,
     ProjectionHead,
+    hidden_size,
     mean_embedding,
     nt_xent,
+    save_pretrained,
     set_train_mode,
     unfreeze_top,
 )
@@ -101,7 +103,7 @@ class _Trainer:
         device: torch.device,
     ) -> None:
         self.cfg, self.upstream, self.device = cfg, upstream.to(device), device
-        hidden = int(upstream.config.hidden_size)
+        hidden = hidden_size(upstream)
         self.supervised = cfg.mode == "supervised"
         self.n_classes = n_classes
         self.head: nn.Module = (
@@ -346,7 +348,7 @@ def _save(
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(checkpoint, temp=checkpoint.with_name(checkpoint.name + ".partial")) as partial:
         partial.mkdir()
-        trainer.upstream.to("cpu").save_pretrained(partial)
+        save_pretrained(trainer.upstream.to("cpu"), partial)
         if feature_extractor is not None:
             feature_extractor.save_pretrained(partial)
         torch.save(trainer.head.to("cpu").state_dict(), partial / "head.pt")

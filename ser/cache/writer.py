@@ -91,10 +91,12 @@ class Segment:
         return segment
 
     def pooled_rows(self, stat: str, start: int, stop: int) -> np.ndarray:
-        return np.load(self.path / f"pooled-{stat}.npy", mmap_mode="r")[start:stop]
+        pooled: np.ndarray = np.load(self.path / f"pooled-{stat}.npy", mmap_mode="r")
+        return pooled[start:stop]
 
     def seq_frames(self, layer: str, start: int, stop: int) -> np.ndarray:
-        return np.load(self.path / f"seq-{layer}.npy", mmap_mode="r")[start:stop]
+        frames: np.ndarray = np.load(self.path / f"seq-{layer}.npy", mmap_mode="r")
+        return frames[start:stop]
 
 
 def _check_array(path: Path, shape: tuple[int, ...]) -> None:

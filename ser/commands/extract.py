@@ -130,11 +130,8 @@ def extract(
 
         # everything that can be refused is refused before the model loads
         check_compression(output, compression)
-        waveform = {
-            "augment": load_policy(augment) if augment else None,
-            "augment_splits": tuple(augment_split),
-            "corrupt": parse_corruption(corrupt) if corrupt else None,
-        }
+        augment_policy = load_policy(augment) if augment else None
+        corruption = parse_corruption(corrupt) if corrupt else None
         ctx = TorchrunContext.from_environment()
         chosen_shard = parse_shard(shard) or ctx.shard
         RunOptions(
@@ -159,7 +156,9 @@ def extract(
             model, preset, checkpoint=checkpoint, device=chosen_device, dtype=dtype, **family_options
         )
         options = RunOptions(
-            **waveform,
+            augment=augment_policy,
+            augment_splits=tuple(augment_split),
+            corrupt=corruption,
             seq=seq,
             batch_seconds=batch_seconds,
             batch_items=batch_items,

@@ -64,11 +64,16 @@ class RunOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ExtractorError(f"--{name.replace('_', '-')} must be a whole number >= {low}, not {value!r}")
-        for name, low in (("batch_seconds", 0.0), ("max_total_seconds", 0.0), ("flush_seconds", None)):
+        seconds_floors: tuple[tuple[str, float | None], ...] = (
+            ("batch_seconds", 0.0),
+            ("max_total_seconds", 0.0),
+            ("flush_seconds", None),
+        )
+        for name, floor in seconds_floors:
             value = getattr(self, name)
             bad = isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value)
-            if bad or (value <= low if low is not None else value < 0):
-                bound = "> 0" if low is not None else ">= 0 (0: after every batch)"
+            if bad or (value <= floor if floor is not None else value < 0):
+                bound = "> 0" if floor is not None else ">= 0 (0: after every batch)"
                 raise ExtractorError(f"--{name.replace('_', '-')} must be a number of seconds {bound}, not {value!r}")
 
 

@@ -47,8 +47,8 @@ class Sink:
         waiting = [entry for entry in decoded if entry.item is not None]
         items = [entry.item for entry in waiting if entry.item is not None]
         computed = extract_batch(self.extractor, items, self.seq_layers) if items else []
-        for entry, result in zip(waiting, computed, strict=True):
-            entry.result = result
+        for entry, outcome in zip(waiting, computed, strict=True):
+            entry.result = outcome
         for entry in decoded:
             result = entry.result
             if result is None:

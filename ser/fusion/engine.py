@@ -53,18 +53,20 @@ from ser.early_stopping import EarlyStopping
 from ser.fusion.config import TrainConfig
 from ser.fusion.data import FusionData, make_batch
 from ser.fusion.heads import HEADS
+from ser.fusion.losses import TrainingLoss
 from ser.fusion.metrics import compute_metrics
 from ser.fusion.train import (
+    FusionModel,
     Selection,
     TorchPredictor,
     check_finite,
     check_validation,
     refit_torch,
     resolve_device,
-    seed_everything,
     select_member,
     setup,
 )
+from ser.seeding import seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +203,7 @@ class _StepModule(nn.Module):
     ``(logits (B, C), features (B, F) or the logits again, scores (B, C))`` with it True (scores:
     what the loss predicts from, e.g. margin losses use the features)."""
 
-    def __init__(self, model: nn.Module, loss_fn: nn.Module) -> None:
+    def __init__(self, model: FusionModel, loss_fn: TrainingLoss) -> None:
         super().__init__()
         self.model = model
         self.loss_fn = loss_fn
@@ -218,7 +220,8 @@ class _StepModule(nn.Module):
         if self.evaluating:
             scores = self.loss_fn.predict_logits(logits.float(), features)
             return logits, logits if features is None else features, scores
-        return self.loss_fn(logits.float(), None if features is None else features.float(), labels)
+        loss: torch.Tensor = self.loss_fn(logits.float(), None if features is None else features.float(), labels)
+        return loss
 
 
 @dataclass
@@ -237,7 +240,6 @@ class _Member:
     best_state: dict[str, torch.Tensor] | None = None
     best_val: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
-    order: np.ndarray | None = None
     """This epoch's shuffled training rows."""
 
 
@@ -401,7 +403,8 @@ class StackedTrainer:
         def one(
             p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: dict[str, torch.Tensor], y: torch.Tensor
         ) -> torch.Tensor:
-            return functional_call(self.base, (p, b), (x, y))
+            loss: torch.Tensor = functional_call(self.base, (p, b), (x, y))
+            return loss
 
         with torch.autocast(self.device.type, enabled=use_amp), batchable_kernels():
             return vmap(one, randomness="different")(params, buffers, inputs, labels)
@@ -424,7 +427,7 @@ class StackedTrainer:
             total = torch.stack([self.members[i].setup.scaler.scale(losses[j]) for j, i in enumerate(members)]).sum()
         else:
             total = losses.sum()
-        total.backward()
+        total.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
         if not whole:
             for k, v in self.stacked_buffers.items():
                 v[index] = buffers[k]
@@ -447,36 +450,37 @@ class StackedTrainer:
         """One epoch of every live member; returns their mean training losses (one host read)."""
         batch = self.batch_size
         live = [self.members[i] for i in self.live]
+        orders: list[np.ndarray] = []  # per live member: its training rows in this epoch's shuffled order
         for member in live:
             member.setup.model.train()
             member.setup.loss_fn.train()
             rows = member.train_rows
-            member.order = rows[torch.randperm(len(rows), generator=member.generator).numpy()]
+            orders.append(rows[torch.randperm(len(rows), generator=member.generator).numpy()])
         self.base.train()
-        lengths = [len(m.order) for m in live]
+        lengths = [len(order) for order in orders]
         full = min(n // batch for n in lengths)
         # Steps every member takes with a whole batch: one index tensor for the epoch.
-        table = torch.from_numpy(np.stack([self.inputs.global_rows(m, m.order[: full * batch]) for m in live])).to(
-            self.device
-        )
+        table = torch.from_numpy(
+            np.stack([self.inputs.global_rows(m, order[: full * batch]) for m, order in zip(live, orders, strict=True)])
+        ).to(self.device)
         totals = torch.zeros(len(live), dtype=torch.float64, device=self.device)
         positions = list(range(len(live)))
         for step in range(full):
             span = slice(step * batch, (step + 1) * batch)
-            self._step(positions, table[:, span], [m.order[span] for m in live], totals)
+            self._step(positions, table[:, span], [order[span] for order in orders], totals)
         # The rest: members with more batches, and the last smaller ones, grouped by batch size.
         for step in range(full, max(-(-n // batch) for n in lengths)):
             by_size: dict[int, list[int]] = {}
-            for j, member in enumerate(live):
-                size = len(member.order[step * batch : (step + 1) * batch])
+            for j, order in enumerate(orders):
+                size = len(order[step * batch : (step + 1) * batch])
                 if size:
                     by_size.setdefault(size, []).append(j)
             for group in by_size.values():
-                local = [live[j].order[step * batch : (step + 1) * batch] for j in group]
-                rows = torch.from_numpy(
+                local = [orders[j][step * batch : (step + 1) * batch] for j in group]
+                group_rows = torch.from_numpy(
                     np.stack([self.inputs.global_rows(live[j], r) for j, r in zip(group, local, strict=True)])
                 ).to(self.device)
-                self._step(group, rows, local, totals)
+                self._step(group, group_rows, local, totals)
         return totals.cpu().numpy() / np.maximum(lengths, 1)
 
     # ------------------------------------------------------------------ validation
@@ -522,7 +526,8 @@ class StackedTrainer:
         def one(
             p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: dict[str, torch.Tensor], y: torch.Tensor
         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            return functional_call(self.base, (p, b), (x, y))
+            outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] = functional_call(self.base, (p, b), (x, y))
+            return outputs
 
         with batchable_kernels():
             return vmap(one, randomness="different")(self.stacked, self.stacked_buffers, inputs, labels)

@@ -147,9 +147,12 @@ def read_index(run_dir: Path) -> dict[str, Any]:
             "ser that saved no weights; run the same ser fit again to get them"
         )
     try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
+        loaded = json.loads(index_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise ModelFileError(f"{index_path} cannot be read ({err}); run ser fit again") from err
+    if not isinstance(loaded, dict):
+        raise ModelFileError(f"{index_path} holds no JSON object; run ser fit again")
+    index: dict[str, Any] = loaded
     if index.get("format") != MODEL_FORMAT:
         raise ModelFileError(
             f"{index_path} is model format {index.get('format')!r}; this ser reads format "

@@ -323,9 +323,9 @@ def run_fits(configs: list[FitConfig]) -> list[Path]:
         run_dirs = [run_directory(cfg) for cfg in configs]
         for run_dir in run_dirs:
             run_dir.mkdir(parents=True, exist_ok=True)
-            handler = logging.FileHandler(run_dir / "train.log", mode="w", encoding="utf-8")
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-            handlers.append(handler)
+            file_handler = logging.FileHandler(run_dir / "train.log", mode="w", encoding="utf-8")
+            file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            handlers.append(file_handler)
         for record in buffer.buffer:
             for handler in handlers:
                 handler.handle(record)
@@ -476,8 +476,8 @@ def _test_members(
     for fold in plan.folds:
         fold_data = plan.fold_data[fold.name]
         rows = fold_data.fold_indices(fold)
-        selections = [[next(trained) for _ in cfg.seeds] for _ in candidates]
-        scores = [float(np.mean([s.score for s in members])) for members in selections]
+        by_candidate = [[next(trained) for _ in cfg.seeds] for _ in candidates]
+        scores = [float(np.mean([s.score for s in members])) for members in by_candidate]
         chosen = int(np.argmax(scores))  # the first of equal scores
         choices[fold.name] = (chosen, scores)
         if searching:
@@ -485,7 +485,7 @@ def _test_members(
                 "chosen": chosen,
                 "candidate": candidates[chosen].values,
                 f"validation_{candidates[chosen].train.select}": scores,
-                "seconds": [sum(s.seconds for s in members) for members in selections],
+                "seconds": [sum(s.seconds for s in members) for members in by_candidate],
             }
             logger.info(
                 "fold %s: search chose %s (validation %s %.4f, mean over seeds; candidates: %s)",
@@ -496,7 +496,7 @@ def _test_members(
                 ", ".join(f"{v:.4f}" for v in scores),
             )
         extra = {key: (variant, variant.index_of(fold.test)) for key, variant in plan.robust.get(fold.name, {}).items()}
-        for selection in selections[chosen]:
+        for selection in by_candidate[chosen]:
             result = test_member(selection, fold_data, rows, extra_tests=extra, candidate=candidates[chosen].values)
             tested.append(result)
             logger.info(
@@ -614,13 +614,15 @@ def seed_ensembles(results: list[FoldResult], classes: tuple[str, ...]) -> tuple
     by_fold: dict[str, list[FoldResult]] = {}
     for result in results:
         by_fold.setdefault(result.fold, []).append(result)
-    runs, rows = [], []
+    runs: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     for fold, members in by_fold.items():
         ids = [p["id"] for p in members[0].predictions]
         if any([p["id"] for p in m.predictions] != ids for m in members):
             raise RuntimeError(f"fold {fold}: seed members were tested on different rows")
-        probs = np.mean([m.probabilities for m in members], axis=0)
-        labels = members[0].test_labels
+        outputs = [_kept_test_outputs(m) for m in members]
+        probs = np.mean([member_probabilities for member_probabilities, _ in outputs], axis=0)
+        labels = outputs[0][1]
         runs.append(
             {
                 "fold": fold,
@@ -645,6 +647,16 @@ def seed_ensembles(results: list[FoldResult], classes: tuple[str, ...]) -> tuple
         "test": aggregate([r["test"] for r in runs]),
         "test_pooled": {k: pooled[k] for k in ("ua", "wa", "macro_f1", "weighted_f1", "n")},
     }, rows
+
+
+def _kept_test_outputs(result: FoldResult) -> tuple[np.ndarray, np.ndarray]:
+    """The (n_test, C) test probabilities and (n_test,) true class indices a member kept in memory."""
+    if result.probabilities is None or result.test_labels is None:
+        raise RuntimeError(
+            f"fold {result.fold} seed {result.seed}: the member kept no test probabilities; a seed ensemble "
+            "needs the members as trained in this process"
+        )
+    return result.probabilities, result.test_labels
 
 
 def _summed_confusion(results: list[FoldResult], n_classes: int) -> list[list[int]]:

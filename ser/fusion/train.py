@@ -40,7 +40,7 @@ from ser.fusion.classic import refit_classic, select_classic
 from ser.fusion.config import TrainConfig
 from ser.fusion.data import FusionData, Standardizer, iterate_batches
 from ser.fusion.heads import HEADS, head_module
-from ser.fusion.losses import build_loss
+from ser.fusion.losses import TrainingLoss, build_loss
 from ser.fusion.metrics import compute_metrics
 from ser.seeding import seed_everything
 
@@ -99,10 +99,25 @@ class FusionModel(nn.Module):
         return {k: self.mixers[k](v) if k in self.mixers else v for k, v in inputs.items()}
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.head(self._mix(inputs))
+        """Inputs by name -> (B, C) logits."""
+        logits: torch.Tensor = self.head(self._mix(inputs))
+        return logits
 
     def forward_features(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.head.forward_features(self._mix(inputs))
+        """Inputs by name -> (B, C) logits and the (B, F) features the margin losses use."""
+        head_features = getattr(self.head, "forward_features", None)
+        if head_features is None:
+            raise UserError(f"head {type(self.head).__name__} does not expose features; use loss ce or focal")
+        outputs: tuple[torch.Tensor, torch.Tensor] = head_features(self._mix(inputs))
+        return outputs
+
+    def mixer_weights(self) -> dict[str, list[float]]:
+        """Modality -> its learnt layer weights (``layer=weighted`` inputs only)."""
+        weights: dict[str, list[float]] = {}
+        for modality, mixer in self.mixers.items():
+            assert isinstance(mixer, LayerWeights)  # __init__ fills the mixers with LayerWeights only
+            weights[modality] = mixer.weights()
+        return weights
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -143,7 +158,7 @@ def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
 
 def _batch_outputs(
     model: FusionModel,
-    loss_fn: nn.Module,
+    loss_fn: TrainingLoss,
     data: FusionData,
     rows: np.ndarray,
     batch_size: int,
@@ -173,7 +188,7 @@ def _evaluate(
     cfg: TrainConfig,
     device: torch.device,
     standardizer: Standardizer | None,
-    loss_fn: nn.Module,
+    loss_fn: TrainingLoss,
 ) -> tuple[dict[str, Any], np.ndarray, float]:
     """Metrics over ALL ``rows`` at once, the (n, C) probabilities, and the mean loss."""
     probabilities, total_loss = [], 0.0
@@ -219,7 +234,7 @@ class _Setup:
     """A freshly initialised model with its loss, optimiser, schedule and input scaling."""
 
     model: FusionModel
-    loss_fn: nn.Module
+    loss_fn: TrainingLoss
     optimizer: torch.optim.Optimizer
     scheduler: Any
     standardizer: Standardizer | None
@@ -243,7 +258,10 @@ def setup(
         raise UserError(f"fusion head {fusion}: {err}") from err
     augment = None
     if cfg.specaugment:
-        options = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.specaugment_options.items()}
+        # user-given values, checked by SpecAugment itself (a wrong type or value is a UserError below)
+        options: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in cfg.specaugment_options.items()
+        }
         try:
             augment = SpecAugment(**{"fill": "mean", **options})
         except (TypeError, ValueError) as err:
@@ -312,7 +330,7 @@ class TorchPredictor:
     """A trained neural head with everything its evaluation needs."""
 
     model: FusionModel
-    loss_fn: nn.Module
+    loss_fn: TrainingLoss
     standardizer: Standardizer | None
     cfg: TrainConfig
     device: torch.device
@@ -332,7 +350,7 @@ class TorchPredictor:
         return np.concatenate(parts) if parts else np.zeros((0, len(data.classes)))
 
     def layer_weights(self) -> dict[str, list[float]]:
-        return {m: mixer.weights() for m, mixer in self.model.mixers.items()}
+        return self.model.mixer_weights()
 
 
 class Predictor(Protocol):

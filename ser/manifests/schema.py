@@ -149,7 +149,11 @@ def _json_type(value: object) -> str:
         return "a number" if math.isfinite(value) else "not a finite number"
     if isinstance(value, str):
         return "a string"
-    return {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
 
 
 @dataclass(kw_only=True)

@@ -15,9 +15,8 @@ from typing import Protocol
 
 from ser.extract.registry import build_extractor
 from ser.extract.runner import RunOptions, RunReport, run_extraction
-from ser.fusion.config import FitConfig
+from ser.fusion.config import FitConfig, TrainConfig
 from ser.fusion.run import run_fit
-from ser.fusion.train import TrainConfig
 from ser.manifests.build import BuildReport, build_manifest
 from ser.predict.model import Prediction, load_model
 
@@ -128,18 +127,24 @@ def fit_configs(workdir: Path, manifest: Path, epochs: int, seed: int) -> dict[s
     """The two fits, by title: one training recipe for both heads (the trainer defaults: AdamW 1e-3,
     batch 32), not FleSER's paper preset (lr 1e-4, batch 64: a few dozen updates on 180 training clips
     would leave it near chance). Only 3 speakers train per fold, so validation is by utterance."""
-    common = {
-        "manifest": str(manifest),
-        "protocol": "speaker-loso",
-        "val_by": "utterance",
-        "audio": f"{workdir / 'egemaps.h5'}:stat=functionals",
-        "seeds": [seed],
-        "train": TrainConfig(epochs=epochs, patience=15, device="cpu"),
-        "out": str(workdir / "runs"),
-    }
+    train = TrainConfig(epochs=epochs, patience=15, device="cpu")
+
+    def fit_config(fusion: str, text: str | None) -> FitConfig:
+        return FitConfig(
+            fusion=fusion,
+            manifest=str(manifest),
+            protocol="speaker-loso",
+            val_by="utterance",
+            audio=f"{workdir / 'egemaps.h5'}:stat=functionals",
+            text=text,
+            seeds=[seed],
+            train=train,
+            out=str(workdir / "runs"),
+        )
+
     return {
-        MLP_RUN: FitConfig(fusion="mlp", **common),
-        FLESER_RUN: FitConfig(fusion="fleser", text=f"{workdir / 'minilm.h5'}:stat=mean", **common),
+        MLP_RUN: fit_config("mlp", text=None),
+        FLESER_RUN: fit_config("fleser", text=f"{workdir / 'minilm.h5'}:stat=mean"),
     }
 
 
