@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "ser"
+from tests.conftest import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "ser"
 
 
 def module_names() -> dict[str, Path]:

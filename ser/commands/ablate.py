@@ -17,7 +17,7 @@ DEVICES = ("auto", "cpu")
 
 def ablate(
     grid: Path = typer.Argument(
-        ..., help="Grid YAML: base (a fit config), axes, zip, include, exclude, seeds (see the README)."
+        ..., help="Grid YAML: base (a fit config), axes, zip, include, exclude, seeds (see docs/guides/ablate.md)."
     ),
     dry_run: bool = typer.Option(
         False,

@@ -20,6 +20,11 @@ so the softmax over the single key is exactly 1 and each "attention" is the affi
 gradient). Cross-attention is therefore ``α·L(a_f) + (1 − α)·L(t_f)`` with one shared affine ``L``:
 α only weights audio against text.
 
+Deviations: the membership function is chosen by the paper's statistics rules on each sample's own
+statistics (``fuzzy="per_sample"``), so a prediction depends on that sample alone; the source applies
+the rules to the statistics of the whole batch, so its predictions change with the batch they sit in
+(``fuzzy="batch"`` reproduces it).
+
 Training preset: ``HEADS["fleser"].preset`` in ``ser.fusion.heads`` (``ser fusion list
 --presets``). Input scaling: the trainer z-scores the text and audio vectors with
 the fold's training statistics (``train.normalize``, on by default); the source feeds them raw, which

@@ -1,9 +1,9 @@
 """Cross-attention between log-mel patches and a text vector (Copenhagen SER project).
 
-The source's ``xfmr`` model class (imported as ``ImprovedFusedTransformer``) exists nowhere in the
-project's history. What survives are its arguments (audio_dim = 64·T, text_dim 768, patch_size
-256, d_model 256, 4 heads, 2 layers, dropout 0.1) and a batch-preparation step that trims T to a
-multiple of 4 (= 256 / 64). This module is our reconstruction from them:
+Deviations: the whole model is a reconstruction. The source's ``xfmr`` model class (imported as
+``ImprovedFusedTransformer``) exists nowhere in the project's history; what survives are its
+arguments (audio_dim = 64·T, text_dim 768, patch_size 256, d_model 256, 4 heads, 2 layers, dropout
+0.1) and a batch-preparation step that trims T to a multiple of 4 (= 256 / 64). Built from them:
 
 * audio tokens: consecutive patches of ``patch_frames`` = 4 frames × 64 mels (256 values); each item
   is trimmed to ``length // 4`` whole patches → Linear 256→256 → LayerNorm (our addition: raw
