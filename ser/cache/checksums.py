@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ser.cache.format import CacheError
+
 CHECK_BYTES = 16 << 20
 """Bytes per checksummed block (the last block of a dataset may be shorter)."""
 
@@ -58,7 +60,6 @@ def mismatched_blocks(store: Any, name: str, record: dict[str, Any]) -> list[tup
 
 def _block_crc(store: Any, name: str, start: int, stop: int) -> int | None:
     """CRC-32 of rows start:stop, or None when they cannot be read at all (a missing or cut chunk file)."""
-    from ser.cache.format import CacheError
 
     try:
         return _crc(store.read(name, slice(start, stop)))

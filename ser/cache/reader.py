@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ser.cache.backends import StoreFile, open_store_file
+from ser.cache.checksums import mismatched_blocks
 from ser.cache.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -223,7 +224,6 @@ class CacheReader:
     def damaged(self, names: Sequence[str] | None = None) -> list[str]:
         """Datasets (all, or ``names``) whose bytes no longer match the checksums written with the store,
         one line each; empty when intact or when the store predates checksums (see :attr:`has_checksums`)."""
-        from ser.cache.checksums import mismatched_blocks
 
         records = self.attrs.get("checksums") or {}
         problems = []

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ser.cache.format import set_aside_path
+from ser.cache.reader import CacheReader
 from ser.cache.writer import remove_stale_partial
 from ser.extract.augment import Plan
 from ser.extract.base import Extractor, ExtractorError
@@ -151,8 +152,6 @@ def _already_complete(report: RunReport, finished: Path, pending: Pending) -> Ru
     report.rejected, report.stored = dict(pending.rejected), pending.stored
     report.rejects_file = rejects_path(finished)
     if report.rejected and not report.rejects_file.exists():
-        from ser.cache.reader import CacheReader
-
         with CacheReader(finished) as reader:
             write_rejects(report.rejects_file, reader.rejected, reader.notes)
     return report

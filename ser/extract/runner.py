@@ -29,6 +29,7 @@ from ser.extract.base import Extractor, ExtractorError
 from ser.extract.fill import ExtractionInterrupted
 from ser.extract.lifecycle import run_passes
 from ser.extract.run_options import RunOptions, RunReport
+from ser.manifests.labels import choose_label_set
 from ser.manifests.schema import Manifest, Utterance, read_manifest
 
 __all__ = [
@@ -82,7 +83,6 @@ def _waveform_plan(
         raise AugmentError("--augment makes training copies and --corrupt evaluation copies: use one per store")
     if options.corrupt is not None:
         return rows, corruption_plan(rows, options.corrupt)
-    from ser.manifests.labels import choose_label_set
 
     assert options.augment is not None
     label_set = choose_label_set(manifest, options.augment.label_set).label_set

@@ -11,6 +11,7 @@ from typing import Any
 
 from ser.cache.format import StoreLayout, config_hash, partial_path
 from ser.cache.provenance import environment, utc_now
+from ser.cache.reader import CacheReader
 from ser.extract.augment import describe_corruption
 from ser.extract.base import Extractor, ExtractorError
 from ser.extract.registry import recommended_view
@@ -83,7 +84,6 @@ def fingerprint_scheme(out: Path, merged: Path, *, aside: Path) -> str | None:
 
 def check_same_config(out: Path, attrs: dict[str, Any]) -> None:
     """Refuse to continue the store at ``out`` when its extractor config hash is not that of ``attrs``."""
-    from ser.cache.reader import CacheReader
 
     with CacheReader(out) as reader:
         existing = reader.attrs.get("extractor", {}).get("config_hash")

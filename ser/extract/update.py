@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ser.cache.backends import open_store_file
+from ser.cache.checksums import mismatched_blocks
 from ser.cache.format import CacheError
 from ser.cache.reader import CacheReader
 from ser.cache.writer import CacheWriter
@@ -170,7 +171,6 @@ def _readable(
 
 def damaged_rows(path: Path) -> set[str]:
     """Ids of the rows of a finished store whose bytes fail its checksums (``ser extract --repair``)."""
-    from ser.cache.checksums import mismatched_blocks
 
     with CacheReader(path) as reader:
         records = reader.attrs.get("checksums") or {}
