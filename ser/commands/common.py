@@ -74,14 +74,15 @@ def default_of(owner: Any, name: str) -> Any:
     import inspect
 
     if dataclasses.is_dataclass(owner):
+        owner_name = (owner if isinstance(owner, type) else type(owner)).__name__
         for field in dataclasses.fields(owner):
             if field.name == name:
                 if field.default is not dataclasses.MISSING:
                     return field.default
                 if field.default_factory is not dataclasses.MISSING:
                     return field.default_factory()
-                raise TypeError(f"{owner.__name__}.{name} has no default")
-        raise TypeError(f"{owner.__name__} has no field {name!r}")
+                raise TypeError(f"{owner_name}.{name} has no default")
+        raise TypeError(f"{owner_name} has no field {name!r}")
     parameter = inspect.signature(owner).parameters.get(name)
     if parameter is None or parameter.default is inspect.Parameter.empty:
         raise TypeError(f"{getattr(owner, '__qualname__', owner)} has no parameter {name!r} with a default")

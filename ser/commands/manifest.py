@@ -8,7 +8,12 @@ from typing import Any
 import typer
 
 from ser.commands.common import choices_help, default_of, user_errors
-from ser.manifests.corpora import CORPORA, emodb, esd, generic_csv, meld, ravdess
+from ser.manifests.corpora import CORPORA
+from ser.manifests.corpora import emodb as emodb_corpus
+from ser.manifests.corpora import esd as esd_corpus
+from ser.manifests.corpora import generic_csv as generic_csv_corpus
+from ser.manifests.corpora import meld as meld_corpus
+from ser.manifests.corpora import ravdess as ravdess_corpus
 from ser.manifests.protocols import PROTOCOLS
 
 app = typer.Typer(
@@ -100,7 +105,7 @@ def ravdess(
     label_set: str | None = LABEL_SET,
     durations: bool = DURATIONS,
     include_song: bool = typer.Option(
-        default_of(ravdess.scan, "include_song"), help="Also keep song clips (vocal channel 02)."
+        default_of(ravdess_corpus.scan, "include_song"), help="Also keep song clips (vocal channel 02)."
     ),
 ) -> None:
     """RAVDESS: Actor_NN/MM-VV-EE-II-SS-RR-AA.{wav,flac}.
@@ -120,7 +125,7 @@ def meld(
     label_set: str | None = LABEL_SET,
     durations: bool = DURATIONS,
     require_audio: bool = typer.Option(
-        default_of(meld.scan, "require_audio"),
+        default_of(meld_corpus.scan, "require_audio"),
         help="Drop rows whose clip is missing (they are counted "
         "either way; by default they are kept as text-only rows).",
     ),
@@ -142,7 +147,7 @@ def esd(
     label_set: str | None = LABEL_SET,
     durations: bool = DURATIONS,
     language: list[str] = typer.Option(
-        list(default_of(esd.scan, "languages")),
+        list(default_of(esd_corpus.scan, "languages")),
         "--language",
         help="Languages to keep: zh (speakers 0001-0010), en (0011-0020); repeat the option for both.",
     ),
@@ -164,7 +169,7 @@ def emodb(
     label_set: str | None = LABEL_SET,
     durations: bool = DURATIONS,
     selected_only: bool = typer.Option(
-        default_of(emodb.scan, "selected_only"),
+        default_of(emodb_corpus.scan, "selected_only"),
         help="Keep only recordings with >= 80 % recognition and >= 60 % naturalness (needs erkennung.txt).",
     ),
 ) -> None:
@@ -183,24 +188,26 @@ def generic_csv(
     label_set: str | None = LABEL_SET,
     durations: bool = DURATIONS,
     id_col: str | None = typer.Option(
-        default_of(generic_csv.scan, "id_col"), help="Id column; default: the audio path without suffix."
+        default_of(generic_csv_corpus.scan, "id_col"), help="Id column; default: the audio path without suffix."
     ),
-    audio_col: str = typer.Option(default_of(generic_csv.scan, "audio_col"), help="Audio path column."),
-    label_col: str | None = typer.Option(default_of(generic_csv.scan, "label_col"), help="Raw label column."),
-    speaker_col: str | None = typer.Option(default_of(generic_csv.scan, "speaker_col"), help="Speaker column."),
-    text_col: str | None = typer.Option(default_of(generic_csv.scan, "text_col"), help="Transcript column."),
+    audio_col: str = typer.Option(default_of(generic_csv_corpus.scan, "audio_col"), help="Audio path column."),
+    label_col: str | None = typer.Option(default_of(generic_csv_corpus.scan, "label_col"), help="Raw label column."),
+    speaker_col: str | None = typer.Option(default_of(generic_csv_corpus.scan, "speaker_col"), help="Speaker column."),
+    text_col: str | None = typer.Option(default_of(generic_csv_corpus.scan, "text_col"), help="Transcript column."),
     split_col: str | None = typer.Option(
-        default_of(generic_csv.scan, "split_col"), help="Official split column (train/dev/test values)."
+        default_of(generic_csv_corpus.scan, "split_col"), help="Official split column (train/dev/test values)."
     ),
-    session_col: str | None = typer.Option(default_of(generic_csv.scan, "session_col"), help="Session column."),
-    dialog_col: str | None = typer.Option(default_of(generic_csv.scan, "dialog_col"), help="Dialogue column."),
+    session_col: str | None = typer.Option(default_of(generic_csv_corpus.scan, "session_col"), help="Session column."),
+    dialog_col: str | None = typer.Option(default_of(generic_csv_corpus.scan, "dialog_col"), help="Dialogue column."),
     start_col: str | None = typer.Option(
-        default_of(generic_csv.scan, "start_col"), help="Segment start column (seconds)."
+        default_of(generic_csv_corpus.scan, "start_col"), help="Segment start column (seconds)."
     ),
-    end_col: str | None = typer.Option(default_of(generic_csv.scan, "end_col"), help="Segment end column (seconds)."),
-    gender_col: str | None = typer.Option(default_of(generic_csv.scan, "gender_col"), help="Gender column."),
-    delimiter: str = typer.Option(default_of(generic_csv.scan, "delimiter"), help="Field delimiter."),
-    encoding: str = typer.Option(default_of(generic_csv.scan, "encoding"), help="File encoding."),
+    end_col: str | None = typer.Option(
+        default_of(generic_csv_corpus.scan, "end_col"), help="Segment end column (seconds)."
+    ),
+    gender_col: str | None = typer.Option(default_of(generic_csv_corpus.scan, "gender_col"), help="Gender column."),
+    delimiter: str = typer.Option(default_of(generic_csv_corpus.scan, "delimiter"), help="Field delimiter."),
+    encoding: str = typer.Option(default_of(generic_csv_corpus.scan, "encoding"), help="File encoding."),
 ) -> None:
     """Any corpus described by a CSV file; map its columns with the --*-col options.
 

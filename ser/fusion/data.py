@@ -383,7 +383,8 @@ class Standardizer:
     def apply(self, modality: str, values: np.ndarray) -> np.ndarray:
         if modality not in self.mean:
             return values
-        return (values - self.mean[modality]) / self.std[modality]
+        standardized: np.ndarray = (values - self.mean[modality]) / self.std[modality]
+        return standardized
 
 
 def _pad(sequences: list[np.ndarray], dim: int) -> tuple[torch.Tensor, torch.Tensor]:

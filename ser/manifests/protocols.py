@@ -27,7 +27,7 @@ import json
 import os
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -125,6 +125,31 @@ class FoldSet:
 
 
 # --------------------------------------------------------------------------------------------
+# Speakers
+
+
+def _has_speaker(utt: Utterance) -> bool:
+    """Whether the row names a speaker (``None`` and ``""`` both mean: no speaker)."""
+    return bool(utt.speaker)
+
+
+def _speaker_of(utt: Utterance) -> str:
+    """The row's speaker, where every row must have one (a :class:`ManifestError` names the row otherwise)."""
+    if not utt.speaker:
+        raise ManifestError(
+            f"row {utt.id!r} has no speaker, but splitting by speaker needs one for every row; fill its "
+            "speaker field in the manifest, or hold out validation by utterance (--val-by utterance) or "
+            "choose a protocol that does not split by speaker"
+        )
+    return utt.speaker
+
+
+def _speakers(utterances: Iterable[Utterance]) -> set[str]:
+    """The distinct speakers of ``utterances``; rows without a speaker add none."""
+    return {utt.speaker for utt in utterances if utt.speaker}
+
+
+# --------------------------------------------------------------------------------------------
 # Validation carving
 
 
@@ -133,9 +158,10 @@ def _fold_rng(rule: ValidationRule, fold_name: str) -> random.Random:
 
 
 def _speaker_holdout(pool: list[Utterance], rule: ValidationRule, rng: random.Random) -> set[str]:
-    """Training speakers to hold out: gender-alternating, until ``fraction`` of the pool is reached."""
-    counts = Counter(u.speaker for u in pool)
-    gender = {u.speaker: (u.gender or "?") for u in pool}
+    """Training speakers to hold out: gender-alternating, until ``fraction`` of the pool is reached.
+    Every row of ``pool`` must have a speaker."""
+    counts = Counter(_speaker_of(u) for u in pool)
+    gender = {_speaker_of(u): (u.gender or "?") for u in pool}
     by_gender: dict[str, list[str]] = {}
     for speaker in sorted(counts):
         by_gender.setdefault(gender[speaker], []).append(speaker)
@@ -183,8 +209,7 @@ def carve_validation(
 ) -> tuple[list[Utterance], list[Utterance], str]:
     """Split a training pool into (train, validation); also return how it was done, in words."""
     rng = _fold_rng(rule, fold_name)
-    speakers = {u.speaker for u in pool}
-    if rule.by == "speaker" and None not in speakers and len(speakers) >= 2:
+    if rule.by == "speaker" and all(_has_speaker(u) for u in pool) and len(_speakers(pool)) >= 2:
         held = _speaker_holdout(pool, rule, rng)
         train = [u for u in pool if u.speaker not in held]
         validation = [u for u in pool if u.speaker in held]
@@ -194,7 +219,10 @@ def carve_validation(
     validation = [u for u in pool if u.id in held_ids]
     how = "stratified utterances" if label_set else "random utterances"
     if rule.by == "speaker":
-        how += " (too few training speakers to hold any out)"
+        if all(_has_speaker(u) for u in pool):
+            how += " (too few training speakers to hold any out)"
+        else:
+            how += " (not every training row has a speaker)"
     return train, validation, how
 
 
@@ -217,7 +245,7 @@ def _check_groups_partition_speakers(utterances: Sequence[Utterance], group: str
     """Refuse a manifest in which one speaker appears in two groups (that would leak speakers)."""
     groups_of: dict[str, set[str]] = {}
     for utt in utterances:
-        if utt.speaker is not None:
+        if utt.speaker:
             groups_of.setdefault(utt.speaker, set()).add(str(getattr(utt, group)))
     shared = {spk: sorted(g) for spk, g in groups_of.items() if len(g) > 1}
     if shared:
@@ -295,7 +323,7 @@ def _speaker_kfold(
 ) -> tuple[list[Fold], list[str]]:
     _require(utterances, "speaker", name)
     k = options["k"]
-    counts = Counter(u.speaker for u in utterances)
+    counts = Counter(_speaker_of(u) for u in utterances)
     if not 2 <= k <= len(counts):
         raise ManifestError(f"speaker-kfold: k must be between 2 and the number of speakers ({len(counts)}), got {k}")
     speakers = sorted(counts)
@@ -313,8 +341,8 @@ def _speaker_kfold(
     notes: list[str] = []
     for i in range(k):
         fold_name = f"fold{i + 1}"
-        test = [u for u in utterances if fold_of[u.speaker] == i]
-        pool = [u for u in utterances if fold_of[u.speaker] != i]
+        test = [u for u in utterances if fold_of[_speaker_of(u)] == i]
+        pool = [u for u in utterances if fold_of[_speaker_of(u)] != i]
         train, validation, how = carve_validation(pool, rule, fold_name, label_set)
         notes.append(f"{fold_name}: test speakers {', '.join(sorted(members[i]))}; validation = {how}")
         folds.append(Fold(name=fold_name, train=_ids(train), validation=_ids(validation), test=_ids(test)))
@@ -447,7 +475,7 @@ def verify_folds(
     folds: Sequence[Fold], utterances: dict[str, Utterance], *, disjoint_fields: Sequence[str] = ()
 ) -> None:
     """Raise if any fold leaks: shared ids, or a value of ``disjoint_fields`` (e.g. ``speaker``)
-    present in both the test fold and its train or validation set."""
+    present in both the test fold and its train or validation set (``None`` and ``""`` are no value)."""
     for fold in folds:
         train, validation, test = set(fold.train), set(fold.validation), set(fold.test)
         for a_name, a, b_name, b in (
@@ -476,8 +504,8 @@ def verify_folds(
                 "speaker and utterance, or use a label set with more rows per class"
             )
         for attr in disjoint_fields:
-            test_values = {getattr(utterances[i], attr) for i in test} - {None}
-            seen = {getattr(utterances[i], attr) for i in train | validation} - {None}
+            test_values = {getattr(utterances[i], attr) for i in test} - {None, ""}
+            seen = {getattr(utterances[i], attr) for i in train | validation} - {None, ""}
             leaked = test_values & seen
             if leaked:
                 raise AssertionError(
@@ -584,9 +612,11 @@ def save_folds(fold_set: FoldSet, path: str | os.PathLike[str]) -> None:
 
 
 def _speaker_overlap(folds: Sequence[Fold], by_id: dict[str, Utterance]) -> int:
+    """How many speakers are in a test fold and in its train or validation set (rows without a speaker
+    are no shared speaker)."""
     overlap: set[str] = set()
     for fold in folds:
-        test = {by_id[i].speaker for i in fold.test} - {None}
-        rest = {by_id[i].speaker for i in (*fold.train, *fold.validation)} - {None}
+        test = _speakers(by_id[i] for i in fold.test)
+        rest = _speakers(by_id[i] for i in (*fold.train, *fold.validation))
         overlap |= test & rest
     return len(overlap)

@@ -28,10 +28,10 @@ from ser.devices import resolve_device
 from ser.errors import UserError
 from ser.extract.audio import DEFAULT_MAX_SECONDS, AudioError, load_audio, prepare_signal
 from ser.extract.base import Extractor, Features, Item, ItemRejected
-from ser.fusion.data import FusionData, ModalityData, View
+from ser.fusion.data import FusionData, ModalityData
 from ser.fusion.model_files import FINAL, MODELS_DIR, ModelFileError, as_float32, load_member, read_index
 from ser.predict.extractors import rebuild_extractor
-from ser.views import store_of
+from ser.views import View, store_of
 
 logger = logging.getLogger(__name__)
 
@@ -325,9 +325,8 @@ class SerModel:
         answers = {row: probs for row, probs in zip(good, probabilities, strict=True)}
         out = []
         for row, request in enumerate(requests):
-            window = {"start": request.start, "end": request.end}
             if row in errors:
-                out.append(Prediction(request.id, None, error=errors[row], **window))
+                out.append(Prediction(request.id, None, error=errors[row], start=request.start, end=request.end))
                 continue
             probs = answers[row]
             out.append(
@@ -335,7 +334,8 @@ class SerModel:
                     request.id,
                     self.classes[int(np.argmax(probs))],
                     {c: float(p) for c, p in zip(self.classes, probs, strict=True)},
-                    **window,
+                    start=request.start,
+                    end=request.end,
                 )
             )
         return out

@@ -176,4 +176,5 @@ def corpus_info(corpus: str) -> Corpus:
 def get_adapter(corpus: str) -> Callable[..., CorpusScan]:
     """Import and return the ``scan`` function of a corpus adapter."""
     module_name, _, attr = corpus_info(corpus).target.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
+    scan: Callable[..., CorpusScan] = getattr(importlib.import_module(module_name), attr)
+    return scan
