@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -321,7 +322,8 @@ class LogitLoss(TrainingLoss):
         self.inner = inner
 
     def forward(self, logits: torch.Tensor, features: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
-        return self.inner(logits, labels)
+        loss: torch.Tensor = self.inner(logits, labels)
+        return loss
 
 
 class FeatureOnlyLoss(TrainingLoss):
@@ -338,7 +340,10 @@ class FeatureOnlyLoss(TrainingLoss):
         self.inner = inner
 
     def forward(self, logits: torch.Tensor | None, features: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
-        return self.inner(_check_features(features, labels, self.inner.feat_dim, "FeatureOnlyLoss"), labels)
+        loss: torch.Tensor = self.inner(
+            _check_features(features, labels, self.inner.feat_dim, "FeatureOnlyLoss"), labels
+        )
+        return loss
 
     def predict_logits(self, logits: torch.Tensor | None, features: torch.Tensor | None) -> torch.Tensor:
         if features is None:
@@ -369,8 +374,8 @@ class CombinedLoss(TrainingLoss):
     def forward(self, logits: torch.Tensor, features: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
         if features is None:
             raise ValueError("a combined loss needs features: call the head's forward_features")
-        primary = self.primary(logits, labels)
-        auxiliary = self.auxiliary(features, labels)
+        primary: torch.Tensor = self.primary(logits, labels)
+        auxiliary: torch.Tensor = self.auxiliary(features, labels)
         self.components = {"primary": primary.detach(), "auxiliary": auxiliary.detach()}
         if self.lam is None:
             return primary + auxiliary
@@ -458,7 +463,7 @@ def build_loss(
         raise TypeError(
             f"loss {name!r} got unknown option(s) {', '.join(unknown)}; accepted: {', '.join(accepted) or 'none'}"
         )
-    opts: dict = {**accepted, **options}
+    opts: dict[str, Any] = {**accepted, **options}
     weights = _class_weight_buffer(class_weights, n_classes)
 
     if name == "ce":
