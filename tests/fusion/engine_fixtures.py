@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from ser.fusion.data import FusionData, ModalityData, View
+from ser.fusion.data import FusionData, ModalityData
 from ser.fusion.heads import head_module
+from ser.views import View
 
 CLASSES = ("ang", "hap", "neu", "sad")
 
