@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ser.commands.common import parse_options, user_errors
-from ser.extract.registry import DESCRIPTIONS, FAMILIES, PRESETS  # noqa: TID253 (literal registry, no heavy imports)
+from ser.extract.registry import EXTRACTORS  # noqa: TID253 (literal registry, no heavy imports)
 
 EXIT_INTERRUPTED = 130
 """Exit status after Ctrl-C or SIGTERM (128 + SIGINT, as shells report it); the work so far is kept."""
@@ -16,7 +16,7 @@ EXIT_REJECTED = 3
 
 
 def _families_help() -> str:
-    return "; ".join(f"{name} ({', '.join(PRESETS[name])})" for name in FAMILIES)
+    return "; ".join(f"{name} ({', '.join(info.presets)})" for name, info in EXTRACTORS.items())
 
 
 def extract(
@@ -218,7 +218,7 @@ def extract(
 
 def list_extractors() -> None:
     """List extractor families, their presets and what each preset loads."""
-    for family, presets in PRESETS.items():
-        typer.echo(f"{family}: {DESCRIPTIONS[family]}")
-        for name, upstream in presets.items():
+    for family, info in EXTRACTORS.items():
+        typer.echo(f"{family}: {info.description}")
+        for name, upstream in info.presets.items():
             typer.echo(f"  {name:14s} {upstream}")

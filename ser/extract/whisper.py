@@ -34,7 +34,7 @@ from ser.extract.base import (
 from ser.extract.hf import load_pretrained, local_weights_sha256, resolved_revision
 from ser.extract.options import coerce_options
 from ser.extract.pooling import chunk_stats
-from ser.extract.registry import PRESETS
+from ser.extract.registry import extractor_family, extractor_preset
 from ser.extract.ssl import TORCH_DTYPES, final_hidden_states
 
 logger = logging.getLogger(__name__)
@@ -146,6 +146,8 @@ class WhisperEncoderExtractor:
 def build(
     preset: str, *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32", **options: Any
 ) -> WhisperEncoderExtractor:
+    extractor_preset("whisper", preset)
     settings = coerce_options("whisper", WhisperConfig, options, allowed={"revision"})
-    config = WhisperConfig(preset=preset, model=checkpoint or PRESETS["whisper"][preset], dtype=dtype, **settings)
+    upstream = checkpoint or extractor_family("whisper").presets[preset]
+    config = WhisperConfig(preset=preset, model=upstream, dtype=dtype, **settings)
     return WhisperEncoderExtractor(config, device=device)

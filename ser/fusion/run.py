@@ -47,7 +47,7 @@ from ser.fusion.config import (
     config_from_dict,
     search_candidates,
 )
-from ser.fusion.data import DataError, FusionData, View, load_fusion_data
+from ser.fusion.data import DataError, FusionData, load_fusion_data
 from ser.fusion.engine import MemberSpec, select_members
 from ser.fusion.final import choose_recipe, labelled_rows, train_final
 from ser.fusion.heads import HEADS, head_module, resolve_head_config
@@ -57,12 +57,13 @@ from ser.fusion.model_files import FINAL, MODELS_DIR, input_record, member_name,
 from ser.fusion.plots import plot_confusion
 from ser.fusion.presets import train_preset
 from ser.fusion.train import FoldResult, Selection, check_head, test_member
-from ser.manifests.corpora import DEFAULT_LABEL_SETS
+from ser.manifests.corpora import CORPORA
 from ser.manifests.labels import LabelSet, load_label_set
 from ser.manifests.protocols import Fold, FoldSet, ValidationRule, make_folds
 from ser.manifests.schema import Manifest, Utterance, read_manifest
 from ser.options import coerce_fields, coerce_like
 from ser.seeding import deterministic_cuda_setup
+from ser.views import View, store_of
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +195,8 @@ def _prepare(cfg: FitConfig) -> _Plan:
         raise UserError("--ensemble averages the seed members of each fold: give two or more seeds (--seeds 0,1,2)")
     learn_layers = HEADS[cfg.fusion].engine == "torch"
     manifest = read_manifest(cfg.manifest)
-    label_name = cfg.label_set or manifest.header.label_set or DEFAULT_LABEL_SETS.get(manifest.header.corpus)
+    corpus = CORPORA.get(manifest.header.corpus)
+    label_name = cfg.label_set or manifest.header.label_set or (corpus.default_label_set if corpus else None)
     if not label_name:
         raise UserError(
             f"{cfg.manifest}: no label set given and the corpus {manifest.header.corpus!r} has no "
@@ -284,10 +286,10 @@ def _robustness_data(
     robust: dict[str, dict[str, FusionData]] = {fold.name: {} for fold in folds}
     info: dict[str, dict[str, Any]] = {}
     for entry in cfg.robustness:
-        key = Path(entry.partition(":")[0]).name
+        key = Path(store_of(entry)).name
         for fold in folds:
             clean = fold_data[fold.name]
-            store = Path(entry.partition(":")[0].replace(FOLD_PLACEHOLDER, fold.name))
+            store = Path(store_of(entry).replace(FOLD_PLACEHOLDER, fold.name))
             views = {m: replace(d.view, store=store) if m == "audio" else d.view for m, d in clean.modalities.items()}
             variant = load_fusion_data(utterances, label_set, views, augmented=False, manifest=manifest)
             _check_adaptation(variant, fold, fold_set)

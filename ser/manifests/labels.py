@@ -152,7 +152,7 @@ class LabelSetChoice:
 def choose_label_set(manifest: Manifest, name: str | None, *, all_labels: bool = False) -> LabelSetChoice:
     """The label set named, else the one the manifest was built with, else the corpus default, else none
     (``all_labels``: none, whatever the manifest says)."""
-    from ser.manifests.corpora import DEFAULT_LABEL_SETS
+    from ser.manifests.corpora import CORPORA
 
     if all_labels:
         return LabelSetChoice(None, "none")
@@ -160,7 +160,8 @@ def choose_label_set(manifest: Manifest, name: str | None, *, all_labels: bool =
         return LabelSetChoice(load_label_set(name), "named")
     if manifest.header.label_set:
         return LabelSetChoice(load_label_set(manifest.header.label_set), "header")
-    default = DEFAULT_LABEL_SETS.get(manifest.header.corpus)
+    corpus = CORPORA.get(manifest.header.corpus)
+    default = corpus.default_label_set if corpus else None
     return LabelSetChoice(load_label_set(default), "default") if default else LabelSetChoice(None, "none")
 
 

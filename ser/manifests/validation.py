@@ -102,9 +102,11 @@ def validate_manifest(
     a raw label the corpus has but the set does not use (IEMOCAP ``fru`` under ``iemocap4``) is only
     a warning, while a label the corpus does not have at all (a typo) stays an error.
     """
-    from ser.manifests.corpora import RAW_LABELS
+    from ser.manifests.corpora import CORPORA
 
-    known = set(RAW_LABELS.get(manifest.header.corpus, ())) if default_label_set else set()
+    corpus = CORPORA.get(manifest.header.corpus)
+    raw_labels = (corpus.raw_labels or ()) if corpus else ()
+    known = set(raw_labels) if default_label_set else set()
     report = ValidationReport(n_rows=len(manifest))
     if not manifest.utterances:
         report.errors.append(
@@ -204,7 +206,7 @@ def validate_manifest(
         "label unknown to the corpus": (
             "warning" if drop_unknown else "error",
             f"{manifest.header.corpus} has no such label (its labels: "
-            f"{', '.join(RAW_LABELS.get(manifest.header.corpus, ()))}); correct the label, or pass --label-set "
+            f"{', '.join(raw_labels)}); correct the label, or pass --label-set "
             "NAME (or --all-labels) if the manifest is meant to hold other labels",
         ),
         "no audio": ("warning", "audio-based extractors will skip these rows; text extractors can still use them"),

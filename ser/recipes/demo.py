@@ -19,6 +19,7 @@ from ser.fusion.config import FitConfig, TrainConfig
 from ser.fusion.run import run_fit
 from ser.manifests.build import BuildReport, build_manifest
 from ser.predict.model import Prediction, load_model
+from ser.views import join_view
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def fit_configs(workdir: Path, manifest: Path, epochs: int, seed: int) -> dict[s
             manifest=str(manifest),
             protocol="speaker-loso",
             val_by="utterance",
-            audio=f"{workdir / 'egemaps.h5'}:stat=functionals",
+            audio=join_view(workdir / "egemaps.h5", {"stat": "functionals"}),
             text=text,
             seeds=[seed],
             train=train,
@@ -144,7 +145,7 @@ def fit_configs(workdir: Path, manifest: Path, epochs: int, seed: int) -> dict[s
 
     return {
         MLP_RUN: fit_config("mlp", text=None),
-        FLESER_RUN: fit_config("fleser", text=f"{workdir / 'minilm.h5'}:stat=mean"),
+        FLESER_RUN: fit_config("fleser", text=join_view(workdir / "minilm.h5", {"stat": "mean"})),
     }
 
 

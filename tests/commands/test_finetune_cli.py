@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ser.adapt.config import FinetuneConfig
 from ser.cache.reader import CacheReader
 from ser.cli import app
 from tests.fakes.tones import write_tone_corpus
@@ -146,7 +147,11 @@ def test_bad_requests_are_one_line_errors(setup: dict[str, Path]) -> None:
     cases = [
         (["--model", "bert", "--fold", "spk0"], "--model must be one of"),
         (["--model", "hubert", "--fold", "spk9"], "spk9"),
-        (["--model", "hubert", "--fold", "spk0", "--unfreeze", "many"], "--unfreeze takes"),
+        (
+            ["--model", "hubert", "--fold", "spk0", "--unfreeze", "many"],
+            "--unfreeze must be a whole number or one of all",
+        ),
+        (["--model", "hubert", "--fold", "spk0", "-O", "k=2"], "protocol 'speaker-loso' has no option k"),
         (["--model", "hubert", "--fold", "spk0", "--fit-config", "f.yaml"], "add --extract"),
         (["--model", "hubert", "--fold", "spk0", "--mode", "magic"], "--mode must be"),
     ]
@@ -159,3 +164,28 @@ def test_bad_requests_are_one_line_errors(setup: dict[str, Path]) -> None:
         app, [*base, "--model", "hubert", "--fold", "spk0", "--unfreeze", "0", "--extract", "--fit-config", str(clash)]
     )
     assert result.exit_code == 2 and "sets protocol differently" in result.output
+
+
+@pytest.mark.parametrize(
+    ("unfreeze", "recorded"), [(["--unfreeze", "3"], 3), (["--unfreeze", "all"], "all"), ([], None)]
+)
+def test_the_recorded_settings_are_typed(
+    setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch, unfreeze: list[str], recorded: object
+) -> None:
+    import ser.recipes.finetune
+    from ser.recipes.finetune import FinetuneResult
+
+    seen: list[FinetuneConfig] = []
+
+    def record(cfg: FinetuneConfig, out: Path, **kwargs: object) -> FinetuneResult:
+        seen.append(cfg)
+        return FinetuneResult()
+
+    monkeypatch.setattr(ser.recipes.finetune, "run_finetune", record)
+    args = ["finetune", "--model", "hubert", "-m", str(setup["manifest"]), "-p", "speaker-kfold", "-O", "k=2"]
+    result = CliRunner().invoke(app, [*args, "--fold", "all", "-o", str(setup["root"] / "typed"), *unfreeze])
+    assert result.exit_code == 0, result.output
+    (cfg,) = seen
+    assert cfg.protocol_options == {"k": 2} and type(cfg.protocol_options["k"]) is int
+    assert cfg.unfreeze == recorded and type(cfg.unfreeze) is type(recorded)
+    assert cfg.model == "facebook/hubert-base-ls960"  # the default preset's upstream

@@ -75,7 +75,7 @@ def test_conversions(value: object, annotation: object, expected: object) -> Non
     ],
 )
 def test_values_that_do_not_fit_are_refused(value: object, annotation: object) -> None:
-    with pytest.raises(ValueError, match=r"^(true or false|an integer|a number|text|one of)"):
+    with pytest.raises(ValueError, match=r"^(true or false|a whole number|a number|text|one of)"):
         coerce_value(value, annotation)
 
 
@@ -91,7 +91,7 @@ def test_logmel_center_false_takes_effect() -> None:
 def test_bad_option_values_name_the_option_and_what_it_takes() -> None:
     with pytest.raises(ExtractorError, match=r"logmel: -O center=maybe is not valid: center must be true or false"):
         build_logmel("64", center="maybe")
-    with pytest.raises(ExtractorError, match=r"logmel: -O n_mels=many is not valid: n_mels must be an integer"):
+    with pytest.raises(ExtractorError, match=r"logmel: -O n_mels=many is not valid: n_mels must be a whole number"):
         build_logmel("64", n_mels="many")
     with pytest.raises(ExtractorError, match=r"mel_scale must be one of htk, slaney, kaldi"):
         build_logmel("64", mel_scale="bark")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ser.manifests.corpora import DEFAULT_LABEL_SETS
+from ser.manifests.corpora import CORPORA
 from ser.manifests.labels import LabelSet, apply_label_set, builtin_label_sets, choose_label_set, load_label_set
 from ser.manifests.schema import Manifest, ManifestError, ManifestHeader, Utterance
 
@@ -80,9 +80,10 @@ def test_label_set_choice(
 
 
 def test_raw_label_lists_match_the_adapters_and_cover_the_label_sets() -> None:
-    from ser.manifests.corpora import RAW_LABELS, cremad, emodb, esd, iemocap, msp_podcast, ravdess, tess
+    from ser.manifests.corpora import cremad, emodb, esd, iemocap, msp_podcast, ravdess, tess
 
-    assert set(RAW_LABELS) == set(DEFAULT_LABEL_SETS)
+    raw_labels = {name: corpus.raw_labels for name, corpus in CORPORA.items() if corpus.raw_labels is not None}
+    assert set(raw_labels) == {name for name, corpus in CORPORA.items() if corpus.default_label_set}
     emitted = {
         "iemocap": iemocap.CODES,
         "msp-podcast": msp_podcast.EMOTIONS.values(),
@@ -93,7 +94,7 @@ def test_raw_label_lists_match_the_adapters_and_cover_the_label_sets() -> None:
         "tess": [*tess.EMOTIONS.values(), *tess.TWO_TOKEN_EMOTIONS.values()],
     }
     for corpus, labels in emitted.items():
-        assert set(RAW_LABELS[corpus]) == set(labels), corpus
+        assert set(raw_labels[corpus]) == set(labels), corpus
     for label_set in builtin_label_sets().values():
         if label_set.field == "label":  # every raw label a built-in set maps is one its corpus writes
-            assert set(label_set.mapping) <= set(RAW_LABELS[label_set.corpus]), label_set.name
+            assert set(label_set.mapping) <= set(raw_labels[label_set.corpus]), label_set.name

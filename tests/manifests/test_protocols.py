@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ser.manifests.labels import LabelSet, load_label_set
-from ser.manifests.protocols import PRESETS, ValidationRule, make_folds, save_folds
+from ser.manifests.protocols import PROTOCOLS, ValidationRule, make_folds, save_folds
 from ser.manifests.schema import Manifest, ManifestError, ManifestHeader, Utterance
 
 IEMOCAP_LABELS = ["ang", "hap", "exc", "sad", "neu", "fru"]
@@ -225,7 +225,7 @@ def test_missing_fields_and_unknown_protocol_are_clear_errors() -> None:
         make_folds(manifest, "session-loso")
     with pytest.raises(ManifestError, match="unknown protocol 'loso'"):
         make_folds(manifest, "loso")
-    assert set(PRESETS) >= {"iemocap-loso", "iemocap-loso-script", "speaker-loso", "speaker-kfold", "official"}
+    assert set(PROTOCOLS) >= {"iemocap-loso", "iemocap-loso-script", "speaker-loso", "speaker-kfold", "official"}
 
 
 def test_validation_rule_rejects_bad_values() -> None:
