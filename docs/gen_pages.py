@@ -2,7 +2,7 @@
 
 * ``heads/<name>.md``: one page per entry of the head registry ``ser.fusion.heads.HEADS`` with its
   source, a data-flow diagram and the tensor shapes built from the module's ``INPUTS``, its training
-  preset (``ser.fusion.presets.TRAIN_PRESETS``), its options (the config dataclass), the module
+  preset (``HEADS[name].preset``), its options (the config dataclass), the module
   docstring split into description / deviations / preset, and a ``:::`` block for mkdocstrings.
 * ``heads/index.md`` and ``heads/SUMMARY.md``: the table of heads and their navigation.
 * ``reference/...``: one API page per module found by walking ``ser/`` (so new, moved or renamed
@@ -272,10 +272,9 @@ def main() -> None:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from ser.fusion.heads import HEADS  # the registry and the presets are torch-free
-    from ser.fusion.presets import TRAIN_PRESETS
 
     heads_nav = mkdocs_gen_files.Nav()
-    write_heads(heads_nav, HEADS, TRAIN_PRESETS)
+    write_heads(heads_nav, HEADS, {name: dict(info.preset) for name, info in HEADS.items()})
     with mkdocs_gen_files.open("heads/SUMMARY.md", "w") as summary:
         summary.writelines(heads_nav.build_literate_nav())
     reference_nav = mkdocs_gen_files.Nav()

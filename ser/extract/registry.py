@@ -156,13 +156,6 @@ EXTRACTORS: dict[str, ExtractorFamily] = {
     ),
 }
 
-# Read-only views of the records, for importers that predate them (derived, never edited by hand).
-FAMILIES: Mapping[str, str] = MappingProxyType({name: info.target for name, info in EXTRACTORS.items()})
-PRESETS: Mapping[str, Mapping[str, str]] = MappingProxyType({name: info.presets for name, info in EXTRACTORS.items()})
-RECOMMENDED_VIEWS: Mapping[str, str] = MappingProxyType(
-    {name: info.recommended_view for name, info in EXTRACTORS.items() if info.recommended_view}
-)
-
 
 def extractor_family(family: str) -> ExtractorFamily:
     """The record of ``family`` (an :class:`~ser.errors.UnknownNameError` names the families)."""

@@ -30,13 +30,6 @@ Torch-free (``ser ablate`` expands grids and hashes run directories without impo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
-from typing import Any
+from ser.fusion.heads import train_preset
 
-from ser.fusion.heads import HEADS, train_preset
-
-__all__ = ["TRAIN_PRESETS", "train_preset"]
-
-TRAIN_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({name: info.preset for name, info in HEADS.items()})
-"""Head name -> its preset (read-only, derived from the registry records)."""
+__all__ = ["train_preset"]

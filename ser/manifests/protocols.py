@@ -436,10 +436,6 @@ PROTOCOLS: dict[str, ProtocolPreset] = {
     ),
 }
 
-# Read-only views of the records, for importers that predate them (derived, never edited by hand).
-PRESETS: Mapping[str, ProtocolFunction] = MappingProxyType({n: p.function for n, p in PROTOCOLS.items()})
-PRESET_DESCRIPTIONS: Mapping[str, str] = MappingProxyType({n: p.description for n, p in PROTOCOLS.items()})
-
 
 def protocol_preset(name: str) -> ProtocolPreset:
     """The record of protocol ``name`` (an :class:`~ser.errors.UnknownNameError` names the protocols)."""

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from ser.adapt.config import FAMILIES, FinetuneConfig
 from ser.adapt.train import FoldAdaptation, adapt_fold, fold_set_of
 from ser.errors import UserError
-from ser.extract.registry import PRESETS, build_extractor
+from ser.extract.registry import build_extractor, extractor_preset
 from ser.extract.runner import RunOptions, RunReport, run_extraction
 from ser.fusion.config import FitConfig, config_from_dict, read_fit_record
 from ser.fusion.run import run_fit
@@ -81,10 +81,7 @@ def choose_preset(family: str, preset: str | None) -> str:
     """The family's preset to use: ``preset``, or the family's first one when None."""
     if family not in FAMILIES:
         raise UserError(f"--model must be one of {', '.join(FAMILIES)}, not {family!r}")
-    chosen = preset or next(iter(PRESETS[family]))
-    if chosen not in PRESETS[family]:
-        raise UserError(f"unknown preset {chosen!r} of {family}; choose from {', '.join(PRESETS[family])}")
-    return chosen
+    return extractor_preset(family, preset)
 
 
 def run_finetune(

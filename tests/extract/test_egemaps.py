@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ser.errors import UnknownNameError
 from ser.extract.audio import load_audio
 from ser.extract.base import ExtractorError, Features, Item, ItemRejected
 from ser.extract.egemaps import MIN_SAMPLES, EgemapsExtractor, build, lld_frame_count
@@ -139,7 +140,7 @@ def test_build_options() -> None:
         build("v02", n_mels=3)
     with pytest.raises(ExtractorError, match="at least 960"):
         build("v02", min_samples=100)
-    with pytest.raises(ExtractorError, match="no preset"):
+    with pytest.raises(UnknownNameError, match="unknown egemaps preset 'v01'; choose one of v02"):
         build("v01")
     with pytest.raises(ExtractorError, match="no sequence layer"):
         build("v02").extract([Item(id="x", audio=voice_like(0.5))], ["logmel"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ser.errors import UnknownNameError
 from ser.extract.base import ExtractorError, Features, Item, ItemRejected
 from ser.extract.logmel import LogMelExtractor, build
 from ser.extract.registry import build_extractor
@@ -141,7 +142,7 @@ def test_build_options() -> None:
         build("64", checkpoint="/x")
     with pytest.raises(ExtractorError, match="unknown options"):
         build("64", layers=3)
-    with pytest.raises(ExtractorError, match="no preset"):
+    with pytest.raises(UnknownNameError, match="unknown logmel preset '128'; choose one of 64, librosa"):
         build("128")
     with pytest.raises(ExtractorError, match="no sequence layer"):
         build("64").extract([Item(id="x", audio=tone(0.5))], ["lld"])

@@ -211,7 +211,7 @@ def test_build_options() -> None:
         build("iemocap-200", width=3)
     with pytest.raises(ExtractorError, match="no checkpoint"):
         build("iemocap-200", checkpoint="x.pth")
-    with pytest.raises(ExtractorError, match="integer"):
+    with pytest.raises(ExtractorError, match="steps must be a whole number"):
         build("iemocap-200", steps="many")
     with pytest.raises(ExtractorError, match="steps must be >= 1"):
         build("iemocap-200", steps=0)

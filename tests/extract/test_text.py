@@ -24,6 +24,7 @@ from transformers import (
     RobertaTokenizerFast,
 )
 
+from ser.errors import UnknownNameError
 from ser.extract.base import ExtractorError, Features, Item, ItemRejected
 from ser.extract.text import TextExtractor, build_bert, build_minilm, build_roberta
 
@@ -265,7 +266,7 @@ def test_unknown_option_names_the_accepted_ones(tiny_models: dict[str, Path]) ->
     with pytest.raises(ExtractorError, match="pooling") as info:
         build_bert("base-uncased", checkpoint=str(tiny_models["bert"]), pooling="max")
     assert "max_tokens" in str(info.value) and "revision" in str(info.value)
-    with pytest.raises(ExtractorError, match="presets"):
+    with pytest.raises(UnknownNameError, match="unknown roberta preset 'huge'; choose one of base, large"):
         build_roberta("huge", checkpoint=str(tiny_models["roberta"]))
     with pytest.raises(ExtractorError, match="dtype"):
         _build(tiny_models, "bert", dtype="float8")

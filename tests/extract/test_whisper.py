@@ -13,6 +13,7 @@ pytest.importorskip("transformers")
 
 from transformers import WhisperFeatureExtractor, WhisperModel
 
+from ser.errors import UnknownNameError
 from ser.extract.base import ExtractorError, Features, Item, ItemRejected
 from ser.extract.registry import build_extractor
 from ser.extract.whisper import WhisperEncoderExtractor
@@ -131,5 +132,5 @@ def test_build_errors(tiny_whisper: Path, tiny_hubert_layer: Path) -> None:
         build_extractor("whisper", "tiny", checkpoint=str(tiny_hubert_layer))
     with pytest.raises(ExtractorError, match="--dtype"):
         build_extractor("whisper", "tiny", checkpoint=str(tiny_whisper), dtype="int8")
-    with pytest.raises(ExtractorError, match="no preset"):
+    with pytest.raises(UnknownNameError, match="unknown whisper preset 'huge'"):
         build_extractor("whisper", "huge", checkpoint=str(tiny_whisper))

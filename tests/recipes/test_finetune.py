@@ -128,7 +128,7 @@ def test_without_extract_only_checkpoints_are_written(tone_corpus: Path, tiny_hu
         ({"fit_config": "f.yaml"}, None, "add --extract"),
         ({"folds": ["spk9"]}, None, "spk9"),
         ({"folds": []}, None, "no fold given"),
-        ({"preset": "huge"}, None, "unknown preset 'huge' of hubert"),
+        ({"preset": "huge"}, None, "unknown hubert preset 'huge'; choose one of base, large"),
         ({"extract": True}, "fusion: mlp\nprotocol: speaker-kfold\n", "sets protocol differently"),
         ({"extract": True}, "fusion: mlp\nval_by: speaker\n", "sets val_by differently"),
         ({"extract": True}, "fusion: mlp\naudio: one.h5:layer=weighted\n", "names one store for every fold"),

@@ -7,9 +7,8 @@ adapter. Every adapter is a function ``scan(root: Path, **options) -> CorpusScan
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import MappingProxyType
 
 from ser.errors import unknown_name
 from ser.manifests.corpora.base import CorpusScan
@@ -153,16 +152,6 @@ CORPORA: dict[str, Corpus] = {
         description="Any corpus described by a CSV file (column mapping options)",
     ),
 }
-
-# Read-only views of the records, for importers that predate them (derived, never edited by hand).
-ADAPTERS: Mapping[str, str] = MappingProxyType({name: c.target for name, c in CORPORA.items()})
-DESCRIPTIONS: Mapping[str, str] = MappingProxyType({name: c.description for name, c in CORPORA.items()})
-DEFAULT_LABEL_SETS: Mapping[str, str] = MappingProxyType(
-    {name: c.default_label_set for name, c in CORPORA.items() if c.default_label_set}
-)
-RAW_LABELS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {name: c.raw_labels for name, c in CORPORA.items() if c.raw_labels is not None}
-)
 
 
 def corpus_info(corpus: str) -> Corpus:
