@@ -77,3 +77,11 @@ def _single_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def tone_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 speakers (spk0..spk3) x 8 synthetic tone clips, labels of ravdess8; returns the manifest."""
+    from tests.fakes.tones import write_tone_corpus
+
+    return write_tone_corpus(tmp_path_factory.mktemp("tones"))

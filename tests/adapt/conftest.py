@@ -6,13 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.tones import write_tone_corpus
-
-
-@pytest.fixture(scope="session")
-def tone_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tone_corpus(tmp_path_factory.mktemp("tones"))
-
 
 @pytest.fixture(scope="session")
 def tiny_group_norm(tmp_path_factory: pytest.TempPathFactory) -> Path:

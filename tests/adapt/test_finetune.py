@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,28 +17,13 @@ from ser.adapt.data import Clip, CropDataset, fixed_length
 from ser.adapt.model import nt_xent, unfreeze_top
 from ser.adapt.train import adapt_fold, fold_set_of
 from ser.errors import UserError
+from tests.fakes.finetune import small_finetune_config
 
 pytest.importorskip("transformers")
 
 
-def config(manifest: Path, model: Path, **changes: object) -> FinetuneConfig:
-    base = dict(
-        family="hubert",
-        model=str(model),
-        manifest=str(manifest),
-        protocol="speaker-loso",
-        val_by="utterance",
-        val_fraction=0.25,
-        epochs=2,
-        patience=0,
-        batch_size=4,
-        lr=1e-3,
-        crop_seconds=0.5,
-        eval_seconds=0.5,
-        num_workers=0,
-    )
-    base.update(changes)
-    return FinetuneConfig(**base)  # type: ignore[arg-type]
+def config(manifest: Path, model: Path, **changes: Any) -> FinetuneConfig:
+    return small_finetune_config(manifest, model, **{"epochs": 2, "lr": 1e-3, **changes})
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:

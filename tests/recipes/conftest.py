@@ -6,14 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.tones import write_tone_corpus
-
-
-@pytest.fixture(scope="session")
-def tone_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """4 speakers (spk0..spk3) x 8 tone clips, labels of ravdess8; returns the manifest."""
-    return write_tone_corpus(tmp_path_factory.mktemp("recipe-tones"))
-
 
 @pytest.fixture(scope="session")
 def tiny_hubert(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,28 +16,13 @@ from ser.cache.reader import CacheReader
 from ser.errors import UserError
 from ser.extract.runner import RunReport
 from ser.recipes.finetune import FinetuneResult, choose_preset, fold_fit_config, run_finetune
+from tests.fakes.finetune import small_finetune_config
 
 pytest.importorskip("transformers")
 
 
-def config(manifest: Path, model: Path, **changes: object) -> FinetuneConfig:
-    base: dict[str, object] = dict(
-        family="hubert",
-        model=str(model),
-        manifest=str(manifest),
-        protocol="speaker-loso",
-        val_by="utterance",
-        val_fraction=0.25,
-        epochs=1,
-        patience=0,
-        unfreeze=1,
-        batch_size=4,
-        crop_seconds=0.5,
-        eval_seconds=0.5,
-        num_workers=0,
-    )
-    base.update(changes)
-    return FinetuneConfig(**base)  # type: ignore[arg-type]
+def config(manifest: Path, model: Path, **changes: Any) -> FinetuneConfig:
+    return small_finetune_config(manifest, model, **{"epochs": 1, "unfreeze": 1, **changes})
 
 
 class Recorder:
