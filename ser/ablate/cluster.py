@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ser.ablate.grid import Job
+from ser.ablate.job import make_bundles, run_jobs
 from ser.ablate.state import is_done
 from ser.errors import UserError, unknown_name
 
@@ -49,7 +50,6 @@ class ClusterOutcome:
 def chunk(jobs: list[Job], per_task: int) -> list[list[Job]]:
     """Groups of at most ``per_task`` jobs (one array task each; small fits share a task): the bundles
     of :func:`ser.ablate.job.make_bundles`, so the jobs of a task that can stack train as one stack."""
-    from ser.ablate.job import make_bundles
 
     if per_task < 1:
         raise UserError("--jobs-per-task must be at least 1")
@@ -73,7 +73,6 @@ def submit_grid(
         import submitit
     except ImportError as err:
         raise UserError("cluster execution needs submitit: pip install 'serkit[cluster]'") from err
-    from ser.ablate.job import run_jobs
 
     outcome = ClusterOutcome(waited=wait)
     todo = [job for job in jobs if not is_done(job.run_dir)]

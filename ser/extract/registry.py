@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ser.errors import unknown_name
+from ser.views import split_options
 
 if TYPE_CHECKING:
     from ser.extract.base import Extractor
@@ -179,7 +180,6 @@ def extractor_preset(family: str, preset: str | None = None) -> str:
 def recommended_view(family: str, pooled_stats: Iterable[str]) -> str | None:
     """The recommended view of ``family`` for a store holding ``pooled_stats``: BERT without a
     trained pooler falls back to its last-layer CLS; None for a family without a recommendation."""
-    from ser.views import split_options
 
     info = EXTRACTORS.get(family)
     view = info.recommended_view if info else None

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ser.manifests.corpora import CORPORA
 from ser.manifests.schema import Manifest, ManifestError, Utterance
 
 logger = logging.getLogger(__name__)
@@ -152,7 +153,6 @@ class LabelSetChoice:
 def choose_label_set(manifest: Manifest, name: str | None, *, all_labels: bool = False) -> LabelSetChoice:
     """The label set named, else the one the manifest was built with, else the corpus default, else none
     (``all_labels``: none, whatever the manifest says)."""
-    from ser.manifests.corpora import CORPORA
 
     if all_labels:
         return LabelSetChoice(None, "none")

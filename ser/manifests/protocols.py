@@ -34,6 +34,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from ser.errors import UnknownNameError, unknown_name
+from ser.manifests.corpora import CORPORA
 from ser.manifests.labels import LabelSet, apply_label_set
 from ser.manifests.schema import Manifest, ManifestError, Utterance
 from ser.options import OptionError, annotation_of, coerce
@@ -512,7 +513,6 @@ def verify_folds(
 def _refuse_unknown_labels(manifest: Manifest, dropped: Counter[str]) -> None:
     """Rows dropped because the corpus has no such label at all (a typo, not a class the label set leaves
     out) are an error, as in ``ser manifest validate``: silently training without them would be wrong."""
-    from ser.manifests.corpora import CORPORA
 
     corpus = CORPORA.get(manifest.header.corpus)
     known = corpus.raw_labels if corpus else None

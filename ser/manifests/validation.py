@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ser.manifests.audio_info import AudioInfoError, probe_duration
+from ser.manifests.corpora import CORPORA
 from ser.manifests.labels import LabelSet
+from ser.manifests.protocols import make_folds
 from ser.manifests.schema import RESERVED_ID_MARK, Manifest, ManifestError
 
 MAX_LISTED = 5
@@ -102,7 +104,6 @@ def validate_manifest(
     a raw label the corpus has but the set does not use (IEMOCAP ``fru`` under ``iemocap4``) is only
     a warning, while a label the corpus does not have at all (a typo) stays an error.
     """
-    from ser.manifests.corpora import CORPORA
 
     corpus = CORPORA.get(manifest.header.corpus)
     raw_labels = (corpus.raw_labels or ()) if corpus else ()
@@ -217,8 +218,6 @@ def validate_manifest(
         (report.errors if severity == "error" else report.warnings).append(Problem(kind, fix, rows))
 
     if protocol is not None and not report.errors:
-        from ser.manifests.protocols import make_folds
-
         try:
             make_folds(manifest, protocol, label_set=label_set)
         except ManifestError as err:
