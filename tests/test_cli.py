@@ -44,3 +44,35 @@ def test_listings_come_from_the_registry_records() -> None:
     protocols = runner.invoke(app, ["protocol", "list"]).stdout.splitlines()
     assert [line.split()[0] for line in protocols] == list(PROTOCOLS)
     assert any(line.startswith("speaker-kfold") and line.endswith("[-O k=5]") for line in protocols)
+
+
+def test_command_defaults_are_the_library_defaults() -> None:
+    """A default shown by ``--help`` is the one the library applies, read from the same place."""
+    import dataclasses
+    import inspect
+
+    import typer.main
+
+    from ser.extract.runner import RunOptions
+    from ser.fusion.config import TrainConfig
+    from ser.predict.model import load_model
+
+    def option_defaults(*path: str) -> dict[str, object]:
+        command = typer.main.get_command(app)
+        for name in path:
+            command = command.commands[name]  # type: ignore[attr-defined]
+        return {param.name: param.default for param in command.params}
+
+    predict = option_defaults("predict")
+    loader = inspect.signature(load_model).parameters
+    assert predict["device"] == loader["device"].default == "auto"
+    assert predict["batch_size"] == loader["batch_size"].default == 16
+    extract = option_defaults("extract")
+    run_options = {f.name: f.default for f in dataclasses.fields(RunOptions)}
+    for name in ("batch_seconds", "num_workers", "flush_seconds"):
+        assert extract[name] == run_options[name], name
+    # ser fit's training flags override the config (None: keep it), so their help names the default
+    engine_default = {f.name: f.default for f in dataclasses.fields(TrainConfig)}["engine"]
+    command = typer.main.get_command(app).commands["fit"]  # type: ignore[attr-defined]
+    engine = next(param for param in command.params if param.name == "engine")
+    assert engine.default is None and f"(default {engine_default}:" in engine.help

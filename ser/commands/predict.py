@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from ser.commands.common import user_errors
+from ser.predict import defaults
 
 EXIT_SOME_FAILED = 3
 """Exit status when every input was handled but some could not be used (their rows say why)."""
@@ -78,8 +79,8 @@ def predict(
         "model the run's store was extracted with (e.g. audio=/models/hubert); "
         "everything but its location must match the record.",
     ),
-    device: str = typer.Option("auto", help="auto (cuda if available), cpu, cuda, cuda:N, mps."),
-    batch_size: int = typer.Option(16, help="Inputs per extraction batch."),
+    device: str = typer.Option(defaults.DEVICE, help="auto (cuda if available), cpu, cuda, cuda:N, mps."),
+    batch_size: int = typer.Option(defaults.BATCH_SIZE, help="Inputs per extraction batch."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on long lists."),
 ) -> None:
     """Classify audio files, folders or a manifest's rows with a fitted run: rebuilds each input's

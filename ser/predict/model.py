@@ -30,6 +30,7 @@ from ser.extract.audio import DEFAULT_MAX_SECONDS, AudioError, load_audio, prepa
 from ser.extract.base import Extractor, Features, Item, ItemRejected
 from ser.fusion.data import FusionData, ModalityData
 from ser.fusion.model_files import FINAL, MODELS_DIR, ModelFileError, as_float32, load_member, read_index
+from ser.predict import defaults
 from ser.predict.extractors import rebuild_extractor
 from ser.views import View, store_of
 
@@ -128,9 +129,9 @@ class SerModel:
         run_dir: str | Path,
         *,
         members: str | None = None,
-        device: str = "auto",
+        device: str = defaults.DEVICE,
         checkpoints: dict[str, str] | None = None,
-        batch_size: int = 16,
+        batch_size: int = defaults.BATCH_SIZE,
         max_seconds: float = DEFAULT_MAX_SECONDS,
     ) -> None:
         import torch
@@ -391,9 +392,9 @@ def load_model(
     run_dir: str | Path,
     *,
     members: str | None = None,
-    device: str = "auto",
+    device: str = defaults.DEVICE,
     checkpoints: dict[str, str] | None = None,
-    batch_size: int = 16,
+    batch_size: int = defaults.BATCH_SIZE,
 ) -> SerModel:
     """Load a run directory written by ``ser fit`` for inference.
 
