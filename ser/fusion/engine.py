@@ -179,20 +179,42 @@ def _flat_linear(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     return _LINEAR(input.reshape(-1, input.shape[-1]), weight, bias).reshape(*input.shape[:-1], weight.shape[0])
 
 
+_DROPOUT = nn.functional.dropout
+
+
+def _uniform_dropout(input: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> torch.Tensor:
+    """``F.dropout`` with the keep mask drawn as ``uniform >= p`` (``torch.rand_like``): the same
+    distribution (each element kept with probability ``1 - p`` and scaled by ``1 / (1 - p)``), at a
+    third of the cost of the ``bernoulli_`` kernel on CPU (measured on (5, 64, 256): 236 us against
+    800 us), which was an eighth of a stacked fleser step. ``inplace`` is ignored (an out-of-place
+    result is always correct; vmap needs it)."""
+    if not training or p == 0.0:
+        return input
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if p == 1.0:
+        return input * 0.0
+    keep = torch.rand_like(input) >= p
+    return input * (keep * (1.0 / (1.0 - p))).to(input.dtype)
+
+
 @contextmanager
 def batchable_kernels() -> Iterator[None]:
     """Kernels ``vmap`` batches well: the math kernel of ``scaled_dot_product_attention``, no fused
     fast path of ``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer`` (those kernels have no
-    batching rule, so vmap would run them once per member), and :func:`_flat_linear` for every
-    ``F.linear`` call (restored on exit)."""
+    batching rule, so vmap would run them once per member), :func:`_flat_linear` for every
+    ``F.linear`` call and :func:`_uniform_dropout` for every ``F.dropout`` call (restored on exit)."""
     fast = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
-    nn.functional.linear = _flat_linear  # nn.Linear, MultiheadAttention and the heads look it up per call
+    # nn.Linear, nn.Dropout, MultiheadAttention and the heads look these up per call
+    nn.functional.linear = _flat_linear
+    nn.functional.dropout = _uniform_dropout
     try:
         with sdpa_kernel(SDPBackend.MATH):
             yield
     finally:
         nn.functional.linear = _LINEAR
+        nn.functional.dropout = _DROPOUT
         torch.backends.mha.set_fastpath_enabled(fast)
 
 

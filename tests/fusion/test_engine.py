@@ -12,10 +12,19 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from ser.fusion.config import TrainConfig
 from ser.fusion.data import FusionData, make_batch
-from ser.fusion.engine import SEQUENTIAL_ONLY, MemberSpec, StackedTrainer, select_members, unstackable_reason
+from ser.fusion.engine import (
+    _DROPOUT,
+    SEQUENTIAL_ONLY,
+    MemberSpec,
+    StackedTrainer,
+    batchable_kernels,
+    select_members,
+    unstackable_reason,
+)
 from ser.fusion.heads import torch_heads
 from ser.fusion.run import FitConfig, run_fit
 from ser.fusion.train import Selection
@@ -248,3 +257,36 @@ def test_fit_gives_the_same_metrics_with_either_engine(tmp_path: Path) -> None:
     assert a["test"]["ua"] == b["test"]["ua"]
     assert {r["engine"] for r in a["runs"]} == {"sequential"}
     assert {r["engine"] for r in b["runs"]} == {f"stacked ({len(b['runs'])} members)"}
+
+
+# --- the stack's dropout -------------------------------------------------------------------------
+
+
+def test_stacked_dropout_keeps_each_element_with_probability_one_minus_p_and_rescales() -> None:
+    """``F.dropout`` inside the stack draws its masks from ``torch.rand_like``: the same
+    distribution as torch's kernel (kept with probability 1 - p, scaled by 1 / (1 - p))."""
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    with batchable_kernels():
+        out = torch.nn.functional.dropout(x, 0.3, training=True)
+        same = torch.nn.functional.dropout(x, 0.3, training=False)
+        untouched = torch.nn.functional.dropout(x, 0.0, training=True)
+        dropped = torch.nn.functional.dropout(x, 1.0, training=True)
+        with pytest.raises(ValueError, match="between 0 and 1"):
+            torch.nn.functional.dropout(x, 1.5, training=True)
+    assert torch.unique(out).tolist() == pytest.approx([0.0, 1 / 0.7])
+    assert abs((out > 0).float().mean().item() - 0.7) < 0.005  # 200k draws: std 0.001
+    assert same is x and untouched is x
+    assert torch.count_nonzero(dropped) == 0
+    assert torch.nn.functional.dropout is _DROPOUT  # restored on exit
+
+
+def test_stacked_dropout_draws_a_different_mask_per_member_and_routes_gradients_through_it() -> None:
+    torch.manual_seed(0)
+    x = torch.ones(4, 64, 32, requires_grad=True)
+    with batchable_kernels():
+        out = torch.func.vmap(lambda row: nn.Dropout(0.5)(row), randomness="different")(x)
+    out.sum().backward()
+    masks = (out > 0).flatten(1)
+    assert all(not torch.equal(masks[0], masks[k]) for k in range(1, 4))
+    torch.testing.assert_close(x.grad, out.detach())  # d(out)/dx = mask / (1 - p) = out for x = 1
