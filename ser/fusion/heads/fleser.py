@@ -20,10 +20,12 @@ so the softmax over the single key is exactly 1 and each "attention" is the affi
 gradient). Cross-attention is therefore ``α·L(a_f) + (1 − α)·L(t_f)`` with one shared affine ``L``:
 α only weights audio against text.
 
-Deviations: the membership function is chosen by the paper's statistics rules on each sample's own
-statistics (``fuzzy="per_sample"``), so a prediction depends on that sample alone; the source applies
-the rules to the statistics of the whole batch, so its predictions change with the batch they sit in
-(``fuzzy="batch"`` reproduces it).
+Deviations: the attentions are :class:`LengthOneAttention`, the same function with the dead query
+and key projections left out (same initial weights from a seed; a quarter fewer parameters, which in
+the source are only shrunk by weight decay). The membership function is chosen by the paper's
+statistics rules on each sample's own statistics (``fuzzy="per_sample"``), so a prediction depends
+on that sample alone; the source applies the rules to the statistics of the whole batch, so its
+predictions change with the batch they sit in (``fuzzy="batch"`` reproduces it).
 
 Training preset: ``HEADS["fleser"].preset`` in ``ser.fusion.heads`` (``ser fusion list
 --presets``). Input scaling: the trainer z-scores the text and audio vectors with
@@ -208,28 +210,59 @@ def fuzzify(x: torch.Tensor, mode: str) -> torch.Tensor:
 # --- layers -------------------------------------------------------------------------------------
 
 
-def single_key_attention(attn: nn.MultiheadAttention, value: torch.Tensor) -> torch.Tensor:
-    """``attn(query, value, value)`` for a length-1 key/value sequence, whatever the query:
-    (B, 1, H) -> (B, 1, H).
+class LengthOneAttention(nn.Module):
+    """``nn.MultiheadAttention(query, value, value)`` on a length-1 key/value sequence, whatever the
+    query: (B, 1, H) -> (B, 1, H).
 
     The softmax over one key is exactly 1, so each head returns its value projection and the output
-    is ``out_proj(v_proj(value))``; the query and key projections never matter (the parameters stay
-    in ``attn.in_proj_weight``, for the state dict, and get exactly zero gradient as in the paper's
-    model). Attention-weight dropout (training mode) then keeps or zeroes each head's whole output
-    per sample, scaled by 1 / (1 - p), which is what ``nn.MultiheadAttention`` does to a weight of 1.
-    Computed directly: half the FLOPs of the full attention (no query/key projections) and none of
-    its kernel overhead, the bulk of a FleSER training step.
+    is ``out_proj(value_proj(value))``; the query and key projections of ``nn.MultiheadAttention``
+    never change any output (they get exactly zero gradient), so they are not built. The value and
+    output projections are initialised exactly as ``nn.MultiheadAttention`` initialises them (the
+    value rows of its Xavier-initialised input projection, zero biases, the same random draws), so
+    a seed gives the weights it gave when the whole attention was built. Attention-weight dropout
+    (training mode) keeps or zeroes each head's whole output per sample, scaled by 1 / (1 - p),
+    which is what ``nn.MultiheadAttention`` does to a weight of 1.
+
+    Leaving the dead projections out takes a quarter of FleSER's parameters (and of its optimiser's
+    memory traffic) and the zero-filled gradient of the unused rows out of every training step.
+    State dicts of the full attention (``in_proj_weight`` / ``in_proj_bias``) still load: their
+    value rows are taken.
     """
-    hidden = attn.embed_dim
-    v = F.linear(value, attn.in_proj_weight[2 * hidden :], attn.in_proj_bias[2 * hidden :])  # (B, 1, H)
-    p = attn.dropout
-    if attn.training and p > 0:
-        heads = attn.num_heads
-        grouped = torch.unflatten(v, -1, (heads, hidden // heads))  # (B, 1, heads, H / heads)
-        keep = F.dropout(torch.ones_like(grouped[..., :1]), p, training=True)  # (B, 1, heads, 1): 0 or 1 / (1 - p)
-        v = (grouped * keep).flatten(-2)
-    out: torch.Tensor = attn.out_proj(v)  # (B, 1, H)
-    return out
+
+    def __init__(self, hidden: int, heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.embed_dim, self.num_heads, self.dropout = hidden, heads, dropout
+        # nn.MultiheadAttention's draws, in its order: out_proj (a Linear), then Xavier on (3H, H).
+        self.out_proj = nn.Linear(hidden, hidden)
+        full = torch.empty(3 * hidden, hidden)
+        nn.init.xavier_uniform_(full)
+        self.value: nn.Linear = nn.utils.skip_init(nn.Linear, hidden, hidden)  # no draws of its own
+        with torch.no_grad():
+            self.value.weight.copy_(full[2 * hidden :])
+            self.value.bias.zero_()
+            self.out_proj.bias.zero_()
+        self.register_load_state_dict_pre_hook(_value_rows_of_full_attention)
+
+    def forward(self, value: torch.Tensor) -> torch.Tensor:
+        v = self.value(value)  # (B, 1, H)
+        if self.training and self.dropout > 0:
+            heads, hidden = self.num_heads, self.embed_dim
+            grouped = torch.unflatten(v, -1, (heads, hidden // heads))  # (B, 1, heads, H / heads)
+            keep = F.dropout(torch.ones_like(grouped[..., :1]), self.dropout, training=True)  # 0 or 1 / (1 - p)
+            v = (grouped * keep).flatten(-2)
+        out: torch.Tensor = self.out_proj(v)  # (B, 1, H)
+        return out
+
+
+def _value_rows_of_full_attention(
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+) -> None:
+    """Load hook: a full ``nn.MultiheadAttention`` state (``in_proj_weight`` (3H, H), ``in_proj_bias``
+    (3H,)) becomes the value projection (its last H rows); the query/key rows are dropped."""
+    for name, target in (("in_proj_weight", "value.weight"), ("in_proj_bias", "value.bias")):
+        full = state_dict.pop(prefix + name, None)
+        if full is not None:
+            state_dict[prefix + target] = full[2 * full.shape[0] // 3 :]
 
 
 class ModalEncoder(nn.Module):
@@ -243,14 +276,13 @@ class ModalEncoder(nn.Module):
         self.drop_in = nn.Dropout(config.dropout)
         # Length-1 self-attention (faithful to the paper): softmax over the single key is 1, so this
         # is the affine out_proj(v_proj(e)); the attention dropout then drops a head's whole output.
-        # Evaluated by single_key_attention (same function, fewer FLOPs).
-        self.attn = nn.MultiheadAttention(config.hidden, config.heads, dropout=config.dropout, batch_first=True)
+        self.attn = LengthOneAttention(config.hidden, config.heads, dropout=config.dropout)
         self.drop_attn = nn.Dropout(config.dropout)
         self.norm_out = nn.LayerNorm(config.hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e = self.drop_in(self.norm_in(torch.relu(self.linear(x))))
-        a = single_key_attention(self.attn, e)  # = self.attn(e, e, e) on the length-1 sequence
+        a = self.attn(e)  # = MHA(e, e, e) on the length-1 sequence
         out: torch.Tensor = self.norm_out(e + self.drop_attn(a))  # (B, 1, H)
         return out
 
@@ -270,7 +302,7 @@ class FleserFusion(nn.Module):
         self.proj = nn.Linear(2 * hidden, hidden)
         if self.method in ("self_attention", "cross_attention"):
             # No attention dropout here (as in the paper). Length-1 sequences: affine, see module doc.
-            self.attn = nn.MultiheadAttention(hidden, config.heads, batch_first=True)
+            self.attn = LengthOneAttention(hidden, config.heads)
             self.drop = nn.Dropout(config.dropout)
             self.norm = nn.LayerNorm(hidden)
 
@@ -284,11 +316,11 @@ class FleserFusion(nn.Module):
             if self.method == "concat":
                 fused = proj
             elif self.method == "self_attention":
-                attended = single_key_attention(self.attn, proj)  # = self.attn(proj, proj, proj)
+                attended = self.attn(proj)  # = MHA(proj, proj, proj)
                 fused = self.norm(proj + self.drop(attended))
             else:  # cross_attention: one shared MHA in both directions
-                text_query = single_key_attention(self.attn, audio)  # = self.attn(text, audio, audio)
-                audio_query = single_key_attention(self.attn, text)  # = self.attn(audio, text, text)
+                text_query = self.attn(audio)  # = MHA(text, audio, audio)
+                audio_query = self.attn(text)  # = MHA(audio, text, text)
                 mixed = self.alpha * text_query + (1 - self.alpha) * audio_query
                 fused = self.norm(proj + self.drop(mixed))
         return fused.mean(dim=1)

@@ -16,6 +16,7 @@ from ser.fusion.heads.fleser import (
     FUZZY_MODES,
     FUZZY_TYPES,
     MEMBERSHIPS,
+    LengthOneAttention,
     build,
     fuzzify,
     gaussian_membership,
@@ -24,7 +25,6 @@ from ser.fusion.heads.fleser import (
     select_fuzzy_type,
     select_fuzzy_types,
     sigmoid_membership,
-    single_key_attention,
     standardise,
     tanh_membership,
 )
@@ -251,36 +251,71 @@ def test_cross_attention_is_an_alpha_weighted_affine_map() -> None:
     fusion = _built(fusion="cross_attention", alpha=alpha).fusion
     assert fusion is not None
     text, audio = torch.randn(5, 1, 256), torch.randn(5, 1, 256)
-    attn, hidden = fusion.attn, 256
-    w_v, b_v = attn.in_proj_weight[2 * hidden :], attn.in_proj_bias[2 * hidden :]
+    attn = fusion.attn
 
     def affine(x: torch.Tensor) -> torch.Tensor:
-        return attn.out_proj(F.linear(x, w_v, b_v))
+        return attn.out_proj(F.linear(x, attn.value.weight, attn.value.bias))
 
     with torch.no_grad():
-        assert torch.allclose(attn(text, audio, audio)[0], affine(audio), atol=1e-5)
-        assert torch.allclose(attn(torch.randn(5, 1, 256), audio, audio)[0], affine(audio), atol=1e-5)
         mixed = alpha * affine(audio) + (1 - alpha) * affine(text)
         expected = fusion.norm(fusion.proj(torch.cat([text, audio], dim=-1)) + mixed).mean(dim=1)
         assert torch.allclose(fusion(text, audio), expected, atol=1e-5)
 
 
-def test_single_key_attention_is_the_multihead_attention_it_replaces() -> None:
+def _twins(dropout: float) -> tuple[nn.MultiheadAttention, LengthOneAttention]:
+    """A full attention and a length-1 attention built from the same seed."""
     torch.manual_seed(0)
-    attn = nn.MultiheadAttention(16, 4, dropout=0.5, batch_first=True).eval()
-    query, value = torch.randn(6, 1, 16), torch.randn(6, 1, 16)
+    full = nn.MultiheadAttention(16, 4, dropout=dropout, batch_first=True)
+    torch.manual_seed(0)
+    return full, LengthOneAttention(16, 4, dropout=dropout)
+
+
+def test_length_one_attention_is_the_multihead_attention_it_replaces() -> None:
+    """Same weights from a seed, same output for any query, and a full attention's state loads."""
+    full, attn = _twins(dropout=0.5)
+    full.eval(), attn.eval()
+    torch.testing.assert_close(attn.value.weight, full.in_proj_weight[32:])
+    torch.testing.assert_close(attn.out_proj.weight, full.out_proj.weight)
+    value = torch.randn(6, 1, 16)
     with torch.no_grad():
-        torch.testing.assert_close(single_key_attention(attn, value), attn(query, value, value)[0])
-        # training mode: attention dropout on a weight of 1 keeps or zeroes each head's output, x 1/(1-p)
-        attn.train()
-        w_v, b_v = attn.in_proj_weight[32:], attn.in_proj_bias[32:]
-        heads = F.linear(value, w_v, b_v).view(6, 4, 4)
-        torch.manual_seed(1)
-        out = single_key_attention(attn, value)
+        for query in (value, torch.randn(6, 1, 16)):
+            torch.testing.assert_close(attn(value), full(query, value, value)[0])
+        fresh = LengthOneAttention(16, 4, dropout=0.5).eval()
+        assert not torch.allclose(fresh(value), attn(value))
+        fresh.load_state_dict(full.state_dict())  # the query/key rows are dropped
+        torch.testing.assert_close(fresh(value), attn(value))
+
+
+def test_length_one_attention_dropout_keeps_or_zeroes_whole_heads() -> None:
+    """Attention dropout on a weight of 1 keeps or zeroes each head's output, x 1/(1-p)."""
+    _, attn = _twins(dropout=0.5)
+    attn.train()
+    value = torch.randn(6, 1, 16)
+    with torch.no_grad():
+        heads = attn.value(value).view(6, 4, 4)
+        out = attn(value)
         solved = torch.linalg.solve(attn.out_proj.weight, (out - attn.out_proj.bias).view(6, 16).T).T.view(6, 4, 4)
-        scale = (solved / heads).mean(dim=-1)  # per sample and head: 0 (dropped) or 2 (kept)
-        torch.testing.assert_close(solved, scale[..., None] * heads, atol=1e-4, rtol=1e-4)
-        assert set(scale.round().flatten().tolist()) == {0.0, 2.0}
+    scale = (solved / heads).mean(dim=-1)  # per sample and head: 0 (dropped) or 2 (kept)
+    torch.testing.assert_close(solved, scale[..., None] * heads, atol=1e-4, rtol=1e-4)
+    assert set(scale.round().flatten().tolist()) == {0.0, 2.0}
+
+
+def test_a_head_saved_with_full_attentions_loads() -> None:
+    """State dicts written before the query/key projections were left out still load and predict."""
+    head = _built(fusion="self_attention").eval()
+    old = {}
+    for key, tensor in head.state_dict().items():
+        if key.endswith("attn.value.weight"):
+            old[key.replace("value.weight", "in_proj_weight")] = torch.cat([torch.randn(2 * 256, 256), tensor])
+        elif key.endswith("attn.value.bias"):
+            old[key.replace("value.bias", "in_proj_bias")] = torch.cat([torch.randn(2 * 256), tensor])
+        else:
+            old[key] = tensor
+    again = _built(seed=5, fusion="self_attention").eval()
+    again.load_state_dict(old)
+    inputs = _inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(again(inputs), head(inputs))
 
 
 def test_only_the_used_fusion_layers_exist() -> None:
@@ -300,16 +335,17 @@ def test_gradients_reach_every_parameter(fusion: str) -> None:
     _assert_all_parameters_get_gradients(_built(fusion=fusion), _inputs(batch=8))
 
 
-def test_query_and_key_projections_get_zero_gradient() -> None:
-    """Documents the degeneracy: with one key the softmax is constant, so W_q and W_k never learn."""
-    head = _built(fusion="self_attention")
-    targets = torch.arange(8) % N_CLASSES
-    F.cross_entropy(head(_inputs(batch=8)), targets).backward()
-    for attn in (head.encoders["text"].attn, head.fusion.attn):
-        grad, bias_grad = attn.in_proj_weight.grad, attn.in_proj_bias.grad
-        assert torch.allclose(grad[:512], torch.zeros_like(grad[:512]), atol=1e-9)
-        assert torch.allclose(bias_grad[:512], torch.zeros_like(bias_grad[:512]), atol=1e-9)
-        assert grad[512:].abs().sum() > 0
+def test_query_and_key_projections_of_a_length_one_attention_get_zero_gradient() -> None:
+    """Why they are left out: with one key the softmax is constant, so in ``nn.MultiheadAttention``
+    W_q and W_k never learn (only weight decay shrinks them) and never change an output."""
+    torch.manual_seed(0)
+    attn = nn.MultiheadAttention(16, 4, batch_first=True)
+    query, value = torch.randn(8, 1, 16), torch.randn(8, 1, 16)
+    attn(query, value, value)[0].square().sum().backward()
+    grad, bias_grad = attn.in_proj_weight.grad, attn.in_proj_bias.grad
+    assert grad is not None and bias_grad is not None
+    assert torch.count_nonzero(grad[:32]) == 0 and torch.count_nonzero(bias_grad[:32]) == 0
+    assert grad[32:].abs().sum() > 0
 
 
 # --- unimodal mode, construction errors ---------------------------------------------------------
