@@ -236,12 +236,14 @@ class LengthOneAttention(nn.Module):
         self.out_proj = nn.Linear(hidden, hidden)
         full = torch.empty(3 * hidden, hidden)
         nn.init.xavier_uniform_(full)
-        self.value: nn.Linear = nn.utils.skip_init(nn.Linear, hidden, hidden)  # no draws of its own
+        with torch.random.fork_rng(devices=[]):  # its own initial draws are overwritten: keep the stream
+            self.value = nn.Linear(hidden, hidden)
         with torch.no_grad():
             self.value.weight.copy_(full[2 * hidden :])
             self.value.bias.zero_()
             self.out_proj.bias.zero_()
-        self.register_load_state_dict_pre_hook(_value_rows_of_full_attention)
+        register: Callable[[Callable[..., None]], object] = self.register_load_state_dict_pre_hook  # untyped in torch
+        register(_value_rows_of_full_attention)
 
     def forward(self, value: torch.Tensor) -> torch.Tensor:
         v = self.value(value)  # (B, 1, H)
