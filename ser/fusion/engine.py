@@ -167,23 +167,27 @@ _LINEAR = nn.functional.linear
 
 
 def _flat_linear(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear`` on ``(..., D)`` inputs as one ``(N, D)`` product (N = all leading positions),
-    computed as ``(W @ Xᵀ)ᵀ``.
+    """``F.linear`` on ``(..., D)`` inputs as one ``(N, D)`` product (N = all leading positions).
 
     Under ``vmap`` with a weight per member, ``F.linear`` on a ``(B, T, D)`` input is batched as one
     small product per time position with the weight copied ``T`` times (and its gradient summed back):
-    tens of times the memory traffic of the ``(M, B * T, D) @ (M, D, H)`` product this gives. And
-    ``F.linear``'s weight gradient comes out of vmap transposed, ``(M, D, H)`` memory for an
-    ``(M, H, D)`` weight, which autograd then copies into a fresh ``(M, H, D)`` gradient every step;
-    as ``W @ Xᵀ`` the weight gradient is ``Gᵀ @ X``, already in the weight's layout, and only the
-    ``(N, H)`` output is copied (a 5-member fleser step: 29.2 against 30.4 ms).
+    tens of times the memory traffic of the ``(M, B * T, D) @ (M, D, H)`` product this gives.
+
+    And ``F.linear``'s weight gradient comes out of vmap transposed (``(M, D, H)`` memory for an
+    ``(M, H, D)`` weight), which autograd copies into a fresh gradient every step. With fewer rows
+    than input features (``N < D``: pooled heads, batch 64) the product is computed as ``(W @ Xᵀ)ᵀ``
+    instead: the weight gradient ``Gᵀ @ X`` is then in the weight's layout and only the smaller
+    ``(N, H)`` output is copied (a 5-member fleser step 13 % faster). With many rows (sequences) the
+    output copy would cost more than the gradient's, so it stays ``F.linear``.
     """
     flat = input.reshape(-1, input.shape[-1])  # (N, D)
-    if bias is None:
-        transposed = weight @ flat.T
+    if flat.shape[0] >= flat.shape[1]:
+        out = _LINEAR(flat, weight, bias)
+    elif bias is None:
+        out = (weight @ flat.T).T.contiguous()
     else:
-        transposed = torch.addmm(bias.unsqueeze(-1), weight, flat.T)  # (H, N)
-    return transposed.T.contiguous().reshape(*input.shape[:-1], weight.shape[0])
+        out = torch.addmm(bias.unsqueeze(-1), weight, flat.T).T.contiguous()  # (H, N) -> (N, H)
+    return out.reshape(*input.shape[:-1], weight.shape[0])
 
 
 _DROPOUT = nn.functional.dropout
