@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ser.cache.format import config_hash
 from ser.errors import UserError
+from ser.fusion.checkpoints import CHECKPOINT_RULES
 from ser.fusion.presets import train_preset
 from ser.manifests.protocols import ValidationBy, ValidationRule
 from ser.options import (
@@ -47,6 +48,7 @@ SPECAUGMENT_OPTIONS = ("time_width", "freq_width", "p_time", "p_freq", "n_time_m
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "step", "plateau", "cosine")
 SELECT_METRICS = ("ua", "wa", "macro_f1", "weighted_f1")
+CHECKPOINTS = CHECKPOINT_RULES
 ENGINES = ("auto", "stacked", "sequential")
 VALIDATION_BY: tuple[str, ...] = typing.get_args(ValidationBy)
 
@@ -74,9 +76,24 @@ class TrainConfig:
     """Factor of step and plateau schedules."""
     plateau_patience: int = 10
     patience: int = 20
-    """Early stopping: epochs without a better validation metric (0 = train all epochs)."""
+    """Early stopping: epochs without a new kept checkpoint (0 = train all epochs)."""
     select: str = "ua"
-    """Validation metric that chooses the checkpoint: ua, wa, macro_f1 or weighted_f1."""
+    """Validation metric that chooses the checkpoint (``checkpoint=best``) and compares search
+    candidates: ua, wa, macro_f1 or weighted_f1."""
+    checkpoint: str = "best"
+    """Which epoch's weights are kept (``ser.fusion.checkpoints``): best (best validation ``select``
+    metric), last, val_loss (lowest validation loss) or train_val_loss (training and validation loss
+    both below those of the last kept epoch, as SER-Fuse saved)."""
+    transfer_epochs: int = 0
+    """A first stage of this many epochs at a constant learning rate, after which the kept checkpoint
+    is reloaded and ``epochs`` more train with a fresh optimiser and the schedule, the checkpoint rule
+    starting afresh (4M-SER's ``transfer_learning`` configs: 50). 0: one stage."""
+    loss_optimizer: bool = False
+    """Train the loss's parameters (centers, margin weights) with their own Adam (the model's lr and
+    weight decay) instead of the model's optimiser, as 4M-SER's margin trainer did."""
+    loss_milestones: list[int] = field(default_factory=list)
+    """With ``loss_optimizer``: epochs (1-based) from which the loss parameters' lr is multiplied by
+    0.1 once more (4M-SER: 8, 14, 20, 25). This schedule runs through both stages."""
     loss: str = "ce"
     """ce, focal, ce+center, ce+contrastive_center, arcface, cosface, ce+arcface, ce+cosface."""
     loss_options: dict[str, Any] = field(default_factory=dict)
@@ -123,6 +140,7 @@ class TrainConfig:
             ("optimizer", self.optimizer, OPTIMIZERS),
             ("schedule", self.schedule, SCHEDULES),
             ("select", self.select, SELECT_METRICS),
+            ("checkpoint", self.checkpoint, CHECKPOINTS),
             ("engine", self.engine, ENGINES),
         ):
             if value not in choices:
@@ -134,23 +152,40 @@ class TrainConfig:
             ("plateau_patience", 0),
             ("patience", 0),
             ("threads", 0),
+            ("transfer_epochs", 0),
         ):
             require_int(f"train.{name}", getattr(self, name), low)
         require_float("train.lr", self.lr, low=0.0, strict=True)
         require_float("train.weight_decay", self.weight_decay, low=0.0)
         require_float("train.momentum", self.momentum, low=0.0, high=1.0)
         require_float("train.gamma", self.gamma, low=0.0, strict=True)
-        for name in ("class_weighted", "normalize", "amp", "deterministic", "refit", "specaugment"):
+        for name in ("class_weighted", "normalize", "amp", "deterministic", "refit", "specaugment", "loss_optimizer"):
             if not isinstance(getattr(self, name), bool):
                 raise UserError(f"train.{name} must be true or false, not {getattr(self, name)!r}")
         for name in ("loss_options", "specaugment_options"):
             if not isinstance(getattr(self, name), dict):
                 raise UserError(f"train.{name} must be a mapping (KEY: VALUE), not {getattr(self, name)!r}")
         check_device("train.device", self.device)
+        self._check_stages()
         unknown = sorted(set(self.specaugment_options) - set(SPECAUGMENT_OPTIONS))
         if unknown:
             raise UserError(
                 f"train.specaugment_options {unknown} are unknown; they are {', '.join(SPECAUGMENT_OPTIONS)}"
+            )
+
+    def _check_stages(self) -> None:
+        """Refuse combinations of checkpoint rule, stages and loss optimiser that mean nothing."""
+        if not isinstance(self.loss_milestones, list) or not all(
+            isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in self.loss_milestones
+        ):
+            raise UserError(f"train.loss_milestones must be a list of epochs >= 1, not {self.loss_milestones!r}")
+        if self.loss_milestones and not self.loss_optimizer:
+            raise UserError("train.loss_milestones schedule the loss's own optimiser: set train.loss_optimizer=true")
+        if self.checkpoint == "last" and self.patience:
+            raise UserError("train.checkpoint=last keeps every epoch, so nothing can stop early: set train.patience=0")
+        if self.transfer_epochs and self.refit:
+            raise UserError(
+                "train.refit replays one stage of training; it cannot replay train.transfer_epochs' two stages"
             )
 
     @classmethod

@@ -49,7 +49,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from ser.early_stopping import EarlyStopping
+from ser.fusion.checkpoints import CheckpointRule
 from ser.fusion.config import TrainConfig
 from ser.fusion.data import FusionData, make_batch
 from ser.fusion.heads import HEADS
@@ -61,10 +61,15 @@ from ser.fusion.train import (
     TorchPredictor,
     check_finite,
     check_validation,
+    checkpoint_rule,
+    epoch_record,
+    eval_batch_size,
+    optimised_parameters,
     refit_torch,
     resolve_device,
     select_member,
     setup,
+    total_epochs,
 )
 from ser.seeding import seed_everything
 
@@ -266,8 +271,8 @@ class _Member:
     step_module: _StepModule
     generator: torch.Generator
     train_rows: np.ndarray
-    stopping: EarlyStopping
-    """Best validation score and epoch, and the member's ``train.patience``."""
+    rule: CheckpointRule
+    """The kept epoch and its validation score, and the member's ``train.patience``."""
     live: bool = True
     epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = None
@@ -377,7 +382,7 @@ class StackedTrainer:
                     generator=generator,
                     step_module=_StepModule(member_setup.model, member_setup.loss_fn),
                     train_rows=spec.rows["train"],
-                    stopping=EarlyStopping(patience=spec.cfg.patience, mode="max"),
+                    rule=checkpoint_rule(spec.cfg),
                 )
             )
         torch.manual_seed(specs[0].seed)  # dropout masks of the whole stack
@@ -468,9 +473,7 @@ class StackedTrainer:
         for j, i in enumerate(members):
             for param, grad in zip(self.member_params[i], grads, strict=True):
                 param.grad = None if grad is None else grad[j]
-            setup = self.members[i].setup
-            setup.scaler.step(setup.optimizer)
-            setup.scaler.update()
+            self.members[i].setup.step()
         for i in members:
             for param in self.member_params[i]:
                 param.grad = None
@@ -523,7 +526,7 @@ class StackedTrainer:
         in the sequential loop's chunks (``4 x batch_size`` rows, shorter members padded with their last
         row and the padding dropped), so each member's loss sums the same per-chunk terms."""
         live = [self.members[i] for i in self.live]
-        chunk = self.batch_size * 4
+        chunk = eval_batch_size(self.members[self.live[0]].spec.cfg)
         rows = [m.spec.rows["validation"] for m in live]
         longest = max(len(r) for r in rows)
         outputs: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = [[] for _ in live]
@@ -611,27 +614,20 @@ class StackedTrainer:
         spec, cfg = member.spec, member.spec.cfg
         member.epoch += 1
         check_finite(spec.fold, spec.seed, member.epoch, lr, train_loss, probs)
-        score = metrics[cfg.select]
-        member.history.append(
-            {
-                "epoch": member.epoch,
-                "lr": lr,
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                f"val_{cfg.select}": score,
-            }
-        )
-        scheduler = member.setup.scheduler
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(val_loss)
-        elif scheduler is not None:
-            scheduler.step()
-        if member.stopping.update(member.epoch, score):
+        member.history.append(epoch_record(member.epoch, lr, train_loss, val_loss, metrics, cfg))
+        member.setup.end_epoch(val_loss)
+        if member.rule.update(member.epoch, metrics, train_loss, val_loss):
             member.best_val = metrics
             member.best_state = copy.deepcopy(member.step_module.state_dict())
-        elif member.stopping.should_stop:
+        if member.setup.stage_ends:
+            assert member.best_state is not None
+            member.step_module.load_state_dict(member.best_state)  # in place: the stack's slices
+            model, loss_fn = member.setup.model, member.setup.loss_fn
+            member.setup.start_second_stage(optimised_parameters(model, loss_fn, cfg))
+            member.rule = checkpoint_rule(cfg)
+        elif member.rule.should_stop:
             member.live = False
-        if member.epoch >= cfg.epochs:
+        if member.epoch >= total_epochs(cfg):
             member.live = False
         return not member.live
 
@@ -641,7 +637,7 @@ class StackedTrainer:
         member.step_module.load_state_dict(member.best_state)
         refit = None
         if cfg.refit:
-            lrs = [past["lr"] for past in member.history[: member.stopping.best_epoch]]
+            lrs = [past["lr"] for past in member.history[: member.rule.best_epoch]]
             refit = functools.partial(
                 refit_torch,
                 spec.data,
@@ -659,8 +655,8 @@ class StackedTrainer:
         return Selection(
             fold=spec.fold,
             seed=spec.seed,
-            score=float(member.stopping.best_score),
-            best_epoch=member.stopping.best_epoch,
+            score=float(member.rule.best_score),
+            best_epoch=member.rule.best_epoch,
             epochs_run=member.epoch,
             validation=member.best_val,
             history=member.history,

@@ -32,10 +32,10 @@ import torch
 from torch import nn
 
 from ser import devices
-from ser.early_stopping import EarlyStopping
 from ser.errors import UserError
 from ser.fusion.augment import SpecAugment
 from ser.fusion.blocks import LayerWeights
+from ser.fusion.checkpoints import CheckpointRule
 from ser.fusion.classic import refit_classic, select_classic
 from ser.fusion.config import TrainConfig
 from ser.fusion.data import FusionData, Standardizer, iterate_batches
@@ -193,13 +193,19 @@ def _evaluate(
     """Metrics over ALL ``rows`` at once, the (n, C) probabilities, and the mean loss."""
     probabilities, total_loss = [], 0.0
     for logits, features, scores, labels in _batch_outputs(
-        model, loss_fn, data, rows, cfg.batch_size * 4, device, standardizer
+        model, loss_fn, data, rows, eval_batch_size(cfg), device, standardizer
     ):
         total_loss += float(loss_fn(logits.float(), features, labels)) * len(labels)
         probabilities.append(torch.softmax(scores.float(), dim=-1).cpu().numpy())
     probs = np.concatenate(probabilities) if probabilities else np.zeros((0, len(data.classes)))
     metrics = compute_metrics(data.labels[rows], probs.argmax(axis=1), data.classes)
     return metrics, probs, total_loss / max(len(rows), 1)
+
+
+def eval_batch_size(cfg: TrainConfig) -> int:
+    """Rows per evaluation pass: four training batches, and at least 128 (a batch-1 recipe would
+    otherwise evaluate four rows at a time; heads give the same output whatever the batch)."""
+    return max(4 * cfg.batch_size, 128)
 
 
 def check_head_weights(fusion: str, head: nn.Module) -> None:
@@ -231,7 +237,7 @@ def check_head(fusion: str, data: FusionData, head_options: dict[str, Any]) -> N
 
 @dataclass
 class _Setup:
-    """A freshly initialised model with its loss, optimiser, schedule and input scaling."""
+    """A freshly initialised model with its loss, optimiser(s), schedule(s) and input scaling."""
 
     model: FusionModel
     loss_fn: TrainingLoss
@@ -240,6 +246,42 @@ class _Setup:
     standardizer: Standardizer | None
     scaler: torch.amp.GradScaler
     use_amp: bool
+    cfg: TrainConfig
+    loss_optimizer: torch.optim.Optimizer | None = None
+    """The loss parameters' own Adam (``train.loss_optimizer``), else None (they are in ``optimizer``)."""
+    loss_scheduler: Any = None
+    epoch: int = 0
+    """Epochs completed (both stages)."""
+
+    def step(self) -> None:
+        """One optimisation step of every optimiser from the gradients already computed."""
+        self.scaler.step(self.optimizer)
+        if self.loss_optimizer is not None:
+            self.scaler.step(self.loss_optimizer)
+        self.scaler.update()
+
+    def end_epoch(self, val_loss: float) -> None:
+        """Step the schedules once (the first stage of ``train.transfer_epochs`` has none)."""
+        self.epoch += 1
+        if self.loss_scheduler is not None:
+            self.loss_scheduler.step()
+        if self.epoch <= self.cfg.transfer_epochs:
+            return
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(val_loss)
+        elif self.scheduler is not None:
+            self.scheduler.step()
+
+    @property
+    def stage_ends(self) -> bool:
+        """True right after the last epoch of the first of two stages."""
+        return bool(self.cfg.transfer_epochs) and self.epoch == self.cfg.transfer_epochs
+
+    def start_second_stage(self, params: list[nn.Parameter]) -> None:
+        """A fresh optimiser (over the same ``params``) and schedule; the loss's own optimiser and its
+        schedule go on (as 4M-SER's second stage)."""
+        self.optimizer = _optimizer(params, self.cfg)
+        self.scheduler = _scheduler(self.optimizer, self.cfg)
 
 
 def setup(
@@ -281,17 +323,43 @@ def setup(
         ).to(device)
     except (ValueError, TypeError) as err:
         raise UserError(f"train.loss {cfg.loss!r}: {err}") from err
-    optimizer = _optimizer([*model.parameters(), *loss_fn.parameters()], cfg)
+    optimizer = _optimizer(optimised_parameters(model, loss_fn, cfg), cfg)
+    loss_optimizer, loss_scheduler = _loss_optimizer(loss_fn, cfg)
     use_amp = cfg.amp and device.type == "cuda"
     return _Setup(
         model,
         loss_fn,
         optimizer,
-        _scheduler(optimizer, cfg),
+        None if cfg.transfer_epochs else _scheduler(optimizer, cfg),
         standardizer,
         torch.amp.GradScaler("cuda", enabled=use_amp),
         use_amp,
+        cfg,
+        loss_optimizer,
+        loss_scheduler,
     )
+
+
+def optimised_parameters(model: nn.Module, loss_fn: nn.Module, cfg: TrainConfig) -> list[nn.Parameter]:
+    """What the model's optimiser updates: the model's parameters, and the loss's unless they have their
+    own optimiser (``train.loss_optimizer``)."""
+    return [*model.parameters(), *([] if cfg.loss_optimizer else loss_fn.parameters())]
+
+
+def _loss_optimizer(loss_fn: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer | None, Any]:
+    """The loss parameters' own Adam (the model's lr and weight decay) and its milestone schedule: x 0.1
+    for each milestone m with m - 1 <= the number of epochs done (4M-SER's margin trainer)."""
+    params = list(loss_fn.parameters())
+    if not cfg.loss_optimizer or not params:
+        return None, None
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    milestones = sorted(cfg.loss_milestones)
+    if not milestones:
+        return optimizer, None
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda done: 0.1 ** sum(1 for m in milestones if m - 1 <= done)
+    )
+    return optimizer, schedule
 
 
 def _train_epoch(
@@ -319,8 +387,7 @@ def _train_epoch(
                 logits, features = setup.model(inputs), None
         loss = setup.loss_fn(logits.float(), None if features is None else features.float(), labels)
         setup.scaler.scale(loss).backward()
-        setup.scaler.step(setup.optimizer)
-        setup.scaler.update()
+        setup.step()
         epoch_loss += loss.item() * len(labels)
     return epoch_loss / max(len(rows), 1)
 
@@ -344,7 +411,7 @@ class TorchPredictor:
         parts = [
             torch.softmax(scores.float(), dim=-1).cpu().numpy()
             for _, _, scores, _ in _batch_outputs(
-                self.model, self.loss_fn, data, rows, self.cfg.batch_size * 4, self.device, self.standardizer
+                self.model, self.loss_fn, data, rows, eval_batch_size(self.cfg), self.device, self.standardizer
             )
         ]
         return np.concatenate(parts) if parts else np.zeros((0, len(data.classes)))
@@ -424,31 +491,31 @@ def select_member(
     if cfg.threads > 0 and device.type == "cpu":
         torch.set_num_threads(cfg.threads)
     state = setup(data, rows["train"], fusion, head_options, cfg, device)
-    model, loss_fn, scheduler, standardizer = state.model, state.loss_fn, state.scheduler, state.standardizer
-    stopping = EarlyStopping(patience=cfg.patience, mode="max")
+    model, loss_fn, standardizer = state.model, state.loss_fn, state.standardizer
+    rule = checkpoint_rule(cfg)
     best_state = None
     best_val: dict[str, Any] = {}
     history: list[dict[str, float]] = []
     epoch = 0
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(1, total_epochs(cfg) + 1):
         lr = state.optimizer.param_groups[0]["lr"]
         train_loss = _train_epoch(state, data, rows["train"], cfg, device, generator)
         val_metrics, val_probs, val_loss = _evaluate(
             model, data, rows["validation"], cfg, device, standardizer, loss_fn
         )
         check_finite(fold_name, seed, epoch, lr, train_loss, val_probs)
-        score = val_metrics[cfg.select]
-        history.append(
-            {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss, f"val_{cfg.select}": score}
-        )
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(val_loss)
-        elif scheduler is not None:
-            scheduler.step()
-        if stopping.update(epoch, score):
+        history.append(epoch_record(epoch, lr, train_loss, val_loss, val_metrics, cfg))
+        state.end_epoch(val_loss)
+        if rule.update(epoch, val_metrics, train_loss, val_loss):
             best_state = (copy.deepcopy(model.state_dict()), copy.deepcopy(loss_fn.state_dict()))
             best_val = val_metrics
-        elif stopping.should_stop:
+        if state.stage_ends:
+            assert best_state is not None
+            model.load_state_dict(best_state[0])
+            loss_fn.load_state_dict(best_state[1])
+            state.start_second_stage(optimised_parameters(model, loss_fn, cfg))
+            rule = checkpoint_rule(cfg)
+        elif rule.should_stop:
             break
     assert best_state is not None
     model.load_state_dict(best_state[0])
@@ -464,13 +531,13 @@ def select_member(
             cfg=cfg,
             seed=seed,
             device=device,
-            lrs=[past["lr"] for past in history[: stopping.best_epoch]],
+            lrs=[past["lr"] for past in history[: rule.best_epoch]],
         )
     return Selection(
         fold=fold_name,
         seed=seed,
-        score=float(stopping.best_score),
-        best_epoch=stopping.best_epoch,
+        score=float(rule.best_score),
+        best_epoch=rule.best_epoch,
         epochs_run=epoch,
         validation=best_val,
         history=history,
@@ -478,6 +545,24 @@ def select_member(
         predictor=TorchPredictor(model, loss_fn, standardizer, cfg, device),
         refit=refit,
     )
+
+
+def checkpoint_rule(cfg: TrainConfig) -> CheckpointRule:
+    """A member's checkpoint rule (``train.checkpoint``, ``train.select``, ``train.patience``)."""
+    return CheckpointRule(cfg.checkpoint, cfg.select, cfg.patience)
+
+
+def total_epochs(cfg: TrainConfig) -> int:
+    """Epochs of both stages (``train.transfer_epochs`` + ``train.epochs``)."""
+    return cfg.transfer_epochs + cfg.epochs
+
+
+def epoch_record(
+    epoch: int, lr: float, train_loss: float, val_loss: float, metrics: dict[str, Any], cfg: TrainConfig
+) -> dict[str, float]:
+    """One row of a member's history (both engines write the same)."""
+    score = metrics[cfg.select]
+    return {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss, f"val_{cfg.select}": score}
 
 
 def refit_torch(
@@ -499,6 +584,8 @@ def refit_torch(
         for group in state.optimizer.param_groups:
             group["lr"] = lr
         _train_epoch(state, data, pooled, cfg, device, generator)
+        if state.loss_scheduler is not None:
+            state.loss_scheduler.step()
     return TorchPredictor(state.model, state.loss_fn, state.standardizer, cfg, device)
 
 
