@@ -16,15 +16,17 @@ implement ``forward_features``). Learnable loss parameters (centers, margin weig
 class weights are buffers, so ``loss.to(device)`` moves them. ``predict_logits`` says which logits
 to take the arg-max of at evaluation (see :class:`FeatureOnlyLoss`).
 
-Deviations from the 4M-SER code (recorded here on purpose):
+Deviations from the 4M-SER code (recorded here on purpose). Each of the four losses takes
+``paper_form``: False (the default) gives the textbook loss below, True reproduces the 4M-SER code,
+value and gradient (checked against that code's outputs by ``tests/fusion/test_golden.py``):
 
-* Focal: the seed detached ``p_t`` in the modulating factor ``(1 - p_t)^γ``; ours is the standard,
-  fully differentiable focal loss.
+* Focal: the seed detached ``p_t`` in the modulating factor ``(1 - p_t)^γ`` (same value, but the
+  factor passes no gradient); ours is the standard, fully differentiable focal loss.
 * Center: the seed used the unsquared Frobenius norm of the whole batch, ``λ_c/(2B)·‖F − C_y‖_F``;
-  default here is the standard squared form (Wen et al. 2016), ``paper_form=True`` gives theirs.
+  default here is the standard squared form (Wen et al. 2016).
 * Contrastive-center: the seed divided batch sums (Σ intra / Σ inter) and then by 0.1; default
-  here is the per-sample ratio of Qi & Su (2017), ``paper_form=True`` gives theirs.
-* Combined margin: the seed edited the logits in place under ``no_grad`` (so the margin never
+  here is the per-sample ratio of Qi & Su (2017).
+* Combined margin: the seed edited the logits in place under ``no_grad`` (so the ArcFace margin never
   reached the gradient, which was that of the plain cosine) and clamped to [−1, 1] (infinite
   ``acos`` gradient at the ends); ours is differentiable and clamps to [−1 + 1e-7, 1 − 1e-7].
 """
@@ -81,22 +83,30 @@ class FocalLoss(nn.Module):
 
     Without ``alpha`` every α is 1, so FL is the plain mean over the batch. With ``alpha`` the
     normalisation by Σ α matches ``nn.CrossEntropyLoss(weight=alpha)``, so γ = 0 gives exactly
-    the (weighted) cross-entropy. Fully differentiable (the 4M-SER code detached p_t).
+    the (weighted) cross-entropy.
+
+    Default: fully differentiable. ``paper_form=True`` reproduces 4M-SER, which detached p_t in the
+    modulating factor: the same value, but the gradient with respect to the logits z_i (B, C) is
+    that of a constant factor, ``α_{y_i}·(1 − p_{t,i})^γ·(softmax(z_i) − onehot(y_i)) / Σ α``. With
+    ``alpha`` the normalisation stays Σ α (the 4M-SER code would divide by B, but its focal config
+    sets no α).
 
     Args:
         gamma: focusing parameter γ ≥ 0 (4M-SER config: 1.5).
         alpha: optional ``(C,)`` per-class weights.
+        paper_form: detach p_t in ``(1 − p_t)^γ``, as the 4M-SER code.
 
     Call: ``(logits (B, C), labels (B,) int64) -> scalar``.
     """
 
     alpha: torch.Tensor | None
 
-    def __init__(self, gamma: float = 1.5, alpha: torch.Tensor | None = None) -> None:
+    def __init__(self, gamma: float = 1.5, alpha: torch.Tensor | None = None, paper_form: bool = False) -> None:
         super().__init__()
         if gamma < 0:
             raise ValueError(f"focal gamma must be >= 0, got {gamma}")
         self.gamma = float(gamma)
+        self.paper_form = paper_form
         if alpha is not None:
             alpha = torch.as_tensor(alpha, dtype=torch.float32).detach().clone()
             if alpha.dim() != 1:
@@ -106,17 +116,24 @@ class FocalLoss(nn.Module):
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         log_pt = F.log_softmax(logits.float(), dim=-1).gather(1, labels.unsqueeze(1)).squeeze(1)  # (B,)
         pt = log_pt.exp()
-        # γ = 0 gives exactly 1 (also where p_t == 1). The floor keeps the gradient of (1 − p_t)^γ
-        # finite for γ < 1 when p_t rounds to 1 (it would otherwise be 0 · ∞ = NaN).
-        modulating = (1.0 - pt).clamp(min=_FOCAL_FLOOR).pow(self.gamma) if self.gamma > 0 else torch.ones_like(pt)
-        per_item = -modulating * log_pt
+        modulating: torch.Tensor
+        if self.gamma == 0:  # exactly 1, also where p_t == 1
+            modulating = torch.ones_like(pt)
+        elif self.paper_form:  # 4M-SER: a constant factor (no gradient); p_t <= 1, so no floor is needed
+            modulating = (1.0 - pt.detach()).pow(self.gamma)
+        else:
+            # The floor keeps the gradient of (1 − p_t)^γ finite for γ < 1 when p_t rounds to 1 (it
+            # would otherwise be 0 · ∞ = NaN).
+            modulating = (1.0 - pt).clamp(min=_FOCAL_FLOOR).pow(self.gamma)
+        per_item = -modulating * log_pt  # (B,)
         if self.alpha is None:
             return per_item.mean()
         weights = self.alpha[labels]
         return (weights * per_item).sum() / weights.sum()
 
     def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, alpha={'None' if self.alpha is None else self.alpha.tolist()}"
+        alpha = "None" if self.alpha is None else self.alpha.tolist()
+        return f"gamma={self.gamma}, alpha={alpha}, paper_form={self.paper_form}"
 
 
 class CenterLoss(nn.Module):
@@ -217,8 +234,21 @@ class CombinedMarginLoss(nn.Module):
         L = CE(logits, y)        (optionally class-weighted, like ``nn.CrossEntropyLoss(weight=...)``)
 
     ArcFace: m1 = 1, m2 = 0.5, m3 = 0; CosFace: m1 = 1, m2 = 0, m3 = 0.5; s = 64 (4M-SER config).
-    Differentiable throughout (the seed code edited logits in place under ``no_grad``). For
-    ArcFace, cos(θ + m2) stops decreasing once θ > π − m2; like the seed we do not patch that.
+    For ArcFace, cos(θ + m2) stops decreasing once θ > π − m2; like the seed we do not patch that.
+
+    Default: differentiable throughout. ``paper_form=True`` reproduces the 4M-SER code, which clamps
+    cos θ to [−1, 1] and edits the target logits in place under ``no_grad``: the loss value and
+    :meth:`margin_logits` include the margin, but the gradient is that of CE(margin logits) passed
+    back through the plain ``s · cos θ``, as if the margin were absent (∂L/∂cos θ_ij = s·(softmax of
+    the margin logits − one-hot)_ij / B). For CosFace (a constant shift) that is the gradient of the
+    default form; for ArcFace it is not. The seed only ran ArcFace (m1 = 1, m3 = 0) or CosFace
+    (m3 > 0, m2 and m1 ignored), so ``paper_form`` rejects other combinations.
+
+    Args:
+        n_classes: C. feat_dim: F.
+        s: scale; m1, m2, m3: the three margins.
+        class_weight: optional ``(C,)`` weights of the CE (the seed had none).
+        paper_form: reproduce the 4M-SER code (see above).
 
     Call: ``(features (B, F), labels (B,) int64) -> scalar``. :meth:`cosine_logits` gives the
     margin-free ``s · cos θ`` (B, C) to predict with.
@@ -235,13 +265,20 @@ class CombinedMarginLoss(nn.Module):
         m2: float = 0.0,
         m3: float = 0.0,
         class_weight: torch.Tensor | None = None,
+        paper_form: bool = False,
     ) -> None:
         super().__init__()
         if s <= 0:
             raise ValueError(f"margin scale s must be > 0, got {s}")
+        if paper_form and (m1 != 1.0 or (m2 != 0.0 and m3 != 0.0) or m3 < 0.0):
+            raise ValueError(
+                "paper_form reproduces the 4M-SER code, which runs ArcFace (m1=1, m3=0) or CosFace (m1=1, "
+                f"m2=0, m3>0) only; got m1={m1}, m2={m2}, m3={m3}"
+            )
         self.n_classes = n_classes
         self.feat_dim = feat_dim
         self.s, self.m1, self.m2, self.m3 = float(s), float(m1), float(m2), float(m3)
+        self.paper_form = paper_form
         self.weight = nn.Parameter(torch.randn(n_classes, feat_dim) * 0.01)
         self.register_buffer("class_weight", _class_weight_buffer(class_weight, n_classes))
 
@@ -260,23 +297,39 @@ class CombinedMarginLoss(nn.Module):
         return cls(n_classes, feat_dim, s=s, m1=1.0, m2=0.0, m3=m, **kwargs)  # type: ignore[arg-type]
 
     def cosine(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, F) -> clamped cos θ (B, C) between normalised features and class weights."""
+        """(B, F) -> clamped cos θ (B, C) between normalised features and class weights (clamped to
+        [−1 + 1e-7, 1 − 1e-7], or to [−1, 1] with ``paper_form``)."""
         cos = F.normalize(features.float(), dim=-1) @ F.normalize(self.weight, dim=-1).t()
-        return cos.clamp(-1.0 + _COS_EPS, 1.0 - _COS_EPS)
+        bound = 1.0 if self.paper_form else 1.0 - _COS_EPS
+        return cos.clamp(-bound, bound)
 
     def cosine_logits(self, features: torch.Tensor) -> torch.Tensor:
         """(B, F) -> margin-free logits s·cos θ (B, C): what to take the arg-max of at evaluation."""
         return self.s * self.cosine(features)
 
-    def margin_logits(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """(B, F), (B,) -> scaled logits (B, C) with the margin applied to each true-class entry."""
-        features = _check_features(features, labels, self.feat_dim, "CombinedMarginLoss")
-        cos = self.cosine(features)
-        target = cos.gather(1, labels.unsqueeze(1))  # (B, 1)
+    def _with_margin(self, target: torch.Tensor) -> torch.Tensor:
+        """True-class cos θ (B, 1) -> cos(m1·θ + m2) − m3 (B, 1)."""
         if self.m1 != 1.0 or self.m2 != 0.0:
             target = torch.cos(self.m1 * torch.acos(target) + self.m2)
         if self.m3 != 0.0:
             target = target - self.m3
+        return target
+
+    def margin_logits(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(B, F), (B,) -> scaled logits (B, C) with the margin applied to each true-class entry.
+
+        With ``paper_form`` the margin is a constant added to the true-class cosines (computed
+        without gradient), so the gradient flows through ``s · cos θ`` alone, as in the 4M-SER code.
+        """
+        features = _check_features(features, labels, self.feat_dim, "CombinedMarginLoss")
+        cos = self.cosine(features)  # (B, C)
+        target = cos.gather(1, labels.unsqueeze(1))  # (B, 1)
+        if self.paper_form:
+            with torch.no_grad():
+                shift = self._with_margin(target) - target  # (B, 1), no gradient
+            target = target + shift
+        else:
+            target = self._with_margin(target)
         is_target = F.one_hot(labels, self.n_classes).bool()
         return self.s * torch.where(is_target, target, cos)
 
@@ -286,7 +339,7 @@ class CombinedMarginLoss(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"n_classes={self.n_classes}, feat_dim={self.feat_dim}, s={self.s}, m1={self.m1}, "
-            f"m2={self.m2}, m3={self.m3}"
+            f"m2={self.m2}, m3={self.m3}, paper_form={self.paper_form}"
         )
 
 
@@ -402,12 +455,12 @@ class LossInfo:
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
 
 
-_MARGIN_ARCFACE = {"s": 64.0, "m1": 1.0, "m2": 0.5, "m3": 0.0}
-_MARGIN_COSFACE = {"s": 64.0, "m1": 1.0, "m2": 0.0, "m3": 0.5}
+_MARGIN_ARCFACE = {"s": 64.0, "m1": 1.0, "m2": 0.5, "m3": 0.0, "paper_form": False}
+_MARGIN_COSFACE = {"s": 64.0, "m1": 1.0, "m2": 0.0, "m3": 0.5, "paper_form": False}
 
 LOSSES: dict[str, LossInfo] = {
     "ce": LossInfo("cross-entropy on the logits"),
-    "focal": LossInfo("focal loss on the logits", {"gamma": 1.5}),
+    "focal": LossInfo("focal loss on the logits", {"gamma": 1.5, "paper_form": False}),
     "ce+center": LossInfo(
         "cross-entropy + center loss on the head's features", {"lambda_c": 1.0, "paper_form": False, "lam": None}
     ),
@@ -449,9 +502,10 @@ def build_loss(
             only). They weight every softmax classification term: the CE, the focal loss (as its
             α) and the margin loss's softmax when it is used alone — never the center losses.
             In ``ce+arcface`` / ``ce+cosface`` only the CE part is weighted.
-        **options: per-name options (see :data:`LOSSES`): ``gamma``; ``lambda_c``, ``delta``,
-            ``paper_form``; ``s``, ``m1``, ``m2``, ``m3``; and ``lam`` for the ``ce+…`` names
-            (None: CE + X; a float λ: λ·CE + (1 − λ)·X).
+        **options: per-name options (see :data:`LOSSES`): ``gamma``; ``lambda_c``, ``delta``;
+            ``s``, ``m1``, ``m2``, ``m3``; ``paper_form`` (every loss but ``ce``: reproduce the
+            4M-SER code, see the module docstring); and ``lam`` for the ``ce+…`` names (None:
+            CE + X; a float λ: λ·CE + (1 − λ)·X).
 
     Raises:
         UnknownNameError: unknown name (a ``UserError`` and ``LookupError``).
@@ -469,11 +523,11 @@ def build_loss(
     if name == "ce":
         return LogitLoss(nn.CrossEntropyLoss(weight=weights))
     if name == "focal":
-        return LogitLoss(FocalLoss(gamma=opts["gamma"], alpha=weights))
+        return LogitLoss(FocalLoss(gamma=opts["gamma"], alpha=weights, paper_form=opts["paper_form"]))
 
     if feat_dim is None or feat_dim <= 0:
         raise ValueError(f"loss {name!r} works on head features: pass feat_dim (the head's feature_dim)")
-    margin = {k: opts[k] for k in ("s", "m1", "m2", "m3") if k in opts}
+    margin = {k: opts[k] for k in ("s", "m1", "m2", "m3", "paper_form") if k in opts}
     if name in ("arcface", "cosface"):
         return FeatureOnlyLoss(CombinedMarginLoss(n_classes, feat_dim, class_weight=weights, **margin))
 

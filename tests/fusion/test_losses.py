@@ -76,6 +76,45 @@ def test_focal_rejects_negative_gamma() -> None:
         FocalLoss(gamma=-1.0)
 
 
+def _focal_grad(loss: FocalLoss, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    x = logits.clone().requires_grad_(True)
+    loss(x, labels).backward()
+    assert x.grad is not None
+    return x.grad
+
+
+@pytest.mark.parametrize("alpha", [None, torch.tensor([0.5, 1.0, 2.0, 3.0])])
+@pytest.mark.parametrize("gamma", [0.5, 1.5, 2.0])
+def test_focal_paper_form_value_equals_default(gamma: float, alpha: torch.Tensor | None) -> None:
+    logits, labels = torch.randn(16, 4) * 2, torch.randint(0, 4, (16,))
+    default = FocalLoss(gamma=gamma, alpha=alpha)(logits, labels)
+    paper = FocalLoss(gamma=gamma, alpha=alpha, paper_form=True)(logits, labels)
+    assert paper.item() == pytest.approx(default.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [None, torch.tensor([0.5, 1.0, 2.0, 3.0])])
+@pytest.mark.parametrize("gamma", [0.5, 1.5])
+def test_focal_paper_form_gradient_is_that_of_a_detached_factor(gamma: float, alpha: torch.Tensor | None) -> None:
+    logits, labels = torch.randn(16, 4) * 2, torch.randint(0, 4, (16,))
+    # 4M-SER: (1 − p_t)^γ is a constant, so dL/dz_i = w_i · (1 − p_t,i)^γ · (softmax(z_i) − onehot(y_i)),
+    # with w_i = α_{y_i} / Σ α (1 / B without alpha).
+    probs = torch.softmax(logits, dim=-1)
+    factor = (1 - probs.gather(1, labels.unsqueeze(1))) ** gamma  # (B, 1)
+    weights = torch.full((16,), 1 / 16) if alpha is None else alpha[labels] / alpha[labels].sum()
+    expected = weights.unsqueeze(1) * factor * (probs - F.one_hot(labels, 4).float())
+    paper = _focal_grad(FocalLoss(gamma=gamma, alpha=alpha, paper_form=True), logits, labels)
+    assert torch.allclose(paper, expected, atol=1e-7)
+    default = _focal_grad(FocalLoss(gamma=gamma, alpha=alpha), logits, labels)
+    assert not torch.allclose(default, expected, atol=1e-4)  # the default differentiates the factor too
+
+
+def test_focal_paper_form_gamma_zero_is_cross_entropy_and_repr() -> None:
+    logits, labels = torch.randn(8, 3), torch.randint(0, 3, (8,))
+    loss = FocalLoss(gamma=0.0, paper_form=True)
+    assert loss(logits, labels).item() == pytest.approx(F.cross_entropy(logits, labels).item(), abs=1e-6)
+    assert "paper_form=True" in repr(loss)
+
+
 # ----------------------------------------------------------------------------- center
 
 
@@ -249,6 +288,74 @@ def test_margin_class_weights() -> None:
     assert loss(features, labels).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+def _margin_grads(loss: CombinedMarginLoss, features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    f = features.clone().requires_grad_(True)
+    loss.weight.grad = None
+    value = loss(f, labels)
+    value.backward()
+    assert f.grad is not None and loss.weight.grad is not None
+    return value.detach(), f.grad, loss.weight.grad.clone()
+
+
+def _paired_margins(m2: float, m3: float) -> tuple[CombinedMarginLoss, CombinedMarginLoss]:
+    default = CombinedMarginLoss(4, 6, s=16.0, m2=m2, m3=m3)
+    paper = CombinedMarginLoss(4, 6, s=16.0, m2=m2, m3=m3, paper_form=True)
+    with torch.no_grad():
+        paper.weight.copy_(default.weight)
+    return default, paper
+
+
+def test_arcface_paper_form_value_and_logits_equal_default() -> None:
+    default, paper = _paired_margins(m2=0.5, m3=0.0)
+    features, labels = torch.randn(10, 6), torch.randint(0, 4, (10,))
+    assert torch.allclose(paper.margin_logits(features, labels), default.margin_logits(features, labels), atol=1e-5)
+    assert paper(features, labels).item() == pytest.approx(default(features, labels).item(), rel=1e-6)
+
+
+def test_arcface_paper_form_gradient_is_plain_cosine_gradient() -> None:
+    # 4M-SER: the margin is applied under no_grad, so dL/dcos = s·(softmax(margin logits) − onehot) / B
+    # flows back through the plain cosine.
+    default, paper = _paired_margins(m2=0.5, m3=0.0)
+    features, labels = torch.randn(10, 6), torch.randint(0, 4, (10,))
+    _, paper_features, paper_weight = _margin_grads(paper, features, labels)
+    probs = torch.softmax(paper.margin_logits(features, labels).detach(), dim=-1)
+    grad_cos = paper.s * (probs - F.one_hot(labels, 4).float()) / 10
+    f = features.clone().requires_grad_(True)
+    w = paper.weight.detach().clone().requires_grad_(True)
+    (F.normalize(f, dim=-1) @ F.normalize(w, dim=-1).t()).backward(grad_cos)
+    assert torch.allclose(paper_features, f.grad, atol=1e-6)
+    assert torch.allclose(paper_weight, w.grad, atol=1e-5)
+    _, default_features, _ = _margin_grads(default, features, labels)
+    assert not torch.allclose(default_features, f.grad, atol=1e-3)  # the default's margin is differentiable
+
+
+def test_cosface_paper_form_equals_default_value_and_gradient() -> None:
+    # A constant shift of the target logit: detaching it changes nothing.
+    default, paper = _paired_margins(m2=0.0, m3=0.35)
+    features, labels = torch.randn(10, 6), torch.randint(0, 4, (10,))
+    for a, b in zip(_margin_grads(default, features, labels), _margin_grads(paper, features, labels), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_margin_paper_form_clamps_to_one_and_stays_finite() -> None:
+    loss = CombinedMarginLoss(2, 2, s=64.0, m2=0.5, paper_form=True)
+    with torch.no_grad():
+        loss.weight.copy_(torch.eye(2))
+    features = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)  # cos θ = 1 exactly
+    labels = torch.tensor([0, 1])
+    assert loss.cosine(features).max().item() == 1.0  # [−1, 1], as 4M-SER (the default stops at 1 − 1e-7)
+    assert loss.margin_logits(features, labels)[0, 0].item() == pytest.approx(64 * math.cos(0.5), rel=1e-6)
+    loss(features, labels).backward()
+    assert torch.isfinite(features.grad).all() and torch.isfinite(loss.weight.grad).all()
+    assert "paper_form=True" in repr(loss)
+
+
+@pytest.mark.parametrize("margins", [{"m1": 2.0}, {"m2": 0.3, "m3": 0.2}, {"m3": -0.1}])
+def test_margin_paper_form_rejects_what_4m_ser_cannot_run(margins: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="paper_form"):
+        CombinedMarginLoss(3, 4, paper_form=True, **margins)
+
+
 # ----------------------------------------------------------------------------- combinations
 
 
@@ -307,6 +414,18 @@ def test_build_loss_defaults_and_options() -> None:
     assert cc.auxiliary.lambda_c == 0.1 and cc.auxiliary.paper_form and cc.lam is None
 
 
+@pytest.mark.parametrize("name", [name for name in LOSSES if name != "ce"])
+def test_build_loss_paper_form_option(name: str) -> None:
+    assert loss_options(name)["paper_form"] is False
+    loss = build_loss(name, 4, 6, None, paper_form=True)
+    inner = {LogitLoss: "inner", FeatureOnlyLoss: "inner", CombinedLoss: "auxiliary"}[type(loss)]
+    assert getattr(loss, inner).paper_form is True
+    assert getattr(build_loss(name, 4, 6, None), inner).paper_form is False
+    logits, features = torch.randn(8, 4), torch.randn(8, 6, requires_grad=True)
+    value = loss(logits, features if loss.needs_features else None, torch.arange(8) % 4)
+    assert torch.isfinite(value)
+
+
 def test_build_loss_lambda_combination_arithmetic() -> None:
     torch.manual_seed(1)
     loss = build_loss("ce+center", 3, 4, None, lam=0.25)
@@ -363,8 +482,10 @@ def test_build_loss_errors() -> None:
         build_loss("triplet", 3, 4, None)
     with pytest.raises(TypeError, match="gamma"):
         build_loss("ce", 3, 4, None, gamma=2.0)
-    with pytest.raises(TypeError, match="accepted: gamma"):
+    with pytest.raises(TypeError, match="accepted: gamma, paper_form"):
         build_loss("focal", 3, 4, None, lam=0.5)
+    with pytest.raises(TypeError, match="paper_form"):
+        build_loss("ce", 3, 4, None, paper_form=True)
     with pytest.raises(ValueError, match="feat_dim"):
         build_loss("ce+center", 3, 0, None)
     with pytest.raises(ValueError, match="lam"):
