@@ -88,6 +88,15 @@ EXTRACTORS: dict[str, ExtractorFamily] = {
         },
         recommended_view="stat=mean,layer=weighted",
     ),
+    # SER-Fuse's audio input: the 192-d speaker embedding of SpeechBrain's EncoderClassifier.encode_batch.
+    "ecapa": ExtractorFamily(
+        target="ser.extract.ecapa:build",
+        description="ECAPA-TDNN speaker embedding (SpeechBrain checkpoint, one vector per utterance)",
+        presets={
+            "voxceleb": "speechbrain/spkrec-ecapa-voxceleb",
+        },
+        recommended_view="stat=embedding,layer=last",
+    ),
     # SERVER and SER-Fuse feed BERT's pooler output (a tanh layer trained with next-sentence prediction); a
     # checkpoint without pooler weights falls back to the last layer's [CLS].
     "bert": ExtractorFamily(
@@ -99,8 +108,10 @@ EXTRACTORS: dict[str, ExtractorFamily] = {
         },
         recommended_view="stat=pooler,layer=last",
     ),
-    # RoBERTa was trained without next-sentence prediction, so its pooler carries no trained sentence objective;
-    # the seed models that use RoBERTa read the last layer's <s> (CLS) state.
+    # RoBERTa was trained without next-sentence prediction and its checkpoints carry no pooler weights: the
+    # `pooler` statistic is computed with a pooler initialised as transformers does (normal(0,
+    # initializer_range) weight, zero bias) from a recorded seed (-O pooler_seed, default 0), which is what
+    # FleSER fed (untrained); the recommended view is the last layer's <s> (CLS) state.
     "roberta": ExtractorFamily(
         target="ser.extract.text:build_roberta",
         description="RoBERTa token states, CLS (<s>), pooler output and masked mean",

@@ -11,7 +11,12 @@ Differences from the seed code, on purpose:
 * the encoder runs in eval mode (the seed repositories ran frozen encoders in train mode, with
   dropout active, so their features were noisy);
 * batches are padded and masked: every statistic covers only an item's real tokens (special
-  tokens included, padding excluded), so batched output equals one-at-a-time output.
+  tokens included, padding excluded), so batched output equals one-at-a-time output;
+* RoBERTa checkpoints carry no pooler weights, so transformers initialises the pooler randomly when
+  it loads them (weight normal(0, ``initializer_range``), bias zero, from torch's global random
+  state) and FleSER fed that untrained pooler's output. Here the pooler is initialised the same way
+  from a seeded generator (``-O pooler_seed``, default 0, recorded in the store's config), so the
+  ``pooler`` statistic is reproducible; it is still untrained, and a warning says so.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ logger = logging.getLogger(__name__)
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 OPTIONS: tuple[str, ...] = ("max_tokens", "revision")
 """Options accepted by the ``build_*`` functions besides checkpoint, device and dtype."""
+SEEDED_POOLER_FAMILIES: frozenset[str] = frozenset({"roberta"})
+"""Families whose checkpoints ship without pooler weights, given a seeded untrained pooler (and the
+``pooler_seed`` option); other families without pooler weights produce no ``pooler`` statistic."""
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 # Model types whose position ids start after the padding index (RoBERTa style), so that
@@ -74,6 +82,8 @@ class TextConfig:
     """Torch device (``cpu``, ``cuda``, ``cuda:1``, ``mps``) or ``auto`` (CUDA when available)."""
     dtype: str = "float32"
     """Compute dtype: ``float32``, or ``float16``/``bfloat16`` on CUDA (elsewhere float32 is used)."""
+    pooler_seed: int = 0
+    """Seed of the untrained pooler of a RoBERTa checkpoint without pooler weights (see the module doc)."""
 
 
 class TextExtractor:
@@ -84,8 +94,9 @@ class TextExtractor:
 
     * ``cls``: (L, D), the first token's state (``[CLS]`` / ``<s>``) at every layer;
     * ``mean``: (L, D), the mean over the item's real tokens (special tokens included) at every layer;
-    * ``pooler``: (1, D), the model's pooler output (tanh dense layer on the final ``[CLS]``), only
-      for models that have a trained pooler.
+    * ``pooler``: (1, D), the model's pooler output (tanh dense layer on the final ``[CLS]``): the
+      trained pooler of BERT checkpoints; for RoBERTa checkpoints, which have none, an untrained pooler
+      initialised from ``pooler_seed``; absent for other checkpoints without pooler weights.
 
     Sequences: ``layer_XX`` -> (T, D) token states over the item's T real tokens (no padding rows).
     """
@@ -108,7 +119,18 @@ class TextExtractor:
                 f"{' ...' if len(missing_encoder) > 5 else ''}); they would be random. Is it a "
                 f"{cfg.family} encoder checkpoint?"
             )
-        if untrained_pooler:
+        self.pooler_init: dict[str, Any] | None = None
+        if untrained_pooler and cfg.family in SEEDED_POOLER_FAMILIES and getattr(model, "pooler", None) is not None:
+            self.pooler_init = seed_untrained_pooler(model, cfg.pooler_seed)
+            logger.warning(
+                "%s: the checkpoint has no pooler weights; the 'pooler' statistic comes from an UNTRAINED pooler "
+                "initialised with seed %d (weight normal(0, %g), bias 0), as transformers initialises it and as "
+                "FleSER fed it (set another seed with -O pooler_seed=N)",
+                cfg.model,
+                cfg.pooler_seed,
+                self.pooler_init["std"],
+            )
+        elif untrained_pooler:
             logger.warning(
                 "%s: the checkpoint has no pooler weights; the 'pooler' statistic is not produced", cfg.model
             )
@@ -119,7 +141,9 @@ class TextExtractor:
         config = model.config
         self.n_layers = int(config.num_hidden_layers) + 1
         self.dim = int(config.hidden_size)
-        self.has_pooler = getattr(model, "pooler", None) is not None and not untrained_pooler
+        self.has_pooler = getattr(model, "pooler", None) is not None and (
+            not untrained_pooler or self.pooler_init is not None
+        )
         self.max_tokens = self._usable_max_tokens(cfg.max_tokens)
 
         pooled = {"cls": (self.n_layers, self.dim), "mean": (self.n_layers, self.dim)}
@@ -165,6 +189,8 @@ class TextExtractor:
             "max_tokens": self.max_tokens,
             "dtype": self.dtype_name,
             "pooled": list(self.spec.pooled),
+            # only for a seeded untrained pooler, so the configs of checkpoints with trained poolers are unchanged
+            **({"pooler_seed": self.pooler_init["seed"]} if self.pooler_init else {}),
         }
 
     def upstream(self) -> dict[str, Any]:
@@ -178,6 +204,7 @@ class TextExtractor:
             "num_layers": self.n_layers,
             "dim": self.dim,
             "pooler": self.has_pooler,
+            **({"pooler_init": self.pooler_init} if self.pooler_init else {}),
             "max_tokens": self.max_tokens,
             "dtype": self.dtype_name,
             "device": str(self.device),
@@ -262,6 +289,20 @@ class TextExtractor:
         return features
 
 
+def seed_untrained_pooler(model: Any, seed: int) -> dict[str, Any]:
+    """Initialise ``model.pooler.dense`` as transformers' ``_init_weights`` does for a Linear layer (weight
+    normal(0, ``config.initializer_range``), bias zero), drawing from a generator seeded with ``seed``
+    instead of torch's global random state; returns the record of what was done."""
+    dense = model.pooler.dense
+    std = float(getattr(model.config, "initializer_range", None) or 0.02)
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    weight = torch.empty(tuple(dense.weight.shape), dtype=torch.float32).normal_(0.0, std, generator=generator)
+    with torch.no_grad():
+        dense.weight.copy_(weight)
+        dense.bias.zero_()
+    return {"seed": int(seed), "std": std, "weight": "normal(0, std), torch.Generator(cpu)", "bias": "zeros"}
+
+
 def _masked_means(hidden: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
     """Per-layer mean over real tokens: hidden L x (B, T, D), mask (B, T) -> (L, B, D) float32.
 
@@ -292,7 +333,8 @@ def _effective_dtype(name: str, device: torch.device) -> str:
 def _build(
     family: str, preset: str, *, model: str, model_label: str | None, device: str, dtype: str, options: dict[str, Any]
 ) -> TextExtractor:
-    settings = coerce_options(family, TextConfig, options, allowed=OPTIONS)
+    allowed = OPTIONS + (("pooler_seed",) if family in SEEDED_POOLER_FAMILIES else ())
+    settings = coerce_options(family, TextConfig, options, allowed=allowed)
     cfg = TextConfig(
         family=family, preset=preset, model=model, model_label=model_label, device=device, dtype=dtype, **settings
     )
@@ -323,7 +365,8 @@ def build_bert(
 def build_roberta(
     preset: str = "base", *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32", **options: Any
 ) -> TextExtractor:
-    """RoBERTa (``base``, ``large``); ``checkpoint`` replaces the preset's model."""
+    """RoBERTa (``base``, ``large``); ``checkpoint`` replaces the preset's model; ``pooler_seed`` seeds the
+    untrained pooler of a checkpoint without pooler weights (the released ones)."""
     extractor_preset("roberta", preset)
     return _build(
         "roberta",

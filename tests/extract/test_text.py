@@ -86,8 +86,9 @@ def _save_bert(folder: Path, *, pooler: bool = True) -> Path:
     return folder
 
 
-def _save_roberta(folder: Path) -> Path:
-    """A random RobertaModel and a tiny byte-level BPE tokenizer (vocab.json + merges.txt written here)."""
+def _save_roberta(folder: Path, *, pooler: bool = True) -> Path:
+    """A random RobertaModel and a tiny byte-level BPE tokenizer (vocab.json + merges.txt written here);
+    ``pooler=False`` saves no pooler weights, as the released roberta-base / roberta-large checkpoints."""
     folder.mkdir(parents=True)
     vocab: dict[str, int] = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4}
     for symbol in [*"abcdefghijklmnopqrstuvwxyz.,!?", "Ġ", *(f"Ġ{c}" for c in "abcdefghijklmnopqrstuvwxyz")]:
@@ -102,7 +103,7 @@ def _save_roberta(folder: Path) -> Path:
     config = _small(
         RobertaConfig, len(vocab), max_position_embeddings=POSITIONS + 2, pad_token_id=1, bos_token_id=0, eos_token_id=2
     )
-    RobertaModel(config).save_pretrained(folder)
+    RobertaModel(config, add_pooling_layer=pooler).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
@@ -114,6 +115,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "bert": _save_bert(root / "bert"),
         "roberta": _save_roberta(root / "roberta"),
         "bert_nopool": _save_bert(root / "bert_nopool", pooler=False),
+        "roberta_nopool": _save_roberta(root / "roberta_nopool", pooler=False),
     }
 
 
@@ -322,3 +324,72 @@ def test_minilm_bundled_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     guitar, paraphrase, stocks = (f.pooled["mean"][-1] for f in results)  # sentence-transformers pooling
     similar, unrelated = _cosine(guitar, paraphrase), _cosine(guitar, stocks)
     assert similar > unrelated + 0.3, (similar, unrelated)
+
+
+def _seeded_pooler(seed: int, std: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+    """The pooler transformers would initialise (weight normal(0, std), bias 0), drawn from a seeded generator."""
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.empty(HIDDEN, HIDDEN).normal_(0.0, std, generator=generator)
+    return weight.numpy().astype(np.float64), np.zeros(HIDDEN)
+
+
+def test_roberta_without_pooler_weights_gets_a_seeded_untrained_pooler(
+    tiny_models: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = str(tiny_models["roberta_nopool"])
+    from safetensors import safe_open
+
+    with safe_open(str(tiny_models["roberta_nopool"] / "model.safetensors"), framework="pt") as saved:
+        assert not any("pooler" in key for key in saved.keys())  # noqa: SIM118 (safe_open has no __iter__)
+    with caplog.at_level(logging.WARNING, logger="ser.extract.text"):
+        extractor = build_roberta("base", checkpoint=folder)
+    assert "UNTRAINED" in caplog.text and "seed 0" in caplog.text
+    assert extractor.spec.pooled == {"cls": (3, HIDDEN), "mean": (3, HIDDEN), "pooler": (1, HIDDEN)}
+    config = extractor.config()
+    assert config["pooler_seed"] == 0 and config["pooled"] == ["cls", "mean", "pooler"]
+    assert extractor.upstream()["pooler_init"]["seed"] == 0 and extractor.upstream()["pooler_init"]["std"] == 0.02
+    weight, bias = _seeded_pooler(0)
+    results = [_features(r) for r in extractor.extract(_items(list(TEXTS)), [])]
+    for text, features in zip(TEXTS, results, strict=True):
+        cls_last = features.pooled["cls"][-1].astype(np.float64)
+        expected = np.tanh(weight @ cls_last + bias)
+        assert features.pooled["pooler"].shape == (1, HIDDEN)
+        np.testing.assert_allclose(features.pooled["pooler"][0], expected, atol=1e-5, rtol=0)
+        alone = _features(extractor.extract(_items([text]), [])[0])  # padding does not reach the pooler
+        np.testing.assert_allclose(features.pooled["pooler"], alone.pooled["pooler"], atol=1e-5, rtol=0)
+    assert np.abs(results[0].pooled["pooler"]).max() > 1e-3  # not a zero layer
+
+
+def test_seeded_pooler_is_reproducible_and_recorded(tiny_models: dict[str, Path]) -> None:
+    folder = str(tiny_models["roberta_nopool"])
+
+    def pooler_of(**options: object) -> tuple[np.ndarray, dict]:
+        extractor = build_roberta("base", checkpoint=folder, **options)
+        return _features(extractor.extract(_items([TEXTS[0]]), [])[0]).pooled["pooler"], extractor.config()
+
+    first, config = pooler_of()
+    torch.manual_seed(12345)  # the global random state does not matter
+    torch.rand(7)
+    again, config_again = pooler_of(pooler_seed=0)
+    np.testing.assert_array_equal(first, again)
+    assert config_again == config
+    other, other_config = pooler_of(pooler_seed="7")  # -O values arrive as text
+    assert other_config["pooler_seed"] == 7 and other_config != config
+    assert not np.allclose(first, other, atol=1e-4)
+    weight, _ = _seeded_pooler(7)
+    cls_last = _features(
+        build_roberta("base", checkpoint=folder, pooler_seed=7).extract(_items([TEXTS[0]]), [])[0]
+    ).pooled["cls"][-1]
+    np.testing.assert_allclose(other[0], np.tanh(weight @ cls_last.astype(np.float64)), atol=1e-5, rtol=0)
+    with pytest.raises(ExtractorError, match="pooler_seed"):
+        build_roberta("base", checkpoint=folder, pooler_seed="many")
+
+
+def test_pooler_seed_applies_to_roberta_only(tiny_models: dict[str, Path]) -> None:
+    with pytest.raises(ExtractorError, match="unknown options"):
+        build_bert("base-uncased", checkpoint=str(tiny_models["bert_nopool"]), pooler_seed=1)
+    # a RoBERTa checkpoint with trained pooler weights keeps them and records no seed
+    trained = _build(tiny_models, "roberta", pooler_seed=3)
+    assert "pooler_seed" not in trained.config() and "pooler_init" not in trained.upstream()
+    direct = AutoModel.from_pretrained(tiny_models["roberta"]).pooler.dense.weight.detach()
+    assert torch.equal(trained.model.pooler.dense.weight.detach(), direct)

@@ -22,6 +22,7 @@ EXPECTED = {
     "wav2vec2": "stat=mean,layer=weighted",
     "wavlm": "stat=mean,layer=weighted",
     "whisper": "stat=mean,layer=weighted",
+    "ecapa": "stat=embedding,layer=last",
     "bert": "stat=pooler,layer=last",
     "roberta": "stat=cls,layer=last",
     "minilm": "stat=mean,layer=last",
