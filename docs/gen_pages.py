@@ -1,8 +1,9 @@
 """Generate the documentation pages that come from the code (run by the mkdocs-gen-files plugin).
 
 * ``heads/<name>.md``: one page per entry of the head registry ``ser.fusion.heads.HEADS`` with its
-  source, a data-flow diagram and the tensor shapes built from the module's ``INPUTS``, its training
-  preset (``HEADS[name].preset``), its options (the config dataclass), the module
+  source, a data-flow diagram and the tensor shapes built from the module's ``INPUTS``, its recipes
+  and fidelity table (``HEADS[name].recipes`` / ``.fidelity``, through ``ser.fusion.recipe_text``),
+  its options (the config dataclass), the module
   docstring split into description / deviations / preset, and a ``:::`` block for mkdocstrings.
 * ``heads/index.md`` and ``heads/SUMMARY.md``: the table of heads and their navigation.
 * ``reference/...``: one API page per module found by walking ``ser/`` (so new, moved or renamed
@@ -77,7 +78,7 @@ def split_docstring(doc: str) -> dict[str, list[str]]:
         head = paragraph.lstrip()
         if head.startswith(("Deviation", "Not in the head", "Not reproduced", "SpecAugment widths")):
             current = "deviations"
-        elif head.startswith(("Training preset", "Training:")):
+        elif head.startswith(("Training preset", "Training:", "Recipes (", "Training is the recipes")):
             current = "preset"
         elif current == "preset" and not head.startswith(("*", "-")):
             current = "overview" if not head.startswith("Input scaling") else current
@@ -151,7 +152,34 @@ def flow_diagram(name: str, inputs: dict[str, str], engine: str) -> str:
     return "\n".join(lines)
 
 
-def head_page(name: str, info: Any, presets: dict[str, dict[str, Any]]) -> str:
+def recipe_section(name: str, info: Any) -> list[str]:
+    """The head's recipes (every value each sets) and its fidelity table, rendered from the registry."""
+    from ser.fusion.recipe_text import fidelity_page, recipe_lines
+
+    parts = ["## Recipes", ""]
+    parts += [
+        "`ser fit --recipe ser|paper` (`ser fusion show " + name + "` prints the same). A value given on the command "
+        "line, in YAML or with `--set` overrides the recipe and is logged as a departure; everything a recipe does "
+        "not name keeps the `TrainConfig` default.",
+        "",
+    ]
+    for recipe in info.recipes:
+        lines = recipe_lines(name, recipe)
+        parts += [f"**{lines[0]}**", "", "```text", *(line.strip() for line in lines[1:]), "```", ""]
+    if info.fidelity:
+        parts += ["## Fidelity", ""]
+        parts += [
+            "How the original experiment ran, and what each recipe does about it (features come from a cache "
+            "written with every encoder in eval mode: dropout noise that the originals put on their frozen "
+            "encoders' features, fresh every epoch, cannot be reproduced).",
+            "",
+            *fidelity_page(name),
+            "",
+        ]
+    return parts
+
+
+def head_page(name: str, info: Any) -> str:
     head = read_head(info.target)
     sections = split_docstring(head["doc"])
     first, *rest_overview = sections["overview"] or [""]
@@ -194,15 +222,7 @@ def head_page(name: str, info: Any, presets: dict[str, dict[str, Any]]) -> str:
                 " from the source, the option's description below says so.",
                 "",
             ]
-    parts += ["## Training preset", ""]
-    preset = presets.get(name, {})
-    if preset:
-        parts += ["`train.*` values set by `ser.fusion.presets` (everything else keeps the `TrainConfig` default):", ""]
-        parts += ["| key | value |", "|---|---|"]
-        parts += [f"| `{key}` | `{value}` |" for key, value in preset.items()]
-    else:
-        parts += ["No paper preset: the `TrainConfig` defaults apply."]
-    parts.append("")
+    parts += recipe_section(name, info)
     if sections["preset"]:
         parts += [rst_to_markdown("\n\n".join(sections["preset"])), ""]
     if head["fields"]:
@@ -219,7 +239,7 @@ def head_page(name: str, info: Any, presets: dict[str, dict[str, Any]]) -> str:
     return "\n".join(parts)
 
 
-def write_heads(nav: mkdocs_gen_files.Nav, heads: dict[str, Any], presets: dict[str, dict[str, Any]]) -> None:
+def write_heads(nav: mkdocs_gen_files.Nav, heads: dict[str, Any]) -> None:
     rows = ["| head | inputs | what | source |", "|---|---|---|---|"]
     nav["Overview"] = "index.md"
     for name, info in heads.items():
@@ -227,7 +247,7 @@ def write_heads(nav: mkdocs_gen_files.Nav, heads: dict[str, Any], presets: dict[
         described = ", ".join(f"{m} {k}" for m, k in inputs.items())
         rows.append(f"| [`{name}`]({name}.md) | {described} | {info.description} | {info.source} |")
         with mkdocs_gen_files.open(f"heads/{name}.md", "w") as page:
-            page.write(head_page(name, info, presets))
+            page.write(head_page(name, info))
         nav[name] = f"{name}.md"
     index = [
         "# Fusion heads",
@@ -271,10 +291,10 @@ def write_reference(nav: mkdocs_gen_files.Nav) -> None:
 def main() -> None:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from ser.fusion.heads import HEADS  # the registry and the presets are torch-free
+    from ser.fusion.heads import HEADS  # the registry and the recipes are torch-free
 
     heads_nav = mkdocs_gen_files.Nav()
-    write_heads(heads_nav, HEADS, {name: dict(info.preset) for name, info in HEADS.items()})
+    write_heads(heads_nav, HEADS)
     with mkdocs_gen_files.open("heads/SUMMARY.md", "w") as summary:
         summary.writelines(heads_nav.build_literate_nav())
     reference_nav = mkdocs_gen_files.Nav()

@@ -37,9 +37,11 @@ def test_listings_come_from_the_registry_records() -> None:
     from ser.manifests.protocols import PROTOCOLS
 
     runner = CliRunner()
-    heads = runner.invoke(app, ["fusion", "list", "--presets"]).stdout
-    fleser = heads.split("fleser", 1)[1].splitlines()[1]
-    assert "optimizer=adamw" in fleser and "lr=0.0001" in fleser and "epochs=100" in fleser  # its record
+    heads = runner.invoke(app, ["fusion", "list", "--recipes"]).stdout
+    fleser = heads.split("fleser", 1)[1].splitlines()
+    assert fleser[1].strip().startswith("paper:") and fleser[2].strip().startswith("ser:")
+    assert "optimizer=adamw" in fleser[2] and "lr=0.0001" in fleser[2] and "epochs=100" in fleser[2]  # its record
+    assert "normalize=false" in fleser[1] and "normalize" not in fleser[2]
     assert all(name in heads for name in HEADS)
     protocols = runner.invoke(app, ["protocol", "list"]).stdout.splitlines()
     assert [line.split()[0] for line in protocols] == list(PROTOCOLS)

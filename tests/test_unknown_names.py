@@ -18,7 +18,7 @@ def _head() -> None:
 
 
 def _preset() -> None:
-    from ser.fusion.presets import train_preset
+    from ser.fusion.heads import train_preset
 
     train_preset("nope")
 
@@ -104,7 +104,6 @@ def test_every_registry_is_one_dict_of_frozen_records() -> None:
                 record.description = "changed"  # type: ignore[misc]
     # no parallel name -> field mapping is kept beside the records
     import ser.extract.registry
-    import ser.fusion.presets
     import ser.manifests.corpora
     import ser.manifests.protocols
 
@@ -112,7 +111,6 @@ def test_every_registry_is_one_dict_of_frozen_records() -> None:
         (ser.extract.registry, ("FAMILIES", "PRESETS", "RECOMMENDED_VIEWS", "DESCRIPTIONS")),
         (ser.manifests.corpora, ("ADAPTERS", "DESCRIPTIONS", "DEFAULT_LABEL_SETS", "RAW_LABELS")),
         (ser.manifests.protocols, ("PRESETS", "PRESET_DESCRIPTIONS")),
-        (ser.fusion.presets, ("TRAIN_PRESETS",)),
     ]:
         assert not [name for name in gone if hasattr(module, name)], module.__name__
     assert loss_options("focal") == dict(LOSSES["focal"].options)

@@ -54,6 +54,10 @@ STACKED_TRAIN_KEYS = (
     "select",
     "normalize",
     "refit",
+    "checkpoint",
+    "transfer_epochs",
+    "loss_optimizer",
+    "loss_milestones",
 )
 """``train.*`` settings members of one stack may differ in (see ``ser.fusion.engine``)."""
 

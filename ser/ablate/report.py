@@ -110,7 +110,8 @@ class Section:
     card: dict[str, Any]
     cells: list[Cell]
     columns: list[str]
-    """Flattened config keys whose values differ between the cells (``fusion`` always first)."""
+    """Flattened config keys whose values differ between the cells (``fusion`` and ``recipe`` always
+    first; ``-`` for runs written before recipes were recorded)."""
 
     def best(self) -> dict[str, str]:
         """Metric -> cell key with the highest mean."""
@@ -259,7 +260,7 @@ def sections(cells: Iterable[Cell]) -> list[Section]:
         flat = [flatten(c.config) for c in members]
         keys = list(dict.fromkeys(k for f in flat for k in f))
         varying = [k for k in keys if len({json.dumps(f.get(k), default=str) for f in flat}) > 1]
-        columns = ["fusion", *[k for k in varying if k != "fusion"]]
+        columns = ["fusion", "recipe", *[k for k in varying if k not in ("fusion", "recipe")]]
         out.append(Section(name=name, card=members[0].card, cells=members, columns=columns))
     return out
 

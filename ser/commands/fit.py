@@ -10,6 +10,7 @@ import typer
 from ser.commands.common import choices_help, default_of, user_errors
 from ser.fusion.config import ENGINES, FitConfig, TrainConfig  # noqa: TID253 (torch-free config, no heavy imports)
 from ser.fusion.heads import HEADS  # noqa: TID253 (literal registry, no heavy imports)
+from ser.fusion.recipes import DEFAULT_RECIPE, RECIPES  # noqa: TID253 (torch-free records)
 from ser.manifests.protocols import PROTOCOLS
 
 fusion_app = typer.Typer(no_args_is_help=True, help="Fusion heads.")
@@ -22,14 +23,40 @@ VIEW_HELP = (
 
 @fusion_app.command("list")
 def list_heads(
-    presets: bool = typer.Option(False, "--presets", help="Also print each head's training preset and its note."),
+    recipes: bool = typer.Option(False, "--recipes", help="Also print the train values of each recipe."),
 ) -> None:
     """Every fusion head with a one-line description and its source paper."""
+    from ser.fusion.recipes import format_value
+
     for name, info in HEADS.items():
         typer.echo(f"{name:18s} {info.description}  [{info.source}]")
-        if presets:
-            values = ", ".join(f"{key}={value}" for key, value in info.preset.items()) or "the train defaults"
-            typer.echo(f"{'':18s} preset: {values}" + (f" ({info.preset_note})" if info.preset_note else ""))
+        if recipes:
+            for recipe_name, recipe in info.recipes.items():
+                values = ", ".join(f"{k}={format_value(v)}" for k, v in recipe.train.items()) or "the train defaults"
+                typer.echo(f"{'':18s} {recipe_name}: {values}")
+
+
+@fusion_app.command("show")
+def show_head(
+    name: str = typer.Argument(..., help=f"Head name: {choices_help(HEADS)}."),
+) -> None:
+    """A head's recipes (ser, paper: every train.*, head.* and input value they set) and its fidelity
+    table: aspect | original (repository, file:line) | paper | ser | why they differ."""
+    with user_errors():
+        from ser.fusion.heads import head_info
+        from ser.fusion.recipe_text import fidelity_lines, recipe_lines
+
+        info = head_info(name)
+        typer.echo(f"{name}: {info.description}  [{info.source}]")
+        for recipe_name in info.recipes:
+            typer.echo("")
+            for line in recipe_lines(name, recipe_name):
+                typer.echo(line)
+        if info.fidelity:
+            typer.echo("")
+            typer.echo("fidelity (aspect | original | paper | ser | why):")
+            for line in fidelity_lines(name):
+                typer.echo(line)
 
 
 def _split_list(text: str | None, annotation: Any, flag: str) -> list[Any] | None:
@@ -115,6 +142,16 @@ def fit(
         "(train + validation of every fold) for the epoch count the folds chose on "
         "validation; `ser predict` uses it by default.",
     ),
+    recipe: str | None = typer.Option(
+        None,
+        "--recipe",
+        "-r",
+        help=f"{choices_help(RECIPES)} (default {DEFAULT_RECIPE}): ser trains every head the same way for fair "
+        "comparisons (batch 32 or the paper's if larger, recommended views, z-scored inputs, best validation "
+        "UA); paper runs the original experiment (its inputs, batch, optimisers, schedules, loss scale, "
+        "augmentation, checkpoint rule). `ser fusion show HEAD` prints both; explicit values override the "
+        "recipe and are logged as departures.",
+    ),
     engine: str | None = typer.Option(
         None,
         "--engine",
@@ -129,8 +166,8 @@ def fit(
 ) -> None:
     """Train a fusion head (or the classic logreg / svm baselines) on cached features: every fold x seed,
     validation from training speakers only, test touched once. An input without a view reads the
-    store's recommended view (`ser cache info`). Training starts from the head's paper recipe
-    (ser.fusion.presets). Writes config.yaml, metrics.json, predictions.csv, confusion.png, the model
+    store's recommended view (`ser cache info`), or the recipe's. Training starts from the head's
+    recipe (--recipe, printed first). Writes config.yaml, metrics.json, predictions.csv, confusion.png, the model
     files (models/: one per fold and seed, used by `ser predict`) and train.log (nothing when the
     inputs or options are refused)."""
     with user_errors():
@@ -146,6 +183,7 @@ def fit(
             "text": text,
             "mocap": mocap,
             "label_set": label_set,
+            "recipe": recipe,
             "folds": _split_list(folds, list[str], "--folds"),
             "seeds": _split_list(seeds, list[int], "--seeds"),
             "robustness": robustness or None,
@@ -160,8 +198,20 @@ def fit(
         if engine is not None:
             record["train"] = {**(record.get("train") or {}), "engine": engine}
         fit_config = config_from_dict(apply_overrides(record, set_))
+        _print_recipe(fit_config)
         run_dir = run_fit(fit_config)
     report(run_dir)
+
+
+def _print_recipe(cfg: FitConfig) -> None:
+    """The recipe the fit starts from, and where the fit's own values depart from it."""
+    from ser.fusion.departures import config_departures
+    from ser.fusion.recipe_text import recipe_lines
+
+    for line in recipe_lines(cfg.fusion, cfg.recipe):
+        typer.echo(line)
+    for departure in config_departures(cfg):
+        typer.echo(f"  departure: {departure}")
 
 
 def report(run_dir: Path) -> None:
@@ -175,7 +225,8 @@ def report(run_dir: Path) -> None:
         f" ({rejected} more rejected at extraction, left out)" if rejected else ""
     )
     typer.echo(
-        f"{metrics['fusion']} on {card['corpus']} ({card['protocol']}, label set {metrics['label_set']}, "
+        f"{metrics['fusion']} ({metrics.get('recipe', 'ser')} recipe) on {card['corpus']} ({card['protocol']}, "
+        f"label set {metrics['label_set']}, "
         f"{used}; validation: {card['validation']})"
     )
     typer.echo(f"{'fold':12s} {'seed':>4s} {'UA':>6s} {'WA':>6s} {'mF1':>6s} {'wF1':>6s} {'epoch':>5s}")

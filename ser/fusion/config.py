@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from ser.cache.format import config_hash
 from ser.errors import UserError
 from ser.fusion.checkpoints import CHECKPOINT_RULES
-from ser.fusion.presets import train_preset
+from ser.fusion.heads import head_recipe
+from ser.fusion.recipes import DEFAULT_RECIPE, RECIPES
 from ser.manifests.protocols import ValidationBy, ValidationRule
 from ser.options import (
     coerce,
@@ -36,7 +37,7 @@ from ser.options import (
     require_int,
     split_pair,
 )
-from ser.views import parse_view
+from ser.views import join_view, parse_view, split_options, split_view
 from ser.yaml_files import read_yaml
 
 if TYPE_CHECKING:
@@ -189,9 +190,10 @@ class TrainConfig:
             )
 
     @classmethod
-    def for_head(cls, fusion: str, **changes: Any) -> TrainConfig:
-        """The head's paper preset (``ser.fusion.presets``) with ``changes`` on top."""
-        return cls(**coerce_fields(cls, {**train_preset(fusion), **changes}, "train"))
+    def for_head(cls, fusion: str, recipe: str = DEFAULT_RECIPE, **changes: Any) -> TrainConfig:
+        """The ``train.*`` values of the head's recipe (``ser.fusion.recipes``) with ``changes`` on top."""
+        values = head_recipe(fusion, recipe).train_for(changes.get("loss"))
+        return cls(**coerce_fields(cls, {**values, **changes}, "train"))
 
 
 @dataclass(kw_only=True)
@@ -201,6 +203,10 @@ class FitConfig:
     fusion: str
     """Head name (``ser fusion list``)."""
     manifest: str
+    recipe: str = DEFAULT_RECIPE
+    """How the head is run (``ser.fusion.recipes``): ``ser`` (harmonised across heads) or ``paper`` (the
+    original experiment). A record read by :func:`config_from_dict` starts from it; explicit values
+    override it and are logged as departures."""
     protocol: str
     """Protocol preset (``ser protocol list``)."""
     audio: str | None = None
@@ -302,7 +308,8 @@ class FitConfig:
             if not record[key]:
                 record.pop(key)
         record.pop("save_models")  # where the weights go, not what they are
-        parts = [safe_name(part) for part in (self.fusion, self.protocol, self.label_set or "default")]
+        names = (self.fusion, self.recipe, self.protocol, self.label_set or "default")
+        parts = [safe_name(part) for part in names]
         return "-".join([*parts, config_hash(record)[:10]])
 
 
@@ -414,10 +421,31 @@ def config_from_dict(record: dict[str, Any]) -> FitConfig:
     if missing:
         raise UserError(f"the fit config needs {', '.join(missing)} (flags --fusion/--manifest/--protocol or YAML)")
 
-    train = {**train_preset(record["fusion"]), **train}  # defaults < head preset < YAML < flags < --set
+    record = apply_recipe(record, train)
+    train = record.pop("train")
     return FitConfig(
         **coerce_fields(FitConfig, record), train=TrainConfig(**coerce_fields(TrainConfig, train, "train"))
     )
+
+
+def apply_recipe(record: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with its head's recipe under it (defaults < recipe < YAML < flags < ``--set``): the
+    recipe's ``train.*`` (with its values for the chosen loss) and ``head.*`` values where the record
+    gives none, and its views for inputs named without one (a bare store path)."""
+    name = record.get("recipe") or DEFAULT_RECIPE
+    if name not in RECIPES:
+        raise UserError(f"recipe must be one of {', '.join(RECIPES)}, not {name!r}")
+    recipe = head_recipe(record["fusion"], name)
+    head = record.get("head") or {}
+    if not isinstance(head, dict):
+        raise UserError(f"head must be a mapping (KEY: VALUE), not {head!r}")
+    out = {**record, "recipe": name, "head": {**recipe.head, **head}}
+    out["train"] = {**recipe.train_for(train.get("loss")), **train}
+    for modality, options in recipe.inputs.items():
+        text = record.get(modality)
+        if isinstance(text, str) and text and not split_view(text)[1]:
+            out[modality] = join_view(text, split_options(options))
+    return out
 
 
 def override_type(key: str) -> Any | None:

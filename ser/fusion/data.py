@@ -206,7 +206,10 @@ def resolve_view(reader: CacheReader, view: View, *, learn_layers: bool = True) 
 def _default_stat(reader: CacheReader, view: View) -> str:
     stat = view.stat or next(iter(reader.layout.pooled))
     if stat not in reader.layout.pooled:
-        raise DataError(f"{view.store} has no pooled statistic {stat!r}; it has {sorted(reader.layout.pooled)}")
+        raise DataError(
+            f"{view.store} has no pooled statistic {stat!r}; it has {sorted(reader.layout.pooled)} (name one: "
+            f"{view.store}:stat=NAME; a recipe's view applies only to an input given without one)"
+        )
     return stat
 
 

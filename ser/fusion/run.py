@@ -48,14 +48,14 @@ from ser.fusion.config import (
     search_candidates,
 )
 from ser.fusion.data import DataError, FusionData, load_fusion_data
+from ser.fusion.departures import config_departures, input_departures, recipe_loss_options, silence_floor
 from ser.fusion.engine import MemberSpec, select_members
 from ser.fusion.final import choose_recipe, labelled_rows, train_final
-from ser.fusion.heads import HEADS, head_module, resolve_head_config
+from ser.fusion.heads import HEADS, head_module, head_recipe, resolve_head_config, train_preset
 from ser.fusion.losses import loss_options
 from ser.fusion.metrics import aggregate, compute_metrics, metrics_from_confusion
 from ser.fusion.model_files import FINAL, MODELS_DIR, input_record, member_name, member_record, save_member, write_index
 from ser.fusion.plots import plot_confusion
-from ser.fusion.presets import train_preset
 from ser.fusion.train import FoldResult, Selection, check_head, test_member
 from ser.manifests.corpora import CORPORA
 from ser.manifests.labels import LabelSet, load_label_set
@@ -151,6 +151,8 @@ class _Plan:
     """Robustness store key -> {"store": as configured, "corruption": from the store's attributes}."""
     candidates: list[Candidate] = field(default_factory=list)
     """The search candidates (one, the plain config, without ``--search``)."""
+    departures: list[str] = field(default_factory=list)
+    """Where the fit departs from its recipe (``ser.fusion.departures``)."""
 
     @property
     def folds_by_name(self) -> dict[str, Fold]:
@@ -168,6 +170,8 @@ def _prepare(cfg: FitConfig) -> _Plan:
     cfg.check()
     views = cfg.views()
     _check_inputs(cfg.fusion, views)
+    recipe = head_recipe(cfg.fusion, cfg.recipe)
+    departures = config_departures(cfg)
     head_options, head_resolved = resolve_head_config(cfg.fusion, cfg.head)
     if cfg.train.specaugment and head_resolved.get("specaugment"):
         raise UserError(
@@ -184,7 +188,8 @@ def _prepare(cfg: FitConfig) -> _Plan:
             f"train.loss_options {unknown} are not options of loss {cfg.train.loss!r}; it takes "
             f"{', '.join(accepted) or 'none'}"
         )
-    train = replace(cfg.train, loss_options=coerce_like(cfg.train.loss_options, accepted, "train.loss_options"))
+    given = recipe_loss_options(recipe, cfg.train.loss, cfg.train.loss_options)
+    train = replace(cfg.train, loss_options=coerce_like(given, accepted, "train.loss_options"))
     candidates = _candidates(cfg, train)
     if cfg.final and cfg.per_fold():
         raise UserError(
@@ -226,6 +231,15 @@ def _prepare(cfg: FitConfig) -> _Plan:
         fold_data = {f.name: shared for f in folds}
     for fold in folds:
         _check_adaptation(fold_data[fold.name], fold, fold_set)
+    floor = _silence_floor(cfg, head_resolved, fold_data[folds[0].name])
+    if floor is not None:  # the log-mel store's own silence value pads the spectrogram heads
+        logger.info("head.pad_value=%g: the value of silence in the audio store", floor)
+        cfg = replace(cfg, head={**cfg.head, "pad_value": floor})
+        head_options, head_resolved = resolve_head_config(cfg.fusion, cfg.head)
+        candidates = _candidates(cfg, train)
+    departures += input_departures(recipe, cfg.recipe, fold_data[folds[0].name])
+    for departure in departures:
+        logger.warning("departure from the %s recipe of %s: %s", cfg.recipe, cfg.fusion, departure)
     for candidate in candidates:
         check_head(cfg.fusion, fold_data[folds[0].name], candidate.head_options)
     robust, robust_info = _robustness_data(cfg, utterances, label_set, folds, fold_data, fold_set, manifest)
@@ -247,7 +261,17 @@ def _prepare(cfg: FitConfig) -> _Plan:
         robust=robust,
         robust_info=robust_info,
         candidates=candidates,
+        departures=departures,
     )
+
+
+def _silence_floor(cfg: FitConfig, head_resolved: dict[str, Any], data: FusionData) -> float | None:
+    """The audio store's silence value for a head that pads with ``pad_value``, unless the fit sets it
+    (None where nothing changes)."""
+    if "pad_value" not in head_resolved or "pad_value" in cfg.head or "audio" not in data.modalities:
+        return None
+    floor = silence_floor(data.modalities["audio"].records)
+    return None if floor is None or floor == head_resolved["pad_value"] else floor
 
 
 def _check_adaptation(data: FusionData, fold: Fold, fold_set: FoldSet) -> None:
@@ -388,7 +412,11 @@ def _write_config(plan: _Plan, run_dir: Path) -> None:
         {
             "config": {**cfg.to_dict(), "head": plan.head_options, "train": asdict(plan.train)},
             "head_resolved": plan.head_resolved,
-            "train_preset": train_preset(cfg.fusion),
+            "recipe": {
+                "name": cfg.recipe,
+                "train": train_preset(cfg.fusion, cfg.recipe, cfg.train.loss),
+                "departures": plan.departures,
+            },
             "label_set": plan.label_name,
             "protocol_card": plan.card,
             "inputs": {m: {"view": d.view.describe(), **d.provenance} for m, d in data.modalities.items()},
@@ -407,6 +435,8 @@ def _finish(plan: _Plan, run_dir: Path, selections: list[Selection]) -> Path:
         "label_set": plan.label_name,
         "classes": list(data.classes),
         "fusion": cfg.fusion,
+        "recipe": cfg.recipe,
+        "departures": plan.departures,
         "runs": [r.to_dict() for r in results],
         "test": aggregate([r.test for r in results]),
         "test_pooled": pooled_metrics(results, data.classes),

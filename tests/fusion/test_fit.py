@@ -262,7 +262,8 @@ def test_config_yaml_records_the_resolved_head_train_and_input_provenance(tmp_pa
     assert saved["config"]["head"] == {"dropout": 0.1}
     assert saved["config"]["train"]["loss_options"] == {"gamma": 2.0}
     assert saved["config"]["train"]["epochs"] == 2 and set(saved["config"]["train"]) == set(vars(TrainConfig()))
-    assert saved["train_preset"] == {}
+    assert saved["recipe"]["name"] == "ser" and saved["recipe"]["train"] == {}
+    assert "train.patience=0 (the ser recipe: default)" not in saved["recipe"]["departures"]
     audio_input = saved["inputs"]["audio"]
     assert audio_input["view"] == "audio.h5:stat=mean,layer=1"  # the statistic as resolved
     assert audio_input["store"] == str(audio.resolve()) and audio_input["extractor"] == {"config_hash": "a"}
@@ -319,20 +320,23 @@ def test_cli_flags_override_yaml_and_presets_reach_config_yaml(tmp_path: Path) -
     assert record["seeds"] == [0] and record["folds"] == ["spk0"]
     assert train["lr"] == 2e-3 and train["epochs"] == 2  # YAML over preset, --set over YAML
     assert (train["optimizer"], train["batch_size"], train["schedule"]) == ("adamw", 64, "plateau")  # preset
-    assert saved["train_preset"]["lr"] == 1e-4 and saved["head_resolved"]["alpha"] == 0.5
+    assert saved["recipe"]["train"]["lr"] == 1e-4 and saved["head_resolved"]["alpha"] == 0.5
+    assert "train.lr=0.002 (the ser recipe: 0.0001)" in saved["recipe"]["departures"]
+    assert "train.epochs=2 (the ser recipe: 100)" in saved["recipe"]["departures"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert [(r["fold"], r["seed"], r["epochs_run"]) for r in metrics["runs"]] == [("spk0", 0, 2)]
 
 
-def test_training_presets_are_the_head_records() -> None:
+def test_training_recipes_are_the_head_records() -> None:
     from ser.fusion.heads import HEADS, train_preset
 
     for name, info in HEADS.items():
-        assert train_preset(name) == dict(info.preset)
-        fitted = TrainConfig.for_head(name)
-        assert all(getattr(fitted, key) == value for key, value in info.preset.items())
+        for recipe_name, recipe in info.recipes.items():
+            assert train_preset(name, recipe_name) == dict(recipe.train)
+            fitted = TrainConfig.for_head(name, recipe_name)
+            assert all(getattr(fitted, key) == value for key, value in recipe.train.items())
     copy = train_preset("fleser")
     copy["lr"] = 1.0
-    assert HEADS["fleser"].preset["lr"] == 1e-4  # a copy: the record does not change
+    assert HEADS["fleser"].recipes["ser"].train["lr"] == 1e-4  # a copy: the record does not change
     with pytest.raises(TypeError):
-        HEADS["fleser"].preset["lr"] = 1.0  # type: ignore[index]
+        HEADS["fleser"].recipes["ser"].train["lr"] = 1.0  # type: ignore[index]

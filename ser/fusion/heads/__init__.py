@@ -12,7 +12,8 @@ Contract (every head module):
     ``inputs["audio_lengths"]`` ``(B,)`` int64 valid lengths (likewise ``text``, ``mocap``);
     heads must give the same output for an item whatever padding the batch adds (use key-padding
     masks and masked pooling from ``ser.fusion.blocks``);
-  - optional ``inputs["speaker"]`` ``(B,)`` int64 speaker index (SER-Fuse).
+  - optional ``inputs["speaker"]`` ``(B,)`` int64 speaker index (part of the contract; no head reads it
+    yet: SER-Fuse's "speaker" input is an ECAPA-TDNN embedding, an ordinary pooled ``audio`` vector).
 
   Heads that support feature-level losses (center, ArcFace, ...) also implement
   ``forward_features(inputs) -> (logits (B, C), features (B, F))`` and set ``feature_dim``.
@@ -29,9 +30,8 @@ registry-wide contract tests build it with.
 The classic baselines ``logreg`` and ``svm`` (``engine="sklearn"``) follow the same module contract
 (CONFIG, INPUTS, EXAMPLE_DIMS, ``build``) but ``build`` returns their config: ``ser.fusion.classic``
 fits them. The registry below holds one :class:`HeadInfo` record per head: its module (imported only when the head
-is built, so listing heads imports no torch), description, paper and training preset (the ``train.*``
-values the paper fixes, with a note on how they follow it; ``ser.fusion.presets`` explains the order
-in which they apply).
+is built, so listing heads imports no torch), description, paper, recipes (``paper`` and ``ser``, see
+``ser.fusion.recipes``; the paper heads' records are in ``ser.fusion.heads.papers``) and fidelity table.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ from types import MappingProxyType, ModuleType
 from typing import Any
 
 from ser.errors import UserError, unknown_name
+from ser.fusion.heads import papers
+from ser.fusion.recipes import RECIPES, Fidelity, Recipe
 from ser.options import coerce_fields
 
 ENGINES = ("torch", "sklearn")
@@ -60,184 +62,134 @@ class HeadInfo:
     engine: str = "torch"
     """``torch`` (an ``nn.Module`` trained by ``ser.fusion.train``) or ``sklearn`` (a classic
     estimator trained by ``ser.fusion.classic``)."""
-    preset: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    """The paper's ``train.*`` values (read-only; :func:`train_preset` hands out a copy). A preset only
-    names what the paper fixes; everything else keeps the ``TrainConfig`` default."""
-    preset_note: str = ""
-    """Where the preset comes from and where it departs from the paper."""
+    recipes: Mapping[str, Recipe] = field(default_factory=lambda: MappingProxyType({"ser": Recipe()}))
+    """``ser`` (every head) and ``paper`` (heads that reproduce a paper): see ``ser.fusion.recipes``."""
+    fidelity: tuple[Fidelity, ...] = ()
+    """The head's fidelity table: how the original ran, against both recipes."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "preset", MappingProxyType(dict(self.preset)))
+        object.__setattr__(self, "recipes", MappingProxyType(dict(self.recipes)))
         if self.engine not in ENGINES:
             raise ValueError(f"head engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
+        unknown = sorted(set(self.recipes) - set(RECIPES))
+        if "ser" not in self.recipes or unknown:
+            raise ValueError(f"a head has a ser recipe and may have a paper one, not {sorted(self.recipes)}")
 
-
-ADAM_STEP: Mapping[str, Any] = MappingProxyType(
-    {"optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "schedule": "step", "step_size": 30, "gamma": 0.1}
-)
-"""Adam 1e-4 (β 0.9/0.999, eps 1e-8, no weight decay) with StepLR(30, 0.1) per epoch: the
-Pham/Tran family's recipe (SERVER, 3M-SER, 4M-SER, MemoCMT, SER-Fuse)."""
-
-COPENHAGEN: Mapping[str, Any] = MappingProxyType(
-    {
-        "optimizer": "adam",
-        "lr": 1e-4,
-        "weight_decay": 1e-4,
-        "schedule": "plateau",
-        "gamma": 0.8,
-        "plateau_patience": 2,
-        "epochs": 30,
-        "batch_size": 64,
-    }
-)
-"""The Copenhagen project's train_model.py (one script trains all its models): Adam 1e-4 with weight
-decay 1e-4, ReduceLROnPlateau(factor 0.8, patience 2) on validation loss, 30 epochs, batch 64, CE. Its
-optional early stop (patience 3 on validation loss) is off by default there, so off here too."""
-
-FIXED_EPOCHS: Mapping[str, Any] = MappingProxyType({"patience": 0})
-"""Every paper preset trains a fixed number of epochs (``ser.fusion.presets``: no early stopping)."""
 
 _COPENHAGEN_SOURCE = "Copenhagen SER project (2025)"
-_COPENHAGEN_NOTE = (
-    "the Copenhagen script's Adam 1e-4 with weight decay 1e-4, ReduceLROnPlateau(0.8, patience 2) on "
-    "validation loss, 30 epochs, batch 64"
-)
 
 
-def _paper(*parts: Mapping[str, Any], **values: Any) -> dict[str, Any]:
-    """A paper preset: the shared recipe(s), fixed epochs, then the head's own values."""
-    merged: dict[str, Any] = {}
-    for part in (*parts, FIXED_EPOCHS):
-        merged.update(part)
-    return {**merged, **values}
+def _paper(entry: papers.Entry) -> dict[str, Any]:
+    """A paper head's recipes and fidelity rows as ``HeadInfo`` fields."""
+    recipes, fidelity = entry
+    return {"recipes": recipes, "fidelity": fidelity}
 
+
+_CLASSIC = {
+    "ser": Recipe(
+        train={"refit": True},
+        note="the grid point is chosen on validation, then refitted on "
+        "train + validation, as the classic rows of SER papers train on every training speaker",
+    )
+}
 
 HEADS: dict[str, HeadInfo] = {
     "mlp": HeadInfo(
         "ser.fusion.heads.mlp",
         "unimodal or concatenated pooled vectors -> MLP (baseline)",
         "baseline",
-        preset_note="our baseline, no paper: the TrainConfig defaults (AdamW 1e-3, weight decay 1e-2, batch 32, "
-        "early stopping after 20 epochs without a better validation UA)",
+        recipes={
+            "ser": Recipe(
+                note="our baseline, no paper: the TrainConfig defaults (AdamW 1e-3, weight decay 1e-2, batch 32, "
+                "early stopping after 20 epochs without a better validation UA)"
+            )
+        },
     ),
     "logreg": HeadInfo(
         "ser.fusion.heads.logreg",
         "class-balanced logistic regression, C chosen on validation",
         "classic baseline (scikit-learn)",
         engine="sklearn",
-        preset={"refit": True},
-        preset_note="the grid point is chosen on validation, then refitted on train + validation, as the "
-        "logistic-regression rows of SER papers train on every training speaker (epochs, lr, ... do not apply)",
+        recipes=_CLASSIC,
     ),
     "svm": HeadInfo(
         "ser.fusion.heads.svm",
         "class-balanced SVM (RBF or linear), C and gamma chosen on validation",
         "classic baseline (scikit-learn)",
         engine="sklearn",
-        preset={"refit": True},
-        preset_note="the grid point is chosen on validation, then refitted on train + validation, as the SVM "
-        "rows of SER papers train on every training speaker (epochs, lr, ... do not apply)",
+        recipes=_CLASSIC,
     ),
     "server": HeadInfo(
         "ser.fusion.heads.server",
         "text pooler + summed VGGish, concatenation, linear head",
         "Pham et al., SERVER (ICIIT 2023)",
-        preset=_paper(ADAM_STEP, epochs=101),
-        preset_note="CE, Adam 1e-4, StepLR(30, 0.1) stepped each epoch, 101 epochs (batch 1 there, 32 here; "
-        "the best validation epoch is kept instead of the last)",
+        **_paper(papers.SERVER),
     ),
     "mser3": HeadInfo(
         "ser.fusion.heads.mser3",
         "token self-attention + joint text/audio sequence attention",
         "Tran et al., 3M-SER (INISCOM 2023)",
-        preset=_paper(ADAM_STEP, epochs=200),
-        preset_note="Adam 1e-4, StepLR(30, 0.1) STEPPED each epoch (the source builds it but never calls "
-        "step(): constant lr, a bug not reproduced), 200 epochs (batch 1 there, 32 here; validation, not "
-        "the test set, chooses the checkpoint)",
+        **_paper(papers.MSER3),
     ),
     "mser4": HeadInfo(
         "ser.fusion.heads.mser4",
         "3M-SER with pooling choice and feature losses",
         "Tran et al., 4M-SER",
-        preset=_paper(ADAM_STEP, epochs=100),
-        preset_note="Adam 1e-4 (the SSL configs; the hidden SGD 0.99 default of the others is not copied), "
-        "StepLR(30, 0.1), 100 epochs (batch 1 there, 32 here), best validation accuracy",
+        **_paper(papers.MSER4),
     ),
     "memocmt": HeadInfo(
         "ser.fusion.heads.memocmt",
         "two cross-attentions, min/mean/max/first pooling, masked",
         "Tran et al., MemoCMT (Scientific Reports 2025)",
-        preset=_paper(ADAM_STEP, epochs=100),
-        preset_note="CE, Adam 1e-4, StepLR(30, 0.1), 100 epochs (batch 1 there, 32 here), best validation accuracy",
+        **_paper(papers.MEMOCMT),
     ),
     "fleser": HeadInfo(
         "ser.fusion.heads.fleser",
         "modal encoders, fuzzy membership, alpha-weighted fusion",
         "Nguyen et al., FleSER (EAAI 2026)",
-        preset=_paper(
-            optimizer="adamw",
-            lr=1e-4,
-            weight_decay=1e-2,
-            batch_size=64,
-            epochs=100,
-            schedule="plateau",
-            gamma=0.3,
-            plateau_patience=30,
-        ),
-        preset_note="model v2 as run at the repository's HEAD: AdamW lr 1e-4 wd 1e-2, batch 64, 100 epochs, "
-        "ReduceLROnPlateau(min, factor 0.3, patience 30) on validation loss (v1: Adam 1e-4, batch 128, 150 "
-        "epochs, StepLR(30, 0.3)); the source keeps the best validation WA, we select on train.select",
+        **_paper(papers.FLESER),
     ),
     "serfuse": HeadInfo(
         "ser.fusion.heads.serfuse",
-        "text CLS + speaker embedding, concatenation",
+        "text CLS + ECAPA-TDNN speaker embedding, concatenation",
         "Pham et al., SER-Fuse (SOICT 2023)",
-        preset=_paper(ADAM_STEP, epochs=200, batch_size=128),
-        preset_note="CE, Adam 1e-4, StepLR(30, 0.1), 200 epochs, batch 128 (the paper)",
+        **_paper(papers.SERFUSE),
     ),
     "patamia": HeadInfo(
         "ser.fusion.heads.patamia",
         "text, speech, motion-capture branches concatenated",
         "Patamia et al. (PRML 2021; arXiv 2312.01568)",
-        preset=_paper(optimizer="adam", lr=1e-5, weight_decay=0.0, batch_size=5, epochs=100, schedule="none"),
-        preset_note="the 2023 three-modal Adam run: lr 1e-5, batch 5, 100 epochs, no schedule (that lr was set "
-        "for fine-tuning wav2vec2 and BERT end to end, so on frozen cached vectors it learns slowly: raise "
-        "train.lr for the two-stage setting)",
+        **_paper(papers.PATAMIA),
     ),
     "early_fusion": HeadInfo(
         "ser.fusion.heads.early_fusion",
         "CLS-token transformer over projected vectors",
         _COPENHAGEN_SOURCE,
-        preset=_paper(COPENHAGEN),
-        preset_note=_COPENHAGEN_NOTE,
+        **_paper(papers.EARLY_FUSION),
     ),
     "xattn_patch": HeadInfo(
         "ser.fusion.heads.xattn_patch",
         "cross-attention between log-mel patches and text",
         _COPENHAGEN_SOURCE,
-        preset=_paper(COPENHAGEN),
-        preset_note=_COPENHAGEN_NOTE,
+        **_paper(papers.XATTN_PATCH),
     ),
     "resnet18": HeadInfo(
         "ser.fusion.heads.resnet18",
         "ResNet-18 on cached log-mel, SpecAugment",
         _COPENHAGEN_SOURCE,
-        preset=_paper(COPENHAGEN),
-        preset_note=_COPENHAGEN_NOTE,
+        **_paper(papers.RESNET18),
     ),
     "cnn_bilstm": HeadInfo(
         "ser.fusion.heads.cnn_bilstm",
         "CNN + BiLSTM on cached log-mel, SpecAugment",
         _COPENHAGEN_SOURCE,
-        preset=_paper(COPENHAGEN),
-        preset_note=_COPENHAGEN_NOTE,
+        **_paper(papers.CNN_BILSTM),
     ),
     "audio_transformer": HeadInfo(
         "ser.fusion.heads.audio_transformer",
         "transformer on log-mel frames",
         _COPENHAGEN_SOURCE,
-        preset=_paper(COPENHAGEN),
-        preset_note=_COPENHAGEN_NOTE,
+        **_paper(papers.AUDIO_TRANSFORMER),
     ),
 }
 
@@ -250,9 +202,19 @@ def head_info(name: str) -> HeadInfo:
         raise unknown_name("fusion head", name, HEADS) from None
 
 
-def train_preset(name: str) -> dict[str, Any]:
-    """A copy of head ``name``'s paper ``train.*`` values (``{}`` for a head without a paper recipe)."""
-    return dict(head_info(name).preset)
+def head_recipe(name: str, recipe: str) -> Recipe:
+    """Head ``name``'s recipe ``recipe`` (``ser`` or ``paper``); a :class:`UserError` says what exists."""
+    info = head_info(name)
+    if recipe not in RECIPES:
+        raise UserError(f"recipe must be one of {', '.join(RECIPES)}, not {recipe!r}")
+    if recipe not in info.recipes:
+        raise UserError(f"head {name} reproduces no paper ({info.source}), so it has no paper recipe; use --recipe ser")
+    return info.recipes[recipe]
+
+
+def train_preset(name: str, recipe: str = "ser", loss: str | None = None) -> dict[str, Any]:
+    """A copy of the ``train.*`` values of head ``name``'s recipe (with those of ``loss``, if it changes them)."""
+    return head_recipe(name, recipe).train_for(loss)
 
 
 def head_module(name: str) -> ModuleType:

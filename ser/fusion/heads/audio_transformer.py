@@ -16,8 +16,9 @@ depend on the padding the batch adds (up to float rounding).
 Deviation: SpecAugment widths count frames of the cache, so its time masks are about 3x shorter
 than the source's 32 ms frames made them (``ser.fusion.augment`` gives the numbers and the fix).
 
-Training preset: ``HEADS["audio_transformer"].preset`` in ``ser.fusion.heads`` (``ser fusion list
---presets``). Input scaling: none (``train.normalize`` only z-scores pooled vectors, never sequences).
+Recipes (``paper``: the original experiment; ``ser``: harmonised) and the fidelity table:
+``HEADS["audio_transformer"].recipes`` in ``ser.fusion.heads`` (``ser fusion show audio_transformer``). Input
+scaling: none (``train.normalize`` only z-scores pooled vectors, never sequences).
 """
 
 from __future__ import annotations

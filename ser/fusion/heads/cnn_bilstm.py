@@ -21,8 +21,9 @@ in eval and in training mode (up to float summation order).
 Deviation: SpecAugment widths count frames of the cache, so its time masks are about 3x shorter
 than the source's 32 ms frames made them (``ser.fusion.augment`` gives the numbers and the fix).
 
-Training preset: ``HEADS["cnn_bilstm"].preset`` in ``ser.fusion.heads`` (``ser fusion list
---presets``). Input scaling: none (``train.normalize`` only z-scores pooled vectors, never sequences).
+Recipes (``paper``: the original experiment; ``ser``: harmonised) and the fidelity table:
+``HEADS["cnn_bilstm"].recipes`` in ``ser.fusion.heads`` (``ser fusion show cnn_bilstm``). Input scaling: none
+(``train.normalize`` only z-scores pooled vectors, never sequences).
 """
 
 from __future__ import annotations

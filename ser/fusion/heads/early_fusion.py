@@ -19,10 +19,10 @@ Deviations from the source repository:
   comes from its own projection, so the encoder can still tell the modalities apart.
 * Single-modality use (one of text/audio) is allowed; the original always had both.
 
-Training preset: ``HEADS["early_fusion"].preset`` in ``ser.fusion.heads`` (``ser fusion list
---presets``). Input scaling: the trainer z-scores the text and audio vectors with the fold's training
-statistics (``train.normalize``, on by default); the source feeds them raw, which
-``train.normalize=false`` reproduces.
+Recipes (``paper``: the original experiment; ``ser``: harmonised) and the fidelity table:
+``HEADS["early_fusion"].recipes`` in ``ser.fusion.heads`` (``ser fusion show early_fusion``). Input scaling:
+the ``ser`` recipe z-scores the text and audio vectors with the fold's training statistics
+(``train.normalize``); the source fed them raw, and so does the ``paper`` recipe.
 """
 
 from __future__ import annotations

@@ -27,10 +27,10 @@ statistics rules on each sample's own statistics (``fuzzy="per_sample"``), so a 
 on that sample alone; the source applies the rules to the statistics of the whole batch, so its
 predictions change with the batch they sit in (``fuzzy="batch"`` reproduces it).
 
-Training preset: ``HEADS["fleser"].preset`` in ``ser.fusion.heads`` (``ser fusion list
---presets``). Input scaling: the trainer z-scores the text and audio vectors with
-the fold's training statistics (``train.normalize``, on by default); the source feeds them raw, which
-``train.normalize=false`` reproduces.
+Recipes (``paper``: the original experiment; ``ser``: harmonised) and the fidelity table:
+``HEADS["fleser"].recipes`` in ``ser.fusion.heads`` (``ser fusion show fleser``). Input scaling: the ``ser``
+recipe z-scores the text and audio vectors with the fold's training statistics (``train.normalize``); the
+source fed them raw, and so does the ``paper`` recipe.
 """
 
 from __future__ import annotations

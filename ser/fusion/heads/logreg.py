@@ -3,8 +3,8 @@
     [audio ‖ mocap ‖ text] (N, sum D), z-scored with the fold's training rows -> LogisticRegression
 
 Not a neural head: ``ser.fusion.classic`` trains it (grid over ``C`` chosen on the fold's
-validation rows, then, by its preset, refitted on train + validation). Multi-modal inputs are
-concatenated. Training preset: ``HEADS["logreg"].preset`` in ``ser.fusion.heads``.
+validation rows, then, by its ``ser`` recipe, refitted on train + validation). Multi-modal inputs
+are concatenated. It reproduces no paper, so it has only the ``ser`` recipe (``ser fusion show logreg``).
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ Deviations from the source repository (each one is also noted where it happens):
   ``"cls"``, which is position 0, i.e. the first AUDIO-query position (not a [CLS] token): ``"first"``
   here. Note that ``"first"`` reads one text-side output only, so the whole audio-side block (text
   queries over audio) is off the output's path and gets no gradient: under the repository's default the
-  "cross-modal" head is audio-queries-over-text alone. The repository's ``"max"`` returns the
-  (values, indices) tuple; we take the values.
+  "cross-modal" head is audio-queries-over-text alone. (The repository's ``"max"`` takes the values of
+  ``Tensor.max``, as ours does; 4M-SER's, which returned the (values, indices) tuple, is a different file.)
 * The original constructs ``fusion_attention``, ``fusion_linear`` and ``fusion_layer_norm`` but never
   uses them (dead parameters); we do not build them, so the parameter count and the random-number
   stream at initialisation differ from the original's.
@@ -42,9 +42,9 @@ Deviations from the source repository (each one is also noted where it happens):
 Not in the head: the original reads int16 audio without dividing by 32768 and keeps the frozen
 encoders in train mode (dropout noise); both are the cache's business.
 
-Training preset: ``HEADS["memocmt"].preset`` in ``ser.fusion.heads`` (``ser fusion list
---presets``). Input scaling: none (``train.normalize`` only z-scores pooled
-vectors, never sequences).
+Recipes (``paper``: the original experiment; ``ser``: harmonised) and the fidelity table:
+``HEADS["memocmt"].recipes`` in ``ser.fusion.heads`` (``ser fusion show memocmt``). Input scaling: none
+(``train.normalize`` only z-scores pooled vectors, never sequences).
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ Deviations (ours, not in any source):
   on by default; the source fed raw flattened log-mel + BERT vectors). ``train.normalize=false``
   turns it off.
 
-Training: no paper preset (``HEADS["mlp"]`` in ``ser.fusion.heads``: the TrainConfig defaults).
+Training: no paper, so only the ``ser`` recipe (``HEADS["mlp"]`` in ``ser.fusion.heads``: the TrainConfig
+defaults).
 """
 
 from __future__ import annotations

@@ -35,8 +35,9 @@ Not in the head: the original keeps frozen BERT in train mode (dropout noise in 
 the cache removes it. The paper-era VGGish is postprocessed (quantised, gradient-free), so training on
 cached VGGish is exact for the paper; v0.1.1 made VGGish trainable, which a cache cannot reproduce.
 
-Training preset: ``HEADS["mser3"].preset`` in ``ser.fusion.heads`` (``ser fusion list
---presets``). Input scaling: none (``train.normalize`` only z-scores pooled vectors, never sequences).
+Recipes (``paper``: the original experiment; ``ser``: harmonised) and the fidelity table:
+``HEADS["mser3"].recipes`` in ``ser.fusion.heads`` (``ser fusion show mser3``). Input scaling: none
+(``train.normalize`` only z-scores pooled vectors, never sequences).
 """
 
 from __future__ import annotations

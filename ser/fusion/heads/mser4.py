@@ -29,17 +29,15 @@ Deviations from the source repository (each one is also noted where it happens):
   so crashes in the head; we take the values.
 * The original also returns the text and audio branch outputs; the auxiliary losses only use the pooled
   feature, which ``forward_features`` returns.
-* Loss parameters (centers, margin weights): the original's ``MarginTrainer`` gives them a SEPARATE Adam
-  (the model's lr, betas, eps and weight decay) with a LambdaLR that multiplies their lr by 0.1 at each
-  milestone epoch {8, 14, 20, 25} reached. Not reproduced: our trainer puts them in the model's optimiser,
-  under the model's schedule (the ``mser4`` training preset: Adam 1e-4, StepLR(30, 0.1)).
-* Optimiser: the original's VGGish and loss-study configs that set no ``optimizer_type`` silently fall
-  back to SGD with momentum 0.99 (a hidden default); the SSL configs set Adam. The ``mser4`` training
-  preset (``HEADS["mser4"].preset``) uses Adam 1e-4 with StepLR(30, 0.1) everywhere.
+Training is the recipes' business, not the head's: the ``paper`` recipe reproduces the original's
+separate Adam for the loss parameters (``train.loss_optimizer``, x0.1 at epochs 8, 14, 20, 25), its SGD
+with momentum 0.99 (the hidden default of the configs that set no ``optimizer_type``), its two stages
+(``train.transfer_epochs``) and its loss forms; the ``ser`` recipe trains with Adam 1e-4 and
+StepLR(30, 0.1) like the family's other heads.
 
-Training preset: ``HEADS["mser4"].preset`` in ``ser.fusion.heads`` (``ser fusion list
---presets``). Input scaling: none (``train.normalize`` only z-scores pooled
-vectors, never sequences).
+Recipes (``paper``: the original experiment; ``ser``: harmonised) and the fidelity table:
+``HEADS["mser4"].recipes`` in ``ser.fusion.heads`` (``ser fusion show mser4``). Input scaling: none
+(``train.normalize`` only z-scores pooled vectors, never sequences).
 """
 
 from __future__ import annotations

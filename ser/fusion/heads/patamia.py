@@ -14,9 +14,10 @@ text + mocap, audio + mocap); fewer than two is a ``ValueError``.
 
 Deviations from the source repositories (each one is also noted where it happens):
 
-* Logits, no softmax. The originals end in ``Dense(4, softmax)`` and train it with
+* Logits, no softmax. Both originals end in ``Dense(4, softmax)``. The 2021 code trains it with
   ``SparseCategoricalCrossentropy(from_logits=True)``, i.e. a softmax applied twice (a bug we do not
-  reproduce: the training loss applies the only softmax).
+  reproduce); the 2023 code's ``sparse_categorical_crossentropy`` reads the softmax output as
+  probabilities, which is one softmax, the same as our cross-entropy on logits.
 * Speech: the 2023 model fine-tunes wav2vec2-base end to end and flattens its 768 frames x 768 into a
   589,824-d vector before Dense 128. We take the cached pooled vector (B, D) instead (two-stage; a
   590k-wide linear layer over frozen frames would be 75M parameters over a fixed padding layout). The
@@ -39,10 +40,10 @@ Deviations from the source repositories (each one is also noted where it happens
   sizes; we pad 1 on every side, which gives the same output size ceil(n / 2). No weights are ported,
   so only the sizes matter.
 
-Training preset: ``HEADS["patamia"].preset`` in ``ser.fusion.heads`` (``ser fusion list
---presets``). Input scaling: the trainer z-scores the text and speech vectors (the mocap grid is a sequence) with the
-fold's training statistics (``train.normalize``, on by default); the source feeds them raw, which
-``train.normalize=false`` reproduces.
+Recipes (``paper``: the original experiment; ``ser``: harmonised) and the fidelity table:
+``HEADS["patamia"].recipes`` in ``ser.fusion.heads`` (``ser fusion show patamia``). Input scaling: the ``ser``
+recipe z-scores the text and speech vectors (the mocap grid is a sequence) with the fold's training statistics
+(``train.normalize``); the source fed them raw, and so does the ``paper`` recipe.
 """
 
 from __future__ import annotations

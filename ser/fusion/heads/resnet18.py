@@ -27,8 +27,9 @@ Hence an item's logits do not depend on the padding the batch adds, in eval and 
 Deviation: SpecAugment widths count frames of the cache, so its time masks are about 3x shorter
 than the source's 32 ms frames made them (``ser.fusion.augment`` gives the numbers and the fix).
 
-Training preset: ``HEADS["resnet18"].preset`` in ``ser.fusion.heads`` (``ser fusion list
---presets``). Input scaling: none (``train.normalize`` only z-scores pooled vectors, never sequences).
+Recipes (``paper``: the original experiment; ``ser``: harmonised) and the fidelity table:
+``HEADS["resnet18"].recipes`` in ``ser.fusion.heads`` (``ser fusion show resnet18``). Input scaling: none
+(``train.normalize`` only z-scores pooled vectors, never sequences).
 """
 
 from __future__ import annotations

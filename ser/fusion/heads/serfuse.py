@@ -8,18 +8,19 @@ pooled vector per utterance: in the paper the 192-d ECAPA-TDNN speaker x-vector
 
 Deviations from the source repository:
 
-* None in the head's default configuration (the trainer's input z-scoring is one, see below). The
+* None in the head's default configuration (the ``ser`` recipe's input z-scoring is one, see below). The
   paper's head has no activation, so it is one linear map (flagged, kept); ``nonlinear=True`` adds a
   ReLU after each hidden linear layer (not in the paper).
 * Checkpoint: the source saves only when the training AND validation losses both reach new minima in
-  the same epoch; the trainer keeps the best validation ``train.select`` epoch (UA by default).
+  the same epoch: the ``paper`` recipe does too (``train.checkpoint=train_val_loss``); the ``ser`` recipe
+  keeps the best validation UA.
 * The original applies softmax only for argmax; this head returns logits, which is the same thing.
 * ``inputs["speaker"]`` (an optional key of the head contract) is not used by this head.
 
-Training preset: ``HEADS["serfuse"].preset`` in ``ser.fusion.heads`` (``ser fusion list
---presets``). Input scaling: the trainer z-scores the text and audio vectors
-with the fold's training statistics (``train.normalize``, on by default); the source feeds them raw,
-which ``train.normalize=false`` reproduces.
+Recipes (``paper``: the original experiment; ``ser``: harmonised) and the fidelity table:
+``HEADS["serfuse"].recipes`` in ``ser.fusion.heads`` (``ser fusion show serfuse``). Input scaling: the ``ser``
+recipe z-scores the text and audio vectors with the fold's training statistics (``train.normalize``); the
+source fed them raw, and so does the ``paper`` recipe.
 """
 
 from __future__ import annotations

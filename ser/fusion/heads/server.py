@@ -18,13 +18,15 @@ Deviations from the source repository (each one is also noted where it happens):
 * Options that are off by default (default = paper): ``nonlinear`` (ReLU after the hidden linear
   layers) and ``audio_norm="mean"`` (mean instead of sum over patches).
 
-Not a deviation: BERT is frozen in the original and VGGish's 8-bit ``round`` blocks its gradient, so
-the original's "trainable" VGGish never changed; training this head on cached features is exact.
+What a cache changes: BERT is frozen in the original and VGGish's 8-bit ``round`` blocks its gradient,
+so the original's "trainable" VGGish never changed and its cached patches are what the head saw. But the
+original never put BERT in eval mode, so its pooler outputs carried dropout noise that differed every
+epoch; the cache holds the noise-free outputs (encoders run in eval mode here), which no recipe can undo.
 
-Training preset: ``HEADS["server"].preset`` in ``ser.fusion.heads`` (``ser fusion list
---presets``). Input scaling: the trainer z-scores the text pooler vector with the fold's training statistics
-(``train.normalize``, on by default); the source feeds them raw, which ``train.normalize=false``
-reproduces.
+Recipes (``paper``: the original experiment; ``ser``: harmonised) and the fidelity table:
+``HEADS["server"].recipes`` in ``ser.fusion.heads`` (``ser fusion show server``). Input scaling: the ``ser``
+recipe z-scores the text pooler vector with the fold's training statistics (``train.normalize``); the source
+fed it raw, and so does the ``paper`` recipe.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     [audio ‖ mocap ‖ text] (N, sum D), z-scored with the fold's training rows -> SVC(kernel)
 
 Not a neural head: ``ser.fusion.classic`` trains it. The grid (``C`` x ``gamma`` for the RBF kernel,
-``C`` for the linear one) is chosen on the fold's validation rows; by its preset the chosen point
+``C`` for the linear one) is chosen on the fold's validation rows; by its ``ser`` recipe the chosen point
 is then refitted on train + validation. ``gamma`` is given as a multiple of ``1 / D`` (D = feature
 count), which on z-scored inputs is scikit-learn's ``gamma="scale"``: 1.0 is its default.
 Probabilities are the softmax of the one-vs-rest decision values (``break_ties=True``: the

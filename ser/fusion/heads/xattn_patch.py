@@ -25,10 +25,10 @@ SpecAugment widths are in frames of the cache (``ser.fusion.augment``): 10-30 ti
 100-300 ms at the ``64`` log-mel preset's 10 ms hop, where the source's 10-30 frames were 320-960 ms
 at librosa's default hop of 512 samples (32 ms); the frequency widths (5-15 of 64 mel bins) match.
 
-Training preset: ``HEADS["xattn_patch"].preset`` in ``ser.fusion.heads`` (``ser fusion list
---presets``). Input scaling: the trainer z-scores the text vector (the log-mel frames are a sequence) with
-the fold's training statistics (``train.normalize``, on by default); the source feeds them raw, which
-``train.normalize=false`` reproduces.
+Recipes (``paper``: the original experiment; ``ser``: harmonised) and the fidelity table:
+``HEADS["xattn_patch"].recipes`` in ``ser.fusion.heads`` (``ser fusion show xattn_patch``). Input scaling: the
+``ser`` recipe z-scores the text vector (the log-mel frames are a sequence) with the fold's training
+statistics (``train.normalize``); the source fed it raw, and so does the ``paper`` recipe.
 """
 
 from __future__ import annotations
