@@ -253,6 +253,12 @@ class _Setup:
     epoch: int = 0
     """Epochs completed (both stages)."""
 
+    def zero_grad(self) -> None:
+        """Clear the gradients of every optimised parameter (the model's and the loss's)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.loss_optimizer is not None:
+            self.loss_optimizer.zero_grad(set_to_none=True)
+
     def step(self) -> None:
         """One optimisation step of every optimiser from the gradients already computed."""
         self.scaler.step(self.optimizer)
@@ -379,7 +385,7 @@ def _train_epoch(
     ):
         inputs = {k: v.to(device) for k, v in inputs.items()}
         labels = labels.to(device)
-        setup.optimizer.zero_grad(set_to_none=True)
+        setup.zero_grad()
         with torch.autocast(device.type, enabled=setup.use_amp):
             if getattr(setup.loss_fn, "needs_features", False):
                 logits, features = setup.model.forward_features(inputs)

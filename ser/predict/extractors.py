@@ -68,7 +68,11 @@ def build_arguments(record: dict[str, Any]) -> tuple[str | None, str, dict[str, 
     if family == "whisper":
         return config["model"], dtype, pick("revision")
     if family in _TEXT:  # a bundled model is recorded by its label and found again by the package
-        return (None if upstream.get("model_label") else config["model"]), dtype, pick("max_tokens", "revision")
+        # ``pooler_seed`` is recorded only for a RoBERTa checkpoint without pooler weights (its seeded pooler)
+        options = pick("max_tokens", "revision", "pooler_seed")
+        return (None if upstream.get("model_label") else config["model"]), dtype, options
+    if family == "ecapa":  # the SpeechBrain folder or hub id the store read; its hash and settings are checked
+        return config["model"], dtype, pick("revision")
     if family == "vggish":
         return upstream.get("weights"), dtype, {"pca_checkpoint": upstream["pca"]} if upstream.get("pca") else {}
     if family in _CONFIG_CLASSES:

@@ -56,14 +56,15 @@ RAW = {"normalize": False}
 
 SER_LOSS_OPTIONS: Mapping[str, Mapping[str, Any]] = {
     "ce+center": {"lambda_c": 0.01},
-    "ce+contrastive_center": {"lambda_c": 10.0},
+    "ce+contrastive_center": {"lambda_c": 8.0},
 }
-"""The ``ser`` recipe's weights of the feature losses. With 4M-SER's head at its paper widths (feature
-128) and batch 32, the cross-entropy starts near ln 4 = 1.39; the squared center loss with weight 1
-starts near 128 (half the squared distance between a LayerNorm-ed feature and an N(0, 1) center) and
-the per-sample contrastive-center ratio near 0.13. These weights bring both within a factor of 1.5 of
-the cross-entropy (measured in ``tests/fusion/test_recipes.py``). The margin losses are left at the
-originals' scale s = 64: they replace the cross-entropy rather than add to it."""
+"""The ``ser`` recipe's weights of the feature losses, measured on 4M-SER's head at batch 32 with 4 classes
+(``tests/fusion/test_recipes.py``): the cross-entropy starts at 1.42; the squared center loss at weight 1
+starts at 119 with VGGish's 128-d features (84x) and 762 with 768-d SSL features (546x), the per-sample
+contrastive-center ratio at 0.17 (0.12x) at either width. With these weights they start at 1.00x and
+0.95x the cross-entropy at width 128; at width 768 the center loss starts at 5.4x (set
+``train.loss_options.lambda_c`` to 0.01 x 128 / F to keep 1x at width F). The margin losses are left at
+the originals' scale s = 64: they replace the cross-entropy rather than add to it."""
 
 PAPER_LOSS_FORMS: Mapping[str, Mapping[str, Any]] = {
     name: {"paper_form": True}
@@ -327,8 +328,8 @@ MSER4: Entry = (
             f"{_MSER4} src/models/losses.py: center λ/(2B)·‖F − C_y‖ (unsquared), contrastive-center over batch "
             "sums / 0.1, the margin applied under no_grad, focal with p_t detached; λ_c 1 (base.py:138-153)",
             paper="paper_form=true for every loss that has one (`ser fusion show mser4`)",
-            ser="squared center loss λ_c 0.01, per-sample contrastive-center λ_c 10: each about the size of the "
-            "cross-entropy at initialisation",
+            ser="squared center loss λ_c 0.01, per-sample contrastive-center λ_c 8: 1.00x and 0.95x the "
+            "cross-entropy at initialisation (feature width 128)",
             why="the original forms equal the papers' only at batch 1, and the squared center loss at weight 1 is "
             "about 90x the cross-entropy at batch 32",
         ),
