@@ -58,9 +58,8 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _fit(out: Path, *args: str) -> Path:
-    result = CliRunner().invoke(
-        app, ["fit", "-p", "speaker-loso", "--set", "val_by=utterance", "--set", "train.epochs=2", "-o", str(out), *args]
-    )
+    settings = ["--set", "val_by=utterance", "--set", "train.epochs=2"]
+    result = CliRunner().invoke(app, ["fit", "-p", "speaker-loso", *settings, "-o", str(out), *args])
     assert result.exit_code == 0, result.output
     return Path(result.output.strip().splitlines()[-1].split("run directory: ")[1])
 
