@@ -18,8 +18,10 @@ extractors imports nothing heavy.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -128,6 +130,15 @@ class Extractor(Protocol):
 def layer_names(n_layers: int) -> list[str]:
     """``layer_00`` ... for ``n_layers`` hidden states (index 0 = the encoder input embedding)."""
     return [f"layer_{i:02d}" for i in range(n_layers)]
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 hex digest of a file's bytes, read in 4 MiB blocks (checkpoint files are recorded by it)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def require(module: str, extra: str) -> Any:

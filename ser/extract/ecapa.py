@@ -40,7 +40,7 @@ import torch
 
 from ser.devices import resolve_device
 from ser.extract.audio import pad_to_minimum
-from ser.extract.base import ExtractorError, ExtractorSpec, Features, Item, ItemRejected, require
+from ser.extract.base import ExtractorError, ExtractorSpec, Features, Item, ItemRejected, file_sha256, require
 from ser.extract.ecapa_net import EcapaSettings, FbankSettings, SpeakerEncoder, as_int_tuple
 from ser.extract.hf import _offline_hint, hub_reachable, looks_like_path
 from ser.extract.options import coerce_options
@@ -343,14 +343,6 @@ def locate_files(model: str, revision: str | None) -> tuple[dict[str, Path], str
     return paths, snapshot if _COMMIT.match(snapshot) else None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_state(path: Path) -> dict[str, torch.Tensor]:
     """A state dict saved with ``torch.save`` (tensors only: ``weights_only=True``)."""
     try:
@@ -408,7 +400,7 @@ class EcapaExtractor:
             )
         self.model.eval().to(self.device)
         self.weights_sha256 = hashlib.sha256(
-            (_sha256(self.paths[HYPERPARAMS]) + _sha256(self.paths[WEIGHTS])).encode()
+            (file_sha256(self.paths[HYPERPARAMS]) + file_sha256(self.paths[WEIGHTS])).encode()
         ).hexdigest()
         self.dim = hp.ecapa.lin_neurons
         self.sample_rate = hp.fbank.sample_rate

@@ -29,7 +29,6 @@ samples (0.975 s), slightly more than the nominal 0.96 s (15360 samples, which g
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 from collections.abc import Sequence
@@ -42,7 +41,7 @@ import torch
 
 from ser.devices import resolve_device
 from ser.extract.audio import pad_to_minimum
-from ser.extract.base import ExtractorError, ExtractorSpec, Features, Item, ItemRejected, require
+from ser.extract.base import ExtractorError, ExtractorSpec, Features, Item, ItemRejected, file_sha256, require
 from ser.extract.options import coerce_options
 
 logger = logging.getLogger(__name__)
@@ -75,14 +74,6 @@ class VggishConfig:
     """Path of the PCA parameters (None: next to the checkpoint, then torch hub's checkpoint folder)."""
     batch_patches: int = 256
     """Patches per forward pass (memory only; the output does not depend on it)."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _missing_files_error(looked: Sequence[Path]) -> ExtractorError:
@@ -219,8 +210,8 @@ class VggishExtractor:
         if config.batch_patches < 1:
             raise ExtractorError(f"vggish: batch_patches must be >= 1, not {config.batch_patches}")
         self.weights_path, self.pca_path = resolve_files(config.checkpoint, config.pca_checkpoint)
-        self.weights_sha256 = _sha256(self.weights_path)
-        self.pca_sha256 = _sha256(self.pca_path)
+        self.weights_sha256 = file_sha256(self.weights_path)
+        self.pca_sha256 = file_sha256(self.pca_path)
         _check_name(self.weights_path, WEIGHTS_FILE, self.weights_sha256)
         _check_name(self.pca_path, PCA_FILE, self.pca_sha256)
         self._examples = tv.waveform_to_examples
