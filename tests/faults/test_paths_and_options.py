@@ -63,7 +63,7 @@ def test_a_label_set_path_with_dot_dots_cannot_put_the_run_outside_out(
     )
     assert result.exit_code == 0, result.output
     (run,) = (work / "out").iterdir()
-    assert run.name.startswith("mlp-speaker-loso-") and "sets.json_rv" in run.name
+    assert run.name.startswith("mlp-ser-speaker-loso-") and "sets.json_rv" in run.name
     assert (run / "metrics.json").is_file()
     for folder in (tmp_path, tmp_path / "a", tmp_path / "a" / "b"):  # where ../ would have led
         assert not [p for p in folder.iterdir() if p.name.startswith("mlp-") or p.name == "out"]
