@@ -142,3 +142,17 @@ def test_expanding_a_grid_imports_no_torch(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_recipe_is_a_grid_axis() -> None:
+    """``recipe: [ser, paper]``: each cell starts from its recipe; the base's own values stay departures."""
+    base = {**BASE, "fusion": "server", "audio": "a.h5:seq", "text": "t.h5"}
+    jobs = expand(parse_grid({"base": base, "axes": {"recipe": ["ser", "paper"]}}))
+    by_recipe = {job.config.recipe: job.config for job in jobs}
+    assert set(by_recipe) == {"ser", "paper"}
+    ser, paper = by_recipe["ser"], by_recipe["paper"]
+    assert (ser.train.batch_size, paper.train.batch_size) == (32, 1)
+    assert (ser.train.epochs, paper.train.epochs) == (3, 3)  # the base's value wins over both recipes
+    assert paper.train.checkpoint == "last" and ser.train.checkpoint == "best"
+    assert paper.text == "t.h5:stat=pooler,layer=last" and ser.text == "t.h5"
+    assert jobs[0].run_dir != jobs[1].run_dir and {job.run_dir.name.split("-")[1] for job in jobs} == {"ser", "paper"}

@@ -67,7 +67,7 @@ def test_sections_split_protocols_and_name_the_varying_keys(runs: dict) -> None:
     parts = {s.name: s for s in sections(collect(runs["out"]))}
     assert sorted(parts) == ["ravdess / speaker-kfold / ravdess8", "ravdess / speaker-loso / ravdess8"]
     loso = parts["ravdess / speaker-loso / ravdess8"]
-    assert loso.columns == ["fusion", "audio", "train.lr"]
+    assert loso.columns == ["fusion", "recipe", "audio", "train.lr"]  # fusion and recipe always
     best = loso.best()
     means = {c.key: c.summary()["ua"]["mean"] for c in loso.cells}
     assert best["ua"] == max(means, key=means.get)
