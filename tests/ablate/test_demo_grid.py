@@ -69,4 +69,4 @@ def test_example_grid_runs_and_reports_on_the_demo_data(demo_workdir: Path, monk
     again = runner.invoke(app, ["ablate", str(GRID), "--set", "train.epochs=8", "--set", "seeds=[0]", "--no-report"])
     assert again.exit_code == 0 and "8 jobs: 0 ran, 8 already done" in again.output
     shown = runner.invoke(app, ["report", "runs/demo-grid"])
-    assert shown.exit_code == 0 and "| cell | fusion | audio | text |" in shown.output
+    assert shown.exit_code == 0 and "| cell | fusion | recipe | audio | text |" in shown.output

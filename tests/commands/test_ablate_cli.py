@@ -34,7 +34,7 @@ def test_dry_run_then_run_then_dry_run(corpus: dict[str, Path]) -> None:
     shown = runner.invoke(
         app, ["report", str(corpus["root"] / "runs"), "--no-plots", "-o", str(corpus["root"] / "rep")]
     )
-    assert shown.exit_code == 0 and "| cell | fusion | train.lr |" in shown.output
+    assert shown.exit_code == 0 and "| cell | fusion | recipe | train.lr |" in shown.output
 
 
 def test_a_failed_job_makes_exit_status_1_and_is_listed(corpus: dict[str, Path]) -> None:
