@@ -198,19 +198,17 @@ def fit(
         if engine is not None:
             record["train"] = {**(record.get("train") or {}), "engine": engine}
         fit_config = config_from_dict(apply_overrides(record, set_))
-        _print_recipe(fit_config)
-        run_dir = run_fit(fit_config)
+        run_dir = run_fit(fit_config, announce=_print_recipe)
     report(run_dir)
 
 
-def _print_recipe(cfg: FitConfig) -> None:
-    """The recipe the fit starts from, and where the fit's own values depart from it."""
-    from ser.fusion.departures import config_departures
+def _print_recipe(cfg: FitConfig, departures: list[str]) -> None:
+    """The recipe the fit starts from, and where the fit departs from it (printed once the fit is checked)."""
     from ser.fusion.recipe_text import recipe_lines
 
     for line in recipe_lines(cfg.fusion, cfg.recipe):
         typer.echo(line)
-    for departure in config_departures(cfg):
+    for departure in departures:
         typer.echo(f"  departure: {departure}")
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from logging.handlers import MemoryHandler
 from pathlib import Path
@@ -239,7 +240,7 @@ def _prepare(cfg: FitConfig) -> _Plan:
         candidates = _candidates(cfg, train)
     departures += input_departures(recipe, cfg.recipe, fold_data[folds[0].name])
     for departure in departures:
-        logger.warning("departure from the %s recipe of %s: %s", cfg.recipe, cfg.fusion, departure)
+        logger.info("departure from the %s recipe of %s: %s", cfg.recipe, cfg.fusion, departure)
     for candidate in candidates:
         check_head(cfg.fusion, fold_data[folds[0].name], candidate.head_options)
     robust, robust_info = _robustness_data(cfg, utterances, label_set, folds, fold_data, fold_set, manifest)
@@ -323,15 +324,20 @@ def _robustness_data(
     return robust, info
 
 
-def run_fit(cfg: FitConfig) -> Path:
+Announce = Callable[[FitConfig, list[str]], None]
+"""Called once per fit when everything is checked and loaded, before anything is written: the config
+and its departures from its recipe (``ser fit`` prints them)."""
+
+
+def run_fit(cfg: FitConfig, announce: Announce | None = None) -> Path:
     """Run every requested fold and seed; write and return the run directory.
 
     Everything is checked and loaded first; the run directory is created only then (log records of
     that phase are buffered and written to its ``train.log``)."""
-    return run_fits([cfg])[0]
+    return run_fits([cfg], announce)[0]
 
 
-def run_fits(configs: list[FitConfig]) -> list[Path]:
+def run_fits(configs: list[FitConfig], announce: Announce | None = None) -> list[Path]:
     """Several fits whose members train together (``ser ablate`` stacks grid cells this way): every
     config is checked and loaded first, then the members of all of them go to one
     :func:`ser.fusion.engine.select_members` call (members of equal shapes share a stack), then each
@@ -346,6 +352,9 @@ def run_fits(configs: list[FitConfig]) -> list[Path]:
     handlers: list[logging.Handler] = []
     try:
         plans = [_prepare(cfg) for cfg in configs]
+        if announce is not None:
+            for cfg, plan in zip(configs, plans, strict=True):
+                announce(cfg, plan.departures)
         run_dirs = [run_directory(cfg) for cfg in configs]
         for run_dir in run_dirs:
             run_dir.mkdir(parents=True, exist_ok=True)

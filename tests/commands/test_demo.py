@@ -21,7 +21,7 @@ def test_demo_runs_offline_and_reports_an_mlp_and_a_fusion_head(tmp_path: Path, 
     assert "ravdess: 240 utterances found, 240 written" in result.output
     assert result.output.count("mean ± std over folds and seeds: UA") == 2
     assert "only the audio branch can" in result.output
-    assert "mlp on ravdess" in result.output and "fleser on ravdess" in result.output
+    assert "mlp (ser recipe) on ravdess" in result.output and "fleser (ser recipe) on ravdess" in result.output
     runs = {}
     for run in sorted((workdir / "runs").iterdir()):
         saved = yaml.safe_load((run / "config.yaml").read_text())
