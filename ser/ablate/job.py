@@ -49,6 +49,7 @@ STACKED_TRAIN_KEYS = (
     "patience",
     "schedule",
     "step_size",
+    "schedule_at_start",
     "gamma",
     "plateau_patience",
     "select",

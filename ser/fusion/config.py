@@ -73,6 +73,9 @@ class TrainConfig:
     annealing to 0 over ``epochs``). Stepped once per epoch. With ``refit`` a plateau schedule
     replays the lr of each epoch of the selection run (the refit has no validation loss)."""
     step_size: int = 30
+    schedule_at_start: bool = False
+    """Step a ``step`` schedule at the START of each epoch, as SERVER's notebook did (each drop lands one
+    epoch earlier: epochs 30, 60, 90 instead of 31, 61, 91 for StepLR(30, 0.1))."""
     gamma: float = 0.1
     """Factor of step and plateau schedules."""
     plateau_patience: int = 10
@@ -160,7 +163,16 @@ class TrainConfig:
         require_float("train.weight_decay", self.weight_decay, low=0.0)
         require_float("train.momentum", self.momentum, low=0.0, high=1.0)
         require_float("train.gamma", self.gamma, low=0.0, strict=True)
-        for name in ("class_weighted", "normalize", "amp", "deterministic", "refit", "specaugment", "loss_optimizer"):
+        for name in (
+            "class_weighted",
+            "normalize",
+            "amp",
+            "deterministic",
+            "refit",
+            "specaugment",
+            "loss_optimizer",
+            "schedule_at_start",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise UserError(f"train.{name} must be true or false, not {getattr(self, name)!r}")
         for name in ("loss_options", "specaugment_options"):
@@ -182,6 +194,8 @@ class TrainConfig:
             raise UserError(f"train.loss_milestones must be a list of epochs >= 1, not {self.loss_milestones!r}")
         if self.loss_milestones and not self.loss_optimizer:
             raise UserError("train.loss_milestones schedule the loss's own optimiser: set train.loss_optimizer=true")
+        if self.schedule_at_start and self.schedule != "step":
+            raise UserError("train.schedule_at_start applies to train.schedule=step only")
         if self.checkpoint == "last" and self.patience:
             raise UserError("train.checkpoint=last keeps every epoch, so nothing can stop early: set train.patience=0")
         if self.transfer_epochs and self.refit:

@@ -23,6 +23,7 @@ import functools
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -141,7 +142,12 @@ def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
     if cfg.schedule == "none":
         return None
     if cfg.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+        schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+        if cfg.schedule_at_start:  # one step ahead: the schedule of epoch e is the one after e steps
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()": on purpose
+                schedule.step()
+        return schedule
     if cfg.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg.gamma, patience=cfg.plateau_patience)
     if cfg.schedule == "cosine":

@@ -151,3 +151,18 @@ def test_stages_loss_optimiser_and_checkpoint_rules_are_the_same_in_both_engines
         )
         specs = stage_specs(replace(cfg, engine="stacked"))
         assert_same_members(specs, *both_engines(specs))
+
+
+def test_a_step_schedule_stepped_at_the_start_drops_one_epoch_earlier() -> None:
+    """SERVER's notebook steps StepLR before each epoch: with step_size 2 the lr drops at 1-based epoch 2,
+    not 3."""
+    base = {"optimizer": "adam", "lr": 1e-2, "schedule": "step", "step_size": 2, "gamma": 0.1, "epochs": 4}
+    lrs = {}
+    for at_start in (False, True):
+        cfg = TrainConfig(**base, schedule_at_start=at_start, patience=0, batch_size=16, device="cpu")
+        (selection, *_) = select_members(stage_specs(replace(cfg, engine="sequential"))[:1])
+        lrs[at_start] = [h["lr"] for h in selection.history]
+    assert lrs[False] == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3])
+    assert lrs[True] == pytest.approx([1e-2, 1e-3, 1e-3, 1e-4])
+    with pytest.raises(UserError, match="schedule=step only"):
+        TrainConfig(schedule="plateau", schedule_at_start=True).check()
