@@ -283,6 +283,11 @@ class FitConfig:
         if self.val_by not in VALIDATION_BY:
             raise UserError(f"val_by must be {' or '.join(VALIDATION_BY)}, not {self.val_by!r}")
         require_int("split_seed", self.split_seed, 0)
+        if self.final and self.train.transfer_epochs:
+            raise UserError(
+                "--final replays one stage of training; it cannot replay train.transfer_epochs' two stages "
+                "(set train.transfer_epochs=0 or drop --final)"
+            )
         if self.final and self.save_models is False:
             raise UserError("--final trains a model to deploy, but --no-models saves no weights; drop one of them")
         if self.folds is not None and (

@@ -166,3 +166,11 @@ def test_a_step_schedule_stepped_at_the_start_drops_one_epoch_earlier() -> None:
     assert lrs[True] == pytest.approx([1e-2, 1e-3, 1e-3, 1e-4])
     with pytest.raises(UserError, match="schedule=step only"):
         TrainConfig(schedule="plateau", schedule_at_start=True).check()
+
+
+def test_a_final_model_cannot_replay_two_stages() -> None:
+    from ser.fusion.config import FitConfig
+
+    cfg = FitConfig(fusion="mser4", manifest="m", protocol="p", final=True, train=TrainConfig(transfer_epochs=2))
+    with pytest.raises(UserError, match="--final replays one stage"):
+        cfg.check()
