@@ -64,7 +64,6 @@ from ser.fusion.train import (
     checkpoint_rule,
     epoch_record,
     eval_batch_size,
-    optimised_parameters,
     refit_torch,
     resolve_device,
     select_member,
@@ -622,8 +621,7 @@ class StackedTrainer:
         if member.setup.stage_ends:
             assert member.best_state is not None
             member.step_module.load_state_dict(member.best_state)  # in place: the stack's slices
-            model, loss_fn = member.setup.model, member.setup.loss_fn
-            member.setup.start_second_stage(optimised_parameters(model, loss_fn, cfg))
+            member.setup.start_second_stage()
             member.rule = checkpoint_rule(cfg)
         elif member.rule.should_stop:
             member.live = False

@@ -289,10 +289,10 @@ class _Setup:
         """True right after the last epoch of the first of two stages."""
         return bool(self.cfg.transfer_epochs) and self.epoch == self.cfg.transfer_epochs
 
-    def start_second_stage(self, params: list[nn.Parameter]) -> None:
-        """A fresh optimiser (over the same ``params``) and schedule; the loss's own optimiser and its
+    def start_second_stage(self) -> None:
+        """A fresh optimiser (over the same parameters) and schedule; the loss's own optimiser and its
         schedule go on (as 4M-SER's second stage)."""
-        self.optimizer = _optimizer(params, self.cfg)
+        self.optimizer = _optimizer(optimised_parameters(self.model, self.loss_fn, self.cfg), self.cfg)
         self.scheduler = _scheduler(self.optimizer, self.cfg)
 
 
@@ -525,7 +525,7 @@ def select_member(
             assert best_state is not None
             model.load_state_dict(best_state[0])
             loss_fn.load_state_dict(best_state[1])
-            state.start_second_stage(optimised_parameters(model, loss_fn, cfg))
+            state.start_second_stage()
             rule = checkpoint_rule(cfg)
         elif rule.should_stop:
             break

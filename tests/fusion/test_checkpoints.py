@@ -103,23 +103,23 @@ def stage_specs(cfg: TrainConfig) -> list[MemberSpec]:
     ]
 
 
+TWO_STAGES = {
+    "optimizer": "sgd",
+    "schedule": "step",
+    "step_size": 1,
+    "gamma": 0.5,
+    "transfer_epochs": 2,
+    "patience": 0,
+    "batch_size": 16,
+    "device": "cpu",
+}
+"""Two stages of 2 + N epochs, SGD with a StepLR halving the lr every epoch of the second stage."""
+
+
 def test_two_stages_restart_the_optimiser_and_the_checkpoint_rule() -> None:
     """Stage 1 at a constant lr (no schedule), the kept checkpoint reloaded, then a fresh optimiser whose StepLR
     starts from the full lr; the rule restarts, so the kept epoch lies in stage 2."""
-    cfg = TrainConfig(
-        optimizer="sgd",
-        momentum=0.9,
-        lr=1e-2,
-        schedule="step",
-        step_size=1,
-        gamma=0.5,
-        epochs=3,
-        transfer_epochs=2,
-        patience=0,
-        batch_size=16,
-        device="cpu",
-        engine="sequential",
-    )
+    cfg = TrainConfig(**TWO_STAGES, momentum=0.9, lr=1e-2, epochs=3, engine="sequential")
     (selection, *_) = select_members(stage_specs(cfg))
     assert [h["lr"] for h in selection.history] == pytest.approx([1e-2, 1e-2, 1e-2, 5e-3, 2.5e-3])
     assert selection.epochs_run == 5 and selection.best_epoch >= 3
@@ -130,24 +130,17 @@ def test_stages_loss_optimiser_and_checkpoint_rules_are_the_same_in_both_engines
     center loss) and SER-Fuse's checkpoint rule: the stacked members equal the sequential loop's."""
     for checkpoint in ("train_val_loss", "best"):
         cfg = TrainConfig(
-            optimizer="sgd",
+            **TWO_STAGES,
             momentum=0.99,
             weight_decay=1e-6,
             lr=1e-3,
-            schedule="step",
-            step_size=1,
-            gamma=0.5,
             epochs=2,
-            transfer_epochs=2,
-            patience=0,
-            batch_size=16,
             select="wa",
             checkpoint=checkpoint,
             loss="ce+center",
             loss_options={"paper_form": True},
             loss_optimizer=True,
             loss_milestones=[2, 3],
-            device="cpu",
         )
         specs = stage_specs(replace(cfg, engine="stacked"))
         assert_same_members(specs, *both_engines(specs))
