@@ -20,7 +20,7 @@ from ser.extract.registry import EXTRACTORS
 from ser.fusion.config import FitConfig, TrainConfig, config_from_dict
 from ser.fusion.departures import config_departures, silence_floor
 from ser.fusion.heads import HEADS, head_module, head_recipe, resolve_head_config, torch_heads
-from ser.fusion.losses import build_loss, loss_options
+from ser.fusion.losses import LOSSES, build_loss, loss_options
 from ser.fusion.recipe_text import fidelity_table, recipe_lines
 from ser.fusion.recipes import RECIPES
 from ser.options import coerce_fields
@@ -64,7 +64,8 @@ def test_every_recipe_value_is_a_valid_setting(name: str) -> None:
                 assert base in EXTRACTORS and (not preset or preset in EXTRACTORS[base].presets), family
         for loss, options in recipe.loss_options.items():
             assert set(options) <= set(loss_options(loss)), (recipe_name, loss)
-        assert set(recipe.loss_train) <= set(recipe.loss_options) | {"ce", "focal"} | set(recipe.loss_train)
+        for loss, values in recipe.loss_train.items():  # a known loss, with train values a config accepts
+            assert loss in LOSSES and set(values) <= TRAIN_FIELDS, (recipe_name, loss)
 
 
 def test_the_paper_recipes_hold_the_originals_facts() -> None:
