@@ -17,8 +17,10 @@ it runs under the same protocols, run directories, metrics and reports as every 
 Probabilities: logistic regression's ``predict_proba``; for the SVM the softmax of its one-vs-rest
 decision values, with ``break_ties=True`` so the predicted class is exactly that argmax (and what
 scikit-learn's ``predict`` returns). Classes absent from a fold's training rows get probability 0.
-Both estimators are deterministic, so seeds repeat the same numbers (kept so that cells of a grid
-pair up by fold and seed).
+Both estimators are deterministic (lbfgs and libsvm draw no random numbers), so each fold is fitted
+once and its result recorded for every seed (cells of a grid still pair up by fold and seed:
+``ser.fusion.engine.share_deterministic``). Their BLAS products run on one thread unless the problem
+is large (``ser.threads``): threads on small products cost more than they bring.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from typing import Any
 import numpy as np
 
 from ser.errors import UserError
+from ser.fusion import progress
 from ser.fusion.data import FusionData
 from ser.fusion.metrics import compute_metrics
+from ser.threads import blas_threads, blas_threads_for
 
 logger = logging.getLogger(__name__)
 
@@ -154,13 +158,15 @@ def select_classic(
         raise UserError("a fold's training rows hold fewer than two classes; a classifier cannot be fitted")
     best: tuple[float, ClassicPredictor, dict[str, Any]] | None = None
     history: list[dict[str, float]] = []
-    for params in grid(config):
-        fitted = estimator(kind, params, x_train.shape[1], seed).fit(x_train, y_train)
-        predictor = ClassicPredictor(fitted, scaler, params)
-        metrics, _, _ = predictor.evaluate(data, rows["validation"])
-        history.append({**params, f"val_{select}": metrics[select]})
-        if best is None or metrics[select] > best[0]:
-            best = (metrics[select], predictor, metrics)
+    with blas_threads(blas_threads_for(problem_size(x_train, data))):
+        for params in grid(config):
+            fitted = estimator(kind, params, x_train.shape[1], seed).fit(x_train, y_train)
+            predictor = ClassicPredictor(fitted, scaler, params)
+            metrics, _, _ = predictor.evaluate(data, rows["validation"])
+            history.append({**params, f"val_{select}": metrics[select]})
+            if best is None or metrics[select] > best[0]:
+                best = (metrics[select], predictor, metrics)
+            progress.current().advance()
     assert best is not None
     logger.info(
         "%s: chose %s on validation (%s %.4f) from %d grid points", kind, best[1].params, select, best[0], len(history)
@@ -176,4 +182,12 @@ def refit_classic(
     x = design_matrix(data, rows)
     scaler = fit_scaler(x, normalize)
     x = scaler.transform(x) if scaler is not None else x
-    return ClassicPredictor(estimator(kind, params, x.shape[1], seed).fit(x, data.labels[rows]), scaler, params)
+    with blas_threads(blas_threads_for(problem_size(x, data))):
+        fitted = estimator(kind, params, x.shape[1], seed).fit(x, data.labels[rows])
+    return ClassicPredictor(fitted, scaler, params)
+
+
+def problem_size(x: np.ndarray, data: FusionData) -> float:
+    """Multiply-adds of one product of the rows ``x`` ``(N, D)`` with a weight matrix ``(D, C)``: what
+    sizes the BLAS threads of a classic fit (:func:`ser.threads.blas_threads_for`)."""
+    return float(x.shape[0]) * x.shape[1] * len(data.classes)

@@ -35,10 +35,11 @@ and, as its seconds, its share of the stack's wall time.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from ser.fusion import progress
 from ser.fusion.checkpoints import CheckpointRule
 from ser.fusion.config import TrainConfig
 from ser.fusion.data import FusionData, make_batch
@@ -57,6 +59,7 @@ from ser.fusion.losses import TrainingLoss
 from ser.fusion.metrics import compute_metrics
 from ser.fusion.train import (
     FusionModel,
+    Predictor,
     Selection,
     TorchPredictor,
     check_finite,
@@ -64,6 +67,8 @@ from ser.fusion.train import (
     checkpoint_rule,
     epoch_record,
     eval_batch_size,
+    member_line,
+    progress_units,
     refit_torch,
     resolve_device,
     select_member,
@@ -140,11 +145,22 @@ def stack_key(spec: MemberSpec) -> tuple[Any, ...]:
 
 def select_members(specs: Sequence[MemberSpec]) -> list[Selection]:
     """Train and select every member (validation only; test rows are never read), stacking those
-    that can stack; results in the order of ``specs``."""
+    that can stack; results in the order of ``specs``.
+
+    Classic heads are deterministic (their estimators draw no random numbers), so the members that
+    differ only by seed are fitted once and the selection is recorded for each seed
+    (:func:`share_deterministic`)."""
+    fitted, copies = share_deterministic(specs)
+    shared = " (classic heads: one fit serves every seed)" if copies else ""
+    progress.current().start(
+        sum(progress_units(specs[i].fusion, specs[i].data, specs[i].head_options, specs[i].cfg) for i in fitted),
+        f"training {len(fitted)} member{'s' * (len(fitted) != 1)}{shared}",
+    )
     out: list[Selection | None] = [None] * len(specs)
     groups: dict[tuple[Any, ...], list[int]] = {}
     told: set[str] = set()
-    for i, spec in enumerate(specs):
+    for i in fitted:
+        spec = specs[i]
         reason = unstackable_reason(spec)
         if reason is not None:
             if HEADS[spec.fusion].engine == "torch" and spec.cfg.engine != "sequential" and reason not in told:
@@ -164,7 +180,50 @@ def select_members(specs: Sequence[MemberSpec]) -> list[Selection]:
     for indices in groups.values():
         for i, selection in zip(indices, StackedTrainer([specs[i] for i in indices]).run(), strict=True):
             out[i] = selection
+    for i, source in copies.items():
+        out[i] = _seed_copy(out[source], specs[i].seed)
+    progress.current().close()
     return [s for s in out if s is not None]
+
+
+def share_deterministic(specs: Sequence[MemberSpec]) -> tuple[list[int], dict[int, int]]:
+    """The indices of ``specs`` to fit, and for each classic member that repeats an earlier one but for
+    its seed, the index of that earlier member (same data, fold, head options and train settings)."""
+    fitted: list[int] = []
+    copies: dict[int, int] = {}
+    first: dict[tuple[Any, ...], int] = {}
+    for i, spec in enumerate(specs):
+        if HEADS[spec.fusion].engine != "sklearn":
+            fitted.append(i)
+            continue
+        key = (id(spec.data), spec.fold, spec.fusion, repr(sorted(spec.head_options.items())), repr(spec.cfg))
+        if key in first:
+            copies[i] = first[key]
+        else:
+            first[key] = i
+            fitted.append(i)
+    return fitted, copies
+
+
+def _seed_copy(selection: Selection | None, seed: int) -> Selection:
+    """``selection`` recorded for another seed: the same predictor, numbers and (shared, run once) refit."""
+    assert selection is not None
+    if selection.refit is not None and not isinstance(selection.refit, _RefitOnce):
+        selection.refit = _RefitOnce(selection.refit)
+    return dataclasses.replace(selection, seed=seed, seconds=0.0)
+
+
+class _RefitOnce:
+    """A refit that runs on the first call and returns the same model afterwards (seed copies share it)."""
+
+    def __init__(self, refit: Callable[[], Predictor]) -> None:
+        self.refit = refit
+        self.result: Predictor | None = None
+
+    def __call__(self) -> Predictor:
+        if self.result is None:
+            self.result = self.refit()
+        return self.result
 
 
 _LINEAR = nn.functional.linear
@@ -627,6 +686,18 @@ class StackedTrainer:
             member.live = False
         if member.epoch >= total_epochs(cfg):
             member.live = False
+        reporter = progress.current()
+        reporter.advance(1 if member.live else 1 + total_epochs(cfg) - member.epoch)
+        if not member.live:
+            reporter.member_done(
+                member_line(
+                    spec.fold,
+                    spec.seed,
+                    cfg.select,
+                    member.rule.best_score,
+                    f"epoch {member.rule.best_epoch}/{member.epoch}",
+                )
+            )
         return not member.live
 
     def _selection(self, member: _Member) -> Selection:

@@ -34,9 +34,11 @@ from torch import nn
 
 from ser import devices
 from ser.errors import UserError
+from ser.fusion import progress
 from ser.fusion.augment import SpecAugment
 from ser.fusion.blocks import LayerWeights
 from ser.fusion.checkpoints import CheckpointRule
+from ser.fusion.classic import grid as classic_grid
 from ser.fusion.classic import refit_classic, select_classic
 from ser.fusion.config import TrainConfig
 from ser.fusion.data import FusionData, Standardizer, iterate_batches
@@ -509,7 +511,9 @@ def select_member(
     best_val: dict[str, Any] = {}
     history: list[dict[str, float]] = []
     epoch = 0
+    reporter = progress.current()
     for epoch in range(1, total_epochs(cfg) + 1):
+        reporter.advance()
         lr = state.optimizer.param_groups[0]["lr"]
         train_loss = _train_epoch(state, data, rows["train"], cfg, device, generator)
         val_metrics, val_probs, val_loss = _evaluate(
@@ -529,6 +533,8 @@ def select_member(
             rule = checkpoint_rule(cfg)
         elif rule.should_stop:
             break
+    reporter.advance(total_epochs(cfg) - epoch)
+    reporter.member_done(member_line(fold_name, seed, cfg.select, rule.best_score, f"epoch {rule.best_epoch}/{epoch}"))
     assert best_state is not None
     model.load_state_dict(best_state[0])
     loss_fn.load_state_dict(best_state[1])  # centers / margin weights chosen with the model
@@ -557,6 +563,21 @@ def select_member(
         predictor=TorchPredictor(model, loss_fn, standardizer, cfg, device),
         refit=refit,
     )
+
+
+def progress_units(fusion: str, data: FusionData, head_options: dict[str, Any], cfg: TrainConfig) -> int:
+    """A member's units of work for :mod:`ser.fusion.progress`: its epochs (neural heads) or its grid
+    points (classic heads)."""
+    if HEADS[fusion].engine == "sklearn":
+        return len(classic_grid(classic_config(data, fusion, head_options)))
+    return total_epochs(cfg)
+
+
+def member_line(fold: str, seed: int, select: str, score: float, chosen: str) -> str:
+    """One line for a member that finished training and selection (printed as it ends); ``chosen`` says
+    what validation chose, e.g. ``epoch 14/40`` or ``C=1``."""
+    name = select.upper() if select in ("ua", "wa") else select
+    return f"fold {fold} seed {seed}: validation {name} {100 * score:.2f} ({chosen})"
 
 
 def checkpoint_rule(cfg: TrainConfig) -> CheckpointRule:
@@ -601,6 +622,11 @@ def refit_torch(
     return TorchPredictor(state.model, state.loss_fn, state.standardizer, cfg, device)
 
 
+def classic_config(data: FusionData, fusion: str, head_options: dict[str, Any]) -> Any:
+    """The config object of a classic head (its estimator kind and grid) for ``data``'s inputs."""
+    return head_module(fusion).build({m: d.dim for m, d in data.modalities.items()}, len(data.classes), **head_options)
+
+
 def _select_classic(
     data: FusionData,
     fold_name: str,
@@ -611,10 +637,17 @@ def _select_classic(
     cfg: TrainConfig,
     seed: int,
 ) -> Selection:
-    config = head_module(fusion).build(
-        {m: d.dim for m, d in data.modalities.items()}, len(data.classes), **head_options
-    )
+    config = classic_config(data, fusion, head_options)
     chosen = select_classic(data, rows, config=config, normalize=cfg.normalize, select=cfg.select, seed=seed)
+    progress.current().member_done(
+        member_line(
+            fold_name,
+            seed,
+            cfg.select,
+            chosen.score,
+            ", ".join(f"{k}={v:g}" for k, v in chosen.predictor.params.items()),
+        )
+    )
     refit = None
     if cfg.refit:
         refit = functools.partial(
@@ -637,6 +670,7 @@ def _select_classic(
         seconds=chosen.seconds,
         predictor=chosen.predictor,
         refit=refit,
+        engine="scikit-learn (deterministic: one fit serves every seed)",
     )
 
 

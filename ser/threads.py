@@ -1,0 +1,75 @@
+"""CPU threads sized to the work, for the BLAS pools of numpy, SciPy and scikit-learn.
+
+A BLAS library starts as many threads as the machine has cores, whatever the size of the product.
+On the small problems of stage 2 (a logistic regression over 1100 x 88 features and 8 classes) the
+threads cost more than they bring, even on an idle machine, and when other processes hold the
+cores a product that takes microseconds on one thread waits milliseconds for its second one:
+measured on 2 cores, a whole leave-one-speaker-out ``ser fit --fusion logreg`` over 24 RAVDESS
+actors took 195 s with the default threads and 17.7 s with one (``benchmarks/classic_speed.py``).
+
+So every fit runs its BLAS calls on one thread, and a problem big enough for threads to pay
+(:data:`PARALLEL_WORK` multiply-adds per product, measured on a logistic regression: 1 thread is
+faster below it, 2 threads about even at 1.6e8) gets the cores that other processes leave idle.
+The BLAS thread count does not change the numbers here (tested: the same coefficients bit for
+bit with 1 and 2 threads), so it may follow the machine's load. torch's own thread count does
+change them (float sums split differently), so it is a setting of the fit (``train.threads``),
+never chosen from the load.
+
+``SER_MAX_THREADS`` caps every choice: ``ser ablate`` sets it for its workers so that workers x
+threads never exceed the cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+logger = logging.getLogger(__name__)
+
+MAX_THREADS_ENV = "SER_MAX_THREADS"
+"""Environment variable: the most threads one process of ``ser`` may use (set by ``ser ablate``)."""
+
+PARALLEL_WORK = 1e8
+"""Multiply-adds per matrix product from which a second BLAS thread can pay (see the module doc)."""
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), capped by ``SER_MAX_THREADS``."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    cap = os.environ.get(MAX_THREADS_ENV, "").strip()
+    if cap:
+        try:
+            cores = min(cores, max(1, int(cap)))
+        except ValueError:
+            logger.warning("%s=%r is not a whole number; ignored", MAX_THREADS_ENV, cap)
+    return max(1, cores)
+
+
+def idle_cores() -> int:
+    """The usable cores that other processes leave free (the 1-minute load average), at least 1."""
+    cores = usable_cores()
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return cores
+    return max(1, min(cores, int(cores - load + 0.5)))
+
+
+def blas_threads_for(work: float) -> int:
+    """Threads for BLAS products of ``work`` multiply-adds each (e.g. rows x features x classes):
+    one below :data:`PARALLEL_WORK`, else the idle cores."""
+    return 1 if work < PARALLEL_WORK else idle_cores()
+
+
+@contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` BLAS threads in every loaded BLAS library (restored afterwards)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=max(1, n), user_api="blas"):
+        yield
