@@ -7,7 +7,10 @@
   docstring split into description / deviations / preset, and a ``:::`` block for mkdocstrings.
 * ``heads/index.md`` and ``heads/SUMMARY.md``: the table of heads and their navigation.
 * ``reference/...``: one API page per module found by walking ``ser/`` (so new, moved or renamed
-  modules need no edit here), with ``reference/SUMMARY.md`` for mkdocs-literate-nav.
+  modules need no edit here; a package's page lists its modules), with ``reference/SUMMARY.md`` for
+  mkdocs-literate-nav. Modules named in ``INTERNAL_MODULES`` are listed under "Internals"
+  (``reference/internals/``), apart from the public API; a head module's API is on its head page.
+  A module without a docstring, or an ``INTERNAL_MODULES`` entry naming no module, fails the strict build.
 
 Head modules are read with ``ast`` (never imported): building the documentation needs no torch.
 """
@@ -15,6 +18,8 @@ Head modules are read with ``ast`` (never imported): building the documentation 
 from __future__ import annotations
 
 import ast
+import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -62,7 +67,11 @@ def rst_to_markdown(text: str) -> str:
 
 
 def _inline(line: str) -> str:
-    line = re.sub(r":(?:class|func|meth|data|attr|mod|obj):`~?([^`]+)`", r"`\1`", line)
+    # Docstrings cross-reference with autorefs links (`[`Name`][ser.dotted.path]`), which pass through as they
+    # are; a reST role that slipped in shows as code, as the API pages would not resolve it either
+    # (tests/test_docs_site.py fails on any role left in the built site).
+    line = re.sub(r":(?:class|func|meth|data|attr|mod|obj|exc|const):`~([^`]+\.)?([^`.]+)`", r"`\2`", line)
+    line = re.sub(r":(?:class|func|meth|data|attr|mod|obj|exc|const):`([^`]+)`", r"`\1`", line)
     line = line.replace("``", "`")
     # Nested bullets are indented by two spaces in the docstrings; Markdown wants four.
     if re.match(r"^  [-*] ", line):
@@ -270,22 +279,152 @@ def write_heads(nav: mkdocs_gen_files.Nav, heads: dict[str, Any]) -> None:
         page.write("\n".join(index))
 
 
-def write_reference(nav: mkdocs_gen_files.Nav) -> None:
+# Modules left out of the public reference: plumbing that neither a user of the Python API nor someone
+# adding a head, extractor or corpus calls. Their pages are listed under "Internals" (for whoever changes
+# them); a name here that matches no module fails the build, so a rename cannot leave a stale entry.
+INTERNAL_MODULES = {
+    "ser.atomic_files": "crash-safe file writes",
+    "ser.yaml_files": "reading users' YAML files with located errors",
+    "ser.processes": "process plumbing",
+    "ser.options": "option text to typed values (``-O``, ``--set``, YAML)",
+    "ser.devices": "checking ``--device`` / ``train.device``",
+    "ser.threads": "BLAS thread counts of the fits",
+    "ser.early_stopping": "the early-stopping counter of the training loops",
+    "ser.cli": "the ``ser`` command line (see the command-line reference)",
+    "ser.commands": "the command bodies behind the command line",
+    "ser.ablate.devices": "GPU memory probing of the local grid runner",
+    "ser.ablate.job": "one grid job, as the runners call it",
+    "ser.ablate.state": "run-directory states and locks",
+    "ser.ablate.worker": "the local runner's worker processes",
+    "ser.cache.assemble": "streaming rows into a finished store",
+    "ser.cache.backends": "the HDF5 / Zarr storage backends",
+    "ser.cache.checksums": "per-block CRC-32 checksums",
+    "ser.cache.provenance": "library and code versions recorded in a store",
+    "ser.extract.decode": "decoding batches in worker processes",
+    "ser.extract.ecapa_net": "the ECAPA-TDNN network behind ``ser.extract.ecapa``",
+    "ser.extract.fill": "filling one store in one pass",
+    "ser.extract.hf": "loading Hugging Face models, failing fast offline",
+    "ser.extract.lifecycle": "resuming, extending or refusing a run's store",
+    "ser.extract.options": "``-O KEY=VALUE`` family options",
+    "ser.extract.plan": "batch planning",
+    "ser.extract.sink": "batches into the store writer",
+    "ser.extract.smile_pass": "one openSMILE run per signal",
+    "ser.extract.store_config": "layout and provenance of the store a run writes",
+    "ser.extract.torchrun": "multi-GPU extraction under torchrun",
+    "ser.extract.update": "bringing a finished store up to date with its manifest",
+    "ser.fusion.checkpoints": "the checkpoint rule of the training loops",
+    "ser.fusion.departures": "departures of a fit from its recipe",
+    "ser.fusion.recipe_text": "recipes and fidelity tables as text",
+    "ser.manifests.audio_info": "audio durations from file headers",
+    "ser.manifests.fingerprints": "row fingerprints of stores",
+    "ser.predict.defaults": "prediction defaults shown by the command line",
+    "ser.predict.extractors": "rebuilding a run's extractor for prediction",
+}
+
+log = logging.getLogger("mkdocs.plugins.gen_pages")
+
+
+def is_internal(dotted: str) -> bool:
+    return any(dotted == name or dotted.startswith(name + ".") for name in INTERNAL_MODULES)
+
+
+def find_modules() -> dict[str, Path]:
+    """Dotted name -> source file of every module of the package (private ``_x`` modules left out)."""
+    modules: dict[str, Path] = {}
     for path in sorted(PACKAGE.rglob("*.py")):
-        if "__pycache__" in path.parts:
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if "__pycache__" in parts:
             continue
-        module = path.relative_to(ROOT).with_suffix("")
-        parts = tuple(module.parts)
-        doc_path = Path(*parts).with_suffix(".md")
         if parts[-1] == "__init__":
             parts = parts[:-1]
-            doc_path = Path(*parts, "index.md")
-        elif parts[-1].startswith("_"):
+        elif any(part.startswith("_") for part in parts):
             continue
-        nav[parts] = doc_path.as_posix()
-        with mkdocs_gen_files.open(Path("reference", doc_path), "w") as page:
-            page.write(f"# `{'.'.join(parts)}`\n\n::: {'.'.join(parts)}\n")
-        mkdocs_gen_files.set_edit_path(Path("reference", doc_path), path.relative_to(ROOT))
+        modules[".".join(parts)] = path
+    return modules
+
+
+def first_line(path: Path) -> str:
+    """The summary line of a module's docstring (its first sentence line), in Markdown."""
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    summary = doc.split("\n\n")[0].replace("\n", " ").strip().removesuffix("::").rstrip(":")
+    return _inline(summary).replace("|", "&#124;")
+
+
+def page_of(dotted: str, modules: dict[str, Path]) -> str:
+    """The reference page of a module, relative to ``reference/``."""
+    parts = dotted.split(".")
+    if modules[dotted].name == "__init__.py":
+        return "/".join([*parts, "index.md"])
+    return "/".join(parts) + ".md"
+
+
+def relative(target: str, start: str) -> str:
+    """The link from page ``start`` to page ``target`` (both relative to the docs folder)."""
+    return Path(os.path.relpath(target, Path(start).parent)).as_posix()
+
+
+def module_list(package: str, modules: dict[str, Path], head_pages: dict[str, str]) -> list[str]:
+    """A package page's list of its direct submodules: public ones with their summary line, internal ones
+    after them."""
+    here = "reference/" + page_of(package, modules)
+    listed, internals = [], []
+    for name in (n for n in modules if n.rpartition(".")[0] == package):
+        target = head_pages.get(name) or "reference/" + page_of(name, modules)
+        link = f"[`{name.rpartition('.')[2]}`]({relative(target, here)})"
+        if is_internal(name) and not is_internal(package):
+            internals.append(link)
+        else:
+            listed.append(f"- {link}: {first_line(modules[name])}")
+    lines = ["## Modules", "", *listed, ""] if listed else []
+    if internals:
+        index = relative("reference/internals/index.md", here)
+        lines += [f"Internal modules (see [Internals]({index})): {', '.join(internals)}.", ""]
+    return lines
+
+
+def write_reference(head_pages: dict[str, str]) -> None:
+    """One page per module (``reference/<dotted path>.md``), the public ones in the API reference's
+    navigation, the internal ones under Internals. Head modules with a page of their own under ``heads/``
+    (which carries their API) get none here; their package page links to it."""
+    modules = find_modules()
+    for name in INTERNAL_MODULES:
+        if name not in modules:
+            log.warning("docs/gen_pages.py: INTERNAL_MODULES names %s, which is no module of the package", name)
+    public_nav: list[str] = []
+    internal_nav: list[str] = []
+    for name, path in modules.items():
+        if name in head_pages:
+            continue
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+        if not doc:
+            log.warning("%s has no module docstring: its API page would start empty; add one", name)
+        page = page_of(name, modules)
+        lines = [f"::: {name}", "    options:", "      heading_level: 1", ""]
+        if path.name == "__init__.py":
+            lines += module_list(name, modules, head_pages)
+        with mkdocs_gen_files.open(f"reference/{page}", "w") as out:
+            out.write("\n".join(lines))
+        mkdocs_gen_files.set_edit_path(f"reference/{page}", path.relative_to(ROOT))
+        if is_internal(name):
+            internal_nav.append(f"    * [{name}]({page})\n")
+        else:
+            depth = name.count(".")
+            public_nav.append("    " * depth + f"* [{name.rpartition('.')[2]}]({page})\n")
+    internals = [
+        "# Internals",
+        "",
+        "Modules that are not part of the public API: plumbing behind the commands and the stages, which a user "
+        "of the Python API, or someone adding a head, an extractor or a corpus, does not call. They are "
+        "documented here for whoever changes them; their names and signatures may change without notice.",
+        "",
+    ]
+    for name in (n for n in modules if is_internal(n)):
+        link = relative("reference/" + page_of(name, modules), "reference/internals/index.md")
+        internals.append(f"- [`{name}`]({link}): {first_line(modules[name])}")
+    with mkdocs_gen_files.open("reference/internals/index.md", "w") as out:
+        out.write("\n".join([*internals, ""]))
+    with mkdocs_gen_files.open("reference/SUMMARY.md", "w") as summary:
+        summary.writelines([*public_nav, "* [Internals](internals/index.md)\n", *internal_nav])
 
 
 def main() -> None:
@@ -297,10 +436,7 @@ def main() -> None:
     write_heads(heads_nav, HEADS)
     with mkdocs_gen_files.open("heads/SUMMARY.md", "w") as summary:
         summary.writelines(heads_nav.build_literate_nav())
-    reference_nav = mkdocs_gen_files.Nav()
-    write_reference(reference_nav)
-    with mkdocs_gen_files.open("reference/SUMMARY.md", "w") as summary:
-        summary.writelines(reference_nav.build_literate_nav())
+    write_reference({info.target: f"heads/{name}.md" for name, info in HEADS.items()})
     # The navigation files feed mkdocs-literate-nav only; like docs/SUMMARY.md (exclude_docs), they are no pages.
     files = mkdocs_gen_files.FilesEditor.current().files
     for name in ("heads/SUMMARY.md", "reference/SUMMARY.md"):

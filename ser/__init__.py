@@ -1,7 +1,8 @@
 """ser: extract speech/text features once into a cache, then fit fusion heads under honest protocols.
 
 ``from ser import load_model`` loads a run directory written by ``ser fit`` for inference (see
-:func:`ser.predict.model.load_model`); it is imported on first use, so ``import ser`` stays light.
+[`ser.predict.model.load_model`][ser.predict.model.load_model]); it is imported on first use, so ``import ser`` stays
+light.
 """
 
 from __future__ import annotations

@@ -7,10 +7,12 @@ system, so the rename is atomic), ``fsync`` what was written, rename it over the
 ``fsync`` the folder so the rename itself survives a power cut. On any exception the temporary
 file or folder is removed and the exception propagates unchanged.
 
-* :func:`write_text`, :func:`write_bytes`, :func:`write_json`: a whole content at once.
-* :func:`atomic_open`: an open text or binary file for writers that stream (CSV rows, manifest lines).
-* :func:`atomic_path`: a path for writers that need one (``np.save``, ``torch.save``, h5py, zarr,
-  ``save_pretrained``); they may create a file or a folder there.
+* [`write_text`][ser.atomic_files.write_text], [`write_bytes`][ser.atomic_files.write_bytes],
+  [`write_json`][ser.atomic_files.write_json]: a whole content at once.
+* [`atomic_open`][ser.atomic_files.atomic_open]: an open text or binary file for writers that stream (CSV rows, manifest
+  lines).
+* [`atomic_path`][ser.atomic_files.atomic_path]: a path for writers that need one (``np.save``, ``torch.save``, h5py,
+  zarr, ``save_pretrained``); they may create a file or a folder there.
 
 Standard library only: every layer may import this module.
 """
@@ -76,7 +78,7 @@ def atomic_open(
     """``with atomic_open(path) as out: out.write(...)``: the file appears at ``path`` complete, on leaving
     the block without an exception; otherwise ``path`` is untouched and the temporary file removed.
 
-    ``mode`` is ``"w"`` (text, with ``encoding`` and ``newline`` as in :func:`open`) or ``"wb"``.
+    ``mode`` is ``"w"`` (text, with ``encoding`` and ``newline`` as in `open`) or ``"wb"``.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open writes a whole new file: mode 'w' or 'wb', not {mode!r}")
@@ -125,7 +127,7 @@ def write_json(
     default: Any = None,
 ) -> None:
     """Write ``record`` as JSON to ``path`` atomically; ``indent``, ``sort_keys`` and ``default`` as in
-    :func:`json.dumps`. A record JSON cannot encode raises before anything is written."""
+    `json.dumps`. A record JSON cannot encode raises before anything is written."""
     write_text(path, json.dumps(record, indent=indent, sort_keys=sort_keys, default=default))
 
 

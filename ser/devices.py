@@ -25,7 +25,7 @@ _PATTERN = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
 def resolve_device(choice: str) -> str:
     """The torch device name for ``choice`` (see the module docstring).
 
-    Raises :class:`DeviceError` for an unknown name, CUDA or MPS asked for where it is not
+    Raises [`DeviceError`][ser.devices.DeviceError] for an unknown name, CUDA or MPS asked for where it is not
     available, and ``cuda:N`` beyond the visible GPUs.
     """
     import torch

@@ -1,9 +1,10 @@
 """Early stopping on a validation score: the best score and its epoch, and when to stop.
 
 One tracker per trained model: fusion members (sequential and stacked engines) and upstream
-adaptation. After each epoch the loop calls :meth:`EarlyStopping.update` with the epoch's score; it
-answers whether that epoch is the new best (the caller then keeps a copy of the weights), and
-:attr:`EarlyStopping.should_stop` tells when ``patience`` epochs in a row brought no improvement.
+adaptation. After each epoch the loop calls [`EarlyStopping.update`][ser.early_stopping.EarlyStopping.update] with the
+epoch's score; it answers whether that epoch is the new best (the caller then keeps a copy of the weights), and
+[`EarlyStopping.should_stop`][ser.early_stopping.EarlyStopping.should_stop] tells when ``patience`` epochs in a row
+brought no improvement.
 
 Standard library only: every layer may import this module.
 """
@@ -30,9 +31,10 @@ class EarlyStopping:
     mode: Mode = "max"
     min_delta: float = 0.0
     best_score: float = field(init=False, default=math.nan)
-    """Score of :attr:`best_epoch` (NaN before the first update)."""
+    """Score of [`best_epoch`][ser.early_stopping.EarlyStopping.best_epoch] (NaN before the first update)."""
     best_epoch: int = field(init=False, default=0)
-    """The best epoch so far (epochs as passed to :meth:`update`; 0 before the first update)."""
+    """The best epoch so far (epochs as passed to [`update`][ser.early_stopping.EarlyStopping.update]; 0 before the
+    first update)."""
     waited: int = field(init=False, default=0)
     """Epochs since the best one."""
     updates: int = field(init=False, default=0)

@@ -1,11 +1,11 @@
 """Option values read from text (``-O KEY=VALUE``, ``--set``, ``--search``, YAML, ``head.*``) turned into
 the types a config field declares, with one grammar for every path.
 
-* :func:`coerce` converts a value (text, or what YAML or Python already made of it) to a type
+* [`coerce`][ser.options.coerce] converts a value (text, or what YAML or Python already made of it) to a type
   annotation: ``str``, ``int``, ``float``, ``bool``, ``None``, ``Optional`` / ``Union``, ``Literal``,
   ``list[X]``, ``tuple[X, ...]``, ``tuple[X, Y]`` and ``dict[K, V]``; a value that does not fit is an
-  :class:`OptionError` naming the option, the value and what the option takes.
-* :func:`read_value` reads text whose type nobody declares (a submitit parameter, a head option
+  [`OptionError`][ser.options.OptionError] naming the option, the value and what the option takes.
+* [`read_value`][ser.options.read_value] reads text whose type nobody declares (a submitit parameter, a head option
   before the head is known): whole numbers, numbers, the boolean words, the none words, else the
   text itself.
 
@@ -71,7 +71,7 @@ def coerce(value: Any, annotation: Any, name: str = "value") -> Any:
 
 
 def expected_text(annotation: Any) -> str:
-    """What ``annotation`` accepts, in the words of :class:`OptionError` (for help texts)."""
+    """What ``annotation`` accepts, in the words of [`OptionError`][ser.options.OptionError] (for help texts)."""
     try:
         _coerce(object(), annotation)
     except _MismatchError as err:
@@ -99,7 +99,8 @@ def read_value(text: str) -> Any:
 
 
 def read_values(value: Any) -> Any:
-    """:func:`read_value` applied to every text inside lists and mappings (what YAML left as text)."""
+    """[`read_value`][ser.options.read_value] applied to every text inside lists and mappings (what YAML left as
+    text)."""
     if isinstance(value, str):
         return read_value(value)
     if isinstance(value, list):
@@ -111,7 +112,7 @@ def read_values(value: Any) -> Any:
 
 def split_pair(pair: str, flag: str, form: str = "KEY=VALUE") -> tuple[str, str]:
     """``"train.lr=1e-3"`` -> ``("train.lr", "1e-3")``: the one reader of ``KEY=VALUE`` arguments; a
-    :class:`UserError` names ``flag`` and the ``form`` it takes when there is no ``=`` or no key."""
+    [`UserError`][ser.errors.UserError] names ``flag`` and the ``form`` it takes when there is no ``=`` or no key."""
     key, sep, value = pair.partition("=")
     if not sep or not key.strip():
         raise UserError(f"{flag} takes {form}, not {pair!r}")
@@ -145,8 +146,8 @@ def annotation_of(default: Any) -> Any:
 
 
 def coerce_like(values: Mapping[str, Any], defaults: Mapping[str, Any], section: str) -> dict[str, Any]:
-    """``values`` coerced to the types of their defaults (:func:`annotation_of`), for options described
-    by a dict of defaults instead of a dataclass (``train.loss_options``); unknown keys pass as given."""
+    """``values`` coerced to the types of their defaults ([`annotation_of`][ser.options.annotation_of]), for options
+    described by a dict of defaults instead of a dataclass (``train.loss_options``); unknown keys pass as given."""
     return {
         key: coerce(value, annotation_of(defaults[key]), f"{section}.{key}") if key in defaults else value
         for key, value in values.items()

@@ -1,9 +1,9 @@
 """Process plumbing shared by the stages (standard library only).
 
-* :func:`tie_to_parent`: Linux kills a child process (a decoding worker, a grid job) when the process
-  that started it dies, even by SIGKILL, so nothing is left running and holding files or GPUs.
-* :class:`StopRequest`: SIGINT and SIGTERM become a flag that a long loop checks between items, so an
-  interrupted run stops at a safe point (no item cut in half inside a C library that would swallow
+* [`tie_to_parent`][ser.processes.tie_to_parent]: Linux kills a child process (a decoding worker, a grid job) when the
+  process that started it dies, even by SIGKILL, so nothing is left running and holding files or GPUs.
+* [`StopRequest`][ser.processes.StopRequest]: SIGINT and SIGTERM become a flag that a long loop checks between items, so
+  an interrupted run stops at a safe point (no item cut in half inside a C library that would swallow
   the interrupt), flushes what it has and says how to resume. A second signal stops at once.
 """
 
@@ -51,7 +51,7 @@ def worker_setup(parent_pid: int, worker_id: int = 0) -> None:
 
 class StopRequest:
     """Within ``with StopRequest() as stop:``, SIGINT / SIGTERM set ``stop.requested`` (the loop checks it
-    between items); the second signal raises :class:`KeyboardInterrupt` at once. Outside the main
+    between items); the second signal raises `KeyboardInterrupt` at once. Outside the main
     thread (where handlers cannot be installed) it does nothing."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -8,7 +8,7 @@ measured on 2 cores, a whole leave-one-speaker-out ``ser fit --fusion logreg`` o
 actors took 195 s with the default threads and 17.7 s with one (``benchmarks/classic_speed.py``).
 
 So every fit runs its BLAS calls on one thread, and a problem big enough for threads to pay
-(:data:`PARALLEL_WORK` multiply-adds per product, measured on a logistic regression: 1 thread is
+([`PARALLEL_WORK`][ser.threads.PARALLEL_WORK] multiply-adds per product, measured on a logistic regression: 1 thread is
 faster below it, 2 threads about even at 1.6e8) gets the cores that other processes leave idle.
 The BLAS thread count does not change the numbers here (tested: the same coefficients bit for
 bit with 1 and 2 threads), so it may follow the machine's load. torch's own thread count does
@@ -62,7 +62,7 @@ def idle_cores() -> int:
 
 def blas_threads_for(work: float) -> int:
     """Threads for BLAS products of ``work`` multiply-adds each (e.g. rows x features x classes):
-    one below :data:`PARALLEL_WORK`, else the idle cores."""
+    one below [`PARALLEL_WORK`][ser.threads.PARALLEL_WORK], else the idle cores."""
     return 1 if work < PARALLEL_WORK else idle_cores()
 
 

@@ -5,9 +5,10 @@ statistic of one layer; ``layer=avg`` / ``layer=weighted`` over all layers), ``f
 (a stored sequence; ``seq`` alone: the only or last one). The store is everything before the first
 colon, so a store path may not hold one.
 
-This module is the one reader and writer of that text: :func:`split_view` / :func:`join_view` keep the
-options as written (grid files edit them), :func:`parse_view` / :meth:`View.describe` give their
-meaning. Standard library only, so every layer (extraction, fitting, grids, prediction) can import it.
+This module is the one reader and writer of that text: [`split_view`][ser.views.split_view] /
+[`join_view`][ser.views.join_view] keep the options as written (grid files edit them),
+[`parse_view`][ser.views.parse_view] / [`View.describe`][ser.views.View.describe] give their meaning. Standard library
+only, so every layer (extraction, fitting, grids, prediction) can import it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class ViewError(UserError):
 
 def split_view(text: str) -> tuple[str, dict[str, str]]:
     """``"a.h5:stat=mean,layer=6"`` -> ``("a.h5", {"stat": "mean", "layer": "6"})``; a bare key (``seq``)
-    maps to ``""``. The options keep their order and are not checked (see :func:`parse_view`)."""
+    maps to ``""``. The options keep their order and are not checked (see [`parse_view`][ser.views.parse_view])."""
     store, _, options = str(text).partition(":")
     return store, split_options(options)
 
@@ -40,7 +41,7 @@ def split_options(options: str) -> dict[str, str]:
 
 
 def join_view(store: str | Path, options: dict[str, str]) -> str:
-    """The inverse of :func:`split_view`: ``STORE`` alone when there are no options."""
+    """The inverse of [`split_view`][ser.views.split_view]: ``STORE`` alone when there are no options."""
     text = ",".join(f"{key}={value}" if value != "" else key for key, value in options.items())
     return f"{store}:{text}" if text else str(store)
 
@@ -71,6 +72,7 @@ class View:
     """How one modality is read from its store."""
 
     store: Path
+    """The cache store file the modality is read from."""
     kind: str = "pooled"
     """``pooled`` or ``seq``."""
     stat: str | None = None
@@ -81,7 +83,7 @@ class View:
     """True when the input named no view: the fit reads the store's recommended one."""
 
     def options(self) -> dict[str, str]:
-        """The view's options as :func:`join_view` writes them."""
+        """The view's options as [`join_view`][ser.views.join_view] writes them."""
         if self.kind == "seq":
             return {"seq": self.layer}
         return {**({"stat": self.stat} if self.stat is not None else {}), "layer": self.layer}

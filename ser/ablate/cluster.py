@@ -3,7 +3,7 @@
 Why submitit: the clusters SER labs run on are Slurm clusters; submitit (pure Python, no daemon,
 maintained by Meta research) turns a Python call into a Slurm array task with a pickled payload and
 has a local executor that runs the very same path on one machine, which is how it is tested here.
-Every task calls :func:`ser.ablate.job.run_jobs`, so the per-run locks and the "done" test are the
+Every task calls [`ser.ablate.job.run_jobs`][ser.ablate.job.run_jobs], so the per-run locks and the "done" test are the
 same as for local runs: a Slurm array, a local runner and a colleague's runner can share one grid
 on a shared file system without running anything twice.
 
@@ -38,18 +38,23 @@ class ClusterOutcome:
     submitted: list[str] = field(default_factory=list)
     """Scheduler job ids, one per task."""
     already_done: int = 0
+    """Runs that were finished before the submission."""
     ran: int = 0
+    """Runs the tasks trained."""
     done_elsewhere: int = 0
+    """Runs another process finished meanwhile."""
     left_to_others: int = 0
     """Runs another process was running when the task reached them (finished by it, or redone next time)."""
     failed: list[tuple[str, str]] = field(default_factory=list)
     """(task id, error) for tasks that raised."""
     waited: bool = True
+    """False when the submission returned without waiting for the tasks."""
 
 
 def chunk(jobs: list[Job], per_task: int) -> list[list[Job]]:
     """Groups of at most ``per_task`` jobs (one array task each; small fits share a task): the bundles
-    of :func:`ser.ablate.job.make_bundles`, so the jobs of a task that can stack train as one stack."""
+    of [`ser.ablate.job.make_bundles`][ser.ablate.job.make_bundles], so the jobs of a task that can stack train as one
+    stack."""
 
     if per_task < 1:
         raise UserError("--jobs-per-task must be at least 1")

@@ -22,7 +22,7 @@ A grid is YAML::
       - {fusion: mlp, train.lr: 0.0001}
     seeds: [0, 1, 2]                # every cell runs once per seed (default: base.seeds or [0])
 
-Keys of a cell: any :class:`~ser.fusion.config.FitConfig` field (``fusion``, ``audio``, ``text``,
+Keys of a cell: any [`FitConfig`][ser.fusion.config.FitConfig] field (``fusion``, ``audio``, ``text``,
 ``mocap``, ``protocol``, ``label_set``, ``val_fraction``, ...), dotted ``head.X`` / ``train.X`` /
 ``protocol_options.X``, or ``audio:store`` / ``audio:stat`` / ``audio:layer`` / ``audio:seq`` (the
 same for text and mocap). A job is one cell and one seed; its run directory is the one ``ser fit``
@@ -61,10 +61,13 @@ class Job:
     cell: tuple[tuple[str, Any], ...]
     """The cell's overrides of the base, in axis order (what distinguishes it in the report)."""
     seed: int
+    """The training seed."""
     config: FitConfig
+    """The complete fit config of the job."""
 
     @property
     def run_dir(self) -> Path:
+        """The run directory ``ser fit`` writes for this config."""
         return Path(self.config.out) / self.config.slug()
 
     @property
@@ -82,13 +85,21 @@ class Grid:
     """A parsed grid file (see the module docstring)."""
 
     name: str
+    """Title of the report (default: the file name)."""
     base: dict[str, Any]
+    """The fit config every cell starts from."""
     axes: dict[str, list[Any]] = field(default_factory=dict)
+    """Key -> values, crossed with each other."""
     zips: list[dict[str, list[Any]]] = field(default_factory=list)
+    """Groups of keys whose values vary together; the groups are crossed with the axes."""
     include: list[dict[str, Any]] = field(default_factory=list)
+    """Extra cells, each a dict of overrides of the base."""
     exclude: list[dict[str, Any]] = field(default_factory=list)
+    """Cells whose values match every key of an entry are dropped."""
     seeds: list[int] = field(default_factory=lambda: [0])
+    """Every cell runs once per seed."""
     out: str = "runs"
+    """Parent folder of the run directories."""
 
     def axis_keys(self) -> list[str]:
         """Every key some cell may set, in the order axes, zips, includes."""
@@ -127,7 +138,7 @@ def _as_list(value: Any, where: str) -> list[Any]:
 
 
 def parse_grid(record: Any, *, source: str = "grid", default_name: str = "grid") -> Grid:
-    """Check the shape of a grid record (the YAML mapping) and turn it into a :class:`Grid`."""
+    """Check the shape of a grid record (the YAML mapping) and turn it into a [`Grid`][ser.ablate.grid.Grid]."""
     if not isinstance(record, dict):
         raise GridError(f"{source}: a grid is a mapping with keys {', '.join(GRID_KEYS)}")
     unknown = sorted(set(record) - set(GRID_KEYS))
@@ -199,7 +210,7 @@ def parse_grid(record: Any, *, source: str = "grid", default_name: str = "grid")
 
 
 def set_view_option(view: str | None, option: str, value: Any) -> str:
-    """Edit one option of a ``STORE[:k=v,...]`` view string (:func:`ser.views.set_option`: ``seq`` and
+    """Edit one option of a ``STORE[:k=v,...]`` view string ([`ser.views.set_option`][ser.views.set_option]: ``seq`` and
     ``stat``/``layer`` exclude each other; ``store`` swaps the store and keeps the options)."""
     if view is None:
         raise GridError(f"cannot set the view option {option!r}: the base names no store for this modality")
@@ -250,7 +261,7 @@ def _excluded(cell: tuple[tuple[str, Any], ...], exclude: list[dict[str, Any]]) 
 
 
 def expand(grid: Grid) -> list[Job]:
-    """One :class:`Job` per (cell, seed), each a validated fit config; duplicates collapse."""
+    """One [`Job`][ser.ablate.grid.Job] per (cell, seed), each a validated fit config; duplicates collapse."""
     jobs: list[Job] = []
     seen: dict[str, Job] = {}
     for cell in cells(grid):

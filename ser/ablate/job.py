@@ -1,7 +1,7 @@
 """One grid job: lock the run directory, skip it if finished, else run the fit.
 
-The local runner calls :func:`run_job` inside its worker processes (``ser.ablate.worker``), Slurm
-tasks call :func:`run_jobs` through submitit, and one job can be re-run by hand with
+The local runner calls [`run_job`][ser.ablate.job.run_job] inside its worker processes (``ser.ablate.worker``), Slurm
+tasks call [`run_jobs`][ser.ablate.job.run_jobs] through submitit, and one job can be re-run by hand with
 ``python -m ser.ablate.job <run dir>/job.json``. Either way the lock makes a second runner, user
 or node skip a run that is in progress, and a run killed half-way is redone by the next runner.
 

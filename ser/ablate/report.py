@@ -3,20 +3,34 @@
 A **cell** is a fit config without its seeds and folds: the runs of one cell (every fold x seed,
 whether they came from one ``ser fit --seeds 0,1,2`` or from three ``ser ablate`` jobs) are pooled,
 and each metric is reported as mean ± std over those fold x seed runs (the same statistic
-``metrics.json`` holds for a single run directory). A (cell, fold, seed) found twice counts once.
+``metrics.json`` holds for a single run directory; no ± for a single run). A (cell, fold, seed)
+found twice counts once. A cell is **named** after its run directory (its path under the runs
+folder); a cell whose runs lie in several directories (``ser ablate`` writes one per seed) is named
+after the first, and ``report.csv`` (``run_dirs``), ``runs.csv`` (``run_dir``) and the end of
+``report.md`` list them all.
+
+Classic heads (``logreg``, ``svm``) train no epochs and read only
+[`CLASSIC_TRAIN_KEYS`][ser.ablate.report.CLASSIC_TRAIN_KEYS] of the ``train.*`` options: their other ``train.*`` values
+show as ``—`` (a column that applies to no cell is dropped), their ``best_epoch`` as empty, and as their seeds repeat
+one deterministic fit, their ± is over folds and their pooled metrics have no ± over seeds.
 
 Cells are grouped into **sections** by protocol card (corpus, protocol, label set): numbers of
 different protocols are never ranked against each other. Within a section the columns are the
-config keys that differ between its cells, and the best mean per metric is marked.
+config keys whose values differ between the cells it applies to; the best mean per metric is in
+bold and the means with no clear paired difference from it are marked ≈ (``ser.ablate.tables``).
 
 Outputs (``<runs>/report/`` unless told otherwise):
 
-``report.md``           one table per section, best per metric in bold, plus the protocol cards; then per
+``report.md``           one table per section (marks as above), plus the protocol cards; then per
                         section the pooled metrics (all folds' test predictions as one set) and each
-                        cell's paired UA difference from the best cell with its 95 % interval
-                        (``ser.ablate.compare``), marking cells not distinguishable from the best
-``report.csv``          one row per cell: the varying keys, n runs, mean and std of every metric, best flags
-``runs.csv``            one row per (cell, fold, seed): the long format for your own statistics
+                        cell's paired UA difference from the best cell with its 95 % interval, the
+                        number n of paired units and the Wilcoxon p (``ser.ablate.compare``): better /
+                        worse only when the interval excludes 0 and p < 0.05
+``report.tex``          the same section tables as a LaTeX document (booktabs; ``ser.ablate.latex``)
+``report.csv``          one row per cell: its run directories, the varying keys, counts, mean and std of
+                        every metric, marks, pooled metrics and the comparison with the best cell
+``runs.csv``            one row per (cell, fold, seed) with its run directory: the long format for your
+                        own statistics
 ``bars_<section>.png``  UA and WA per cell with std error bars
 ``confusion/<cell>.png`` confusion matrix summed over the cell's runs
 ``layer_weights_<section>.png``  learned softmax layer weights (mean ± std over runs) per cell
@@ -25,6 +39,8 @@ Outputs (``<runs>/report/`` unless told otherwise):
 ``emobox.json``         per cell and run, metrics under EmoBox's field names (ua, wa, micro_f1, macro_f1,
                         confusion, num) with their mean and std
 ``emobox_predictions/<cell>.jsonl``  {"key", "pred", "label", "fold", "seed"} per test utterance
+
+(``<cell>`` in a file name is the cell's name with ``/`` and other unsafe characters as ``_``.)
 """
 
 from __future__ import annotations
@@ -40,7 +56,9 @@ from typing import Any
 
 import numpy as np
 
-from ser.ablate.compare import Comparison, paired_comparison
+from ser.ablate.compare import Comparison, paired_comparison, paired_differences
+from ser.ablate.latex import latex_document
+from ser.ablate.tables import NOT_APPLICABLE, Row, Score, Table, mark, plain_text, score_of
 from ser.atomic_files import atomic_open, write_json, write_text
 from ser.cache.format import config_hash
 from ser.errors import UserError
@@ -53,6 +71,8 @@ METRIC_NAMES = {"ua": "UA", "wa": "WA", "macro_f1": "macro-F1", "weighted_f1": "
 RUN_KEYS = ("seeds", "folds", "out", "ensemble")
 """Config keys that do not define a cell (a cell pools its seeds and folds; an ensemble adds a row to a
 run's own metrics but does not change its members)."""
+CLASSIC_TRAIN_KEYS = ("train.normalize", "train.select", "train.refit")
+"""The ``train.*`` options a classic head reads (``ser.fusion.classic``); the others do not apply to it."""
 
 
 @dataclass
@@ -60,24 +80,67 @@ class Cell:
     """The pooled runs of one fit config (without seeds and folds)."""
 
     key: str
+    """Hash of the cell's config (what groups runs into the cell)."""
     config: dict[str, Any]
+    """The fit config shared by the cell's runs, without seeds, folds and output folder."""
     section: str
+    """``corpus / protocol / label set``: the table the cell belongs to."""
     classes: list[str]
+    """The class names of its runs."""
     card: dict[str, Any]
+    """The protocol card of its runs."""
+    root: Path = Path(".")
+    """The runs folder the report reads (run directories are named relative to it)."""
     runs: list[dict[str, Any]] = field(default_factory=list)
     """metrics.json ``runs`` entries (fold, seed, test, validation, layer_weights, ...)."""
     run_dirs: list[Path] = field(default_factory=list)
+    """The run directories pooled into the cell."""
+    run_sources: list[Path] = field(default_factory=list)
+    """The run directory of each entry of ``runs``."""
     robustness: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """Condition label (``white 10 dB``) -> test metrics of every fold x seed run on that corrupted copy."""
     conditions: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Condition label -> its corruption description (type, snr_db or rt60)."""
 
     @property
-    def cell_id(self) -> str:
-        return f"{self.config.get('fusion', 'cell')}-{self.key[:8]}"
+    def name(self) -> str:
+        """The cell's run directory (the first in path order when its runs lie in several), relative to
+        the runs folder."""
+        return self.relative(self.run_dirs[0]) if self.run_dirs else self.key[:10]
+
+    def relative(self, run_dir: Path) -> str:
+        """``run_dir``'s path under the runs folder (its name when it is the runs folder itself)."""
+        try:
+            name = run_dir.relative_to(self.root).as_posix()
+        except ValueError:
+            return run_dir.as_posix()
+        return run_dir.name if name == "." else name
+
+    @property
+    def classic(self) -> bool:
+        """A scikit-learn head (no epochs, deterministic); for a head this version does not know, runs
+        that all trained 0 epochs."""
+        from ser.fusion.heads import HEADS
+
+        info = HEADS.get(str(self.config.get("fusion")))
+        if info is not None:
+            return info.engine != "torch"
+        return bool(self.runs) and all(run.get("epochs_run") == 0 for run in self.runs)
+
+    def applies(self, column: str) -> bool:
+        """False for a ``train.*`` option a classic head does not read."""
+        return not (self.classic and column.startswith("train.") and column not in CLASSIC_TRAIN_KEYS)
 
     def summary(self) -> dict[str, dict[str, Any]]:
-        return aggregate([run["test"] for run in self.runs], METRICS)
+        """Metric -> mean and sample std of the test metric over the runs (fold x seed); for a classic
+        head over folds (each fold's mean over its seeds, which repeat one fit)."""
+        if not self.classic:
+            return aggregate([run["test"] for run in self.runs], METRICS)
+        per_fold = [
+            {m: float(np.mean([r["test"][m] for r in self.runs if str(r["fold"]) == fold])) for m in METRICS}
+            for fold in self.folds()
+        ]
+        return aggregate(per_fold, METRICS)
 
     def confusion(self) -> np.ndarray:
         return np.sum([np.asarray(run["test"]["confusion"], dtype=np.int64) for run in self.runs], axis=0)
@@ -92,7 +155,7 @@ class Cell:
         return aggregate(per_seed, METRICS)
 
     def run_scores(self, metric: str = "ua") -> dict[tuple[str, int], float]:
-        """(fold, seed) -> the run's test ``metric`` (what paired comparisons pair on)."""
+        """(fold, seed) -> the run's test ``metric`` (what paired comparisons are computed from)."""
         return {(str(run["fold"]), int(run["seed"])): float(run["test"][metric]) for run in self.runs}
 
     def seeds(self) -> list[int]:
@@ -107,11 +170,14 @@ class Section:
     """Cells evaluated under one protocol card."""
 
     name: str
+    """``corpus / protocol / label set``."""
     card: dict[str, Any]
+    """The protocol card its cells share."""
     cells: list[Cell]
+    """Its cells, in report order."""
     columns: list[str]
-    """Flattened config keys whose values differ between the cells (``fusion`` and ``recipe`` always
-    first; ``-`` for runs written before recipes were recorded)."""
+    """Flattened config keys whose values differ between the cells they apply to (``fusion`` and
+    ``recipe`` always first; ``-`` for runs written before recipes were recorded)."""
 
     def best(self) -> dict[str, str]:
         """Metric -> cell key with the highest mean."""
@@ -121,12 +187,52 @@ class Section:
             out[metric] = max(means, key=lambda k: means[k])
         return out
 
-    def comparisons(self) -> dict[str, Comparison | None]:
-        """Cell key -> its paired UA comparison with the best-UA cell (None for the best itself and for
-        cells that share fewer than two (fold, seed) runs with it)."""
-        best = next(c for c in self.cells if c.key == self.best()["ua"])
-        reference = best.run_scores()
-        return {c.key: None if c is best else paired_comparison(c.run_scores(), reference) for c in self.cells}
+    def comparisons(self, metric: str = "ua") -> dict[str, Comparison | None]:
+        """Cell key -> its paired ``metric`` comparison with the best cell in that metric (None for the
+        best itself and for cells that share fewer than two paired units with it)."""
+        best = next(c for c in self.cells if c.key == self.best()[metric])
+        reference = best.run_scores(metric)
+        return {c.key: None if c is best else paired_comparison(c.run_scores(metric), reference) for c in self.cells}
+
+    def protocol_text(self) -> str:
+        """One sentence describing the section's protocol card."""
+        card = self.card
+        return (
+            f"Protocol: {card.get('protocol')} ({len(card.get('folds') or [])} folds), validation: "
+            f"{card.get('validation', '?')}, speaker-independent: {card.get('speaker_independent', '?')}, "
+            f"{card.get('n_utterances', '?')} utterances."
+        )
+
+    def table(self) -> Table:
+        """The section's results table (``ser.ablate.tables``): one row per cell, scores marked."""
+        best = self.best()
+        marked: dict[str, dict[str, Score]] = {}
+        units: set[str] = set()
+        for metric in METRICS:
+            comparisons = self.comparisons(metric)
+            units |= {c.unit for c in comparisons.values() if c is not None}
+            scores = {c.key: score_of(c.summary()[metric]) for c in self.cells}
+            marked[metric] = mark(scores, best[metric], comparisons)
+        rows = [
+            Row(
+                name=cell.name,
+                values=[display(cell, column) for column in self.columns],
+                n_folds=len(cell.folds()),
+                n_seeds=len(cell.seeds()),
+                n_runs=len(cell.runs),
+                classic=cell.classic,
+                scores={metric: marked[metric][cell.key] for metric in METRICS},
+            )
+            for cell in self.cells
+        ]
+        return Table(
+            section=self.name,
+            protocol=self.protocol_text(),
+            columns=list(self.columns),
+            metrics={m: METRIC_NAMES[m] for m in METRICS},
+            rows=rows,
+            pair_units=sorted(units),
+        )
 
 
 def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -178,16 +284,22 @@ def collect(runs_dir: Path) -> list[Cell]:
         config["label_set"] = resolved.get("label_set", config.get("label_set"))
         key = config_hash(config)
         card = metrics.get("protocol_card", {})
+        run_dir = metrics_path.parent
         if key not in cells:
             section = (
                 f"{card.get('corpus', '?')} / {card.get('protocol', config.get('protocol'))} / "
                 f"{metrics.get('label_set', config.get('label_set'))}"
             )
             cells[key] = Cell(
-                key=key, config=config, section=section, classes=list(metrics.get("classes", [])), card=card
+                key=key,
+                config=config,
+                section=section,
+                classes=list(metrics.get("classes", [])),
+                card=card,
+                root=runs_dir,
             )
         cell = cells[key]
-        cell.run_dirs.append(metrics_path.parent)
+        cell.run_dirs.append(run_dir)
         fresh: set[tuple[str, int]] = set()
         for run in metrics["runs"]:
             ident = (key, str(run["fold"]), int(run["seed"]))
@@ -197,6 +309,7 @@ def collect(runs_dir: Path) -> list[Cell]:
             seen.add(ident)
             fresh.add(ident[1:])
             cell.runs.append(run)
+            cell.run_sources.append(run_dir)
         for condition in metrics.get("robustness") or []:
             label = condition_label(condition["corruption"])
             cell.conditions[label] = condition["corruption"]
@@ -243,15 +356,17 @@ def robustness_table(section: Section) -> str:
         "|" + "---|" * (len(order) + 2),
     ]
     for cell in cells:
-        row = [cell.cell_id, _pct(cell.summary()["ua"])]
+        row = [cell.name, plain_text(score_of(cell.summary()["ua"]))]
         for label in order:
             runs = cell.robustness.get(label)
-            row.append(_pct(aggregate(runs, ("ua",))["ua"]) if runs else "-")
+            row.append(plain_text(score_of(aggregate(runs, ("ua",))["ua"])) if runs else "-")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
 def sections(cells: Iterable[Cell]) -> list[Section]:
+    """Cells grouped by protocol card, each section with the config columns worth showing: ``fusion``,
+    ``recipe``, and every key with more than one value among the cells it applies to."""
     grouped: dict[str, list[Cell]] = {}
     for cell in cells:
         grouped.setdefault(cell.section, []).append(cell)
@@ -259,14 +374,14 @@ def sections(cells: Iterable[Cell]) -> list[Section]:
     for name, members in grouped.items():
         flat = [flatten(c.config) for c in members]
         keys = list(dict.fromkeys(k for f in flat for k in f))
-        varying = [k for k in keys if len({json.dumps(f.get(k), default=str) for f in flat}) > 1]
+        varying = [
+            k
+            for k in keys
+            if len({json.dumps(f.get(k), default=str) for c, f in zip(members, flat, strict=True) if c.applies(k)}) > 1
+        ]
         columns = ["fusion", "recipe", *[k for k in varying if k not in ("fusion", "recipe")]]
         out.append(Section(name=name, card=members[0].card, cells=members, columns=columns))
     return out
-
-
-def _pct(entry: dict[str, Any]) -> str:
-    return f"{100 * entry['mean']:.2f} ± {100 * entry['std']:.2f}"
 
 
 def _value(cell: Cell, column: str) -> str:
@@ -274,82 +389,117 @@ def _value(cell: Cell, column: str) -> str:
     return "-" if value is None else str(value)
 
 
+def display(cell: Cell, column: str) -> str:
+    """A config column's text for ``cell``: its value, ``-`` when unset, ``—`` when it does not apply."""
+    return _value(cell, column) if cell.applies(column) else NOT_APPLICABLE
+
+
+def score_markdown(score: Score) -> str:
+    """``**85.42 ± 4.17**`` (bold), ``≈ 80.00 ± 3.10`` (tie) or ``72.50`` (one value)."""
+    text = plain_text(score)
+    if score.bold:
+        return f"**{text}**"
+    return f"≈ {text}" if score.tie else text
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def markdown(all_sections: list[Section], title: str) -> str:
+    """The whole ``report.md``."""
     lines = [
         f"# {title}",
         "",
-        "Mean ± std over folds x seeds of the test metrics (%); UA = macro recall, WA = accuracy. "
-        "Best per column in bold.",
+        "Test metrics (%): mean ± std over each cell's runs (n_runs = folds x seeds; a classic head's seeds "
+        "repeat one deterministic fit, so its ± is over folds), the statistic `metrics.json` holds; no ± where "
+        "a cell has a single run. UA = macro recall, WA = accuracy. **Bold**: the best mean per column (and any "
+        "equal to it at this precision); ≈: no clear difference from the bold cell in a paired comparison "
+        "(95 % bootstrap interval contains 0 or Wilcoxon p ≥ 0.05, see below); —: the setting does not apply "
+        f"to the cell's head (classic heads read only {', '.join(CLASSIC_TRAIN_KEYS)}).",
         "",
     ]
     for section in all_sections:
-        best = section.best()
-        lines += [f"## {section.name}", ""]
-        card = section.card
-        lines.append(
-            f"Protocol: {card.get('protocol')} ({len(card.get('folds') or [])} folds), validation: "
-            f"{card.get('validation', '?')}, speaker-independent: {card.get('speaker_independent', '?')}, "
-            f"{card.get('n_utterances', '?')} utterances."
-        )
-        lines.append("")
-        header = ["cell", *section.columns, "folds", "seeds", "runs", *(METRIC_NAMES[m] for m in METRICS)]
+        table = section.table()
+        lines += [f"## {section.name}", "", section.protocol_text(), ""]
+        header = ["cell", *table.columns, "n_folds", "n_seeds", "n_runs", *table.metrics.values()]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join("---" for _ in header) + "|")
-        for cell in section.cells:
-            summary = cell.summary()
-            scores = [f"**{_pct(summary[m])}**" if best[m] == cell.key else _pct(summary[m]) for m in METRICS]
-            row = [
-                cell.cell_id,
-                *(_value(cell, c).replace("|", "\\|") for c in section.columns),
-                str(len(cell.folds())),
-                ",".join(map(str, cell.seeds())),
-                str(len(cell.runs)),
-                *scores,
+        for row in table.rows:
+            cells = [
+                row.name,
+                *(_md(value) for value in row.values),
+                str(row.n_folds),
+                str(row.n_seeds),
+                str(row.n_runs),
+                *(score_markdown(row.scores[m]) for m in table.metrics),
             ]
-            lines.append("| " + " | ".join(row) + " |")
+            lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         lines += comparison_table(section)
         robustness = robustness_table(section)
         if robustness:
             lines += [robustness, ""]
+    lines += run_directories([cell for section in all_sections for cell in section.cells])
     return "\n".join(lines)
 
 
-def _difference(comparison: Comparison | None, is_best: bool) -> tuple[str, str, str]:
-    """(ΔUA with its interval, p-value, verdict) cells of the comparison table."""
+def run_directories(cells: list[Cell]) -> list[str]:
+    """Markdown lines listing the run directories of every cell that has more than one (none if none)."""
+    several = [cell for cell in cells if len(cell.run_dirs) > 1]
+    if not several:
+        return []
+    lines = [
+        "## Run directories",
+        "",
+        "Cells whose runs lie in several run directories (`ser ablate` writes one per seed) are named after the first:",
+        "",
+    ]
+    for cell in several:
+        names = ", ".join(f"`{cell.relative(d)}`" for d in cell.run_dirs)
+        lines.append(f"- `{cell.name}`: {names}")
+    return [*lines, ""]
+
+
+def verdict_cells(comparison: Comparison | None, is_best: bool, units: tuple[str, int]) -> tuple[str, str, str, str]:
+    """(ΔUA with its interval, n, p-value, verdict) cells of the comparison table; ``units`` is
+    (unit, count) of the paired units the cell shares with the best (for cells with too few)."""
     if is_best:
-        return "best", "-", "-"
+        return "best", "-", "-", "-"
     if comparison is None:
-        return "no shared runs", "-", "-"
+        unit, count = units
+        return "-", f"{count} {unit}{'' if count == 1 else 's'}", "-", "too few shared runs"
     interval = f"{100 * comparison.mean_difference:+.2f} [{100 * comparison.low:+.2f}, {100 * comparison.high:+.2f}]"
-    verdict = (
-        "worse"
-        if comparison.distinguishable and comparison.mean_difference < 0
-        else ("better?" if comparison.distinguishable else "≈ best")
-    )
-    return interval, f"{comparison.p_value:.3f}", verdict
+    return interval, comparison.units_text(), f"{comparison.p_value:.3f}", comparison.verdict
 
 
 def comparison_table(section: Section) -> list[str]:
     """Markdown lines: pooled metrics per cell and each cell's paired UA difference from the best cell."""
-    best = section.best()["ua"]
+    best_key = section.best()["ua"]
+    best = next(c for c in section.cells if c.key == best_key)
     comparisons = section.comparisons()
     lines = [
-        "Pooled: all folds' test predictions as one set (per seed, mean ± std over seeds). ΔUA: cell − best "
-        "cell over their shared (fold, seed) runs, with a 95 % paired-bootstrap interval and the Wilcoxon "
-        "signed-rank p; **≈ best** = the interval contains 0, not distinguishable from the best.",
+        "Pooled: all folds' test predictions as one set per seed; ± is the std over seeds (none with one seed, "
+        "nor for classic heads, whose seeds repeat one fit). ΔUA: cell − best cell, paired over the n folds "
+        "both ran (each fold's difference averaged over their shared seeds; over seeds where they share a "
+        "single fold), with a 95 % paired-bootstrap interval and the Wilcoxon signed-rank p. Verdict: better "
+        "or worse only when the interval excludes 0 AND p < 0.05, else no clear difference (with n ≤ 5 the "
+        "test cannot reach p < 0.05).",
         "",
-        "| cell | UA pooled | WA pooled | macro-F1 pooled | weighted-F1 pooled | ΔUA vs best [95 % CI] | p | verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        "| cell | UA pooled | WA pooled | macro-F1 pooled | weighted-F1 pooled | ΔUA vs best [95 % CI] | n | "
+        "Wilcoxon p | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for cell in section.cells:
         pooled = cell.pooled()
-        difference, p_value, verdict = _difference(comparisons[cell.key], cell.key == best)
-        verdict = f"**{verdict}**" if verdict == "≈ best" else verdict
+        unit, differences = paired_differences(cell.run_scores(), best.run_scores())
+        difference, n, p_value, verdict = verdict_cells(
+            comparisons[cell.key], cell.key == best_key, (unit, len(differences))
+        )
         lines.append(
-            f"| {cell.cell_id} | "
-            + " | ".join(_pct(pooled[m]) for m in METRICS)
-            + f" | {difference} | {p_value} | {verdict} |"
+            f"| {cell.name} | "
+            + " | ".join(plain_text(score_of(pooled[m], spread=not cell.classic)) for m in METRICS)
+            + f" | {difference} | {n} | {p_value} | {verdict} |"
         )
     return [*lines, ""]
 
@@ -361,48 +511,65 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> No
         writer.writerows(rows)
 
 
+def _fraction(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
+
+
 def cell_rows(all_sections: list[Section]) -> tuple[list[str], list[dict[str, Any]]]:
-    """report.csv: one row per cell (fractions in [0, 1], not percent)."""
+    """report.csv: one row per cell (fractions in [0, 1], not percent; an empty std: a single value;
+    an empty config value: the setting does not apply to the cell's head)."""
     config_columns = list(dict.fromkeys(c for s in all_sections for c in s.columns))
     columns = [
         "section",
         "cell",
+        "run_dirs",
         *config_columns,
         "n_folds",
-        "seeds",
+        "n_seeds",
         "n_runs",
+        "seed_list",
         *(f"{m}_{stat}" for m in METRICS for stat in ("mean", "std")),
         "best",
+        "tied_with_best",
         *(f"{m}_pooled_{stat}" for m in METRICS for stat in ("mean", "std")),
         "ua_diff_vs_best",
         "ua_diff_low",
         "ua_diff_high",
         "wilcoxon_p",
         "n_pairs",
-        "distinguishable_from_best",
+        "pair_unit",
+        "verdict",
     ]
     rows = []
     for section in all_sections:
-        best = section.best()
+        table = section.table()
+        best_key = section.best()["ua"]
         comparisons = section.comparisons()
-        for cell in section.cells:
-            summary = cell.summary()
+        for cell, shown in zip(section.cells, table.rows, strict=True):
             pooled = cell.pooled()
             comparison = comparisons[cell.key]
             row: dict[str, Any] = {
                 "section": section.name,
-                "cell": cell.cell_id,
-                "n_folds": len(cell.folds()),
-                "seeds": " ".join(map(str, cell.seeds())),
-                "n_runs": len(cell.runs),
-                "best": " ".join(m for m in METRICS if best[m] == cell.key),
+                "cell": cell.name,
+                "run_dirs": " ".join(cell.relative(d) for d in cell.run_dirs),
+                "n_folds": shown.n_folds,
+                "n_seeds": shown.n_seeds,
+                "n_runs": shown.n_runs,
+                "seed_list": " ".join(map(str, cell.seeds())),
+                "best": " ".join(m for m in METRICS if shown.scores[m].bold),
+                "tied_with_best": " ".join(m for m in METRICS if shown.scores[m].tie),
+                "verdict": "best" if cell.key == best_key else (comparison.verdict if comparison else ""),
             }
-            row.update({c: _value(cell, c) for c in section.columns})
+            row.update(
+                {c: "" if v == NOT_APPLICABLE else v for c, v in zip(section.columns, shown.values, strict=True)}
+            )
             for metric in METRICS:
-                row[f"{metric}_mean"] = f"{summary[metric]['mean']:.6f}"
-                row[f"{metric}_std"] = f"{summary[metric]['std']:.6f}"
-                row[f"{metric}_pooled_mean"] = f"{pooled[metric]['mean']:.6f}"
-                row[f"{metric}_pooled_std"] = f"{pooled[metric]['std']:.6f}"
+                score = shown.scores[metric]
+                pooled_score = score_of(pooled[metric], spread=not cell.classic)
+                row[f"{metric}_mean"] = _fraction(score.mean)
+                row[f"{metric}_std"] = _fraction(score.std)
+                row[f"{metric}_pooled_mean"] = _fraction(pooled_score.mean)
+                row[f"{metric}_pooled_std"] = _fraction(pooled_score.std)
             if comparison is not None:
                 row.update(
                     {
@@ -411,7 +578,7 @@ def cell_rows(all_sections: list[Section]) -> tuple[list[str], list[dict[str, An
                         "ua_diff_high": f"{comparison.high:.6f}",
                         "wilcoxon_p": f"{comparison.p_value:.6f}",
                         "n_pairs": comparison.n_pairs,
-                        "distinguishable_from_best": comparison.distinguishable,
+                        "pair_unit": comparison.unit,
                     }
                 )
             rows.append(row)
@@ -419,19 +586,22 @@ def cell_rows(all_sections: list[Section]) -> tuple[list[str], list[dict[str, An
 
 
 def run_rows(cells: list[Cell]) -> tuple[list[str], list[dict[str, Any]]]:
-    """runs.csv: one row per (cell, fold, seed)."""
-    columns = ["cell", "fold", "seed", "best_epoch", *METRICS, "n_test"]
+    """runs.csv: one row per (cell, fold, seed) with the run directory holding it (``best_epoch`` and
+    ``epochs_run`` empty for classic heads, which train no epochs)."""
+    columns = ["cell", "run_dir", "fold", "seed", "best_epoch", "epochs_run", *METRICS, "n_test"]
     rows = [
         {
-            "cell": cell.cell_id,
+            "cell": cell.name,
+            "run_dir": cell.relative(source),
             "fold": run["fold"],
             "seed": run["seed"],
-            "best_epoch": run.get("best_epoch"),
+            "best_epoch": "" if cell.classic else run.get("best_epoch"),
+            "epochs_run": "" if cell.classic else run.get("epochs_run"),
             **{m: f"{run['test'][m]:.6f}" for m in METRICS},
             "n_test": run["test"].get("n"),
         }
         for cell in cells
-        for run in cell.runs
+        for run, source in zip(cell.runs, cell.run_sources, strict=True)
     ]
     return columns, rows
 
@@ -506,7 +676,7 @@ def safe_name(text: str) -> str:
 
 def write_report(runs_dir: Path, out_dir: Path | None = None, *, title: str | None = None, plots: bool = True) -> Path:
     """Collect, aggregate and write every output listed in the module docstring; returns the folder."""
-    from ser.ablate.figures import plot_bars, plot_layer_weights, plot_robustness
+    from ser.ablate.figures import fit_keywords, plot_bars, plot_layer_weights, plot_robustness, ua_chance
     from ser.fusion.plots import plot_confusion
 
     runs_dir = Path(runs_dir)
@@ -514,14 +684,16 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, *, title: str | No
     cells = collect(runs_dir)
     all_sections = sections(cells)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text(out_dir / "report.md", markdown(all_sections, title or f"Results in {runs_dir.name}"))
+    title = title or f"Results in {runs_dir.name}"
+    write_text(out_dir / "report.md", markdown(all_sections, title))
+    write_text(out_dir / "report.tex", latex_document([section.table() for section in all_sections], title))
     _write_csv(out_dir / "report.csv", *cell_rows(all_sections))
     _write_csv(out_dir / "runs.csv", *run_rows(cells))
-    emobox = {cell.cell_id: emobox_record(cell) for cell in cells}
+    emobox = {cell.name: emobox_record(cell) for cell in cells}
     write_json(out_dir / "emobox.json", emobox, indent=1, default=str)
     (out_dir / "emobox_predictions").mkdir(exist_ok=True)
     for cell in cells:
-        _emobox_predictions(cell, out_dir / "emobox_predictions" / f"{cell.cell_id}.jsonl")
+        _emobox_predictions(cell, out_dir / "emobox_predictions" / f"{safe_name(cell.name)}.jsonl")
     robust = [c for c in cells if c.robustness]
     if robust:
         _write_csv(out_dir / "robustness.csv", *robustness_rows(robust))
@@ -529,10 +701,21 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, *, title: str | No
         for section in all_sections:
             curves = robustness_curves([c for c in section.cells if c.robustness], section)
             if curves:
-                plot_robustness(out_dir / f"robustness_{safe_name(section.name)}.png", section.name, curves)
+                plot_robustness(
+                    out_dir / f"robustness_{safe_name(section.name)}.png",
+                    section.name,
+                    curves,
+                    ua_chance(c.classes for c in section.cells),
+                )
         (out_dir / "confusion").mkdir(exist_ok=True)
         for cell in cells:
-            plot_confusion(out_dir / "confusion" / f"{cell.cell_id}.png", cell.confusion().tolist(), cell.classes)
+            plot_confusion(
+                out_dir / "confusion" / f"{safe_name(cell.name)}.png",
+                cell.confusion().tolist(),
+                cell.classes,
+                **fit_keywords(cell.config, cell.card),
+                ua=cell.pooled()["ua"]["mean"],
+            )
         for section in all_sections:
             labels = [cell_label(cell, section) for cell in section.cells]
             plot_bars(
@@ -540,6 +723,7 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, *, title: str | No
                 section.name,
                 labels,
                 [cell.summary() for cell in section.cells],
+                chance=ua_chance(c.classes for c in section.cells),
             )
             weight_curves = {
                 f"{label} [{modality}]": weights
@@ -561,7 +745,7 @@ def robustness_rows(cells: list[Cell]) -> tuple[list[str], list[dict[str, Any]]]
         clean = cell.summary()
         rows.append(
             {
-                "cell": cell.cell_id,
+                "cell": cell.name,
                 "condition": "clean",
                 "type": "clean",
                 "n_runs": len(cell.runs),
@@ -575,7 +759,7 @@ def robustness_rows(cells: list[Cell]) -> tuple[list[str], list[dict[str, Any]]]
             stats = aggregate(runs, ("ua", "wa"))
             rows.append(
                 {
-                    "cell": cell.cell_id,
+                    "cell": cell.name,
                     "condition": label,
                     **cell.conditions[label],
                     "n_runs": len(runs),
@@ -613,10 +797,21 @@ def robustness_curves(cells: list[Cell], section: Section) -> dict[str, dict[str
 
 
 def cell_label(cell: Cell, section: Section) -> str:
-    """Short label for plots: the cell's values of the section's varying columns."""
-    parts = [_value(cell, c) if c == "fusion" else f"{c.split('.')[-1]}={_value(cell, c)}" for c in section.columns]
-    text = " ".join(parts)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """Label for plots: the cell's values of the section's varying columns (those that apply to it), input
+    stores by file name."""
+    from ser.fusion.config import MODALITIES
+    from ser.fusion.plots import short_view
+
+    parts = [
+        _value(cell, c)
+        if c == "fusion"
+        else f"{c}={short_view(_value(cell, c))}"
+        if c in MODALITIES
+        else f"{c.split('.')[-1]}={_value(cell, c)}"
+        for c in section.columns
+        if cell.applies(c)
+    ]
+    return " ".join(parts)  # the pictures wrap it
 
 
 def layer_weight_runs(cell: Cell) -> dict[str, list[list[float]]]:

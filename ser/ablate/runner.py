@@ -3,7 +3,9 @@
 * **Slots.** With GPUs (``CUDA_VISIBLE_DEVICES`` / ``nvidia-smi``) there are ``jobs_per_gpu`` slots
   per GPU, and a job starts on a GPU only while it has at least ``gpu_min_free_mib`` free (other
   users' work counts: this is a shared box). Without GPUs, or with ``device="cpu"``, there are
-  ``workers`` CPU slots (default: one per core; the fits use one thread each).
+  ``workers`` CPU slots (default: one per core; the fits use one thread each), never more than the
+  cores hold at each fit's ``train.threads`` (workers x threads <= cores; each worker's BLAS pools
+  are capped at its share through ``SER_MAX_THREADS``, ``ser.threads``).
 * **Idempotent.** Finished runs (``metrics.json``) are skipped; a run locked by a live process (a
   second runner, another user, a Slurm node) is left to it and waited for; a crashed run is redone.
 * **Workers.** Each slot has one ``ser.ablate.worker`` process (pinned to its GPU through
@@ -36,6 +38,7 @@ from ser.ablate.grid import Job
 from ser.ablate.job import PARENT_ENV, make_bundles
 from ser.ablate.state import is_done, is_locked
 from ser.atomic_files import write_json
+from ser.threads import MAX_THREADS_ENV, usable_cores
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +67,9 @@ class RunnerOptions:
     wait_for_others: bool = True
     """Wait for runs that another process is running (else report them as not run here)."""
     poll_seconds: float = 0.5
+    """How often finished jobs and free GPUs are checked."""
     python: str = sys.executable
+    """The Python interpreter that runs the worker processes."""
 
 
 @dataclass
@@ -72,16 +77,25 @@ class GridOutcome:
     """What a grid run did."""
 
     total: int = 0
+    """Jobs in the grid."""
     already_done: list[Job] = field(default_factory=list)
+    """Jobs finished before this run."""
     ran: list[Job] = field(default_factory=list)
+    """Jobs this run finished."""
     done_elsewhere: list[Job] = field(default_factory=list)
+    """Jobs another process finished meanwhile."""
     failed: list[tuple[Job, str]] = field(default_factory=list)
+    """Jobs that raised, with the error."""
     not_run: list[Job] = field(default_factory=list)
+    """Jobs not run here: left to the process running them, or not reached before a stop."""
     interrupted: bool = False
+    """True when the run was stopped (Ctrl-C) before the end."""
     seconds: float = 0.0
+    """Wall time."""
 
     @property
     def complete(self) -> bool:
+        """True when every job is finished."""
         return not (self.failed or self.not_run or self.interrupted)
 
     def summary(self) -> str:
@@ -95,11 +109,12 @@ class GridOutcome:
 class _Worker:
     """One ``ser.ablate.worker`` process pinned to a slot's device, fed one job at a time."""
 
-    def __init__(self, gpu: str | None, options: RunnerOptions, log_path: Path) -> None:
+    def __init__(self, gpu: str | None, options: RunnerOptions, log_path: Path, max_threads: int) -> None:
         env = dict(os.environ)
         env[PARENT_ENV] = str(os.getpid())
         env["CUDA_VISIBLE_DEVICES"] = gpu if gpu is not None else ""
         env.setdefault("OMP_NUM_THREADS", "1")
+        env[MAX_THREADS_ENV] = str(max_threads)  # the worker's share of the cores (ser.threads)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             # A new session: the terminal's Ctrl-C reaches the runner only, which stops the workers itself.
@@ -157,7 +172,7 @@ def plan_slots(gpus: list[Gpu], options: RunnerOptions) -> list[str | None]:
     if options.jobs_per_gpu < 1:
         raise ValueError("jobs_per_gpu must be at least 1")
     if options.device == "cpu" or not gpus:
-        return [None] * max(1, options.workers or os.cpu_count() or 1)
+        return [None] * max(1, options.workers or usable_cores())
     slots: list[str | None] = [g.id for _ in range(options.jobs_per_gpu) for g in gpus]
     return slots[: options.workers] if options.workers else slots
 
@@ -221,7 +236,11 @@ class _Scheduler:
         self.options, self.echo, self.log_dir = options, echo, log_dir
         self.gpus = discover_gpus() if options.device != "cpu" else []
         self.slots = [_Slot(gpu) for gpu in plan_slots(self.gpus, options)]
+        self.cpu_note = ""
+        if not self.gpus:
+            self.slots, self.cpu_note = self._fit_cores(jobs)
         self.outcome = GridOutcome(total=len(jobs))
+        self.started = time.monotonic()
         self.queue: deque[Job] = deque()
         for job in jobs:
             (self.outcome.already_done if is_done(job.run_dir) else self.queue).append(job)
@@ -233,11 +252,34 @@ class _Scheduler:
                     self.bundle[jobs[i].run_dir] = [jobs[k] for k in indices]
         self._last_memory_note = 0.0
 
+    def _fit_cores(self, jobs: list[Job]) -> tuple[list[_Slot], str]:
+        """CPU slots such that workers x each fit's torch threads (``train.threads``) stay within the
+        cores, with a note when ``--workers`` asked for more."""
+        cores = usable_cores()
+        threads = max((job.config.train.threads or cores for job in jobs), default=1)
+        most = max(1, cores // threads)
+        if len(self.slots) <= most:
+            return self.slots, ""
+        note = (
+            f" (--workers {len(self.slots)} x train.threads {threads} would run {len(self.slots) * threads} "
+            f"threads on {cores} cores: {most} worker{'s' * (most != 1)} instead)"
+        )
+        return self.slots[:most], note
+
+    def eta(self) -> str:
+        """Time left at the mean pace of the jobs run here so far (empty before the first one ends)."""
+        done = len(self.outcome.ran) + len(self.outcome.failed)
+        left = len(self.queue) + len(self.deferred) + sum(len(slot.jobs) for slot in self.slots)
+        if not done or not left:
+            return ""
+        seconds = (time.monotonic() - self.started) / done * left
+        return f", about {seconds / 60:.0f} min left" if seconds >= 90 else f", about {seconds:.0f} s left"
+
     def describe(self) -> str:
         where = (
             f"{len(self.slots)} slots on GPUs {', '.join(g.id for g in self.gpus)}"
             if self.gpus
-            else f"{len(self.slots)} CPU workers"
+            else f"{len(self.slots)} CPU worker{'s' * (len(self.slots) != 1)}{self.cpu_note}"
         )
         return (
             f"{self.outcome.total} jobs, {len(self.outcome.already_done)} already done, {len(self.queue)} to run "
@@ -270,7 +312,7 @@ class _Scheduler:
             together = f", stacked with {bundled - 1} others" if bundled > 1 else ""
             self.echo(
                 f"{self._count()} done    {job.label()} seed {job.seed} ({seconds:.1f} s{together}) -> "
-                f"{job.run_dir.name}"
+                f"{job.run_dir.name}{self.eta()}"
             )
         else:
             log = job.run_dir / "ablate.log"
@@ -329,7 +371,12 @@ class _Scheduler:
         specs = [_write_spec(job) for job in jobs]
         for _ in range(2):  # a worker that died while idle is replaced once
             if slot.worker is None or not slot.worker.alive():
-                slot.worker = _Worker(slot.gpu, self.options, self.log_dir / f"worker-{index}.log")
+                slot.worker = _Worker(
+                    slot.gpu,
+                    self.options,
+                    self.log_dir / f"worker-{index}.log",
+                    max(1, usable_cores() // len(self.slots)),
+                )
             if slot.worker.send(specs):
                 slot.jobs, slot.started = list(jobs), time.monotonic()
                 return
@@ -386,7 +433,8 @@ class _Scheduler:
 def run_grid(
     jobs: list[Job], options: RunnerOptions | None = None, echo: Echo = logger.info, log_dir: Path | None = None
 ) -> GridOutcome:
-    """Run every job that is not finished yet; returns what happened (see :class:`GridOutcome`).
+    """Run every job that is not finished yet; returns what happened (see
+    [`GridOutcome`][ser.ablate.runner.GridOutcome]).
 
     ``log_dir`` holds the workers' own logs (default ``<first job's out>/.workers``)."""
     options = options or RunnerOptions()

@@ -24,9 +24,13 @@ class Clip:
     """One utterance to crop from."""
 
     id: str
+    """The manifest row's id."""
     path: str
+    """The audio file."""
     start: float | None
+    """Start of the utterance in the file, in seconds (None: from the beginning)."""
     end: float | None
+    """End of the utterance in the file, in seconds (None: to the end)."""
     label: int
     """Class index, or -1 when labels are not used (contrastive)."""
 

@@ -55,12 +55,17 @@ class FoldAdaptation:
     """What adapting one fold produced."""
 
     fold: str
+    """The protocol fold."""
     checkpoint: Path
+    """The folder of the adapted checkpoint."""
     best_epoch: int
+    """The epoch whose state was saved."""
     best_score: float
     """Validation UA (supervised) or NT-Xent loss (contrastive) of the saved state."""
     trainable: list[str] = field(default_factory=list)
+    """Names of the parameters that were trained."""
     history: list[dict[str, float]] = field(default_factory=list)
+    """Per-epoch training and validation values."""
     skipped: bool = False
     """True when a finished checkpoint was found and reused."""
 

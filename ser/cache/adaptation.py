@@ -3,8 +3,8 @@ extracted with it, and the check that keeps a fold's test utterances out of it.
 
 ``ser finetune`` writes ``ser_finetune.json`` next to the checkpoint, listing the fold, the
 protocol and every utterance id (and speaker) that trained or validated the adaptation. ``ser
-extract --checkpoint`` copies a compact :class:`AdaptationRecord` into the store's ``upstream``
-attributes (the id lists stay in the checkpoint's file, verified by hash, because stores of large
+extract --checkpoint`` copies a compact [`AdaptationRecord`][ser.cache.adaptation.AdaptationRecord] into the store's
+``upstream`` attributes (the id lists stay in the checkpoint's file, verified by hash, because stores of large
 corpora cannot hold them as attributes). ``ser fit`` then refuses to test a fold on a cache whose
 upstream saw any of that fold's test utterances or, for speaker-independent protocols, speakers.
 """
@@ -38,16 +38,23 @@ class AdaptationRecord:
     mode: str
     """``supervised`` or ``contrastive``."""
     fold: str
+    """The protocol fold the upstream was adapted on."""
     protocol: str
+    """The protocol preset that made the fold."""
     manifest_sha256: str
+    """sha256 of the manifest file the fold was made from."""
     speakers: list[str]
     """Speakers of every utterance that trained or validated the adaptation."""
     n_ids: int
+    """How many utterances trained or validated the adaptation."""
     ids_sha256: str
+    """Digest of their sorted ids (``ids_digest``); the ids themselves are in ``provenance_file``."""
     provenance_file: str
     """Absolute path of the checkpoint's ser_finetune.json (holds the id lists)."""
     base_model: str = ""
+    """The upstream the adaptation started from (hub id or folder)."""
     extra: dict[str, Any] = field(default_factory=dict)
+    """Further settings of the adaptation, as recorded."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

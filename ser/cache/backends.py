@@ -202,7 +202,7 @@ class ZarrFile:
     """A Zarr v3 group in a folder."""
 
     _CODECS: ClassVar[dict[str, str]] = {"zstd": "ZstdCodec", "gzip": "GzipCodec", "blosc": "BloscCodec"}
-    """Compression name (see :data:`~ser.cache.format.COMPRESSIONS`) -> zarr codec class."""
+    """Compression name (see [`COMPRESSIONS`][ser.cache.format.COMPRESSIONS]) -> zarr codec class."""
 
     def __init__(self, path: Path, mode: str) -> None:
         try:

@@ -1,8 +1,8 @@
 """Per-block CRC-32 checksums of a store's datasets, written when the store is assembled.
 
 Every dataset (ids, fingerprints, offsets, pooled statistics, sequences) is cut into blocks of
-about :data:`CHECK_BYTES` along its first axis; the CRC-32 of each block's bytes (C order, the
-stored dtype) goes into the store's ``checksums`` attribute. ``ser cache verify`` recomputes all of
+about [`CHECK_BYTES`][ser.cache.checksums.CHECK_BYTES] along its first axis; the CRC-32 of each block's bytes (C order,
+the stored dtype) goes into the store's ``checksums`` attribute. ``ser cache verify`` recomputes all of
 them and ``ser fit`` those of the pooled statistic it reads, so a changed value, a truncated or
 deleted chunk file (which Zarr would read as zeros) is found instead of trained on. zlib's CRC-32
 runs at several GB/s, a small cost next to reading the same bytes.

@@ -48,7 +48,9 @@ class StoreLayout:
     seq: dict[str, int] = field(default_factory=dict)
     """Stored sequence layer name (e.g. ``layer_06``) -> dim D. All share one length per row."""
     pooled_dtype: str = "float32"
+    """dtype of the pooled statistics."""
     seq_dtype: str = "float16"
+    """dtype of the stored sequences."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -127,7 +129,7 @@ def encode_strings(values: list[str]) -> Any:
 
 
 def decode_strings(matrix: Any) -> list[str]:
-    """Inverse of :func:`encode_strings`."""
+    """Inverse of [`encode_strings`][ser.cache.format.encode_strings]."""
     return [bytes(row).rstrip(b"\0").decode("utf-8") for row in matrix]
 
 

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 class _ShardSource:
-    """A finished store seen as a run of rows for :func:`~ser.cache.assemble.assemble_store`."""
+    """A finished store seen as a run of rows for [`assemble_store`][ser.cache.assemble.assemble_store]."""
 
     def __init__(self, reader: CacheReader) -> None:
         self.reader = reader

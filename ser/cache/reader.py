@@ -50,7 +50,7 @@ def changed_rows_message(path: Path, changed: Sequence[str]) -> str:
 class CacheReader:
     """A complete store, opened read-only.
 
-    Raises :class:`CacheError` for missing or partial stores and unknown format versions.
+    Raises [`CacheError`][ser.cache.format.CacheError] for missing or partial stores and unknown format versions.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -190,7 +190,7 @@ class CacheReader:
 
         A different hash is not an error: labels, splits and other fields may change without a
         re-extraction. What matters is whether any row's audio, segment or text changed, which
-        :meth:`changed_rows` checks row by row.
+        [`changed_rows`][ser.cache.reader.CacheReader.changed_rows] checks row by row.
         """
         recorded = self.manifest_sha256
         if recorded == sha256:
@@ -213,7 +213,7 @@ class CacheReader:
         """Refuse when a manifest row changed since extraction (audio, segment or text differ).
 
         ``expected`` maps id -> fingerprint of the current manifest row. Ids that are absent or
-        rejected are reported by :meth:`rows_of`, not here.
+        rejected are reported by [`rows_of`][ser.cache.reader.CacheReader.rows_of], not here.
         """
         changed = self.changed_rows(expected)
         if changed:
@@ -223,7 +223,8 @@ class CacheReader:
 
     def damaged(self, names: Sequence[str] | None = None) -> list[str]:
         """Datasets (all, or ``names``) whose bytes no longer match the checksums written with the store,
-        one line each; empty when intact or when the store predates checksums (see :attr:`has_checksums`)."""
+        one line each; empty when intact or when the store predates checksums (see
+        [`has_checksums`][ser.cache.reader.CacheReader.has_checksums])."""
 
         records = self.attrs.get("checksums") or {}
         problems = []
@@ -242,7 +243,7 @@ class CacheReader:
         return bool(self.attrs.get("checksums"))
 
     def require_intact(self, names: Sequence[str]) -> None:
-        """Raise a :class:`CacheError` naming the damage when a dataset fails its checksums."""
+        """Raise a [`CacheError`][ser.cache.format.CacheError] naming the damage when a dataset fails its checksums."""
         problems = self.damaged(names)
         if problems:
             raise CacheError(

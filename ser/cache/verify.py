@@ -17,18 +17,24 @@ BLOCK_FRAMES = 1 << 18
 
 @dataclass
 class VerifyReport:
-    """What :func:`verify_store` checked and found."""
+    """What [`verify_store`][ser.cache.verify.verify_store] checked and found."""
 
     path: Path
+    """The store checked."""
     n_items: int
+    """Rows stored."""
     n_rejected: int
+    """Rows rejected at extraction (recorded with their reasons)."""
     problems: list[str] = field(default_factory=list)
+    """What is wrong, one line each (empty: the store is sound)."""
     checked: list[str] = field(default_factory=list)
+    """What was checked, one line each."""
     notes: list[str] = field(default_factory=list)
     """Worth knowing, not a problem (e.g. the manifest was edited since extraction)."""
 
     @property
     def ok(self) -> bool:
+        """True when no problem was found."""
         return not self.problems
 
 

@@ -49,17 +49,24 @@ DEFAULT_SEGMENT_BYTES = 64 << 20
 
 @dataclass
 class Segment:
-    """A flushed run of rows in the partial folder (a :class:`~ser.cache.assemble.RowSource`)."""
+    """A flushed run of rows in the partial folder (a [`RowSource`][ser.cache.assemble.RowSource])."""
 
     path: Path
+    """The segment's folder."""
     ids: list[str]
+    """Row ids, in the order of the arrays."""
     fingerprints: list[str]
+    """Each row's fingerprint (what its features were computed from)."""
     lengths: np.ndarray
+    """``(n_rows,)`` int64 frames of each row's sequences (0 without sequences)."""
     rejected: dict[str, str]
+    """Row id -> why it was rejected."""
     notes: dict[str, str]
+    """Row id -> a remark on a stored row."""
 
     @classmethod
     def load(cls, path: Path) -> Segment:
+        """The segment in folder ``path``, as its ``rows.json`` and array files describe it (unchecked)."""
         record = json.loads((path / "rows.json").read_text(encoding="utf-8"))
         return cls(
             path=path,
@@ -72,8 +79,8 @@ class Segment:
 
     @classmethod
     def load_checked(cls, path: Path, layout: StoreLayout) -> Segment:
-        """:meth:`load`, then every array's header against the row count and the layout: a damaged
-        segment (truncated file, bad ``rows.json``) is found when the store is opened, not at the end."""
+        """[`load`][ser.cache.writer.Segment.load], then every array's header against the row count and the layout: a
+        damaged segment (truncated file, bad ``rows.json``) is found when the store is opened, not at the end."""
         try:
             segment = cls.load(path)
             n_rows, n_frames = len(segment.ids), int(segment.lengths.sum())
@@ -130,7 +137,8 @@ os.register_at_fork(after_in_child=_drop_inherited_locks)
 class CacheWriter:
     """Append rows to a store; resume after a crash; finalize into the complete store.
 
-    Use :meth:`open` (or the class as a context manager after it) rather than the constructor.
+    Use [`open`][ser.cache.writer.CacheWriter.open] (or the class as a context manager after it) rather than the
+    constructor.
     """
 
     def __init__(

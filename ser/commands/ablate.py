@@ -95,8 +95,11 @@ def ablate(
         True, "--report/--no-report", help="Write `ser report` of the grid's runs at the end."
     ),
 ) -> None:
-    """Run an ablation grid: one `ser fit` per cell and seed, skipping finished runs (by config hash),
-    redoing crashed ones, leaving runs that another process holds to it. Ctrl-C stops; re-run to resume."""
+    """Run a grid of fits, skipping the ones already done.
+
+    One `ser fit` per grid cell and seed: finished runs are skipped (by config hash), crashed ones
+    redone, and runs that another process holds are left to it. Ctrl-C stops; re-run to resume.
+    """
     with user_errors():
         from ser.ablate.grid import expand, load_grid
 
@@ -176,13 +179,17 @@ def _print_plan(jobs: list) -> None:
 def report(
     runs_dir: Path = typer.Argument(..., help="Folder holding run directories (any depth), e.g. runs/my-grid."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Where the report goes (default RUNS_DIR/report)."),
-    title: str | None = typer.Option(None, help="Title of report.md."),
+    title: str | None = typer.Option(None, help="Title of report.md and report.tex."),
     plots: bool = typer.Option(
         True, "--plots/--no-plots", help="Write the bar, confusion and layer-weight pictures (needs matplotlib)."
     ),
 ) -> None:
-    """Tables (markdown, CSV) of mean ± std over folds and seeds per grid cell with the best marked, plots,
-    and an export under EmoBox's metric names."""
+    """Tabulate and plot finished runs, mean ± std per cell.
+
+    Tables (report.md, report.csv and a LaTeX report.tex) of each grid cell's mean ± std over its
+    folds x seeds, the best in bold and ≈ where a paired test finds no clear difference from it;
+    plots, and an export under EmoBox's metric names.
+    """
     with user_errors():
         from ser.ablate.report import write_report
 

@@ -13,7 +13,8 @@ from ser.commands.common import user_errors
 app = typer.Typer(
     no_args_is_help=True,
     help=(
-        "Inspect, verify and merge feature cache stores (.h5 files or .zarr folders).\n\n"
+        "Inspect, verify and merge feature cache stores.\n\n"
+        "A store is an .h5 file or a .zarr folder written by `ser extract`.\n\n"
         "Example: ser cache info hubert.h5"
     ),
 )
@@ -41,7 +42,11 @@ def info(
     store: Path = typer.Argument(..., help="Cache store (.h5 or .zarr), finished or partial."),
     as_json: bool = typer.Option(False, "--json", help="Print everything as JSON."),
 ) -> None:
-    """Status, items, rejected ids, layers and dims, bytes on disk, and provenance of a store."""
+    """Show a store's status, contents and provenance.
+
+    Status (complete or partial), items, rejected ids, layers and dims, bytes on disk, the recommended
+    view, and the provenance of the features (extractor, upstream, manifest, environment).
+    """
     with user_errors():
         from ser.cache.format import set_aside_path
         from ser.cache.reader import CacheReader
@@ -123,7 +128,11 @@ def verify(
         ),
     ),
 ) -> None:
-    """Check every value (no NaN/Inf), monotone offsets, and coverage of a manifest. Exit 1 on problems."""
+    """Check a store's values, offsets and manifest coverage.
+
+    Checks every value (no NaN/Inf), monotone offsets and, with --manifest, the coverage of a manifest.
+    Exit status 1 on problems.
+    """
     with user_errors():
         from ser.cache.verify import verify_store
         from ser.extract.update import expected_fingerprints
@@ -155,7 +164,10 @@ def merge(
         + ").",
     ),
 ) -> None:
-    """Join shard stores (same extractor config and manifest, disjoint ids) into one store."""
+    """Join the shard stores of one extraction into one store.
+
+    The shards must share the extractor config and the manifest, and hold disjoint ids.
+    """
     with user_errors():
         from ser.cache.merge import merge_stores
 

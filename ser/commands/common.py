@@ -38,12 +38,12 @@ def parse_options(
     pairs: list[str] | None, types: Mapping[str, Any] | None = None, *, flag: str = "-O"
 ) -> dict[str, Any]:
     """``["k=10", "test_split=test2"]`` -> ``{"k": "10", "test_split": "test2"}``: the values as text, for a
-    consumer that converts them by the types it declares (:func:`ser.options.coerce`).
+    consumer that converts them by the types it declares ([`ser.options.coerce`][ser.options.coerce]).
 
     ``types`` (option name -> type annotation) converts here: every value by its option's type, and an
     option outside ``types`` is refused naming the accepted ones. For options whose type nobody
     declares (submitit parameters), pass ``types=UNTYPED``: values are read by
-    :func:`ser.options.read_value` (``"1"`` -> 1, ``"on"`` -> True, ``"none"`` -> None).
+    [`ser.options.read_value`][ser.options.read_value] (``"1"`` -> 1, ``"on"`` -> True, ``"none"`` -> None).
     """
     from ser.errors import unknown_name
     from ser.options import coerce, read_value, split_pair
@@ -63,7 +63,8 @@ def parse_options(
 
 
 UNTYPED: Mapping[str, Any] = MappingProxyType({})
-"""``parse_options(pairs, UNTYPED)``: read values without a declared type (:func:`ser.options.read_value`)."""
+"""``parse_options(pairs, UNTYPED)``: read values without a declared type
+([`ser.options.read_value`][ser.options.read_value])."""
 
 
 def default_of(owner: Any, name: str) -> Any:

@@ -25,10 +25,21 @@ def demo(
     epochs: int = typer.Option(60, help="Most epochs per fold."),
     seed: int = typer.Option(0, help="Training seed."),
     num_workers: int = typer.Option(2, help="Decoding/feature worker processes for extraction."),
+    print_clips: bool = typer.Option(
+        False, "--print-clips", help="Print the folder of the packaged clips (for your own commands) and exit."
+    ),
 ) -> None:
-    """Manifest -> eGeMAPS + MiniLM caches -> an audio-only MLP and the FleSER fusion head (audio + text)
+    """Run the whole pipeline on packaged RAVDESS clips, offline.
+
+    Manifest -> eGeMAPS + MiniLM caches -> an audio-only MLP and the FleSER fusion head (audio + text)
     under leave-one-speaker-out, on the packaged RAVDESS actors 01-04 (240 clips, CC BY-NC-SA 4.0; see
-    ser/demo_data/README.md), then one clip classified with the trained model files. No network, no GPU."""
+    ser/demo_data/README.md), then one clip classified with the trained model files. No network, no GPU.
+    """
+    if print_clips:
+        from ser.recipes.demo import demo_corpus
+
+        typer.echo(demo_corpus())
+        return
     with user_errors():
         from ser.recipes.demo import run_demo
 

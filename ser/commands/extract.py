@@ -110,12 +110,14 @@ def extract(
         "(e.g. white@10dB); pass the store to `ser fit --robustness`.",
     ),
 ) -> None:
-    """Extract features of every manifest row into a cache store (resumable: re-run the same command).
+    """Extract features of a manifest into a cache store.
 
-    Re-running over a finished store extracts the rows it lacks (rows added to the manifest, rows
-    whose audio, segment or text changed, and with --retry-rejected the rejected ones) and keeps
-    the rest. Exit status: 0 all rows stored; 3 finished but some rows are rejected (listed with
-    the reason in OUTPUT.rejects.tsv); 2 bad input (the message says which and how to fix it).
+    Resumable: run the same command again after an interruption. Re-running over a finished store
+    extracts the rows it lacks (rows added to the manifest, rows whose audio, segment or text changed,
+    and with --retry-rejected the rejected ones) and keeps the rest.
+
+    Exit status: 0 all rows stored; 3 finished but some rows are rejected (listed with the reason in
+    OUTPUT.rejects.tsv); 2 bad input (the message says which and how to fix it).
     """
     with user_errors():
         from ser.cache.format import check_compression
@@ -217,7 +219,10 @@ def extract(
 
 
 def list_extractors() -> None:
-    """List extractor families, their presets and what each preset loads."""
+    """List extractor families, their presets and what they load.
+
+    One block per family: its description, then each preset with the upstream model it loads.
+    """
     for family, info in EXTRACTORS.items():
         typer.echo(f"{family}: {info.description}")
         for name, upstream in info.presets.items():

@@ -82,11 +82,14 @@ def finetune(
         f"YAML names no audio input ({VIEW_HELP}), e.g. layer=weighted or stat=mean,layer=12.",
     ),
 ) -> None:
-    """Adapt an upstream to protocol folds without their test data: per fold, train on its training
-    speakers only and early-stop on its validation speakers; the checkpoint records which fold and which
-    utterances shaped it, `ser extract --checkpoint` carries that into the cache and `ser fit` refuses
-    to test a fold on a cache adapted with its test data. `--fold all --extract --fit-config fit.yaml`
-    runs the whole per-fold loop in one command."""
+    """Adapt an upstream model to each protocol fold.
+
+    Adapts the upstream without the folds' test data: per fold, train on its training speakers only
+    and early-stop on its validation speakers. The checkpoint records which fold and which utterances
+    shaped it, `ser extract --checkpoint` carries that into the cache and `ser fit` refuses to test a
+    fold on a cache adapted with its test data. `--fold all --extract --fit-config fit.yaml` runs the
+    whole per-fold loop in one command.
+    """
     with user_errors():
         from ser.recipes.finetune import choose_preset, run_finetune
 

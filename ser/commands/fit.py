@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,14 @@ from ser.fusion.heads import HEADS  # noqa: TID253 (literal registry, no heavy i
 from ser.fusion.recipes import DEFAULT_RECIPE, RECIPES  # noqa: TID253 (torch-free records)
 from ser.manifests.protocols import PROTOCOLS
 
-fusion_app = typer.Typer(no_args_is_help=True, help="Fusion heads.")
+fusion_app = typer.Typer(
+    no_args_is_help=True,
+    help=(
+        "List the fusion heads and show their recipes.\n\n"
+        "A head maps the cached features of one or more modalities to emotion classes; "
+        "`ser fit --fusion NAME` trains one."
+    ),
+)
 
 VIEW_HELP = (
     "STORE[:stat=NAME,layer=last|avg|weighted|N] for pooled vectors (layer=weighted learns softmax layer "
@@ -25,7 +34,10 @@ VIEW_HELP = (
 def list_heads(
     recipes: bool = typer.Option(False, "--recipes", help="Also print the train values of each recipe."),
 ) -> None:
-    """Every fusion head with a one-line description and its source paper."""
+    """List the fusion heads with their source papers.
+
+    One line per head: name, a one-line description and its source; --recipes adds each recipe's values.
+    """
     from ser.fusion.recipes import format_value
 
     for name, info in HEADS.items():
@@ -40,8 +52,11 @@ def list_heads(
 def show_head(
     name: str = typer.Argument(..., help=f"Head name: {choices_help(HEADS)}."),
 ) -> None:
-    """A head's recipes (ser, paper: every train.*, head.* and input value they set) and its fidelity
-    table: aspect | original (repository, file:line) | paper | ser | why they differ."""
+    """Show a head's recipes and its fidelity table.
+
+    The recipes (ser, paper: every train.*, head.* and input value they set) and the fidelity table:
+    aspect | original (repository, file:line) | paper | ser | why they differ.
+    """
     with user_errors():
         from ser.fusion.heads import head_info
         from ser.fusion.recipe_text import fidelity_lines, recipe_lines
@@ -163,13 +178,24 @@ def fit(
     out: Path | None = typer.Option(
         None, "--out", "-o", help=f"Parent folder of run directories (default {default_of(FitConfig, 'out')}/)."
     ),
+    quiet: bool = typer.Option(
+        False,
+        "--quiet",
+        "-q",
+        help="No progress on stderr (by default a bar counts members x epochs, or grid points for classic "
+        "heads, and each fold's validation line prints as it finishes); the results table still prints.",
+    ),
 ) -> None:
-    """Train a fusion head (or the classic logreg / svm baselines) on cached features: every fold x seed,
-    validation from training speakers only, test touched once. An input without a view reads the
-    store's recommended view (`ser cache info`), or the recipe's. Training starts from the head's
-    recipe (--recipe, printed first). Writes config.yaml, metrics.json, predictions.csv, confusion.png, the model
-    files (models/: one per fold and seed, used by `ser predict`) and train.log (nothing when the
-    inputs or options are refused)."""
+    """Train a fusion head on cached features under a protocol.
+
+    Trains the head (or the classic logreg / svm baselines) for every fold x seed, with validation from
+    training speakers only and each test split touched once. An input without a view reads the store's
+    recommended view (`ser cache info`), or the recipe's. Training starts from the head's recipe
+    (--recipe, printed first).
+
+    Writes config.yaml, metrics.json, predictions.csv, confusion.png, the model files (models/: one per
+    fold and seed, used by `ser predict`) and train.log (nothing when the inputs or options are refused).
+    """
     with user_errors():
         from ser.fusion.config import parse_search, read_fit_record
         from ser.fusion.run import apply_overrides, config_from_dict, run_fit
@@ -198,8 +224,23 @@ def fit(
         if engine is not None:
             record["train"] = {**(record.get("train") or {}), "engine": engine}
         fit_config = config_from_dict(apply_overrides(record, set_))
-        run_dir = run_fit(fit_config, announce=_print_recipe)
+        fit_config.check()  # a bad value is refused in one line, before any progress is printed
+        with fit_progress(quiet, f"ser fit: {fit_config.fusion}, checking the inputs and reading the stores"):
+            run_dir = run_fit(fit_config, announce=_print_recipe)
     report(run_dir)
+
+
+@contextmanager
+def fit_progress(quiet: bool, first_line: str) -> Iterator[None]:
+    """Progress of the fits run in the block on stderr (``first_line`` at once), or nothing when ``quiet``."""
+    if quiet:
+        yield
+        return
+    from ser.fusion.progress import ConsoleProgress, reporting
+
+    typer.echo(first_line, err=True)
+    with reporting(ConsoleProgress()):
+        yield
 
 
 def _print_recipe(cfg: FitConfig, departures: list[str]) -> None:
@@ -230,13 +271,14 @@ def report(run_dir: Path) -> None:
     typer.echo(f"{'fold':12s} {'seed':>4s} {'UA':>6s} {'WA':>6s} {'mF1':>6s} {'wF1':>6s} {'epoch':>5s}")
     for run in metrics["runs"]:
         t = run["test"]
+        epoch = str(run["best_epoch"]) if run.get("epochs_run") else "-"  # classic heads have no epochs
         typer.echo(
             f"{run['fold']:12s} {run['seed']:4d} {100 * t['ua']:6.2f} {100 * t['wa']:6.2f} "
-            f"{100 * t['macro_f1']:6.2f} {100 * t['weighted_f1']:6.2f} {run['best_epoch']:5d}"
+            f"{100 * t['macro_f1']:6.2f} {100 * t['weighted_f1']:6.2f} {epoch:>5s}"
         )
     for fold, choice in (metrics.get("search") or {}).get("folds", {}).items():
         typer.echo(f"search, fold {fold}: chose {choice['candidate']}")
-    typer.echo("mean ± std over folds and seeds: " + _line(metrics["test"]))
+    typer.echo(f"mean ± std over {metrics.get('aggregated_over', 'folds and seeds')}: " + _line(metrics["test"]))
     if "test_pooled" in metrics:
         typer.echo("all folds' test predictions pooled (mean ± std over seeds): " + _line(metrics["test_pooled"]))
     if "ensemble" in metrics:
@@ -253,6 +295,10 @@ METRIC_NAMES = (("ua", "UA"), ("wa", "WA"), ("macro_f1", "macro-F1"), ("weighted
 
 
 def _line(summary: dict[str, Any]) -> str:
-    return ", ".join(
-        f"{name} {100 * summary[key]['mean']:.2f} ± {100 * summary[key]['std']:.2f}" for key, name in METRIC_NAMES
-    )
+    """``UA 52.89 ± 10.00, WA ...`` (no ± over a single value: there is no spread to show)."""
+
+    def value(entry: dict[str, Any]) -> str:
+        spread = f" ± {100 * entry['std']:.2f}" if len(entry.get("values", ())) > 1 else ""
+        return f"{100 * entry['mean']:.2f}{spread}"
+
+    return ", ".join(f"{name} {value(summary[key])}" for key, name in METRIC_NAMES)

@@ -19,7 +19,9 @@ from ser.manifests.protocols import PROTOCOLS
 app = typer.Typer(
     no_args_is_help=True,
     help=(
-        "Build a manifest (JSONL, one utterance per line) from a corpus folder, or validate one.\n\n"
+        "Build a manifest from a corpus folder, or check one.\n\n"
+        "A manifest is a JSONL file with one utterance per line (id, audio, label, speaker, split, text); "
+        "every later step reads it. Each corpus has its own command; `csv` maps any other corpus.\n\n"
         "Example: ser manifest ravdess path/to/ravdess -o rav.jsonl"
     ),
 )
@@ -63,13 +65,15 @@ def _simple_corpus_command(corpus: str, layout: str) -> Any:
     ) -> None:
         _build(corpus, root, output, label_set, durations, {})
 
-    command.__doc__ = f"{CORPORA[corpus].description}.\n\n{layout}"
+    summary, _, details = layout.partition("\n\n")
+    command.__doc__ = f"{summary}\n\n{CORPORA[corpus].description}.\n\n{details}"
     return command
 
 
 app.command("iemocap")(
     _simple_corpus_command(
         "iemocap",
+        "Build a manifest from IEMOCAP (the full release).\n\n"
         "ROOT is IEMOCAP_full_release (holding Session1..Session5). Raw labels are the consensus codes "
         "(neu hap exc sad ang fru fea sur dis oth xxx); speaker = session + the turn's gender (Ses01M).\n\n"
         "Label sets: iemocap4 (exc merged into hap), iemocap4-noexc, iemocap4-exc, iemocap6.",
@@ -78,6 +82,7 @@ app.command("iemocap")(
 app.command("msp-podcast")(
     _simple_corpus_command(
         "msp-podcast",
+        "Build a manifest from MSP-Podcast.\n\n"
         "ROOT holds Audios/ and Labels/labels_consensus.csv (or the older labels_concensus.csv). "
         "Splits: Train -> train, Development -> validation, Test1 -> test, Test2 -> test2.\n\n"
         "Label sets: msp8, msp4.",
@@ -86,6 +91,7 @@ app.command("msp-podcast")(
 app.command("cremad")(
     _simple_corpus_command(
         "cremad",
+        "Build a manifest from CREMA-D.\n\n"
         "ROOT holds AudioWAV/ (and optionally VideoDemographics.csv, summaryTable.csv for gender and "
         "perceived voice labels).\n\nLabel set: cremad6.",
     )
@@ -93,6 +99,7 @@ app.command("cremad")(
 app.command("tess")(
     _simple_corpus_command(
         "tess",
+        "Build a manifest from TESS (Toronto Emotional Speech Set).\n\n"
         "ROOT holds the OAF_*/YAF_* folders (searched recursively). Both speakers are female.\n\nLabel set: tess7.",
     )
 )
@@ -108,7 +115,9 @@ def ravdess(
         default_of(ravdess_corpus.scan, "include_song"), help="Also keep song clips (vocal channel 02)."
     ),
 ) -> None:
-    """RAVDESS: Actor_NN/MM-VV-EE-II-SS-RR-AA.{wav,flac}.
+    """Build a manifest from RAVDESS (speech, optionally song).
+
+    RAVDESS: Actor_NN/MM-VV-EE-II-SS-RR-AA.{wav,flac}.
 
     Raw labels: neutral calm happy sad angry fearful disgust surprised. The text is one of two
     fixed statements for every emotion, so a text branch can learn nothing on RAVDESS.
@@ -130,7 +139,9 @@ def meld(
         "either way; by default they are kept as text-only rows).",
     ),
 ) -> None:
-    """MELD: train/dev/test CSVs plus train_splits/, dev_splits_complete/, output_repeated_splits_test/.
+    """Build a manifest from MELD (dialogue clips and transcripts).
+
+    MELD: train/dev/test CSVs plus train_splits/, dev_splits_complete/, output_repeated_splits_test/.
 
     Ids are qualified by split (train_dia0_utt0) because MELD restarts dialogue and utterance ids
     in every split. Missing clips are tolerated and counted.
@@ -152,7 +163,9 @@ def esd(
         help="Languages to keep: zh (speakers 0001-0010), en (0011-0020); repeat the option for both.",
     ),
 ) -> None:
-    """ESD: {speaker}/{Emotion}/{train,evaluation,test}/{speaker}_{NNNNNN}.wav plus per-speaker transcripts.
+    """Build a manifest from ESD (Emotional Speech Dataset).
+
+    ESD: {speaker}/{Emotion}/{train,evaluation,test}/{speaker}_{NNNNNN}.wav plus per-speaker transcripts.
 
     Transcript encodings differ per speaker (UTF-8, UTF-16 with BOM, GB2312, Latin-1): the adapter
     detects them. Official splits: train / evaluation -> validation / test.
@@ -173,7 +186,9 @@ def emodb(
         help="Keep only recordings with >= 80 % recognition and >= 60 % naturalness (needs erkennung.txt).",
     ),
 ) -> None:
-    """Berlin EmoDB: wav/SSTTTEV.wav (speaker, text code, emotion letter, version).
+    """Build a manifest from Berlin EmoDB.
+
+    Berlin EmoDB: wav/SSTTTEV.wav (speaker, text code, emotion letter, version).
 
     Label set: emodb7.
     """
@@ -209,10 +224,11 @@ def generic_csv(
     delimiter: str = typer.Option(default_of(generic_csv_corpus.scan, "delimiter"), help="Field delimiter."),
     encoding: str = typer.Option(default_of(generic_csv_corpus.scan, "encoding"), help="File encoding."),
 ) -> None:
-    """Any corpus described by a CSV file; map its columns with the --*-col options.
+    """Build a manifest from any corpus described by a CSV file.
 
-    A named column must exist in the header; pass an empty name (e.g. --speaker-col '') to ignore
-    one. Columns not mapped to a field are kept in each row's ``extra``.
+    Map its columns with the --*-col options. A named column must exist in the header; pass an empty
+    name (e.g. --speaker-col '') to ignore one. Columns not mapped to a field are kept in each row's
+    ``extra``.
     """
     columns = {
         "id_col": id_col,
@@ -264,9 +280,10 @@ def validate(
         "speaker in two IEMOCAP sessions).",
     ),
 ) -> None:
-    """Check a manifest: duplicate ids, missing audio, unknown labels, unreadable transcripts, empty files.
+    """Check a manifest: ids, audio, labels, transcripts.
 
-    Every problem is listed with its file:line and id, and the fix. Exit status 1 when there are errors.
+    Finds duplicate ids, missing audio, unknown labels, unreadable transcripts and empty files. Every
+    problem is listed with its file:line and id, and the fix. Exit status 1 when there are errors.
     """
     with user_errors():
         from ser.manifests.labels import choose_label_set
@@ -299,7 +316,10 @@ def validate(
 
 @app.command("label-sets")
 def label_sets() -> None:
-    """List the built-in label sets: name, classes (in index order), description."""
+    """List the built-in label sets and their classes.
+
+    One line per label set: name, classes (in index order), description.
+    """
     from ser.manifests.labels import builtin_label_sets
 
     for name, label_set in builtin_label_sets().items():

@@ -83,12 +83,16 @@ def predict(
     batch_size: int = typer.Option(defaults.BATCH_SIZE, help="Inputs per extraction batch."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on long lists."),
 ) -> None:
-    """Classify audio files, folders or a manifest's rows with a fitted run: rebuilds each input's
-    extractor from the run's records (refused, naming the difference, when the upstream differs),
-    pools with the recorded view, standardises with the training statistics and averages the chosen
-    members' class probabilities. One row per input: id, pred, p_<class>..., error. Exit status: 0
-    every input predicted; 3 some inputs could not be used (the error column says why); 2 bad
-    arguments or run directory."""
+    """Classify new audio (and text) with a fitted run.
+
+    Classifies audio files, folders or a manifest's rows: rebuilds each input's extractor from the
+    run's records (refused, naming the difference, when the upstream differs), pools with the recorded
+    view, standardises with the training statistics and averages the chosen members' class
+    probabilities. One row per input: id, pred, p_<class>..., error.
+
+    Exit status: 0 every input predicted; 3 some inputs could not be used (the error column says why);
+    2 bad arguments or run directory.
+    """
     with user_errors():
         from ser.errors import UserError
         from ser.predict.model import load_model
@@ -98,13 +102,14 @@ def predict(
         overrides = _pairs(checkpoint)
         if window is None and hop is not None:
             raise UserError("--hop needs --window")
+        _refuse_several_runs(run_dir, inputs or [])
         model = load_model(run_dir, members=members, device=device, checkpoints=overrides, batch_size=batch_size)
         files = _audio_files(inputs or [])
         if window is not None:
             _predict_windows(model, files, window, hop or window, out, progress)
             return
         requests = _requests(model, files, manifest, text)
-        predictions = model.predict_many(requests, progress=progress)
+        predictions = model.predict_many(requests, progress=progress, on_error="record")
         _write(out, [p.row(model.classes) for p in predictions])
     failed = sum(p.error is not None for p in predictions)
     if failed:
@@ -129,6 +134,28 @@ def _pairs(values: list[str]) -> dict[str, str]:
             raise UserError(f"--checkpoint takes {form}, not {value!r}")
         pairs[key] = path
     return pairs
+
+
+def _is_run_directory(path: Path) -> bool:
+    """A folder written by ``ser fit`` (it holds ``metrics.json`` or ``models/index.json``)."""
+    return path.is_dir() and ((path / "metrics.json").is_file() or (path / "models" / "index.json").is_file())
+
+
+def _refuse_several_runs(run_dir: Path, inputs: list[Path]) -> None:
+    """Refuse run directories among the inputs (a glob such as ``runs/mlp-*`` that matched several runs),
+    naming them all, before any of them is read as a folder of audio."""
+    from ser.errors import UserError
+
+    runs = [path for path in [run_dir, *inputs] if _is_run_directory(path)]
+    if len(runs) > 1:
+        raise UserError(
+            f"{len(runs)} run directories given: {', '.join(map(str, runs))}; pass one (the glob matched several)"
+        )
+    if runs and runs[0] != run_dir:
+        raise UserError(
+            f"{runs[0]} is a run directory, given as an input; pass the run directory first: "
+            f"ser predict {runs[0]} FILE..."
+        )
 
 
 def _audio_files(paths: list[Path]) -> list[Path]:
@@ -178,7 +205,8 @@ def _predict_windows(
 ) -> None:
     from ser.errors import UserError
     from ser.manifests.audio_info import AudioInfoError, probe_duration
-    from ser.predict.windows import plot_timeline, window_requests
+    from ser.predict.timeline import plot_timeline
+    from ser.predict.windows import window_requests
 
     if model.needs_text:
         raise UserError(f"--window predicts along the audio alone, but this model ({model.fusion}) also reads text")
@@ -193,7 +221,9 @@ def _predict_windows(
             duration = probe_duration(path)
         except AudioInfoError as err:
             raise UserError(f"{path}: {err}") from err
-        predictions = model.predict_many(window_requests(path, duration, window, hop), progress=progress)
+        predictions = model.predict_many(
+            window_requests(path, duration, window, hop), progress=progress, on_error="record"
+        )
         rows += [p.row(model.classes) for p in predictions]
         if out is not None:
             suffix = f"-{path.stem}" if len(files) > 1 else ""

@@ -18,15 +18,19 @@ if TYPE_CHECKING:
 app = typer.Typer(
     no_args_is_help=True,
     help=(
-        "Evaluation protocols: folds of (train, validation, test) with validation carved from training "
-        "speakers only.\n\nExample: ser protocol show speaker-loso rav.jsonl"
+        "List the protocol presets and show the folds they make.\n\n"
+        "An evaluation protocol splits a manifest into folds of (train, validation, test), with validation "
+        "carved from training speakers only.\n\nExample: ser protocol show speaker-loso rav.jsonl"
     ),
 )
 
 
 @app.command("list")
 def list_protocols() -> None:
-    """List the protocol presets (with the options each takes and their defaults)."""
+    """List the protocol presets, their options and defaults.
+
+    One line per preset: name, description, and the -O options it takes with their defaults.
+    """
     for name, preset in PROTOCOLS.items():
         options = ", ".join(f"{key}={value}" for key, value in preset.options.items())
         typer.echo(f"{name:22s} {preset.description}" + (f" [-O {options}]" if options else ""))
@@ -120,7 +124,11 @@ def show(
         None, "--save", help="Write the card and every fold's id lists to this JSON file."
     ),
 ) -> None:
-    """Print the fold table of PROTOCOL applied to MANIFEST: sizes, speakers and hours per split."""
+    """Show the folds a protocol makes of a manifest.
+
+    Prints the fold table of PROTOCOL applied to MANIFEST (sizes, speakers and hours per split), then
+    the per-label sizes and the speakers of one fold.
+    """
     with user_errors():
         from ser.manifests.labels import choose_label_set
         from ser.manifests.protocols import make_folds, save_folds

@@ -127,7 +127,7 @@ def load_audio(
 ) -> np.ndarray:
     """(samples,) float32 mono audio of ``path`` (or its ``start``..``end`` segment) at ``sample_rate``.
 
-    Raises :class:`AudioError` for a missing, unreadable, empty, silent, non-finite or absurdly
+    Raises [`AudioError`][ser.extract.audio.AudioError] for a missing, unreadable, empty, silent, non-finite or absurdly
     long input, with the reason as message.
     """
     path = Path(path)
@@ -146,7 +146,8 @@ def prepare_signal(
     data: np.ndarray, rate: int, *, sample_rate: int, max_seconds: float = DEFAULT_MAX_SECONDS
 ) -> np.ndarray:
     """(samples,) float32 mono at ``sample_rate`` from decoded ``data``: (samples,) or (samples, channels)
-    at ``rate``. Raises :class:`AudioError` for empty, absurdly long, non-finite or silent audio."""
+    at ``rate``. Raises [`AudioError`][ser.extract.audio.AudioError] for empty, absurdly long, non-finite or silent
+    audio."""
     data = np.asarray(data, dtype=np.float32)
     mono = data.mean(axis=1) if data.ndim == 2 else data
     if data.ndim == 2 and data.shape[1] > 1 and mono.size:

@@ -25,7 +25,7 @@ audiomentations' (pitch shift and time stretch with signalsmith-stretch, coloure
 background noise at an RMS signal-to-noise ratio), except the synthetic reverb.
 
 Each copy of an utterance becomes its own cache row, ``<id>@aug<k>``, linked to its source
-(:func:`source_of`); ``ser fit`` adds copies of TRAINING rows only, never of validation or test
+([`source_of`][ser.cache.format.source_of]); ``ser fit`` adds copies of TRAINING rows only, never of validation or test
 rows. Every copy is seeded from (policy seed, utterance id, copy number), so the same policy gives
 the same audio whatever the order, worker or resume.
 
@@ -68,8 +68,11 @@ class Transform:
     """One step of a chain: a kind, its parameters (ranges as (lo, hi)) and its probability."""
 
     kind: str
+    """``pitch_shift``, ``time_stretch``, ``noise``, ``reverb`` or ``gain``."""
     params: dict[str, Any]
+    """Parameter -> a fixed value or a ``(lo, hi)`` range drawn uniformly per copy."""
     p: float = 1.0
+    """Chance that the transform is applied to a copy."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,9 @@ class Chain:
     """The transforms applied, in order, to make each of ``copies`` copies."""
 
     transforms: tuple[Transform, ...]
+    """The transforms, applied in order."""
     copies: int = 1
+    """Augmented copies made of each row of the class."""
 
 
 @dataclass(frozen=True)
@@ -85,9 +90,13 @@ class AugmentPolicy:
     """Per-class chains plus a default (see the module docstring)."""
 
     seed: int = 0
+    """Seed of every draw (with the utterance id and copy number)."""
     label_set: str | None = None
+    """The label set whose classes ``classes`` names (None: the manifest's)."""
     default: Chain | None = None
+    """The chain of classes without their own (None: no copies of them)."""
     classes: dict[str, Chain] = field(default_factory=dict)
+    """Class name -> its own chain."""
 
     def chain_for(self, label: str | None) -> Chain | None:
         if label is not None and label in self.classes:
@@ -110,7 +119,7 @@ def _range(value: Any, where: str) -> tuple[float, float]:
 
 
 def parse_transform(entry: Any, where: str) -> Transform:
-    """``{kind: {param: value, ...}, p: 0.5}`` -> :class:`Transform` (every value checked)."""
+    """``{kind: {param: value, ...}, p: 0.5}`` -> [`Transform`][ser.extract.augment.Transform] (every value checked)."""
     if not isinstance(entry, dict):
         raise AugmentError(f"{where}: a transform is a mapping like {{pitch_shift: {{semitones: [-2, 2]}}}}")
     entry = dict(entry)

@@ -3,12 +3,12 @@
 Every extractor family (one module each: ``ssl``, ``whisper``, ``text``, ``egemaps``, ``logmel``,
 ``vggish``, ``mocap``) provides a class with
 
-* ``spec``: an :class:`ExtractorSpec` (modality, rates, pooled statistics with their (L, D) shapes,
-  the layers that can be stored as sequences, receptive-field minimum, padding support);
+* ``spec``: an [`ExtractorSpec`][ser.extract.base.ExtractorSpec] (modality, rates, pooled statistics with their (L, D)
+  shapes, the layers that can be stored as sequences, receptive-field minimum, padding support);
 * ``config()``: the JSON-serialisable settings that determine the features (hashed into the store,
   so a changed setting never mixes into an old store);
 * ``upstream()``: provenance of the model (id or path, revision, rates, layers, dtype);
-* ``extract(items, seq_layers)``: features for a batch of :class:`Item` s, in the same order.
+* ``extract(items, seq_layers)``: features for a batch of [`Item`][ser.extract.base.Item]s, in the same order.
 
 Each family module has a ``build(preset, ...)`` function; ``ser.extract.registry`` names the
 families and their presets (``hubert`` / ``base`` is ``facebook/hubert-base-ls960``, ...) as
@@ -48,6 +48,7 @@ class ExtractorSpec:
     preset: str
     """Preset within the family (``base``, ``large``, ``default``)."""
     modality: Modality
+    """``audio``, ``text`` or ``mocap``: what the extractor reads."""
     pooled: dict[str, tuple[int, int]]
     """Pooled statistic -> (layers L, dim D), written for every item and every layer."""
     seq_layers: dict[str, int]
@@ -96,9 +97,11 @@ class Item:
     """One utterance as handed to an extractor."""
 
     id: str
+    """The manifest row's id (the store row it becomes)."""
     audio: np.ndarray | None = None
     """(samples,) float32 mono at ``spec.sample_rate`` (None for text/mocap extractors)."""
     text: str | None = None
+    """The transcript (None for audio and mocap extractors)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """The manifest row's ``extra`` plus ``root`` (for extractors that read side files, e.g. mocap)."""
 
@@ -142,7 +145,8 @@ def file_sha256(path: Path) -> str:
 
 
 def require(module: str, extra: str) -> Any:
-    """Import an optional dependency or raise an :class:`ExtractorError` with the install hint."""
+    """Import an optional dependency or raise an [`ExtractorError`][ser.extract.base.ExtractorError] with the install
+    hint."""
     import importlib
 
     try:

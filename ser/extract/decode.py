@@ -1,7 +1,7 @@
 """Decoding planned batches in DataLoader worker processes, ahead of the model.
 
 Each dataset index is one planned batch: its rows are decoded and resampled (audio), augmented or
-corrupted as the waveform plan says, and come back as :class:`Decoded` entries. An error while
+corrupted as the waveform plan says, and come back as [`Decoded`][ser.extract.decode.Decoded] entries. An error while
 decoding one row rejects that row only. Cheap CPU extractors (``spec.in_workers``) also compute
 their features in the worker, so only features and durations cross the process boundary.
 """

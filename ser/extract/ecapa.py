@@ -164,9 +164,13 @@ class EcapaHyperparams:
     """The module settings read from a checkpoint's ``hyperparams.yaml``."""
 
     fbank: FbankSettings
+    """The filterbank front end's settings."""
     std_norm: bool
+    """Whether the per-utterance normalisation also divides by the standard deviation."""
     epsilon: float
+    """Floor of the normalising standard deviation."""
     ecapa: EcapaSettings
+    """The ECAPA-TDNN network's settings."""
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready settings (recorded in the store's config)."""
@@ -362,6 +366,7 @@ class EcapaConfig:
     """Settings of the ECAPA extractor."""
 
     preset: str = "voxceleb"
+    """The preset name (``voxceleb``)."""
     model: str
     """Hub id or local folder of the SpeechBrain checkpoint."""
     revision: str | None = None

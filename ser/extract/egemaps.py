@@ -209,7 +209,8 @@ def clip_to_int16(audio: np.ndarray) -> tuple[np.ndarray, str | None]:
 def build(
     preset: str, *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32", **options: Any
 ) -> EgemapsExtractor:
-    """The eGeMAPS extractor of ``preset`` (``v02``); ``options`` override :class:`EgemapsConfig` fields.
+    """The eGeMAPS extractor of ``preset`` (``v02``); ``options`` override
+    [`EgemapsConfig`][ser.extract.egemaps.EgemapsConfig] fields.
 
     openSMILE has no checkpoint, runs on the CPU and computes in float32: ``device`` and ``dtype`` are
     accepted for the common signature and ignored.

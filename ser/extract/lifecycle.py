@@ -3,7 +3,7 @@ reported as complete otherwise.
 
 A finished store is brought up to date with the manifest (new rows, changed rows, rejected rows with
 ``retry_rejected``, damaged rows with ``repair``) instead of being taken as complete: it is set
-aside and a new partial store is seeded from it (see :mod:`ser.extract.update`). Rejections of a
+aside and a new partial store is seeded from it (see [`ser.extract.update`][ser.extract.update]). Rejections of a
 resumed partial store can only be retried once that store is finished, so such a run takes a
 second pass, which extends the store it just finished.
 """

@@ -232,7 +232,8 @@ class LogMelExtractor:
 def build(
     preset: str, *, checkpoint: str | None = None, device: str = "cpu", dtype: str = "float32", **options: Any
 ) -> LogMelExtractor:
-    """The log-mel extractor of ``preset`` (``64`` or ``librosa``); ``options`` override :class:`LogMelConfig`.
+    """The log-mel extractor of ``preset`` (``64`` or ``librosa``); ``options`` override
+    [`LogMelConfig`][ser.extract.logmel.LogMelConfig].
 
     There is no checkpoint, and the DSP runs on the CPU: ``device`` and ``dtype`` are accepted for the
     common signature and ignored.

@@ -62,6 +62,7 @@ class MocapConfig:
     """Settings of the mocap extractor (all of them go into the config hash)."""
 
     preset: str = "iemocap-200"
+    """The preset name (``iemocap-200``)."""
     steps: int = 200
     """Length T of the output grid."""
     head_columns: int = 18
@@ -81,7 +82,7 @@ class MocapConfig:
 def read_mocap(path: Path) -> np.ndarray:
     """(frames, values) float64 array of a MOCAP text file, without the frame and time columns.
 
-    Raises :class:`ItemRejected` when the file cannot be parsed or holds no frame.
+    Raises [`ItemRejected`][ser.extract.base.ItemRejected] when the file cannot be parsed or holds no frame.
     """
     try:
         with warnings.catch_warnings():
@@ -171,7 +172,8 @@ class MocapExtractor:
         return paths
 
     def grid(self, item: Item) -> np.ndarray:
-        """(steps, D) float32 grid of one item; raises :class:`ItemRejected` when it cannot be made."""
+        """(steps, D) float32 grid of one item; raises [`ItemRejected`][ser.extract.base.ItemRejected] when it cannot be
+        made."""
         parts: list[np.ndarray] = []
         for kind, path in self._paths(item).items():
             values = read_mocap(path)

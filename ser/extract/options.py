@@ -1,7 +1,7 @@
 """Family options (``-O KEY=VALUE``) converted to, and checked against, the config dataclass field types.
 
 The CLI hands option values over as text and library callers pass Python values; either way each
-value is converted by :func:`ser.options.coerce` (the one option grammar) to the type of the config
+value is converted by [`ser.options.coerce`][ser.options.coerce] (the one option grammar) to the type of the config
 field it sets, or refused with a message naming the option and what it accepts: ``-O normalize=maybe``
 fails instead of being stored as a truthy string.
 """
@@ -28,7 +28,7 @@ def coerce_options(
     """``options`` with every value converted to the type of ``config_cls``'s field of that name.
 
     ``allowed`` (default: every field) are the options a user may set. Raises
-    :class:`ExtractorError` for unknown options and values that do not fit.
+    [`ExtractorError`][ser.extract.base.ExtractorError] for unknown options and values that do not fit.
     """
     hints = field_types(config_cls)
     names = set(allowed) if allowed is not None else {f.name for f in dataclasses.fields(config_cls)}
@@ -45,7 +45,7 @@ def coerce_options(
 
 
 def coerce_value(value: Any, annotation: Any) -> Any:
-    """``value`` as ``annotation`` (:func:`ser.options.coerce`); a value that does not fit raises a
+    """``value`` as ``annotation`` ([`ser.options.coerce`][ser.options.coerce]); a value that does not fit raises a
     ``ValueError`` whose text is what the annotation accepts."""
     try:
         return coerce(value, annotation)

@@ -20,7 +20,8 @@ from ser.manifests.schema import Manifest, Utterance
 def plan_extractor_batches(
     manifest: Manifest, rows: Sequence[Utterance], spec: ExtractorSpec, *, batch_seconds: float, batch_items: int
 ) -> list[list[int]]:
-    """Indices of ``rows`` in the batches ``spec``'s extractor gets (see :func:`plan_batches`)."""
+    """Indices of ``rows`` in the batches ``spec``'s extractor gets (see
+    [`plan_batches`][ser.extract.plan.plan_batches])."""
     audio = spec.modality == "audio"
     return plan_batches(
         rows,

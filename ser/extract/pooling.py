@@ -34,7 +34,7 @@ def chunk_stats(
 
     ``states``: L tensors of shape (B, T, D) on one device; row b's valid frames are
     ``[:frames[b]]`` (anything after is padding and never enters a statistic). ``layer_index``
-    maps a layer name to its position in ``states``. Returns one :class:`ChunkStats` per row.
+    maps a layer name to its position in ``states``. Returns one [`ChunkStats`][ser.extract.base.ChunkStats] per row.
     """
     device = states[0].device
     acc = accumulate or accumulate_dtype(device)

@@ -1,9 +1,10 @@
 """Extractor families and their presets, as literals (listing them imports nothing heavy).
 
 Every family module provides ``build(preset, *, checkpoint=None, device="cpu", dtype="float32",
-**options) -> Extractor``. :data:`EXTRACTORS` holds one :class:`ExtractorFamily` record per family:
-where its ``build`` lives, what it extracts, its presets (name -> the upstream the preset loads: a hub
-id, or a description for extractors without a downloadable model) and its recommended view.
+**options) -> Extractor``. [`EXTRACTORS`][ser.extract.registry.EXTRACTORS] holds one
+[`ExtractorFamily`][ser.extract.registry.ExtractorFamily] record per family: where its ``build`` lives, what it
+extracts, its presets (name -> the upstream the preset loads: a hub id, or a description for extractors without a
+downloadable model) and its recommended view.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class ExtractorFamily:
     target: str
     """``module:function`` building an extractor of this family."""
     description: str
+    """One line on the family's features (``ser extractors`` prints it)."""
     presets: Mapping[str, str]
     """Preset name -> the upstream it loads (the first is the default)."""
     recommended_view: str | None = None
@@ -40,6 +42,7 @@ class ExtractorFamily:
 
     @property
     def default_preset(self) -> str:
+        """The preset used when none is named: the first of ``presets``."""
         return next(iter(self.presets))
 
 
@@ -167,10 +170,11 @@ EXTRACTORS: dict[str, ExtractorFamily] = {
         recommended_view="stat=mean,layer=last",
     ),
 }
+"""Family name -> its registry entry (how to build it, its presets, its recommended view)."""
 
 
 def extractor_family(family: str) -> ExtractorFamily:
-    """The record of ``family`` (an :class:`~ser.errors.UnknownNameError` names the families)."""
+    """The record of ``family`` (an [`UnknownNameError`][ser.errors.UnknownNameError] names the families)."""
     try:
         return EXTRACTORS[family]
     except (KeyError, TypeError):

@@ -1,6 +1,6 @@
-"""What an extraction run is asked to do and what it reports: :class:`RunOptions` (checked before
-anything loads), :class:`RunReport`, and the paths and rates derived from them (a shard's store
-name, the rejects table beside a store, throughput)."""
+"""What an extraction run is asked to do and what it reports: [`RunOptions`][ser.extract.run_options.RunOptions]
+(checked before anything loads), [`RunReport`][ser.extract.run_options.RunReport], and the paths and rates derived from
+them (a shard's store name, the rejects table beside a store, throughput)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ class RunOptions:
     """Show a progress bar."""
     augment: AugmentPolicy | None = None
     """Waveform augmentation policy (audio extractors): every row whose class has a chain also gets
-    ``copies`` augmented rows ``<id>@aug<k>`` (see :mod:`ser.extract.augment`). Changes the features."""
+    ``copies`` augmented rows ``<id>@aug<k>`` (see [`ser.extract.augment`][ser.extract.augment]). Changes the
+    features."""
     augment_splits: tuple[str, ...] = ()
     """Augment only rows of these official splits (e.g. ``("train",)``; empty: every row; ``ser fit``
     uses copies of a fold's training rows only either way)."""
@@ -82,19 +83,25 @@ class RunReport:
     """What a run did."""
 
     output: Path
+    """The store written (or found finished)."""
     extracted: int = 0
+    """Rows this run extracted and stored (rejected rows not counted)."""
     rejected: dict[str, str] = field(default_factory=dict)
     """Rows of this run's manifest that are rejected in the store, with the reason."""
     resumed: int = 0
     """Rows (stored or rejected) already in the store when extraction started."""
     already_complete: bool = False
+    """True when the store already held every row and nothing ran."""
     stored: int = 0
     """Rows of this run's manifest in the finished store (set when it was already complete)."""
     extended: str | None = None
     """Set when a finished store was extended: what it lacked (``2 new rows, 1 changed row``)."""
     seconds: float = 0.0
+    """Wall time of the run."""
     audio_seconds: float = 0.0
+    """Seconds of audio this run decoded."""
     rejects_file: Path | None = None
+    """``STORE.rejects.tsv``, listing the rejected rows with the reasons (None without rejects)."""
 
 
 def shard_output(output: Path, shard: tuple[int, int] | None) -> Path:

@@ -1,20 +1,21 @@
-"""The extraction runner: manifest rows in, a finished cache store out (:func:`run_extraction`).
+"""The extraction runner: manifest rows in, a finished cache store out
+([`run_extraction`][ser.extract.runner.run_extraction]).
 
-* Batches are duration-bucketed, longest first (:mod:`ser.extract.plan`).
+* Batches are duration-bucketed, longest first ([`ser.extract.plan`][ser.extract.plan]).
 * Decoding and resampling run in DataLoader worker processes, ahead of the model
-  (:mod:`ser.extract.decode`); rows go through :mod:`ser.extract.sink` into the crash-safe
-  :class:`~ser.cache.writer.CacheWriter`, flushed on schedule (:mod:`ser.extract.fill`): memory does
-  not grow with the corpus, a killed run loses at most the last interval, and re-running the same
-  command resumes.
+  ([`ser.extract.decode`][ser.extract.decode]); rows go through [`ser.extract.sink`][ser.extract.sink] into the
+  crash-safe [`CacheWriter`][ser.cache.writer.CacheWriter], flushed on schedule
+  ([`ser.extract.fill`][ser.extract.fill]): memory does not grow with the corpus, a killed run loses at most the last
+  interval, and re-running the same command resumes.
 * A finished store is brought up to date with its manifest (new rows, changed rows, rejected rows
-  with ``retry_rejected``) instead of being taken as complete (:mod:`ser.extract.lifecycle`).
+  with ``retry_rejected``) instead of being taken as complete ([`ser.extract.lifecycle`][ser.extract.lifecycle]).
 * Bad inputs never stop the run: unreadable, empty, silent or absurdly long audio, any error while
   decoding one row, missing text, NaN features, and an item whose forward pass fails on its own
   are rejected with the reason (kept in the store and written to ``<store>.rejects.tsv``). Only a
   run of consecutive failures (a broken model or device) aborts.
 * ``shard=(i, n)`` extracts rows ``i, i+n, i+2n, ...`` of the manifest into its own store.
 * Waveform augmentation (``augment``) appends augmented copies of rows; a test-time corruption
-  (``corrupt``) transforms every row (:mod:`ser.extract.augment`).
+  (``corrupt``) transforms every row ([`ser.extract.augment`][ser.extract.augment]).
 """
 
 from __future__ import annotations

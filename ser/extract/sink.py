@@ -1,4 +1,4 @@
-"""The sink of a run: decoded batches in, rows and rejections into the :class:`CacheWriter`.
+"""The sink of a run: decoded batches in, rows and rejections into the [`CacheWriter`][ser.cache.writer.CacheWriter].
 
 Items the decoding workers did not compute are extracted here (a failing batch is retried item by
 item). Bad rows are rejected with their reason; forward failures are held back until a later item

@@ -4,12 +4,12 @@
 the LLDs means running openSMILE twice over every clip, although the functionals are computed from
 the very same LLDs inside one run. openSMILE's feature-set configs can feed two external sinks at
 once: opensmile-python ships that sink config (``standard_external_data_output_multi.conf.inc``,
-components ``extsinklld`` and ``extsinkfunc``) but exposes no call that uses it. :class:`OnePass`
-drives openSMILE's own Python binding (``opensmile.core.lib.OpenSMILE``, what ``Smile`` uses
-underneath) with that config: one run, both levels, about half the time.
+components ``extsinklld`` and ``extsinkfunc``) but exposes no call that uses it.
+[`OnePass`][ser.extract.smile_pass.OnePass] drives openSMILE's own Python binding (``opensmile.core.lib.OpenSMILE``,
+what ``Smile`` uses underneath) with that config: one run, both levels, about half the time.
 
-That binding and ``Smile._options`` are not public API, so :func:`one_pass_or_none` checks the
-result against two ``Smile.process_signal`` calls on a test signal, bit for bit, and returns None
+That binding and ``Smile._options`` are not public API, so [`one_pass_or_none`][ser.extract.smile_pass.one_pass_or_none]
+checks the result against two ``Smile.process_signal`` calls on a test signal, bit for bit, and returns None
 (the caller keeps the two-pass path) when anything differs or fails.
 """
 
@@ -91,7 +91,8 @@ def _collector(out: list[np.ndarray]) -> Any:
 
 
 def one_pass_or_none(functionals: Any, lld: Any, sample_rate: int) -> OnePass | None:
-    """An :class:`OnePass` whose output equals two ``process_signal`` calls on a test signal, else None."""
+    """An [`OnePass`][ser.extract.smile_pass.OnePass] whose output equals two ``process_signal`` calls on a test signal,
+    else None."""
     try:
         one = OnePass(functionals, lld, sample_rate)
         rng = np.random.default_rng(0)

@@ -1,7 +1,7 @@
 """Text encoders (BERT, RoBERTa, MiniLM): per-layer CLS, masked mean, pooler output and token states.
 
-One class, :class:`TextExtractor`, serves the three families; ``build_bert``, ``build_roberta`` and
-``build_minilm`` are the presets listed in ``ser.extract.registry``. The seed papers used the
+One class, [`TextExtractor`][ser.extract.text.TextExtractor], serves the three families; ``build_bert``,
+``build_roberta`` and ``build_minilm`` are the presets listed in ``ser.extract.registry``. The seed papers used the
 ``[CLS]`` state, the pooler output and the last layer's token states of bert-base-uncased and
 roberta-base (and ``[CLS]`` of bert-base-chinese); all of these are produced here, for every
 hidden layer, so a head can choose later without re-extracting.
@@ -62,7 +62,7 @@ _OFFSET_POSITION_TYPES = frozenset(
 
 @dataclass(frozen=True, kw_only=True)
 class TextConfig:
-    """Settings of a :class:`TextExtractor`."""
+    """Settings of a [`TextExtractor`][ser.extract.text.TextExtractor]."""
 
     family: str
     """Family name as on the command line: ``bert``, ``roberta`` or ``minilm``."""
@@ -71,8 +71,9 @@ class TextConfig:
     model: str
     """Hugging Face hub id or local folder (written by ``save_pretrained``) holding model and tokenizer."""
     model_label: str | None = None
-    """How ``model`` is named in :meth:`TextExtractor.config` when ``model`` is a machine-specific path
-    that does not determine the features (the MiniLM folder inside an installed package); None: ``model``."""
+    """How ``model`` is named in [`TextExtractor.config`][ser.extract.text.TextExtractor.config] when ``model`` is a
+    machine-specific path that does not determine the features (the MiniLM folder inside an installed package); None:
+    ``model``."""
     revision: str | None = None
     """Hub revision (branch, tag or commit) to load; None: the default branch. Ignored for local folders."""
     max_tokens: int = 512
@@ -213,7 +214,8 @@ class TextExtractor:
         }
 
     def extract(self, items: Sequence[Item], seq_layers: Sequence[str]) -> list[Features | ItemRejected]:
-        """Features of each item's ``text``, in order; items without text get an :class:`ItemRejected`.
+        """Features of each item's ``text``, in order; items without text get an
+        [`ItemRejected`][ser.extract.base.ItemRejected].
 
         One padded forward pass over the batch. ``seq_layers`` are names from ``spec.seq_layers``.
         """
@@ -316,7 +318,8 @@ def _masked_means(hidden: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.T
 
 
 def _resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else checked by :func:`resolve_device`."""
+    """``auto`` -> CUDA when available, else CPU; anything else checked by
+    [`resolve_device`][ser.devices.resolve_device]."""
     return torch.device(resolve_device(name))
 
 

@@ -125,7 +125,7 @@ def remove_store(path: Path) -> None:
 
 
 def _row_blocks(reader: CacheReader) -> Iterator[tuple[int, int]]:
-    """Consecutive row ranges of about :data:`BLOCK_BYTES` each (at least one row)."""
+    """Consecutive row ranges of about [`BLOCK_BYTES`][ser.extract.update.BLOCK_BYTES] each (at least one row)."""
     layout = reader.layout
     pooled_row = sum(n * d for n, d in layout.pooled.values()) * np.dtype(layout.pooled_dtype).itemsize
     frame_bytes = sum(layout.seq.values()) * np.dtype(layout.seq_dtype).itemsize

@@ -68,6 +68,7 @@ class VggishConfig:
     """Settings of the VGGish extractor."""
 
     preset: str = "default"
+    """The preset name (``default``)."""
     checkpoint: str | None = None
     """Path of the VGGish state dict, or of a folder holding it (None: torch hub's checkpoint folder)."""
     pca_checkpoint: str | None = None
@@ -93,7 +94,7 @@ def _hub_checkpoints() -> Path:
 def resolve_files(checkpoint: str | None, pca_checkpoint: str | None) -> tuple[Path, Path]:
     """(weights, pca) paths from the given options, the checkpoint's folder and torch hub's cache.
 
-    Raises :class:`ExtractorError` naming both files, ``--checkpoint PATH`` and
+    Raises [`ExtractorError`][ser.extract.base.ExtractorError] naming both files, ``--checkpoint PATH`` and
     ``-O pca_checkpoint=PATH`` when either cannot be found.
     """
     hub = _hub_checkpoints()

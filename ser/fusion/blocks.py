@@ -1,13 +1,17 @@
 """Pieces shared by several heads, so that no head imports another head's module.
 
-* masks and pooling: :func:`padding_mask`, :func:`masked_pool` (padding at the end, given lengths),
-  :func:`pool_unpadded` (any boolean padding mask, e.g. two padded sequences concatenated);
-* :class:`LayerWeights`: SUPERB-style softmax weights over cached layers (the trainer's mixer);
-* the 3M-SER / 4M-SER pieces: :class:`AudioNorm` (``layer_norm`` / ``min_max`` / ``none``),
-  :class:`SelfAttentionBlock` (masked attention -> Linear -> LayerNorm, no residual),
-  :func:`check_heads_divide`;
-* the log-mel convolution pieces (ResNet-18, CNN + BiLSTM): :data:`LOG_FLOOR`,
-  :func:`conv_out_lengths`, :func:`zero_padded_frames`, :class:`MaskedBatchNorm2d`.
+* masks and pooling: [`padding_mask`][ser.fusion.blocks.padding_mask], [`masked_pool`][ser.fusion.blocks.masked_pool]
+  (padding at the end, given lengths), [`pool_unpadded`][ser.fusion.blocks.pool_unpadded] (any boolean padding mask,
+  e.g. two padded sequences concatenated);
+* [`LayerWeights`][ser.fusion.blocks.LayerWeights]: SUPERB-style softmax weights over cached layers (the trainer's
+  mixer);
+* the 3M-SER / 4M-SER pieces: [`AudioNorm`][ser.fusion.blocks.AudioNorm] (``layer_norm`` / ``min_max`` / ``none``),
+  [`SelfAttentionBlock`][ser.fusion.blocks.SelfAttentionBlock] (masked attention -> Linear -> LayerNorm, no residual),
+  [`check_heads_divide`][ser.fusion.blocks.check_heads_divide];
+* the log-mel convolution pieces (ResNet-18, CNN + BiLSTM): [`LOG_FLOOR`][ser.fusion.blocks.LOG_FLOOR],
+  [`conv_out_lengths`][ser.fusion.blocks.conv_out_lengths],
+  [`zero_padded_frames`][ser.fusion.blocks.zero_padded_frames],
+  [`MaskedBatchNorm2d`][ser.fusion.blocks.MaskedBatchNorm2d].
 
 Shapes: B batch, T / N / F / L sequence positions, D / A features, C channels.
 """
@@ -48,8 +52,8 @@ def masked_pool(x: torch.Tensor, lengths: torch.Tensor | None, how: str) -> torc
 def pool_unpadded(x: torch.Tensor, pad: torch.Tensor, how: str) -> torch.Tensor:
     """Pool (B, L, D) over the positions where ``pad`` (B, L) is False -> (B, D).
 
-    :func:`masked_pool` takes lengths, i.e. padding at the end; a concatenation of two padded sequences
-    has padding in the middle, hence this mask-based twin. ``how``: ``first`` (position 0, which must be
+    [`masked_pool`][ser.fusion.blocks.masked_pool] takes lengths, i.e. padding at the end; a concatenation of two padded
+    sequences has padding in the middle, hence this mask-based twin. ``how``: ``first`` (position 0, which must be
     valid), ``mean``, ``max`` or ``min``."""
     if how == "first":
         return x[:, 0]

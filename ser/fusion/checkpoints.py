@@ -10,8 +10,9 @@ The rules, each the one a paper's code ran (the recipe records say which):
   last kept epoch (SER-Fuse saved its model only then; the two minima move together, at saves).
 
 Early stopping (``train.patience``) counts epochs without a new kept checkpoint; ``last`` keeps every
-epoch, so it never stops early. Whatever the rule, :attr:`CheckpointRule.best_score` is the
-validation ``select`` metric of the kept epoch: a search compares candidates on it.
+epoch, so it never stops early. Whatever the rule,
+[`CheckpointRule.best_score`][ser.fusion.checkpoints.CheckpointRule.best_score] is the validation ``select`` metric of
+the kept epoch: a search compares candidates on it.
 
 Standard library only (used by both training engines and imported by nothing heavy).
 """
@@ -39,7 +40,7 @@ class CheckpointRule:
     """Epochs without a new kept checkpoint before stopping (0 = never stop early)."""
     best_epoch: int = field(init=False, default=0)
     best_score: float = field(init=False, default=math.nan)
-    """Validation ``select`` metric of :attr:`best_epoch`."""
+    """Validation ``select`` metric of `best_epoch`."""
     _stopping: EarlyStopping = field(init=False, repr=False)
     _losses: tuple[float, float] = field(init=False, default=(math.inf, math.inf), repr=False)
 

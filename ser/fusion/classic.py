@@ -68,9 +68,11 @@ class ClassicPredictor:
     """A fitted estimator with its input scaling; ``evaluate`` mirrors the neural trainer's."""
 
     estimator: Any
+    """The fitted scikit-learn estimator."""
     scaler: Any
     """The fitted ``StandardScaler`` of the training rows (None: raw features)."""
     params: dict[str, float]
+    """The grid point (hyper-parameter -> value) it was fitted with."""
 
     def probabilities(self, data: FusionData, rows: np.ndarray) -> np.ndarray:
         """``(len(rows), C)`` class probabilities over ``data.classes`` (0 for classes the fit never saw)."""
@@ -136,10 +138,15 @@ class ClassicSelection:
     """The validation-chosen grid point of one fold and seed (the test rows untouched)."""
 
     predictor: ClassicPredictor
+    """The estimator of the chosen grid point, fitted on the training rows."""
     validation: dict[str, Any]
+    """Its validation metrics."""
     history: list[dict[str, float]]
+    """One entry per grid point: its parameters and validation score."""
     score: float
+    """The validation ``train.select`` metric of the chosen point."""
     seconds: float
+    """Wall time of the search."""
 
 
 def select_classic(
@@ -189,5 +196,5 @@ def refit_classic(
 
 def problem_size(x: np.ndarray, data: FusionData) -> float:
     """Multiply-adds of one product of the rows ``x`` ``(N, D)`` with a weight matrix ``(D, C)``: what
-    sizes the BLAS threads of a classic fit (:func:`ser.threads.blas_threads_for`)."""
-    return float(x.shape[0]) * x.shape[1] * len(data.classes)
+    sizes the BLAS threads of a classic fit ([`ser.threads.blas_threads_for`][ser.threads.blas_threads_for])."""
+    return float(x.shape[0] * x.shape[1] * len(data.classes))

@@ -1,8 +1,8 @@
-"""What defines a fit: :class:`FitConfig` (inputs, protocol, seeds) and :class:`TrainConfig`
-(optimisation), plus the YAML / ``--set`` plumbing that builds them.
+"""What defines a fit: [`FitConfig`][ser.fusion.config.FitConfig] (inputs, protocol, seeds) and
+[`TrainConfig`][ser.fusion.config.TrainConfig] (optimisation), plus the YAML / ``--set`` plumbing that builds them.
 
-Precedence of the training settings in a record read by :func:`config_from_dict` (``ser fit``,
-``ser ablate``): TrainConfig defaults < the head's paper preset (``ser.fusion.presets``) < YAML <
+Precedence of the training settings in a record read by [`config_from_dict`][ser.fusion.config.config_from_dict]
+(``ser fit``, ``ser ablate``): TrainConfig defaults < the head's paper preset (``ser.fusion.presets``) < YAML <
 flags < ``--set``. Every value passes through the one option grammar (``ser.options.coerce``) by the
 type of the field it sets: YAML files still load with YAML, but ``1e-4`` (text to YAML 1.1) becomes a
 number and ``yes`` / ``none`` mean the same in a YAML file, ``--set`` and ``--search``.
@@ -61,10 +61,13 @@ class TrainConfig:
     epochs: int = 100
     """Most training epochs per fold."""
     batch_size: int = 32
+    """Training rows per optimiser step."""
     optimizer: str = "adamw"
     """adam, adamw or sgd."""
     lr: float = 1e-3
+    """Learning rate."""
     weight_decay: float = 1e-2
+    """Weight decay of the optimiser."""
     momentum: float = 0.9
     """SGD momentum."""
     schedule: str = "none"
@@ -73,12 +76,14 @@ class TrainConfig:
     annealing to 0 over ``epochs``). Stepped once per epoch. With ``refit`` a plateau schedule
     replays the lr of each epoch of the selection run (the refit has no validation loss)."""
     step_size: int = 30
+    """Epochs between two learning-rate drops of the ``step`` schedule."""
     schedule_at_start: bool = False
     """Step a ``step`` schedule at the START of each epoch, as SERVER's notebook did (each drop lands one
     epoch earlier: epochs 30, 60, 90 instead of 31, 61, 91 for StepLR(30, 0.1))."""
     gamma: float = 0.1
     """Factor of step and plateau schedules."""
     plateau_patience: int = 10
+    """Epochs without a better validation score before the ``plateau`` schedule drops the learning rate."""
     patience: int = 20
     """Early stopping: epochs without a new kept checkpoint (0 = train all epochs)."""
     select: str = "ua"
@@ -217,17 +222,20 @@ class FitConfig:
     fusion: str
     """Head name (``ser fusion list``)."""
     manifest: str
+    """The manifest file (JSON lines) whose rows are fitted."""
     recipe: str = DEFAULT_RECIPE
     """How the head is run (``ser.fusion.recipes``): ``ser`` (harmonised across heads) or ``paper`` (the
-    original experiment). A record read by :func:`config_from_dict` starts from it; explicit values
-    override it and are logged as departures."""
+    original experiment). A record read by [`config_from_dict`][ser.fusion.config.config_from_dict] starts from it;
+    explicit values override it and are logged as departures."""
     protocol: str
     """Protocol preset (``ser protocol list``)."""
     audio: str | None = None
     """Audio store and view, ``STORE[:stat=..,layer=..|seq=..]``. ``{fold}`` in a store path (any
     modality) is replaced by each fold's name: one store per fold, e.g. per-fold fine-tuned upstreams."""
     text: str | None = None
+    """Text store and view, as for ``audio``."""
     mocap: str | None = None
+    """Motion-capture store and view, as for ``audio``."""
     label_set: str | None = None
     """Default: the manifest's label set, else the corpus default."""
     val_fraction: float = ValidationRule.fraction
@@ -237,9 +245,11 @@ class FitConfig:
     split_seed: int = ValidationRule.seed
     """Seed of the validation carving (independent of the training seeds)."""
     protocol_options: dict[str, Any] = field(default_factory=dict)
+    """Options of the protocol preset (``-O KEY=VALUE``, ``ser protocol list``)."""
     folds: list[str] | None = None
     """Fold names to run (None = all)."""
     seeds: list[int] = field(default_factory=lambda: [0])
+    """Training seeds: every fold trains once per seed."""
     head: dict[str, Any] = field(default_factory=dict)
     """Overrides of the head's config (paper defaults otherwise)."""
     augmented: bool = True
@@ -264,10 +274,11 @@ class FitConfig:
     for the number of epochs the folds chose on validation (see ``ser.fusion.final``); it is saved
     with the members in ``models/`` and is what ``ser predict`` uses by default."""
     train: TrainConfig = field(default_factory=TrainConfig)
-    """Optimisation. Built from a record (:func:`config_from_dict`) it starts from the head's paper
-    preset; constructed in Python it is what is passed (``TrainConfig.for_head(fusion)`` for the
+    """Optimisation. Built from a record ([`config_from_dict`][ser.fusion.config.config_from_dict]) it starts from the
+    head's paper preset; constructed in Python it is what is passed (``TrainConfig.for_head(fusion)`` for the
     preset, plain ``TrainConfig()`` for the defaults)."""
     out: str = "runs"
+    """Parent folder of the run directory."""
 
     def check(self) -> None:
         """Refuse bad fit-level values by name, one line (before a fit creates anything)."""
@@ -368,8 +379,8 @@ SEARCH_SECTIONS = ("train", "head")
 
 def parse_search(pairs: list[str]) -> dict[str, list[Any]]:
     """``--search KEY=V1,V2`` (repeatable) -> ``{KEY: [V1, V2]}``; each value is read as its field's type
-    for ``train.*`` keys and by :func:`ser.options.read_value` otherwise (``1e-4``, ``true``, ``none``);
-    a value list in brackets is read whole (YAML flow), for values that hold commas
+    for ``train.*`` keys and by [`ser.options.read_value`][ser.options.read_value] otherwise (``1e-4``, ``true``,
+    ``none``); a value list in brackets is read whole (YAML flow), for values that hold commas
     (``head.hidden=[[256],[512,256]]``)."""
     space: dict[str, list[Any]] = {}
     for pair in pairs:
@@ -422,8 +433,8 @@ def read_fit_record(path: str | Path) -> dict[str, Any]:
 
 
 def config_from_dict(record: dict[str, Any]) -> FitConfig:
-    """Build a :class:`FitConfig` from a (YAML) dict, refusing unknown keys by name and coercing every
-    known value to its field's type (``ser.options.coerce``)."""
+    """Build a [`FitConfig`][ser.fusion.config.FitConfig] from a (YAML) dict, refusing unknown keys by name and coercing
+    every known value to its field's type (``ser.options.coerce``)."""
     known = {f.name for f in dataclasses.fields(FitConfig)}
     unknown = sorted(set(record) - known)
     if unknown:
@@ -481,7 +492,7 @@ def override_type(key: str) -> Any | None:
 
 def read_flow(raw: str, where: str) -> Any:
     """A bracketed value (``[[256],[512,256]]``, ``{gamma: 2}``) read as YAML flow, with its text items
-    read by :func:`ser.options.read_value` (``1e-3`` -> 0.001, ``none`` -> None)."""
+    read by [`ser.options.read_value`][ser.options.read_value] (``1e-3`` -> 0.001, ``none`` -> None)."""
     import yaml
 
     try:
@@ -492,7 +503,8 @@ def read_flow(raw: str, where: str) -> Any:
 
 def read_override(raw: str, annotation: Any | None, name: str) -> Any:
     """The value of one ``KEY=VALUE`` text: by ``annotation`` when the field type is known, else by
-    :func:`ser.options.read_value`; bracketed lists and mappings are read whole (:func:`read_flow`)."""
+    [`ser.options.read_value`][ser.options.read_value]; bracketed lists and mappings are read whole
+    ([`read_flow`][ser.fusion.config.read_flow])."""
     if raw.strip()[:1] in ("[", "{"):
         value = read_flow(raw, f"--set {name}")
         return value if annotation is None else coerce(value, annotation, name)
@@ -501,7 +513,7 @@ def read_override(raw: str, annotation: Any | None, name: str) -> Any:
 
 def apply_overrides(record: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
     """Apply ``--set key=value`` overrides (dotted keys into nested dicts); each value is read by the
-    type of the field it sets (:func:`read_override`)."""
+    type of the field it sets ([`read_override`][ser.fusion.config.read_override])."""
     record = json.loads(json.dumps(record))
     for pair in pairs:
         key, raw = split_pair(pair, "--set")

@@ -17,8 +17,8 @@ Pooled data live in memory; sequences are read lazily from the store (and kept o
 counted; ids missing from a store, or whose manifest row changed since extraction, are refused.
 
 Augmented copies (``<id>@aug<k>``, written by ``ser extract --augment``) become extra rows after
-the manifest's rows: :meth:`FusionData.fold_indices` adds the copies of a fold's TRAINING rows to
-its training set and never a copy to validation or test, nor a copy of a validation or test row to
+the manifest's rows: [`FusionData.fold_indices`][ser.fusion.data.FusionData.fold_indices] adds the copies of a fold's
+TRAINING rows to its training set and never a copy to validation or test, nor a copy of a validation or test row to
 training. A modality whose store has no copies (the text of an augmented audio row) reads its
 source row.
 """
@@ -50,18 +50,23 @@ class DataError(UserError):
 
 @dataclass
 class ModalityData:
-    """One modality's data for a list of ids (the rows of a :class:`FusionData`)."""
+    """One modality's data for a list of ids (the rows of a [`FusionData`][ser.fusion.data.FusionData])."""
 
     view: View
+    """How the modality is read from its store."""
     dim: int
+    """Feature width D of one row (one frame for sequences)."""
     pooled: np.ndarray | None = None
     """(N, D) or, for ``layer=weighted``, (N, L, D) float32."""
     reader: CacheReader | None = None
+    """The open store, for sequences read on demand (None for pooled views)."""
     seq_layer: str | None = None
+    """The stored sequence layer read (None for pooled views)."""
     n_layers: int = 1
     """L of the pooled stack (1 unless layer=weighted)."""
     provenance: dict[str, Any] = field(default_factory=dict)
-    """Where the store's features come from (see :func:`store_provenance`), for ``config.yaml``."""
+    """Where the store's features come from (see [`store_provenance`][ser.fusion.data.store_provenance]), for
+    ``config.yaml``."""
     adaptation: dict[str, Any] | None = None
     """The store's ``upstream.adaptation`` record when its upstream was fine-tuned by ``ser finetune``."""
     corruption: dict[str, Any] | None = None
@@ -78,11 +83,15 @@ class FusionData:
     """Everything a fit needs, for the usable rows of a manifest (in manifest order)."""
 
     ids: list[str]
+    """Row ids: the manifest's usable rows, then the augmented copies."""
     labels: np.ndarray
     """(N,) int64 class indices of the label set."""
     speakers: list[str | None]
+    """Each row's speaker (None where the manifest has none)."""
     classes: tuple[str, ...]
+    """The label set's class names; ``labels`` index into them."""
     modalities: dict[str, ModalityData]
+    """Modality -> its data."""
     dropped_rejected: dict[str, str] = field(default_factory=dict)
     """Id -> reason, for rows some store rejected at extraction (excluded everywhere)."""
     sources: list[str] = field(default_factory=list)
@@ -90,6 +99,7 @@ class FusionData:
     keys: dict[str, list[str]] = field(default_factory=dict)
     """Modality -> the store row read for each row (a copy's own row, or its source's)."""
     seq_cache_bytes: int = 4 << 30
+    """Memory budget for sequences kept after their first read."""
     _seq_cache: dict[tuple[str, int], np.ndarray] = field(default_factory=dict, repr=False)
     _seq_cached_bytes: int = 0
 
@@ -247,7 +257,7 @@ def _seq_layer(reader: CacheReader, view: View) -> str:
 
 def _augmented_copies(readers: dict[str, CacheReader], usable: set[str]) -> dict[str, str]:
     """Stored augmented copies of usable rows -> their sources, in store order, over every store (none
-    rejected), from the links each store records (:attr:`CacheReader.links`): in a store without them an
+    rejected), from the links each store records (`CacheReader.links`): in a store without them an
     id that merely ends in ``@aug<k>`` is an ordinary row, never a copy of its namesake."""
     copies: dict[str, str] = {}
     for reader in readers.values():
@@ -267,10 +277,11 @@ def load_fusion_data(
     learn_layers: bool = True,
     manifest: Manifest | None = None,
 ) -> FusionData:
-    """Join stores and manifest rows (already filtered to the label set) into one :class:`FusionData`;
-    with ``augmented`` the stores' augmented copies of those rows are appended (training only).
-    Views are resolved by :func:`resolve_view` (``learn_layers`` as there). ``manifest`` (the rows'
-    manifest) locates the audio files whose identity stores record (see ``ser.manifests.fingerprints``)."""
+    """Join stores and manifest rows (already filtered to the label set) into one
+    [`FusionData`][ser.fusion.data.FusionData]; with ``augmented`` the stores' augmented copies of those rows are
+    appended (training only). Views are resolved by [`resolve_view`][ser.fusion.data.resolve_view] (``learn_layers`` as
+    there). ``manifest`` (the rows' manifest) locates the audio files whose identity stores record (see
+    ``ser.manifests.fingerprints``)."""
     if not views:
         raise DataError("no input given: pass at least one of --audio, --text, --mocap")
     rows = [u for u in utterances if label_set.class_of(u) is not None]
@@ -371,7 +382,9 @@ class Standardizer:
     """Per-feature z-scoring of pooled inputs with statistics of the TRAINING rows only."""
 
     mean: dict[str, np.ndarray]
+    """Modality -> per-feature mean of the training rows."""
     std: dict[str, np.ndarray]
+    """Modality -> per-feature standard deviation of the training rows (floored, never 0)."""
 
     @classmethod
     def fit(cls, data: FusionData, train_rows: np.ndarray) -> Standardizer:

@@ -1,11 +1,12 @@
 """The stacked engine: many members (fold x seed x search candidate x grid cell) trained as one model.
 
-A *member* is one training run of the sequential loop (:func:`ser.fusion.train.select_member`):
-its fold's rows in its seed's order, its own initialisation, input scaling, optimiser, schedule,
-early stopping and best checkpoint. Members whose models have the same shapes (same head, head
-options, input widths, loss and batch size: :func:`stack_key`) train together:
+A *member* is one training run of the sequential loop
+([`ser.fusion.train.select_member`][ser.fusion.train.select_member]): its fold's rows in its seed's order, its own
+initialisation, input scaling, optimiser, schedule, early stopping and best checkpoint. Members whose models have the
+same shapes (same head, head options, input widths, loss and batch size: [`stack_key`][ser.fusion.engine.stack_key])
+train together:
 
-* every member keeps its own plain ``nn.Module`` (built by the same :func:`ser.fusion.train.setup`
+* every member keeps its own plain ``nn.Module`` (built by the same `ser.fusion.train.setup`
   as the sequential loop, from its seed), its own torch optimiser and scheduler; only the storage of
   the parameters moves: each parameter of the live members is one tensor with a leading member axis
   ``(M, ...)``, and each member's parameter is a view of its slice (so the optimisers update the
@@ -28,8 +29,8 @@ for the whole stack (seeded from the first member's seed), so a member's numbers
 it trained in; the same command gives the same stack and the same numbers.
 
 Heads or settings that cannot stack fall back to the sequential loop, with the reason logged
-(:func:`unstackable_reason`). Each member records how it trained (``engine`` in ``metrics.json``)
-and, as its seconds, its share of the stack's wall time.
+([`unstackable_reason`][ser.fusion.engine.unstackable_reason]). Each member records how it trained (``engine`` in
+``metrics.json``) and, as its seconds, its share of the stack's wall time.
 """
 
 from __future__ import annotations
@@ -92,13 +93,19 @@ class MemberSpec:
     """What one member trains on and with (the arguments of the sequential ``select_member``)."""
 
     fold: str
+    """The protocol fold."""
     seed: int
+    """The training seed."""
     data: FusionData
+    """The fit's data (all folds)."""
     rows: dict[str, np.ndarray]
     """``train``, ``validation`` (and ``test``, which the engine never reads) row indices into ``data``."""
     fusion: str
+    """The head's name."""
     head_options: dict[str, Any]
+    """Overrides of the head's config."""
     cfg: TrainConfig
+    """The member's training settings."""
 
 
 def unstackable_reason(spec: MemberSpec) -> str | None:
@@ -149,7 +156,7 @@ def select_members(specs: Sequence[MemberSpec]) -> list[Selection]:
 
     Classic heads are deterministic (their estimators draw no random numbers), so the members that
     differ only by seed are fitted once and the selection is recorded for each seed
-    (:func:`share_deterministic`)."""
+    ([`share_deterministic`][ser.fusion.engine.share_deterministic])."""
     fitted, copies = share_deterministic(specs)
     shared = " (classic heads: one fit serves every seed)" if copies else ""
     progress.current().start(
@@ -276,8 +283,8 @@ def _uniform_dropout(input: torch.Tensor, p: float = 0.5, training: bool = True,
 def batchable_kernels() -> Iterator[None]:
     """Kernels ``vmap`` batches well: the math kernel of ``scaled_dot_product_attention``, no fused
     fast path of ``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer`` (those kernels have no
-    batching rule, so vmap would run them once per member), :func:`_flat_linear` for every
-    ``F.linear`` call and :func:`_uniform_dropout` for every ``F.dropout`` call (restored on exit)."""
+    batching rule, so vmap would run them once per member), `_flat_linear` for every
+    ``F.linear`` call and `_uniform_dropout` for every ``F.dropout`` call (restored on exit)."""
     fast = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     # nn.Linear, nn.Dropout, MultiheadAttention and the heads look these up per call
@@ -419,7 +426,7 @@ def make_batch_sequences(data: FusionData, modality: str, rows: np.ndarray) -> t
 
 
 class StackedTrainer:
-    """Trains members of one :func:`stack_key` together (see the module docstring)."""
+    """Trains members of one [`stack_key`][ser.fusion.engine.stack_key] together (see the module docstring)."""
 
     def __init__(self, specs: list[MemberSpec]) -> None:
         self.started = time.perf_counter()

@@ -40,6 +40,7 @@ class FinalRecipe:
     candidate: int
     """Index of the search candidate."""
     seed: int
+    """The seed the final model trains with."""
     epochs: int
     """Neural heads: epochs to train (the median best epoch); 0 for classic heads."""
     lrs: list[float]

@@ -4,17 +4,19 @@ Shapes: B = batch, C = classes, F = feature dimension (the head's ``feature_dim`
 
 Two kinds of building blocks:
 
-* **logit losses** take ``(logits (B, C), labels (B,))``: ``nn.CrossEntropyLoss``, :class:`FocalLoss`;
-* **feature losses** take ``(features (B, F), labels (B,))``: :class:`CenterLoss`,
-  :class:`ContrastiveCenterLoss`, :class:`CombinedMarginLoss` (ArcFace / CosFace).
+* **logit losses** take ``(logits (B, C), labels (B,))``: ``nn.CrossEntropyLoss``,
+  [`FocalLoss`][ser.fusion.losses.FocalLoss];
+* **feature losses** take ``(features (B, F), labels (B,))``: [`CenterLoss`][ser.fusion.losses.CenterLoss],
+  [`ContrastiveCenterLoss`][ser.fusion.losses.ContrastiveCenterLoss],
+  [`CombinedMarginLoss`][ser.fusion.losses.CombinedMarginLoss] (ArcFace / CosFace).
 
-The trainer only sees :class:`TrainingLoss` objects (what :func:`build_loss` returns), which share
-one call ``loss(logits, features, labels) -> scalar`` and a ``needs_features`` flag (when False,
-``features`` may be ``None`` and the head's plain ``forward`` suffices; when True, the head must
-implement ``forward_features``). Learnable loss parameters (centers, margin weights) are ordinary
+The trainer only sees [`TrainingLoss`][ser.fusion.losses.TrainingLoss] objects (what
+[`build_loss`][ser.fusion.losses.build_loss] returns), which share one call ``loss(logits, features, labels) -> scalar``
+and a ``needs_features`` flag (when False, ``features`` may be ``None`` and the head's plain ``forward`` suffices; when
+True, the head must implement ``forward_features``). Learnable loss parameters (centers, margin weights) are ordinary
 ``nn.Parameter``s of the returned module, so ``loss.parameters()`` hands them to an optimiser;
 class weights are buffers, so ``loss.to(device)`` moves them. ``predict_logits`` says which logits
-to take the arg-max of at evaluation (see :class:`FeatureOnlyLoss`).
+to take the arg-max of at evaluation (see [`FeatureOnlyLoss`][ser.fusion.losses.FeatureOnlyLoss]).
 
 Deviations from the 4M-SER code (recorded here on purpose). Each of the four losses takes
 ``paper_form``: False (the default) gives the textbook loss below, True reproduces the 4M-SER code,
@@ -238,9 +240,9 @@ class CombinedMarginLoss(nn.Module):
 
     Default: differentiable throughout. ``paper_form=True`` reproduces the 4M-SER code, which clamps
     cos θ to [−1, 1] and edits the target logits in place under ``no_grad``: the loss value and
-    :meth:`margin_logits` include the margin, but the gradient is that of CE(margin logits) passed
-    back through the plain ``s · cos θ``, as if the margin were absent (∂L/∂cos θ_ij = s·(softmax of
-    the margin logits − one-hot)_ij / B). For CosFace (a constant shift) that is the gradient of the
+    [`margin_logits`][ser.fusion.losses.CombinedMarginLoss.margin_logits] include the margin, but the gradient is that
+    of CE(margin logits) passed back through the plain ``s · cos θ``, as if the margin were absent (∂L/∂cos θ_ij =
+    s·(softmax of the margin logits − one-hot)_ij / B). For CosFace (a constant shift) that is the gradient of the
     default form; for ArcFace it is not. The seed only ran ArcFace (m1 = 1, m3 = 0) or CosFace
     (m3 > 0, m2 and m1 ignored), so ``paper_form`` rejects other combinations.
 
@@ -250,8 +252,9 @@ class CombinedMarginLoss(nn.Module):
         class_weight: optional ``(C,)`` weights of the CE (the seed had none).
         paper_form: reproduce the 4M-SER code (see above).
 
-    Call: ``(features (B, F), labels (B,) int64) -> scalar``. :meth:`cosine_logits` gives the
-    margin-free ``s · cos θ`` (B, C) to predict with.
+    Call: ``(features (B, F), labels (B,) int64) -> scalar``.
+    [`cosine_logits`][ser.fusion.losses.CombinedMarginLoss.cosine_logits] gives the margin-free ``s · cos θ`` (B, C) to
+    predict with.
     """
 
     class_weight: torch.Tensor | None
@@ -349,7 +352,7 @@ class CombinedMarginLoss(nn.Module):
 
 
 class TrainingLoss(nn.Module):
-    """Base of every loss :func:`build_loss` returns.
+    """Base of every loss [`build_loss`][ser.fusion.losses.build_loss] returns.
 
     Call: ``(logits (B, C), features (B, F) or None, labels (B,) int64) -> scalar``.
     """
@@ -382,8 +385,9 @@ class LogitLoss(TrainingLoss):
 class FeatureOnlyLoss(TrainingLoss):
     """Wraps a margin loss used alone (``arcface`` / ``cosface``): ``loss = inner(features, labels)``.
 
-    The head's own classifier then receives no gradient, so :meth:`predict_logits` returns the
-    margin loss's ``s·cos θ`` logits instead of the head's: evaluate with it.
+    The head's own classifier then receives no gradient, so
+    [`predict_logits`][ser.fusion.losses.FeatureOnlyLoss.predict_logits] returns the margin loss's ``s·cos θ`` logits
+    instead of the head's: evaluate with it.
     """
 
     needs_features = True
@@ -399,6 +403,8 @@ class FeatureOnlyLoss(TrainingLoss):
         return loss
 
     def predict_logits(self, logits: torch.Tensor | None, features: torch.Tensor | None) -> torch.Tensor:
+        """The margin loss's ``s·cos θ`` logits ``(B, C)`` from the ``(B, F)`` features; the head's own ``logits``
+        are ignored (its classifier is not trained)."""
         if features is None:
             raise ValueError("a margin loss used alone predicts from features: call the head's forward_features")
         return self.inner.cosine_logits(features)
@@ -449,7 +455,9 @@ class LossInfo:
     config values); a value is coerced to the type of its default (``ser.options.coerce_like``)."""
 
     description: str
+    """One line on the loss."""
     options: Mapping[str, object] = field(default_factory=dict)
+    """Option -> default value (``train.loss_options``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
@@ -473,11 +481,11 @@ LOSSES: dict[str, LossInfo] = {
     "ce+arcface": LossInfo("cross-entropy + ArcFace", {**_MARGIN_ARCFACE, "lam": None}),
     "ce+cosface": LossInfo("cross-entropy + CosFace", {**_MARGIN_COSFACE, "lam": None}),
 }
-"""Loss name -> its record; the names :func:`build_loss` accepts."""
+"""Loss name -> its record; the names [`build_loss`][ser.fusion.losses.build_loss] accepts."""
 
 
 def loss_info(name: str) -> LossInfo:
-    """The record of loss ``name`` (an :class:`~ser.errors.UnknownNameError` names the losses)."""
+    """The record of loss ``name`` (an [`UnknownNameError`][ser.errors.UnknownNameError] names the losses)."""
     try:
         return LOSSES[name]
     except (KeyError, TypeError):
@@ -491,7 +499,7 @@ def build_loss(
     class_weights: torch.Tensor | None = None,
     **options: object,
 ) -> TrainingLoss:
-    """Build a :class:`TrainingLoss` by name (one of :data:`LOSSES`).
+    """Build a [`TrainingLoss`][ser.fusion.losses.TrainingLoss] by name (one of [`LOSSES`][ser.fusion.losses.LOSSES]).
 
     Args:
         name: ``ce``, ``focal``, ``ce+center``, ``ce+contrastive_center``, ``arcface``, ``cosface``,
@@ -502,7 +510,7 @@ def build_loss(
             only). They weight every softmax classification term: the CE, the focal loss (as its
             α) and the margin loss's softmax when it is used alone — never the center losses.
             In ``ce+arcface`` / ``ce+cosface`` only the CE part is weighted.
-        **options: per-name options (see :data:`LOSSES`): ``gamma``; ``lambda_c``, ``delta``;
+        **options: per-name options (see [`LOSSES`][ser.fusion.losses.LOSSES]): ``gamma``; ``lambda_c``, ``delta``;
             ``s``, ``m1``, ``m2``, ``m3``; ``paper_form`` (every loss but ``ce``: reproduce the
             4M-SER code, see the module docstring); and ``lam`` for the ``ce+…`` names (None:
             CE + X; a float λ: λ·CE + (1 − λ)·X).

@@ -58,8 +58,8 @@ def compute_metrics(y_true: Any, y_pred: Any, classes: Sequence[str]) -> dict[st
 
 
 def metrics_from_confusion(confusion: Any, classes: Sequence[str]) -> dict[str, Any]:
-    """The metrics of :func:`compute_metrics` from a ``(C, C)`` confusion matrix (rows = true class):
-    e.g. the sum of several folds' matrices gives the metrics of their pooled test predictions."""
+    """The metrics of [`compute_metrics`][ser.fusion.metrics.compute_metrics] from a ``(C, C)`` confusion matrix (rows =
+    true class): e.g. the sum of several folds' matrices gives the metrics of their pooled test predictions."""
     classes = list(classes)
     n_classes = len(classes)
     confusion = np.asarray(confusion, dtype=np.int64)
@@ -108,8 +108,8 @@ def aggregate(
     repeated runs) when there are at least two values, and 0.0 for a single value.
 
     Args:
-        results: metric dicts as returned by :func:`compute_metrics` (any mapping holding ``keys``).
-        keys: the scalar entries to aggregate.
+        results: metric dicts as returned by [`compute_metrics`][ser.fusion.metrics.compute_metrics] (any mapping
+        holding ``keys``). keys: the scalar entries to aggregate.
 
     Returns:
         ``{key: {"mean": float, "std": float, "values": [float, ...]}}`` in ``keys`` order.

@@ -178,8 +178,9 @@ def _train_config(record: dict[str, Any]) -> TrainConfig:
 
 
 def load_member(models_dir: Path, index: dict[str, Any], member: dict[str, Any], device: torch.device) -> Any:
-    """A member as a predictor with ``probabilities(data, rows)``: a :class:`TorchPredictor` (weights read
-    from safetensors, strictly) or a :class:`ClassicPredictor` (skops, allow-listed types only)."""
+    """A member as a predictor with ``probabilities(data, rows)``: a [`TorchPredictor`][ser.fusion.train.TorchPredictor]
+    (weights read from safetensors, strictly) or a [`ClassicPredictor`][ser.fusion.classic.ClassicPredictor] (skops,
+    allow-listed types only)."""
     path = models_dir / member["file"]
     if member["engine"] == "sklearn":
         return _load_classic(path)
@@ -248,7 +249,7 @@ def _section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.T
 
 
 def input_record(modality: Any) -> dict[str, Any]:
-    """The ``index.json`` entry of one input (a :class:`~ser.fusion.data.ModalityData`)."""
+    """The ``index.json`` entry of one input (a [`ModalityData`][ser.fusion.data.ModalityData])."""
     view = modality.view
     return {
         "view": {"kind": view.kind, "stat": view.stat, "layer": view.layer},

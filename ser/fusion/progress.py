@@ -2,9 +2,10 @@
 
 The unit is an epoch of one member for neural heads and a grid point (one estimator fitted) of
 one member for classic heads, so a fit's total is known before it trains (members that stop early
-count their remaining epochs as done). Library code reports to :func:`current`, which does nothing
-unless a caller installed a reporter with :func:`reporting` (``ser fit`` and ``ser demo`` install
-:class:`ConsoleProgress`, which draws a bar on stderr; ``--quiet`` installs none).
+count their remaining epochs as done). Library code reports to [`current`][ser.fusion.progress.current], which does
+nothing unless a caller installed a reporter with [`reporting`][ser.fusion.progress.reporting] (``ser fit`` and
+``ser demo`` install [`ConsoleProgress`][ser.fusion.progress.ConsoleProgress], which draws a bar on stderr; ``--quiet``
+installs none).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ _CURRENT: ContextVar[Progress] = ContextVar("ser_fit_progress", default=Progress
 
 
 def current() -> Progress:
-    """The reporter of the running fit (a silent one unless :func:`reporting` installed another)."""
+    """The reporter of the running fit (a silent one unless [`reporting`][ser.fusion.progress.reporting] installed
+    another)."""
     return _CURRENT.get()
 
 

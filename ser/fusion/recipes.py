@@ -5,8 +5,8 @@ A head module holds the layers; its registry record (``ser.fusion.heads.HEADS``)
 * ``paper``: the original experiment as its code ran it: the input views (and raw or z-scored
   inputs), batch size, optimiser(s) and schedules, loss forms and weights at the original's scale,
   augmentation and checkpoint rule. The one deviation allowed: where the original selected on its
-  test set (or had no test set), the protocol's validation rows stand in (:attr:`Recipe.validation`
-  lists each case).
+  test set (or had no test set), the protocol's validation rows stand in
+  ([`Recipe.validation`][ser.fusion.recipes.Recipe.validation] lists each case).
 * ``ser``: the harmonised recipe for fair comparisons across heads: each head's paper optimiser and
   epochs at batch 32 (or the paper's when larger), the store's recommended views, z-scored pooled
   inputs, the checkpoint of the best validation UA, auxiliary losses weighted to the size of the
@@ -14,11 +14,12 @@ A head module holds the layers; its registry record (``ser.fusion.heads.HEADS``)
 
 ``ser fit --recipe paper|ser`` (``recipe:`` in a config or a grid) starts from one of them; an explicit
 value (``--set``, YAML, a view on the command line) overrides it and is logged as a departure
-(:func:`departures`). Precedence: TrainConfig defaults < recipe < YAML < flags < ``--set``.
+([`ser.fusion.departures`][ser.fusion.departures]). Precedence: TrainConfig defaults < recipe < YAML < flags <
+``--set``.
 
-Each head also has a fidelity table (:class:`Fidelity` rows): aspect | original (repository,
+Each head also has a fidelity table ([`Fidelity`][ser.fusion.recipes.Fidelity] rows): aspect | original (repository,
 file:line) | ``paper`` | ``ser`` | why they differ. The ``paper`` and ``ser`` cells are rendered
-from the recipe records (:func:`fidelity_rows`), so a value is written once.
+from the recipe records ([`fidelity_rows`][ser.fusion.recipes.fidelity_rows]), so a value is written once.
 
 Torch-free (``ser fusion show`` and ``ser ablate`` read recipes without importing torch).
 """
@@ -45,7 +46,7 @@ class Recipe:
     """One way of running a head: values for ``train.*``, ``head.*``, the inputs and the loss options."""
 
     train: Mapping[str, Any] = field(default_factory=dict)
-    """``train.*`` values (everything else keeps the :class:`~ser.fusion.config.TrainConfig` default)."""
+    """``train.*`` values (everything else keeps the [`TrainConfig`][ser.fusion.config.TrainConfig] default)."""
     head: Mapping[str, Any] = field(default_factory=dict)
     """``head.*`` values (everything else keeps the head config's default)."""
     inputs: Mapping[str, str] = field(default_factory=dict)
@@ -71,19 +72,20 @@ class Recipe:
             object.__setattr__(self, name, _frozen({k: _frozen(v) for k, v in getattr(self, name).items()}))
 
     def train_for(self, loss: str | None) -> dict[str, Any]:
-        """The ``train.*`` values with those of ``loss`` (:attr:`loss_train`) on top (a copy)."""
+        """The ``train.*`` values with those of ``loss`` ([`loss_train`][ser.fusion.recipes.Recipe.loss_train]) on top
+        (a copy)."""
         return {**self.train, **self.loss_train.get(loss or "", {})}
 
     def value(self, key: str) -> Any:
         """The recipe's value of a dotted key (``train.lr``, ``head.dropout``, ``inputs.text``), or
-        :data:`UNSET`."""
+        [`UNSET`][ser.fusion.recipes.UNSET]."""
         section, _, name = key.partition(".")
         source: Mapping[str, Any] = {"train": self.train, "head": self.head, "inputs": self.inputs}.get(section, {})
         return source.get(name, UNSET)
 
 
 UNSET: Any = object()
-"""What :meth:`Recipe.value` returns for a key the recipe does not name."""
+"""What [`Recipe.value`][ser.fusion.recipes.Recipe.value] returns for a key the recipe does not name."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class Fidelity:
     """One row of a head's fidelity table."""
 
     aspect: str
+    """What the row is about (optimiser, batch size, inputs, ...)."""
     original: str
     """What the original code does, with its repository and file:line."""
     keys: tuple[str, ...] = ()

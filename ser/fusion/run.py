@@ -18,7 +18,7 @@ Run directory ``<out>/<fusion>-<protocol>-<label set>-<config hash>/``:
                       the seed members' probabilities
 ``confusion.png``     confusion matrix summed over folds and seeds (row-normalised)
 ``models/``           every tested member's weights and what inference needs (and with ``--final``
-                      one model trained on every labelled row); see :mod:`ser.fusion.model_files`
+                      one model trained on every labelled row); see [`ser.fusion.model_files`][ser.fusion.model_files]
 ``train.log``         the log of the run
 
 The same config and seeds give the same numbers (and the same directory name).
@@ -64,6 +64,7 @@ from ser.manifests.protocols import Fold, FoldSet, ValidationRule, make_folds
 from ser.manifests.schema import Manifest, Utterance, read_manifest
 from ser.options import coerce_fields, coerce_like
 from ser.seeding import deterministic_cuda_setup
+from ser.threads import blas_threads
 from ser.views import View, store_of
 
 logger = logging.getLogger(__name__)
@@ -102,8 +103,11 @@ class Candidate:
     values: dict[str, Any]
     """Dotted key -> value (empty without a search)."""
     head_options: dict[str, Any]
+    """The ``head.*`` overrides the head is built with (the config's, then the candidate's)."""
     head_resolved: dict[str, Any]
+    """Every field of the head's config with its value, as recorded in ``config.yaml``."""
     train: TrainConfig
+    """The training settings with the candidate's ``train.*`` values applied."""
 
 
 def _candidates(cfg: FitConfig, train: TrainConfig) -> list[Candidate]:
@@ -340,9 +344,17 @@ def run_fit(cfg: FitConfig, announce: Announce | None = None) -> Path:
 def run_fits(configs: list[FitConfig], announce: Announce | None = None) -> list[Path]:
     """Several fits whose members train together (``ser ablate`` stacks grid cells this way): every
     config is checked and loaded first, then the members of all of them go to one
-    :func:`ser.fusion.engine.select_members` call (members of equal shapes share a stack), then each
-    run is tested and written as :func:`run_fit` would. Each run's ``train.log`` gets the whole log.
-    Returns the run directories in the order of ``configs``."""
+    [`ser.fusion.engine.select_members`][ser.fusion.engine.select_members] call (members of equal shapes share a stack),
+    then each run is tested and written as [`run_fit`][ser.fusion.run.run_fit] would. Each run's ``train.log`` gets the
+    whole log. Returns the run directories in the order of ``configs``.
+
+    BLAS products (numpy, scikit-learn) run on one thread, except where a classic head's problem is
+    big enough for more to pay (``ser.threads``); progress goes to ``ser.fusion.progress.current()``."""
+    with blas_threads(1):
+        return _run_fits(configs, announce)
+
+
+def _run_fits(configs: list[FitConfig], announce: Announce | None) -> list[Path]:
     for cfg in configs:
         deterministic_cuda_setup(cfg.train.deterministic)  # before anything can initialise CUDA
     ser_logger = logging.getLogger("ser")
@@ -439,6 +451,9 @@ def _finish(plan: _Plan, run_dir: Path, selections: list[Selection]) -> Path:
     """Test the chosen members once and write the run's results (``metrics.json`` last)."""
     cfg, data = plan.cfg, plan.data
     results, search, chosen = _test_members(plan, selections)
+    # a deterministic (classic) head gives every seed the same fit: spreads are over its folds only
+    deterministic = HEADS[cfg.fusion].engine == "sklearn"
+    distinct = [r for r in results if r.seed == cfg.seeds[0]] if deterministic else results
     summary: dict[str, Any] = {
         "protocol_card": plan.card,
         "label_set": plan.label_name,
@@ -447,9 +462,10 @@ def _finish(plan: _Plan, run_dir: Path, selections: list[Selection]) -> Path:
         "recipe": cfg.recipe,
         "departures": plan.departures,
         "runs": [r.to_dict() for r in results],
-        "test": aggregate([r.test for r in results]),
-        "test_pooled": pooled_metrics(results, data.classes),
-        "validation": aggregate([r.validation for r in results]),
+        "aggregated_over": "folds (every seed shares the deterministic fit)" if deterministic else "folds and seeds",
+        "test": aggregate([r.test for r in distinct]),
+        "test_pooled": pooled_metrics(distinct, data.classes),
+        "validation": aggregate([r.validation for r in distinct]),
         "confusion": _summed_confusion(results, len(data.classes)),
     }
     if search:
@@ -476,7 +492,17 @@ def _finish(plan: _Plan, run_dir: Path, selections: list[Selection]) -> Path:
         _write_models(plan, run_dir / MODELS_DIR, results, chosen, search)
     else:
         write_index(run_dir / MODELS_DIR, {"fusion": cfg.fusion, "saved": False, "members": [], "final": None})
-    plot_confusion(run_dir / "confusion.png", summary["confusion"], list(data.classes))
+    plot_confusion(
+        run_dir / "confusion.png",
+        summary["confusion"],
+        list(data.classes),
+        head=cfg.fusion,
+        recipe=cfg.recipe,
+        corpus=plan.card.get("corpus"),
+        protocol=cfg.protocol,
+        inputs={modality: m.view.describe() for modality, m in data.modalities.items()},
+        ua=summary["test_pooled"]["ua"]["mean"],
+    )
     _write_json(run_dir / "metrics.json", summary)  # last: its presence means the run is complete
     return run_dir
 
@@ -503,7 +529,7 @@ def _member_specs(plan: _Plan) -> list[MemberSpec]:
 def _test_members(
     plan: _Plan, selections: list[Selection]
 ) -> tuple[list[FoldResult], dict[str, Any], dict[str, tuple[int, list[float]]]]:
-    """Every member (fold x seed x search candidate, as :func:`_member_specs` lists them) selected on
+    """Every member (fold x seed x search candidate, as `_member_specs` lists them) selected on
     validation: per fold keep the candidate with the best validation metric averaged over seeds; test
     only its members, once. Returns the tested members (seed-major, as the folds are listed), the
     search record (empty without a search) and per fold the chosen candidate's index with every

@@ -3,7 +3,8 @@
 The loop per fold and seed:
 
 1. seed Python, numpy and torch (and ask torch for deterministic algorithms; on CUDA also
-   ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` and no cuDNN autotuning, see :func:`deterministic_cuda_setup`);
+   ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` and no cuDNN autotuning, see
+   [`deterministic_cuda_setup`][ser.seeding.deterministic_cuda_setup]);
 2. z-score pooled inputs with statistics of the fold's TRAINING rows (never validation or test);
 3. train for at most ``epochs``; after each epoch evaluate the validation rows, keep the weights of
    the best validation ``select`` metric (UA by default), stop after ``patience`` epochs without
@@ -55,15 +56,25 @@ class FoldResult:
     """Outcome of one fold and seed."""
 
     fold: str
+    """The protocol fold."""
     seed: int
+    """The training seed."""
     best_epoch: int
+    """The epoch whose weights were kept (0 for classic heads)."""
     epochs_run: int
+    """Epochs trained before stopping (0 for classic heads)."""
     validation: dict[str, Any]
+    """Validation metrics of the kept weights."""
     test: dict[str, Any]
+    """Test metrics, computed once."""
     predictions: list[dict[str, Any]]
+    """One row per test utterance: fold, seed, id, true and predicted class, class probabilities."""
     layer_weights: dict[str, list[float]] = field(default_factory=dict)
+    """Modality -> the learned softmax layer weights (heads that learn them)."""
     history: list[dict[str, float]] = field(default_factory=list)
+    """Per-epoch training and validation values."""
     seconds: float = 0.0
+    """Wall time of training and testing."""
     robustness: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Extra test set name (a corrupted copy) -> its metrics, evaluated once after the clean test."""
     candidate: dict[str, Any] = field(default_factory=dict)
@@ -73,9 +84,10 @@ class FoldResult:
     test_labels: np.ndarray | None = field(default=None, repr=False)
     """(n_test,) true class indices of the test rows."""
     predictor: Any = field(default=None, repr=False)
-    """The tested model (a :class:`Predictor`), for the run's model files; not serialised here."""
+    """The tested model (a [`Predictor`][ser.fusion.train.Predictor]), for the run's model files; not serialised
+    here."""
     engine: str = "sequential"
-    """How the member trained (see :attr:`Selection.engine`)."""
+    """How the member trained (see [`Selection.engine`][ser.fusion.train.Selection.engine])."""
 
     def to_dict(self) -> dict[str, Any]:
         skip = ("predictions", "probabilities", "test_labels", "predictor")
@@ -124,7 +136,7 @@ class FusionModel(nn.Module):
 
 
 def resolve_device(choice: str) -> torch.device:
-    """``train.device`` as a torch device, checked by :func:`ser.devices.resolve_device`."""
+    """``train.device`` as a torch device, checked by [`ser.devices.resolve_device`][ser.devices.resolve_device]."""
     return torch.device(devices.resolve_device(choice))
 
 
@@ -411,10 +423,15 @@ class TorchPredictor:
     """A trained neural head with everything its evaluation needs."""
 
     model: FusionModel
+    """The trained head."""
     loss_fn: TrainingLoss
+    """The training loss (some losses predict from the features)."""
     standardizer: Standardizer | None
+    """The z-scoring of the pooled inputs (None when ``train.normalize`` is off)."""
     cfg: TrainConfig
+    """The training settings."""
     device: torch.device
+    """Where the model runs."""
 
     def evaluate(self, data: FusionData, rows: np.ndarray) -> tuple[dict[str, Any], np.ndarray, float]:
         """Metrics over ALL ``rows`` at once, the (n, C) probabilities and the mean loss."""
@@ -445,18 +462,26 @@ class Predictor(Protocol):
 @dataclass
 class Selection:
     """One member (fold x seed x search candidate) trained and selected on validation; its test rows
-    are untouched until :func:`test_member`."""
+    are untouched until [`test_member`][ser.fusion.train.test_member]."""
 
     fold: str
+    """The protocol fold."""
     seed: int
+    """The training seed."""
     score: float
     """Validation ``train.select`` metric of the chosen checkpoint (or grid point)."""
     best_epoch: int
+    """The epoch of the chosen checkpoint (0 for classic heads)."""
     epochs_run: int
+    """Epochs trained before stopping."""
     validation: dict[str, Any]
+    """Validation metrics of the chosen checkpoint."""
     history: list[dict[str, float]]
+    """Per-epoch training and validation values."""
     seconds: float
+    """Wall time of training and selection."""
     predictor: Predictor
+    """The selected model."""
     refit: Callable[[], Predictor] | None = None
     """Builds the model that is tested instead of ``predictor`` (``train.refit``)."""
     engine: str = "sequential"
@@ -566,7 +591,7 @@ def select_member(
 
 
 def progress_units(fusion: str, data: FusionData, head_options: dict[str, Any], cfg: TrainConfig) -> int:
-    """A member's units of work for :mod:`ser.fusion.progress`: its epochs (neural heads) or its grid
+    """A member's units of work for [`ser.fusion.progress`][ser.fusion.progress]: its epochs (neural heads) or its grid
     points (classic heads)."""
     if HEADS[fusion].engine == "sklearn":
         return len(classic_grid(classic_config(data, fusion, head_options)))
@@ -744,7 +769,8 @@ def train_fold(
     seed: int,
     extra_tests: dict[str, tuple[FusionData, np.ndarray]] | None = None,
 ) -> FoldResult:
-    """One member from start to end: :func:`select_member` on train / validation, then
-    :func:`test_member` (refit with ``cfg.refit``, one test pass, once per ``extra_tests``)."""
+    """One member from start to end: [`select_member`][ser.fusion.train.select_member] on train / validation, then
+    [`test_member`][ser.fusion.train.test_member] (refit with ``cfg.refit``, one test pass, once per
+    ``extra_tests``)."""
     selection = select_member(data, fold_name, rows, fusion=fusion, head_options=head_options, cfg=cfg, seed=seed)
     return test_member(selection, data, rows, extra_tests=extra_tests)

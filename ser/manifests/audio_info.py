@@ -16,7 +16,8 @@ def probe_duration(path: Path) -> float:
     """Duration in seconds of an audio file.
 
     soundfile reads wav/flac/ogg/mp3 headers; containers it does not know (mp4, m4a) are probed
-    with PyAV when it is installed. Raises :class:`AudioInfoError` naming the file otherwise.
+    with PyAV when it is installed. Raises [`AudioInfoError`][ser.manifests.audio_info.AudioInfoError] naming the file
+    otherwise.
     """
     import soundfile
 

@@ -23,15 +23,23 @@ class BuildReport:
     """What a manifest build found, kept and dropped."""
 
     corpus: str
+    """The corpus adapter used."""
     output: Path
+    """The manifest file written."""
     written: int
+    """Rows written."""
     scanned: int
+    """Rows the adapter found."""
     skipped: Counter[str] = field(default_factory=Counter)
+    """Reason -> count of things the adapter skipped."""
     kept: Counter[str] = field(default_factory=Counter)
     """Rows written although something is missing (reason -> count), e.g. MELD rows without a clip."""
     dropped_labels: Counter[str] = field(default_factory=Counter)
+    """Raw label -> rows dropped because the label set does not map it."""
     unreadable_audio: list[str] = field(default_factory=list)
+    """Audio files whose header could not be read (their rows have no duration)."""
     notes: list[str] = field(default_factory=list)
+    """Remarks for the summary."""
 
     def lines(self) -> list[str]:
         """A short human-readable summary."""
@@ -89,7 +97,7 @@ def build_manifest(
 ) -> BuildReport:
     """Scan ``root`` with the ``corpus`` adapter and write the manifest to ``output``.
 
-    Raises :class:`ManifestError` when the corpus yields no utterance or duplicated ids.
+    Raises [`ManifestError`][ser.manifests.schema.ManifestError] when the corpus yields no utterance or duplicated ids.
     """
     root_path = Path(root).expanduser().resolve()
     scan: CorpusScan = get_adapter(corpus)(root_path, **(options or {}))

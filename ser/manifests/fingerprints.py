@@ -11,8 +11,8 @@ Two schemes exist:
     Per modality: audio stores hash the audio path, segment and an identity of the audio file's
     content; text stores hash the transcript only; other stores (mocap) hash the row as ``legacy``.
 
-The content identity (:func:`audio_identity`) is the file's size and the SHA-256 of three 4 KiB
-samples (start, middle, end). It costs three small reads per file (1200 RAVDESS files take 0.05 s
+The content identity ([`audio_identity`][ser.manifests.fingerprints.audio_identity]) is the file's size and the SHA-256
+of three 4 KiB samples (start, middle, end). It costs three small reads per file (1200 RAVDESS files take 0.05 s
 when cached by the OS) and it survives copies, moves and new modification times; a different
 or re-encoded recording, a gain change or a trimmed file changes it. An edit of a few samples away
 from the sampled regions would not: ``ser cache verify`` and the docs say so.

@@ -28,6 +28,7 @@ class LabelSet:
     """A fixed, ordered class list and the raw labels that map onto it."""
 
     name: str
+    """The set's name (``ser manifest label-sets`` lists them)."""
     classes: tuple[str, ...]
     """Class names; the class index used in training is the position in this tuple."""
     mapping: dict[str, str]
@@ -35,6 +36,7 @@ class LabelSet:
     corpus: str | None = None
     """Corpus the set was written for (informational; any manifest with those raw labels works)."""
     description: str = ""
+    """One line on the set."""
     field: str = "label"
     """Utterance field holding the raw label: ``label`` or ``extra.<key>``."""
 
@@ -68,9 +70,10 @@ class LabelSet:
 
 @dataclass(frozen=True)
 class LabelFilterResult:
-    """What :func:`apply_label_set` kept and dropped."""
+    """What [`apply_label_set`][ser.manifests.labels.apply_label_set] kept and dropped."""
 
     kept: list[Utterance]
+    """The rows whose raw label the set maps, relabelled to its classes."""
     dropped: Counter[str]
     """Raw label (``<none>`` for unlabelled rows) -> number of rows dropped."""
 
@@ -136,6 +139,7 @@ class LabelSetChoice:
     """The label set a command works with, and why that one."""
 
     label_set: LabelSet | None
+    """The chosen set (None: the rows' raw labels are used as they are)."""
     source: str
     """``named`` (given by the user), ``header`` (the manifest was built with it), ``default`` (the
     corpus default) or ``none``."""

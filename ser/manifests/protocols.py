@@ -8,7 +8,7 @@ Rules that hold for every preset and are checked every time folds are made:
   and for the script-disjoint preset no script of the test fold is either;
 * the same manifest, options and seed always give the same folds.
 
-Presets (``PROTOCOLS``, one :class:`ProtocolPreset` record each):
+Presets (``PROTOCOLS``, one [`ProtocolPreset`][ser.manifests.protocols.ProtocolPreset] record each):
 
 ``iemocap-loso``        5 folds, one IEMOCAP session out each (speaker-independent).
 ``iemocap-loso-script`` the same, but every scripted utterance whose script also occurs in the
@@ -47,9 +47,13 @@ class Fold:
     """One train / validation / test partition, as utterance ids in manifest order."""
 
     name: str
+    """The fold's name (the held-out speaker, session or split)."""
     train: tuple[str, ...]
+    """Ids of the training rows."""
     validation: tuple[str, ...]
+    """Ids of the validation rows (carved from the training pool)."""
     test: tuple[str, ...]
+    """Ids of the test rows."""
 
     def split_ids(self) -> dict[str, tuple[str, ...]]:
         return {"train": self.train, "validation": self.validation, "test": self.test}
@@ -80,15 +84,25 @@ class ProtocolCard:
     """Everything a reader needs to know to interpret (and reproduce) a result."""
 
     protocol: str
+    """The protocol preset."""
     corpus: str
+    """The manifest's corpus."""
     label_set: str | None
+    """The label set applied (None: raw labels)."""
     classes: list[str] | None
+    """Its class names (None without a label set)."""
     folds: list[str]
+    """The fold names."""
     validation: str
+    """How validation rows are chosen, in words."""
     seed: int
+    """Seed of the validation carving."""
     speaker_independent: bool
+    """True when no test speaker is in its fold's training or validation rows."""
     n_utterances: int
+    """Rows the protocol used."""
     notes: list[str] = field(default_factory=list)
+    """Remarks for the reader."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,10 +113,13 @@ class FoldSet:
     """The folds of a protocol applied to a manifest, plus its card and the rows it used."""
 
     card: ProtocolCard
+    """The protocol card."""
     folds: list[Fold]
+    """The folds, in protocol order."""
     utterances: dict[str, Utterance]
     """Id -> utterance of every row the protocol considered (after label-set filtering)."""
     dropped_labels: Counter[str] = field(default_factory=Counter)
+    """Raw label -> rows dropped by the label set."""
 
     def fold(self, name: str) -> Fold:
         for fold in self.folds:
@@ -135,7 +152,8 @@ def _has_speaker(utt: Utterance) -> bool:
 
 
 def _speaker_of(utt: Utterance) -> str:
-    """The row's speaker, where every row must have one (a :class:`ManifestError` names the row otherwise)."""
+    """The row's speaker, where every row must have one (a [`ManifestError`][ser.manifests.schema.ManifestError] names
+    the row otherwise)."""
     if not utt.speaker:
         raise ManifestError(
             f"row {utt.id!r} has no speaker, but splitting by speaker needs one for every row; fill its "
@@ -393,7 +411,9 @@ class ProtocolPreset:
     """One registry entry."""
 
     function: ProtocolFunction
+    """The function that makes the folds."""
     description: str
+    """One line on the protocol (``ser protocol list``)."""
     options: Mapping[str, Any] = field(default_factory=dict)
     """The options (``-O KEY=VALUE``) the preset takes, with their defaults; a value is coerced to the
     type of its default (``ser.options.annotation_of``)."""
@@ -439,7 +459,7 @@ PROTOCOLS: dict[str, ProtocolPreset] = {
 
 
 def protocol_preset(name: str) -> ProtocolPreset:
-    """The record of protocol ``name`` (an :class:`~ser.errors.UnknownNameError` names the protocols)."""
+    """The record of protocol ``name`` (an [`UnknownNameError`][ser.errors.UnknownNameError] names the protocols)."""
     try:
         return PROTOCOLS[name]
     except (KeyError, TypeError):
@@ -448,7 +468,8 @@ def protocol_preset(name: str) -> ProtocolPreset:
 
 def protocol_options(name: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
     """Every option of protocol ``name``: its defaults with ``options`` on top, each coerced to the
-    type of its default (``-O k=10`` -> 10); unknown options and bad values are a :class:`ManifestError`."""
+    type of its default (``-O k=10`` -> 10); unknown options and bad values are a
+    [`ManifestError`][ser.manifests.schema.ManifestError]."""
     preset = protocol_preset(name)
     given = dict(options or {})
     unknown = sorted(set(given) - set(preset.options))

@@ -8,8 +8,8 @@ A manifest file looks like this::
 
 The header carries what every row shares (the corpus name and the folder that ``audio`` paths are
 relative to). It is deterministic, so rebuilding a manifest from the same corpus gives the same
-bytes and the same sha256. Rows are :class:`Utterance` records; unknown keys in a row are kept in
-``extra`` so that hand-edited manifests round-trip.
+bytes and the same sha256. Rows are [`Utterance`][ser.manifests.schema.Utterance] records; unknown keys in a row are
+kept in ``extra`` so that hand-edited manifests round-trip.
 """
 
 from __future__ import annotations
@@ -177,7 +177,9 @@ class Manifest:
     """A header plus the utterances, in file order."""
 
     header: ManifestHeader
+    """The header line: the corpus, its folder and the label set."""
     utterances: list[Utterance]
+    """One record per utterance, in file order."""
     path: Path | None = None
     """Where it was read from (None for a manifest built in memory)."""
     line_numbers: list[int] | None = None
@@ -236,11 +238,11 @@ RESERVED_ID_MARK = "@aug"
 
 
 def read_manifest(path: str | os.PathLike[str], *, strict: bool = True) -> Manifest:
-    """Read a manifest written by :func:`write_manifest` (or a hand-made JSONL file).
+    """Read a manifest written by [`write_manifest`][ser.manifests.schema.write_manifest] (or a hand-made JSONL file).
 
     A file without a header line is accepted; its root is then the file's folder and its corpus
-    ``unknown``. Blank lines are skipped. Malformed JSON raises :class:`ManifestError` naming the
-    line and the parse error. ``strict`` (every command but ``ser manifest validate``, which lists
+    ``unknown``. Blank lines are skipped. Malformed JSON raises [`ManifestError`][ser.manifests.schema.ManifestError]
+    naming the line and the parse error. ``strict`` (every command but ``ser manifest validate``, which lists
     such rows itself) also refuses duplicate ids, ids holding the reserved ``@aug`` mark and impossible
     segments (negative start, end not after start), naming the lines.
     """
@@ -285,7 +287,8 @@ def read_manifest(path: str | os.PathLike[str], *, strict: bool = True) -> Manif
 
 
 def _check_rows(path: Path, utterances: list[Utterance], line_numbers: list[int]) -> None:
-    """Refuse rows every stage would misread (see :func:`read_manifest`), listing up to five of each."""
+    """Refuse rows every stage would misread (see [`read_manifest`][ser.manifests.schema.read_manifest]), listing up to
+    five of each."""
     first: dict[str, int] = {}
     problems: dict[str, list[str]] = {
         "duplicate ids": [],

@@ -27,7 +27,9 @@ class Problem:
     """One kind of problem, the rows it affects, and how to fix it."""
 
     kind: str
+    """What is wrong, in a few words."""
     fix: str
+    """What to do about it."""
     rows: list[str] = field(default_factory=list)
     """``file:line id`` of every affected row."""
 
@@ -39,15 +41,20 @@ class Problem:
 
 @dataclass
 class ValidationReport:
-    """The outcome of :func:`validate_manifest`."""
+    """The outcome of [`validate_manifest`][ser.manifests.validation.validate_manifest]."""
 
     n_rows: int
+    """Rows read."""
     errors: list[Problem] = field(default_factory=list)
+    """Problems that make the manifest unusable."""
     warnings: list[Problem] = field(default_factory=list)
+    """Problems worth a look that do not stop its use."""
     label_counts: Counter[str] = field(default_factory=Counter)
+    """Class (raw label without a label set) -> rows."""
 
     @property
     def ok(self) -> bool:
+        """True when there is no error."""
         return not self.errors
 
 

@@ -1,4 +1,4 @@
-"""Inference with trained runs: ``ser predict`` and :func:`ser.load_model`.
+"""Inference with trained runs: ``ser predict`` and [`ser.load_model`][ser.predict.model.load_model].
 
 This layer sits above ``ser.extract`` and ``ser.fusion``: it rebuilds a run's extractors from its
 records (``extractors``), turns new audio and text into the run's inputs and averages its members

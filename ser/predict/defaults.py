@@ -1,6 +1,7 @@
 """Defaults of loading a fitted run for prediction, torch-free so the command line can show them.
 
-:func:`ser.predict.model.load_model` and ``ser predict`` both read these; nothing else sets them.
+[`ser.predict.model.load_model`][ser.predict.model.load_model] and ``ser predict`` both read these; nothing else sets
+them.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 A run's ``models/index.json`` holds, per input, the store's ``extractor`` record (family, preset,
 config, config hash) and ``upstream`` record (model id or path, resolved revision, layers, the
-``ser finetune`` adaptation record). :func:`rebuild_extractor` builds the same family and preset
-with the recorded options, then compares what it built with the record: any difference in the
+``ser finetune`` adaptation record). [`rebuild_extractor`][ser.predict.extractors.rebuild_extractor] builds the same
+family and preset with the recorded options, then compares what it built with the record: any difference in the
 config (model id, revision, options, a corruption the store was made with) or in the loaded
 upstream (resolved revision, class, depth, width, adapted checkpoint, weight hashes) is refused,
 naming each difference. Inference never guesses.
@@ -55,7 +55,8 @@ _CONFIG_CLASSES = {"egemaps": "ser.extract.egemaps:EgemapsConfig", "logmel": "se
 
 
 def build_arguments(record: dict[str, Any]) -> tuple[str | None, str, dict[str, Any]]:
-    """``(checkpoint, dtype, options)`` for :func:`build_extractor` from an input's records."""
+    """``(checkpoint, dtype, options)`` for [`build_extractor`][ser.extract.registry.build_extractor] from an input's
+    records."""
     extractor, upstream = record["extractor"], record.get("upstream") or {}
     family, config = extractor["name"], extractor.get("config") or {}
 

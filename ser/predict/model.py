@@ -4,14 +4,16 @@ For each input the model repeats what the run was trained on, from its records o
 
 1. decode the audio (any length up to ``max_seconds``; resampled to the extractor's rate) and take
    the text given with it;
-2. run each input's extractor, rebuilt and checked by :mod:`ser.predict.extractors`;
+2. run each input's extractor, rebuilt and checked by [`ser.predict.extractors`][ser.predict.extractors];
 3. read the recorded view (pooled statistic and layer, or the sequence layer), rounded to the
    dtype the store kept (float16 sequences stay float16-exact);
 4. z-score with the training rows' statistics and run every selected member; the probabilities are
    the mean over members (``members``: the final model, every fold and seed, or one fold's seeds).
 
-Inputs that cannot be used (unreadable or silent audio, empty text) come back as a
-:class:`Prediction` with ``error`` set; they never stop the others.
+An input that cannot be used (a missing, unreadable, empty or silent recording, empty text) raises
+[`UnusableInputError`][ser.predict.model.UnusableInputError] naming it and the cause. With ``on_error="record"`` (what
+``ser predict`` uses, so one bad file does not stop a folder) it comes back as a
+[`Prediction`][ser.predict.model.Prediction] with ``error`` set instead, and the other inputs are still classified.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -38,34 +40,66 @@ logger = logging.getLogger(__name__)
 
 AudioInput = str | Path | np.ndarray
 
+OnError = Literal["raise", "record"]
+ON_ERROR: tuple[OnError, ...] = ("raise", "record")
+"""What [`SerModel.predict`][ser.predict.model.SerModel.predict] does with an input it cannot use: raise
+[`UnusableInputError`][ser.predict.model.UnusableInputError] (the default) or record the reason in the
+[`Prediction`][ser.predict.model.Prediction]'s ``error`` and go on."""
+
+LISTED_FAILURES = 3
+"""How many unusable inputs an [`UnusableInputError`][ser.predict.model.UnusableInputError] names before
+``and N more``."""
+
 
 @dataclass
 class Request:
     """One thing to classify: audio (a file, a segment of one, or samples) and/or text."""
 
     id: str
+    """What the answer is called: the path as given, a manifest row's id, ``array`` or ``text``."""
     path: Path | None = None
+    """The audio file (None for samples or text alone)."""
     start: float | None = None
+    """Start of the segment of ``path`` to classify, in seconds (None: from the beginning)."""
     end: float | None = None
+    """End of the segment of ``path`` to classify, in seconds (None: to the end)."""
     samples: np.ndarray | None = None
+    """``(samples,)`` or ``(samples, channels)`` audio given as an array, instead of ``path``."""
     sample_rate: int | None = None
+    """The rate of ``samples`` in Hz."""
     text: str | None = None
+    """The transcript, for models that read text."""
 
 
-@dataclass
+@dataclass(repr=False)
 class Prediction:
     """The model's answer for one input."""
 
     id: str
+    """The input: the path as given, a manifest row's id, ``array`` for samples, ``text`` for text alone."""
     label: str | None
     """The most probable class (None when the input could not be used)."""
     probabilities: dict[str, float] = field(default_factory=dict)
     """Class -> probability (mean over the selected members); empty on error."""
     error: str | None = None
-    """Why the input could not be used."""
+    """Why the input could not be used (only with ``on_error="record"``; otherwise it raised)."""
     start: float | None = None
+    """Start of the window or segment in seconds (None for a whole recording)."""
     end: float | None = None
-    """The window or segment in seconds, when the input was one."""
+    """End of the window or segment in seconds (None for a whole recording)."""
+
+    def __repr__(self) -> str:
+        """``Prediction(id='a.wav', label='ang', p=0.93)``: the top class and its probability, the window
+        when there is one, the reason instead when the input could not be used."""
+        parts = [f"id={self.id!r}"]
+        if self.start is not None:
+            parts.append(f"start={self.start:g}, end={self.end or 0.0:g}")
+        parts.append(f"label={self.label!r}")
+        if self.error is not None:
+            parts.append(f"error={self.error!r}")
+        elif self.label in self.probabilities:
+            parts.append(f"p={self.probabilities[self.label]:.2f}")
+        return f"Prediction({', '.join(parts)})"
 
     def row(self, classes: Sequence[str]) -> dict[str, Any]:
         """One output row: id, (start, end), pred, one ``p_<class>`` column per class, error."""
@@ -76,6 +110,45 @@ class Prediction:
         row |= {f"p_{c}": (round(self.probabilities[c], 6) if self.probabilities else "") for c in classes}
         row["error"] = self.error or ""
         return row
+
+
+class UnusableInputError(UserError):
+    """Inputs [`SerModel.predict`][ser.predict.model.SerModel.predict] /
+    [`SerModel.predict_many`][ser.predict.model.SerModel.predict_many] could not use (a missing, unreadable, empty or
+    silent recording, empty text); the message names each and the cause.
+
+    ``failures``: one [`Prediction`][ser.predict.model.Prediction] per such input (``id``, ``error``, and ``start`` /
+    ``end`` for a segment). Pass ``on_error="record"`` to get them back among the answers instead."""
+
+    def __init__(self, failures: Sequence[Prediction], total: int) -> None:
+        self.failures = list(failures)
+        named = [f"{_where(p)}: {p.error}" for p in self.failures[:LISTED_FAILURES]]
+        more = len(self.failures) - len(named)
+        if more:
+            named.append(f"and {more} more")
+        head = "cannot classify " + ("" if len(self.failures) == 1 else f"{len(self.failures)} inputs: ")
+        message = head + "; ".join(named)
+        if total > 1:
+            message += "; with on_error='record' they come back as Predictions with .error set, the rest classified"
+        super().__init__(message)
+
+
+def _where(prediction: Prediction) -> str:
+    """An input's id, with its segment when it is one (``a.wav [2-4 s]``)."""
+    if prediction.start is None:
+        return prediction.id
+    return f"{prediction.id} [{prediction.start:g}-{prediction.end or 0.0:g} s]"
+
+
+def _missing_file(request: Request) -> str | None:
+    """Why a request's file cannot be read at all (no such file, a folder), or None; the path is named
+    when the id is not the path (a manifest row)."""
+    if request.path is None or request.path.is_file():
+        return None
+    named = request.id != str(request.path)
+    if request.path.is_dir():
+        return f"{f'{request.path} is ' if named else ''}a folder, not an audio file: pass the files in it"
+    return f"no such file {request.path}" if named else "no such file"
 
 
 @dataclass
@@ -137,13 +210,24 @@ class SerModel:
         import torch
 
         self.run_dir = Path(run_dir)
+        """The run directory the model was loaded from."""
         index = read_index(self.run_dir)
         self.index = index
+        """The run's ``models/index.json``: classes, inputs and one record per trained member."""
         self.classes: tuple[str, ...] = tuple(index["classes"])
+        """The class names, in the order of each [`Prediction`][ser.predict.model.Prediction]'s probabilities."""
         self.fusion: str = index["fusion"]
+        """The head the run trained (``ser fusion list``)."""
         self.batch_size = batch_size
+        """Inputs per forward pass of the members."""
         self.max_seconds = max_seconds
-        self.member_records = _members(index, members)
+        """The longest audio input (or segment) accepted, in seconds; a longer one is unusable."""
+        self.member_choice: str = members or ("final" if index.get("final") else "all")
+        """``final``, ``all`` or the fold name whose seeds answer."""
+        self.member_records = _members(index, self.member_choice)
+        """The index records of the members that answer (``member_choice``)."""
+        self.recipe: str | None = _recipe(self.run_dir)
+        """The training recipe (``ser`` or ``paper``) from the run's ``metrics.json``; None when it does not say."""
         unknown = sorted(set(checkpoints or {}) - set(index["inputs"]))
         if unknown:
             raise UserError(
@@ -151,6 +235,7 @@ class SerModel:
             )
         device_name = resolve_device(device)
         self.device = torch.device(device_name)
+        """Where the extractors and members run."""
         self._inputs: dict[str, dict[str, _Input]] = {}
         """Member name -> modality -> its input (members share the objects when their records agree)."""
         built: dict[str, _Input] = {}
@@ -175,8 +260,11 @@ class SerModel:
             for m in self.member_records
         ]
         self.modalities = tuple(index["inputs"])
+        """The inputs the run reads (``audio``, ``text``, ``mocap``)."""
         self.needs_text = "text" in self.modalities
+        """Whether every input must come with its text."""
         self.needs_audio = "audio" in self.modalities
+        """Whether every input must come with audio."""
 
     def _member_inputs(self, member: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return member.get("inputs") or self.index["inputs"]
@@ -191,13 +279,33 @@ class SerModel:
         """Names of the members whose probabilities are averaged."""
         return [m["name"] for m in self.member_records]
 
+    def __repr__(self) -> str:
+        """``SerModel(fusion='mlp', recipe='ser', classes=(...), members=4 (all), inputs=audio: egemaps
+        functionals, run='runs/mlp-...')``: what answers, on which inputs, from which run."""
+        chosen = self.member_choice if self.member_choice in ("final", "all") else f"fold {self.member_choice}"
+        recipe = f", recipe={self.recipe!r}" if self.recipe else ""
+        return (
+            f"SerModel(fusion={self.fusion!r}{recipe}, classes={self.classes!r}, "
+            f"members={len(self.member_records)} ({chosen}), inputs={_describe_inputs(self.index['inputs'])}, "
+            f"run={str(self.run_dir)!r})"
+        )
+
     # ------------------------------------------------------------------ public API
 
     def predict(
-        self, audio: AudioInput | None = None, *, sample_rate: int | None = None, text: str | None = None
+        self,
+        audio: AudioInput | None = None,
+        *,
+        sample_rate: int | None = None,
+        text: str | None = None,
+        on_error: OnError = "raise",
     ) -> Prediction:
-        """Classify one recording (a path, or samples with ``sample_rate``) and/or its ``text``."""
-        return self.predict_many([self.request(audio, sample_rate=sample_rate, text=text)])[0]
+        """Classify one recording (a path, or samples with ``sample_rate``) and/or its ``text``.
+
+        Raises [`UnusableInputError`][ser.predict.model.UnusableInputError] (naming the file and the cause) for a
+        missing, unreadable, empty or silent recording or empty text; ``on_error="record"`` returns a
+        [`Prediction`][ser.predict.model.Prediction] with ``label=None`` and the reason in ``error`` instead."""
+        return self.predict_many([self.request(audio, sample_rate=sample_rate, text=text)], on_error=on_error)[0]
 
     def request(
         self,
@@ -207,7 +315,7 @@ class SerModel:
         text: str | None = None,
         id: str | None = None,
     ) -> Request:
-        """A :class:`Request` from a path or samples (``sample_rate`` required with samples)."""
+        """A [`Request`][ser.predict.model.Request] from a path or samples (``sample_rate`` required with samples)."""
         if isinstance(audio, np.ndarray):
             if sample_rate is None:
                 raise UserError("predict(array): pass sample_rate= (the rate of the samples)")
@@ -222,9 +330,17 @@ class SerModel:
         *,
         texts: Sequence[str | None] | None = None,
         progress: bool = False,
+        on_error: OnError = "raise",
     ) -> list[Prediction]:
-        """Classify many inputs (paths, arrays at 16 kHz, or :class:`Request` s), in batches; one
-        :class:`Prediction` per input, in order."""
+        """Classify many inputs (paths, arrays at 16 kHz, or [`Request`][ser.predict.model.Request]s), in batches; one
+        [`Prediction`][ser.predict.model.Prediction] per input, in order.
+
+        ``on_error="raise"`` (the default): an input that cannot be used raises
+        [`UnusableInputError`][ser.predict.model.UnusableInputError] naming it and the cause (missing files are found
+        before any extraction starts). ``on_error="record"``: it gets a [`Prediction`][ser.predict.model.Prediction]
+        with ``label=None`` and the reason in ``error``, and the other inputs are still classified."""
+        if on_error not in ON_ERROR:
+            raise UserError(f"on_error must be one of {', '.join(map(repr, ON_ERROR))}, not {on_error!r}")
         requests = [
             item
             if isinstance(item, Request)
@@ -235,6 +351,14 @@ class SerModel:
             )
             for i, item in enumerate(inputs)
         ]
+        if on_error == "raise":
+            missing = [
+                Prediction(r.id, None, error=reason, start=r.start, end=r.end)
+                for r in requests
+                if (reason := _missing_file(r)) is not None
+            ]
+            if missing:
+                raise UnusableInputError(missing, len(requests))
         out: list[Prediction] = []
         from tqdm import tqdm
 
@@ -245,7 +369,11 @@ class SerModel:
             dynamic_ncols=True,
         ) as bar:
             for batch in _chunks(requests, self.batch_size):
-                out += self._predict_batch(batch)
+                answers = self._predict_batch(batch)
+                failed = [p for p in answers if p.error is not None]
+                if failed and on_error == "raise":
+                    raise UnusableInputError(failed, len(requests))
+                out += answers
                 bar.update(len(batch))
         return out
 
@@ -383,6 +511,33 @@ def _extract(extractor: Extractor, items: list[Item], seq: list[str]) -> list[Fe
         return [result for item in items for result in _extract(extractor, [item], seq)]
 
 
+def _recipe(run_dir: Path) -> str | None:
+    """The run's training recipe as ``metrics.json`` records it (None when unreadable or absent)."""
+    import json
+
+    try:
+        recipe = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")).get("recipe")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return recipe if isinstance(recipe, str) else None
+
+
+def _describe_inputs(inputs: dict[str, dict[str, Any]]) -> str:
+    """``audio: egemaps functionals + text: minilm mean``: per modality its extractor and view (the layer
+    when the store has several, ``seq=LAYER`` for sequences)."""
+    described = []
+    for modality, record in inputs.items():
+        view = record.get("view") or {}
+        if view.get("kind") == "seq":
+            how = f"seq={view.get('layer')}"
+        else:
+            how = str(view.get("stat"))
+            if int(record.get("n_layers") or 1) > 1:
+                how += f" layer={view.get('layer')}"
+        described.append(f"{modality}: {(record.get('extractor') or {}).get('name', '?')} {how}")
+    return " + ".join(described)
+
+
 def _chunks(values: list[Request], size: int) -> Iterator[list[Request]]:
     for start in range(0, len(values), max(size, 1)):
         yield values[start : start + size]
@@ -401,10 +556,10 @@ def load_model(
     ``members``: ``final`` (the ``--final`` model; the default when the run has one), ``all`` (the mean
     of every fold and seed member; the default otherwise) or a fold name (the mean of its seeds).
     ``checkpoints``: modality -> a local copy of the upstream model the run's store was extracted with.
-    Raises :class:`~ser.errors.UserError` for an unknown, unfinished or older run directory and for an
+    Raises [`UserError`][ser.errors.UserError] for an unknown, unfinished or older run directory and for an
     upstream that differs from the recorded one.
     """
     return SerModel(run_dir, members=members, device=device, checkpoints=checkpoints, batch_size=batch_size)
 
 
-__all__ = ["FINAL", "Prediction", "Request", "SerModel", "load_model"]
+__all__ = ["FINAL", "ON_ERROR", "Prediction", "Request", "SerModel", "UnusableInputError", "load_model"]

@@ -1,4 +1,5 @@
-"""Long recordings: class probabilities per window, as a timeline table and a plot.
+"""Long recordings: the windows a recording is cut into, one prediction request each (the picture of
+the predictions is drawn by ``ser.predict.timeline``).
 
 A recording of ``d`` seconds is cut into windows of ``window`` seconds every ``hop`` seconds,
 starting at 0: ``[k*hop, k*hop + window]`` for every k with ``k*hop + window <= d``, plus one
@@ -11,11 +12,9 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 from ser.errors import UserError
-from ser.fusion.plots import pyplot_or_none
-from ser.predict.model import Prediction, Request
+from ser.predict.model import Request
 
 EPSILON = 1e-9
 
@@ -34,29 +33,7 @@ def plan_windows(duration: float, window: float, hop: float) -> list[tuple[float
 
 
 def window_requests(path: Path, duration: float, window: float, hop: float) -> list[Request]:
-    """One :class:`Request` per window of ``path`` (id = the file path)."""
+    """One ``Request`` per window of ``path`` (id = the file path)."""
     return [
         Request(id=str(path), path=path, start=start, end=end) for start, end in plan_windows(duration, window, hop)
     ]
-
-
-def plot_timeline(path: Path, predictions: list[Prediction], classes: tuple[str, ...], title: str) -> bool:
-    """Class probabilities over time (window centres), one line per class; windows that failed are
-    gaps. Returns False (logged) when matplotlib is missing."""
-    plt = pyplot_or_none(path)
-    if plt is None:
-        return False
-    centres = [((p.start or 0.0) + (p.end or 0.0)) / 2 for p in predictions]
-    fig, ax = plt.subplots(figsize=(10, 3.5))
-    for name in classes:
-        values: list[Any] = [p.probabilities.get(name, math.nan) if p.probabilities else math.nan for p in predictions]
-        ax.plot(centres, values, label=name, linewidth=1.4)
-    ax.set_xlabel("time (s), window centre")
-    ax.set_ylabel("probability")
-    ax.set_ylim(0, 1)
-    ax.set_title(title, fontsize=10)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True

@@ -49,28 +49,34 @@ class ClipPrediction:
     """The demo clip classified by the members of one fold of a run."""
 
     clip: Path
+    """The audio file classified."""
     true_label: str
+    """Its class in the demo's label set."""
     run_dir: Path
+    """The run whose members classified it."""
     members: str
     """The fold whose members (trained without the clip's speaker) classified it."""
     prediction: Prediction
+    """The members' answer."""
 
 
 @dataclass(frozen=True)
 class DemoResult:
-    """What :func:`run_demo` built, in order."""
+    """What [`run_demo`][ser.recipes.demo.run_demo] built, in order."""
 
     manifest: BuildReport
+    """The manifest built from the packaged clips."""
     features: dict[str, RunReport]
     """Extractor family (egemaps, minilm) -> its extraction into WORKDIR/<family>.h5."""
     runs: dict[str, Path]
     """Title -> run directory: the audio-only MLP first, then the FleSER fusion head."""
     prediction: ClipPrediction
+    """The held-out clip classified by the last run."""
 
 
 class DemoHooks(Protocol):
-    """What :func:`run_demo` calls as it goes (the ``ser demo`` command prints it). Without hooks the
-    recipe logs it."""
+    """What [`run_demo`][ser.recipes.demo.run_demo] calls as it goes (the ``ser demo`` command prints it). Without hooks
+    the recipe logs it."""
 
     def step(self, number: int, total: int, title: str) -> None:
         """A numbered step starts."""

@@ -40,25 +40,30 @@ class FoldOutcome:
     """One fold's work: its adapted checkpoint and, when asked for, the store extracted with it."""
 
     adaptation: FoldAdaptation
+    """The fold's adapted checkpoint and its training record."""
     features: RunReport | None = None
     """The extraction of the whole manifest into ``OUT/<fold>/features.h5`` (None without ``extract``)."""
 
     @property
     def fold(self) -> str:
+        """The fold's name."""
         return self.adaptation.fold
 
 
 @dataclass(frozen=True)
 class FinetuneResult:
-    """What :func:`run_finetune` did, fold by fold, and the fit's run directory when it ran one."""
+    """What [`run_finetune`][ser.recipes.finetune.run_finetune] did, fold by fold, and the fit's run directory when it
+    ran one."""
 
     folds: list[FoldOutcome] = field(default_factory=list)
+    """One outcome per fold, in protocol order."""
     fit_dir: Path | None = None
+    """The run directory of the fit over the per-fold stores (None when no fit ran)."""
 
 
 class FinetuneHooks(Protocol):
-    """What :func:`run_finetune` calls as each fold's steps finish (adaptation and extraction take long);
-    the ``ser finetune`` command prints them. Without hooks the recipe logs them."""
+    """What [`run_finetune`][ser.recipes.finetune.run_finetune] calls as each fold's steps finish (adaptation and
+    extraction take long); the ``ser finetune`` command prints them. Without hooks the recipe logs them."""
 
     def adapted(self, adaptation: FoldAdaptation) -> None:
         """A fold's checkpoint is saved (or a finished one was found and reused)."""
@@ -105,7 +110,7 @@ def run_finetune(
     stores are extracted as (None: the first; ``cfg.model`` is the starting weights either way).
     ``fit_view``: the per-fold view for a fit config that names no ``audio`` input.
 
-    Raises :class:`~ser.errors.UserError` before any training for unknown folds or presets, a fit
+    Raises [`UserError`][ser.errors.UserError] before any training for unknown folds or presets, a fit
     config without ``extract``, and a fit config that sets the folds, label set or validation carving
     differently from ``cfg`` or names one store for every fold.
     """

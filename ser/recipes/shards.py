@@ -1,11 +1,11 @@
 """Joining the shards of an extraction under ``torchrun``: after every rank has run
-:func:`ser.extract.runner.run_extraction` on its own shard, rank 0 merges the shard stores into the
-requested store and reports what the merged store holds.
+[`ser.extract.runner.run_extraction`][ser.extract.runner.run_extraction] on its own shard, rank 0 merges the shard
+stores into the requested store and reports what the merged store holds.
 
 Why here and not in ``ser.extract`` or ``ser.cache``: the step needs both (the rendezvous and shard
-naming of :mod:`ser.extract.torchrun`, the reader of :mod:`ser.cache`), so ``ser.cache``, a leaf that
-imports no other ``ser`` package, cannot hold it; and :mod:`ser.extract.torchrun` already holds the
-mechanics (barrier, merge, removal of the shards) that this step calls. What it adds is the
+naming of [`ser.extract.torchrun`][ser.extract.torchrun], the reader of [`ser.cache`][ser.cache]), so ``ser.cache``, a
+leaf that imports no other ``ser`` package, cannot hold it; and [`ser.extract.torchrun`][ser.extract.torchrun] already
+holds the mechanics (barrier, merge, removal of the shards) that this step calls. What it adds is the
 caller-facing outcome, the one step a script or a cluster job runs after the extraction on every rank,
 which is what a recipe is.
 """
@@ -25,6 +25,7 @@ class MergedShards:
     """The store rank 0 merged from every rank's shard."""
 
     store: Path
+    """The merged store."""
     shards: int
     """How many shard stores were merged (the world size)."""
     items: int
@@ -38,7 +39,7 @@ class MergedShards:
 def merge_rank_shards(context: TorchrunContext, output: Path, compression: str | None = None) -> MergedShards | None:
     """Wait for every rank of ``context``; on rank 0 merge the shard stores ``OUTPUT.shard{r}of{N}`` into
     ``output`` (compressed with ``compression``, as the extraction asked), write its rejects file and
-    remove the shards (see :meth:`~ser.extract.torchrun.TorchrunContext.merge_shards`). Returns the merged
+    remove the shards (see [`merge_shards`][ser.extract.torchrun.TorchrunContext.merge_shards]). Returns the merged
     store's summary on rank 0; None on the other ranks, outside torchrun (``context`` inactive, nothing
     waited for) and when some rank's shard is not finished (nothing merged)."""
     if not context.active:

@@ -17,6 +17,7 @@ Contract (every head module):
 
   Heads that support feature-level losses (center, ArcFace, ...) also implement
   ``forward_features(inputs) -> (logits (B, C), features (B, F))`` and set ``feature_dim``.
+
 * ``build(dims: dict[str, int], n_classes: int, **overrides) -> nn.Module`` where ``dims`` maps each
   modality the head receives to its feature dimension D; unknown overrides raise a ``TypeError``
   naming the accepted fields (through the dataclass constructor).
@@ -29,8 +30,8 @@ registry-wide contract tests build it with.
 
 The classic baselines ``logreg`` and ``svm`` (``engine="sklearn"``) follow the same module contract
 (CONFIG, INPUTS, EXAMPLE_DIMS, ``build``) but ``build`` returns their config: ``ser.fusion.classic``
-fits them. The registry below holds one :class:`HeadInfo` record per head: its module (imported only when the head
-is built, so listing heads imports no torch), description, paper, recipes (``paper`` and ``ser``, see
+fits them. The registry below holds one [`HeadInfo`][ser.fusion.heads.HeadInfo] record per head: its module (imported
+only when the head is built, so listing heads imports no torch), description, paper, recipes (``paper`` and ``ser``, see
 ``ser.fusion.recipes``; the paper heads' records are in ``ser.fusion.heads.papers``) and fidelity table.
 """
 
@@ -57,6 +58,7 @@ class HeadInfo:
     target: str
     """``module`` holding ``build``, ``INPUTS`` and the config dataclass."""
     description: str
+    """One line on the head (``ser fusion list``)."""
     source: str
     """The paper (or project) the head reproduces."""
     engine: str = "torch"
@@ -195,7 +197,7 @@ HEADS: dict[str, HeadInfo] = {
 
 
 def head_info(name: str) -> HeadInfo:
-    """The registry record of head ``name`` (an :class:`~ser.errors.UnknownNameError` names the heads)."""
+    """The registry record of head ``name`` (an [`UnknownNameError`][ser.errors.UnknownNameError] names the heads)."""
     try:
         return HEADS[name]
     except (KeyError, TypeError):
@@ -203,7 +205,8 @@ def head_info(name: str) -> HeadInfo:
 
 
 def head_recipe(name: str, recipe: str) -> Recipe:
-    """Head ``name``'s recipe ``recipe`` (``ser`` or ``paper``); a :class:`UserError` says what exists."""
+    """Head ``name``'s recipe ``recipe`` (``ser`` or ``paper``); a [`UserError`][ser.errors.UserError] says what
+    exists."""
     info = head_info(name)
     if recipe not in RECIPES:
         raise UserError(f"recipe must be one of {', '.join(RECIPES)}, not {recipe!r}")
@@ -218,7 +221,7 @@ def train_preset(name: str, recipe: str = "ser", loss: str | None = None) -> dic
 
 
 def head_module(name: str) -> ModuleType:
-    """Import a head's module (a :class:`UserError` names the choices for unknown names)."""
+    """Import a head's module (a [`UserError`][ser.errors.UserError] names the choices for unknown names)."""
     return importlib.import_module(head_info(name).target)
 
 
@@ -232,7 +235,7 @@ def resolve_head_config(name: str, overrides: dict[str, Any]) -> tuple[dict[str,
 
     Returns ``(options, resolved)``: the overrides with numeric strings coerced by the field types
     (what ``build`` gets) and every field of the resulting config (what ``config.yaml`` records).
-    Unknown or invalid options are a :class:`UserError` naming the accepted fields.
+    Unknown or invalid options are a [`UserError`][ser.errors.UserError] naming the accepted fields.
     """
     module = head_module(name)
     options = coerce_fields(module.CONFIG, dict(overrides), "head")

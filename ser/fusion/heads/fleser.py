@@ -20,8 +20,8 @@ so the softmax over the single key is exactly 1 and each "attention" is the affi
 gradient). Cross-attention is therefore ``α·L(a_f) + (1 − α)·L(t_f)`` with one shared affine ``L``:
 α only weights audio against text.
 
-Deviations: the attentions are :class:`LengthOneAttention`, the same function with the dead query
-and key projections left out (same initial weights from a seed; a quarter fewer parameters, which in
+Deviations: the attentions are [`LengthOneAttention`][ser.fusion.heads.fleser.LengthOneAttention], the same function
+with the dead query and key projections left out (same initial weights from a seed; a quarter fewer parameters, which in
 the source are only shrunk by weight decay). The membership function is chosen by the paper's
 statistics rules on each sample's own statistics (``fuzzy="per_sample"``), so a prediction depends
 on that sample alone; the source applies the rules to the statistics of the whole batch, so its

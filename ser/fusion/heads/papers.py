@@ -8,7 +8,7 @@ reference is ``cell N Lk`` (1-based cell, markdown cells counted, line inside th
 The ``ser`` recipes share one policy: each paper's optimiser, schedule and epochs at batch 32 (or the
 paper's batch when larger), the store's recommended views, z-scored pooled inputs, the checkpoint of
 the best validation UA, no early stopping, and auxiliary losses weighted so that at initialisation they
-are about the size of the cross-entropy (:data:`SER_LOSS_OPTIONS`).
+are about the size of the cross-entropy ([`SER_LOSS_OPTIONS`][ser.fusion.heads.papers.SER_LOSS_OPTIONS]).
 
 Torch-free data.
 """

@@ -18,7 +18,7 @@ cache is unpadded and batches are padded with zeros by the loader):
   convolution at the boundary sees exactly the zeros it would see through its own padding when the
   item is alone, and the max-pool (after ReLU, so valid values are >= 0) is unaffected by them;
 * batch normalisation computes its training statistics over valid positions only
-  (:class:`MaskedBatchNorm2d`);
+  ([`MaskedBatchNorm2d`][ser.fusion.blocks.MaskedBatchNorm2d]);
 * the global average pool runs over the valid time positions only.
 
 Hence an item's logits do not depend on the padding the batch adds, in eval and in training mode

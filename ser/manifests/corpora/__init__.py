@@ -1,4 +1,5 @@
-"""Corpus adapters, one module each, and the registry of them: one :class:`Corpus` record per corpus.
+"""Corpus adapters, one module each, and the registry of them: one [`Corpus`][ser.manifests.corpora.Corpus] record per
+corpus.
 
 The registry is a literal so that listing corpora (e.g. for ``ser manifest --help``) imports no
 adapter. Every adapter is a function ``scan(root: Path, **options) -> CorpusScan``.
@@ -21,6 +22,7 @@ class Corpus:
     target: str
     """``module:function`` of the adapter's ``scan``."""
     description: str
+    """One line on the corpus (``ser manifest CORPUS --help`` shows it)."""
     default_label_set: str | None = None
     """The label set the corpus is usually evaluated with (used when a command is given none)."""
     raw_labels: tuple[str, ...] | None = None
@@ -155,7 +157,7 @@ CORPORA: dict[str, Corpus] = {
 
 
 def corpus_info(corpus: str) -> Corpus:
-    """The record of ``corpus`` (an :class:`~ser.errors.UnknownNameError` names the corpora)."""
+    """The record of ``corpus`` (an [`UnknownNameError`][ser.errors.UnknownNameError] names the corpora)."""
     try:
         return CORPORA[corpus]
     except (KeyError, TypeError):

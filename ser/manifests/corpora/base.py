@@ -16,6 +16,7 @@ class CorpusScan:
     """The rows an adapter found plus what it skipped, so nothing is dropped silently."""
 
     utterances: list[Utterance]
+    """The rows found, in scan order."""
     skipped: Counter[str] = field(default_factory=Counter)
     """Reason -> count of things the adapter skipped or could not use (e.g. ``missing clip``)."""
     notes: list[str] = field(default_factory=list)
@@ -38,7 +39,8 @@ class CorpusScan:
 
 
 def require_dir(path: Path, what: str, hint: str) -> Path:
-    """Return ``path`` if it is a folder, else raise a :class:`ManifestError` with ``hint``."""
+    """Return ``path`` if it is a folder, else raise a [`ManifestError`][ser.manifests.schema.ManifestError] with
+    ``hint``."""
     if not path.is_dir():
         raise ManifestError(f"{path}: {what} not found. {hint}")
     return path
@@ -62,7 +64,7 @@ def audio_files(folder: Path, suffixes: tuple[str, ...] = AUDIO_SUFFIXES) -> lis
 def decode_text(data: bytes, encodings: tuple[str, ...], source: Path) -> str:
     """Decode bytes with the first encoding that fits, honouring a UTF-8/UTF-16 byte-order mark.
 
-    Raises :class:`ManifestError` naming the file and the encodings tried when none fits.
+    Raises [`ManifestError`][ser.manifests.schema.ManifestError] naming the file and the encodings tried when none fits.
     """
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return data.decode("utf-16")
@@ -81,8 +83,8 @@ def decode_text(data: bytes, encodings: tuple[str, ...], source: Path) -> str:
 def read_csv_rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
     """Parse a UTF-8 CSV into ``(first line number, row)`` pairs; blank lines are skipped.
 
-    Raises :class:`ManifestError` naming the file and line for a missing column, unparsable
-    quoting, or a row whose field count differs from the header's.
+    Raises [`ManifestError`][ser.manifests.schema.ManifestError] naming the file and line for a missing column,
+    unparsable quoting, or a row whose field count differs from the header's.
     """
     import csv
     import io

@@ -42,7 +42,7 @@ SUMMARY_FILE = "summaryTable.csv"
 def find_audio(root: Path) -> tuple[Path, tuple[str, ...]]:
     """The folder to search and the suffix to look for: ``AudioWAV/``, wavs in ``root``, else ``AudioMP3/``.
 
-    Raises :class:`ManifestError` when none of them holds audio.
+    Raises [`ManifestError`][ser.manifests.schema.ManifestError] when none of them holds audio.
     """
     if not root.is_dir():
         raise ManifestError(f"{root}: CREMA-D root not found. Pass the folder that contains AudioWAV/.")

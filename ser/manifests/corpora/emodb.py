@@ -60,7 +60,9 @@ class Rating:
     """One row of ``erkennung.txt``: percentages recognised and judged natural."""
 
     recognition: float
+    """Percent of listeners who recognised the intended emotion."""
     naturalness: float
+    """Percent of listeners who judged the utterance natural."""
 
 
 def scan(root: Path, *, selected_only: bool = False) -> CorpusScan:
@@ -123,13 +125,14 @@ def scan(root: Path, *, selected_only: bool = False) -> CorpusScan:
 
 
 def read_erkennung(path: Path) -> tuple[dict[str, Rating], int]:
-    """Parse ``erkennung.txt`` into file stem -> :class:`Rating`, plus the number of lines ignored.
+    """Parse ``erkennung.txt`` into file stem -> [`Rating`][ser.manifests.corpora.emodb.Rating], plus the number of
+    lines ignored.
 
     The file is latin-1, TAB-separated (``Nr. Satz erkannt natuerlich``), uses decimal commas and pads
     fields with no-break spaces. Fields are split on any whitespace (no-break spaces included), so
     padding and stray spaces around the tabs do not matter. The header line, blank lines and lines
     whose second field is not a file name are ignored and counted; a file row whose percentages are
-    not numbers raises :class:`ManifestError` naming the line.
+    not numbers raises [`ManifestError`][ser.manifests.schema.ManifestError] naming the line.
     """
     ratings: dict[str, Rating] = {}
     ignored = 0

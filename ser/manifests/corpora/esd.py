@@ -81,7 +81,7 @@ def speaker_language(speaker: str) -> str:
 def find_dataset_folder(root: Path) -> Path:
     """The folder holding the speaker folders: ``root`` itself or its ``Emotion Speech Dataset`` child.
 
-    Raises :class:`ManifestError` when neither holds a speaker folder.
+    Raises [`ManifestError`][ser.manifests.schema.ManifestError] when neither holds a speaker folder.
     """
     if not root.is_dir():
         raise ManifestError(f"{root}: ESD root not found. Pass the '{DATASET_FOLDER}' folder (or its parent).")

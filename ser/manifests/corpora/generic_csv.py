@@ -1,7 +1,7 @@
 """Any corpus described by a CSV file: one row per utterance, columns mapped by options.
 
-Each ``*_col`` option names the CSV column that fills one :class:`Utterance` field; ``None`` means
-the corpus has no such column. Every named column must be in the header. Audio paths are relative
+Each ``*_col`` option names the CSV column that fills one [`Utterance`][ser.manifests.schema.Utterance] field; ``None``
+means the corpus has no such column. Every named column must be in the header. Audio paths are relative
 to ``root`` (absolute paths are kept, but stored relative when they lie below ``root``; backslashes
 are read as folder separators). Columns that no option names are kept in ``extra`` as strings.
 
@@ -89,8 +89,8 @@ def scan(
 ) -> CorpusScan:
     """Read one utterance per row of ``csv_path`` (absolute, or relative to ``root`` or the cwd).
 
-    Raises :class:`ManifestError` for a column option naming no header column, a row without an id
-    or audio path, an unparsable start/end, ``end < start`` or an id used twice (all naming the file
+    Raises [`ManifestError`][ser.manifests.schema.ManifestError] for a column option naming no header column, a row
+    without an id or audio path, an unparsable start/end, ``end < start`` or an id used twice (all naming the file
     and line).
     """
     require_dir(root, "corpus root", "Pass the folder that the CSV's audio paths are relative to.")

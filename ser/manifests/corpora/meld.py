@@ -59,7 +59,8 @@ def scan(root: Path, *, require_audio: bool = False) -> CorpusScan:
 
     Rows whose clip is absent keep ``audio=None`` and are counted in ``result.kept``; with
     ``require_audio`` they are dropped instead and counted in ``result.skipped``. Raises
-    :class:`ManifestError` when no CSV is present, a CSV is not UTF-8, or a row cannot be parsed.
+    [`ManifestError`][ser.manifests.schema.ManifestError] when no CSV is present, a CSV is not UTF-8, or a row cannot be
+    parsed.
     """
     require_dir(
         root,

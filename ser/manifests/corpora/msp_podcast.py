@@ -41,7 +41,8 @@ def scan(root: Path) -> CorpusScan:
     """Read the MSP-Podcast consensus labels below ``root`` and match each row with its audio.
 
     Rows whose audio file is absent are skipped and counted as ``missing audio``. Raises
-    :class:`ManifestError` when the label file or the audio folder is missing or a row is malformed.
+    [`ManifestError`][ser.manifests.schema.ManifestError] when the label file or the audio folder is missing or a row is
+    malformed.
     """
     require_dir(root, "MSP-Podcast root", "Pass the folder that contains Labels/ and Audios/.")
     result = CorpusScan(utterances=[])

@@ -60,7 +60,7 @@ def scan(root: Path) -> CorpusScan:
     """Find every TESS clip below ``root`` (searched recursively).
 
     Two files with the same stem in different folders (typically a second copy of the corpus
-    nested inside the first) raise :class:`ManifestError` naming both paths.
+    nested inside the first) raise [`ManifestError`][ser.manifests.schema.ManifestError] naming both paths.
     """
     require_dir(root, "TESS root", "Pass the folder that contains the OAF_* and YAF_* folders.")
     result = CorpusScan(utterances=[])

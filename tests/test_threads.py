@@ -1,0 +1,50 @@
+"""``ser.threads``: BLAS threads sized to the work and to the idle cores, capped by SER_MAX_THREADS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from ser import threads
+
+
+def _blas_threads() -> set[int]:
+    return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+
+def test_usable_cores_follow_the_affinity_and_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.delenv(threads.MAX_THREADS_ENV, raising=False)
+    assert threads.usable_cores() == 4
+    monkeypatch.setenv(threads.MAX_THREADS_ENV, "2")
+    assert threads.usable_cores() == 2
+    monkeypatch.setenv(threads.MAX_THREADS_ENV, "0")
+    assert threads.usable_cores() == 1  # a cap below one thread still leaves one
+    monkeypatch.setenv(threads.MAX_THREADS_ENV, "many")
+    assert threads.usable_cores() == 4  # not a number: ignored (with a warning)
+
+
+@pytest.mark.parametrize(("load", "idle"), [(0.0, 4), (1.2, 3), (2.6, 1), (3.6, 1), (9.0, 1)])
+def test_idle_cores_leave_out_what_other_processes_load(
+    monkeypatch: pytest.MonkeyPatch, load: float, idle: int
+) -> None:
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.delenv(threads.MAX_THREADS_ENV, raising=False)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (load, load, load))
+    assert threads.idle_cores() == idle
+
+
+def test_small_problems_get_one_thread_and_big_ones_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads, "idle_cores", lambda: 3)
+    assert threads.blas_threads_for(1100 * 88 * 8) == 1  # RAVDESS eGeMAPS logistic regression
+    assert threads.blas_threads_for(threads.PARALLEL_WORK - 1) == 1
+    assert threads.blas_threads_for(threads.PARALLEL_WORK) == 3
+
+
+def test_blas_threads_limit_every_blas_pool_inside_the_block_only() -> None:
+    before = _blas_threads()
+    with threads.blas_threads(1):
+        assert _blas_threads() == {1}
+        np.ones((64, 64)) @ np.ones((64, 64))
+    assert _blas_threads() == before
