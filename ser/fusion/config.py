@@ -2,7 +2,7 @@
 [`TrainConfig`][ser.fusion.config.TrainConfig] (optimisation), plus the YAML / ``--set`` plumbing that builds them.
 
 Precedence of the training settings in a record read by [`config_from_dict`][ser.fusion.config.config_from_dict]
-(``ser fit``, ``ser ablate``): TrainConfig defaults < the head's paper preset (``ser.fusion.presets``) < YAML <
+(``ser fit``, ``ser ablate``): TrainConfig defaults < the head's recipe (``--recipe``, ``ser.fusion.recipes``) < YAML <
 flags < ``--set``. Every value passes through the one option grammar (``ser.options.coerce``) by the
 type of the field it sets: YAML files still load with YAML, but ``1e-4`` (text to YAML 1.1) becomes a
 number and ``yes`` / ``none`` mean the same in a YAML file, ``--set`` and ``--search``.
@@ -126,7 +126,10 @@ class TrainConfig:
     threads: int = 1
     """CPU threads for torch (0 = torch's default). One thread is fastest for the small heads: their
     matrices are too small for intra-op parallelism to pay, and ablation grids run several fits
-    side by side."""
+    side by side. It is part of the run's hash because torch's float sums depend on it (measured:
+    weights 1.7e-5 apart after 50 steps with 1 and 2 threads). The BLAS threads of numpy and
+    scikit-learn (classic heads) are not set here: they are sized to each problem and to the idle
+    cores (``ser.threads``), which does not change their numbers."""
     engine: str = "auto"
     """stacked: the members of a fit (folds x seeds x search candidates) whose models share shapes
     train as one model with a leading member axis (``ser.fusion.engine``); sequential: one member
