@@ -2,7 +2,7 @@
 
 ``from ser import load_model`` loads a run directory written by ``ser fit`` for inference (see
 [`ser.predict.model.load_model`][ser.predict.model.load_model]); it is imported on first use, so ``import ser`` stays
-light.
+light. ``ser.UnusableInputError`` is what ``predict`` raises on a missing or undecodable input.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_model"]
+__all__ = ["UnusableInputError", "__version__", "load_model"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "load_model":
-        from ser.predict.model import load_model
+    if name in ("load_model", "UnusableInputError"):
+        from ser.predict import model
 
-        return load_model
+        return getattr(model, name)
     raise AttributeError(f"module 'ser' has no attribute {name!r}")

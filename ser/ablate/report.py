@@ -178,21 +178,35 @@ class Section:
     columns: list[str]
     """Flattened config keys whose values differ between the cells they apply to (``fusion`` and
     ``recipe`` always first; ``-`` for runs written before recipes were recorded)."""
+    _memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Summaries, comparisons and the table, computed once (a report reads them several times)."""
+
+    def summaries(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Cell key -> its ``summary()``."""
+        if "summaries" not in self._memo:
+            self._memo["summaries"] = {c.key: c.summary() for c in self.cells}
+        return dict(self._memo["summaries"])
 
     def best(self) -> dict[str, str]:
         """Metric -> cell key with the highest mean."""
+        summaries = self.summaries()
         out = {}
         for metric in METRICS:
-            means = {c.key: c.summary()[metric]["mean"] for c in self.cells}
+            means = {key: summary[metric]["mean"] for key, summary in summaries.items()}
             out[metric] = max(means, key=lambda k: means[k])
         return out
 
     def comparisons(self, metric: str = "ua") -> dict[str, Comparison | None]:
         """Cell key -> its paired ``metric`` comparison with the best cell in that metric (None for the
         best itself and for cells that share fewer than two paired units with it)."""
-        best = next(c for c in self.cells if c.key == self.best()[metric])
-        reference = best.run_scores(metric)
-        return {c.key: None if c is best else paired_comparison(c.run_scores(metric), reference) for c in self.cells}
+        if f"comparisons {metric}" not in self._memo:
+            best_key = self.best()[metric]
+            best = next(c for c in self.cells if c.key == best_key)
+            reference = best.run_scores(metric)
+            self._memo[f"comparisons {metric}"] = {
+                c.key: None if c is best else paired_comparison(c.run_scores(metric), reference) for c in self.cells
+            }
+        return dict(self._memo[f"comparisons {metric}"])
 
     def protocol_text(self) -> str:
         """One sentence describing the section's protocol card."""
@@ -205,13 +219,19 @@ class Section:
 
     def table(self) -> Table:
         """The section's results table (``ser.ablate.tables``): one row per cell, scores marked."""
+        if "table" not in self._memo:
+            self._memo["table"] = self._table()
+        return self._memo["table"]
+
+    def _table(self) -> Table:
         best = self.best()
+        summaries = self.summaries()
         marked: dict[str, dict[str, Score]] = {}
         units: set[str] = set()
         for metric in METRICS:
             comparisons = self.comparisons(metric)
             units |= {c.unit for c in comparisons.values() if c is not None}
-            scores = {c.key: score_of(c.summary()[metric]) for c in self.cells}
+            scores = {c.key: score_of(summaries[c.key][metric]) for c in self.cells}
             marked[metric] = mark(scores, best[metric], comparisons)
         rows = [
             Row(

@@ -288,3 +288,29 @@ def test_the_classic_train_keys_are_those_ser_fusion_classic_reads() -> None:
 
     documented = set(re.findall(r"``(train\.\w+)``", ser.fusion.classic.__doc__ or ""))
     assert documented == set(CLASSIC_TRAIN_KEYS)
+
+
+def test_a_classic_fit_reports_its_metrics_json_numbers_without_epochs(corpus: dict[str, Path]) -> None:
+    """A real two-seed logreg fit beside a one-seed mlp: the report's mean ± std equals ser fit's own
+    (over folds: the seeds share one deterministic fit), its epochs are empty, and train.lr, which
+    differs but applies only to the mlp, is no column."""
+    from ser.fusion.config import config_from_dict
+
+    grid = write_grid(corpus, axes={"fusion": ["mlp"]}, seeds=[0])
+    record = expand(load_grid(grid))[0].record
+    run_fit(config_from_dict(record))
+    logreg_dir = run_fit(config_from_dict(dict(record, fusion="logreg", seeds=[0, 1], train={"lr": 0.5})))
+    cells = collect(corpus["root"] / "runs")
+    logreg = next(c for c in cells if c.classic)
+    assert logreg.name == logreg_dir.name and len(logreg.runs) == 4
+    reference = metrics(logreg_dir)["test"]
+    for key in ("ua", "wa", "macro_f1", "weighted_f1"):
+        assert logreg.summary()[key]["mean"] == pytest.approx(reference[key]["mean"], abs=1e-12)
+        assert logreg.summary()[key]["std"] == pytest.approx(reference[key]["std"], abs=1e-12)
+    section = sections(cells)[0]
+    assert section.columns == ["fusion", "recipe", "train.refit"]  # the classic preset refits; mlp's does not
+    md = markdown([section], "classic")
+    assert f"| {logreg.name} | logreg | ser | True | 2 | 2 | 4 |" in md
+    _, rows = run_rows(cells)
+    assert {(r["best_epoch"], r["epochs_run"]) for r in rows if r["cell"] == logreg.name} == {("", "")}
+    assert all(isinstance(r["epochs_run"], int) for r in rows if r["cell"] != logreg.name)
