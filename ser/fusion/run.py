@@ -482,7 +482,7 @@ def _finish(plan: _Plan, run_dir: Path, selections: list[Selection]) -> Path:
             {
                 **info,
                 "key": key,
-                "test": aggregate([r.robustness[key] for r in results]),
+                "test": aggregate([r.robustness[key] for r in distinct]),
                 "runs": [{"fold": r.fold, "seed": r.seed, "test": r.robustness[key]} for r in results],
             }
             for key, info in plan.robust_info.items()
