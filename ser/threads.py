@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -51,13 +52,32 @@ def usable_cores() -> int:
 
 
 def idle_cores() -> int:
-    """The usable cores that other processes leave free (the 1-minute load average), at least 1."""
+    """The usable cores that other processes leave free now, at least 1: the cores less the tasks
+    running besides this process (Linux: the median of a few reads of ``/proc/loadavg``'s running
+    count over about 20 ms; elsewhere the 1-minute load average, which lags and counts this process's
+    own recent work)."""
     cores = usable_cores()
+    others = _other_running_tasks()
+    return max(1, min(cores, int(cores - others + 0.5)))
+
+
+def _other_running_tasks() -> float:
+    """Tasks running or runnable now, this one excluded (see :func:`idle_cores`)."""
+    counts = []
+    for _ in range(5):
+        try:
+            with open("/proc/loadavg", encoding="ascii") as handle:
+                running = handle.read().split()[3].split("/")[0]
+            counts.append(int(running) - 1)
+        except (OSError, IndexError, ValueError):
+            break
+        time.sleep(0.005)
+    if counts:
+        return float(sorted(counts)[len(counts) // 2])
     try:
-        load = os.getloadavg()[0]
+        return os.getloadavg()[0]
     except OSError:
-        return cores
-    return max(1, min(cores, int(cores - load + 0.5)))
+        return 0.0
 
 
 def blas_threads_for(work: float) -> int:

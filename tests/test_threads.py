@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
@@ -25,14 +29,27 @@ def test_usable_cores_follow_the_affinity_and_the_cap(monkeypatch: pytest.Monkey
     assert threads.usable_cores() == 4  # not a number: ignored (with a warning)
 
 
-@pytest.mark.parametrize(("load", "idle"), [(0.0, 4), (1.2, 3), (2.6, 1), (3.6, 1), (9.0, 1)])
-def test_idle_cores_leave_out_what_other_processes_load(
-    monkeypatch: pytest.MonkeyPatch, load: float, idle: int
+@pytest.mark.parametrize(("others", "idle"), [(0.0, 4), (1.0, 3), (2.6, 1), (3.0, 1), (9.0, 1)])
+def test_idle_cores_leave_out_what_other_processes_run(
+    monkeypatch: pytest.MonkeyPatch, others: float, idle: int
 ) -> None:
     monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     monkeypatch.delenv(threads.MAX_THREADS_ENV, raising=False)
-    monkeypatch.setattr(threads.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(threads, "_other_running_tasks", lambda: others)
     assert threads.idle_cores() == idle
+
+
+def test_the_running_count_excludes_this_process_and_sees_busy_ones() -> None:
+    quiet = threads._other_running_tasks()
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        time.sleep(0.3)
+        busy = threads._other_running_tasks()
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    assert busy >= quiet + 1  # two more running tasks (a read may fall between one's time slices)
 
 
 def test_small_problems_get_one_thread_and_big_ones_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:

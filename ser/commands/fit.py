@@ -280,7 +280,9 @@ def report(run_dir: Path) -> None:
         typer.echo(f"search, fold {fold}: chose {choice['candidate']}")
     typer.echo(f"mean ± std over {metrics.get('aggregated_over', 'folds and seeds')}: " + _line(metrics["test"]))
     if "test_pooled" in metrics:
-        typer.echo("all folds' test predictions pooled (mean ± std over seeds): " + _line(metrics["test_pooled"]))
+        pooled = metrics["test_pooled"]
+        over = " (mean ± std over seeds)" if len(pooled["ua"].get("values", ())) > 1 else ""
+        typer.echo(f"all folds' test predictions pooled{over}: " + _line(pooled))
     if "ensemble" in metrics:
         ensemble = metrics["ensemble"]
         typer.echo("seed ensemble, mean ± std over folds: " + _line(ensemble["test"]))

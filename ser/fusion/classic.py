@@ -147,6 +147,9 @@ class ClassicSelection:
     """The validation ``train.select`` metric of the chosen point."""
     seconds: float
     """Wall time of the search."""
+    refitted: ClassicPredictor | None = None
+    """The chosen point refitted on train + validation, when the search was asked to do it at once
+    (a worker process of ``ser.fusion.classic_pool``); else the refit runs when the member is tested."""
 
 
 def select_classic(

@@ -53,6 +53,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ser.fusion import progress
 from ser.fusion.checkpoints import CheckpointRule
+from ser.fusion.classic_pool import fit_classic_members
 from ser.fusion.config import TrainConfig
 from ser.fusion.data import FusionData, make_batch
 from ser.fusion.heads import HEADS
@@ -166,8 +167,13 @@ def select_members(specs: Sequence[MemberSpec]) -> list[Selection]:
     out: list[Selection | None] = [None] * len(specs)
     groups: dict[tuple[Any, ...], list[int]] = {}
     told: set[str] = set()
+    classic = [i for i in fitted if HEADS[specs[i].fusion].engine == "sklearn"]
+    for i, selection in zip(classic, fit_classic_members([specs[i] for i in classic]), strict=True):
+        out[i] = selection
     for i in fitted:
         spec = specs[i]
+        if out[i] is not None:
+            continue
         reason = unstackable_reason(spec)
         if reason is not None:
             if HEADS[spec.fusion].engine == "torch" and spec.cfg.engine != "sequential" and reason not in told:

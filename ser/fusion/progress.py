@@ -43,6 +43,11 @@ def current() -> Progress:
     return _CURRENT.get()
 
 
+def silence() -> None:
+    """Report nothing from here on in this context (a forked worker process: its parent reports)."""
+    _CURRENT.set(Progress())
+
+
 @contextmanager
 def reporting(progress: Progress) -> Iterator[Progress]:
     """Report the fits run inside the block to ``progress`` (closed at the end)."""
@@ -66,6 +71,7 @@ class ConsoleProgress(Progress):
         from tqdm import tqdm
 
         self.close()
+        tqdm.monitor_interval = 0  # no monitor thread: classic fits fork worker processes (ser.fusion.classic_pool)
         self.bar = tqdm(
             total=total,
             desc=what,

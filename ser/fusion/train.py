@@ -39,8 +39,8 @@ from ser.fusion import progress
 from ser.fusion.augment import SpecAugment
 from ser.fusion.blocks import LayerWeights
 from ser.fusion.checkpoints import CheckpointRule
+from ser.fusion.classic import ClassicSelection, refit_classic, select_classic
 from ser.fusion.classic import grid as classic_grid
-from ser.fusion.classic import refit_classic, select_classic
 from ser.fusion.config import TrainConfig
 from ser.fusion.data import FusionData, Standardizer, iterate_batches
 from ser.fusion.heads import HEADS, head_module
@@ -523,7 +523,9 @@ def select_member(
     classic heads: the best grid point) on ``rows["validation"]``. ``rows["test"]`` is not read."""
     check_validation(fold_name, rows)
     if HEADS[fusion].engine == "sklearn":
-        return _select_classic(data, fold_name, rows, fusion=fusion, head_options=head_options, cfg=cfg, seed=seed)
+        return select_classic_member(
+            data, fold_name, rows, fusion=fusion, head_options=head_options, cfg=cfg, seed=seed
+        )
     start = time.perf_counter()
     device = resolve_device(cfg.device)
     generator = seed_everything(seed, cfg.deterministic)
@@ -652,7 +654,40 @@ def classic_config(data: FusionData, fusion: str, head_options: dict[str, Any]) 
     return head_module(fusion).build({m: d.dim for m, d in data.modalities.items()}, len(data.classes), **head_options)
 
 
-def _select_classic(
+def search_classic(
+    data: FusionData,
+    rows: dict[str, np.ndarray],
+    *,
+    fusion: str,
+    head_options: dict[str, Any],
+    cfg: TrainConfig,
+    seed: int,
+    refit_now: bool = False,
+) -> ClassicSelection:
+    """A classic member's grid search on ``rows["train"]`` / ``rows["validation"]`` (the part of
+    [`select_classic_member`][ser.fusion.train.select_classic_member] that a worker process may run:
+    ``ser.fusion.classic_pool``); with ``refit_now`` and ``train.refit``, its refit on train +
+    validation too (it does not read the test rows)."""
+    config = classic_config(data, fusion, head_options)
+    chosen = select_classic(data, rows, config=config, normalize=cfg.normalize, select=cfg.select, seed=seed)
+    if refit_now and cfg.refit:
+        chosen.refitted = refit_classic(
+            data,
+            np.concatenate([rows["train"], rows["validation"]]),
+            config=config,
+            params=chosen.predictor.params,
+            normalize=cfg.normalize,
+            seed=seed,
+        )
+    return chosen
+
+
+def _kept(predictor: Predictor) -> Predictor:
+    """``predictor`` itself (a refit already done, handed to the test stage as one)."""
+    return predictor
+
+
+def select_classic_member(
     data: FusionData,
     fold_name: str,
     rows: dict[str, np.ndarray],
@@ -661,9 +696,13 @@ def _select_classic(
     head_options: dict[str, Any],
     cfg: TrainConfig,
     seed: int,
+    chosen: ClassicSelection | None = None,
 ) -> Selection:
+    """A classic member selected on validation: its grid search (``chosen`` when a worker process ran
+    it already, else run here), its line on the progress reporter and its refit on train + validation."""
     config = classic_config(data, fusion, head_options)
-    chosen = select_classic(data, rows, config=config, normalize=cfg.normalize, select=cfg.select, seed=seed)
+    if chosen is None:
+        chosen = search_classic(data, rows, fusion=fusion, head_options=head_options, cfg=cfg, seed=seed)
     progress.current().member_done(
         member_line(
             fold_name,
@@ -673,8 +712,10 @@ def _select_classic(
             ", ".join(f"{k}={v:g}" for k, v in chosen.predictor.params.items()),
         )
     )
-    refit = None
-    if cfg.refit:
+    refit: Callable[[], Predictor] | None = None
+    if chosen.refitted is not None:
+        refit = functools.partial(_kept, chosen.refitted)
+    elif cfg.refit:
         refit = functools.partial(
             refit_classic,
             data,

@@ -109,6 +109,7 @@ def test_classic_heads_fit_each_fold_once_and_record_it_for_every_seed(
         refits.append(kwargs["seed"])
         return refit(*args, **kwargs)
 
+    monkeypatch.setattr("ser.fusion.classic_pool.pool_size", lambda n: 1)  # counted in this process
     monkeypatch.setattr("ser.fusion.train.select_classic", counting_select)
     monkeypatch.setattr("ser.fusion.train.refit_classic", counting_refit)
     with progress.reporting(Recorder()) as recorder:
@@ -159,3 +160,35 @@ def test_the_seed_copies_share_one_refit(tmp_path: Path) -> None:
     first, second = select_members(specs)
     assert (first.seed, second.seed) == (3, 4) and second.predictor is first.predictor
     assert first.refit is not None and first.refit() is second.refit()
+
+
+@pytest.mark.parametrize("fusion", ["logreg", "svm"])
+def test_classic_members_fitted_in_worker_processes_give_the_sequential_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fusion: str
+) -> None:
+    make_corpus(tmp_path, per_speaker=16)
+    records = {}
+    for workers in (1, 3):
+        monkeypatch.setattr("ser.fusion.classic_pool.idle_cores", lambda: workers)
+        with progress.reporting(Recorder()) as recorder:
+            run_dir = run_fit(
+                FitConfig(
+                    fusion=fusion,
+                    manifest=str(tmp_path / "m.jsonl"),
+                    protocol="speaker-loso",
+                    audio=f"{tmp_path / 'audio.h5'}:layer=1",
+                    label_set="ravdess8",
+                    val_by="utterance",
+                    train=TrainConfig.for_head(fusion),
+                    out=str(tmp_path / f"runs{workers}"),
+                )
+            )
+        records[workers] = (json.loads((run_dir / "metrics.json").read_text()), recorder, run_dir)
+    (one, one_progress, one_dir), (three, three_progress, three_dir) = records[1], records[3]
+    assert [r["test"] for r in three["runs"]] == [r["test"] for r in one["runs"]]
+    assert [r["history"] for r in three["runs"]] == [r["history"] for r in one["runs"]]
+    assert (three_dir / "predictions.csv").read_text() == (one_dir / "predictions.csv").read_text()
+    assert three_progress.units == one_progress.units == three_progress.totals[0][0]  # every grid point counted
+    assert sorted(three_progress.lines) == sorted(one_progress.lines) and len(one_progress.lines) == 6
+    assert "classic members: 6 fitted in 3 worker processes" in (three_dir / "train.log").read_text()
+    assert "worker processes" not in (one_dir / "train.log").read_text()
