@@ -462,7 +462,7 @@ def _finish(plan: _Plan, run_dir: Path, selections: list[Selection]) -> Path:
         "recipe": cfg.recipe,
         "departures": plan.departures,
         "runs": [r.to_dict() for r in results],
-        "aggregated_over": "folds (every seed shares the deterministic fit)" if deterministic else "folds and seeds",
+        "aggregated_over": _aggregated_over(deterministic, len(cfg.seeds)),
         "test": aggregate([r.test for r in distinct]),
         "test_pooled": pooled_metrics(distinct, data.classes),
         "validation": aggregate([r.validation for r in distinct]),
@@ -505,6 +505,13 @@ def _finish(plan: _Plan, run_dir: Path, selections: list[Selection]) -> Path:
     )
     _write_json(run_dir / "metrics.json", summary)  # last: its presence means the run is complete
     return run_dir
+
+
+def _aggregated_over(deterministic: bool, n_seeds: int) -> str:
+    """What the mean ± std of a run is over (printed by ``ser fit``, read by ``ser report``)."""
+    if n_seeds == 1:
+        return "folds"
+    return "folds (every seed shares the deterministic fit)" if deterministic else "folds and seeds"
 
 
 def _member_specs(plan: _Plan) -> list[MemberSpec]:
