@@ -197,8 +197,7 @@ def fit(
     fold and seed, used by `ser predict`) and train.log (nothing when the inputs or options are refused).
     """
     with user_errors():
-        from ser.fusion.config import parse_search, read_fit_record
-        from ser.fusion.run import apply_overrides, config_from_dict, run_fit
+        from ser.fusion.config import apply_overrides, config_from_dict, parse_search, read_fit_record
 
         record: dict[str, Any] = read_fit_record(config) if config is not None else {}
         flags = {
@@ -226,6 +225,8 @@ def fit(
         fit_config = config_from_dict(apply_overrides(record, set_))
         fit_config.check()  # a bad value is refused in one line, before any progress is printed
         with fit_progress(quiet, f"ser fit: {fit_config.fusion}, checking the inputs and reading the stores"):
+            from ser.fusion.run import run_fit  # torch: imported after the first line is out
+
             run_dir = run_fit(fit_config, announce=_print_recipe)
     report(run_dir)
 
