@@ -21,33 +21,23 @@ import importlib
 import logging
 import multiprocessing
 from collections.abc import Sequence
-from typing import Any, Protocol
-
-import numpy as np
 
 from ser.fusion import progress
 from ser.fusion.classic import ClassicSelection
-from ser.fusion.config import TrainConfig
-from ser.fusion.data import FusionData
-from ser.fusion.train import Selection, check_validation, progress_units, search_classic, select_classic_member
+from ser.fusion.train import (
+    MemberSpec,
+    Selection,
+    check_validation,
+    progress_units,
+    search_classic,
+    select_classic_member,
+)
 from ser.threads import idle_cores
 
 logger = logging.getLogger(__name__)
 
 
-class ClassicMember(Protocol):
-    """What fitting one classic member needs (``ser.fusion.engine.MemberSpec`` has it)."""
-
-    fold: str
-    seed: int
-    data: FusionData
-    rows: dict[str, np.ndarray]
-    fusion: str
-    head_options: dict[str, Any]
-    cfg: TrainConfig
-
-
-_MEMBERS: Sequence[ClassicMember] = ()
+_MEMBERS: Sequence[MemberSpec] = ()
 """The members of the pool being run, read by the forked workers (inherited, never pickled)."""
 
 
@@ -75,7 +65,7 @@ def _search(index: int) -> tuple[int, ClassicSelection]:
     return index, chosen
 
 
-def fit_classic_members(members: Sequence[ClassicMember]) -> list[Selection]:
+def fit_classic_members(members: Sequence[MemberSpec]) -> list[Selection]:
     """Every member selected on validation (in the order given), in a pool of forked workers when the
     machine has two or more idle cores, else one after the other in this process. Each member's line
     reaches the progress reporter as it finishes."""
@@ -103,7 +93,7 @@ def fit_classic_members(members: Sequence[ClassicMember]) -> list[Selection]:
     return [out[index] for index in range(len(members))]
 
 
-def _selection(member: ClassicMember, chosen: ClassicSelection | None = None) -> Selection:
+def _selection(member: MemberSpec, chosen: ClassicSelection | None = None) -> Selection:
     """``member`` selected on validation (its grid search run here unless ``chosen`` is given)."""
     return select_classic_member(
         member.data,

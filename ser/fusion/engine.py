@@ -54,13 +54,13 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from ser.fusion import progress
 from ser.fusion.checkpoints import CheckpointRule
 from ser.fusion.classic_pool import fit_classic_members
-from ser.fusion.config import TrainConfig
 from ser.fusion.data import FusionData, make_batch
 from ser.fusion.heads import HEADS
 from ser.fusion.losses import TrainingLoss
 from ser.fusion.metrics import compute_metrics
 from ser.fusion.train import (
     FusionModel,
+    MemberSpec,
     Predictor,
     Selection,
     TorchPredictor,
@@ -87,26 +87,6 @@ SEQUENTIAL_ONLY: dict[str, str] = {
     "epochs, where every stackable head stays within 1e-5), although its masked BatchNorm ignores padding",
 }
 """Heads that always train in the sequential loop, with the reason."""
-
-
-@dataclass
-class MemberSpec:
-    """What one member trains on and with (the arguments of the sequential ``select_member``)."""
-
-    fold: str
-    """The protocol fold."""
-    seed: int
-    """The training seed."""
-    data: FusionData
-    """The fit's data (all folds)."""
-    rows: dict[str, np.ndarray]
-    """``train``, ``validation`` (and ``test``, which the engine never reads) row indices into ``data``."""
-    fusion: str
-    """The head's name."""
-    head_options: dict[str, Any]
-    """Overrides of the head's config."""
-    cfg: TrainConfig
-    """The member's training settings."""
 
 
 def unstackable_reason(spec: MemberSpec) -> str | None:

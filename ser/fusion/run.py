@@ -50,14 +50,14 @@ from ser.fusion.config import (
 )
 from ser.fusion.data import DataError, FusionData, load_fusion_data
 from ser.fusion.departures import config_departures, input_departures, recipe_loss_options, silence_floor
-from ser.fusion.engine import MemberSpec, select_members
+from ser.fusion.engine import select_members
 from ser.fusion.final import choose_recipe, labelled_rows, train_final
 from ser.fusion.heads import HEADS, head_module, head_recipe, resolve_head_config, train_preset
 from ser.fusion.losses import loss_options
 from ser.fusion.metrics import aggregate, compute_metrics, metrics_from_confusion
 from ser.fusion.model_files import FINAL, MODELS_DIR, input_record, member_name, member_record, save_member, write_index
 from ser.fusion.plots import plot_confusion
-from ser.fusion.train import FoldResult, Selection, check_head, test_member
+from ser.fusion.train import FoldResult, MemberSpec, Selection, check_head, test_member
 from ser.manifests.corpora import CORPORA
 from ser.manifests.labels import LabelSet, load_label_set
 from ser.manifests.protocols import Fold, FoldSet, ValidationRule, make_folds

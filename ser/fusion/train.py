@@ -488,6 +488,26 @@ class Selection:
     """How the member trained: ``sequential`` or ``stacked (N members)`` (``ser.fusion.engine``)."""
 
 
+@dataclass
+class MemberSpec:
+    """What one member trains on and with (the arguments of the sequential ``select_member``)."""
+
+    fold: str
+    """The protocol fold."""
+    seed: int
+    """The training seed."""
+    data: FusionData
+    """The fit's data (all folds)."""
+    rows: dict[str, np.ndarray]
+    """``train``, ``validation`` (and ``test``, which the engine never reads) row indices into ``data``."""
+    fusion: str
+    """The head's name."""
+    head_options: dict[str, Any]
+    """Overrides of the head's config."""
+    cfg: TrainConfig
+    """The member's training settings."""
+
+
 class DivergenceError(UserError):
     """Training produced non-finite numbers: the member has no result to report."""
 
