@@ -169,7 +169,7 @@ def test_classic_members_fitted_in_worker_processes_give_the_sequential_numbers(
     make_corpus(tmp_path, per_speaker=16)
     records = {}
     for workers in (1, 3):
-        monkeypatch.setattr("ser.fusion.classic_pool.idle_cores", lambda: workers)
+        monkeypatch.setattr("ser.fusion.classic_pool.idle_cores", lambda count=workers: count)
         with progress.reporting(Recorder()) as recorder:
             run_dir = run_fit(
                 FitConfig(
