@@ -218,7 +218,8 @@ def test_fit_records_the_recipe_and_pads_with_the_stores_silence(tmp_path: Path)
     ]
     result = runner.invoke(app, fit)
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("recipe paper: train_model.py as run")
+    assert result.stdout.startswith("recipe paper: train_model.py as run")  # the recipe first (progress: stderr)
+    assert result.stderr.startswith("ser fit: resnet18, checking the inputs")
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.startswith("resnet18-paper-speaker-loso-")
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
