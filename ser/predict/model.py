@@ -32,8 +32,10 @@ from ser.extract.audio import DEFAULT_MAX_SECONDS, AudioError, load_audio, prepa
 from ser.extract.base import Extractor, Features, Item, ItemRejected
 from ser.fusion.data import FusionData, ModalityData
 from ser.fusion.model_files import FINAL, MODELS_DIR, ModelFileError, as_float32, load_member, read_index
+from ser.options import require_float, require_int
 from ser.predict import defaults
 from ser.predict.extractors import rebuild_extractor
+from ser.predict.samples import as_samples, check_sample_rate
 from ser.views import View, store_of
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,12 @@ class Request:
     """The rate of ``samples`` in Hz."""
     text: str | None = None
     """The transcript, for models that read text."""
+
+    def __post_init__(self) -> None:
+        """Samples are read once, here, by the rules of [`ser.predict.samples`][ser.predict.samples]."""
+        if self.samples is not None:
+            self.sample_rate = check_sample_rate(self.sample_rate, f"input {self.id!r}: sample_rate")
+            self.samples = as_samples(self.samples, f"input {self.id!r}")
 
 
 @dataclass(repr=False)
@@ -218,6 +226,8 @@ class SerModel:
         """The class names, in the order of each [`Prediction`][ser.predict.model.Prediction]'s probabilities."""
         self.fusion: str = index["fusion"]
         """The head the run trained (``ser fusion list``)."""
+        require_int("batch_size", batch_size, 1)
+        require_float("max_seconds", max_seconds, low=0.0, strict=True)
         self.batch_size = batch_size
         """Inputs per forward pass of the members."""
         self.max_seconds = max_seconds
@@ -319,7 +329,7 @@ class SerModel:
         if isinstance(audio, np.ndarray):
             if sample_rate is None:
                 raise UserError("predict(array): pass sample_rate= (the rate of the samples)")
-            return Request(id=id or "array", samples=audio, sample_rate=int(sample_rate), text=text)
+            return Request(id=id or "array", samples=audio, sample_rate=sample_rate, text=text)
         if audio is None:
             return Request(id=id or "text", text=text)
         return Request(id=id or str(audio), path=Path(audio), text=text)
@@ -391,9 +401,10 @@ class SerModel:
 
     def _decode(self, request: Request, sample_rate: int) -> np.ndarray:
         if request.samples is not None:
+            assert request.sample_rate is not None  # Request checked it
             return prepare_signal(
                 request.samples,
-                int(request.sample_rate or sample_rate),
+                request.sample_rate,
                 sample_rate=sample_rate,
                 max_seconds=self.max_seconds,
             )
