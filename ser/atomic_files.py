@@ -32,6 +32,33 @@ TEMP_SUFFIX = ".tmp"
 """Every temporary name this module makes ends with this."""
 
 
+def output_file(path: str | os.PathLike[str], flag: str = "-o") -> Path:
+    """The file an output option names, checked before anything is computed: a new file, or an
+    existing regular file (a symbolic link counts as the file it points to, which is what gets written).
+    A folder, a device, a FIFO or a socket is refused in one line: replacing it by a file (an atomic
+    write renames over it) would destroy it, and writing into it is not a file's content."""
+    import stat
+
+    from ser.errors import UserError
+
+    given = Path(path)
+    target = given.resolve() if given.is_symlink() else given
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return target
+    except OSError as err:
+        raise UserError(f"{flag} {given}: cannot be checked ({err.strerror}); give a file path") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{flag} {given}: this is a folder; give a file path (e.g. {given / 'predictions.csv'})")
+    if not stat.S_ISREG(mode):
+        raise UserError(
+            f"{flag} {given}: not a regular file (a device, FIFO or socket); give a file path, or leave "
+            f"{flag} out to write to standard output"
+        )
+    return target
+
+
 def temp_sibling(path: Path) -> Path:
     """A fresh hidden name beside ``path`` (``.<name>.<random>.tmp``): two processes writing the same
     file never share a temporary file."""

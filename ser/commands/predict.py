@@ -102,11 +102,12 @@ def predict(
         overrides = _pairs(checkpoint)
         if window is None and hop is not None:
             raise UserError("--hop needs --window")
+        out = _output(out, window is not None)
         _refuse_several_runs(run_dir, inputs or [])
         model = load_model(run_dir, members=members, device=device, checkpoints=overrides, batch_size=batch_size)
         files = _audio_files(inputs or [])
         if window is not None:
-            _predict_windows(model, files, window, hop or window, out, progress)
+            _predict_windows(model, files, window, window if hop is None else hop, out, progress)
             return
         requests = _requests(model, files, manifest, text)
         predictions = model.predict_many(requests, progress=progress, on_error="record")
@@ -214,6 +215,7 @@ def _predict_windows(
         raise UserError("--window needs audio files or folders")
     rows: list[dict[str, Any]] = []
     pictures = []
+    names = _picture_names(out, files) if out is not None else {}
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
     for path in files:
@@ -226,8 +228,7 @@ def _predict_windows(
         )
         rows += [p.row(model.classes) for p in predictions]
         if out is not None:
-            suffix = f"-{path.stem}" if len(files) > 1 else ""
-            picture = out.with_name(f"{out.stem}{suffix}.png")
+            picture = names[path]
             if plot_timeline(
                 picture,
                 predictions,
@@ -242,8 +243,6 @@ def _predict_windows(
 
 def _write(out: Path | None, rows: list[dict[str, Any]]) -> None:
     """CSV (default, or ``-o x.csv``) or JSON lines (``-o x.jsonl``), written whole then moved into place."""
-    import os
-
     if out is not None and out.suffix.lower() == ".jsonl":
         text = "".join(json.dumps(row) + "\n" for row in rows)
     else:
@@ -257,7 +256,42 @@ def _write(out: Path | None, rows: list[dict[str, Any]]) -> None:
     if out is None:
         sys.stdout.write(text)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    from ser.atomic_files import write_text
+    from ser.errors import UserError, write_failure
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text(out, text)  # whole or not at all: a failed write leaves no partial or temporary file
+    except OSError as err:
+        raise UserError(write_failure(err, out, "nothing was written there")) from err
+
+
+def _output(out: Path | None, windows: bool) -> Path | None:
+    """``-o`` checked before anything runs (``ser.atomic_files.output_file``); it names the table, so not
+    a picture (with ``--window`` the pictures are named after it)."""
+    from ser.atomic_files import output_file
+    from ser.errors import UserError
+
+    if out is None:
+        return None
+    if out.suffix.lower() == ".png":
+        what = "the pictures are named after it (-o t.csv gives t.png)" if windows else "predict writes no picture"
+        raise UserError(f"-o {out}: -o names the table (.csv, or .jsonl for JSON lines); {what}")
+    return output_file(out)
+
+
+def _picture_names(out: Path, files: list[Path]) -> dict[Path, Path]:
+    """Timeline picture per input file, one distinct name each: ``<out stem>.png`` for one file,
+    ``<out stem>-<file stem>.png`` for several, with the file's position added where two stems are equal."""
+    from collections import Counter
+
+    from ser.atomic_files import output_file
+
+    if len(files) == 1:
+        return {files[0]: output_file(out.with_suffix(".png"))}
+    stems = Counter(path.stem for path in files)
+    names = {}
+    for index, path in enumerate(files, 1):
+        tag = path.stem if stems[path.stem] == 1 else f"{index:03d}-{path.stem}"
+        names[path] = output_file(out.with_name(f"{out.stem}-{tag}.png"))
+    return names

@@ -73,7 +73,16 @@ class Request:
     """The transcript, for models that read text."""
 
     def __post_init__(self) -> None:
-        """Samples are read once, here, by the rules of [`ser.predict.samples`][ser.predict.samples]."""
+        """Samples are read once, here, by the rules of [`ser.predict.samples`][ser.predict.samples]; text must
+        be Unicode that UTF-8 can carry (bytes that were not UTF-8 reach Python as lone surrogates)."""
+        if self.text is not None:
+            try:
+                self.text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise UserError(
+                    f"input {self.id!r}: the text is not valid UTF-8 (byte {err.object[err.start]!r} at "
+                    f"character {err.start}); give the transcript in UTF-8"
+                ) from None
         if self.samples is not None:
             self.sample_rate = check_sample_rate(self.sample_rate, f"input {self.id!r}: sample_rate")
             self.samples = as_samples(self.samples, f"input {self.id!r}")

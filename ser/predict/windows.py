@@ -18,6 +18,10 @@ from ser.predict.model import Request
 
 EPSILON = 1e-9
 
+MAX_WINDOWS = 100_000
+"""The most windows one recording may be cut into (one prediction each): bounds the memory before any
+window is planned (a day of audio at a 1-s hop is 86400)."""
+
 
 def plan_windows(duration: float, window: float, hop: float) -> list[tuple[float, float]]:
     """``(start, end)`` seconds of every window of a ``duration``-second recording (module docstring)."""
@@ -26,6 +30,11 @@ def plan_windows(duration: float, window: float, hop: float) -> list[tuple[float
     if duration <= window + EPSILON:
         return [(0.0, float(duration))]
     count = math.floor((duration - window) / hop + EPSILON) + 1
+    if count > MAX_WINDOWS:
+        raise UserError(
+            f"--window {window:g} --hop {hop:g} cut a {duration:g} s recording into {count} windows (at most "
+            f"{MAX_WINDOWS}); choose a longer --hop"
+        )
     spans = [(k * hop, k * hop + window) for k in range(count)]
     if duration - spans[-1][1] > EPSILON:
         spans.append((duration - window, float(duration)))

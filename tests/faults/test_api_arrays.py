@@ -9,9 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from typer.testing import CliRunner
 
-from ser.cli import app
 from ser.errors import UserError
 from ser.predict.model import Request, load_model
 from ser.predict.samples import MAX_CHANNELS, as_samples, check_sample_rate
@@ -50,22 +48,6 @@ def test_a_rate_that_is_not_whole_hz_in_range_is_refused(rate: object) -> None:
     with pytest.raises(UserError, match="input 'x': sample_rate must be"):
         Request(id="x", samples=np.ones(16000), sample_rate=rate)  # type: ignore[arg-type]
     assert check_sample_rate(16000.0) == 16000 and check_sample_rate(np.int64(8000)) == 8000
-
-
-@pytest.fixture(scope="module")
-def tone_model(tone_corpus: Path, tmp_path_factory: pytest.TempPathFactory):
-    from ser.extract.registry import build_extractor
-    from ser.extract.runner import RunOptions, run_extraction
-
-    folder = tmp_path_factory.mktemp("api-arrays")
-    store = folder / "tones.egemaps.h5"
-    run_extraction(tone_corpus, build_extractor("egemaps"), store, RunOptions(num_workers=0, progress=False))
-    args = ["fit", "-f", "mlp", "-m", str(tone_corpus), "-p", "speaker-loso", "--set", "val_by=utterance", "-q"]
-    args += ["--audio", str(store), "--folds", "spk0", "--set", "train.epochs=3", "-o", str(folder / "runs")]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    run = Path(result.stdout.strip().splitlines()[-1].split("run directory: ")[1])
-    return run, tone_corpus.parent / "spk0_1.wav"
 
 
 def test_an_int16_array_and_a_channels_first_array_answer_as_the_file_does(tone_model) -> None:
