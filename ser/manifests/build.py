@@ -13,7 +13,7 @@ from ser.manifests.audio_info import AudioInfoError, probe_duration
 from ser.manifests.corpora import get_adapter
 from ser.manifests.corpora.base import CorpusScan
 from ser.manifests.labels import LabelSet, apply_label_set
-from ser.manifests.schema import ManifestError, ManifestHeader, Utterance, write_manifest
+from ser.manifests.schema import ID_FIX, ManifestError, ManifestHeader, Utterance, id_problem, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ def build_manifest(
 ) -> BuildReport:
     """Scan ``root`` with the ``corpus`` adapter and write the manifest to ``output``.
 
-    Raises [`ManifestError`][ser.manifests.schema.ManifestError] when the corpus yields no utterance or duplicated ids.
+    Raises [`ManifestError`][ser.manifests.schema.ManifestError] when the corpus yields no utterance, duplicated ids
+    or ids [`id_problem`][ser.manifests.schema.id_problem] refuses (nothing is written then).
     """
     root_path = Path(root).expanduser().resolve()
     scan: CorpusScan = get_adapter(corpus)(root_path, **(options or {}))
@@ -113,6 +114,12 @@ def build_manifest(
         raise ManifestError(
             f"{root_path}: {len(dupes)} utterance ids occur more than once: {shown}; "
             "the corpus folder probably holds two copies of some files"
+        )
+    unseen = [f"{u.id!r} ({problem}, audio {u.audio})" for u in utterances if (problem := id_problem(u.id))]
+    if unseen:
+        raise ManifestError(
+            f"{root_path}: {len(unseen)} utterance ids hold invisible characters: {'; '.join(unseen[:5])}"
+            f"{' ...' if len(unseen) > 5 else ''}; {ID_FIX}"
         )
     failures = fill_durations(utterances, root_path) if durations else []
     dropped: Counter[str] = Counter()

@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,6 +237,56 @@ def write_manifest(path: str | os.PathLike[str], header: ManifestHeader, utteran
 RESERVED_ID_MARK = "@aug"
 """Ids of augmented copies are ``<id>@aug<k>`` in cache stores; a manifest id may not contain it."""
 
+UNSEEN_ID_CATEGORIES: dict[str, str] = {
+    "Cc": "a control character",
+    "Cf": "an invisible format character",
+    "Cs": "a lone surrogate",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+"""Unicode categories an id may not hold: they print as nothing (or break the line), so ``"X"`` and
+``"X\\x00"`` or ``"X\\u200b"`` look like one id while every cache keeps them apart (and a lone surrogate
+cannot even be written as UTF-8). Cc covers NUL, tabs, line breaks and DEL; Cf covers the zero-width
+space, zero-width joiners, the byte-order mark, the soft hyphen and bidirectional marks."""
+
+ID_FIX = "rename the id to visible characters only (rebuild the manifest, or rename the corpus file it comes from)"
+"""The fix named for every id refused by [`id_problem`][ser.manifests.schema.id_problem]."""
+
+
+def visible_escape(char: str) -> str:
+    """``char`` as a Python escape that can be read on any terminal: ``\\x00``, ``\\u200b``, ``\\x20``."""
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def id_problem(uid: str) -> str | None:
+    """Why ``uid`` cannot be an utterance id (naming the offending character as an escape), or None.
+
+    Refused: characters of the [`UNSEEN_ID_CATEGORIES`][ser.manifests.schema.UNSEEN_ID_CATEGORIES], any
+    whitespace other than the plain space (a no-break or ideographic space looks like a space), and a
+    space at either end. Each makes two different ids look equal in a listing, so one utterance is
+    extracted twice or a cache reports duplicate ids. A space inside an id is kept (corpus file names
+    hold them); so are letters in any script, whatever their Unicode normal form.
+    """
+    for index, char in enumerate(uid, start=1):
+        category = unicodedata.category(char)
+        kind = UNSEEN_ID_CATEGORIES.get(category)
+        if kind is None and char.isspace() and char != " ":
+            kind = "a space other than the plain space"
+        if kind is not None:
+            name = unicodedata.name(char, "")
+            label = f"{name}, {kind}" if name else kind
+            return f"holds {visible_escape(char)} ({label}) at character {index}"
+    if uid.startswith(" "):
+        return f"starts with a space ({visible_escape(' ')})"
+    if uid.endswith(" "):
+        return f"ends with a space ({visible_escape(' ')})"
+    return None
+
 
 def read_manifest(path: str | os.PathLike[str], *, strict: bool = True) -> Manifest:
     """Read a manifest written by [`write_manifest`][ser.manifests.schema.write_manifest] (or a hand-made JSONL file).
@@ -243,7 +294,8 @@ def read_manifest(path: str | os.PathLike[str], *, strict: bool = True) -> Manif
     A file without a header line is accepted; its root is then the file's folder and its corpus
     ``unknown``. Blank lines are skipped. Malformed JSON raises [`ManifestError`][ser.manifests.schema.ManifestError]
     naming the line and the parse error. ``strict`` (every command but ``ser manifest validate``, which lists
-    such rows itself) also refuses duplicate ids, ids holding the reserved ``@aug`` mark and impossible
+    such rows itself) also refuses duplicate ids, ids holding the reserved ``@aug`` mark or invisible characters
+    (see [`id_problem`][ser.manifests.schema.id_problem]) and impossible
     segments (negative start, end not after start), naming the lines.
     """
     path = Path(path)
@@ -293,6 +345,7 @@ def _check_rows(path: Path, utterances: list[Utterance], line_numbers: list[int]
     problems: dict[str, list[str]] = {
         "duplicate ids": [],
         "ids holding the reserved mark '@aug'": [],
+        "ids holding invisible characters": [],
         "impossible segments": [],
     }
     for utterance, line_no in zip(utterances, line_numbers, strict=True):
@@ -301,12 +354,16 @@ def _check_rows(path: Path, utterances: list[Utterance], line_numbers: list[int]
         first.setdefault(utterance.id, line_no)
         if RESERVED_ID_MARK in utterance.id:
             problems["ids holding the reserved mark '@aug'"].append(f"line {line_no} {utterance.id!r}")
+        unseen = id_problem(utterance.id)
+        if unseen:
+            problems["ids holding invisible characters"].append(f"line {line_no} {utterance.id!r} ({unseen})")
         start, end = utterance.start, utterance.end
         if (start is not None and start < 0) or (end is not None and end <= (start or 0.0)):
             problems["impossible segments"].append(f"line {line_no} {utterance.id!r} (start {start}, end {end})")
     fixes = {
         "duplicate ids": "make every id unique (two copies of one file?)",
         "ids holding the reserved mark '@aug'": "rename them: '<id>@aug<k>' names augmented copies in caches",
+        "ids holding invisible characters": ID_FIX,
         "impossible segments": "start must be >= 0 and end > start",
     }
     found = [

@@ -1,7 +1,7 @@
 """Manifest validation: find every problem at once and name the rows and the fix.
 
-Errors make a manifest unusable (duplicate ids, missing audio, labels outside the label set,
-unreadable transcripts, impossible segments, an empty manifest, speakers that leak between
+Errors make a manifest unusable (duplicate ids, ids with invisible characters, missing audio, labels outside
+the label set, unreadable transcripts, impossible segments, an empty manifest, speakers that leak between
 protocol groups). Warnings are worth knowing but do not block (rows without audio or labels).
 """
 
@@ -17,7 +17,7 @@ from ser.manifests.audio_info import AudioInfoError, probe_duration
 from ser.manifests.corpora import CORPORA
 from ser.manifests.labels import LabelSet
 from ser.manifests.protocols import make_folds
-from ser.manifests.schema import RESERVED_ID_MARK, Manifest, ManifestError
+from ser.manifests.schema import ID_FIX, RESERVED_ID_MARK, Manifest, ManifestError, id_problem
 
 MAX_LISTED = 5
 
@@ -129,7 +129,10 @@ def validate_manifest(
     first_seen: dict[str, str] = {}
     problems: dict[str, list[str]] = defaultdict(list)
     for index, utt in enumerate(manifest.utterances):
-        where = f"{manifest.location(index)} {utt.id}"
+        unseen = id_problem(utt.id)
+        where = f"{manifest.location(index)} {repr(utt.id) if unseen else utt.id}"
+        if unseen:
+            problems["invisible characters in id"].append(f"{where} ({unseen})")
         if utt.id in first_seen:
             problems["duplicate id"].append(f"{where} (first at {first_seen[utt.id]})")
         else:
@@ -189,6 +192,7 @@ def validate_manifest(
         ),
         "bad segment": ("error", "start must be >= 0 and end > start"),
         "reserved id": ("error", "rename these rows: '<id>@aug<k>' names augmented copies in cache stores"),
+        "invisible characters in id": ("error", ID_FIX),
         "segment past the end of the audio": (
             "error",
             "fix start/end (seconds from the file's start) or the audio path",

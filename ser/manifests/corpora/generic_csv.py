@@ -17,7 +17,7 @@ import csv
 from pathlib import Path, PurePosixPath
 
 from ser.manifests.corpora.base import CorpusScan, require_dir
-from ser.manifests.schema import ManifestError, Utterance
+from ser.manifests.schema import ID_FIX, ManifestError, Utterance, id_problem
 
 SPLIT_ALIASES = {
     "train": "train",
@@ -90,8 +90,8 @@ def scan(
     """Read one utterance per row of ``csv_path`` (absolute, or relative to ``root`` or the cwd).
 
     Raises [`ManifestError`][ser.manifests.schema.ManifestError] for a column option naming no header column, a row
-    without an id or audio path, an unparsable start/end, ``end < start`` or an id used twice (all naming the file
-    and line).
+    without an id or audio path, an unparsable start/end, ``end < start``, an id used twice or an id holding
+    invisible characters (see [`id_problem`][ser.manifests.schema.id_problem]; all naming the file and line).
     """
     require_dir(root, "corpus root", "Pass the folder that the CSV's audio paths are relative to.")
     delimiter = check_delimiter(delimiter)
@@ -132,6 +132,9 @@ def scan(
                     result.skip("blank row")
                     continue
                 utt = _utterance(values, options, root, where)
+                unseen = id_problem(utt.id)
+                if unseen:
+                    raise ManifestError(f"{where}: id {utt.id!r} {unseen}; {ID_FIX}")
                 if utt.id in first_line:
                     raise ManifestError(
                         f"{where}: id {utt.id!r} already used on line {first_line[utt.id]}; ids must be unique"
