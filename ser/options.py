@@ -317,10 +317,11 @@ def _as_str(value: Any) -> str:
     raise _MismatchError(STR_EXPECTED)
 
 
-def require_int(name: str, value: Any, low: int) -> None:
-    """Refuse a value that is not a whole number >= ``low`` (booleans and 2.5 included), naming it."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise UserError(f"{name} must be a whole number >= {low}, not {value!r}")
+def require_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    """Refuse a value that is not a whole number in [low, high] (booleans and 2.5 included), naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bounds = f">= {low}" + ("" if high is None else f" and <= {high}")
+        raise UserError(f"{name} must be a whole number {bounds}, not {value!r}")
 
 
 def require_float(name: str, value: Any, *, low: float, high: float | None = None, strict: bool = False) -> None:

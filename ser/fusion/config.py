@@ -52,6 +52,13 @@ SELECT_METRICS = ("ua", "wa", "macro_f1", "weighted_f1")
 CHECKPOINTS = CHECKPOINT_RULES
 ENGINES = ("auto", "stacked", "sequential")
 VALIDATION_BY: tuple[str, ...] = typing.get_args(ValidationBy)
+MAX_THREADS = 1024
+"""Most ``train.threads``: far above any machine's cores, below the counts at which torch's thread pool
+crashes the process (``train.threads=100000`` ended in a segmentation fault). An absolute bound, not one
+sized to this machine's cores, because ``threads`` is part of the run's hash: a config valid here stays
+valid on the cluster."""
+MAX_SEED = 2**32 - 1
+"""Largest training seed: numpy's ``np.random.seed`` takes 0 .. 2**32 - 1 (torch takes more)."""
 
 
 @dataclass(kw_only=True)
@@ -124,8 +131,8 @@ class TrainConfig:
     validation for that many epochs (replaying the selection run's per-epoch learning rates, so
     plateau schedules work too), then test (validation never sees the test fold either way)."""
     threads: int = 1
-    """CPU threads for torch (0 = torch's default). One thread is fastest for the small heads: their
-    matrices are too small for intra-op parallelism to pay, and ablation grids run several fits
+    """CPU threads for torch (0 = torch's default; at most ``MAX_THREADS``, 1024). One thread is fastest for
+    the small heads: their matrices are too small for intra-op parallelism to pay, and ablation grids run several fits
     side by side. It is part of the run's hash because torch's float sums depend on it (measured:
     weights 1.7e-5 apart after 50 steps with 1 and 2 threads). The BLAS threads of numpy and
     scikit-learn (classic heads) are not set here: they are sized to each problem and to the idle
@@ -163,10 +170,10 @@ class TrainConfig:
             ("step_size", 1),
             ("plateau_patience", 0),
             ("patience", 0),
-            ("threads", 0),
             ("transfer_epochs", 0),
         ):
             require_int(f"train.{name}", getattr(self, name), low)
+        require_int("train.threads", self.threads, 0, MAX_THREADS)
         require_float("train.lr", self.lr, low=0.0, strict=True)
         require_float("train.weight_decay", self.weight_decay, low=0.0)
         require_float("train.momentum", self.momentum, low=0.0, high=1.0)
@@ -290,7 +297,7 @@ class FitConfig:
                 f"seeds must be a non-empty list of whole numbers >= 0 (e.g. --seeds 0,1,2), not {self.seeds!r}"
             )
         for seed in self.seeds:
-            require_int("every seed", seed, 0)
+            require_int("every seed", seed, 0, MAX_SEED)
         if len(set(self.seeds)) != len(self.seeds):
             raise UserError(f"seeds {self.seeds} repeat a seed; each seed trains one member, give each once")
         require_float("val_fraction", self.val_fraction, low=0.0, high=1.0, strict=True)
@@ -384,12 +391,18 @@ def parse_search(pairs: list[str]) -> dict[str, list[Any]]:
     """``--search KEY=V1,V2`` (repeatable) -> ``{KEY: [V1, V2]}``; each value is read as its field's type
     for ``train.*`` keys and by [`ser.options.read_value`][ser.options.read_value] otherwise (``1e-4``, ``true``,
     ``none``); a value list in brackets is read whole (YAML flow), for values that hold commas
-    (``head.hidden=[[256],[512,256]]``)."""
+    (``head.hidden=[[256],[512,256]]``).
+
+    A key given twice is refused rather than merged or overwritten: the second flag silently replacing
+    the first searched fewer values than asked, and merging would guess whether the user meant a
+    correction or an addition (and in which order the candidates run); one flag per key says it."""
     space: dict[str, list[Any]] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key or not raw.strip():
             raise UserError(f"--search expects KEY=V1,V2,..., got {pair!r}")
+        if key in space:
+            raise UserError(f"--search {key} is given twice; give all its values in one flag: --search {key}=V1,V2,...")
         annotation = override_type(key)
         where = f"--search {key}"
         if raw.lstrip().startswith("["):

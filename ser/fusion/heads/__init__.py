@@ -37,7 +37,10 @@ only when the head is built, so listing heads imports no torch), description, pa
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import math
+import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType, ModuleType
@@ -244,4 +247,95 @@ def resolve_head_config(name: str, overrides: dict[str, Any]) -> tuple[dict[str,
     except (TypeError, ValueError) as err:
         fields = ", ".join(module.CONFIG.__dataclass_fields__)
         raise UserError(f"fusion head {name}: {err} (head options: {fields})") from None
+    check_head_ranges(config)
     return options, asdict(config)
+
+
+MAX_WIDTH = 2**16
+"""Largest whole-number head option (a width, layer or head count, a frame count): a ``[1e8]`` layer is
+refused here instead of trying to allocate gigabytes of weights."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a number may take: ``low`` .. ``high``, each end open or closed; always finite."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def holds(self, value: float) -> bool:
+        """True when ``value`` is finite and inside the range."""
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return math.isfinite(value) and above and below
+
+    def text(self) -> str:
+        """The range in words (``a finite number >= 0 and < 1``)."""
+        parts = [f"{'>' if self.low_open else '>='} {self.low:g}"] if math.isfinite(self.low) else []
+        parts += [f"{'<' if self.high_open else '<='} {self.high:g}"] if math.isfinite(self.high) else []
+        return " and ".join(parts)
+
+
+INT_RANGE = Range(low=1, high=MAX_WIDTH)
+"""Every whole-number head option: widths, layer, head and frame counts are at least 1 (a zero-width
+layer "trains" to chance) and at most ``MAX_WIDTH``."""
+FLOAT_RANGE = Range()
+"""A number option absent from ``FLOAT_RANGES``: any finite value (e.g. a padding value)."""
+FLOAT_RANGES: dict[str, Range] = {
+    "dropout": Range(low=0.0, high=1.0, high_open=True),
+    "alpha": Range(low=0.0, high=1.0),
+    "C": Range(low=0.0, low_open=True),
+    "gamma": Range(low=0.0, low_open=True),
+}
+"""Number head options by field name (a name ending in ``dropout`` is a dropout rate); the type of each
+field (``int`` or ``float``, alone or in a tuple / list, optional or not) picks the range, so a head
+declares nothing more than its field types."""
+
+
+def _numbers(annotation: Any) -> set[type]:
+    """The number types (int, float) an annotation holds, at any depth (``tuple[int, ...]`` -> {int})."""
+    if annotation in (int, float):
+        return {annotation}
+    found: set[type] = set()
+    for arg in typing.get_args(annotation):
+        found |= _numbers(arg)
+    return found
+
+
+def _scalars(value: Any) -> list[Any]:
+    """The numbers in a value, flattened (``(256, 64)`` -> [256, 64]); text, booleans and None left out."""
+    if isinstance(value, list | tuple):
+        return [item for part in value for item in _scalars(part)]
+    return [value] if isinstance(value, int | float) and not isinstance(value, bool) else []
+
+
+def field_range(name: str, annotation: Any) -> tuple[Range, str] | None:
+    """The range of head field ``name`` (and how its values are named), from its type and ``FLOAT_RANGES``;
+    None for a field without numbers."""
+    kinds = _numbers(annotation)
+    if float in kinds:
+        key = "dropout" if name.endswith("dropout") else name
+        return FLOAT_RANGES.get(key, FLOAT_RANGE), "a finite number"
+    if int in kinds:
+        return INT_RANGE, "a whole number"
+    return None
+
+
+def check_head_ranges(config: Any) -> None:
+    """Refuse, in one line naming ``head.NAME``, a head config field holding a number outside its range
+    ([`field_range`][ser.fusion.heads.field_range]): NaN / inf anywhere, a dropout outside [0, 1), a width
+    below 1 or above ``MAX_WIDTH``."""
+    hints = typing.get_type_hints(type(config))
+    for item in dataclasses.fields(config):
+        found = field_range(item.name, hints[item.name])
+        if found is None:
+            continue
+        bounds, kind = found
+        value = getattr(config, item.name)
+        bad = [number for number in _scalars(value) if not bounds.holds(number)]
+        if bad:
+            each = "every value of " if isinstance(value, list | tuple) else ""
+            expected = " ".join(part for part in (kind, bounds.text()) if part)
+            raise UserError(f"{each}head.{item.name} must be {expected}, not {value!r}")
