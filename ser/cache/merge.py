@@ -71,13 +71,50 @@ def merge_stores(
 ) -> Path:
     """Concatenate complete shard stores of the same extractor config and manifest into ``out``.
 
-    Refuses shards with different configs, layouts or manifests, and ids present in two shards.
+    Refuses shards whose bytes fail their checksums (naming the shard and rows; nothing is written), shards
+    with different configs, layouts or manifests, and ids present in two shards.
     An id rejected by one shard but stored by another counts as stored.
     """
     if len(shards) < 1:
         raise CacheError("ser cache merge needs at least one shard store")
     check_compression(Path(out), compression)
-    readers = [CacheReader(p) for p in shards]
+    readers: list[CacheReader] = []
+    try:
+        for shard in shards:
+            readers.append(CacheReader(shard))
+        for reader in readers:
+            _require_intact_shard(reader)
+        return _merge_readers(readers, Path(out), compression)
+    finally:
+        for reader in readers:
+            reader.close()
+
+
+def _require_intact_shard(reader: CacheReader) -> None:
+    """Refuse a shard whose bytes fail its checksums: merging it would write fresh checksums over the damage.
+
+    A shard written before checksums were recorded cannot be checked; it is merged with a warning.
+    """
+    if not reader.has_checksums:
+        logger.warning(
+            "%s records no checksums (written by an older ser): damage in it cannot be detected and the merged "
+            "store's checksums will vouch for its values; re-extract it to be sure",
+            reader.path,
+        )
+        return
+    problems = reader.damaged()
+    if problems:
+        shard = _shard_of(reader.attrs.get("extractor", {}).get("shard"))
+        again = f"`ser extract ... --shard {shard[0]}/{shard[1]}`" if shard else "`ser extract`"
+        raise CacheError(
+            f"shard {reader.path} is damaged ({'; '.join(problems)}), so nothing was merged: re-extract "
+            f"that shard ({again} after deleting it) or repair it with the same command and `--repair`, "
+            "then merge again"
+        )
+
+
+def _merge_readers(readers: list[CacheReader], out: Path, compression: str | None) -> Path:
+    """Merge the open, intact shard ``readers`` into ``out`` (see [`merge_stores`][ser.cache.merge.merge_stores])."""
     first = readers[0]
     config = first.attrs.get("extractor", {}).get("config_hash")
     manifest = first.attrs.get("manifest", {}).get("sha256")
@@ -110,17 +147,13 @@ def merge_stores(
         {"path": Path(r.path).name, "n_items": len(r), "shard": r.attrs.get("extractor", {}).get("shard")}
         for r in readers
     ]
-    try:
-        return assemble_store(
-            Path(out),
-            layout=first.layout,
-            attrs=attrs,
-            sources=[_ShardSource(r) for r in readers],
-            rejected=rejected,
-            notes=notes,
-            compression=compression,
-            links={c: s for r in readers for c, s in r.links.items()},
-        )
-    finally:
-        for reader in readers:
-            reader.close()
+    return assemble_store(
+        out,
+        layout=first.layout,
+        attrs=attrs,
+        sources=[_ShardSource(r) for r in readers],
+        rejected=rejected,
+        notes=notes,
+        compression=compression,
+        links={c: s for r in readers for c, s in r.links.items()},
+    )

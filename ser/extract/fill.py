@@ -24,7 +24,7 @@ from ser.extract.decode import BatchDataset, Decoded, batch_loader
 from ser.extract.plan import plan_extractor_batches
 from ser.extract.run_options import RunOptions, RunReport, progress_rates, write_rejects
 from ser.extract.sink import Sink
-from ser.extract.update import damaged_rows, remove_store, seed_from_store
+from ser.extract.update import remove_store, rows_to_repair, seed_from_store
 from ser.manifests.schema import Manifest, Utterance
 from ser.processes import StopRequest
 
@@ -57,9 +57,10 @@ def fill_store(
     spec = extractor.spec
     start_time = time.perf_counter()
     earlier: set[str] = set()
+    redo = rows_to_repair(aside, expected) if aside is not None and options.repair else set()
     with CacheWriter.open(out, layout=layout, attrs=attrs, segment_bytes=options.segment_bytes) as writer:
         if aside is not None:
-            seed_from_store(writer, aside, expected, retry=retry, redo=damaged_rows(aside) if options.repair else ())
+            seed_from_store(writer, aside, expected, retry=retry, redo=redo)
             writer.flush()
             remove_store(aside)
         elif retry:

@@ -24,7 +24,7 @@ from ser.extract.base import Extractor, ExtractorError
 from ser.extract.fill import fill_store
 from ser.extract.run_options import RunOptions, RunReport, rejects_path, shard_output, write_rejects
 from ser.extract.store_config import check_same_config, fingerprint_scheme, store_attrs
-from ser.extract.update import Pending, damaged_rows, find_pending, store_attrs_of
+from ser.extract.update import Pending, find_pending, rows_to_repair, store_attrs_of
 from ser.manifests.fingerprints import row_fingerprints
 from ser.manifests.schema import Manifest, Utterance
 
@@ -89,7 +89,7 @@ def _one_pass(
         if finished is not None:
             check_same_config(finished, attrs)
             remove_stale_partial(finished)
-            redo = damaged_rows(finished) if options.repair else set()
+            redo = rows_to_repair(finished, expected) if options.repair else set()
             pending = find_pending(finished, expected, retry=retry, redo=redo)
             if pending.nothing_to_do:
                 return _already_complete(report, finished, pending), set()

@@ -203,6 +203,26 @@ def damaged_rows(path: Path) -> set[str]:
         return {reader.ids[row] for row in rows}
 
 
+def rows_to_repair(path: Path, expected: Mapping[str, str]) -> set[str]:
+    """Damaged ids of the finished store at ``path`` (``ser extract --repair``), all named by ``expected``.
+
+    Only rows of this run's manifest can be extracted again; a damaged row the manifest does not name
+    would be dropped from the store, so it is refused instead (rows outside the manifest that are intact
+    are kept as they are).
+    """
+    damaged = damaged_rows(path)
+    outside = sorted(uid for uid in damaged if uid not in expected)
+    if outside:
+        shown = ", ".join(repr(uid) for uid in outside[:5]) + (" ..." if len(outside) > 5 else "")
+        raise ExtractorError(
+            f"{path}: {len(outside)} damaged row(s) are not in this manifest ({shown}; checksums cover blocks "
+            "of rows, so intact rows next to a damaged one count as damaged too), so --repair cannot extract "
+            "them again and would drop them; nothing was changed. Run --repair with the manifest that covers "
+            "them (the one the store was extracted from)"
+        )
+    return damaged
+
+
 def seed_from_store(
     writer: CacheWriter,
     source: Path,
