@@ -4,9 +4,12 @@ A **cell** is a fit config without its seeds and folds: the runs of one cell (ev
 whether they came from one ``ser fit --seeds 0,1,2`` or from three ``ser ablate`` jobs) are pooled,
 and each metric is reported as mean ± std over those fold x seed runs (the same statistic
 ``metrics.json`` holds for a single run directory; no ± for a single run). A (cell, fold, seed)
-found twice counts once. A cell is **named** after its run directory (its path under the runs
-folder); a cell whose runs lie in several directories (``ser ablate`` writes one per seed) is named
-after the first, and ``report.csv`` (``run_dirs``), ``runs.csv`` (``run_dir``) and the end of
+found twice counts once (a warning names both run directories when the two copies' numbers differ).
+A run whose ``metrics.json`` lacks, mistypes or holds a non-finite value in a field the report reads
+is skipped with a warning naming it (``validate_record``). A cell is **named** after its run
+directory (its path under the runs folder); a cell whose runs lie in several directories (``ser
+ablate`` writes one per seed) is named after the first, and ``report.csv`` (``run_dirs``),
+``runs.csv`` (``run_dir``) and the end of
 ``report.md`` list them all.
 
 Classic heads (``logreg``, ``svm``) train no epochs and read only
@@ -269,18 +272,113 @@ def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+class RunRecordError(ValueError):
+    """A run directory's metrics.json lacks (or mistypes) a field the report reads."""
+
+
+def _require(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+    """``value`` when it is a ``kind`` (never a bool where a number is wanted), else `RunRecordError`."""
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise RunRecordError(f"{where} is {value!r}, not {_kind_name(kind)}")
+    if not isinstance(value, kind):
+        raise RunRecordError(f"{where} is {_short(value)}, not {_kind_name(kind)}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
+
+
+def _short(value: Any) -> str:
+    text = "missing" if value is None else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _fraction_field(record: dict[str, Any], key: str, where: str) -> None:
+    """``record[key]`` must be a finite number in [0, 1] (a metric as metrics.json stores it)."""
+    value = _require(record.get(key), (int, float), f"{where}.{key}")
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise RunRecordError(f"{where}.{key} is {value!r}, not a finite fraction in [0, 1]")
+
+
+def _check_ident(run: Any, where: str) -> dict[str, Any]:
+    """A run entry with its ``fold`` (string or integer) and integer ``seed``."""
+    _require(run, dict, where)
+    _require(run.get("fold"), (str, int), f"{where}.fold")
+    _require(run.get("seed"), int, f"{where}.seed")
+    return dict(run)
+
+
+def validate_record(metrics: Any, resolved: Any) -> None:
+    """Check a run's metrics.json (and its config.yaml) against every field the report reads, once,
+    when the run is loaded: a field missing, of the wrong type or non-finite raises `RunRecordError`
+    naming it, so the run is skipped with one warning instead of breaking the report halfway."""
+    if not isinstance(resolved, dict):
+        raise RunRecordError("config.yaml is not a mapping")
+    _require(resolved.get("config") or {}, dict, "config.yaml config")
+    _require(metrics, dict, "the file")
+    classes = _require(metrics.get("classes"), list, "classes")
+    if not classes or not all(isinstance(c, str) for c in classes):
+        raise RunRecordError(f"classes is {_short(classes)}, not a non-empty list of class names")
+    _require(metrics.get("protocol_card", {}), dict, "protocol_card")
+    runs = _require(metrics.get("runs"), list, "runs")
+    if not runs:
+        raise RunRecordError("runs is empty (no fold x seed run finished)")
+    size = len(classes)
+    for i, entry in enumerate(runs):
+        where = f"runs[{i}]"
+        run = _check_ident(entry, where)
+        test = _require(run.get("test"), dict, f"{where}.test")
+        for metric in METRICS:
+            _fraction_field(test, metric, f"{where}.test")
+        confusion = _require(test.get("confusion"), list, f"{where}.test.confusion")
+        if len(confusion) != size or not all(
+            isinstance(row, list)
+            and len(row) == size
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in row)
+            for row in confusion
+        ):
+            raise RunRecordError(f"{where}.test.confusion is not a {size} x {size} matrix of counts (one per class)")
+        if test.get("n") is not None:
+            _require(test["n"], int, f"{where}.test.n")
+        if run.get("layer_weights") is not None:
+            _require(run["layer_weights"], dict, f"{where}.layer_weights")
+    for i, condition in enumerate(_require(metrics.get("robustness") or [], list, "robustness")):
+        where = f"robustness[{i}]"
+        _require(condition, dict, where)
+        corruption = _require(condition.get("corruption"), dict, f"{where}.corruption")
+        _require(corruption.get("type"), str, f"{where}.corruption.type")
+        for key in ("snr_db", "rt60"):
+            if key in corruption:
+                value = _require(corruption[key], (int, float), f"{where}.corruption.{key}")
+                if not math.isfinite(value):
+                    raise RunRecordError(f"{where}.corruption.{key} is {value!r}, not a finite number")
+        for j, entry in enumerate(_require(condition.get("runs"), list, f"{where}.runs")):
+            run = _check_ident(entry, f"{where}.runs[{j}]")
+            test = _require(run.get("test"), dict, f"{where}.runs[{j}].test")
+            for metric in ("ua", "wa"):
+                _fraction_field(test, metric, f"{where}.runs[{j}].test")
+
+
 def _read_run(metrics_path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The run's metrics.json and config.yaml, or None (with a warning naming the file and what is wrong)
+    when either cannot be read or lacks what the report reads (`validate_record`)."""
     import yaml
 
     run_dir = metrics_path.parent
     try:
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         resolved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError) as err:
+    except (OSError, ValueError, RecursionError, yaml.YAMLError) as err:
+        # RecursionError: JSON nested deeper than the parser's recursion limit
         logger.warning("%s: skipped, cannot read its metrics.json / config.yaml (%s)", run_dir, err)
         return None
-    if not isinstance(metrics, dict) or "runs" not in metrics or not isinstance(resolved, dict):
-        logger.warning("%s: skipped, not a ser fit run directory", run_dir)
+    try:
+        validate_record(metrics, resolved)
+    except RunRecordError as err:
+        logger.warning("%s: skipped, not a finished ser fit run: %s (%s)", run_dir, err, metrics_path)
         return None
     return metrics, resolved
 
@@ -291,7 +389,7 @@ def collect(runs_dir: Path) -> list[Cell]:
     if not runs_dir.is_dir():
         raise UserError(f"{runs_dir} is not a folder of run directories")
     cells: dict[str, Cell] = {}
-    seen: set[tuple[str, str, int]] = set()
+    seen: dict[tuple[str, str, int], tuple[Path, dict[str, Any]]] = {}
     duplicates = 0
     for metrics_path in sorted(runs_dir.rglob("metrics.json")):
         read = _read_run(metrics_path)
@@ -325,8 +423,20 @@ def collect(runs_dir: Path) -> list[Cell]:
             ident = (key, str(run["fold"]), int(run["seed"]))
             if ident in seen:
                 duplicates += 1
+                first_dir, first = seen[ident]
+                if not same_numbers(first["test"], run["test"]):
+                    logger.warning(
+                        "%s and %s hold different test numbers for the same cell, fold %s, seed %d "
+                        "(UA %.4f vs %.4f); the report keeps the first: delete or move the wrong copy",
+                        first_dir,
+                        run_dir,
+                        ident[1],
+                        ident[2],
+                        first["test"]["ua"],
+                        run["test"]["ua"],
+                    )
                 continue
-            seen.add(ident)
+            seen[ident] = (run_dir, run)
             fresh.add(ident[1:])
             cell.runs.append(run)
             cell.run_sources.append(run_dir)
@@ -341,6 +451,13 @@ def collect(runs_dir: Path) -> list[Cell]:
     if not cells:
         raise UserError(f"no finished runs (metrics.json) under {runs_dir}; run `ser fit` or `ser ablate` first")
     return list(cells.values())
+
+
+def same_numbers(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    """Whether two copies of a run's test metrics agree (metrics to rounding, confusions exactly)."""
+    return first["confusion"] == second["confusion"] and all(
+        math.isclose(first[m], second[m], rel_tol=1e-9, abs_tol=1e-12) for m in METRICS
+    )
 
 
 def condition_label(corruption: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ Rules shared by both formats:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +74,7 @@ def mark(scores: dict[str, Score], best: str, comparisons: dict[str, Comparison 
     top = scores[best].number
     out = {}
     for name, score in scores.items():
-        bold = score.number == top
+        bold = math.isfinite(score.mean) and score.number == top  # a NaN is never the best
         comparison = comparisons.get(name)
         tie = not bold and comparison is not None and not comparison.distinguishable
         out[name] = Score(score.mean, score.std, bold=bold, tie=tie)
