@@ -10,15 +10,27 @@ as **running** (left to its owner, whoever and wherever that is, as long as the 
 from __future__ import annotations
 
 import enum
-import errno
-import fcntl
 import os
 import socket
 import time
 from pathlib import Path
-from types import TracebackType
 
-LOCK_NAME = ".lock"
+from ser.run_lock import LOCK_NAME, RunBusyError, RunLock, holder
+
+__all__ = [
+    "ATTEMPTS_NAME",
+    "LOCK_NAME",
+    "RunBusyError",
+    "RunLock",
+    "RunState",
+    "attempts",
+    "holder",
+    "is_done",
+    "is_locked",
+    "record_attempt",
+    "run_state",
+]
+
 ATTEMPTS_NAME = "attempts.log"
 
 
@@ -29,54 +41,6 @@ class RunState(enum.Enum):
     CRASHED = "crashed"
     """Started before but neither finished nor running: will be redone."""
     TODO = "todo"
-
-
-class RunBusyError(Exception):
-    """Another live process holds the run's lock."""
-
-
-class RunLock:
-    """Exclusive, non-blocking lock on a run directory (``with RunLock(dir): ...``)."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = Path(run_dir)
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            os.close(fd)
-            if err.errno in (errno.EAGAIN, errno.EACCES):
-                raise RunBusyError(f"{self.run_dir} is being run by {holder(self.run_dir)}") from err
-            raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the flock
-            self._fd = None
-
-    def __enter__(self) -> RunLock:
-        self.acquire()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.release()
-
-
-def holder(run_dir: Path) -> str:
-    """Who wrote the lock file last (``pid N on HOST``), for messages."""
-    try:
-        return (Path(run_dir) / LOCK_NAME).read_text(encoding="utf-8").strip() or "another process"
-    except OSError:
-        return "another process"
 
 
 def is_done(run_dir: Path) -> bool:

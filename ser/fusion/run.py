@@ -63,6 +63,7 @@ from ser.manifests.labels import LabelSet, load_label_set
 from ser.manifests.protocols import Fold, FoldSet, ValidationRule, make_folds
 from ser.manifests.schema import Manifest, Utterance, read_manifest
 from ser.options import coerce_fields, coerce_like
+from ser.run_lock import RunBusyError, RunLock, held
 from ser.seeding import deterministic_cuda_setup
 from ser.threads import blas_threads
 from ser.views import View, store_of
@@ -362,6 +363,7 @@ def _run_fits(configs: list[FitConfig], announce: Announce | None) -> list[Path]
     buffer = MemoryHandler(capacity=1 << 16, flushLevel=logging.CRITICAL + 1)  # flushed by hand only
     ser_logger.addHandler(buffer)
     handlers: list[logging.Handler] = []
+    locks: list[RunLock] = []
     try:
         plans = [_prepare(cfg) for cfg in configs]
         if announce is not None:
@@ -369,6 +371,7 @@ def _run_fits(configs: list[FitConfig], announce: Announce | None) -> list[Path]
                 announce(cfg, plan.departures)
         run_dirs = [run_directory(cfg) for cfg in configs]
         for run_dir in run_dirs:
+            locks.append(_lock(run_dir))
             run_dir.mkdir(parents=True, exist_ok=True)
             file_handler = logging.FileHandler(run_dir / "train.log", mode="w", encoding="utf-8")
             file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -400,11 +403,30 @@ def _run_fits(configs: list[FitConfig], announce: Announce | None) -> list[Path]
                 )
             ) from err
     finally:
+        for lock in locks:
+            lock.release()
         ser_logger.removeHandler(buffer)
         buffer.close()
         for handler in handlers:
             ser_logger.removeHandler(handler)
             handler.close()
+
+
+def _lock(run_dir: Path) -> RunLock:
+    """The run directory's lock, taken for this fit (a no-op lock when this process holds it already:
+    an ``ser ablate`` worker locks its jobs' directories itself); another live process writing the same
+    directory (the same config) is refused by name."""
+    lock = RunLock(run_dir)
+    if held(run_dir):
+        return lock  # released by its owner, not here (release() of an unacquired lock does nothing)
+    try:
+        lock.acquire()
+    except RunBusyError as busy:
+        raise UserError(
+            f"{busy}: the same fit (same config) is being written there; wait for it to finish (its "
+            "metrics.json appears last) or give another -o"
+        ) from None
+    return lock
 
 
 def run_directory(cfg: FitConfig) -> Path:
@@ -490,8 +512,10 @@ def _finish(plan: _Plan, run_dir: Path, selections: list[Selection]) -> Path:
     _write_predictions(run_dir / "predictions.csv", results, data.classes)
     if cfg.save_models:
         _write_models(plan, run_dir / MODELS_DIR, results, chosen, search)
-    else:
+    elif not (run_dir / MODELS_DIR / "index.json").exists():
         write_index(run_dir / MODELS_DIR, {"fusion": cfg.fusion, "saved": False, "members": [], "final": None})
+    else:  # the same config saved its models before (same directory, same numbers): they stay usable
+        logger.info("--no-models: the models/ an earlier fit of this config saved are kept")
     plot_confusion(
         run_dir / "confusion.png",
         summary["confusion"],
