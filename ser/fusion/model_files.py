@@ -21,7 +21,10 @@ safetensors holds plain tensors only, so loading a member never runs code from t
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
+import logging
+import math
 import re
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -38,6 +41,8 @@ from ser.fusion.data import Standardizer
 from ser.fusion.heads import head_module
 from ser.fusion.losses import build_loss
 from ser.fusion.train import FusionModel, TorchPredictor
+
+logger = logging.getLogger(__name__)
 
 MODEL_FORMAT = 1
 """Version of the layout above; a run written with another version is refused by name."""
@@ -125,9 +130,65 @@ def member_record(
 
 
 def write_index(models_dir: Path, index: dict[str, Any]) -> None:
-    """Write ``index.json`` (atomically) with the format version."""
+    """Write ``index.json`` (atomically) with the format version; each member's record gets the SHA-256 of
+    its file (``sha256``) and of what the index says about it (``binding``: classes, inputs, its record),
+    which [`load_member`][ser.fusion.model_files.load_member] checks."""
     models_dir.mkdir(parents=True, exist_ok=True)
+    index = _as_json(index)
+    for member in _all_members(index):
+        member["sha256"] = file_sha256(models_dir / member["file"])
+        member["binding"] = _binding(index, member)
     write_json(models_dir / INDEX_NAME, {"format": MODEL_FORMAT, **index}, indent=1, default=str)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from ``index.json`` (what ``default=str`` writes)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _all_members(index: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every member record of an index: the fold members and the final model."""
+    members = [m for m in index.get("members") or [] if isinstance(m, dict)]
+    final = index.get("final")
+    return members + ([final] if isinstance(final, dict) else [])
+
+
+def _binding(index: dict[str, Any], member: dict[str, Any]) -> str:
+    """SHA-256 of what the index says one member is: classes, head, inputs and its own record (file digest
+    included), so an edited index (classes reordered, ``normalize`` flipped, another file) is caught."""
+    said = {
+        "classes": index.get("classes"),
+        "fusion": index.get("fusion"),
+        "inputs": member.get("inputs") or index.get("inputs"),
+        "member": {k: v for k, v in member.items() if k != "binding"},
+    }
+    return hashlib.sha256(json.dumps(said, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def _check_file_name(run_dir: Path, member: dict[str, Any]) -> None:
+    """A member's ``file`` must be a plain file name inside the run's ``models/`` (no folder, no ``..``)."""
+    name = member.get("file")
+    if (
+        not isinstance(name, str)
+        or not name
+        or "/" in name
+        or "\\" in name
+        or name in (".", "..")
+        or (Path(name).is_absolute())
+    ):
+        raise ModelFileError(
+            f"{run_dir / MODELS_DIR / INDEX_NAME}: member {member.get('name')!r} names file {name!r}, which is not a "
+            f"plain file name inside {MODELS_DIR}/; restore the run's index.json or fit the run again"
+        )
 
 
 def read_index(run_dir: Path) -> dict[str, Any]:
@@ -163,7 +224,14 @@ def read_index(run_dir: Path) -> dict[str, Any]:
             f"{run_dir} was fitted with --no-models (save_models: false): it holds no weights; fit "
             "it again without that option to use it for prediction"
         )
-    for member in index.get("members", []):
+    members = index.get("members")
+    if not isinstance(members, list) or not (members or isinstance(index.get("final"), dict)):
+        raise ModelFileError(
+            f'{index_path} lists no members ("members": {members!r}, no final model): there is nothing to '
+            "predict with; restore the run's index.json or fit the run again"
+        )
+    for member in _all_members(index):
+        _check_file_name(run_dir, member)
         if not (run_dir / MODELS_DIR / member["file"]).is_file():
             raise ModelFileError(
                 f"{run_dir / MODELS_DIR / member['file']} is missing (member {member['name']}); "
@@ -182,8 +250,12 @@ def load_member(models_dir: Path, index: dict[str, Any], member: dict[str, Any],
     (weights read from safetensors, strictly) or a [`ClassicPredictor`][ser.fusion.classic.ClassicPredictor] (skops,
     allow-listed types only)."""
     path = models_dir / member["file"]
+    _check_integrity(path, index, member)
     if member["engine"] == "sklearn":
-        return _load_classic(path)
+        classic = _load_classic(path)
+        check_classic(path, classic, len(index["classes"]), _train_config(member["train"]).normalize)
+        return classic
+    cfg = _train_config(member["train"])
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -191,7 +263,11 @@ def load_member(models_dir: Path, index: dict[str, Any], member: dict[str, Any],
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as err:
         raise ModelFileError(f"{path} cannot be read ({err}); fit the run again") from err
-    cfg = _train_config(member["train"])
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(
+                f"{path}: {key} holds non-finite values (NaN or infinity); restore the file or fit the run again"
+            )
     inputs = index["inputs"]
     dims = {m: int(spec["dim"]) for m, spec in inputs.items()}
     n_classes = len(index["classes"])
@@ -209,11 +285,53 @@ def load_member(models_dir: Path, index: dict[str, Any], member: dict[str, Any],
     standardizer = None
     if cfg.normalize:
         pooled = [m for m, spec in inputs.items() if spec["view"]["kind"] == "pooled"]
+        for m in pooled:
+            if f"standardizer.{m}.mean" not in tensors or f"standardizer.{m}.std" not in tensors:
+                raise ModelFileError(
+                    f"{path} holds no z-scoring statistics for {m}, but {INDEX_NAME} says normalize: true; "
+                    "restore the file or fit the run again"
+                )
+            if not bool((tensors[f"standardizer.{m}.std"] > 0).all()):
+                raise ModelFileError(
+                    f"{path}: standardizer.{m}.std holds zero or negative values (training floors it above 0); "
+                    "restore the file or fit the run again"
+                )
         standardizer = Standardizer(
             {m: tensors[f"standardizer.{m}.mean"].numpy() for m in pooled},
             {m: tensors[f"standardizer.{m}.std"].numpy() for m in pooled},
         )
+    elif any(k.startswith("standardizer.") for k in tensors):
+        raise ModelFileError(
+            f"{path} holds z-scoring statistics, but {INDEX_NAME} says normalize: false; restore the run's "
+            f"{INDEX_NAME} or fit the run again"
+        )
     return TorchPredictor(model.to(device), loss_fn.to(device), standardizer, cfg, device)
+
+
+def _check_integrity(path: Path, index: dict[str, Any], member: dict[str, Any]) -> None:
+    """The member file's SHA-256 and the index's account of it against what the fit recorded; a run written
+    before the digests existed is accepted with a warning."""
+    recorded = member.get("sha256")
+    if recorded is None:
+        logger.warning(
+            "%s: %s records no SHA-256 for this member (a run written by an older ser); its file and record "
+            "cannot be checked; fit the run again to get checked model files",
+            path,
+            INDEX_NAME,
+        )
+        return
+    actual = file_sha256(path)
+    if actual != recorded:
+        raise ModelFileError(
+            f"{path} is not the file the fit saved for member {member.get('name')!r} (SHA-256 {actual[:12]}..., "
+            f"recorded {str(recorded)[:12]}...); restore the file from the run as written, or fit the run again"
+        )
+    if member.get("binding") != _binding(index, member):
+        raise ModelFileError(
+            f"{path.parent / INDEX_NAME} was changed after the fit for member {member.get('name')!r} (classes, "
+            f"inputs or training settings differ from those its file {path.name} was saved with); restore the "
+            "run's index.json, or fit the run again"
+        )
 
 
 def _load_classic(path: Path) -> ClassicPredictor:
@@ -242,6 +360,48 @@ def _load_classic(path: Path) -> ClassicPredictor:
             f"allow-list ({', '.join(CLASSIC_TYPES)} with a StandardScaler); refusing to use it"
         )
     return ClassicPredictor(estimator, scaler, {})
+
+
+def check_classic(path: Path, classic: ClassicPredictor, n_classes: int, normalize: bool) -> None:
+    """A loaded classic member against its index record: the estimator's ``classes_`` distinct sorted indices
+    into the index's ``n_classes`` classes, a scaler present exactly when ``normalize``, every fitted array
+    finite."""
+    estimator, scaler = classic.estimator, classic.scaler
+    classes = np.asarray(getattr(estimator, "classes_", []))
+    if (
+        classes.ndim != 1
+        or not np.issubdtype(classes.dtype, np.integer)
+        or len(set(classes.tolist())) != len(classes)
+        or list(classes) != sorted(classes.tolist())
+        or (len(classes) and (classes.min() < 0 or classes.max() >= n_classes))
+    ):
+        raise ModelFileError(
+            f"{path}: the estimator's classes_ {classes.tolist()} are not distinct sorted indices into the "
+            f"{n_classes} classes of {INDEX_NAME}; restore the file or fit the run again"
+        )
+    if (scaler is not None) != normalize:
+        raise ModelFileError(
+            f"{path} holds {'a' if scaler is not None else 'no'} StandardScaler, but {INDEX_NAME} says "
+            f"normalize: {str(normalize).lower()}; restore the file and {INDEX_NAME}, or fit the run again"
+        )
+    for owner in (estimator, scaler):
+        for attr, value in (vars(owner) if owner is not None else {}).items():
+            if attr.endswith("_") and _non_finite(value):
+                raise ModelFileError(
+                    f"{path}: {type(owner).__name__}.{attr} holds non-finite values (NaN or infinity); restore "
+                    "the file or fit the run again"
+                )
+    if scaler is not None and getattr(scaler, "scale_", None) is not None and not bool(np.all(scaler.scale_ > 0)):
+        raise ModelFileError(f"{path}: the StandardScaler's scale_ holds zero; restore the file or fit the run again")
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether a fitted attribute (a float, or an array of floats) holds NaN or infinity."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating):
+        return not bool(np.isfinite(value).all())
+    return False
 
 
 def _section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -478,6 +478,14 @@ class SerModel:
                 out.append(Prediction(request.id, None, error=errors[row], start=request.start, end=request.end))
                 continue
             probs = answers[row]
+            if not np.isfinite(probs).all():
+                logger.warning("%s: the members' probabilities are not finite (%s)", request.id, probs)
+                message = (
+                    "the model's probabilities are not finite (NaN or infinity): its model files are damaged; "
+                    "restore the run directory or fit it again"
+                )
+                out.append(Prediction(request.id, None, error=message, start=request.start, end=request.end))
+                continue
             out.append(
                 Prediction(
                     request.id,
