@@ -4,6 +4,8 @@ soundfile decodes wav/flac/ogg/mp3 (reading only the segment asked for); PyAV de
 such as MELD's mp4 clips; soxr resamples to the model's rate. Absurdly long audio is refused from
 the file header, before any sample is decoded (and, for containers whose header states no
 duration, as soon as the decoded samples pass the limit), so one stray podcast cannot exhaust memory.
+A damaged file (a WAV whose header states more samples than the file holds, or fewer samples decoded than
+the header promised) is refused as damaged rather than analysed as if it were complete.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import logging
 from pathlib import Path
 
 import numpy as np
+
+from ser.manifests.audio_info import wav_damage
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +50,9 @@ def _segment_seconds(total: float, start: float | None, end: float | None) -> fl
 def _read_soundfile(path: Path, start: float | None, end: float | None, max_seconds: float) -> tuple[np.ndarray, int]:
     import soundfile
 
+    damage = wav_damage(path)
+    if damage is not None:
+        raise AudioError(damage)
     try:
         info = soundfile.info(str(path))
         if info.samplerate and _segment_seconds(info.frames / info.samplerate, start, end) > max_seconds:
@@ -59,6 +66,12 @@ def _read_soundfile(path: Path, start: float | None, end: float | None, max_seco
         )
     except (RuntimeError, soundfile.LibsndfileError) as err:
         raise AudioError(f"unreadable audio ({err})") from err
+    expected = (info.frames if last < 0 else min(last, info.frames)) - first
+    if len(data) < expected:  # the header promised samples the file does not hold
+        raise AudioError(
+            f"damaged audio: the header states {expected} frames but only {len(data)} could be decoded "
+            "(truncated or corrupt file); replace the file"
+        )
     return data, rate
 
 

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ser.manifests.audio_info import AudioInfoError, probe_duration
+from ser.manifests.audio_info import AudioInfoError, probe_duration, wav_damage
 from ser.manifests.corpora import CORPORA
 from ser.manifests.labels import LabelSet
 from ser.manifests.protocols import make_folds
@@ -77,9 +77,13 @@ def _audio_problem(
     path: os.PathLike[str] | str, start: float | None, end: float | None
 ) -> tuple[str | None, str | None]:
     """``(kind, detail)`` of what is wrong with an existing audio file for a row, or ``(None, None)``:
-    an empty file, a file no audio reader understands, a segment (partly) beyond the file's end."""
+    an empty file, a damaged (truncated) WAV file, a file no audio reader understands, a segment (partly)
+    beyond the file's end."""
     if os.path.getsize(path) == 0:
         return "empty audio file", "0 bytes"
+    damage = wav_damage(path)
+    if damage is not None:
+        return "damaged audio", damage
     try:
         total = probe_duration(Path(path))
     except AudioInfoError as err:
@@ -202,6 +206,11 @@ def validate_manifest(
             "error",
             "the file is not audio any reader here understands (a truncated copy, or "
             "not an audio file): copy it again, convert it, or remove the row",
+        ),
+        "damaged audio": (
+            "error",
+            "the file holds fewer samples than its header states (a truncated copy or a corrupt header): "
+            "copy it again from the corpus, or remove the row",
         ),
         "non-positive duration": ("error", "the audio is empty; remove the row or the file"),
         "label outside label set": (
