@@ -11,6 +11,7 @@ command resumes from the partial store.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -27,6 +28,8 @@ from ser.extract.sink import Sink
 from ser.extract.update import remove_store, rows_to_repair, seed_from_store
 from ser.manifests.schema import Manifest, Utterance
 from ser.processes import StopRequest
+
+logger = logging.getLogger(__name__)
 
 
 class ExtractionInterrupted(Exception):  # noqa: N818 (a stop the user asked for, not a failure)
@@ -113,7 +116,7 @@ def _stream(
     with (
         _progress(total, options.progress) as bar,
         StopRequest("extraction") as stop,
-        _worker_deaths(writer, options.num_workers),
+        _worker_deaths(writer, options.num_workers, stop),
     ):
         for decoded in batches:
             if stop.requested:  # between batches: the rows so far are flushed on the way out
@@ -150,13 +153,20 @@ def _progress(total: int, enabled: bool) -> Any:
 
 
 @contextlib.contextmanager
-def _worker_deaths(writer: CacheWriter, workers: int) -> Iterator[None]:
-    """A decoding worker that died (killed by the out-of-memory killer, most often) becomes one line."""
+def _worker_deaths(writer: CacheWriter, workers: int, stop: StopRequest) -> Iterator[None]:
+    """A decoding worker that died (killed by the out-of-memory killer, most often) becomes one line.
+
+    While a stop is under way its death is part of the stop, not a crash: a scheduler's cancel (or the
+    terminal's Ctrl-C) signals the whole process group, so the workers get the SIGTERM / SIGINT too and
+    may die before this process reaches the next batch."""
     try:
         yield
     except RuntimeError as err:
         if "DataLoader worker" not in str(err):
             raise
+        if stop.requested:
+            logger.info("decoding worker gone during the stop (%s)", str(err).splitlines()[0])
+            raise _interrupted(writer, stop.requested) from None
         writer.flush()
         raise ExtractorError(
             f"a decoding worker process died ({str(err).splitlines()[0]}); usually the "
