@@ -43,10 +43,12 @@ def tie_to_parent(parent_pid: int, sig: int = signal.SIGTERM) -> bool:
 
 def worker_setup(parent_pid: int, worker_id: int = 0) -> None:
     """For worker processes of a command (a DataLoader ``worker_init_fn``, which passes ``worker_id``): die
-    with the command, and leave Ctrl-C to it (the terminal sends SIGINT to the whole process group; the
-    command stops its workers itself)."""
+    with the command, and leave Ctrl-C and SIGTERM to it (the terminal sends SIGINT, a scheduler's cancel
+    SIGTERM, to the whole process group; the command stops at a safe point and stops its workers itself,
+    and they die with it at the latest)."""
     tie_to_parent(parent_pid, signal.SIGKILL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in StopRequest.SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 class StopRequest:
