@@ -4,7 +4,7 @@ While a fit writes a run directory it holds an exclusive ``flock`` on ``<run dir
 drops the lock when the process dies, however it dies, so a killed run never stays locked, and a live
 one is left to its owner (this user, another user or another machine, as long as the file system
 honours ``flock``: local disks and NFS v4 do). A process that already holds a run's lock (an
-``ser ablate`` worker running its jobs) takes it again at no cost: :func:`held` says so.
+``ser ablate`` worker running its jobs) takes it again at no cost: [`held`][ser.run_lock.held] says so.
 """
 
 from __future__ import annotations

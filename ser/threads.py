@@ -62,7 +62,7 @@ def idle_cores() -> int:
 
 
 def _other_running_tasks() -> float:
-    """Tasks running or runnable now, this one excluded (see :func:`idle_cores`)."""
+    """Tasks running or runnable now, this one excluded (see ``idle_cores``)."""
     counts = []
     for _ in range(5):
         try:

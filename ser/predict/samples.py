@@ -9,9 +9,10 @@ sample_rate=...)`` states the rules here, once, for every path that builds a
   booleans, complex numbers and objects are refused;
 * **layout**: ``(samples,)``, or two axes of which the SHORTER one is the channels, whichever way
   round: ``(n, 2)`` and ``(2, n)`` are both stereo (a recording with more channels than samples is
-  not audio); at most :data:`MAX_CHANNELS` channels; more axes are refused;
-* **rate**: a whole number of Hz from :data:`MIN_RATE` to :data:`MAX_RATE` (``sample_rate=0`` is an
-  error, not "the default").
+  not audio); at most [`MAX_CHANNELS`][ser.predict.samples.MAX_CHANNELS] channels; more axes are
+  refused;
+* **rate**: a whole number of Hz from [`MIN_RATE`][ser.predict.samples.MIN_RATE] to
+  [`MAX_RATE`][ser.predict.samples.MAX_RATE] (``sample_rate=0`` is an error, not "the default").
 """
 
 from __future__ import annotations

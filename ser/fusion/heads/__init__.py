@@ -261,9 +261,13 @@ class Range:
     """The values a number may take: ``low`` .. ``high``, each end open or closed; always finite."""
 
     low: float = -math.inf
+    """The lowest value (or the bound above which values lie, with ``low_open``)."""
     high: float = math.inf
+    """The highest value (or the bound below which values lie, with ``high_open``)."""
     low_open: bool = False
+    """True: ``low`` itself is outside the range."""
     high_open: bool = False
+    """True: ``high`` itself is outside the range."""
 
     def holds(self, value: float) -> bool:
         """True when ``value`` is finite and inside the range."""
