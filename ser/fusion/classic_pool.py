@@ -53,15 +53,7 @@ def _search(index: int) -> tuple[int, ClassicSelection]:
     """In a worker: member ``index``'s grid search, reporting to nobody (the parent counts it)."""
     progress.silence()
     member = _MEMBERS[index]
-    chosen = search_classic(
-        member.data,
-        member.rows,
-        fusion=member.fusion,
-        head_options=member.head_options,
-        cfg=member.cfg,
-        seed=member.seed,
-        refit_now=True,
-    )
+    chosen = search_classic(member, refit_now=True)
     return index, chosen
 
 
@@ -74,7 +66,7 @@ def fit_classic_members(members: Sequence[MemberSpec]) -> list[Selection]:
         check_validation(member.fold, member.rows)
     workers = pool_size(len(members))
     if workers < 2:
-        return [_selection(member) for member in members]
+        return [select_classic_member(member) for member in members]
     logger.info("classic members: %d fitted in %d worker processes", len(members), workers)
     for module in ("sklearn.linear_model", "sklearn.preprocessing", "sklearn.svm"):
         importlib.import_module(module)  # once here, not once per worker
@@ -86,22 +78,8 @@ def fit_classic_members(members: Sequence[MemberSpec]) -> list[Selection]:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             for index, chosen in pool.imap_unordered(_search, range(len(members))):
                 member = members[index]
-                reporter.advance(progress_units(member.fusion, member.data, member.head_options, member.cfg))
-                out[index] = _selection(member, chosen)
+                reporter.advance(progress_units(member))
+                out[index] = select_classic_member(member, chosen)
     finally:
         _MEMBERS = ()
     return [out[index] for index in range(len(members))]
-
-
-def _selection(member: MemberSpec, chosen: ClassicSelection | None = None) -> Selection:
-    """``member`` selected on validation (its grid search run here unless ``chosen`` is given)."""
-    return select_classic_member(
-        member.data,
-        member.fold,
-        member.rows,
-        fusion=member.fusion,
-        head_options=member.head_options,
-        cfg=member.cfg,
-        seed=member.seed,
-        chosen=chosen,
-    )

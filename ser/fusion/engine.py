@@ -141,7 +141,7 @@ def select_members(specs: Sequence[MemberSpec]) -> list[Selection]:
     fitted, copies = share_deterministic(specs)
     shared = " (classic heads: one fit serves every seed)" if copies else ""
     progress.current().start(
-        sum(progress_units(specs[i].fusion, specs[i].data, specs[i].head_options, specs[i].cfg) for i in fitted),
+        sum(progress_units(specs[i]) for i in fitted),
         f"training {len(fitted)} member{'s' * (len(fitted) != 1)}{shared}",
     )
     out: list[Selection | None] = [None] * len(specs)

@@ -543,9 +543,7 @@ def select_member(
     classic heads: the best grid point) on ``rows["validation"]``. ``rows["test"]`` is not read."""
     check_validation(fold_name, rows)
     if HEADS[fusion].engine == "sklearn":
-        return select_classic_member(
-            data, fold_name, rows, fusion=fusion, head_options=head_options, cfg=cfg, seed=seed
-        )
+        return select_classic_member(MemberSpec(fold_name, seed, data, rows, fusion, head_options, cfg))
     start = time.perf_counter()
     device = resolve_device(cfg.device)
     generator = seed_everything(seed, cfg.deterministic)
@@ -612,12 +610,12 @@ def select_member(
     )
 
 
-def progress_units(fusion: str, data: FusionData, head_options: dict[str, Any], cfg: TrainConfig) -> int:
+def progress_units(member: MemberSpec) -> int:
     """A member's units of work for [`ser.fusion.progress`][ser.fusion.progress]: its epochs (neural heads) or its grid
     points (classic heads)."""
-    if HEADS[fusion].engine == "sklearn":
-        return len(classic_grid(classic_config(data, fusion, head_options)))
-    return total_epochs(cfg)
+    if HEADS[member.fusion].engine == "sklearn":
+        return len(classic_grid(classic_config(member.data, member.fusion, member.head_options)))
+    return total_epochs(member.cfg)
 
 
 def member_line(fold: str, seed: int, select: str, score: float, chosen: str) -> str:
@@ -674,30 +672,24 @@ def classic_config(data: FusionData, fusion: str, head_options: dict[str, Any]) 
     return head_module(fusion).build({m: d.dim for m, d in data.modalities.items()}, len(data.classes), **head_options)
 
 
-def search_classic(
-    data: FusionData,
-    rows: dict[str, np.ndarray],
-    *,
-    fusion: str,
-    head_options: dict[str, Any],
-    cfg: TrainConfig,
-    seed: int,
-    refit_now: bool = False,
-) -> ClassicSelection:
-    """A classic member's grid search on ``rows["train"]`` / ``rows["validation"]`` (the part of
+def search_classic(member: MemberSpec, refit_now: bool = False) -> ClassicSelection:
+    """A classic member's grid search on its ``train`` / ``validation`` rows (the part of
     [`select_classic_member`][ser.fusion.train.select_classic_member] that a worker process may run:
-    ``ser.fusion.classic_pool``); with ``refit_now`` and ``train.refit``, its refit on train +
-    validation too (it does not read the test rows)."""
-    config = classic_config(data, fusion, head_options)
-    chosen = select_classic(data, rows, config=config, normalize=cfg.normalize, select=cfg.select, seed=seed)
+    [`ser.fusion.classic_pool`][ser.fusion.classic_pool]); with ``refit_now`` and ``train.refit``, its refit on
+    train + validation too (it does not read the test rows)."""
+    cfg, rows = member.cfg, member.rows
+    config = classic_config(member.data, member.fusion, member.head_options)
+    chosen = select_classic(
+        member.data, rows, config=config, normalize=cfg.normalize, select=cfg.select, seed=member.seed
+    )
     if refit_now and cfg.refit:
         chosen.refitted = refit_classic(
-            data,
+            member.data,
             np.concatenate([rows["train"], rows["validation"]]),
             config=config,
             params=chosen.predictor.params,
             normalize=cfg.normalize,
-            seed=seed,
+            seed=member.seed,
         )
     return chosen
 
@@ -707,25 +699,16 @@ def _kept(predictor: Predictor) -> Predictor:
     return predictor
 
 
-def select_classic_member(
-    data: FusionData,
-    fold_name: str,
-    rows: dict[str, np.ndarray],
-    *,
-    fusion: str,
-    head_options: dict[str, Any],
-    cfg: TrainConfig,
-    seed: int,
-    chosen: ClassicSelection | None = None,
-) -> Selection:
+def select_classic_member(member: MemberSpec, chosen: ClassicSelection | None = None) -> Selection:
     """A classic member selected on validation: its grid search (``chosen`` when a worker process ran
     it already, else run here), its line on the progress reporter and its refit on train + validation."""
-    config = classic_config(data, fusion, head_options)
+    data, rows, cfg, seed = member.data, member.rows, member.cfg, member.seed
+    config = classic_config(data, member.fusion, member.head_options)
     if chosen is None:
-        chosen = search_classic(data, rows, fusion=fusion, head_options=head_options, cfg=cfg, seed=seed)
+        chosen = search_classic(member)
     progress.current().member_done(
         member_line(
-            fold_name,
+            member.fold,
             seed,
             cfg.select,
             chosen.score,
@@ -746,7 +729,7 @@ def select_classic_member(
             seed=seed,
         )
     return Selection(
-        fold=fold_name,
+        fold=member.fold,
         seed=seed,
         score=chosen.score,
         best_epoch=0,
