@@ -85,3 +85,23 @@ def tone_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.fakes.tones import write_tone_corpus
 
     return write_tone_corpus(tmp_path_factory.mktemp("tones"))
+
+
+@pytest.fixture(scope="session")
+def tone_mlp_run(tone_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished ``ser fit`` run directory: eGeMAPS + mlp on the synthetic tone corpus, fold spk0, 3 epochs
+    (a few seconds). Shared by every test that predicts with a small real run: copy it before changing it."""
+    from typer.testing import CliRunner
+
+    from ser.cli import app
+    from ser.extract.registry import build_extractor
+    from ser.extract.runner import RunOptions, run_extraction
+
+    folder = tmp_path_factory.mktemp("tone-mlp-run")
+    store = folder / "tones.egemaps.h5"
+    run_extraction(tone_corpus, build_extractor("egemaps"), store, RunOptions(num_workers=0, progress=False))
+    args = ["fit", "-f", "mlp", "-m", str(tone_corpus), "-p", "speaker-loso", "--set", "val_by=utterance", "-q"]
+    args += ["--audio", str(store), "--folds", "spk0", "--set", "train.epochs=3", "-o", str(folder / "runs")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return Path(result.stdout.strip().splitlines()[-1].split("run directory: ")[1])

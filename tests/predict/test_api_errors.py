@@ -2,7 +2,7 @@
 ``on_error="record"`` keeps error rows (what ``ser predict`` uses); readable reprs; several run
 directories given to ``ser predict`` (a glob that matched more than one run).
 
-A small eGeMAPS + mlp run on the synthetic tone corpus (one fold, 3 epochs: a few seconds).
+The small eGeMAPS + mlp run of the session fixture ``tone_mlp_run`` (one fold, 3 epochs).
 """
 
 from __future__ import annotations
@@ -24,23 +24,8 @@ CLASSES = ("neu", "cal", "hap", "sad", "ang", "fea", "dis", "sur")
 
 
 @pytest.fixture(scope="module")
-def tone_run(tone_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ser.extract.registry import build_extractor
-    from ser.extract.runner import RunOptions, run_extraction
-
-    folder = tmp_path_factory.mktemp("api-errors")
-    store = folder / "tones.egemaps.h5"
-    run_extraction(tone_corpus, build_extractor("egemaps"), store, RunOptions(num_workers=0, progress=False))
-    args = ["fit", "-f", "mlp", "-m", str(tone_corpus), "-p", "speaker-loso", "--set", "val_by=utterance"]
-    args += ["--audio", str(store), "--folds", "spk0", "--set", "train.epochs=3", "-o", str(folder / "runs")]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    return Path(result.output.strip().splitlines()[-1].split("run directory: ")[1])
-
-
-@pytest.fixture(scope="module")
-def model(tone_run: Path) -> SerModel:
-    return load_model(tone_run, device="cpu")
+def model(tone_mlp_run: Path) -> SerModel:
+    return load_model(tone_mlp_run, device="cpu")
 
 
 @pytest.fixture
@@ -117,12 +102,12 @@ def test_an_unknown_on_error_choice_is_refused(model: SerModel, clip: Path) -> N
         model.predict(clip, on_error="ignore")  # type: ignore[arg-type]
 
 
-def test_reprs_say_what_answers_and_the_top_class(model: SerModel, tone_run: Path, clip: Path) -> None:
+def test_reprs_say_what_answers_and_the_top_class(model: SerModel, tone_mlp_run: Path, clip: Path) -> None:
     assert repr(model) == (
         f"SerModel(fusion='mlp', recipe='ser', classes={CLASSES!r}, members=1 (all), "
-        f"inputs=audio: egemaps functionals, run='{tone_run}')"
+        f"inputs=audio: egemaps functionals, run='{tone_mlp_run}')"
     )
-    assert "members=1 (fold spk0)" in repr(load_model(tone_run, members="spk0", device="cpu"))
+    assert "members=1 (fold spk0)" in repr(load_model(tone_mlp_run, members="spk0", device="cpu"))
     answer = model.predict(clip)
     assert answer.label is not None
     assert (
@@ -137,10 +122,10 @@ def test_reprs_say_what_answers_and_the_top_class(model: SerModel, tone_run: Pat
     assert repr(failed) == "Prediction(id='x.wav', label=None, error='silent audio')"
 
 
-def test_the_cli_keeps_error_rows_for_a_batch(tone_run: Path, clip: Path, broken: Path, tmp_path: Path) -> None:
+def test_the_cli_keeps_error_rows_for_a_batch(tone_mlp_run: Path, clip: Path, broken: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
     result = CliRunner().invoke(
-        app, ["predict", str(tone_run), str(clip), str(broken), "-o", str(out), "--device", "cpu", "--no-progress"]
+        app, ["predict", str(tone_mlp_run), str(clip), str(broken), "-o", str(out), "--device", "cpu", "--no-progress"]
     )
     assert result.exit_code == 3, result.output
     assert "1 of 2 inputs could not be used" in result.output
@@ -152,17 +137,17 @@ def test_the_cli_keeps_error_rows_for_a_batch(tone_run: Path, clip: Path, broken
     ]
 
 
-def test_several_run_directories_name_the_matches(tone_run: Path, clip: Path, tmp_path: Path) -> None:
-    twin = tone_run.with_name(tone_run.name + "-copy")
-    shutil.copytree(tone_run, twin)
+def test_several_run_directories_name_the_matches(tone_mlp_run: Path, clip: Path, tmp_path: Path) -> None:
+    twin = tone_mlp_run.with_name(tone_mlp_run.name + "-copy")
+    shutil.copytree(tone_mlp_run, twin)
     try:
-        result = CliRunner().invoke(app, ["predict", str(tone_run), str(twin), str(clip), "--device", "cpu"])
+        result = CliRunner().invoke(app, ["predict", str(tone_mlp_run), str(twin), str(clip), "--device", "cpu"])
         assert result.exit_code == 2
-        expected = f"2 run directories given: {tone_run}, {twin}; pass one (the glob matched several)"
+        expected = f"2 run directories given: {tone_mlp_run}, {twin}; pass one (the glob matched several)"
         assert expected in result.output.replace("\n", "")
         assert "no audio files" not in result.output
-        swapped = CliRunner().invoke(app, ["predict", str(clip), str(tone_run), "--device", "cpu"])
+        swapped = CliRunner().invoke(app, ["predict", str(clip), str(tone_mlp_run), "--device", "cpu"])
         assert swapped.exit_code == 2
-        assert f"{tone_run} is a run directory, given as an input" in swapped.output.replace("\n", "")
+        assert f"{tone_mlp_run} is a run directory, given as an input" in swapped.output.replace("\n", "")
     finally:
         shutil.rmtree(twin)
