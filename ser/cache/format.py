@@ -57,7 +57,12 @@ class StoreLayout:
 
     @classmethod
     def from_json(cls, text: str) -> StoreLayout:
-        record = json.loads(text)
+        return cls.from_record(json.loads(text))
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> StoreLayout:
+        """The layout from its decoded JSON record (checked by [`read_attrs`][ser.cache.attr_schema.read_attrs]
+        for stores being read)."""
         return cls(
             pooled={k: (int(v[0]), int(v[1])) for k, v in record["pooled"].items()},
             seq={k: int(v) for k, v in record.get("seq", {}).items()},

@@ -6,7 +6,6 @@ object can be handed to DataLoader worker processes safely; pickling drops the o
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,11 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from ser.cache.attr_schema import read_attrs
 from ser.cache.backends import StoreFile, open_store_file
 from ser.cache.checksums import mismatched_blocks
 from ser.cache.format import (
-    FORMAT_NAME,
-    FORMAT_VERSION,
     PARTIAL_SUFFIX,
     CacheError,
     StoreLayout,
@@ -85,23 +83,11 @@ class CacheReader:
             raise
 
     def _load(self, store: StoreFile) -> None:
-        attrs = dict(store.attrs)
-        if attrs.get("format") != FORMAT_NAME:
-            raise CacheError(f"{self.path} is not a ser cache store (format attribute {attrs.get('format')!r})")
-        if attrs.get("format_version") != FORMAT_VERSION:
-            raise CacheError(
-                f"{self.path} uses cache format version {attrs.get('format_version')}; this ser reads "
-                f"version {FORMAT_VERSION}. Re-extract it with this version of ser"
-            )
-        if attrs.get("status") != "complete":
-            raise CacheError(f"{self.path} has status {attrs.get('status')!r}; only complete stores can be read")
-        self.layout = StoreLayout.from_json(attrs["layout"])
-        self.attrs: dict[str, Any] = {}
-        for key, value in attrs.items():
-            if key in ("format", "format_version", "status", "layout", "n_items", "n_rejected", "finalized"):
-                self.attrs[key] = value.item() if isinstance(value, np.generic) else value  # plain JSON types
-            else:
-                self.attrs[key] = json.loads(value) if isinstance(value, str) else value
+        layout, attrs = read_attrs(self.path, dict(store.attrs))
+        self.layout: StoreLayout = layout
+        self.attrs: dict[str, Any] = attrs
+        """The store's attributes, decoded and checked once against [`SCHEMA`][ser.cache.attr_schema.SCHEMA],
+        so they can be trusted (``layout`` stays its JSON text; ``self.layout`` is the parsed form)."""
         self.ids: list[str] = decode_strings(store.read("ids"))
         self.fingerprints: list[str] = decode_strings(store.read("fingerprints"))
         self.index: dict[str, int] = {uid: row for row, uid in enumerate(self.ids)}
