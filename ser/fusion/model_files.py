@@ -39,6 +39,7 @@ from ser.fusion.classic import ClassicPredictor
 from ser.fusion.config import TrainConfig
 from ser.fusion.data import Standardizer
 from ser.fusion.heads import head_module
+from ser.fusion.index_schema import IndexSchemaError, check_index
 from ser.fusion.losses import build_loss
 from ser.fusion.train import FusionModel, TorchPredictor
 
@@ -192,7 +193,8 @@ def _check_file_name(run_dir: Path, member: dict[str, Any]) -> None:
 
 
 def read_index(run_dir: Path) -> dict[str, Any]:
-    """The ``models/index.json`` of a run directory, checked for completeness and format version."""
+    """The ``models/index.json`` of a run directory, checked for completeness, format version and, once, against
+    the schema of every field the loader and predictor read ([`check_index`][ser.fusion.index_schema.check_index])."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ModelFileError(f"{run_dir} is not a run directory (no such folder); pass a folder written by ser fit")
@@ -211,6 +213,11 @@ def read_index(run_dir: Path) -> dict[str, Any]:
         loaded = json.loads(index_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise ModelFileError(f"{index_path} cannot be read ({err}); run ser fit again") from err
+    except RecursionError:
+        raise ModelFileError(
+            f"{index_path} is not a run's index (its JSON nests deeper than Python can read); restore the run's "
+            "index.json or fit the run again"
+        ) from None
     if not isinstance(loaded, dict):
         raise ModelFileError(f"{index_path} holds no JSON object; run ser fit again")
     index: dict[str, Any] = loaded
@@ -230,6 +237,10 @@ def read_index(run_dir: Path) -> dict[str, Any]:
             f'{index_path} lists no members ("members": {members!r}, no final model): there is nothing to '
             "predict with; restore the run's index.json or fit the run again"
         )
+    try:
+        check_index(index)
+    except IndexSchemaError as err:
+        raise ModelFileError(f"{index_path}: {err}") from None
     for member in _all_members(index):
         _check_file_name(run_dir, member)
         if not (run_dir / MODELS_DIR / member["file"]).is_file():
@@ -253,7 +264,8 @@ def load_member(models_dir: Path, index: dict[str, Any], member: dict[str, Any],
     _check_integrity(path, index, member)
     if member["engine"] == "sklearn":
         classic = _load_classic(path)
-        check_classic(path, classic, len(index["classes"]), _train_config(member["train"]).normalize)
+        dim = sum(int(spec["dim"]) for spec in index["inputs"].values())
+        check_classic(path, classic, len(index["classes"]), _train_config(member["train"]).normalize, dim)
         return classic
     cfg = _train_config(member["train"])
     from safetensors import SafetensorError
@@ -275,12 +287,16 @@ def load_member(models_dir: Path, index: dict[str, Any], member: dict[str, Any],
     model = FusionModel(head, {m: int(spec["n_layers"]) for m, spec in inputs.items()})
     weights = torch.ones(n_classes) if cfg.class_weighted else None  # the stored values replace these
     loss_fn = build_loss(cfg.loss, n_classes, getattr(head, "feature_dim", 0), weights, **cfg.loss_options)
+    said = f"fusion {index['fusion']}, input dims {dims}, head options {member['head_options']}"
+    for prefix, module in (("model.", model), ("loss.", loss_fn)):
+        _check_shapes(path, said, prefix, module.state_dict(), _section(tensors, prefix))
     try:
         model.load_state_dict(_section(tensors, "model."), strict=True)
         loss_fn.load_state_dict(_section(tensors, "loss."), strict=True)
     except RuntimeError as err:
         raise ModelFileError(
-            f"{path} does not fit the head recorded in {INDEX_NAME} ({err}); fit the run again"
+            f"{path} does not fit the head recorded in {INDEX_NAME} ({' '.join(str(err).split())}); "
+            f"restore the run's {INDEX_NAME} or fit the run again"
         ) from err
     standardizer = None
     if cfg.normalize:
@@ -291,6 +307,13 @@ def load_member(models_dir: Path, index: dict[str, Any], member: dict[str, Any],
                     f"{path} holds no z-scoring statistics for {m}, but {INDEX_NAME} says normalize: true; "
                     "restore the file or fit the run again"
                 )
+            for stat in ("mean", "std"):
+                shape = tuple(tensors[f"standardizer.{m}.{stat}"].shape)
+                if not shape or shape[-1] != dims[m]:
+                    raise ModelFileError(
+                        f"{path}: standardizer.{m}.{stat} has shape {shape}, but {INDEX_NAME} says inputs.{m}.dim "
+                        f"is {dims[m]}; restore the run's {INDEX_NAME} or fit the run again"
+                    )
             if not bool((tensors[f"standardizer.{m}.std"] > 0).all()):
                 raise ModelFileError(
                     f"{path}: standardizer.{m}.std holds zero or negative values (training floors it above 0); "
@@ -306,6 +329,33 @@ def load_member(models_dir: Path, index: dict[str, Any], member: dict[str, Any],
             f"{INDEX_NAME} or fit the run again"
         )
     return TorchPredictor(model.to(device), loss_fn.to(device), standardizer, cfg, device)
+
+
+def _check_shapes(
+    path: Path, said: str, prefix: str, wanted: dict[str, torch.Tensor], stored: dict[str, torch.Tensor]
+) -> None:
+    """The tensors of one section (``model.``, ``loss.``) of a member file against those of the head the index
+    describes (``said``): the same names and shapes, or one line naming the first that differs."""
+    missing = sorted(set(wanted) - set(stored))
+    extra = sorted(set(stored) - set(wanted))
+    wrong = [k for k in wanted if k in stored and tuple(wanted[k].shape) != tuple(stored[k].shape)]
+    if missing:
+        what = f"has no {prefix}{missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+    elif extra:
+        what = f"holds {prefix}{extra[0]}, which that head has not" + (
+            f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+        )
+    elif wrong:
+        key = wrong[0]
+        what = (
+            f"holds {prefix}{key} of shape {tuple(stored[key].shape)}, where that head has {tuple(wanted[key].shape)}"
+        )
+    else:
+        return
+    raise ModelFileError(
+        f"{path} does not fit the head {INDEX_NAME} describes ({said}): the file {what}; restore the run's "
+        f"{INDEX_NAME} or fit the run again"
+    )
 
 
 def _check_integrity(path: Path, index: dict[str, Any], member: dict[str, Any]) -> None:
@@ -362,12 +412,30 @@ def _load_classic(path: Path) -> ClassicPredictor:
     return ClassicPredictor(estimator, scaler, {})
 
 
-def check_classic(path: Path, classic: ClassicPredictor, n_classes: int, normalize: bool) -> None:
-    """A loaded classic member against its index record: the estimator's ``classes_`` distinct sorted indices
-    into the index's ``n_classes`` classes, a scaler present exactly when ``normalize``, every fitted array
-    finite."""
+FITTED = {
+    "LogisticRegression": ("classes_", "coef_", "intercept_", "n_features_in_"),
+    "SVC": ("classes_", "support_vectors_", "n_features_in_"),
+    "StandardScaler": ("n_features_in_",),
+}
+"""The fitted attributes each allow-listed type must hold for prediction."""
+
+
+def check_classic(
+    path: Path, classic: ClassicPredictor, n_classes: int, normalize: bool, dim: int | None = None
+) -> None:
+    """A loaded classic member against its index record: every fitted attribute present (``FITTED``), the
+    estimator's ``classes_`` distinct sorted indices into the index's ``n_classes`` classes, a scaler present
+    exactly when ``normalize``, the feature count of estimator and scaler ``dim`` (the sum of the index's input
+    dims, when given), every fitted array finite."""
     estimator, scaler = classic.estimator, classic.scaler
-    classes = np.asarray(getattr(estimator, "classes_", []))
+    for owner in (estimator, scaler):
+        absent = [a for a in FITTED.get(type(owner).__name__, ()) if a not in vars(owner)] if owner is not None else []
+        if absent:
+            raise ModelFileError(
+                f"{path}: the {type(owner).__name__} has no {', '.join(absent)} (it is not a fitted model); "
+                "restore the file or fit the run again"
+            )
+    classes = np.asarray(estimator.classes_)
     if (
         classes.ndim != 1
         or not np.issubdtype(classes.dtype, np.integer)
@@ -384,6 +452,8 @@ def check_classic(path: Path, classic: ClassicPredictor, n_classes: int, normali
             f"{path} holds {'a' if scaler is not None else 'no'} StandardScaler, but {INDEX_NAME} says "
             f"normalize: {str(normalize).lower()}; restore the file and {INDEX_NAME}, or fit the run again"
         )
+    if dim is not None:
+        _check_classic_dims(path, estimator, scaler, dim, len(classes))
     for owner in (estimator, scaler):
         for attr, value in (vars(owner) if owner is not None else {}).items():
             if attr.endswith("_") and _non_finite(value):
@@ -393,6 +463,46 @@ def check_classic(path: Path, classic: ClassicPredictor, n_classes: int, normali
                 )
     if scaler is not None and getattr(scaler, "scale_", None) is not None and not bool(np.all(scaler.scale_ > 0)):
         raise ModelFileError(f"{path}: the StandardScaler's scale_ holds zero; restore the file or fit the run again")
+
+
+def _check_classic_dims(path: Path, estimator: Any, scaler: Any, dim: int, n_fitted: int) -> None:
+    """Every per-feature array of the estimator and scaler against the index's input width ``dim``, and the
+    per-class rows of ``coef_`` / ``intercept_`` against the estimator's ``n_fitted`` classes."""
+    rows = n_fitted if n_fitted > 2 else 1  # a binary linear model keeps one row
+    expected: list[tuple[Any, str, tuple[int | None, ...]]] = [
+        (estimator, "coef_", (rows, dim)),
+        (estimator, "intercept_", (rows,)),
+        (estimator, "support_vectors_", (None, dim)),
+        (scaler, "mean_", (dim,)),
+        (scaler, "scale_", (dim,)),
+        (scaler, "var_", (dim,)),
+    ]
+    for owner in (estimator, scaler):
+        count = vars(owner).get("n_features_in_") if owner is not None else None
+        if count is not None and count != dim:
+            raise ModelFileError(
+                f"{path}: the {type(owner).__name__}'s n_features_in_ is {count!r}, but the inputs of "
+                f"{INDEX_NAME} give {dim} features; restore the file and {INDEX_NAME}, or fit the run again"
+            )
+    for owner, attr, shape in expected:
+        value = vars(owner).get(attr) if owner is not None else None
+        if value is None:
+            continue
+        got = tuple(np.shape(value))
+        if len(got) != len(shape) or any(
+            want is not None and want != have for want, have in zip(shape, got, strict=True)
+        ):
+            wanted = (
+                "("
+                + ", ".join("N" if want is None else str(want) for want in shape)
+                + ("," if len(shape) == 1 else "")
+                + ")"
+            )
+            raise ModelFileError(
+                f"{path}: the {type(owner).__name__}'s {attr} has shape {got}, but {INDEX_NAME} (input width "
+                f"{dim}, {n_fitted} fitted classes) needs {wanted}; restore the file and {INDEX_NAME}, or fit the "
+                "run again"
+            )
 
 
 def _non_finite(value: Any) -> bool:

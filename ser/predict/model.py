@@ -31,7 +31,7 @@ from ser.errors import UserError
 from ser.extract.audio import DEFAULT_MAX_SECONDS, AudioError, load_audio, prepare_signal
 from ser.extract.base import Extractor, Features, Item, ItemRejected
 from ser.fusion.data import FusionData, ModalityData
-from ser.fusion.model_files import FINAL, MODELS_DIR, ModelFileError, as_float32, load_member, read_index
+from ser.fusion.model_files import FINAL, INDEX_NAME, MODELS_DIR, ModelFileError, as_float32, load_member, read_index
 from ser.options import require_float, require_int
 from ser.predict import defaults
 from ser.predict.extractors import rebuild_extractor
@@ -190,6 +190,46 @@ class _Input:
         return stack[-1] if self.view.layer == "last" else stack[int(self.view.layer)]
 
 
+def _check_view(index_path: Path, modality: str, record: dict[str, Any], view: View, extractor: Extractor) -> None:
+    """An input's recorded view and width against what its rebuilt extractor gives (``spec.pooled``:
+    statistic -> (layers, dim); ``spec.seq_layers``: layer -> dim), so a layer or dim the extractor has not is
+    refused at load, in one line, instead of failing inside the first prediction."""
+    spec = extractor.spec
+    where = f"{index_path}: inputs.{modality}"
+    fix = "restore the run's index.json or fit the run again"
+    if view.kind == "seq":
+        layers = dict(spec.seq_layers)
+        layer = view.layer or (list(layers)[-1] if layers else "")
+        if layer not in layers:
+            raise ModelFileError(
+                f"{where}.view.layer is {view.layer!r}, but extractor {spec.name} gives sequences for "
+                f"{', '.join(layers) or 'no layer'}; {fix}"
+            )
+        width = layers[layer]
+    else:
+        stats = dict(spec.pooled)
+        stat = view.stat if view.stat is not None else next(iter(stats), None)
+        if stat not in stats:
+            raise ModelFileError(
+                f"{where}.view.stat is {view.stat!r}, but extractor {spec.name} pools {', '.join(stats) or 'nothing'}; "
+                f"{fix}"
+            )
+        n_layers, width = stats[stat]
+        if view.layer not in ("last", "avg", "weighted") and not -n_layers <= int(view.layer) < n_layers:
+            raise ModelFileError(
+                f"{where}.view.layer is {view.layer!r}, but extractor {spec.name} gives {n_layers} layer(s) "
+                f"(0..{n_layers - 1}); {fix}"
+            )
+        if view.layer == "weighted" and int(record["n_layers"]) != n_layers:
+            raise ModelFileError(
+                f"{where}.n_layers is {record['n_layers']}, but extractor {spec.name} gives {n_layers} layers; {fix}"
+            )
+    if int(record["dim"]) != width:
+        raise ModelFileError(
+            f"{where}.dim is {record['dim']}, but extractor {spec.name} gives {width}-dim features; {fix}"
+        )
+
+
 def _members(index: dict[str, Any], choice: str | None) -> list[dict[str, Any]]:
     members = index.get("members") or []
     folds = list(dict.fromkeys(m["fold"] for m in members))
@@ -272,6 +312,7 @@ class SerModel:
                         stat=record["view"]["stat"],
                         layer=record["view"]["layer"],
                     )
+                    _check_view(self.run_dir / MODELS_DIR / INDEX_NAME, modality, record, view, extractor)
                     built[key] = _Input(modality, record, view, extractor)
                 self._inputs[member["name"]][modality] = built[key]
         self._predictors = [
