@@ -88,20 +88,41 @@ def tone_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tone_mlp_run(tone_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished ``ser fit`` run directory: eGeMAPS + mlp on the synthetic tone corpus, fold spk0, 3 epochs
-    (a few seconds). Shared by every test that predicts with a small real run: copy it before changing it."""
-    from typer.testing import CliRunner
-
-    from ser.cli import app
+def tone_egemaps(tone_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The eGeMAPS store of the synthetic tone corpus (HDF5); do not change it: copy it first."""
     from ser.extract.registry import build_extractor
     from ser.extract.runner import RunOptions, run_extraction
 
-    folder = tmp_path_factory.mktemp("tone-mlp-run")
-    store = folder / "tones.egemaps.h5"
+    store = tmp_path_factory.mktemp("tone-egemaps") / "tones.egemaps.h5"
     run_extraction(tone_corpus, build_extractor("egemaps"), store, RunOptions(num_workers=0, progress=False))
-    args = ["fit", "-f", "mlp", "-m", str(tone_corpus), "-p", "speaker-loso", "--set", "val_by=utterance", "-q"]
-    args += ["--audio", str(store), "--folds", "spk0", "--set", "train.epochs=3", "-o", str(folder / "runs")]
+    return store
+
+
+def fit_tone_run(corpus: Path, store: Path, out: Path, head: str, *options: str) -> Path:
+    """``ser fit`` of ``head`` on the tone corpus's eGeMAPS ``store``, fold spk0 (validation by utterance),
+    into ``out``; returns the run directory."""
+    from typer.testing import CliRunner
+
+    from ser.cli import app
+
+    args = ["fit", "-f", head, "-m", str(corpus), "-p", "speaker-loso", "--set", "val_by=utterance", "-q"]
+    args += ["--audio", str(store), "--folds", "spk0", "-o", str(out), *options]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     return Path(result.stdout.strip().splitlines()[-1].split("run directory: ")[1])
+
+
+@pytest.fixture(scope="session")
+def tone_mlp_run(tone_corpus: Path, tone_egemaps: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished ``ser fit`` run directory: eGeMAPS + mlp on the synthetic tone corpus, fold spk0, 3 epochs
+    (a few seconds). Shared by every test that predicts with a small real run: copy it before changing it."""
+    return fit_tone_run(
+        tone_corpus, tone_egemaps, tmp_path_factory.mktemp("tone-mlp"), "mlp", "--set", "train.epochs=3"
+    )
+
+
+@pytest.fixture(scope="session")
+def tone_logreg_run(tone_corpus: Path, tone_egemaps: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run directory of eGeMAPS + logreg (a classic, skops member), fold spk0: copy it before
+    changing it."""
+    return fit_tone_run(tone_corpus, tone_egemaps, tmp_path_factory.mktemp("tone-logreg"), "logreg")
