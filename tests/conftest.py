@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,17 @@ def tone_logreg_run(tone_corpus: Path, tone_egemaps: Path, tmp_path_factory: pyt
     """A finished run directory of eGeMAPS + logreg (a classic, skops member), fold spk0: copy it before
     changing it."""
     return fit_tone_run(tone_corpus, tone_egemaps, tmp_path_factory.mktemp("tone-logreg"), "logreg")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def adaptation_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test registers adapted checkpoints (``ser finetune``) in a temporary folder, never in the user's
+    data folder (``$SER_ADAPTATIONS``); a test may point it elsewhere with ``monkeypatch.setenv``."""
+    folder = tmp_path_factory.mktemp("adaptations")
+    before = os.environ.get("SER_ADAPTATIONS")
+    os.environ["SER_ADAPTATIONS"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("SER_ADAPTATIONS", None)
+    else:
+        os.environ["SER_ADAPTATIONS"] = before

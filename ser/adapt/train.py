@@ -5,7 +5,10 @@ Layout of ``<out>/<fold>/checkpoint/`` (what ``ser extract --checkpoint`` takes)
 ``save_pretrained`` model and feature-extractor files, ``head.pt`` (the classification or projection
 head, for reference), ``history.json`` and, written last, ``ser_finetune.json``: mode, base model,
 fold, protocol, manifest sha256, the train / validation ids and speakers that shaped the weights,
-the excluded test speakers, the trainable parameters, the config and the best epoch.
+the excluded test speakers, the trainable parameters, the config, the best epoch and the weights'
+``tensors_sha256``. The same provenance is embedded in the safetensors metadata of the weights and
+registered under that digest ([`register`][ser.cache.adaptation.register]), so the weights stay
+recognisable as adapted without the side file.
 """
 
 from __future__ import annotations
@@ -34,13 +37,13 @@ from ser.adapt.model import (
     unfreeze_top,
 )
 from ser.atomic_files import atomic_path
-from ser.cache.adaptation import PROVENANCE_NAME
+from ser.cache.adaptation import METADATA_KEY, PROVENANCE_NAME, AdaptationError, register
 from ser.cache.provenance import environment, utc_now
 from ser.devices import resolve_device
 from ser.early_stopping import EarlyStopping
 from ser.errors import UserError
 from ser.extract.base import require
-from ser.extract.hf import load_pretrained
+from ser.extract.hf import load_pretrained, tensors_sha256
 from ser.manifests.labels import LabelSet, choose_label_set
 from ser.manifests.protocols import Fold, FoldSet, ValidationRule, make_folds
 from ser.manifests.schema import Manifest, file_sha256, read_manifest
@@ -220,6 +223,7 @@ def adapt_fold(cfg: FinetuneConfig, fold_name: str, out: Path) -> FoldAdaptation
         provenance = json.loads((checkpoint / PROVENANCE_NAME).read_text(encoding="utf-8"))
         if provenance.get("config") == cfg.to_dict():
             logger.info("fold %s: finished checkpoint found at %s", fold.name, checkpoint)
+            _register(provenance)
             return FoldAdaptation(
                 fold=fold.name,
                 checkpoint=checkpoint,
@@ -351,11 +355,44 @@ def _save(
     """Write everything under a temporary name (``<checkpoint>.partial``, a killed run's leftover cleared
     first), provenance last, then swap it in for the folder at ``checkpoint``."""
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    upstream = trainer.upstream.to("cpu")
+    provenance = {**provenance, "tensors_sha256": tensors_sha256(upstream)}
     with atomic_path(checkpoint, temp=checkpoint.with_name(checkpoint.name + ".partial")) as partial:
         partial.mkdir()
-        save_pretrained(trainer.upstream.to("cpu"), partial)
+        save_pretrained(upstream, partial)
+        _embed(partial, provenance)
         if feature_extractor is not None:
             feature_extractor.save_pretrained(partial)
         torch.save(trainer.head.to("cpu").state_dict(), partial / "head.pt")
         (partial / "history.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
         (partial / PROVENANCE_NAME).write_text(json.dumps(provenance, indent=1, default=str), encoding="utf-8")
+    _register(provenance)
+
+
+def _embed(folder: Path, provenance: dict[str, Any]) -> None:
+    """Add the provenance to the metadata of every safetensors weights file in ``folder`` (the tensors are
+    rewritten unchanged), so a copy of the weights without ``ser_finetune.json`` still says what adapted them."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        logger.warning("%s: no safetensors weights to embed the adaptation's provenance in", folder)
+    for path in files:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+        metadata[METADATA_KEY] = json.dumps(provenance, default=str)
+        save_file(load_file(str(path)), str(path), metadata=metadata)
+
+
+def _register(provenance: dict[str, Any]) -> None:
+    """Register the provenance under its weights' tensor digest (a checkpoint saved before digests were
+    recorded is not registered: it stays recognisable by its side file only)."""
+    digest = provenance.get("tensors_sha256")
+    if not isinstance(digest, str):
+        logger.warning("a checkpoint without tensors_sha256 in its %s is recognised by that file only", PROVENANCE_NAME)
+        return
+    try:
+        register(digest, provenance)
+    except AdaptationError as err:
+        raise UserError(str(err)) from err

@@ -40,6 +40,7 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,8 @@ class AugmentPolicy:
     """The chain of classes without their own (None: no copies of them)."""
     classes: dict[str, Chain] = field(default_factory=dict)
     """Class name -> its own chain."""
+    source: str = field(default="augmentation policy", compare=False)
+    """Where the policy was read from, for messages (not part of the policy: ``to_dict`` leaves it out)."""
 
     def chain_for(self, label: str | None) -> Chain | None:
         if label is not None and label in self.classes:
@@ -104,7 +107,31 @@ class AugmentPolicy:
         return self.default
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        del record["source"]  # the same policy read from another path is the same policy (same config hash)
+        return record
+
+    def transforms(self) -> list[Transform]:
+        """Every transform of every chain (the default's, then each class's)."""
+        chains = ([self.default] if self.default is not None else []) + list(self.classes.values())
+        return [transform for chain in chains for transform in chain.transforms]
+
+    def check_classes(self, known: Sequence[str], label_set: str | None) -> None:
+        """Refuse class chains named after no class of the label set the rows are classed by (a
+        misspelt class would silently get the default chain instead of its own)."""
+        unknown = [name for name in self.classes if name not in known]
+        if unknown:
+            where = f"label set {label_set}" if label_set else "the manifest's labels"
+            raise AugmentError(
+                f"{self.source}: class {unknown[0]!r} is not a class of {where} ({', '.join(known)}); "
+                "name classes as the label set does"
+            )
+
+
+def noise_folders(transforms: Sequence[Transform]) -> list[str]:
+    """The resolved folders of noise recordings that ``transforms`` mix in (sorted, no repeats): what
+    a store records so that ``ser fit`` can tell training and test noise apart."""
+    return sorted({str(Path(t.params["folder"]).resolve()) for t in transforms if "folder" in t.params})
 
 
 def _range(value: Any, where: str) -> tuple[float, float]:
@@ -201,6 +228,7 @@ def parse_policy(record: Any, source: str = "policy") -> AugmentPolicy:
         label_set=record.get("label_set"),
         default=None if default is None else _parse_chain(default, f"{source} default"),
         classes={str(k): _parse_chain(v, f"{source} class {k}") for k, v in classes.items()},
+        source=source,
     )
     if policy.default is None and not policy.classes:
         raise AugmentError(f"{source}: the policy augments nothing; give a default chain or class chains")
@@ -312,13 +340,23 @@ Plan = dict[str, tuple[tuple[Transform, ...], int]]
 
 
 def augmented_rows(
-    rows: list[Utterance], policy: AugmentPolicy, class_of: Any, *, splits: tuple[str, ...] = ()
+    rows: list[Utterance],
+    policy: AugmentPolicy,
+    class_of: Any,
+    *,
+    splits: tuple[str, ...] = (),
+    classes: Sequence[str] | None = None,
+    label_set: str | None = None,
 ) -> tuple[list[Utterance], Plan]:
     """The extra rows a policy makes (``<id>@aug<k>``: the source row's audio, text and labels) and
     their transforms. ``class_of(row)`` names a row's class for the policy; with ``splits`` only rows
-    of those official splits are augmented."""
+    of those official splits are augmented. ``classes`` (those of ``label_set``, or the manifest's
+    labels) are the names the policy's class chains must use (see
+    [`AugmentPolicy.check_classes`][ser.extract.augment.AugmentPolicy.check_classes])."""
     import dataclasses
 
+    if classes is not None:
+        policy.check_classes(classes, label_set)
     extra_rows: list[Utterance] = []
     plan: Plan = {}
     for row in rows:

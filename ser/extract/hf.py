@@ -127,3 +127,21 @@ def local_weights_sha256(name_or_path: str) -> dict[str, str]:
             for block in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(block)
     return {"weights_sha256": digest.hexdigest()}
+
+
+def tensors_sha256(model: Any) -> str:
+    """SHA-256 over a loaded model's tensors (name, dtype, shape and bytes of every ``state_dict`` entry, in
+    sorted name order): the identity of the weights themselves, which a copy of the files, a re-save
+    through ``save_pretrained`` or a hub round-trip keeps (unlike ``weights_sha256``, a digest of files)."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    state = model.state_dict()
+    for name in sorted(state):
+        tensor = state[name].detach()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        flat = tensor.to("cpu").contiguous().reshape(-1)
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return digest.hexdigest()

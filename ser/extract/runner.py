@@ -88,6 +88,10 @@ def _waveform_plan(
     assert options.augment is not None
     label_set = choose_label_set(manifest, options.augment.label_set).label_set
     class_of = label_set.class_of if label_set is not None else (lambda row: row.label)
-    extra, plan = augmented_rows(rows, options.augment, class_of, splits=options.augment_splits)
+    known = label_set.classes if label_set is not None else sorted({u.label for u in manifest.utterances if u.label})
+    name = label_set.name if label_set is not None else None
+    extra, plan = augmented_rows(
+        rows, options.augment, class_of, splits=options.augment_splits, classes=known, label_set=name
+    )
     logger.info("augmentation: %d extra rows from %d source rows", len(extra), len(rows))
     return rows + extra, plan

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ser.cache.adaptation import PROVENANCE_NAME, AdaptationError, read_provenance, record_from_provenance
+from ser.cache.adaptation import AdaptationError, find_provenance, record_from_provenance
 from ser.devices import resolve_device
 from ser.extract.audio import pad_to_minimum, split_chunks
 from ser.extract.base import (
@@ -40,7 +40,7 @@ from ser.extract.base import (
     require,
     stitch_chunks,
 )
-from ser.extract.hf import load_pretrained, local_weights_sha256, resolved_revision
+from ser.extract.hf import load_pretrained, local_weights_sha256, resolved_revision, tensors_sha256
 from ser.extract.options import coerce_options
 from ser.extract.pooling import chunk_stats
 from ser.extract.registry import extractor_family, extractor_preset
@@ -82,17 +82,23 @@ def final_hidden_states(output: Any) -> list[torch.Tensor]:
     return states
 
 
-def adaptation_of(model: str) -> dict[str, Any]:
-    """``{"adaptation": record}`` for a checkpoint folder written by ``ser finetune`` (which fold and
-    utterances adapted it; ``ser fit`` checks it against every fold it tests), else ``{}``."""
+def adaptation_of(model: str, digest: str | None = None) -> dict[str, Any]:
+    """``{"adaptation": record}`` for weights ``ser finetune`` adapted (which fold and utterances adapted
+    them; ``ser fit`` checks it against every fold it tests), else ``{}``. Found in the checkpoint folder's
+    ``ser_finetune.json``, else its safetensors metadata, else the adaptation registry under ``digest``
+    (the weights' ``tensors_sha256``), so a copy or re-save of the weights without the side file is still
+    recognised ([`find_provenance`][ser.cache.adaptation.find_provenance])."""
     folder = Path(model).expanduser()
     try:
-        provenance = read_provenance(folder) if folder.is_dir() else None
-        return {} if provenance is None else {"adaptation": record_from_provenance(folder, provenance).to_dict()}
+        found = find_provenance(folder if folder.is_dir() else None, digest)
+        if found is None:
+            return {}
+        provenance, path = found
+        return {"adaptation": record_from_provenance(folder, provenance, provenance_file=path).to_dict()}
     except AdaptationError as err:
         raise ExtractorError(str(err)) from err
-    except KeyError as err:
-        raise ExtractorError(f"{folder / PROVENANCE_NAME} lacks {err}; re-run ser finetune for this fold") from err
+    except (KeyError, TypeError) as err:
+        raise ExtractorError(f"the fine-tuning provenance of {model} lacks {err}; re-run ser finetune") from err
 
 
 def receptive_field(kernels: Sequence[int], strides: Sequence[int]) -> int:
@@ -115,6 +121,7 @@ class SslExtractor:
             raise ExtractorError(f"--dtype must be one of {', '.join(TORCH_DTYPES)}, not {config.dtype!r}")
         self.model = load_pretrained(transformers.AutoModel, config.model, revision=config.revision)
         self.weights = local_weights_sha256(config.model)
+        self.tensors_sha256 = tensors_sha256(self.model)
         self.model.eval().to(self.device)
         model_config = self.model.config
         if not hasattr(model_config, "conv_kernel"):
@@ -168,7 +175,8 @@ class SslExtractor:
             "feat_extract_norm": getattr(self.model.config, "feat_extract_norm", None),
             "attention_mask_used": self.spec.supports_padding,
             **self.weights,
-            **adaptation_of(self.cfg.model),
+            "tensors_sha256": self.tensors_sha256,
+            **adaptation_of(self.cfg.model, self.tensors_sha256),
         }
 
     # ------------------------------------------------------------------ forward

@@ -12,7 +12,7 @@ from typing import Any
 from ser.cache.format import StoreLayout, config_hash, partial_path
 from ser.cache.provenance import environment, utc_now
 from ser.cache.reader import CacheReader
-from ser.extract.augment import describe_corruption
+from ser.extract.augment import describe_corruption, noise_folders
 from ser.extract.base import Extractor, ExtractorError
 from ser.extract.registry import recommended_view
 from ser.extract.run_options import RunOptions
@@ -62,6 +62,10 @@ def store_attrs(
         attrs["corruption"] = describe_corruption(options.corrupt)
     if "augment" in waveform:
         attrs["augmentation"] = waveform["augment"]
+    if options is not None and (options.augment is not None or options.corrupt is not None):
+        mixed = options.augment.transforms() if options.augment is not None else []
+        mixed += [options.corrupt] if options.corrupt is not None else []
+        attrs["noise_folders"] = noise_folders(mixed)  # training and test noise must not share recordings
     return layout, attrs
 
 

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ser.atomic_files import atomic_open, write_json, write_text
-from ser.cache.adaptation import AdaptationError, AdaptationRecord, check_fold
+from ser.cache.adaptation import AdaptationError, check_fold, store_adaptation
 from ser.errors import UnknownNameError, UserError, write_failure
 from ser.fusion.config import (
     FOLD_PLACEHOLDER,
@@ -57,6 +57,7 @@ from ser.fusion.losses import loss_options
 from ser.fusion.metrics import aggregate, compute_metrics, metrics_from_confusion
 from ser.fusion.model_files import FINAL, MODELS_DIR, input_record, member_name, member_record, save_member, write_index
 from ser.fusion.plots import plot_confusion
+from ser.fusion.robust_inputs import check_robustness_store, training_copies, training_noise
 from ser.fusion.train import FoldResult, MemberSpec, Selection, check_head, test_member
 from ser.manifests.corpora import CORPORA
 from ser.manifests.labels import LabelSet, load_label_set
@@ -253,7 +254,8 @@ def _prepare(cfg: FitConfig) -> _Plan:
     card = {
         **fold_set.card.to_dict(),
         "dropped_rejected_at_extraction": len(first.dropped_rejected),
-        "augmented_training_copies": sum(first.is_copy(row) for row in range(len(first))),
+        "augmented_training_copies": training_copies(fold_data, folds),
+        **({"training_noise": training_noise(fold_data, folds)} if cfg.robustness else {}),
     }
     return _Plan(
         cfg=cfg,
@@ -281,22 +283,28 @@ def _silence_floor(cfg: FitConfig, head_resolved: dict[str, Any], data: FusionDa
 
 
 def _check_adaptation(data: FusionData, fold: Fold, fold_set: FoldSet) -> None:
-    """Refuse a store whose upstream was adapted (``ser finetune``) with this fold's test data."""
+    """Refuse a store whose upstream was adapted (``ser finetune``) with this fold's test data, or trained on
+    the validation rows this fit early-stops on. The adaptation is the store's record, else the registry
+    entry of its upstream's ``tensors_sha256`` (weights adapted here whose side file was lost)."""
     test_speakers = {s for uid in fold.test if (s := fold_set.utterances[uid].speaker) is not None}
     for modality in data.modalities.values():
-        if not modality.adaptation:
-            continue
+        upstream = {**(modality.provenance.get("upstream") or {}), "adaptation": modality.adaptation}
         try:
+            record = store_adaptation(upstream)
+            if record is None:
+                continue
             check_fold(
-                AdaptationRecord.from_dict(modality.adaptation),
+                record,
                 fold=fold.name,
                 test_ids=list(fold.test),
                 test_speakers=test_speakers,
                 speaker_independent=fold_set.card.speaker_independent,
                 store=str(modality.view.store),
+                validation_ids=list(fold.validation),
             )
         except AdaptationError as err:
-            raise DataError(str(err)) from err
+            store = str(modality.view.store)
+            raise DataError(str(err) if store in str(err) else f"fold {fold.name}: {store}: {err}") from err
 
 
 def _robustness_data(
@@ -323,6 +331,7 @@ def _robustness_data(
             views = {m: replace(d.view, store=store) if m == "audio" else d.view for m, d in clean.modalities.items()}
             variant = load_fusion_data(utterances, label_set, views, augmented=False, manifest=manifest)
             _check_adaptation(variant, fold, fold_set)
+            check_robustness_store(clean, variant, fold)
             robust[fold.name][key] = variant
             corruption = variant.modalities["audio"].corruption or {"type": store.stem}
             info[key] = {"store": entry, "corruption": corruption}

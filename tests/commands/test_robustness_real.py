@@ -91,6 +91,7 @@ def test_augmented_training_and_noise_robustness_on_real_audio(tmp_path: Path) -
     result = runner.invoke(app, [*common, "--audio", f"{tmp_path / 'aug.h5'}:stat=std"])
     assert result.exit_code == 0, result.output
     augmented = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/metrics.json")]
-    assert sorted(m["protocol_card"]["augmented_training_copies"] for m in augmented) == [0, 240]
+    used = sorted(sum(m["protocol_card"]["augmented_training_copies"].values()) for m in augmented)
+    assert used[0] == 0 and 0 < used[1] < 4 * 180  # per fold: copies of its own training rows (< the 180 of 3 actors)
     report = runner.invoke(app, ["report", str(tmp_path / "runs"), "--no-plots"])
     assert report.exit_code == 0 and "| cell | clean | white 10 dB | white 0 dB |" in report.output
