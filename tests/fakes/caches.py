@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,37 @@ def write_pooled_store(
             writer.add(uid, fingerprint, {"mean": np.asarray(vector, dtype=np.float32)[None]})
         writer.finalize(links=links)
     return path
+
+
+def adaptation_record(fold: Any, folder: Path) -> dict[str, Any]:
+    """The store record of an upstream supervised-adapted on ``fold``'s train + validation rows (a
+    [`Fold`][ser.manifests.protocols.Fold] of ``speaker-loso`` on a fake corpus whose ids start ``sN_``):
+    writes the checkpoint's ``ser_finetune.json`` under ``folder/<fold>/checkpoint``."""
+    from ser.cache.adaptation import PROVENANCE_NAME, record_from_provenance
+
+    checkpoint = folder / fold.name / "checkpoint"
+    checkpoint.mkdir(parents=True)
+    speakers = sorted({uid.split("_")[0].replace("s", "spk") for uid in fold.train + fold.validation})
+    provenance = {
+        "mode": "supervised",
+        "fold": fold.name,
+        "protocol": "speaker-loso",
+        "manifest": {"sha256": "x"},
+        "base_model": "tiny",
+        "trained_on": {"train_ids": list(fold.train), "validation_ids": list(fold.validation), "speakers": speakers},
+    }
+    (checkpoint / PROVENANCE_NAME).write_text(json.dumps(provenance))
+    return record_from_provenance(checkpoint, provenance).to_dict()
+
+
+def four_speaker_corpus(folder: Path) -> tuple[Path, list[Utterance]]:
+    """A ravdess8 manifest (no audio) of 4 speakers ``spk0..spk3`` x 12 rows ``sN_KK`` (4 labels, text ``tK``)
+    written to ``folder/m.jsonl``; returns it and its rows."""
+    rows = [
+        Utterance(id=f"s{s}_{k:02d}", label=LABELS[k % 4], speaker=f"spk{s}", gender="MF"[s % 2], text=f"t{k}")
+        for s in range(4)
+        for k in range(12)
+    ]
+    manifest = folder / "m.jsonl"
+    write_manifest(manifest, ManifestHeader(corpus="ravdess", root=str(folder), label_set="ravdess8"), rows)
+    return manifest, rows

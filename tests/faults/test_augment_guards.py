@@ -13,7 +13,6 @@ import pytest
 import soundfile
 from typer.testing import CliRunner
 
-from ser.cache.adaptation import PROVENANCE_NAME, record_from_provenance
 from ser.cache.reader import CacheReader
 from ser.cli import app
 from ser.errors import UserError
@@ -24,8 +23,8 @@ from ser.fusion.config import FitConfig, TrainConfig
 from ser.fusion.run import run_fit
 from ser.manifests.labels import load_label_set
 from ser.manifests.protocols import ValidationRule, make_folds
-from ser.manifests.schema import ManifestHeader, Utterance, read_manifest, write_manifest
-from tests.fakes.caches import LABELS, write_pooled_store
+from ser.manifests.schema import read_manifest
+from tests.fakes.caches import adaptation_record, four_speaker_corpus, write_pooled_store
 from tests.fakes.tones import write_tone_corpus
 
 RNG = np.random.default_rng(0)
@@ -39,13 +38,7 @@ def _noise_transform(**params: object) -> dict[str, object]:
 @pytest.fixture
 def corpus(tmp_path: Path) -> dict[str, object]:
     """4 speakers x 12 rows (ravdess8) and a function writing fake pooled stores over them."""
-    rows = [
-        Utterance(id=f"s{s}_{k:02d}", label=LABELS[k % 4], speaker=f"spk{s}", gender="MF"[s % 2], text=f"t{k}")
-        for s in range(4)
-        for k in range(12)
-    ]
-    manifest = tmp_path / "m.jsonl"
-    write_manifest(manifest, ManifestHeader(corpus="ravdess", root=str(tmp_path), label_set="ravdess8"), rows)
+    manifest, rows = four_speaker_corpus(tmp_path)
     return {"manifest": manifest, "rows": rows}
 
 
@@ -165,20 +158,7 @@ def test_noise_in_the_training_copies_is_recorded_on_a_robustness_card(corpus: d
 
 def _adapted(corpus: dict, fold_name: str, folder: Path) -> Path:
     """A clean audio store whose upstream was adapted on ``fold_name``'s train + validation rows."""
-    fold = folds_of(corpus["manifest"]).fold(fold_name)
-    checkpoint = folder / fold_name / "checkpoint"
-    checkpoint.mkdir(parents=True)
-    speakers = sorted({uid.split("_")[0].replace("s", "spk") for uid in fold.train + fold.validation})
-    provenance = {
-        "mode": "supervised",
-        "fold": fold_name,
-        "protocol": "speaker-loso",
-        "manifest": {"sha256": "x"},
-        "base_model": "tiny",
-        "trained_on": {"train_ids": list(fold.train), "validation_ids": list(fold.validation), "speakers": speakers},
-    }
-    (checkpoint / PROVENANCE_NAME).write_text(json.dumps(provenance))
-    record = record_from_provenance(checkpoint, provenance).to_dict()
+    record = adaptation_record(folds_of(corpus["manifest"]).fold(fold_name), folder)
     return store(corpus, folder / fold_name / "features.h5", {"upstream": {"model": "tiny", "adaptation": record}})
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ser.cache.adaptation import PROVENANCE_NAME, record_from_provenance
+from ser.cache.adaptation import PROVENANCE_NAME
 from ser.errors import UserError
 from ser.fusion.config import FitConfig, TrainConfig
 from ser.fusion.data import load_fusion_data, parse_view
@@ -18,7 +18,7 @@ from ser.fusion.run import run_fit
 from ser.manifests.labels import load_label_set
 from ser.manifests.protocols import ValidationRule, make_folds
 from ser.manifests.schema import read_manifest
-from tests.fakes.caches import LABELS, make_corpus, write_pooled_store
+from tests.fakes.caches import LABELS, adaptation_record, four_speaker_corpus, make_corpus, write_pooled_store
 from tests.fusion.row_spy import spy_rows
 
 RNG = np.random.default_rng(0)
@@ -27,15 +27,9 @@ RNG = np.random.default_rng(0)
 @pytest.fixture
 def corpus(tmp_path: Path) -> dict[str, object]:
     """4 speakers x 12 rows; an audio store with one augmented copy of every row; a text store without."""
-    from ser.manifests.schema import ManifestHeader, Utterance, write_manifest
+    from ser.manifests.schema import Utterance
 
-    rows = [
-        Utterance(id=f"s{s}_{k:02d}", label=LABELS[k % 4], speaker=f"spk{s}", gender="MF"[s % 2], text=f"t{k}")
-        for s in range(4)
-        for k in range(12)
-    ]
-    manifest = tmp_path / "m.jsonl"
-    write_manifest(manifest, ManifestHeader(corpus="ravdess", root=str(tmp_path), label_set="ravdess8"), rows)
+    manifest, rows = four_speaker_corpus(tmp_path)
 
     def vector(row: Utterance, shift: float = 0.0) -> np.ndarray:
         v = RNG.normal(size=8).astype(np.float32) + shift
@@ -118,20 +112,7 @@ def test_the_trainer_sees_copies_in_training_and_never_in_evaluation(
 
 def _adapted_store(corpus: dict, fold_name: str, folder: Path) -> Path:
     """An audio store whose 'upstream' was adapted on ``fold_name``'s train + validation rows."""
-    fold = folds_of(corpus["manifest"]).fold(fold_name)
-    checkpoint = folder / fold_name / "checkpoint"
-    checkpoint.mkdir(parents=True)
-    speakers = sorted({uid.split("_")[0].replace("s", "spk") for uid in fold.train + fold.validation})
-    provenance = {
-        "mode": "supervised",
-        "fold": fold_name,
-        "protocol": "speaker-loso",
-        "manifest": {"sha256": "x"},
-        "base_model": "tiny",
-        "trained_on": {"train_ids": list(fold.train), "validation_ids": list(fold.validation), "speakers": speakers},
-    }
-    (checkpoint / PROVENANCE_NAME).write_text(json.dumps(provenance))
-    record = record_from_provenance(checkpoint, provenance).to_dict()
+    record = adaptation_record(folds_of(corpus["manifest"]).fold(fold_name), folder)
     rows = [(r.id, r.fingerprint(), RNG.normal(size=8)) for r in corpus["rows"]]
     return write_pooled_store(folder / fold_name / "features.h5", rows, {"upstream": {"adaptation": record}})
 
