@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from ser import __version__
-from ser.commands import ablate, cache, demo, extract, finetune, fit, manifest, predict, protocol
+from ser.commands import ablate, cache, demo, extract, finetune, fit, manifest, predict, probe, protocol
 from ser.manifests.corpora import CORPORA
 
 PIPELINE = (
@@ -29,6 +29,7 @@ PIPELINE = (
     "finetune",
     "fusion",
     "fit",
+    "probe",
     "ablate",
     "report",
     "predict",
@@ -36,7 +37,7 @@ PIPELINE = (
 )
 """The top-level commands in the order ``ser --help`` lists them: the steps of the pipeline."""
 
-MANIFEST_ORDER = (*sorted(name for name in CORPORA if name != "csv"), "csv", "validate", "label-sets")
+MANIFEST_ORDER = (*sorted(name for name in CORPORA if name != "csv"), "csv", "join", "validate", "label-sets")
 """``ser manifest``: the corpus builders (alphabetical, the generic CSV one last), then checking and listing."""
 
 
@@ -84,6 +85,7 @@ app.add_typer(cache.app, name="cache", cls=OrderedGroup)
 app.command("finetune")(finetune.finetune)
 app.add_typer(fit.fusion_app, name="fusion", cls=OrderedGroup)
 app.command("fit")(fit.fit)
+app.command("probe")(probe.probe)
 app.command("ablate")(ablate.ablate)
 app.command("report")(ablate.report)
 app.command("predict")(predict.predict)

@@ -11,7 +11,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-REAL_DATA_FIXTURES = frozenset({"ravdess_root", "ravdess_egemaps", "meld_root"})
+REAL_DATA_FIXTURES = frozenset({"ravdess_root", "ravdess_egemaps", "meld_root", "emodb2s_root"})
 """Fixtures that read ``../shared/data``: a test using one is marked ``integration``."""
 
 
@@ -62,6 +62,15 @@ def meld_root() -> Path:
     root = shared_data_dir() / "meld"
     if not root.is_dir():
         pytest.skip(f"real MELD data not found at {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def emodb2s_root() -> Path:
+    """The real EmoDB copy cut to 2 s (535 clips, ``wav/SSTTTEV.flac``); tests using it skip when it is absent."""
+    root = shared_data_dir() / "emodb2s"
+    if not root.is_dir():
+        pytest.skip(f"real EmoDB (2 s) data not found at {root}")
     return root
 
 

@@ -124,6 +124,7 @@ def test_help_lists_the_commands_in_pipeline_order() -> None:
         "finetune",
         "fusion",
         "fit",
+        "probe",
         "ablate",
         "report",
         "predict",
@@ -133,7 +134,7 @@ def test_help_lists_the_commands_in_pipeline_order() -> None:
     manifest_commands = _listed("manifest")
     assert manifest_commands == list(MANIFEST_ORDER)
     assert manifest_commands[:8] == sorted(manifest_commands[:8]) and "iemocap" in manifest_commands[:8]
-    assert manifest_commands[8:] == ["csv", "validate", "label-sets"]
+    assert manifest_commands[8:] == ["csv", "join", "validate", "label-sets"]
     assert _listed("protocol") == ["list", "show"]
     assert _listed("cache") == ["info", "verify", "merge"]
     assert _listed("fusion") == ["list", "show"]
@@ -152,7 +153,7 @@ def test_every_option_and_argument_has_help() -> None:
         if not (getattr(param, "help", None) or "").strip()
     ]
     assert missing == []
-    assert len(_tree()) == 31  # the walk reaches every command (12 top-level, 19 in the groups), root included
+    assert len(_tree()) == 33  # the walk reaches every command (13 top-level, 20 in the groups), root included
 
 
 def test_every_command_has_a_one_sentence_summary_that_fits_an_80_column_help() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ser.ablate.tables import Matrix
 from ser.fusion.plots import matplotlib_ready, new_figure, save_figure, wrap_lines
 
 logger = logging.getLogger(__name__)
@@ -216,3 +217,55 @@ def plot_robustness(path: Path, title: str, curves: dict[str, dict[str, Any]], c
     """Write ``robustness_figure`` to ``path`` (skipped, with a warning, without matplotlib)."""
     if matplotlib_ready(path):
         save_figure(robustness_figure(title, curves, chance), path)
+
+
+def matrix_figure(name: str, matrix: Matrix) -> Any:
+    """Heatmap of a cross-corpus matrix: UA % in each entry with its test rows underneath, a colour bar, the
+    within-corpus (diagonal) entries outlined; rows = training corpora, columns = test corpus."""
+    from matplotlib.patches import Rectangle
+
+    values = np.full((len(matrix.train), len(matrix.test)), np.nan)
+    for (row, column), entry in matrix.cells.items():
+        values[matrix.train.index(row), matrix.test.index(column)] = 100 * entry.ua
+    longest = max(map(len, [*matrix.train, *matrix.test]), default=1)
+    room = 0.6 + 0.075 * longest
+    width = min(12.0, max(4.8, 1.3 * len(matrix.test) + room + 1.4))
+    height = min(10.0, max(3.6, 0.9 * len(matrix.train) + room + 0.9))
+    fig = new_figure(width, height)
+    ax = fig.add_subplot()
+    image = ax.imshow(values, cmap="viridis", vmin=0, vmax=100)
+    ax.set_xticks(
+        range(len(matrix.test)), matrix.test, rotation=30 if longest > 8 else 0, ha="right" if longest > 8 else "center"
+    )
+    ax.set_yticks(range(len(matrix.train)), matrix.train)
+    ax.set_xlabel("test corpus")
+    ax.set_ylabel("training corpora")
+    for (row, column), entry in matrix.cells.items():
+        i, j = matrix.train.index(row), matrix.test.index(column)
+        ax.text(
+            j,
+            i,
+            f"{100 * entry.ua:.1f}\n{entry.n_rows} rows",
+            ha="center",
+            va="center",
+            color="white" if 100 * entry.ua < 60 else "black",
+            fontsize=8,
+        )
+        if matrix.diagonal(row, column):
+            inset = 0.44  # inside the entry, so that neighbouring entries do not look outlined too
+            ax.add_patch(
+                Rectangle((j - inset, i - inset), 2 * inset, 2 * inset, fill=False, edgecolor="red", linestyle="--")
+            )
+    fig.colorbar(image, ax=ax, fraction=0.046, label="UA (%)")
+    ax.set_title(
+        wrap_lines([f"cross-corpus UA: {name}", "dashed outline: within-corpus folds"], LEGEND_CHARS), fontsize=9
+    )
+    return fig
+
+
+def plot_matrix(path: Path, name: str, matrix: Matrix) -> None:
+    """Write [`matrix_figure`][ser.ablate.figures.matrix_figure] to ``path`` (skipped, with a warning, without
+    matplotlib)."""
+    if not matplotlib_ready(path):
+        return
+    save_figure(matrix_figure(name, matrix), path)

@@ -11,7 +11,9 @@ paper's preamble (a table wider than the line is scaled down to it).
 
 from __future__ import annotations
 
-from ser.ablate.tables import NOT_APPLICABLE, Score, Table
+from collections.abc import Sequence
+
+from ser.ablate.tables import NOT_APPLICABLE, Matrix, Score, Table, percent
 
 SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -131,9 +133,37 @@ def table_tex(table: Table) -> str:
     return "\n".join(lines)
 
 
-def latex_document(tables: list[Table], title: str) -> str:
-    """The whole ``report.tex``: a preamble, the title and one table per section."""
-    body = "\n\n".join(table_tex(table) for table in tables)
+def matrix_tex(name: str, matrix: Matrix) -> str:
+    """A run's cross-corpus matrix as a LaTeX table: UA % with the test rows under it, diagonal in italics."""
+    lines = [
+        r"\begin{table}[ht]",
+        r"\centering",
+        rf"\caption{{Cross-corpus UA (\%) of {escape(name)}: rows train, columns test; test rows in "
+        r"parentheses; the diagonal (italic) is within-corpus.}}",
+        rf"\label{{{label('matrix ' + name)}}}",
+        r"\begin{tabular}{l" + "r" * len(matrix.test) + "}",
+        r"\toprule",
+        r"train $\backslash$ test & " + " & ".join(escape(c) for c in matrix.test) + r" \\",
+        r"\midrule",
+    ]
+    for row in matrix.train:
+        entries = []
+        for column in matrix.test:
+            entry = matrix.cells.get((row, column))
+            if entry is None:
+                entries.append("--")
+                continue
+            text = f"{percent(entry.ua)} ({entry.n_rows})"
+            entries.append(rf"\textit{{{text}}}" if matrix.diagonal(row, column) else text)
+        lines.append(escape(row) + " & " + " & ".join(entries) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines)
+
+
+def latex_document(tables: list[Table], title: str, *, extra: Sequence[str] = ()) -> str:
+    """The whole ``report.tex``: a preamble, the title, one table per section, then the ``extra`` tables
+    (cross-corpus matrices)."""
+    body = "\n\n".join([*(table_tex(table) for table in tables), *extra])
     return (
         "% Written by `ser report`: one table per protocol. To use a table in a paper, copy its table\n"
         "% environment and add \\usepackage{booktabs} and \\usepackage{graphicx} to the paper's preamble.\n"

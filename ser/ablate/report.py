@@ -60,8 +60,8 @@ from typing import Any
 import numpy as np
 
 from ser.ablate.compare import Comparison, paired_comparison, paired_differences
-from ser.ablate.latex import latex_document
-from ser.ablate.tables import NOT_APPLICABLE, Row, Score, Table, mark, plain_text, score_of
+from ser.ablate.latex import latex_document, matrix_tex
+from ser.ablate.tables import NOT_APPLICABLE, Matrix, MatrixCell, Row, Score, Table, mark, plain_text, score_of
 from ser.atomic_files import atomic_open, write_json, write_text
 from ser.cache.format import config_hash
 from ser.errors import UserError
@@ -322,7 +322,14 @@ def validate_record(metrics: Any, resolved: Any) -> None:
     classes = _require(metrics.get("classes"), list, "classes")
     if not classes or not all(isinstance(c, str) for c in classes):
         raise RunRecordError(f"classes is {_short(classes)}, not a non-empty list of class names")
-    _require(metrics.get("protocol_card", {}), dict, "protocol_card")
+    card = _require(metrics.get("protocol_card", {}), dict, "protocol_card")
+    for fold, roles in _require(card.get("cells") or {}, dict, "protocol_card.cells").items():
+        where = f"protocol_card.cells[{fold!r}]"
+        _require(roles, dict, where)
+        train = _require(roles.get("train"), list, f"{where}.train")
+        if not train or not all(isinstance(c, str) for c in train):
+            raise RunRecordError(f"{where}.train is {_short(train)}, not a non-empty list of corpus names")
+        _require(roles.get("test"), str, f"{where}.test")
     runs = _require(metrics.get("runs"), list, "runs")
     if not runs:
         raise RunRecordError("runs is empty (no fold x seed run finished)")
@@ -811,9 +818,77 @@ def safe_name(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text).strip("_") or "section"
 
 
+def test_rows(run: dict[str, Any]) -> int:
+    """Test rows of one run: its recorded ``n``, else the sum of its test confusion."""
+    n = run["test"].get("n")
+    return int(n) if n is not None else int(np.sum(run["test"]["confusion"]))
+
+
+def cross_corpus_matrix(cell: Cell) -> Matrix | None:
+    """The cell's cross-corpus matrix from its protocol card's ``cells`` (fold -> training corpora and test
+    corpus), or None when the card has none. An entry's UA is the mean over its folds of each fold's mean over
+    seeds (the diagonal averages its k within-corpus folds); its rows are the test rows summed over its folds
+    (one seed's count: seeds repeat the same test set). Runs of folds the card does not list are left out,
+    with a warning."""
+    roles = cell.card.get("cells") or {}
+    if not roles:
+        return None
+    folds: dict[tuple[str, str], list[str]] = {}
+    for fold, role in roles.items():
+        folds.setdefault(("+".join(role["train"]), str(role["test"])), []).append(str(fold))
+    by_fold: dict[str, list[dict[str, Any]]] = {}
+    for run in cell.runs:
+        by_fold.setdefault(str(run["fold"]), []).append(run)
+    unlisted = sorted(set(by_fold) - {str(f) for f in roles})
+    if unlisted:
+        logger.warning(
+            "%s: folds %s are not in its protocol card's cells; the matrix leaves them out",
+            cell.name,
+            ", ".join(unlisted),
+        )
+    entries: dict[tuple[str, str], MatrixCell] = {}
+    for pair, names in folds.items():
+        ran = [name for name in names if name in by_fold]
+        if not ran:
+            continue
+        entries[pair] = MatrixCell(
+            ua=float(np.mean([np.mean([r["test"]["ua"] for r in by_fold[name]]) for name in ran])),
+            n_rows=sum(test_rows(by_fold[name][0]) for name in ran),
+            n_folds=len(ran),
+        )
+    if not entries:
+        return None
+    train = list(dict.fromkeys(pair[0] for pair in folds))
+    test = list(dict.fromkeys(pair[1] for pair in folds))
+    return Matrix(train=train, test=test, cells=entries)
+
+
+def matrix_markdown(matrices: dict[str, Matrix]) -> str:
+    """The report.md part holding each run's cross-corpus matrix ("" when none)."""
+    parts = []
+    for name, matrix in matrices.items():
+        parts += [
+            f"## Cross-corpus matrix: {_md(name)}",
+            "",
+            "UA % (mean over folds and seeds) per training corpora (rows) and test corpus (columns), with the "
+            "test rows and folds of each entry; the diagonal is within-corpus.",
+            "",
+            *matrix.markdown(),
+            "",
+        ]
+    return "\n".join(parts)
+
+
 def write_report(runs_dir: Path, out_dir: Path | None = None, *, title: str | None = None, plots: bool = True) -> Path:
     """Collect, aggregate and write every output listed in the module docstring; returns the folder."""
-    from ser.ablate.figures import fit_keywords, plot_bars, plot_layer_weights, plot_robustness, ua_chance
+    from ser.ablate.figures import (
+        fit_keywords,
+        plot_bars,
+        plot_layer_weights,
+        plot_matrix,
+        plot_robustness,
+        ua_chance,
+    )
     from ser.fusion.plots import plot_confusion
 
     runs_dir = Path(runs_dir)
@@ -822,8 +897,21 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, *, title: str | No
     all_sections = sections(cells)
     out_dir.mkdir(parents=True, exist_ok=True)
     title = title or f"Results in {runs_dir.name}"
-    write_text(out_dir / "report.md", markdown(all_sections, title))
-    write_text(out_dir / "report.tex", latex_document([section.table() for section in all_sections], title))
+    matrices = {cell.name: m for cell in cells if (m := cross_corpus_matrix(cell)) is not None}
+    text = markdown(all_sections, title)
+    if matrices:
+        text = text.rstrip("\n") + "\n\n" + matrix_markdown(matrices)
+    write_text(out_dir / "report.md", text)
+    write_text(
+        out_dir / "report.tex",
+        latex_document(
+            [section.table() for section in all_sections],
+            title,
+            extra=[matrix_tex(name, matrix) for name, matrix in matrices.items()],
+        ),
+    )
+    for name, matrix in matrices.items():
+        _write_csv(out_dir / f"matrix-{safe_name(name)}.csv", *matrix.csv_rows())
     _write_csv(out_dir / "report.csv", *cell_rows(all_sections))
     _write_csv(out_dir / "runs.csv", *run_rows(cells))
     emobox = {cell.name: emobox_record(cell) for cell in cells}
@@ -835,6 +923,8 @@ def write_report(runs_dir: Path, out_dir: Path | None = None, *, title: str | No
     if robust:
         _write_csv(out_dir / "robustness.csv", *robustness_rows(robust))
     if plots:
+        for name, matrix in matrices.items():
+            plot_matrix(out_dir / f"matrix-{safe_name(name)}.png", name, matrix)
         for section in all_sections:
             curves = robustness_curves([c for c in section.cells if c.robustness], section)
             if curves:

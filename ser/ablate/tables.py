@@ -117,3 +117,63 @@ class Table:
     """One row per cell."""
     pair_units: list[str] = field(default_factory=list)
     """What the ≈ comparisons paired (``fold`` and/or ``seed``), for the caption."""
+
+
+@dataclass
+class MatrixCell:
+    """One (training corpora, test corpus) entry of a cross-corpus matrix."""
+
+    ua: float
+    """UA mean over the entry's folds (each fold's mean over its seeds)."""
+    n_rows: int
+    """Test rows of the entry (summed over its folds: the diagonal's k folds test disjoint parts of a corpus)."""
+    n_folds: int
+    """Folds pooled into the entry (1 across corpora; k on the diagonal)."""
+
+
+@dataclass
+class Matrix:
+    """A cross-corpus matrix: rows = training corpora (joined with ``+``), columns = test corpus."""
+
+    train: list[str]
+    """Row names, in first-seen fold order."""
+    test: list[str]
+    """Column names, in first-seen fold order."""
+    cells: dict[tuple[str, str], MatrixCell]
+    """(row, column) -> its entry; pairs without folds are absent."""
+
+    def diagonal(self, train: str, test: str) -> bool:
+        """True for a within-corpus entry (trained and tested on the same corpus)."""
+        return train == test
+
+    def markdown(self) -> list[str]:
+        """The matrix as Markdown table lines: ``UA % (rows, folds)`` per entry, ``-`` where none ran."""
+        lines = [
+            "| train / test | " + " | ".join(self.test) + " |",
+            "|---|" + "---:|" * len(self.test),
+        ]
+        for row in self.train:
+            entries = []
+            for column in self.test:
+                entry = self.cells.get((row, column))
+                entries.append(
+                    "-" if entry is None else f"{percent(entry.ua)} ({entry.n_rows} rows, {entry.n_folds} folds)"
+                )
+            lines.append(f"| {row} | " + " | ".join(entries) + " |")
+        return lines
+
+    def csv_rows(self) -> tuple[list[str], list[dict[str, Any]]]:
+        """Columns and one row per entry (UA as a fraction, as in the other CSV files)."""
+        columns = ["train", "test", "ua", "n_test_rows", "n_folds", "within_corpus"]
+        rows = [
+            {
+                "train": train,
+                "test": test,
+                "ua": f"{entry.ua:.6f}",
+                "n_test_rows": entry.n_rows,
+                "n_folds": entry.n_folds,
+                "within_corpus": self.diagonal(train, test),
+            }
+            for (train, test), entry in self.cells.items()
+        ]
+        return columns, rows

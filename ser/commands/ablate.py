@@ -188,7 +188,9 @@ def report(
 
     Tables (report.md, report.csv and a LaTeX report.tex) of each grid cell's mean ± std over its
     folds x seeds, the best in bold and ≈ where a paired test finds no clear difference from it;
-    plots, and an export under EmoBox's metric names.
+    plots, and an export under EmoBox's metric names. A cross-corpus run (protocol card with cells) also
+    gets its matrix of UA per training corpora and test corpus, with test rows: matrix-RUN.csv, a table in
+    report.md and report.tex, and a heatmap matrix-RUN.png.
     """
     with user_errors():
         from ser.ablate.report import write_report

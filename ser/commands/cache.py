@@ -155,7 +155,11 @@ def verify(
 
 @app.command("merge")
 def merge(
-    shards: list[Path] = typer.Argument(..., help="Finished shard stores of one `ser extract --shard` run."),
+    shards: list[Path] = typer.Argument(
+        ...,
+        help="Finished stores to join: the shards of one `ser extract --shard` run, or (with --manifest) one "
+        "store per corpus.",
+    ),
     output: Path = typer.Option(..., "--output", "-o", help="Merged store to write (.h5 or .zarr)."),
     compression: str | None = typer.Option(
         None,
@@ -163,13 +167,32 @@ def merge(
         + "; ".join(f"{backend}: {', '.join(codecs)}" for backend, codecs in COMPRESSIONS.items())
         + ").",
     ),
+    manifest: Path | None = typer.Option(
+        None,
+        "--manifest",
+        "-m",
+        help=(
+            "A manifest joining several corpora (`ser manifest join`). The stores may then come from different "
+            "manifests (one per corpus): their extractor settings must match (refused naming each differing "
+            "key), every stored row must be a row of this manifest with the same audio file content and "
+            "segment, and ids must be disjoint. The merged store is tied to this manifest, so `ser fit -m "
+            "JOINED --audio MERGED` reads it."
+        ),
+    ),
 ) -> None:
-    """Join the shard stores of one extraction into one store.
+    """Join shard stores, or per-corpus stores over a joined manifest.
 
-    The shards must share the extractor config and the manifest, and hold disjoint ids.
+    Every store must pass its checksums, share the extractor config and layout, and hold disjoint ids.
+    Without --manifest they must also share the manifest they were extracted from.
     """
     with user_errors():
-        from ser.cache.merge import merge_stores
+        if manifest is None:
+            from ser.cache.merge import merge_stores
 
-        out = merge_stores(shards, output, compression=compression)
-    typer.echo(f"merged {len(shards)} shards into {out}")
+            out = merge_stores(shards, output, compression=compression)
+            typer.echo(f"merged {len(shards)} shards into {out}")
+            return
+        from ser.extract.merge_joined import merge_over_manifest
+
+        out = merge_over_manifest(shards, output, manifest, compression=compression)
+    typer.echo(f"merged {len(shards)} stores into {out} over {manifest}")

@@ -197,9 +197,8 @@ def fit(
     fold and seed, used by `ser predict`) and train.log (nothing when the inputs or options are refused).
     """
     with user_errors():
-        from ser.fusion.config import apply_overrides, config_from_dict, parse_search, read_fit_record
+        from ser.fusion.config import parse_search
 
-        record: dict[str, Any] = read_fit_record(config) if config is not None else {}
         flags = {
             "fusion": fusion,
             "manifest": str(manifest) if manifest else None,
@@ -219,16 +218,27 @@ def fit(
             "final": final if final != default_of(FitConfig, "final") else None,
             "save_models": models if models != default_of(FitConfig, "save_models") else None,
         }
-        record.update({k: v for k, v in flags.items() if v is not None})
-        if engine is not None:
-            record["train"] = {**(record.get("train") or {}), "engine": engine}
-        fit_config = config_from_dict(apply_overrides(record, set_))
-        fit_config.check()  # a bad value is refused in one line, before any progress is printed
+        fit_config = build_fit_config(config, flags, engine, set_)
         with fit_progress(quiet, f"ser fit: {fit_config.fusion}, checking the inputs and reading the stores"):
             from ser.fusion.run import run_fit  # torch: imported after the first line is out
 
             run_dir = run_fit(fit_config, announce=_print_recipe)
     report(run_dir)
+
+
+def build_fit_config(config: Path | None, flags: dict[str, Any], engine: str | None, set_: list[str]) -> FitConfig:
+    """The checked FitConfig of ``ser fit``-style options: the ``--config`` YAML, then the ``flags`` that are
+    not None (FitConfig keys), ``--engine`` as ``train.engine``, then ``--set``; a bad value is refused in one
+    line, before any progress is printed."""
+    from ser.fusion.config import apply_overrides, config_from_dict, read_fit_record
+
+    record: dict[str, Any] = read_fit_record(config) if config is not None else {}
+    record.update({k: v for k, v in flags.items() if v is not None})
+    if engine is not None:
+        record["train"] = {**(record.get("train") or {}), "engine": engine}
+    fit_config = config_from_dict(apply_overrides(record, set_))
+    fit_config.check()
+    return fit_config
 
 
 @contextmanager

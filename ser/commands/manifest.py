@@ -1,4 +1,4 @@
-"""``ser manifest``: build a manifest from a raw corpus folder, validate one, list label sets."""
+"""``ser manifest``: build a manifest from a raw corpus folder, join manifests, validate one, list label sets."""
 
 from __future__ import annotations
 
@@ -314,13 +314,49 @@ def validate(
     typer.secho("ok", fg=typer.colors.GREEN)
 
 
+@app.command("join")
+def join(
+    manifests: list[Path] = typer.Argument(
+        ..., help="Two or more manifests, one per corpus (ser manifest CORPUS ...)."
+    ),
+    output: Path = OUTPUT,
+    prefix: bool = typer.Option(
+        False,
+        "--prefix",
+        help="Write ids as <corpus>/<id>. Needed only when two corpora share an id (the join is refused "
+        "otherwise, naming them); stores extracted from the separate manifests then no longer match by id, "
+        "so extract one store over the joined manifest.",
+    ),
+) -> None:
+    """Join per-corpus manifests into one, for cross-corpus folds.
+
+    Each row keeps its id and audio path, gets extra.corpus (its manifest's corpus) and a speaker
+    qualified as <corpus>/<speaker>. The header names the corpora joined by '+' (emodb+ravdess) and the
+    audio folder of each, so stores extracted from the separate manifests still match the joined rows
+    and `ser extract` can also read the joined manifest. Two manifests of one corpus, or an id in two
+    manifests (without --prefix), are refused.
+
+    Example: ser manifest join rav.jsonl emodb.jsonl -o rav+emodb.jsonl
+    """
+    with user_errors():
+        from ser.manifests.join import join_manifests
+
+        report = join_manifests(manifests, output, prefix=prefix)
+    for line in report.lines():
+        typer.echo(line)
+
+
 @app.command("label-sets")
 def label_sets() -> None:
     """List the built-in label sets and their classes.
 
     One line per label set: name, classes (in index order), description.
     """
-    from ser.manifests.labels import builtin_label_sets
+    from ser.manifests.labels import SHARED, builtin_label_sets, shared_description
 
     for name, label_set in builtin_label_sets().items():
-        typer.echo(f"{name:16s} {' '.join(label_set.classes):32s} {label_set.description}")
+        classes = " ".join(label_set.classes)
+        if label_set.per_corpus is not None:
+            classes += f" (per corpus: {', '.join(label_set.per_corpus)})"
+        typer.echo(f"{name:16s} {classes:32s} {label_set.description}")
+    typer.echo(f"{SHARED:16s} {'(computed per joined manifest)':32s} {shared_description()}")

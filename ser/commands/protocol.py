@@ -32,7 +32,7 @@ def list_protocols() -> None:
     One line per preset: name, description, and the -O options it takes with their defaults.
     """
     for name, preset in PROTOCOLS.items():
-        options = ", ".join(f"{key}={value}" for key, value in preset.options.items())
+        options = ", ".join(f"{key}={value if value != '' else '(none)'}" for key, value in preset.options.items())
         typer.echo(f"{name:22s} {preset.description}" + (f" [-O {options}]" if options else ""))
 
 
@@ -53,15 +53,16 @@ def _hours(fold_set: FoldSet, ids: tuple[str, ...]) -> float:
 
 def fold_table(fold_set: FoldSet) -> list[str]:
     """One line per fold: sizes, speakers and hours of each split."""
+    width = max([14, *(len(fold.name) for fold in fold_set.folds)])
     lines = [
-        f"{'fold':14s} {'train':>7s} {'spk':>4s} {'val':>6s} {'spk':>4s} {'test':>6s} {'spk':>4s} "
+        f"{'fold':{width}s} {'train':>7s} {'spk':>4s} {'val':>6s} {'spk':>4s} {'test':>6s} {'spk':>4s} "
         f"{'hours train/val/test':>22s}"
     ]
     for fold in fold_set.folds:
         sizes = [(len(ids), len(_speakers(fold_set, ids))) for ids in (fold.train, fold.validation, fold.test)]
         hours = "/".join(f"{_hours(fold_set, ids):.2f}" for ids in (fold.train, fold.validation, fold.test))
         lines.append(
-            f"{fold.name:14s} {sizes[0][0]:7d} {sizes[0][1]:4d} {sizes[1][0]:6d} {sizes[1][1]:4d} "
+            f"{fold.name:{width}s} {sizes[0][0]:7d} {sizes[0][1]:4d} {sizes[1][0]:6d} {sizes[1][1]:4d} "
             f"{sizes[2][0]:6d} {sizes[2][1]:4d} {hours:>22s}"
         )
     return lines
@@ -155,6 +156,8 @@ def show(
     typer.echo(f"validation: {card.validation}; speaker-independent: {'yes' if card.speaker_independent else 'NO'}")
     for line in fold_table(fold_set):
         typer.echo(line)
+    for name, cell in card.cells.items():
+        typer.echo(f"{name}: train on {', '.join(cell['train'])}, test on {cell['test']}")
     typer.echo("")
     for line in label_table(fold_set, shown_fold, chosen):
         typer.echo(line)

@@ -59,8 +59,7 @@ from ser.fusion.model_files import FINAL, MODELS_DIR, input_record, member_name,
 from ser.fusion.plots import plot_confusion
 from ser.fusion.robust_inputs import check_robustness_store, training_copies, training_noise
 from ser.fusion.train import FoldResult, MemberSpec, Selection, check_head, test_member
-from ser.manifests.corpora import CORPORA
-from ser.manifests.labels import LabelSet, load_label_set
+from ser.manifests.labels import LabelSet, choose_label_set
 from ser.manifests.protocols import Fold, FoldSet, ValidationRule, make_folds
 from ser.manifests.schema import Manifest, Utterance, read_manifest
 from ser.options import coerce_fields, coerce_like
@@ -207,14 +206,13 @@ def _prepare(cfg: FitConfig) -> _Plan:
         raise UserError("--ensemble averages the seed members of each fold: give two or more seeds (--seeds 0,1,2)")
     learn_layers = HEADS[cfg.fusion].engine == "torch"
     manifest = read_manifest(cfg.manifest)
-    corpus = CORPORA.get(manifest.header.corpus)
-    label_name = cfg.label_set or manifest.header.label_set or (corpus.default_label_set if corpus else None)
-    if not label_name:
+    label_set = choose_label_set(manifest, cfg.label_set).label_set
+    if label_set is None:
         raise UserError(
             f"{cfg.manifest}: no label set given and the corpus {manifest.header.corpus!r} has no "
             "default; pass --label-set"
         )
-    label_set = load_label_set(label_name)
+    label_name = cfg.label_set or manifest.header.label_set or label_set.name
     rule = ValidationRule(fraction=cfg.val_fraction, by=cfg.val_by, seed=cfg.split_seed)  # type: ignore[arg-type]
     fold_set = make_folds(manifest, cfg.protocol, label_set=label_set, rule=rule, options=cfg.protocol_options)
     folds = fold_set.folds if cfg.folds is None else [fold_set.fold(name) for name in cfg.folds]

@@ -4,6 +4,11 @@ Manifests keep the corpus' raw labels (IEMOCAP ``exc``, RAVDESS ``calm`` ...). A
 which raw labels become which class and in what order the classes are numbered; rows whose raw
 label is not in the map are dropped and counted, never silently lost. The built-in sets live in
 ``label_sets.json`` next to this file; a user can pass the path of a JSON file of the same shape.
+
+Cross-corpus sets map per corpus (JSON key ``maps``: corpus -> raw label -> class) and read the corpus of
+a row from ``extra["corpus"]``, which ``ser manifest join`` writes. ``cross4`` is such a set; ``shared`` is
+computed from the corpora present in a joined manifest (see
+[`shared_label_set`][ser.manifests.labels.shared_label_set]).
 """
 
 from __future__ import annotations
@@ -39,9 +44,13 @@ class LabelSet:
     """One line on the set."""
     field: str = "label"
     """Utterance field holding the raw label: ``label`` or ``extra.<key>``."""
+    per_corpus: dict[str, dict[str, str]] | None = None
+    """Corpus -> (raw label -> class), for joined manifests (JSON key ``maps``). When set, a row's map is
+    chosen by its ``extra["corpus"]``; rows of a corpus without a map are dropped (``mapping`` is unused)."""
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.mapping.values()) - set(self.classes))
+        targets = set(self.mapping.values()).union(*(m.values() for m in (self.per_corpus or {}).values()))
+        unknown = sorted(targets - set(self.classes))
         if unknown:
             raise ManifestError(
                 f"label set {self.name!r} maps onto {unknown}, which are not in its classes {list(self.classes)}"
@@ -58,14 +67,33 @@ class LabelSet:
         return None if value is None else str(value)
 
     def class_of(self, utterance: Utterance) -> str | None:
-        """Class name of an utterance, or None when its raw label is outside the set."""
+        """Class name of an utterance, or None when its raw label (or, for a per-corpus set, its corpus) is
+        outside the set."""
         raw = self.raw_label(utterance)
-        return None if raw is None else self.mapping.get(raw)
+        if raw is None:
+            return None
+        if self.per_corpus is not None:
+            return self.per_corpus.get(corpus_of(utterance) or "", {}).get(raw)
+        return self.mapping.get(raw)
 
     def index_of(self, utterance: Utterance) -> int | None:
         """Class index of an utterance, or None when it is outside the set."""
         name = self.class_of(utterance)
         return None if name is None else self.classes.index(name)
+
+
+def corpus_of(utterance: Utterance) -> str | None:
+    """The corpus a row of a joined manifest comes from (``extra["corpus"]``), or None."""
+    corpus = utterance.extra.get("corpus")
+    return corpus if isinstance(corpus, str) and corpus else None
+
+
+def dropped_key(utterance: Utterance, raw: str | None) -> str:
+    """How a dropped row is counted: its raw label (``<none>`` when unlabelled), as ``corpus:label`` for a row
+    of a joined manifest so that a fold table shows where the dropped rows came from."""
+    label = raw or "<none>"
+    corpus = corpus_of(utterance)
+    return f"{corpus}:{label}" if corpus else label
 
 
 @dataclass(frozen=True)
@@ -85,31 +113,100 @@ class LabelFilterResult:
 
 
 def _from_record(name: str, record: dict[str, Any]) -> LabelSet:
+    if "map" not in record and "maps" not in record:
+        raise ManifestError(f"label set {name!r} lacks the key 'map'; it needs 'classes' and 'map' (or 'maps')")
     try:
+        maps = record.get("maps")
         return LabelSet(
             name=name,
             classes=tuple(record["classes"]),
-            mapping=dict(record["map"]),
+            mapping=dict(record.get("map", {})),
             corpus=record.get("corpus"),
             description=record.get("description", ""),
             field=record.get("field", "label"),
+            per_corpus={corpus: dict(m) for corpus, m in maps.items()} if maps is not None else None,
         )
     except KeyError as err:
         raise ManifestError(f"label set {name!r} lacks the key {err}; it needs 'classes' and 'map'") from err
 
 
-def builtin_label_sets() -> dict[str, LabelSet]:
-    """All label sets shipped with ser, by name."""
+def _builtin_records() -> dict[str, dict[str, Any]]:
     text = resources.files("ser.manifests").joinpath("label_sets.json").read_text(encoding="utf-8")
-    return {name: _from_record(name, record) for name, record in json.loads(text).items()}
+    records: dict[str, dict[str, Any]] = json.loads(text)
+    return records
 
 
-def load_label_set(name_or_path: str) -> LabelSet:
+SHARED = "shared"
+"""Name of the computed cross-corpus set (the classes every corpus of a joined manifest has)."""
+
+
+def builtin_label_sets() -> dict[str, LabelSet]:
+    """All label sets shipped with ser, by name (the computed ``shared`` set is not among them: see
+    [`shared_label_set`][ser.manifests.labels.shared_label_set])."""
+    return {name: _from_record(name, record) for name, record in _builtin_records().items() if name != SHARED}
+
+
+def shared_description() -> str:
+    """The computed ``shared`` set's one-line description (``ser manifest label-sets``)."""
+    return str(_builtin_records()[SHARED]["description"])
+
+
+def shared_label_set(corpora: Iterable[str]) -> LabelSet:
+    """The largest class set every corpus in ``corpora`` has, mapped per corpus.
+
+    Each corpus contributes its full built-in set (``label_sets.json``, ``shared.sources``: ravdess8, emodb7,
+    iemocap6, meld7, esd5, cremad6, msp8, tess7) with the record's per-corpus ``rename`` applied (MELD
+    ``joy`` counts as ``hap``, IEMOCAP ``exc`` as ``hap`` as in iemocap4); the classes are the intersection,
+    in the fixed order of ``shared.vocabulary``. A corpus without a source set, or corpora sharing fewer
+    than two classes, raise a [`ManifestError`][ser.manifests.schema.ManifestError].
+    """
+    record = _builtin_records()[SHARED]
+    sources: dict[str, str] = record["sources"]
+    renames: dict[str, dict[str, str]] = record.get("rename", {})
+    vocabulary: list[str] = record["vocabulary"]
+    builtins = builtin_label_sets()
+    names = sorted(set(corpora))
+    unknown = [c for c in names if c not in sources]
+    if unknown:
+        raise ManifestError(
+            f"label set 'shared' knows the classes of {', '.join(sorted(sources))}, not of {', '.join(unknown)}; "
+            "pass a JSON label set with a 'maps' entry for every corpus (see cross4 in `ser manifest label-sets`)"
+        )
+    maps: dict[str, dict[str, str]] = {}
+    for corpus in names:
+        source = builtins[sources[corpus]]
+        rename = renames.get(corpus, {})
+        maps[corpus] = {raw: rename.get(cls, cls) for raw, cls in source.mapping.items()}
+    common = set(vocabulary).intersection(*(set(m.values()) for m in maps.values()))
+    classes = tuple(c for c in vocabulary if c in common)
+    if len(classes) < 2:
+        raise ManifestError(
+            f"corpora {', '.join(names)} share {len(classes)} class(es) ({', '.join(classes) or 'none'}); a "
+            "classifier needs two or more: join corpora with more emotions in common"
+        )
+    return LabelSet(
+        name=SHARED,
+        classes=classes,
+        mapping={},
+        description=f"classes shared by {', '.join(names)}",
+        per_corpus={c: {raw: cls for raw, cls in m.items() if cls in common} for c, m in maps.items()},
+    )
+
+
+def load_label_set(name_or_path: str, *, corpora: Iterable[str] | None = None) -> LabelSet:
     """A built-in label set by name, or the single set in a JSON file.
 
     The file holds ``{"name": {"classes": [...], "map": {...}}}`` (one or more entries; with more
-    than one, pick with ``file.json#name``).
+    than one, pick with ``file.json#name``). ``shared`` is computed from ``corpora`` (the corpora of a
+    joined manifest; [`manifest_corpora`][ser.manifests.labels.manifest_corpora]).
     """
+    if name_or_path == SHARED:
+        if not corpora:
+            raise ManifestError(
+                "label set 'shared' is computed from the corpora of a joined manifest (`ser manifest join`); "
+                "use it with a joined manifest, or name a fixed set such as cross4"
+            )
+        return shared_label_set(corpora)
     builtins = builtin_label_sets()
     if name_or_path in builtins:
         return builtins[name_or_path]
@@ -160,22 +257,31 @@ def choose_label_set(manifest: Manifest, name: str | None, *, all_labels: bool =
 
     if all_labels:
         return LabelSetChoice(None, "none")
+    corpora = manifest_corpora(manifest)
     if name:
-        return LabelSetChoice(load_label_set(name), "named")
+        return LabelSetChoice(load_label_set(name, corpora=corpora), "named")
     if manifest.header.label_set:
-        return LabelSetChoice(load_label_set(manifest.header.label_set), "header")
+        return LabelSetChoice(load_label_set(manifest.header.label_set, corpora=corpora), "header")
+    if corpora:  # a joined manifest: the classes its corpora share
+        return LabelSetChoice(shared_label_set(corpora), "default")
     corpus = CORPORA.get(manifest.header.corpus)
     default = corpus.default_label_set if corpus else None
     return LabelSetChoice(load_label_set(default), "default") if default else LabelSetChoice(None, "none")
 
 
+def manifest_corpora(manifest: Manifest) -> list[str]:
+    """The corpora of a joined manifest's rows (``extra["corpus"]``), sorted; empty for a single-corpus one."""
+    return sorted({c for c in (corpus_of(u) for u in manifest.utterances) if c})
+
+
 def apply_label_set(utterances: Iterable[Utterance], label_set: LabelSet) -> LabelFilterResult:
-    """Keep the utterances whose raw label is in ``label_set``; count the others by raw label."""
+    """Keep the utterances whose raw label is in ``label_set``; count the others by raw label
+    (``corpus:label`` for rows of a joined manifest, [`dropped_key`][ser.manifests.labels.dropped_key])."""
     kept: list[Utterance] = []
     dropped: Counter[str] = Counter()
     for utt in utterances:
         if label_set.class_of(utt) is None:
-            dropped[label_set.raw_label(utt) or "<none>"] += 1
+            dropped[dropped_key(utt, label_set.raw_label(utt))] += 1
         else:
             kept.append(utt)
     if dropped:

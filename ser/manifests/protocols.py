@@ -19,6 +19,15 @@ Presets (``PROTOCOLS``, one [`ProtocolPreset`][ser.manifests.protocols.ProtocolP
 ``official``            the corpus' own split field (MELD, MSP-Podcast, ESD); the official
                         validation split when it exists, else validation carved from training
                         speakers. Speaker overlap between official splits is reported, not hidden.
+``cross-corpus``        joined manifests (``ser manifest join``): train on some corpora (``train``
+                        option, default every other one), test on every row of one (``test``);
+                        validation carved from the training corpora's speakers.
+``cross-corpus-matrix`` every ordered pair A -> B of the joined corpora, plus speaker k-fold
+                        folds within each corpus on the diagonal (``k`` option, default 5).
+
+Cross-corpus presets also check that no audio file (same resolved path and segment) is in a test fold and
+in its train or validation set, and record per fold which corpora train and test it
+(``ProtocolCard.cells``).
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ from typing import Any, Literal
 
 from ser.errors import UnknownNameError, unknown_name
 from ser.manifests.corpora import CORPORA
-from ser.manifests.labels import LabelSet, apply_label_set
+from ser.manifests.labels import LabelSet, apply_label_set, corpus_of
 from ser.manifests.schema import Manifest, ManifestError, Utterance
 from ser.options import OptionError, annotation_of, coerce
 
@@ -103,6 +112,9 @@ class ProtocolCard:
     """Rows the protocol used."""
     notes: list[str] = field(default_factory=list)
     """Remarks for the reader."""
+    cells: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Cross-corpus presets: fold name -> ``{"train": [training corpora], "test": test corpus}`` (read from
+    the fold's rows); empty for other protocols."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,7 +131,7 @@ class FoldSet:
     utterances: dict[str, Utterance]
     """Id -> utterance of every row the protocol considered (after label-set filtering)."""
     dropped_labels: Counter[str] = field(default_factory=Counter)
-    """Raw label -> rows dropped by the label set."""
+    """Raw label -> rows dropped by the label set (``corpus:label`` for a joined manifest)."""
 
     def fold(self, name: str) -> Fold:
         for fold in self.folds:
@@ -337,16 +349,13 @@ def _speaker_loso(
     return _leave_one_group_out(utterances, "speaker", rule, label_set)
 
 
-def _speaker_kfold(
-    utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None, options: dict[str, Any], name: str
-) -> tuple[list[Fold], list[str]]:
-    _require(utterances, "speaker", name)
-    k = options["k"]
+def _deal_speakers(utterances: list[Utterance], k: int, seed: int, what: str) -> list[list[str]]:
+    """Speakers dealt into ``k`` groups of about equal size (largest first, each to the smallest group)."""
     counts = Counter(_speaker_of(u) for u in utterances)
     if not 2 <= k <= len(counts):
-        raise ManifestError(f"speaker-kfold: k must be between 2 and the number of speakers ({len(counts)}), got {k}")
+        raise ManifestError(f"{what}: k must be between 2 and the number of speakers ({len(counts)}), got {k}")
     speakers = sorted(counts)
-    random.Random(f"{rule.seed}:speaker-kfold").shuffle(speakers)
+    random.Random(f"{seed}:speaker-kfold").shuffle(speakers)
     # Largest speakers first (stable after the seeded shuffle), each to the currently smallest fold.
     speakers.sort(key=lambda s: -counts[s])
     members: list[list[str]] = [[] for _ in range(k)]
@@ -355,17 +364,35 @@ def _speaker_kfold(
         target = min(range(k), key=lambda i: (sizes[i], i))
         members[target].append(speaker)
         sizes[target] += counts[speaker]
+    return members
+
+
+def _kfold_folds(
+    utterances: list[Utterance],
+    members: list[list[str]],
+    rule: ValidationRule,
+    label_set: LabelSet | None,
+    names: list[str],
+) -> tuple[list[Fold], list[str]]:
     fold_of = {spk: i for i, group in enumerate(members) for spk in group}
     folds: list[Fold] = []
     notes: list[str] = []
-    for i in range(k):
-        fold_name = f"fold{i + 1}"
+    for i, fold_name in enumerate(names):
         test = [u for u in utterances if fold_of[_speaker_of(u)] == i]
         pool = [u for u in utterances if fold_of[_speaker_of(u)] != i]
         train, validation, how = carve_validation(pool, rule, fold_name, label_set)
         notes.append(f"{fold_name}: test speakers {', '.join(sorted(members[i]))}; validation = {how}")
         folds.append(Fold(name=fold_name, train=_ids(train), validation=_ids(validation), test=_ids(test)))
     return folds, notes
+
+
+def _speaker_kfold(
+    utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None, options: dict[str, Any], name: str
+) -> tuple[list[Fold], list[str]]:
+    _require(utterances, "speaker", name)
+    k = options["k"]
+    members = _deal_speakers(utterances, k, rule.seed, "speaker-kfold")
+    return _kfold_folds(utterances, members, rule, label_set, [f"fold{i + 1}" for i in range(k)])
 
 
 def _official(
@@ -397,6 +424,101 @@ def _official(
     ], notes
 
 
+def _by_corpus(utterances: list[Utterance], name: str) -> dict[str, list[Utterance]]:
+    """The rows of a joined manifest per corpus (sorted by corpus); a manifest that is not joined is refused."""
+    missing = [u.id for u in utterances if corpus_of(u) is None]
+    if missing:
+        raise ManifestError(
+            f"protocol {name!r} needs a joined manifest, but {len(missing)} rows have no extra.corpus (e.g. "
+            f"{', '.join(missing[:3])}); join the per-corpus manifests first: "
+            "`ser manifest join A.jsonl B.jsonl -o joined.jsonl`"
+        )
+    groups: dict[str, list[Utterance]] = {}
+    for utt in utterances:
+        groups.setdefault(str(corpus_of(utt)), []).append(utt)
+    if len(groups) < 2:
+        raise ManifestError(
+            f"protocol {name!r} needs rows of two or more corpora, but every row left is of "
+            f"{', '.join(groups) or 'no corpus'}; join another corpus (`ser manifest join`), or check that "
+            "the label set keeps rows of each corpus"
+        )
+    return dict(sorted(groups.items()))
+
+
+def _corpus_list(text: str, known: Mapping[str, object], option: str, name: str) -> list[str]:
+    chosen = sorted({part.strip() for part in text.split(",") if part.strip()})
+    unknown = [c for c in chosen if c not in known]
+    if unknown:
+        raise ManifestError(
+            f"protocol {name!r}: option {option} names {', '.join(unknown)}, which the manifest does not hold "
+            f"(after the label set); its corpora: {', '.join(known)}"
+        )
+    return chosen
+
+
+def _cross_fold(
+    groups: dict[str, list[Utterance]],
+    train_corpora: list[str],
+    test_corpus: str,
+    rule: ValidationRule,
+    label_set: LabelSet | None,
+) -> tuple[Fold, str]:
+    fold_name = f"{'+'.join(train_corpora)}-to-{test_corpus}"
+    pool = [u for corpus in train_corpora for u in groups[corpus]]
+    train, validation, how = carve_validation(pool, rule, fold_name, label_set)
+    fold = Fold(name=fold_name, train=_ids(train), validation=_ids(validation), test=_ids(groups[test_corpus]))
+    return fold, f"{fold_name}: validation = {how} (training corpora only)"
+
+
+def _cross_corpus(
+    utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None, options: dict[str, Any], name: str
+) -> tuple[list[Fold], list[str]]:
+    groups = _by_corpus(utterances, name)
+    if not options["test"]:
+        raise ManifestError(
+            f"protocol {name!r} needs the test corpus: pass -O test=CORPUS (one of {', '.join(groups)})"
+        )
+    tests = _corpus_list(options["test"], groups, "test", name)
+    if len(tests) != 1:
+        raise ManifestError(f"protocol {name!r}: -O test takes one corpus, got {options['test']!r}")
+    test_corpus = tests[0]
+    if options["train"]:
+        train_corpora = _corpus_list(options["train"], groups, "train", name)
+    else:
+        train_corpora = [c for c in groups if c != test_corpus]
+    if test_corpus in train_corpora:
+        raise ManifestError(
+            f"protocol {name!r}: {test_corpus} is both a training and the test corpus; drop it from -O train "
+            "(within-corpus folds are the diagonal of cross-corpus-matrix)"
+        )
+    fold, note = _cross_fold(groups, train_corpora, test_corpus, rule, label_set)
+    return [fold], [note]
+
+
+def _cross_corpus_matrix(
+    utterances: list[Utterance], rule: ValidationRule, label_set: LabelSet | None, options: dict[str, Any], name: str
+) -> tuple[list[Fold], list[str]]:
+    groups = _by_corpus(utterances, name)
+    k = options["k"]
+    folds: list[Fold] = []
+    notes: list[str] = []
+    for train_corpus in groups:
+        for test_corpus in groups:
+            if train_corpus != test_corpus:
+                fold, note = _cross_fold(groups, [train_corpus], test_corpus, rule, label_set)
+                folds.append(fold)
+                notes.append(note)
+                continue
+            rows = groups[train_corpus]
+            _require(rows, "speaker", name)
+            members = _deal_speakers(rows, k, rule.seed, f"{name} on {train_corpus}")
+            names = [f"{train_corpus}-to-{train_corpus}-{i + 1}" for i in range(k)]
+            diagonal, diagonal_notes = _kfold_folds(rows, members, rule, label_set, names)
+            folds += diagonal
+            notes += diagonal_notes
+    return folds, notes
+
+
 ProtocolFunction = Callable[
     [list[Utterance], ValidationRule, "LabelSet | None", dict[str, Any], str], tuple[list[Fold], list[str]]
 ]
@@ -419,6 +541,9 @@ class ProtocolPreset:
     type of its default (``ser.options.annotation_of``)."""
     speaker_independent: bool = False
     """No speaker of a test fold is in its train or validation set, by design (checked every time)."""
+    cross_corpus: bool = False
+    """Folds over a joined manifest: a label set is required, no audio file may be in two roles, and the
+    card records each fold's training and test corpora."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
@@ -454,6 +579,20 @@ PROTOCOLS: dict[str, ProtocolPreset] = {
         _official,
         "the corpus' official train/validation/test split (MELD, MSP-Podcast, ESD)",
         {"test_split": "test"},
+    ),
+    "cross-corpus": ProtocolPreset(
+        _cross_corpus,
+        "joined manifest: train on corpora (default: all but the test one), test on every row of one corpus",
+        {"train": "", "test": ""},
+        speaker_independent=True,
+        cross_corpus=True,
+    ),
+    "cross-corpus-matrix": ProtocolPreset(
+        _cross_corpus_matrix,
+        "joined manifest: every ordered corpus pair A-to-B, speaker k-fold within each corpus on the diagonal",
+        {"k": 5},
+        speaker_independent=True,
+        cross_corpus=True,
     ),
 }
 
@@ -531,21 +670,48 @@ def verify_folds(
                 )
 
 
+def verify_distinct_audio(folds: Sequence[Fold], utterances: dict[str, Utterance], manifest: Manifest) -> None:
+    """Raise when one audio recording (same resolved file and segment) is in a test fold and in its train or
+    validation set: a corpus copied into another, or a file listed by two manifests, would leak."""
+    keys: dict[str, tuple[str, float | None, float | None] | None] = {}
+    for uid, utt in utterances.items():
+        path = manifest.audio_path(utt)
+        keys[uid] = None if path is None else (os.path.realpath(path), utt.start, utt.end)
+    for fold in folds:
+        seen = {keys[i]: i for i in (*fold.train, *fold.validation) if keys[i] is not None}
+        for uid in fold.test:
+            key = keys[uid]
+            if key is not None and key in seen:
+                raise ManifestError(
+                    f"fold {fold.name}: the audio file {key[0]} is test row {uid!r} and training/validation row "
+                    f"{seen[key]!r}; one recording in two roles leaks. Remove the duplicate row from one of the "
+                    "joined manifests and join again"
+                )
+
+
 def _refuse_unknown_labels(manifest: Manifest, dropped: Counter[str]) -> None:
     """Rows dropped because the corpus has no such label at all (a typo, not a class the label set leaves
-    out) are an error, as in ``ser manifest validate``: silently training without them would be wrong."""
+    out) are an error, as in ``ser manifest validate``: silently training without them would be wrong.
+    In a joined manifest the dropped keys are ``corpus:label`` and each is checked against its corpus."""
 
-    corpus = CORPORA.get(manifest.header.corpus)
-    known = corpus.raw_labels if corpus else None
-    if not known:
-        return
-    unknown = {label: n for label, n in dropped.items() if label != "<none>" and label not in known}
+    unknown: dict[str, int] = {}
+    known_by: dict[str, tuple[str, ...]] = {}
+    for key, n in dropped.items():
+        corpus_name, sep, label = key.partition(":")
+        if not sep or manifest.header.roots is None:
+            corpus_name, label = manifest.header.corpus, key
+        corpus = CORPORA.get(corpus_name)
+        known = corpus.raw_labels if corpus else None
+        if known and label != "<none>" and label not in known:
+            unknown[key] = n
+            known_by[corpus_name] = known
     if unknown:
         listed = ", ".join(f"{label!r} x{n}" for label, n in sorted(unknown.items()))
+        labels = "; ".join(f"{c}: {', '.join(k)}" for c, k in sorted(known_by.items()))
         raise ManifestError(
             f"{manifest.path}: {sum(unknown.values())} rows have labels {manifest.header.corpus} does "
             f"not have ({listed}); correct them (`ser manifest validate {manifest.path}` lists the "
-            f"rows). Its labels: {', '.join(known)}"
+            f"rows). Its labels: {labels}"
         )
 
 
@@ -566,6 +732,19 @@ def make_folds(
     options = protocol_options(protocol, options)
     utterances = list(manifest.utterances)
     dropped: Counter[str] = Counter()
+    if preset.cross_corpus and label_set is None:
+        raise ManifestError(
+            f"protocol {protocol!r} needs a label set that harmonises the corpora' labels: pass --label-set "
+            "shared (the classes every corpus has) or cross4 (ang, hap, neu, sad)"
+        )
+    if preset.cross_corpus:
+        _by_corpus(utterances, protocol)  # refuse a manifest that is not joined before any row is dropped
+    if label_set is not None and label_set.per_corpus is not None and not any(corpus_of(u) for u in utterances):
+        raise ManifestError(
+            f"label set {label_set.name!r} maps labels per corpus, but {manifest.path or 'the manifest'} is not a "
+            "joined manifest (no row has extra.corpus); join the corpora first (`ser manifest join A.jsonl "
+            "B.jsonl -o joined.jsonl`) or use the corpus' own label set"
+        )
     if label_set is not None:
         filtered = apply_label_set(utterances, label_set)
         utterances, dropped = filtered.kept, filtered.dropped
@@ -579,6 +758,13 @@ def make_folds(
     by_id = {u.id: u for u in utterances}
     script_fields = ("script",) if protocol == "iemocap-loso-script" else ()
     speaker_independent = preset.speaker_independent
+    cells: dict[str, dict[str, Any]] = {}
+    if preset.cross_corpus:
+        verify_distinct_audio(folds, by_id, manifest)
+        for fold in folds:
+            trained = sorted({str(corpus_of(by_id[i])) for i in (*fold.train, *fold.validation)})
+            (tested,) = {str(corpus_of(by_id[i])) for i in fold.test}
+            cells[fold.name] = {"train": trained, "test": tested}
     if speaker_independent:
         verify_folds(folds, by_id, disjoint_fields=("speaker", *script_fields))
     else:
@@ -605,6 +791,7 @@ def make_folds(
         speaker_independent=speaker_independent,
         n_utterances=len(utterances),
         notes=notes,
+        cells=cells,
     )
     return FoldSet(card=card, folds=folds, utterances=by_id, dropped_labels=dropped)
 

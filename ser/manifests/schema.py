@@ -167,9 +167,15 @@ class ManifestHeader:
     """Folder that relative ``audio`` paths are resolved against."""
     label_set: str | None = None
     """Label set the rows were filtered to at build time, if any."""
+    roots: dict[str, str] | None = None
+    """Joined manifests (``ser manifest join``) only: corpus -> the folder that relative ``audio`` paths of
+    that corpus' rows (``extra["corpus"]``) are resolved against. Rows keep their ``audio`` strings
+    unchanged, so stores extracted from the separate manifests still match the joined rows."""
 
     def to_json(self) -> str:
         record = {HEADER_KEY: MANIFEST_VERSION, **dataclasses.asdict(self)}
+        if record["roots"] is None:  # single-corpus headers keep their historical bytes
+            del record["roots"]
         return json.dumps(record, ensure_ascii=False)
 
 
@@ -195,17 +201,29 @@ class Manifest:
     @property
     def root(self) -> Path:
         """The audio root; a relative root is taken relative to the manifest's folder."""
-        root = Path(self.header.root)
+        return self._resolve_root(self.header.root)
+
+    def _resolve_root(self, text: str) -> Path:
+        root = Path(text)
         if not root.is_absolute() and self.path is not None:
             root = self.path.parent / root
         return root
+
+    def root_of(self, utterance: Utterance) -> Path:
+        """The folder ``utterance``'s relative audio path is resolved against: its corpus' root in a joined
+        manifest (``header.roots``), else the manifest root."""
+        if self.header.roots:
+            corpus = utterance.extra.get("corpus")
+            if isinstance(corpus, str) and corpus in self.header.roots:
+                return self._resolve_root(self.header.roots[corpus])
+        return self.root
 
     def audio_path(self, utterance: Utterance) -> Path | None:
         """Absolute path of an utterance's audio file, or None when it has none."""
         if utterance.audio is None:
             return None
         path = Path(utterance.audio)
-        return path if path.is_absolute() else self.root / path
+        return path if path.is_absolute() else self.root_of(utterance) / path
 
     def location(self, index: int) -> str:
         """``file:line`` of the utterance at ``index`` (or ``row N`` for in-memory manifests)."""
@@ -389,8 +407,19 @@ def _parse_header(record: dict[str, Any], path: Path, line_no: int) -> ManifestH
                 f"{path}:{line_no}: header field {key!r} is {json.dumps(value)}; it must be a "
                 "string (rebuild the manifest with `ser manifest`, or fix the header line)"
             )
+    roots = record.get("roots")
+    if roots is not None and (
+        not isinstance(roots, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in roots.items())
+    ):
+        raise ManifestError(
+            f"{path}:{line_no}: header field 'roots' is {json.dumps(roots)}; it must map corpus names to "
+            "folders (rebuild the joined manifest with `ser manifest join`)"
+        )
     return ManifestHeader(
-        corpus=record.get("corpus") or "unknown", root=record.get("root") or ".", label_set=record.get("label_set")
+        corpus=record.get("corpus") or "unknown",
+        root=record.get("root") or ".",
+        label_set=record.get("label_set"),
+        roots=dict(roots) if roots is not None else None,
     )
 
 

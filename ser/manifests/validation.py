@@ -15,9 +15,9 @@ from pathlib import Path
 
 from ser.manifests.audio_info import AudioInfoError, probe_duration, wav_damage
 from ser.manifests.corpora import CORPORA
-from ser.manifests.labels import LabelSet
+from ser.manifests.labels import LabelSet, corpus_of
 from ser.manifests.protocols import make_folds
-from ser.manifests.schema import ID_FIX, RESERVED_ID_MARK, Manifest, ManifestError, id_problem
+from ser.manifests.schema import ID_FIX, RESERVED_ID_MARK, Manifest, ManifestError, Utterance, id_problem
 
 MAX_LISTED = 5
 
@@ -118,7 +118,17 @@ def validate_manifest(
 
     corpus = CORPORA.get(manifest.header.corpus)
     raw_labels = (corpus.raw_labels or ()) if corpus else ()
-    known = set(raw_labels) if default_label_set else set()
+    if manifest.header.roots:  # a joined manifest: each row is checked against its own corpus' labels
+        joined = {c: CORPORA[c].raw_labels or () for c in sorted(manifest.header.roots) if c in CORPORA}
+        raw_labels = tuple(f"{c}:{label}" for c, labels in joined.items() for label in labels)
+
+    def known_labels(utt: Utterance) -> set[str]:
+        """The raw labels of the row's corpus, when the label set is the default one (else none)."""
+        if not default_label_set:
+            return set()
+        info = CORPORA.get(corpus_of(utt) or manifest.header.corpus)
+        return set(info.raw_labels or ()) if info else set()
+
     report = ValidationReport(n_rows=len(manifest))
     if not manifest.utterances:
         report.errors.append(
@@ -170,6 +180,7 @@ def validate_manifest(
         else:
             cls = label_set.class_of(utt)
             raw = label_set.raw_label(utt)
+            known = known_labels(utt)
             if cls is not None:
                 report.label_counts[cls] += 1
             elif known and raw is None:

@@ -96,5 +96,8 @@ def test_raw_label_lists_match_the_adapters_and_cover_the_label_sets() -> None:
     for corpus, labels in emitted.items():
         assert set(raw_labels[corpus]) == set(labels), corpus
     for label_set in builtin_label_sets().values():
-        if label_set.field == "label":  # every raw label a built-in set maps is one its corpus writes
+        for corpus, mapping in (label_set.per_corpus or {}).items():  # cross-corpus sets, per corpus
+            assert set(mapping) <= set(raw_labels[corpus]), (label_set.name, corpus)
+        # every raw label a built-in set maps is one its corpus writes
+        if label_set.field == "label" and label_set.per_corpus is None:
             assert set(label_set.mapping) <= set(raw_labels[label_set.corpus]), label_set.name
