@@ -22,6 +22,7 @@ from ser.fusion.engine import (
     MemberSpec,
     StackedTrainer,
     batchable_kernels,
+    own_copy,
     select_members,
     unstackable_reason,
 )
@@ -290,3 +291,15 @@ def test_stacked_dropout_draws_a_different_mask_per_member_and_routes_gradients_
     masks = (out > 0).flatten(1)
     assert all(not torch.equal(masks[0], masks[k]) for k in range(1, 4))
     torch.testing.assert_close(x.grad, out.detach())  # d(out)/dx = mask / (1 - p) = out for x = 1
+
+
+def test_a_checkpoint_copies_only_its_members_slice_of_the_stack() -> None:
+    stack = torch.arange(84 * 6, dtype=torch.float32).reshape(84, 2, 3)  # 84 members' weights, one storage
+    state = {"weight": stack[5], "bias": stack[7, 0]}
+    kept = own_copy(state)
+    for name, view in state.items():
+        assert view.untyped_storage().nbytes() == stack.numel() * 4  # a view keeps the whole stack alive
+        assert kept[name].untyped_storage().nbytes() == view.numel() * 4
+        assert torch.equal(kept[name], view)
+    stack.zero_()
+    assert kept["weight"].sum() == sum(range(30, 36))  # a copy, not a view
