@@ -74,7 +74,7 @@ def show_head(
                 typer.echo(line)
 
 
-def _split_list(text: str | None, annotation: Any, flag: str) -> list[Any] | None:
+def split_list(text: str | None, annotation: Any, flag: str) -> list[Any] | None:
     """``--seeds 0,1,2`` / ``--folds Ses01,Ses02`` read by the option grammar; ``all`` (or no flag): None."""
     from ser.errors import UserError
     from ser.options import OptionError, coerce
@@ -86,6 +86,16 @@ def _split_list(text: str | None, annotation: Any, flag: str) -> list[Any] | Non
     except OptionError:
         what = "whole numbers" if annotation == list[int] else "names"
         raise UserError(f"{flag} takes comma-separated {what}, not {text!r}") from None
+
+
+LABEL_SET_OPTION = typer.Option(
+    None, "--label-set", "-l", help="Label set (default: the manifest's, else the corpus default)."
+)
+FOLDS_OPTION = typer.Option(None, help="Folds to run: all (default) or names, e.g. Ses01,Ses02.")
+SEEDS_OPTION = typer.Option(
+    None, help=f"Training seeds, e.g. 0,1,2 (default {','.join(map(str, default_of(FitConfig, 'seeds')))})."
+)
+"""Options ``ser fit`` shares with ``ser probe``."""
 
 
 def fit(
@@ -106,13 +116,9 @@ def fit(
         "--corrupt`), repeatable: each fold's test rows are evaluated once more on "
         "it with the --audio view; `ser report` tabulates UA against SNR.",
     ),
-    label_set: str | None = typer.Option(
-        None, "--label-set", "-l", help="Label set (default: the manifest's, else the corpus default)."
-    ),
-    folds: str | None = typer.Option(None, help="Folds to run: all (default) or names, e.g. Ses01,Ses02."),
-    seeds: str | None = typer.Option(
-        None, help=f"Training seeds, e.g. 0,1,2 (default {','.join(map(str, default_of(FitConfig, 'seeds')))})."
-    ),
+    label_set: str | None = LABEL_SET_OPTION,
+    folds: str | None = FOLDS_OPTION,
+    seeds: str | None = SEEDS_OPTION,
     config: Path | None = typer.Option(
         None,
         "--config",
@@ -208,8 +214,8 @@ def fit(
             "mocap": mocap,
             "label_set": label_set,
             "recipe": recipe,
-            "folds": _split_list(folds, list[str], "--folds"),
-            "seeds": _split_list(seeds, list[int], "--seeds"),
+            "folds": split_list(folds, list[str], "--folds"),
+            "seeds": split_list(seeds, list[int], "--seeds"),
             "robustness": robustness or None,
             "out": str(out) if out else None,
             "search": parse_search(search) if search else None,

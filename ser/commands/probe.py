@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ser.commands.common import choices_help, default_of, user_errors
-from ser.commands.fit import _split_list, build_fit_config, fit_progress
+from ser.commands.fit import FOLDS_OPTION, LABEL_SET_OPTION, SEEDS_OPTION, build_fit_config, fit_progress, split_list
 from ser.fusion.config import ENGINES, FitConfig  # noqa: TID253 (torch-free config, no heavy imports)
 from ser.manifests.protocols import PROTOCOLS
 
@@ -40,13 +40,9 @@ def probe(
         help="Also fit the learned softmax layer mix (layer=weighted) and plot its weights (neural heads only; "
         "classic heads cannot learn it and leave it out).",
     ),
-    label_set: str | None = typer.Option(
-        None, "--label-set", "-l", help="Label set (default: the manifest's, else the corpus default)."
-    ),
-    folds: str | None = typer.Option(None, help="Folds to run: all (default) or names, e.g. Ses01,Ses02."),
-    seeds: str | None = typer.Option(
-        None, help=f"Training seeds, e.g. 0,1,2 (default {','.join(map(str, default_of(FitConfig, 'seeds')))})."
-    ),
+    label_set: str | None = LABEL_SET_OPTION,
+    folds: str | None = FOLDS_OPTION,
+    seeds: str | None = SEEDS_OPTION,
     config: Path | None = typer.Option(
         None,
         "--config",
@@ -99,13 +95,13 @@ def probe(
             "audio": audio,
             "text": text,
             "label_set": label_set,
-            "folds": _split_list(folds, list[str], "--folds"),
-            "seeds": _split_list(seeds, list[int], "--seeds"),
+            "folds": split_list(folds, list[str], "--folds"),
+            "seeds": split_list(seeds, list[int], "--seeds"),
             "out": str(out) if out else None,
             "save_models": models,
         }
         base = build_fit_config(config, flags, engine, set_)
-        chosen = _split_list(layers, list[int], "--layers")
+        chosen = split_list(layers, list[int], "--layers")
         with fit_progress(quiet, f"ser probe: {base.fusion}, reading the store's layers"):
             from ser.probe.summary import write_summary  # torch: imported after the first line is out
             from ser.probe.sweep import build_sweep, run_sweep
