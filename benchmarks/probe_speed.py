@@ -7,7 +7,10 @@ Two stores:
 * ``--manifest M --store S``: a real multi-layer store, e.g. MELD text with MiniLM (``ser manifest meld``,
   ``ser extract --model minilm``), protocol ``official`` tested on the dev split;
 * always: a small synthetic 13-layer store (random pooled vectors of 13 x 256 with a weak class signal,
-  the shape of a small SSL upstream; 600 utterances, 6 speakers, leave-one-speaker-out on 2 folds).
+  the shape of a small SSL upstream; 600 utterances, 6 speakers, leave-one-speaker-out on 2 folds);
+* always: a tiny random-initialised HuBERT (12 layers of 256, saved with ``save_pretrained`` and extracted by
+  ``ser extract --model hubert --checkpoint``) over the packaged demo clips (240 RAVDESS clips, 4 actors,
+  leave-one-speaker-out): the real extraction path, a store whose layers carry no emotion.
 
 Per store it prints the stacked and sequential seconds, the member-steps trained, the achieved GFLOPS of the
 mlp head's training matrix products (forward + backward = 3 x forward, counted from its shapes), the GEMM
@@ -64,6 +67,30 @@ def synthetic_store(
             stack = rng.normal(size=(layers, dim)).astype(np.float32) + depth * centres[classes.index(row.label)]
             writer.add(row.id, row.fingerprint(), {"mean": stack})
         writer.finalize()
+    return manifest, store
+
+
+def tiny_ssl_store(folder: Path) -> tuple[Path, Path]:
+    """(manifest, store): the demo clips through a random HuBERT of 12 layers x 256 (13 stored layers)."""
+    import subprocess
+
+    import torch
+    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+
+    from ser.recipes.demo import demo_corpus
+
+    checkpoint = folder / "tiny-hubert"
+    config = HubertConfig(
+        hidden_size=256, num_hidden_layers=12, num_attention_heads=4, intermediate_size=512, conv_dim=(64,) * 7
+    )
+    torch.manual_seed(0)
+    HubertModel(config).save_pretrained(checkpoint)
+    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False).save_pretrained(checkpoint)
+    manifest, store = folder / "demo.jsonl", folder / "demo.hubert.h5"
+    ser = [sys.executable, "-m", "ser.cli"]
+    subprocess.run([*ser, "manifest", "ravdess", str(demo_corpus()), "-o", str(manifest)], check=True)
+    extract = ["extract", "--model", "hubert", "--checkpoint", str(checkpoint), "-m", str(manifest)]
+    subprocess.run([*ser, *extract, "-o", str(store), "--no-progress", "--num-workers", "0"], check=True)
     return manifest, store
 
 
@@ -125,6 +152,10 @@ def main() -> None:
         record = {**common, "manifest": str(manifest), "audio": str(store), "protocol": "speaker-loso"}
         record.update({"folds": ["spk0", "spk1"], "out": str(folder / "runs")})
         ratio = measure("synthetic 13 x 256 store", record, 256, 8)
+        manifest, store = tiny_ssl_store(folder)
+        record = {**common, "manifest": str(manifest), "audio": str(store), "protocol": "speaker-loso"}
+        record["out"] = str(folder / "ssl")
+        ratio = measure("tiny random HuBERT store (demo clips, 4 folds)", record, 256, 8)
         if args.manifest and args.store:
             from ser.cache.reader import CacheReader
 
