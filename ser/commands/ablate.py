@@ -149,8 +149,12 @@ def ablate(
                 f"{result.done_elsewhere} done by another process, {result.left_to_others} left to another "
                 f"process, {len(result.failed)} tasks failed" + ("" if result.waited else " (not waited for)")
             )
-            for task_id, error in result.failed:
-                typer.secho(f"failed task {task_id}: {error}", fg=typer.colors.RED, err=True)
+            for failure in result.failed:
+                typer.secho(
+                    f"failed task {failure.task_id}: {failure.error}\n  log: {failure.log}",
+                    fg=typer.colors.RED,
+                    err=True,
+                )
             status = 1 if result.failed or result.left_to_others else 0
         if make_report and Path(spec.out).is_dir() and any(Path(spec.out).rglob("metrics.json")):
             from ser.ablate.report import write_report
