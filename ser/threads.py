@@ -16,7 +16,10 @@ change them (float sums split differently), so it is a setting of the fit (``tra
 never chosen from the load.
 
 ``SER_MAX_THREADS`` caps every choice: ``ser ablate`` sets it for its workers so that workers x
-threads never exceed the cores.
+threads never exceed the cores. Inside a Slurm job the CPUs Slurm allocated cap it too
+(``SLURM_CPUS_PER_TASK``, set by ``--cpus-per-task``, and ``SLURM_CPUS_ON_NODE``, the CPUs of the
+job step on this node): many clusters run without cgroups or CPU binding (``TaskPlugin=task/none``),
+where a task given 1 CPU of a 64-core node still sees all 64 in its affinity.
 """
 
 from __future__ import annotations
@@ -36,19 +39,40 @@ PARALLEL_WORK = 1e8
 """Multiply-adds per matrix product from which a second BLAS thread can pay (see the module doc)."""
 
 
+SLURM_CPU_ENVS = ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE")
+"""Environment variables of a Slurm job that cap the cores (the CPUs per task; the job step's CPUs on this node)."""
+
+_reported: set[tuple[str, int, int]] = set()
+
+
 def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity), capped by ``SER_MAX_THREADS``."""
+    """The cores this process may run on: its CPU affinity, capped by the CPUs Slurm allocated
+    ([`SLURM_CPU_ENVS`][ser.threads.SLURM_CPU_ENVS]) and by ``SER_MAX_THREADS``, at least 1."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    cap = os.environ.get(MAX_THREADS_ENV, "").strip()
-    if cap:
-        try:
-            cores = min(cores, max(1, int(cap)))
-        except ValueError:
-            logger.warning("%s=%r is not a whole number; ignored", MAX_THREADS_ENV, cap)
+    for name in (*SLURM_CPU_ENVS, MAX_THREADS_ENV):
+        cap = _env_cap(name)
+        if cap is None or cap >= cores:
+            continue
+        if name != MAX_THREADS_ENV and (name, cap, cores) not in _reported:
+            _reported.add((name, cap, cores))  # once per process and value, not on every call
+            logger.info("threads: %s=%d caps the %d cores this process sees to %d", name, cap, cores, cap)
+        cores = cap
     return max(1, cores)
+
+
+def _env_cap(name: str) -> int | None:
+    """The whole number in environment variable ``name`` (at least 1), or None when unset or not a number."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return max(1, int(text))
+    except ValueError:
+        logger.warning("%s=%r is not a whole number; ignored", name, text)
+        return None
 
 
 def idle_cores() -> int:
@@ -93,3 +117,15 @@ def blas_threads(n: int) -> Iterator[None]:
 
     with threadpool_limits(limits=max(1, n), user_api="blas"):
         yield
+
+
+def cap_torch_threads() -> None:
+    """Lower torch's intra-op threads to [`usable_cores`][ser.threads.usable_cores] when it would use more (a Slurm
+    task given 1 CPU on a node without CPU binding sees, and by default uses, every core of the node);
+    never raises it. Extraction calls it before its first forward pass."""
+    import torch
+
+    cores = usable_cores()
+    if torch.get_num_threads() > cores:
+        logger.info("torch threads: %d -> %d (the CPUs this process may use)", torch.get_num_threads(), cores)
+        torch.set_num_threads(cores)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -11,6 +12,13 @@ import pytest
 from threadpoolctl import threadpool_info
 
 from ser import threads
+
+
+@pytest.fixture(autouse=True)
+def _outside_slurm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests set the cores themselves: a Slurm job running the suite must not cap them."""
+    for name in threads.SLURM_CPU_ENVS:
+        monkeypatch.delenv(name, raising=False)
 
 
 def _blas_threads() -> set[int]:
@@ -27,6 +35,33 @@ def test_usable_cores_follow_the_affinity_and_the_cap(monkeypatch: pytest.Monkey
     assert threads.usable_cores() == 1  # a cap below one thread still leaves one
     monkeypatch.setenv(threads.MAX_THREADS_ENV, "many")
     assert threads.usable_cores() == 4  # not a number: ignored (with a warning)
+
+
+def test_usable_cores_follow_the_cpus_slurm_allocated(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under TaskPlugin=task/none a task's affinity is the whole node; the CPUs Slurm gave it cap the cores."""
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.delenv(threads.MAX_THREADS_ENV, raising=False)
+    assert threads.usable_cores() == 16
+    monkeypatch.setenv("SLURM_CPUS_ON_NODE", "4")
+    assert threads.usable_cores() == 4
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    with caplog.at_level(logging.INFO, logger="ser.threads"):
+        assert threads.usable_cores() == 1
+        assert threads.idle_cores() == 1
+        assert threads.blas_threads_for(threads.PARALLEL_WORK * 10) == 1
+    assert "SLURM_CPUS_PER_TASK=1 caps the 16 cores this process sees to 1" in caplog.text
+    monkeypatch.setenv(threads.MAX_THREADS_ENV, "8")
+    assert threads.usable_cores() == 1  # the smallest cap wins
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "32")  # more than the affinity: no cap
+    monkeypatch.delenv("SLURM_CPUS_ON_NODE")
+    assert threads.usable_cores() == 8
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "two")
+    monkeypatch.delenv(threads.MAX_THREADS_ENV)
+    with caplog.at_level(logging.WARNING, logger="ser.threads"):
+        assert threads.usable_cores() == 16  # not a number: ignored, with a warning
+    assert "SLURM_CPUS_PER_TASK='two' is not a whole number; ignored" in caplog.text
 
 
 @pytest.mark.parametrize(("others", "idle"), [(0.0, 4), (1.0, 3), (2.6, 1), (3.0, 1), (9.0, 1)])
@@ -65,3 +100,21 @@ def test_blas_threads_limit_every_blas_pool_inside_the_block_only() -> None:
         assert _blas_threads() == {1}
         np.ones((64, 64)) @ np.ones((64, 64))
     assert _blas_threads() == before
+
+
+def test_torch_threads_are_lowered_to_the_cpus_slurm_allocated(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from ser.threads import cap_torch_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+        cap_torch_threads()
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", "64")
+        cap_torch_threads()
+        assert torch.get_num_threads() == 1  # never raised
+    finally:
+        torch.set_num_threads(before)

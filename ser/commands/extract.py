@@ -55,7 +55,8 @@ def extract(
     shard: str | None = typer.Option(
         None,
         help="i/N: extract every N-th row starting at i into "
-        "OUTPUT.shard{i}of{N}.h5; join shards with `ser cache merge`. Under torchrun "
+        "OUTPUT.shard{i}of{N}.h5; join shards with `ser cache merge`. slurm: i and N of this "
+        "task of a Slurm job array (sbatch --array=0-3 gives shards 0/4 to 3/4). Under torchrun "
         "each rank takes its own shard and rank 0 merges them.",
     ),
     option: list[str] = typer.Option(

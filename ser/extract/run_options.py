@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,16 +119,60 @@ def rejects_path(store: Path) -> Path:
     return store.with_name(store.name + ".rejects.tsv")
 
 
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """``"2/4"`` -> (2, 4), checking 0 <= i < N."""
+SLURM_SHARD = "slurm"
+"""``--shard slurm``: the shard of this task of a Slurm job array
+(see [`slurm_array_shard`][ser.extract.run_options.slurm_array_shard])."""
+
+
+def parse_shard(text: str | None, environ: Mapping[str, str] | None = None) -> tuple[int, int] | None:
+    """``"2/4"`` -> (2, 4), checking 0 <= i < N; ``"slurm"`` -> this Slurm array task's shard, read from
+    ``environ`` (default: this process's environment)."""
     if not text:
         return None
+    if text.strip().lower() == SLURM_SHARD:
+        return slurm_array_shard(os.environ if environ is None else environ)
     try:
         index, count = (int(part) for part in text.split("/"))
     except ValueError:
-        raise ExtractorError(f"--shard takes i/N (e.g. 0/4), not {text!r}") from None
+        raise ExtractorError(f"--shard takes i/N (e.g. 0/4) or slurm, not {text!r}") from None
     if not 0 <= index < count:
         raise ExtractorError(f"--shard {text}: i must be between 0 and N-1")
+    return index, count
+
+
+def slurm_array_shard(environ: Mapping[str, str]) -> tuple[int, int]:
+    """(i, N) of a Slurm job array task: N = ``SLURM_ARRAY_TASK_COUNT`` and i = (``SLURM_ARRAY_TASK_ID`` -
+    ``SLURM_ARRAY_TASK_MIN``) / ``SLURM_ARRAY_TASK_STEP``, so ``--array=0-3``, ``--array=1-4`` and
+    ``--array=0-6:2`` all give shards 0..3 of 4. An index list with gaps (``--array=0,5,7``) is refused: its
+    tasks would not cover every shard. Refused in one line outside a job array."""
+    if not environ.get("SLURM_ARRAY_TASK_ID", "").strip():
+        where = "a Slurm job" if environ.get("SLURM_JOB_ID") else "Slurm"
+        raise ExtractorError(
+            f"--shard slurm takes its shard from a Slurm job array, but this runs outside one (in {where} "
+            "without SLURM_ARRAY_TASK_ID): submit it with sbatch --array=0-N-1, or give --shard i/N"
+        )
+    values: dict[str, int] = {}
+    for name, default in (("ID", None), ("MIN", None), ("MAX", None), ("COUNT", None), ("STEP", "1")):
+        key = f"SLURM_ARRAY_TASK_{name}"
+        text = environ.get(key, default)
+        if text is None:
+            raise ExtractorError(f"--shard slurm: {key} is not set (Slurm sets it in every array task)")
+        try:
+            values[name] = int(text.strip())
+        except ValueError:
+            raise ExtractorError(f"--shard slurm: {key}={text!r} is not a whole number") from None
+    task, low, high, count, step = (values[name] for name in ("ID", "MIN", "MAX", "COUNT", "STEP"))
+    step = max(1, step)
+    if count < 1 or (high - low) // step + 1 != count or (high - low) % step:
+        raise ExtractorError(
+            f"--shard slurm needs a job array without gaps (e.g. --array=0-{max(count, 1) - 1}); this one has "
+            f"{count} tasks between indices {low} and {high} (step {step})"
+        )
+    index, off_step = divmod(task - low, step)
+    if off_step or not 0 <= index < count:
+        raise ExtractorError(
+            f"--shard slurm: array task {task} is not one of {count} tasks from {low} to {high} in steps of {step}"
+        )
     return index, count
 
 

@@ -32,6 +32,7 @@ from ser.extract.lifecycle import run_passes
 from ser.extract.run_options import RunOptions, RunReport
 from ser.manifests.labels import choose_label_set
 from ser.manifests.schema import Manifest, Utterance, read_manifest
+from ser.threads import cap_torch_threads
 
 __all__ = [
     # the extraction API in one place: the entry point, its options, its report and its one stop signal
@@ -67,6 +68,7 @@ def run_extraction(
     ]
     rows, plan = _waveform_plan(manifest, rows, extractor, options)
     retry = {u.id for u in rows} if options.retry_rejected else set()
+    cap_torch_threads()
     return run_passes(manifest, rows, extractor, Path(output), options, retry, plan)
 
 
