@@ -8,8 +8,10 @@ so every rank drives its own GPU; an explicit ``cuda:N`` is kept as given.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
+import sys
 
 from ser.errors import UserError
 
@@ -67,3 +69,21 @@ def _checked_cuda(index: int, choice: str) -> str:
             f"cuda:{count - 1}; check CUDA_VISIBLE_DEVICES and torchrun's --nproc_per_node)"
         )
     return f"cuda:{index}"
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for an accelerator out-of-memory error (``torch.OutOfMemoryError``, or MPS's RuntimeError)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(error, torch.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def free_cached_memory() -> None:
+    """Collect garbage and hand the memory torch's allocator caches back to the GPU (a no-op without
+    CUDA, or before torch is imported). Call it after the last reference to what failed is gone: outside
+    the ``except`` block, whose traceback keeps the failed step's tensors alive."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -64,3 +66,32 @@ def test_mps_where_there_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     with pytest.raises(UserError, match="MPS"):
         resolve_device("mps")
+
+
+def test_ablate_workers_are_no_torchrun_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runner started under torchrun (LOCAL_RANK=3): its workers see one GPU and must drive it."""
+    from ser.ablate.runner import worker_env
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for name, value in {
+        "LOCAL_RANK": "3",
+        "RANK": "7",
+        "WORLD_SIZE": "8",
+        "CUDA_DEVICE_ORDER": "FASTEST_FIRST",
+    }.items():
+        monkeypatch.setenv(name, value)
+    env = worker_env("2", max_threads=4)
+    assert "LOCAL_RANK" not in env and "RANK" not in env and "WORLD_SIZE" not in env
+    assert env["CUDA_VISIBLE_DEVICES"] == "2"
+    assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"  # nvidia-smi's index 2 is CUDA's index 2
+    with pytest.raises(UserError, match="GPU 3 does not exist"):
+        resolve_device("auto")  # what a worker inheriting LOCAL_RANK got
+    with monkeypatch.context() as inside:  # the worker's environment, exactly
+        for name in list(os.environ):
+            inside.delenv(name)
+        for name, value in env.items():
+            inside.setenv(name, value)
+        assert resolve_device("auto") == "cuda:0"
+        assert resolve_device("cuda") == "cuda"
+    assert worker_env(None, max_threads=1)["CUDA_VISIBLE_DEVICES"] == ""

@@ -2,10 +2,13 @@
 
 * **Slots.** With GPUs (``CUDA_VISIBLE_DEVICES`` / ``nvidia-smi``) there are ``jobs_per_gpu`` slots
   per GPU, and a job starts on a GPU only while it has at least ``gpu_min_free_mib`` free (other
-  users' work counts: this is a shared box). Without GPUs, or with ``device="cpu"``, there are
-  ``workers`` CPU slots (default: one per core; the fits use one thread each), never more than the
-  cores hold at each fit's ``train.threads`` (workers x threads <= cores; each worker's BLAS pools
-  are capped at its share through ``SER_MAX_THREADS``, ``ser.threads``).
+  users' work counts: this is a shared box), less ``gpu_min_free_mib`` held for each job started
+  there whose memory no reading has shown yet (so one reading never starts every idle slot at once).
+  Workers get ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (nvidia-smi's numbering) and no torchrun variables.
+  Without GPUs, or with ``device="cpu"``, there are ``workers`` CPU slots (default: one per core; the
+  fits use one thread each), never more than the cores hold at each fit's ``train.threads`` (workers x
+  threads <= cores; each worker's BLAS pools are capped at its share through ``SER_MAX_THREADS``,
+  ``ser.threads``).
 * **Idempotent.** Finished runs (``metrics.json``) are skipped; a run locked by a live process (a
   second runner, another user, a Slurm node) is left to it and waited for; a crashed run is redone.
 * **Workers.** Each slot has one ``ser.ablate.worker`` process (pinned to its GPU through
@@ -106,15 +109,30 @@ class GridOutcome:
         )
 
 
+DISTRIBUTED_ENV = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+"""torchrun's variables: a worker is no rank of the runner's job (``LOCAL_RANK`` would make ``auto``/``cuda``
+mean ``cuda:LOCAL_RANK`` while the worker sees one GPU, ``ser.devices.resolve_device``)."""
+
+
+def worker_env(gpu: str | None, max_threads: int) -> dict[str, str]:
+    """The environment of a worker process pinned to ``gpu`` (an nvidia-smi index or UUID; None: no GPU).
+
+    nvidia-smi numbers GPUs in PCI bus order, CUDA by default fastest first: ``CUDA_DEVICE_ORDER=PCI_BUS_ID``
+    makes an index in ``CUDA_VISIBLE_DEVICES`` name the GPU nvidia-smi reported (and the guard measured)."""
+    env = {k: v for k, v in os.environ.items() if k not in DISTRIBUTED_ENV}
+    env[PARENT_ENV] = str(os.getpid())
+    env["CUDA_VISIBLE_DEVICES"] = gpu if gpu is not None else ""
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env[MAX_THREADS_ENV] = str(max_threads)  # the worker's share of the cores (ser.threads)
+    return env
+
+
 class _Worker:
     """One ``ser.ablate.worker`` process pinned to a slot's device, fed one job at a time."""
 
     def __init__(self, gpu: str | None, options: RunnerOptions, log_path: Path, max_threads: int) -> None:
-        env = dict(os.environ)
-        env[PARENT_ENV] = str(os.getpid())
-        env["CUDA_VISIBLE_DEVICES"] = gpu if gpu is not None else ""
-        env.setdefault("OMP_NUM_THREADS", "1")
-        env[MAX_THREADS_ENV] = str(max_threads)  # the worker's share of the cores (ser.threads)
+        env = worker_env(gpu, max_threads)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             # A new session: the terminal's Ctrl-C reaches the runner only, which stops the workers itself.
@@ -165,6 +183,15 @@ class _Slot:
     jobs: list[Job] = field(default_factory=list)
     """The job, or the bundle of jobs, the worker is running (empty when idle)."""
     started: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Reservation:
+    """GPU memory held for a job just started, until a reading of the GPU shows the job's own."""
+
+    gpu: str
+    free_at_start: int
+    """The GPU's free MiB when the job started, less what earlier reservations held."""
 
 
 def plan_slots(gpus: list[Gpu], options: RunnerOptions) -> list[str | None]:
@@ -251,6 +278,8 @@ class _Scheduler:
                 for i in indices:
                     self.bundle[jobs[i].run_dir] = [jobs[k] for k in indices]
         self._last_memory_note = 0.0
+        self.reserved: dict[int, _Reservation] = {}
+        """Slot index -> the GPU memory held for the job it started (``_reserve``)."""
 
     def _fit_cores(self, jobs: list[Job]) -> tuple[list[_Slot], str]:
         """CPU slots such that workers x each fit's torch threads (``train.threads``) stay within the
@@ -352,20 +381,46 @@ class _Scheduler:
                 self.outcome.not_run.append(job)
         self.deferred = still
 
+    def _held(self, gpu: str) -> int:
+        """MiB of ``gpu`` held for jobs started on it whose memory no reading has shown yet."""
+        return self.options.gpu_min_free_mib * sum(1 for r in self.reserved.values() if r.gpu == gpu)
+
+    def _update_reservations(self, free: dict[str, int | None]) -> None:
+        """Drop the reservations of jobs that ended, and of jobs whose memory shows in this reading (the
+        GPU's free memory fell by the guard since the job started)."""
+        guard = self.options.gpu_min_free_mib
+        for index, held in list(self.reserved.items()):
+            reading = free.get(held.gpu)
+            if not self.slots[index].jobs or (reading is not None and reading <= held.free_at_start - guard):
+                del self.reserved[index]
+
     def _gpu_has_room(self, slot: _Slot, free: dict[str, int | None]) -> bool:
         if slot.gpu is None or self.options.gpu_min_free_mib <= 0:
             return True
-        available = free.get(slot.gpu)
-        if available is None or available >= self.options.gpu_min_free_mib:
+        measured = free.get(slot.gpu)
+        if measured is None:
+            return True
+        held = self._held(slot.gpu)
+        if measured - held >= self.options.gpu_min_free_mib:
             return True
         now = time.monotonic()
         if now - self._last_memory_note > 60:
             self._last_memory_note = now
             self.echo(
-                f"waiting: GPU {slot.gpu} has {available} MiB free, below the {self.options.gpu_min_free_mib} "
-                "MiB guard (--gpu-min-free)"
+                f"waiting: GPU {slot.gpu} has {measured} MiB free"
+                + (f" ({held} MiB of it held for jobs just started)" if held else "")
+                + f", below the {self.options.gpu_min_free_mib} MiB guard (--gpu-min-free)"
             )
         return False
+
+    def _reserve(self, index: int, slot: _Slot, free: dict[str, int | None]) -> None:
+        """Hold the guard's memory on the slot's GPU for the job just started there, until a reading
+        shows the job's own memory (a worker takes seconds to allocate: without this, every idle slot
+        of a GPU would start on one reading of its free memory)."""
+        measured = free.get(slot.gpu) if slot.gpu is not None else None
+        if measured is not None and slot.jobs and self.options.gpu_min_free_mib > 0:
+            assert slot.gpu is not None
+            self.reserved[index] = _Reservation(slot.gpu, measured - self._held(slot.gpu))
 
     def _start(self, index: int, slot: _Slot, jobs: list[Job]) -> None:
         specs = [_write_spec(job) for job in jobs]
@@ -403,6 +458,7 @@ class _Scheduler:
             return
         gpu_idle = any(slot.gpu is not None for _, slot in idle)
         free = free_memory(self.gpus) if gpu_idle and self.options.gpu_min_free_mib > 0 else {}
+        self._update_reservations(free)
         for index, slot in idle:
             if not self.queue:
                 break
@@ -415,6 +471,7 @@ class _Scheduler:
                 self.deferred.append(job)
             else:
                 self._start(index, slot, self._companions(job))
+                self._reserve(index, slot, free)
 
     def busy(self) -> bool:
         return bool(self.queue or self.deferred or any(s.jobs for s in self.slots))

@@ -16,7 +16,6 @@ so the answer channel stays clean.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ser.ablate.job import die_with_parent, run_bundle
+from ser.devices import free_cached_memory
 from ser.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -56,15 +56,8 @@ def run_specs(specs: list[Path]) -> dict[str, Any]:
         for log in logs:
             root.removeHandler(log)
             log.close()
-        _release_memory()
+        free_cached_memory()
     return answer
-
-
-def _release_memory() -> None:
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def serve(requests: IO[str], answers: IO[str]) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ser.devices import free_cached_memory
 from ser.extract.audio import AudioError, load_audio
 from ser.extract.augment import Plan, apply_chain
 from ser.extract.base import Extractor, ExtractorError, Features, Item, ItemRejected
@@ -113,16 +114,30 @@ class BatchDataset(Dataset):
 
 
 def extract_batch(extractor: Extractor, items: list[Item], seq_layers: Sequence[str]) -> list[Features | ItemRejected]:
-    """Run a batch; if it fails as a whole, retry item by item so one bad item cannot sink the rest."""
+    """Run a batch; if it fails as a whole, retry item by item so one bad item cannot sink the rest.
+
+    The retries run after the failed batch is let go: only the error's text is kept, so its traceback
+    (whose frames hold the batch's tensors, on the GPU after an out-of-memory error) is freed before the
+    cached memory is released and the first retry starts."""
+    failure = _try_batch(extractor, items, seq_layers)
+    if not isinstance(failure, str):
+        return failure
+    if len(items) == 1:
+        return [ItemRejected(f"extraction failed: {failure}")]
+    logger.warning("batch of %d failed (%s); retrying one by one", len(items), failure)
+    free_cached_memory()
+    return [result for item in items for result in extract_batch(extractor, [item], seq_layers)]
+
+
+def _try_batch(
+    extractor: Extractor, items: list[Item], seq_layers: Sequence[str]
+) -> list[Features | ItemRejected] | str:
+    """The batch's results, or the text of the error it failed with (the error itself is not kept)."""
     try:
         return extractor.extract(items, seq_layers)
     except (RuntimeError, ValueError, ExtractorError) as batch_error:
-        if len(items) == 1:
-            return [ItemRejected(f"extraction failed: {type(batch_error).__name__}: {batch_error}")]
-        logger.warning("batch of %d failed (%s); retrying one by one", len(items), batch_error)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        return [result for item in items for result in extract_batch(extractor, [item], seq_layers)]
+        traceback.clear_frames(batch_error.__traceback__)  # the failed forward's locals, even if a cycle holds it
+        return f"{type(batch_error).__name__}: {batch_error}"
 
 
 def batch_loader(dataset: BatchDataset, num_workers: int) -> DataLoader:

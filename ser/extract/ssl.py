@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +65,23 @@ class SslConfig:
     max_seconds: float = 30.0
     """Longer audio is cut into chunks of this length (frames are concatenated afterwards)."""
     dtype: str = "float32"
-    """Compute dtype on GPU (float16 / bfloat16 use autocast); CPU always computes in float32."""
+    """Compute dtype: float16 / bfloat16 (autocast) apply on CUDA only. The extractor records the dtype it
+    actually computes in (float32 off CUDA, see [`computed_dtype`][ser.extract.ssl.computed_dtype]), so
+    the config hash names what produced the numbers."""
     normalize: bool | None = None
     """Zero-mean unit-variance input normalisation; None = what the checkpoint's feature extractor says."""
+
+
+def computed_dtype(requested: str, device: torch.device) -> str:
+    """The dtype a run on ``device`` computes in when ``requested`` is asked for: half precision (autocast)
+    on CUDA only, float32 everywhere else (a CPU float16 run is slow and its autocast covers few ops, so
+    it computes, and records, float32). Raises ExtractorError for an unknown dtype name."""
+    if requested not in TORCH_DTYPES:
+        raise ExtractorError(f"--dtype must be one of {', '.join(TORCH_DTYPES)}, not {requested!r}")
+    if requested != "float32" and device.type != "cuda":
+        logger.info("computing in float32 on %s (%s applies on CUDA only); float32 is recorded", device, requested)
+        return "float32"
+    return requested
 
 
 def final_hidden_states(output: Any) -> list[torch.Tensor]:
@@ -115,10 +129,10 @@ class SslExtractor:
 
     def __init__(self, config: SslConfig, *, device: str = "cpu") -> None:
         transformers = require("transformers", "ssl")
-        self.cfg = config
         self.device = torch.device(resolve_device(device))
-        if config.dtype not in TORCH_DTYPES:
-            raise ExtractorError(f"--dtype must be one of {', '.join(TORCH_DTYPES)}, not {config.dtype!r}")
+        self.requested_dtype = config.dtype
+        # resolved before anything records the config: the config hash names the dtype actually computed
+        self.cfg = config = replace(config, dtype=computed_dtype(config.dtype, self.device))
         self.model = load_pretrained(transformers.AutoModel, config.model, revision=config.revision)
         self.weights = local_weights_sha256(config.model)
         self.tensors_sha256 = tensors_sha256(self.model)
@@ -154,9 +168,7 @@ class SslExtractor:
             supports_padding=getattr(model_config, "feat_extract_norm", "layer") == "layer",
         )
         self._layer_index = {name: i for i, name in enumerate(self.spec.seq_layers)}
-        self._autocast = self.device.type == "cuda" and config.dtype != "float32"
-        if self.device.type != "cuda" and config.dtype != "float32":
-            logger.info("computing in float32 on %s (%s applies on GPU only)", self.device, config.dtype)
+        self._autocast = config.dtype != "float32"  # computed_dtype leaves half precision on CUDA only
 
     def config(self) -> dict[str, Any]:
         return {**asdict(self.cfg), "normalize": self.normalize, "sample_rate": self.sample_rate}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,7 @@ from ser.extract.hf import load_pretrained, local_weights_sha256, resolved_revis
 from ser.extract.options import coerce_options
 from ser.extract.pooling import chunk_stats
 from ser.extract.registry import extractor_family, extractor_preset
-from ser.extract.ssl import TORCH_DTYPES, final_hidden_states
+from ser.extract.ssl import TORCH_DTYPES, computed_dtype, final_hidden_states
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class WhisperConfig:
     revision: str | None = None
     """Hub revision to load."""
     dtype: str = "float32"
-    """Compute dtype on GPU (float16 / bfloat16 use autocast); CPU always computes in float32."""
+    """Compute dtype on GPU (float16 / bfloat16 use autocast); elsewhere float32 is computed and recorded."""
 
 
 class WhisperEncoderExtractor:
@@ -61,10 +61,9 @@ class WhisperEncoderExtractor:
 
     def __init__(self, config: WhisperConfig, *, device: str = "cpu") -> None:
         transformers = require("transformers", "ssl")
-        if config.dtype not in TORCH_DTYPES:
-            raise ExtractorError(f"--dtype must be one of {', '.join(TORCH_DTYPES)}, not {config.dtype!r}")
-        self.cfg = config
         self.device = torch.device(resolve_device(device))
+        self.requested_dtype = config.dtype
+        self.cfg = replace(config, dtype=computed_dtype(config.dtype, self.device))  # what is computed is recorded
         model = load_pretrained(transformers.AutoModel, config.model, revision=config.revision)
         if not hasattr(model, "get_encoder") or not hasattr(model.config, "num_mel_bins"):
             raise ExtractorError(f"{config.model} is a {type(model).__name__}, not a Whisper model")
@@ -91,7 +90,7 @@ class WhisperEncoderExtractor:
             window_seconds=CHUNK_SECONDS,
         )
         self._layer_index = {name: i for i, name in enumerate(self.spec.seq_layers)}
-        self._autocast = self.device.type == "cuda" and config.dtype != "float32"
+        self._autocast = self.cfg.dtype != "float32"
 
     def config(self) -> dict[str, Any]:
         return {"family": "whisper", **asdict(self.cfg), "chunk_seconds": CHUNK_SECONDS}

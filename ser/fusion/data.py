@@ -428,6 +428,21 @@ def make_batch(data: FusionData, rows: np.ndarray, standardizer: Standardizer | 
     return batch
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` on the training ``device``: floating point as float32 (MPS has no float64), and on CUDA copied
+    from pinned memory without blocking the host (the copy is queued on the stream; nothing waits for it)."""
+    if tensor.is_floating_point() and tensor.dtype != torch.float32:
+        tensor = tensor.float()
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def batch_to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Every tensor of a ``make_batch`` dict through [`to_device`][ser.fusion.data.to_device]."""
+    return {name: to_device(tensor, device) for name, tensor in batch.items()}
+
+
 def iterate_batches(
     data: FusionData,
     rows: np.ndarray,

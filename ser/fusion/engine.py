@@ -54,7 +54,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from ser.fusion import progress
 from ser.fusion.checkpoints import CheckpointRule
 from ser.fusion.classic_pool import fit_classic_members
-from ser.fusion.data import FusionData, make_batch
+from ser.fusion.data import FusionData, make_batch, to_device
 from ser.fusion.heads import HEADS
 from ser.fusion.losses import TrainingLoss
 from ser.fusion.metrics import compute_metrics
@@ -64,6 +64,7 @@ from ser.fusion.train import (
     Predictor,
     Selection,
     TorchPredictor,
+    accumulator_dtype,
     check_finite,
     check_validation,
     checkpoint_rule,
@@ -107,11 +108,12 @@ def unstackable_reason(spec: MemberSpec) -> str | None:
     if spec.fusion == "fleser" and spec.head_options.get("fuzzy") == "batch":
         return "head.fuzzy=batch makes a prediction depend on its batch (and reads a number back every step)"
     sequences = any(d.pooled is None for d in spec.data.modalities.values())
-    if spec.cfg.engine == "auto" and sequences and resolve_device(spec.cfg.device).type == "cpu":
+    if spec.cfg.engine == "auto" and sequences:
         return (
-            "train.engine=auto on CPU: a head on sequences already multiplies B x T rows per product, and "
-            "stacking pads every member to the longest sequence and gives up the fused attention kernel "
-            "(memocmt measured 1.4x slower stacked); train.engine=stacked forces it"
+            f"train.engine=auto on {resolve_device(spec.cfg.device).type}: a head on sequences already multiplies "
+            "B x T rows per product, and stacking pads every member to the longest sequence (in Python, each step) "
+            "and gives up the fused attention kernel for the plain one, whose T x T scores take memory per member "
+            "(memocmt measured 1.4x slower stacked on CPU); train.engine=stacked forces it"
         )
     return None
 
@@ -316,7 +318,7 @@ class _StepModule(nn.Module):
         if self.evaluating:
             scores = self.loss_fn.predict_logits(logits.float(), features)
             return logits, logits if features is None else features, scores
-        loss: torch.Tensor = self.loss_fn(logits.float(), None if features is None else features.float(), labels)
+        loss: torch.Tensor = self.loss_fn(logits, features, labels)  # float32, autocast off (TrainingLoss.forward)
         return loss
 
 
@@ -339,6 +341,16 @@ class _Member:
     """This epoch's shuffled training rows."""
 
 
+@dataclass(frozen=True)
+class _Positions:
+    """Members of one step: their indices into the engine's member list, and on the device their positions in the
+    live list (``index``) and the same member indices (``member_index``)."""
+
+    members: list[int]
+    index: torch.Tensor
+    member_index: torch.Tensor
+
+
 class _Inputs:
     """Every member's pooled inputs resident on the device, rows addressed globally: one tensor per
     modality holding each distinct data object's rows once, plus per member the row offset of its
@@ -358,20 +370,18 @@ class _Inputs:
         self.pooled = [m for m, d in first.modalities.items() if d.pooled is not None]
         self.sequences = [m for m, d in first.modalities.items() if d.pooled is None]
         self.values = {
-            m: torch.from_numpy(
-                np.concatenate([d.modalities[m].pooled for d in sources]).astype(np.float32, copy=False)
-            ).to(device)
+            m: to_device(torch.from_numpy(np.concatenate([d.modalities[m].pooled for d in sources])), device)
             for m in self.pooled
         }
-        self.labels = torch.from_numpy(np.concatenate([d.labels for d in sources])).to(device)
+        self.labels = to_device(torch.from_numpy(np.concatenate([d.labels for d in sources])), device)
         self.device = device
         self.scaling: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for modality in self.pooled:
             stats = [member.setup.standardizer for member in members]
             if all(s is not None for s in stats):
                 self.scaling[modality] = (
-                    torch.stack([torch.from_numpy(s.mean[modality]) for s in stats]).to(device),
-                    torch.stack([torch.from_numpy(s.std[modality]) for s in stats]).to(device),
+                    to_device(torch.stack([torch.from_numpy(s.mean[modality]) for s in stats]), device),
+                    to_device(torch.stack([torch.from_numpy(s.std[modality]) for s in stats]), device),
                 )
         self.normalized = [m.setup.standardizer is not None for m in members]
 
@@ -379,17 +389,21 @@ class _Inputs:
         return rows + self.offset[id(member.spec.data)]
 
     def batch(
-        self, members: list[_Member], positions: list[int], rows: torch.Tensor, local: list[np.ndarray]
+        self,
+        members: list[_Member],
+        positions: list[int],
+        index: torch.Tensor,
+        rows: torch.Tensor,
+        local: list[np.ndarray],
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Inputs ``(G, B, ...)`` and labels ``(G, B)`` of members ``positions`` (indices into the
-        engine's member list) for global row indices ``rows`` (G, B); ``local`` holds the same rows
-        as each member's own indices (for sequences, read from the member's data)."""
+        engine's member list; ``index``: the same on the device) for global row indices ``rows`` (G, B);
+        ``local`` holds the same rows as each member's own indices (for sequences, read from the member's data)."""
         inputs: dict[str, torch.Tensor] = {}
         for modality in self.pooled:
             values = self.values[modality][rows]  # (G, B, ...)
             if modality in self.scaling:
                 mean, std = self.scaling[modality]
-                index = torch.as_tensor(positions, device=self.device)
                 shape = (len(positions), 1, *mean.shape[1:])
                 values = (values - mean[index].view(shape)) / std[index].view(shape)
             inputs[modality] = values
@@ -398,10 +412,10 @@ class _Inputs:
                 make_batch_sequences(members[p].spec.data, modality, r) for p, r in zip(positions, local, strict=True)
             ]
             length = max(x.shape[1] for x, _ in padded)
-            inputs[modality] = torch.stack(
-                [nn.functional.pad(x, (0, 0, 0, length - x.shape[1])) for x, _ in padded]
-            ).to(self.device)
-            inputs[f"{modality}_lengths"] = torch.stack([n for _, n in padded]).to(self.device)
+            inputs[modality] = to_device(
+                torch.stack([nn.functional.pad(x, (0, 0, 0, length - x.shape[1])) for x, _ in padded]), self.device
+            )
+            inputs[f"{modality}_lengths"] = to_device(torch.stack([n for _, n in padded]), self.device)
         return inputs, self.labels[rows]
 
 
@@ -495,6 +509,7 @@ class StackedTrainer:
         inputs: dict[str, torch.Tensor],
         labels: torch.Tensor,
         use_amp: bool,
+        amp_dtype: torch.dtype,
     ) -> torch.Tensor:
         def one(
             p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: dict[str, torch.Tensor], y: torch.Tensor
@@ -502,23 +517,24 @@ class StackedTrainer:
             loss: torch.Tensor = functional_call(self.base, (p, b), (x, y))
             return loss
 
-        with torch.autocast(self.device.type, enabled=use_amp), batchable_kernels():
+        with torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp), batchable_kernels():
             return vmap(one, randomness="different")(params, buffers, inputs, labels)
 
-    def _step(self, positions: list[int], rows: torch.Tensor, local: list[np.ndarray], totals: torch.Tensor) -> None:
+    def _step(self, positions: _Positions, rows: torch.Tensor, local: list[np.ndarray], totals: torch.Tensor) -> None:
         """One optimisation step of members ``positions`` (indices into the live list), all with
-        batches of the same size."""
-        members = [self.live[p] for p in positions]
-        inputs, labels = self.inputs.batch(self.members, members, rows, local)
+        batches of the same size. Reads nothing back and copies nothing from the host but sequence frames."""
+        members = positions.members
+        inputs, labels = self.inputs.batch(self.members, members, positions.member_index, rows, local)
         use_amp = self.members[members[0]].setup.use_amp
-        whole = len(positions) == len(self.live)
+        amp_dtype = self.members[members[0]].setup.amp_dtype
+        whole = len(members) == len(self.live)
         if whole:
             params, buffers = self.stacked, self.stacked_buffers
         else:  # a group of the last, smaller batches: gathered copies, buffers written back after
-            index = torch.as_tensor(positions, device=self.device)
+            index = positions.index
             params = {k: v.detach()[index].requires_grad_() for k, v in self.stacked.items()}
             buffers = {k: v[index] for k, v in self.stacked_buffers.items()}
-        losses = self._forward_losses(params, buffers, inputs, labels, use_amp)
+        losses = self._forward_losses(params, buffers, inputs, labels, use_amp, amp_dtype)
         if use_amp:
             total = torch.stack([self.members[i].setup.scaler.scale(losses[j]) for j, i in enumerate(members)]).sum()
         else:
@@ -537,8 +553,16 @@ class StackedTrainer:
                 param.grad = None
         for v in params.values():
             v.grad = None
-        sizes = torch.full((len(positions),), rows.shape[1], dtype=torch.float64, device=self.device)
-        totals.index_add_(0, torch.as_tensor(positions, device=self.device), losses.detach().double() * sizes)
+        totals.index_add_(0, positions.index, losses.detach().to(totals.dtype) * rows.shape[1])
+
+    def _positions(self, positions: list[int]) -> _Positions:
+        """Live positions with their index tensors on the device (made once per epoch or per group)."""
+        members = [self.live[p] for p in positions]
+        return _Positions(
+            members=members,
+            index=to_device(torch.tensor(positions, dtype=torch.long), self.device),
+            member_index=to_device(torch.tensor(members, dtype=torch.long), self.device),
+        )
 
     def _train_epoch(self) -> np.ndarray:
         """One epoch of every live member; returns their mean training losses (one host read)."""
@@ -554,11 +578,16 @@ class StackedTrainer:
         lengths = [len(order) for order in orders]
         full = min(n // batch for n in lengths)
         # Steps every member takes with a whole batch: one index tensor for the epoch.
-        table = torch.from_numpy(
-            np.stack([self.inputs.global_rows(m, order[: full * batch]) for m, order in zip(live, orders, strict=True)])
-        ).to(self.device)
-        totals = torch.zeros(len(live), dtype=torch.float64, device=self.device)
-        positions = list(range(len(live)))
+        table = to_device(
+            torch.from_numpy(
+                np.stack(
+                    [self.inputs.global_rows(m, order[: full * batch]) for m, order in zip(live, orders, strict=True)]
+                )
+            ),
+            self.device,
+        )
+        totals = torch.zeros(len(live), dtype=accumulator_dtype(self.device), device=self.device)
+        positions = self._positions(list(range(len(live))))
         for step in range(full):
             span = slice(step * batch, (step + 1) * batch)
             self._step(positions, table[:, span], [order[span] for order in orders], totals)
@@ -571,10 +600,13 @@ class StackedTrainer:
                     by_size.setdefault(size, []).append(j)
             for group in by_size.values():
                 local = [orders[j][step * batch : (step + 1) * batch] for j in group]
-                group_rows = torch.from_numpy(
-                    np.stack([self.inputs.global_rows(live[j], r) for j, r in zip(group, local, strict=True)])
-                ).to(self.device)
-                self._step(group, group_rows, local, totals)
+                group_rows = to_device(
+                    torch.from_numpy(
+                        np.stack([self.inputs.global_rows(live[j], r) for j, r in zip(group, local, strict=True)])
+                    ),
+                    self.device,
+                )
+                self._step(self._positions(group), group_rows, local, totals)
         return totals.cpu().numpy() / np.maximum(lengths, 1)
 
     # ------------------------------------------------------------------ validation
@@ -593,15 +625,19 @@ class StackedTrainer:
             member.setup.loss_fn.eval()
         self.base.eval()
         self.base.evaluating = True
+        every = self._positions(list(range(len(live))))
         try:
             with torch.inference_mode():
                 for start in range(0, longest, chunk):
                     width = min(chunk, longest - start)
                     local = [_padded(r[start : start + chunk] if start < len(r) else r[-1:], width) for r in rows]
-                    table = torch.from_numpy(
-                        np.stack([self.inputs.global_rows(m, r) for m, r in zip(live, local, strict=True)])
-                    ).to(self.device)
-                    inputs, labels = self.inputs.batch(self.members, self.live, table, local)
+                    table = to_device(
+                        torch.from_numpy(
+                            np.stack([self.inputs.global_rows(m, r) for m, r in zip(live, local, strict=True)])
+                        ),
+                        self.device,
+                    )
+                    inputs, labels = self.inputs.batch(self.members, self.live, every.member_index, table, local)
                     logits, features, scores = self._forward_eval(inputs, labels)
                     for j, r in enumerate(rows):
                         valid = max(0, min(chunk, len(r) - start))
@@ -630,7 +666,7 @@ class StackedTrainer:
         self, member: _Member, rows: np.ndarray, parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     ) -> tuple[dict[str, Any], np.ndarray, float]:
         data, loss_fn = member.spec.data, member.setup.loss_fn
-        labels = torch.from_numpy(data.labels[rows]).to(self.device)
+        labels = to_device(torch.from_numpy(data.labels[rows]), self.device)
         total, start = 0.0, 0
         for logits, features, _ in parts:
             chunk_labels = labels[start : start + len(logits)]

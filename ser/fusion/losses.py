@@ -360,7 +360,18 @@ class TrainingLoss(nn.Module):
     needs_features: bool = False
     """True when ``features`` must be given (the head must implement ``forward_features``)."""
 
-    def forward(self, logits: torch.Tensor, features: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor | None, features: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
+        """The loss in float32 with autocast off, whatever the caller's autocast region: under fp16
+        autocast a margin loss's clamp of cos θ to 1 − 1e-7 rounds to 1.0 and ``acos``'s gradient is
+        infinite (GradScaler then skips the step), and the engines would differ by where they
+        close the autocast region. Subclasses implement [`compute`][ser.fusion.losses.TrainingLoss.compute]."""
+        with torch.autocast(labels.device.type, enabled=False):
+            return self.compute(
+                None if logits is None else logits.float(), None if features is None else features.float(), labels
+            )
+
+    def compute(self, logits: torch.Tensor | None, features: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
+        """The scalar loss from float32 ``logits`` and ``features`` (autocast off)."""
         raise NotImplementedError
 
     def predict_logits(self, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
@@ -377,7 +388,7 @@ class LogitLoss(TrainingLoss):
         super().__init__()
         self.inner = inner
 
-    def forward(self, logits: torch.Tensor, features: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
+    def compute(self, logits: torch.Tensor | None, features: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
         loss: torch.Tensor = self.inner(logits, labels)
         return loss
 
@@ -396,7 +407,7 @@ class FeatureOnlyLoss(TrainingLoss):
         super().__init__()
         self.inner = inner
 
-    def forward(self, logits: torch.Tensor | None, features: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
+    def compute(self, logits: torch.Tensor | None, features: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
         loss: torch.Tensor = self.inner(
             _check_features(features, labels, self.inner.feat_dim, "FeatureOnlyLoss"), labels
         )
@@ -430,7 +441,7 @@ class CombinedLoss(TrainingLoss):
         self.lam = None if lam is None else float(lam)
         self.components: dict[str, torch.Tensor] = {}
 
-    def forward(self, logits: torch.Tensor, features: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
+    def compute(self, logits: torch.Tensor | None, features: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
         if features is None:
             raise ValueError("a combined loss needs features: call the head's forward_features")
         primary: torch.Tensor = self.primary(logits, labels)

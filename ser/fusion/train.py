@@ -42,7 +42,7 @@ from ser.fusion.checkpoints import CheckpointRule
 from ser.fusion.classic import ClassicSelection, refit_classic, select_classic
 from ser.fusion.classic import grid as classic_grid
 from ser.fusion.config import TrainConfig
-from ser.fusion.data import FusionData, Standardizer, iterate_batches
+from ser.fusion.data import FusionData, Standardizer, batch_to_device, iterate_batches, to_device
 from ser.fusion.heads import HEADS, head_module
 from ser.fusion.losses import TrainingLoss, build_loss
 from ser.fusion.metrics import compute_metrics
@@ -135,6 +135,11 @@ class FusionModel(nn.Module):
         return weights
 
 
+AMP_DTYPES: dict[str, torch.dtype] = {"cuda": torch.float16}
+"""Device types on which ``train.amp`` trains with autocast and a GradScaler, and the autocast dtype (both engines
+read it; tests add ``"cpu"`` to run the same mixed-precision path on CPU)."""
+
+
 def resolve_device(choice: str) -> torch.device:
     """``train.device`` as a torch device, checked by [`ser.devices.resolve_device`][ser.devices.resolve_device]."""
     return torch.device(devices.resolve_device(choice))
@@ -192,13 +197,13 @@ def _batch_outputs(
         for _, inputs, labels in iterate_batches(
             data, rows, batch_size, shuffle=False, generator=None, standardizer=standardizer
         ):
-            inputs = {k: v.to(device) for k, v in inputs.items()}
+            inputs = batch_to_device(inputs, device)
             if getattr(loss_fn, "needs_features", False):
                 logits, features = model.forward_features(inputs)
             else:
                 logits, features = model(inputs), None
             scores = loss_fn.predict_logits(logits.float(), features)  # margin losses predict from features
-            yield logits, features, scores, labels.to(device)
+            yield logits, features, scores, to_device(labels, device)
 
 
 def _evaluate(
@@ -272,6 +277,8 @@ class _Setup:
     loss_scheduler: Any = None
     epoch: int = 0
     """Epochs completed (both stages)."""
+    amp_dtype: torch.dtype = torch.float16
+    """The autocast dtype of the forward pass when ``use_amp`` (from [`AMP_DTYPES`][ser.fusion.train.AMP_DTYPES])."""
 
     def zero_grad(self) -> None:
         """Clear the gradients of every optimised parameter (the model's and the loss's)."""
@@ -351,18 +358,20 @@ def setup(
         raise UserError(f"train.loss {cfg.loss!r}: {err}") from err
     optimizer = _optimizer(optimised_parameters(model, loss_fn, cfg), cfg)
     loss_optimizer, loss_scheduler = _loss_optimizer(loss_fn, cfg)
-    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = AMP_DTYPES.get(device.type) if cfg.amp else None
+    use_amp = amp_dtype is not None
     return _Setup(
         model,
         loss_fn,
         optimizer,
         None if cfg.transfer_epochs else _scheduler(optimizer, cfg),
         standardizer,
-        torch.amp.GradScaler("cuda", enabled=use_amp),
+        torch.amp.GradScaler(device.type if use_amp else "cuda", enabled=use_amp),
         use_amp,
         cfg,
         loss_optimizer,
         loss_scheduler,
+        amp_dtype=amp_dtype or torch.float16,
     )
 
 
@@ -396,26 +405,32 @@ def _train_epoch(
     device: torch.device,
     generator: torch.Generator,
 ) -> float:
-    """One pass over ``rows``; returns the mean training loss."""
+    """One pass over ``rows``; returns the mean training loss. Batches go to the device without blocking
+    (pinned memory on CUDA) and the loss sums on the device: one host read per epoch."""
     setup.model.train()
     setup.loss_fn.train()
-    epoch_loss = 0.0
+    epoch_loss = torch.zeros((), dtype=accumulator_dtype(device), device=device)
     for _, inputs, labels in iterate_batches(
         data, rows, cfg.batch_size, shuffle=True, generator=generator, standardizer=setup.standardizer
     ):
-        inputs = {k: v.to(device) for k, v in inputs.items()}
-        labels = labels.to(device)
+        inputs = batch_to_device(inputs, device)
+        labels = to_device(labels, device)
         setup.zero_grad()
-        with torch.autocast(device.type, enabled=setup.use_amp):
+        with torch.autocast(device.type, dtype=setup.amp_dtype, enabled=setup.use_amp):
             if getattr(setup.loss_fn, "needs_features", False):
                 logits, features = setup.model.forward_features(inputs)
             else:
                 logits, features = setup.model(inputs), None
-        loss = setup.loss_fn(logits.float(), None if features is None else features.float(), labels)
+        loss = setup.loss_fn(logits, features, labels)  # float32, autocast off (TrainingLoss.forward)
         setup.scaler.scale(loss).backward()
         setup.step()
-        epoch_loss += loss.item() * len(labels)
-    return epoch_loss / max(len(rows), 1)
+        epoch_loss += loss.detach().to(epoch_loss.dtype) * len(labels)
+    return float(epoch_loss.item()) / max(len(rows), 1)
+
+
+def accumulator_dtype(device: torch.device) -> torch.dtype:
+    """The dtype of loss sums kept on ``device``: float64 (the host's float), float32 on MPS (no float64)."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 @dataclass

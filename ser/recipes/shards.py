@@ -37,7 +37,8 @@ class MergedShards:
 
 
 def merge_rank_shards(context: TorchrunContext, output: Path, compression: str | None = None) -> MergedShards | None:
-    """Wait for every rank of ``context``; on rank 0 merge the shard stores ``OUTPUT.shard{r}of{N}`` into
+    """Wait for every rank of ``context`` (up to [`BARRIER_TIMEOUT`][ser.extract.torchrun.BARRIER_TIMEOUT], days:
+    ranks finish their shards hours apart); on rank 0 merge the shard stores ``OUTPUT.shard{r}of{N}`` into
     ``output`` (compressed with ``compression``, as the extraction asked), write its rejects file and
     remove the shards (see [`merge_shards`][ser.extract.torchrun.TorchrunContext.merge_shards]). Returns the merged
     store's summary on rank 0; None on the other ranks, outside torchrun (``context`` inactive, nothing

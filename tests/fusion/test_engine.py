@@ -185,7 +185,7 @@ def test_auto_stacks_pooled_heads_and_leaves_sequence_heads_to_the_sequential_lo
     pooled = members("mlp", head_data("mlp"), auto)[0]
     sequences = members("memocmt", head_data("memocmt"), auto)
     assert unstackable_reason(pooled) is None
-    assert "on CPU" in (unstackable_reason(sequences[0]) or "")
+    assert "train.engine=auto on cpu" in (unstackable_reason(sequences[0]) or "")
     assert unstackable_reason(replace(sequences[0], cfg=replace(auto, engine="stacked"))) is None
     with caplog.at_level(logging.INFO, logger="ser.fusion.engine"):
         selections = select_members(sequences)
@@ -303,3 +303,73 @@ def test_a_checkpoint_copies_only_its_members_slice_of_the_stack() -> None:
         assert torch.equal(kept[name], view)
     stack.zero_()
     assert kept["weight"].sum() == sum(range(30, 36))  # a copy, not a view
+
+
+@pytest.mark.parametrize("size", [4, 16, 64])
+def test_a_stacks_best_checkpoints_cost_m_times_one_member_not_m_squared(size: int) -> None:
+    """Every member's checkpoint of a packed stack of ``size`` members: ``own_copy`` holds M x one member's
+    bytes; ``copy.deepcopy`` of the same views held the whole stack per member (M² x)."""
+    import copy
+
+    data = head_data("mlp", rows=40)
+    cfg = TrainConfig(epochs=1, batch_size=16, device="cpu")
+    rows = unequal_folds(len(data), sizes=(20,), validation=8)[0]
+    specs = [
+        MemberSpec(fold="fold0", seed=s, data=data, rows=rows, fusion="mlp", head_options=no_dropout("mlp"), cfg=cfg)
+        for s in range(size)
+    ]
+    trainer = StackedTrainer(specs)
+    states = [m.step_module.state_dict() for m in trainer.members]
+    one = sum(t.numel() * t.element_size() for t in states[0].values())
+
+    def held(copies: list[dict[str, torch.Tensor]]) -> int:
+        return sum(t.untyped_storage().nbytes() for state in copies for t in state.values())
+
+    kept = held([own_copy(state) for state in states])
+    whole = held([copy.deepcopy(state) for state in states])
+    print(f"M={size}: one member {one} B, own_copy {kept} B, deepcopy {whole} B")
+    assert kept == size * one
+    assert whole == size * size * one  # what the checkpoints cost before own_copy
+
+
+def test_auto_leaves_sequence_heads_to_the_sequential_loop_on_cuda_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA a stacked sequence head gets the plain attention kernel (T x T scores per member) and its members
+    padded in Python each step: ``auto`` keeps it sequential there as well, ``stacked`` still forces it."""
+    monkeypatch.setattr("ser.fusion.engine.resolve_device", lambda choice: torch.device("cuda"))
+    auto = TrainConfig(epochs=1, batch_size=16, device="cuda", engine="auto")
+    sequences = members("memocmt", head_data("memocmt", rows=40), auto)[0]
+    reason = unstackable_reason(sequences) or ""
+    assert "train.engine=auto on cuda" in reason and "T x T" in reason and "1.4x slower" in reason
+    assert unstackable_reason(replace(sequences, cfg=replace(auto, engine="stacked"))) is None
+    assert unstackable_reason(members("mlp", head_data("mlp", rows=40), auto)[0]) is None
+
+
+def test_a_stacked_epoch_reads_nothing_back_and_builds_no_index_tensor_per_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The index tensors of an epoch are made once (per epoch, and per group of the last batches), not three per
+    step from Python lists; the losses are read back once, after the epoch."""
+    data = head_data("mlp")
+    specs = members("mlp", data, TrainConfig(epochs=1, batch_size=8, device="cpu", normalize=True))
+    trainer = StackedTrainer(specs)
+    calls = {"as_tensor": 0, "tensor": 0, "item": 0}
+    for name in ("as_tensor", "tensor"):
+        original = getattr(torch, name)
+
+        def counted(*args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> torch.Tensor:
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(torch, name, counted)
+    item = torch.Tensor.item
+
+    def counted_item(self: torch.Tensor) -> Any:
+        calls["item"] += 1
+        return item(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", counted_item)
+    losses = trainer._train_epoch()
+    steps = max(-(-len(s.rows["train"]) // 8) for s in specs)
+    assert steps == 8 and len(losses) == len(specs) and np.isfinite(losses).all()
+    groups = 5  # the last steps (5 whole batches for all): rows 40-47 of 50/61/44 as 8/8/4, 48-55 as 2/8, 56- as 5
+    assert calls == {"as_tensor": 0, "tensor": 2 * (1 + groups), "item": 0}

@@ -322,3 +322,68 @@ def test_deterministic_setup_for_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # a user's own choice is kept
     seeding.deterministic_cuda_setup(True)
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
+# --- host copies and reads of the training loop ---------------------------------------------------
+
+
+def test_an_epoch_reads_its_loss_back_once_and_equals_the_per_step_sum(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The running loss stays on the device: one ``.item()`` per epoch (not one per step), and the mean is the
+    float64 sum of each batch's loss x its rows, as the per-step reads added up."""
+    from ser.fusion.data import iterate_batches
+    from tests.fusion.engine_fixtures import head_data
+
+    data = head_data("mlp", rows=70)
+    rows = np.arange(70)
+    cfg = TrainConfig(epochs=1, batch_size=16, device="cpu", lr=0.0, weight_decay=0.0)  # lr 0: the weights stay
+    device = torch.device("cpu")
+    member = train_module.setup(data, rows, "mlp", {"dropout": 0.0}, cfg, device)
+    reads = []
+    item = torch.Tensor.item
+
+    def counted(self: torch.Tensor) -> object:
+        reads.append(self.shape)
+        return item(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", counted)
+    mean = train_module._train_epoch(member, data, rows, cfg, device, torch.Generator().manual_seed(3))
+    monkeypatch.undo()
+    assert len(reads) == 1  # 5 batches, one read
+    member.model.train()
+    expected = 0.0
+    for _, inputs, labels in iterate_batches(
+        data, rows, 16, shuffle=True, generator=torch.Generator().manual_seed(3), standardizer=member.standardizer
+    ):
+        with torch.no_grad():
+            expected += member.loss_fn(member.model(inputs), None, labels).item() * len(labels)
+    assert mean == expected / 70  # bit for bit
+
+
+def test_every_tensor_sent_to_the_training_device_is_float32_and_cuda_copies_do_not_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MPS has no float64: a float64 (or float16) store's rows reach the device as float32; on CUDA the copy comes
+    from pinned memory with ``non_blocking`` (mocked: no GPU here); loss sums are float32 on MPS only."""
+    from ser.fusion.data import batch_to_device, make_batch, to_device
+    from tests.fusion.engine_fixtures import head_data
+
+    data = head_data("memocmt", rows=12)
+    for modality in data.modalities.values():
+        if modality.sequences is not None:
+            modality.sequences = [s.astype(np.float64) for s in modality.sequences]
+    batch = batch_to_device(
+        {**make_batch(data, np.arange(4), None), "x": torch.zeros(2, dtype=torch.float64)}, torch.device("cpu")
+    )
+    assert {k: v.dtype for k, v in batch.items() if v.is_floating_point()} == dict.fromkeys(
+        [k for k in batch if not k.endswith("_lengths")], torch.float32
+    )
+    assert batch["x"].dtype == torch.float32
+    assert to_device(torch.arange(3), torch.device("cpu")).dtype == torch.int64
+    copies = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: copies.append("pinned") or self)
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *args, **kwargs: copies.append((args, kwargs)) or self)
+    to_device(torch.zeros(3, dtype=torch.float64), torch.device("cuda"))
+    assert copies == ["pinned", ((torch.device("cuda"),), {"non_blocking": True})]
+    monkeypatch.undo()
+    assert train_module.accumulator_dtype(torch.device("mps")) == torch.float32
+    assert train_module.accumulator_dtype(torch.device("cuda")) == torch.float64
