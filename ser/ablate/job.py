@@ -11,19 +11,25 @@ is locked by someone else, anything else a crash (traceback on stderr).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ser.ablate.state import RunBusyError, RunLock, is_done, record_attempt
+from ser.devices import free_cached_memory, is_out_of_memory
 from ser.errors import UserError
-from ser.fusion.config import config_from_dict
+from ser.fusion.config import PinnedRun, config_from_dict
 from ser.processes import tie_to_parent
+
+if TYPE_CHECKING:
+    from ser.fusion.config import FitConfig
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +96,9 @@ def make_bundles(records: Sequence[dict[str, Any]], size: int) -> list[list[int]
 def run_bundle(records: Sequence[dict[str, Any]]) -> list[tuple[Outcome | Literal["error"], str]]:
     """Run the unfinished, unlocked records of a bundle as one stacked fit (``run_fits``); per record
     ``(outcome, error message)``. When the bundle fails with a user error (one cell's bad input), each
-    record is retried alone, so the failure is reported against its own cell only."""
-    from ser.fusion.run import run_fits
-
+    record is retried alone, so the failure is reported against its own cell only; when it runs out of
+    GPU memory it is split in halves, down to single runs, and a single run that still does not fit has its
+    ``train.batch_size`` halved in its own run directory (``_fit_parts``)."""
     configs = [config_from_dict(record) for record in records]
     results: list[tuple[Outcome | Literal["error"], str]] = [("done", "")] * len(configs)
     locks: dict[int, RunLock] = {}
@@ -115,28 +121,99 @@ def run_bundle(records: Sequence[dict[str, Any]]) -> list[tuple[Outcome | Litera
                 f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}"
                 + (f", stacked with {len(configs) - 1} other runs" if len(configs) > 1 else ""),
             )
-        todo = sorted(locks)
-        try:
-            run_fits([configs[i] for i in todo])
-            for i in todo:
-                results[i] = ("ran", "")
-        except UserError as err:
-            if len(todo) == 1:
-                logger.error("%s", err)
-                results[todo[0]] = ("error", str(err))
-            else:
-                logger.warning("the stacked bundle failed (%s); running its %d runs one by one", err, len(todo))
-                for i in todo:
-                    try:
-                        run_fits([configs[i]])
-                        results[i] = ("ran", "")
-                    except UserError as one:
-                        logger.error("%s", one)
-                        results[i] = ("error", str(one))
+        _fit_parts(configs, sorted(locks), results)
     finally:
         for lock in locks.values():
             lock.release()
     return results
+
+
+def _fit_parts(
+    configs: list[FitConfig], todo: list[int], results: list[tuple[Outcome | Literal["error"], str]]
+) -> None:
+    """Fit ``configs[i]`` for ``i`` in ``todo`` as one stack, filling ``results``. A user error makes each
+    run go alone; running out of GPU memory splits the stack in halves (then single runs); a run that does
+    not fit alone is retried with its ``train.batch_size`` halved, down to 1, in its grid cell's run
+    directory (``halve_batch``; ``configs[i]`` is replaced), and fails with a line that says what to lower
+    when it does not fit even then."""
+    if not todo:
+        return
+    failure = _try_fits([configs[i] for i in todo])
+    if failure is None:
+        for i in todo:
+            results[i] = ("ran", "")
+        return
+    kind, message = failure
+    if kind == "memory":
+        free_cached_memory()  # the failed stack's tensors are gone with its traceback (_try_fits)
+    if len(todo) == 1:
+        config = configs[todo[0]]
+        if kind == "memory" and config.train.batch_size > 1:
+            configs[todo[0]] = smaller = halve_batch(config)
+            logger.warning(
+                "%s: out of GPU memory alone at train.batch_size=%d (%s); retrying it with train.batch_size=%d "
+                "(recorded as a departure in its run)",
+                smaller.pinned.name if smaller.pinned else config.slug(),
+                config.train.batch_size,
+                message,
+                smaller.train.batch_size,
+            )
+            _fit_parts(configs, todo, results)
+            return
+        if kind == "memory":
+            cell = config.pinned.batch_size if config.pinned else config.train.batch_size
+            message = (
+                f"{config.pinned.name if config.pinned else config.slug()}: out of GPU memory even alone at "
+                f"train.batch_size={config.train.batch_size}"
+                + (f" (halved from the cell's {cell})" if cell != config.train.batch_size else "")
+                + f" ({message}); "
+                + ("lower train.batch_size for this cell, " if config.train.batch_size > 1 else "")
+                + "run fewer jobs per GPU (--jobs-per-gpu) or free the GPU"
+            )
+        logger.error("%s", message)
+        results[todo[0]] = ("error", message)
+    elif kind == "memory":
+        half = (len(todo) + 1) // 2
+        logger.warning(
+            "out of GPU memory stacking %d runs (%s); splitting them into stacks of %d and %d",
+            len(todo),
+            message,
+            half,
+            len(todo) - half,
+        )
+        _fit_parts(configs, todo[:half], results)
+        _fit_parts(configs, todo[half:], results)
+    else:
+        logger.warning("the stacked bundle failed (%s); running its %d runs one by one", message, len(todo))
+        for i in todo:
+            _fit_parts(configs, [i], results)
+
+
+def halve_batch(config: FitConfig) -> FitConfig:
+    """``config`` with half its ``train.batch_size`` (at least 1), pinned to the grid cell's run directory
+    (``FitConfig.pinned``: the batch size is part of the slug) so the cell ends done where ``ser ablate``
+    looks for it; the fit records the change among its departures (``ser.fusion.departures``)."""
+    pinned = config.pinned or PinnedRun(name=config.slug(), batch_size=config.train.batch_size)
+    train = dataclasses.replace(config.train, batch_size=max(1, config.train.batch_size // 2))
+    return dataclasses.replace(config, train=train, pinned=pinned)
+
+
+def _try_fits(configs: list[FitConfig]) -> tuple[Literal["user", "memory"], str] | None:
+    """Run ``configs`` as one stacked fit: None when it ran, else the kind and text of the failure. Only
+    the text of an out-of-memory error is kept (its frames are cleared), so the stack's GPU tensors are
+    freed before anything is retried; any other error is raised."""
+    from ser.fusion.run import run_fits
+
+    try:
+        run_fits(configs)
+    except UserError as err:
+        return "user", str(err)
+    except RuntimeError as err:
+        if not is_out_of_memory(err):
+            raise
+        traceback.clear_frames(err.__traceback__)
+        return "memory", f"{type(err).__name__}: {err}"
+    return None
 
 
 def run_jobs(records: Sequence[dict[str, Any]]) -> list[Outcome]:

@@ -141,7 +141,7 @@ class TrainConfig:
     """stacked: the members of a fit (folds x seeds x search candidates) whose models share shapes
     train as one model with a leading member axis (``ser.fusion.engine``); sequential: one member
     after the other (the reference loop); auto: stacked where it was measured to pay (heads on
-    pooled vectors; on CUDA every stackable head), else sequential. With dropout 0 both give the same
+    pooled vectors, on every device), else sequential. With dropout 0 both give the same
     numbers; with dropout the masks differ (the engine is part of the run's hash)."""
 
     specaugment: bool = False
@@ -225,6 +225,18 @@ class TrainConfig:
         return cls(**coerce_fields(cls, {**values, **changes}, "train"))
 
 
+@dataclass(frozen=True)
+class PinnedRun:
+    """A fit that writes a grid cell's run directory with a smaller ``train.batch_size`` than the cell's:
+    ``ser ablate`` halves the batch of a cell that runs out of GPU memory even alone, and the cell must
+    still end done in its own directory (``ser.ablate.job``). Set by ``ser ablate`` only."""
+
+    name: str
+    """The cell's run-directory name (its ``FitConfig.slug()``)."""
+    batch_size: int
+    """The cell's own ``train.batch_size`` (the fit records the change as a departure)."""
+
+
 @dataclass(kw_only=True)
 class FitConfig:
     """Everything that defines a fit (YAML keys; nested ``head`` and ``train``)."""
@@ -289,6 +301,9 @@ class FitConfig:
     preset, plain ``TrainConfig()`` for the defaults)."""
     out: str = "runs"
     """Parent folder of the run directory."""
+    pinned: PinnedRun | None = field(default=None, compare=False)
+    """Set by ``ser ablate`` only (``PinnedRun``): the run directory's name and the cell's batch size when
+    the cell trains with a halved batch. Not part of the run's hash nor of config equality."""
 
     def check(self) -> None:
         """Refuse bad fit-level values by name, one line (before a fit creates anything)."""
@@ -348,6 +363,7 @@ class FitConfig:
             if not record[key]:
                 record.pop(key)
         record.pop("save_models")  # where the weights go, not what they are
+        record.pop("pinned")  # the name of the directory, not what is in it
         names = (self.fusion, self.recipe, self.protocol, self.label_set or "default")
         parts = [safe_name(part) for part in names]
         return "-".join([*parts, config_hash(record)[:10]])

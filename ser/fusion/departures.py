@@ -33,8 +33,11 @@ def config_departures(cfg: FitConfig) -> list[str]:
     found: list[str] = []
     for key, value in coerce_fields(TrainConfig, dict(wanted), "train").items():
         actual = getattr(cfg.train, key)
+        if key == "batch_size" and cfg.pinned is not None:
+            actual = cfg.pinned.batch_size  # the cell's own; the halving is a departure of its own below
         if actual != value:
             found.append(_departure(f"train.{key}", actual, value, cfg.recipe))
+    found += halved_batch_departures(cfg)
     for key, value in recipe.head.items():
         actual = cfg.head.get(key, value)
         if not _same(actual, value):
@@ -47,6 +50,23 @@ def config_departures(cfg: FitConfig) -> list[str]:
         if given and not _view_matches(given, split_options(options)):
             found.append(f"--{modality} reads {_options(given)}; the {cfg.recipe} recipe reads {options}")
     return found
+
+
+def halved_batch_departures(cfg: FitConfig) -> list[str]:
+    """The batch size ``ser ablate`` halved (``FitConfig.pinned``) because the cell ran out of GPU memory at
+    each size above the one used, e.g. ``train.batch_size 32 -> 8: out of GPU memory at 32, 16 (ser ablate
+    halved it)``; empty when the fit trains at its cell's batch size."""
+    if cfg.pinned is None or cfg.pinned.batch_size == cfg.train.batch_size:
+        return []
+    tried = []
+    size = cfg.pinned.batch_size
+    while size > cfg.train.batch_size:
+        tried.append(str(size))
+        size = max(1, size // 2)
+    return [
+        f"train.batch_size {cfg.pinned.batch_size} -> {cfg.train.batch_size}: out of GPU memory at "
+        f"{', '.join(tried)} (ser ablate halved it)"
+    ]
 
 
 def input_departures(recipe: Recipe, name: str, data: FusionData) -> list[str]:

@@ -437,11 +437,12 @@ def _lock(run_dir: Path) -> RunLock:
 
 
 def run_directory(cfg: FitConfig) -> Path:
-    """``<out>/<slug>``, refused unless it is a direct child of ``out`` and ``out`` is a folder (or absent)."""
+    """``<out>/<slug>`` (``<out>/<pinned name>`` for a run ``ser ablate`` pinned to its grid cell's directory,
+    ``FitConfig.pinned``), refused unless it is a direct child of ``out`` and ``out`` is a folder (or absent)."""
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"-o {out}: this is a file; give the folder the run directories go in")
-    run_dir = out / cfg.slug()
+    run_dir = out / (cfg.pinned.name if cfg.pinned is not None else cfg.slug())
     if run_dir.resolve().parent != out.resolve():
         raise UserError(f"the run directory {run_dir} would lie outside -o {out}; check --label-set and --fusion")
     return run_dir

@@ -25,8 +25,8 @@ def spy_rows(monkeypatch: pytest.MonkeyPatch) -> list[RowCall]:
         return iterate(data, rows, batch_size, shuffle=shuffle, generator=generator, standardizer=standardizer)
 
     def spy_step(self, positions, rows, local, totals):
-        for position, member_rows in zip(positions, local, strict=True):
-            calls.append((True, self.members[self.live[position]].spec.data, np.asarray(member_rows)))
+        for member, member_rows in zip(positions.members, local, strict=True):
+            calls.append((True, self.members[member].spec.data, np.asarray(member_rows)))
         return step(self, positions, rows, local, totals)
 
     def spy_validation(self, member, rows, parts):
