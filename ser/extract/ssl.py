@@ -40,14 +40,13 @@ from ser.extract.base import (
     require,
     stitch_chunks,
 )
+from ser.extract.dtypes import TORCH_DTYPES, computed_dtype
 from ser.extract.hf import load_pretrained, local_weights_sha256, resolved_revision, tensors_sha256
 from ser.extract.options import coerce_options
 from ser.extract.pooling import chunk_stats
 from ser.extract.registry import extractor_family, extractor_preset
 
 logger = logging.getLogger(__name__)
-
-TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 @dataclass(kw_only=True)
@@ -66,22 +65,10 @@ class SslConfig:
     """Longer audio is cut into chunks of this length (frames are concatenated afterwards)."""
     dtype: str = "float32"
     """Compute dtype: float16 / bfloat16 (autocast) apply on CUDA only. The extractor records the dtype it
-    actually computes in (float32 off CUDA, see [`computed_dtype`][ser.extract.ssl.computed_dtype]), so
+    actually computes in (float32 off CUDA, see [`computed_dtype`][ser.extract.dtypes.computed_dtype]), so
     the config hash names what produced the numbers."""
     normalize: bool | None = None
     """Zero-mean unit-variance input normalisation; None = what the checkpoint's feature extractor says."""
-
-
-def computed_dtype(requested: str, device: torch.device) -> str:
-    """The dtype a run on ``device`` computes in when ``requested`` is asked for: half precision (autocast)
-    on CUDA only, float32 everywhere else (a CPU float16 run is slow and its autocast covers few ops, so
-    it computes, and records, float32). Raises ExtractorError for an unknown dtype name."""
-    if requested not in TORCH_DTYPES:
-        raise ExtractorError(f"--dtype must be one of {', '.join(TORCH_DTYPES)}, not {requested!r}")
-    if requested != "float32" and device.type != "cuda":
-        logger.info("computing in float32 on %s (%s applies on CUDA only); float32 is recorded", device, requested)
-        return "float32"
-    return requested
 
 
 def final_hidden_states(output: Any) -> list[torch.Tensor]:

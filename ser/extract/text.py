@@ -39,13 +39,13 @@ from ser.extract.base import (
     layer_names,
     require,
 )
+from ser.extract.dtypes import TORCH_DTYPES, computed_dtype
 from ser.extract.hf import load_pretrained, local_weights_sha256, resolved_revision
 from ser.extract.options import coerce_options
 from ser.extract.registry import extractor_family, extractor_preset
 
 logger = logging.getLogger(__name__)
 
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 OPTIONS: tuple[str, ...] = ("max_tokens", "revision")
 """Options accepted by the ``build_*`` functions besides checkpoint, device and dtype."""
 SEEDED_POOLER_FAMILIES: frozenset[str] = frozenset({"roberta"})
@@ -106,7 +106,7 @@ class TextExtractor:
         transformers = require("transformers", "text")
         self.cfg = cfg
         self.device = _resolve_device(cfg.device)
-        self.dtype_name = _effective_dtype(cfg.dtype, self.device)
+        self.dtype_name = computed_dtype(cfg.dtype, self.device)
         self.tokenizer = load_pretrained(transformers.AutoTokenizer, cfg.model, revision=cfg.revision)
         model, info = load_pretrained(
             transformers.AutoModel, cfg.model, revision=cfg.revision, output_loading_info=True
@@ -137,7 +137,7 @@ class TextExtractor:
             )
         self.weights = local_weights_sha256(cfg.model)
         model.eval()  # never train mode: no dropout in frozen features
-        self.model = model.to(device=self.device, dtype=DTYPES[self.dtype_name])
+        self.model = model.to(device=self.device, dtype=TORCH_DTYPES[self.dtype_name])
 
         config = model.config
         self.n_layers = int(config.num_hidden_layers) + 1
@@ -321,16 +321,6 @@ def _resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; anything else checked by
     [`resolve_device`][ser.devices.resolve_device]."""
     return torch.device(resolve_device(name))
-
-
-def _effective_dtype(name: str, device: torch.device) -> str:
-    """The dtype actually used: half precision only on CUDA."""
-    if name not in DTYPES:
-        raise ExtractorError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
-    if name != "float32" and device.type != "cuda":
-        logger.info("dtype %s is only used on CUDA; computing in float32 on %s", name, device)
-        return "float32"
-    return name
 
 
 def _build(

@@ -31,11 +31,12 @@ from ser.extract.base import (
     require,
     stitch_chunks,
 )
+from ser.extract.dtypes import TORCH_DTYPES, computed_dtype
 from ser.extract.hf import load_pretrained, local_weights_sha256, resolved_revision
 from ser.extract.options import coerce_options
 from ser.extract.pooling import chunk_stats
 from ser.extract.registry import extractor_family, extractor_preset
-from ser.extract.ssl import TORCH_DTYPES, computed_dtype, final_hidden_states
+from ser.extract.ssl import final_hidden_states
 
 logger = logging.getLogger(__name__)
 

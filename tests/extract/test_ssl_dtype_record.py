@@ -14,8 +14,8 @@ pytest.importorskip("transformers")
 
 from ser.cache.format import config_hash
 from ser.extract.base import ExtractorError, Features, Item
+from ser.extract.dtypes import computed_dtype
 from ser.extract.registry import build_extractor
-from ser.extract.ssl import computed_dtype
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -33,7 +33,7 @@ def _features(extractor: object, seconds: float = 0.5) -> Features:
 def test_a_cpu_half_precision_run_records_float32_and_the_float32_hash(
     tiny_hubert_layer: Path, asked: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="ser.extract.ssl"):
+    with caplog.at_level(logging.INFO, logger="ser.extract.dtypes"):
         half = build_extractor("hubert", "base", checkpoint=str(tiny_hubert_layer), device="cpu", dtype=asked)
     full = build_extractor("hubert", "base", checkpoint=str(tiny_hubert_layer), device="cpu", dtype="float32")
     assert half.config()["dtype"] == "float32"

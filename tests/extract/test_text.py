@@ -284,7 +284,7 @@ def test_unreachable_hub_name_fails_fast(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 
 def test_config_and_upstream(tiny_models: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="ser.extract.text"):
+    with caplog.at_level(logging.INFO, logger="ser.extract.dtypes"):
         extractor = _build(tiny_models, "roberta", dtype="float16")  # half precision is CUDA-only
     assert "float32" in caplog.text
     config = extractor.config()
