@@ -150,3 +150,29 @@ def adaptation_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
         os.environ.pop("SER_ADAPTATIONS", None)
     else:
         os.environ["SER_ADAPTATIONS"] = before
+
+
+@pytest.fixture(scope="session")
+def meld_minilm(meld_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(manifest, store): 600 MELD training and 200 dev utterances, MiniLM features through the CLI (built once
+    per session; do not change them)."""
+    from typer.testing import CliRunner
+
+    from ser.cli import app
+    from ser.manifests.schema import read_manifest, write_manifest
+
+    folder = tmp_path_factory.mktemp("meld")
+    full = folder / "full.jsonl"
+    runner = CliRunner()
+    assert runner.invoke(app, ["manifest", "meld", str(meld_root), "-o", str(full)]).exit_code == 0
+    manifest = read_manifest(full)
+    train = [u for u in manifest.utterances if u.split == "train"][:600]
+    dev = [u for u in manifest.utterances if u.split == "validation"][:200]
+    subset = folder / "meld.jsonl"
+    write_manifest(subset, manifest.header, train + dev)
+    store = folder / "meld.minilm.h5"
+    result = runner.invoke(
+        app, ["extract", "--model", "minilm", "--manifest", str(subset), "-o", str(store), "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    return subset, store

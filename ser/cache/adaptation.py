@@ -215,13 +215,6 @@ def adapted_splits(record: AdaptationRecord) -> tuple[set[str], set[str]]:
     return set(train), set(validation)
 
 
-def adapted_ids(record: AdaptationRecord) -> set[str]:
-    """Every id that trained or validated the adaptation
-    (see [`adapted_splits`][ser.cache.adaptation.adapted_splits])."""
-    train, validation = adapted_splits(record)
-    return train | validation
-
-
 def store_adaptation(upstream: dict[str, Any]) -> AdaptationRecord | None:
     """The adaptation behind a store's ``upstream`` attributes: the record extraction copied, else (a store
     extracted from weights whose side file was lost, or before they were registered) the registry entry of

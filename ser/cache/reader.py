@@ -28,9 +28,11 @@ from ser.cache.format import (
 )
 
 MAX_LISTED = 5
+"""How many ids a message names before ``(and N more)``."""
 
 
-def _listing(values: Sequence[str]) -> str:
+def listing(values: Sequence[str]) -> str:
+    """The first [`MAX_LISTED`][ser.cache.reader.MAX_LISTED] values, comma-separated, then ``(and N more)``."""
     shown = ", ".join(values[:MAX_LISTED])
     return shown + (f" (and {len(values) - MAX_LISTED} more)" if len(values) > MAX_LISTED else "")
 
@@ -39,7 +41,7 @@ def changed_rows_message(path: Path, changed: Sequence[str]) -> str:
     """What to say (and do) about stored rows whose inputs changed since extraction."""
     return (
         f"{path}: {len(changed)} manifest rows changed since this store was extracted (audio path, segment, "
-        f"the audio file's content or, for text stores, the text differ): {_listing(changed)}. Their "
+        f"the audio file's content or, for text stores, the text differ): {listing(changed)}. Their "
         "features were computed from the old rows: re-run `ser extract` with this manifest and the same "
         "options, which extracts the changed rows again into the store (or extract into a new store)"
     )
@@ -156,10 +158,10 @@ class CacheReader:
             absent = [uid for uid in missing if uid not in self.rejected]
             parts = []
             if rejected:
-                parts.append(f"{len(rejected)} were rejected at extraction: {_listing(rejected)}")
+                parts.append(f"{len(rejected)} were rejected at extraction: {listing(rejected)}")
             if absent:
                 parts.append(
-                    f"{len(absent)} were never extracted: {_listing(absent)} (extract them with `ser "
+                    f"{len(absent)} were never extracted: {listing(absent)} (extract them with `ser "
                     "extract` over the same manifest, or drop them from the manifest)"
                 )
             raise CacheError(f"{self.path}: {len(missing)} requested ids are not in the store; " + "; ".join(parts))

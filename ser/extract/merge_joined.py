@@ -12,16 +12,9 @@ from pathlib import Path
 
 from ser.cache.format import CacheError
 from ser.cache.merge import merge_stores
-from ser.cache.reader import CacheReader
+from ser.cache.reader import CacheReader, listing
 from ser.manifests.fingerprints import row_fingerprints, store_scheme
 from ser.manifests.schema import Manifest, ManifestHeader, Utterance, file_sha256, read_manifest
-
-MAX_LISTED = 5
-
-
-def _listing(values: Sequence[str]) -> str:
-    shown = ", ".join(values[:MAX_LISTED])
-    return shown + (f" (and {len(values) - MAX_LISTED} more)" if len(values) > MAX_LISTED else "")
 
 
 def _unchanged_rows(
@@ -68,7 +61,7 @@ def joined_fingerprints(joined: Manifest, reader: CacheReader) -> list[str]:
     absent = [uid for uid in reader.ids if uid not in by_id and reader.links.get(uid) not in by_id]
     if absent:
         raise CacheError(
-            f"{reader.path}: {len(absent)} stored rows are not rows of {name}: {_listing(absent)}; join the "
+            f"{reader.path}: {len(absent)} stored rows are not rows of {name}: {listing(absent)}; join the "
             f"manifest the store was extracted from ({recorded}) into it, or merge without this store"
         )
     scheme, modality = store_scheme(reader.attrs)
@@ -79,7 +72,7 @@ def joined_fingerprints(joined: Manifest, reader: CacheReader) -> list[str]:
     if changed:
         raise CacheError(
             f"{reader.path}: {len(changed)} rows of {name} are not what the store was extracted from (the audio "
-            f"file's content, the segment or the text differ, or the row names another file): {_listing(changed)}; "
+            f"file's content, the segment or the text differ, or the row names another file): {listing(changed)}; "
             f"re-extract the store from its corpus manifest ({recorded}), then merge again"
         )
     fresh = (

@@ -42,6 +42,7 @@ from ser.fusion.heads import head_module
 from ser.fusion.index_schema import IndexSchemaError, check_index
 from ser.fusion.losses import build_loss
 from ser.fusion.train import FusionModel, TorchPredictor
+from ser.manifests.schema import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -140,15 +141,6 @@ def write_index(models_dir: Path, index: dict[str, Any]) -> None:
         member["sha256"] = file_sha256(models_dir / member["file"])
         member["binding"] = _binding(index, member)
     write_json(models_dir / INDEX_NAME, {"format": MODEL_FORMAT, **index}, indent=1, default=str)
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _as_json(value: Any) -> Any:

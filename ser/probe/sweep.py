@@ -18,7 +18,7 @@ from ser.cache.format import config_hash
 from ser.cache.reader import CacheReader
 from ser.errors import UserError
 from ser.fusion.config import MODALITIES, FitConfig, safe_name
-from ser.fusion.heads import HEADS
+from ser.fusion.heads import HEADS, head_module, torch_heads
 from ser.views import join_view, parse_view, split_options
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,6 @@ def store_layers(text: str) -> tuple[Path, str, int]:
 
 def check_pooled_head(fusion: str, modality: str) -> None:
     """Refuse a head that does not read one pooled vector (or layer stack) of ``modality``, by name."""
-    from ser.fusion.heads import head_module
 
     kind = head_module(fusion).INPUTS.get(modality, "").rstrip("?")
     if kind != "pooled":
@@ -111,7 +110,7 @@ def check_pooled_head(fusion: str, modality: str) -> None:
 
 def learns_layers(fusion: str) -> bool:
     """True for heads that can learn softmax layer weights (the neural ones); the classic baselines cannot."""
-    return HEADS[fusion].engine == "torch"
+    return fusion in torch_heads()
 
 
 def build_sweep(base: FitConfig, layers: list[int] | None = None, weighted: bool = True) -> Sweep:

@@ -12,9 +12,3 @@ import pytest
 def tone_model(tone_mlp_run: Path, tone_corpus: Path) -> tuple[Path, Path]:
     """(run directory, one clip): eGeMAPS + mlp on the synthetic tone corpus, one fold, 3 epochs."""
     return tone_mlp_run, tone_corpus.parent / "spk0_1.wav"
-
-
-@pytest.fixture
-def tone_logreg(tone_logreg_run: Path) -> Path:
-    """A run directory: eGeMAPS + logreg (a classic, skops member) on the synthetic tone corpus, one fold."""
-    return tone_logreg_run

@@ -117,9 +117,9 @@ def test_deeply_nested_index_is_refused(tone_model: tuple[Path, Path], tmp_path:
     _assert_refused(run, tone_model[1], r"index\.json is not a run's index \(its JSON nests deeper")
 
 
-def test_untampered_runs_still_load(tone_model: tuple[Path, Path], tone_logreg: Path) -> None:
+def test_untampered_runs_still_load(tone_model: tuple[Path, Path], tone_logreg_run: Path) -> None:
     assert load_model(tone_model[0]).predict(tone_model[1]).label is not None
-    assert load_model(tone_logreg).predict(tone_model[1]).label is not None
+    assert load_model(tone_logreg_run).predict(tone_model[1]).label is not None
 
 
 def _drop_classes(estimator: Any, scaler: Any) -> None:
@@ -148,7 +148,7 @@ SKOPS_EDITS = {
 
 @pytest.mark.parametrize("case", list(SKOPS_EDITS))
 def test_classic_member_disagreeing_with_index_is_refused(
-    tone_model: tuple[Path, Path], tone_logreg: Path, tmp_path: Path, case: str
+    tone_model: tuple[Path, Path], tone_logreg_run: Path, tmp_path: Path, case: str
 ) -> None:
     """The member file is rewritten and its digests re-recorded (as a fit that wrote it would), so the
     check of the loaded estimator against the index is what refuses it."""
@@ -156,7 +156,7 @@ def test_classic_member_disagreeing_with_index_is_refused(
 
     edit, match = SKOPS_EDITS[case]
     run = tmp_path / "run"
-    shutil.copytree(tone_logreg, run)
+    shutil.copytree(tone_logreg_run, run)
     index = _index(run)
     path = run / MODELS_DIR / index["members"][0]["file"]
     classic = _load_classic(path)

@@ -16,6 +16,7 @@ from ser.probe.figures import layer_weights_figure, probe_figure
 from ser.probe.table import probe_rows
 from tests.fakes.caches import make_corpus
 from tests.figure_bounds import texts_outside
+from tests.probe.runs import ua_by_member
 
 COMMON = ["-p", "speaker-loso", "-l", "ravdess8", "--folds", "spk0,spk1", "--set", "val_by=utterance"]
 # no dropout: the stacked and sequential engines then give the same numbers
@@ -51,11 +52,6 @@ def _summary(output: str) -> Path:
     return Path(next(line for line in output.splitlines() if line.endswith("probe.csv"))[len("wrote ") :]).parent
 
 
-def _ua(run_dir: Path) -> dict[tuple[str, int], float]:
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {(r["fold"], r["seed"]): r["test"]["ua"] for r in metrics["runs"]}
-
-
 def _fit_run(output: str) -> Path:
     return Path(output.strip().splitlines()[-1].split("run directory: ")[1])
 
@@ -86,7 +82,7 @@ def test_logreg_probe_equals_a_plain_fit_on_each_layer(corpus: tuple[Path, Path,
         )
         plain = _fit_run(fit)
         assert plain.name == row["run_dir"]  # the probe wrote the run directory `ser fit` writes for that view
-        assert _ua(plain) == _ua(tmp_path / "p" / row["run_dir"])  # the same numbers, fold by fold
+        assert ua_by_member(plain) == ua_by_member(tmp_path / "p" / row["run_dir"])  # the same numbers, fold by fold
         assert float(row["ua_mean"]) == pytest.approx(
             json.loads((plain / "metrics.json").read_text())["test"]["ua"]["mean"]
         )
@@ -108,7 +104,7 @@ def test_mlp_sweep_stacked_equals_sequential_and_a_plain_fit(corpus: tuple[Path,
     }
     assert [row["layer"] for row in rows["s"]] == ["0", "1", "2", "weighted"]
     for a, b in zip(rows["s"], rows["q"], strict=True):
-        ua_a, ua_b = _ua(tmp_path / "s" / a["run_dir"]), _ua(tmp_path / "q" / b["run_dir"])
+        ua_a, ua_b = ua_by_member(tmp_path / "s" / a["run_dir"]), ua_by_member(tmp_path / "q" / b["run_dir"])
         assert ua_a.keys() == ua_b.keys() and all(abs(ua_a[k] - ua_b[k]) <= 1e-5 for k in ua_a)
         assert a["n_folds"] == "2" and a["n_seeds"] == "2"
     plain = _fit_run(
@@ -131,8 +127,8 @@ def test_mlp_sweep_stacked_equals_sequential_and_a_plain_fit(corpus: tuple[Path,
             ]
         )
     )
-    probe_ua = _ua(tmp_path / "s" / rows["s"][2]["run_dir"])
-    assert all(abs(probe_ua[k] - v) <= 1e-5 for k, v in _ua(plain).items())
+    probe_ua = ua_by_member(tmp_path / "s" / rows["s"][2]["run_dir"])
+    assert all(abs(probe_ua[k] - v) <= 1e-5 for k, v in ua_by_member(plain).items())
     weighted = rows["s"][3]
     assert weighted["diff_vs_best"] != "" and weighted["verdict"] != "best layer"  # compared with the best layer
     assert (stacked / "probe.png").exists() and (stacked / "layer_weights.png").exists()

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ser.cli import app
-from ser.manifests.schema import read_manifest, write_manifest
+from tests.probe.runs import ua_by_member
 
 OPTIONS = ["-p", "official", "--set", "protocol_options.test_split=validation", "--seeds", "0,1"]
 MLP = [
@@ -26,34 +26,9 @@ MLP = [
 ]
 
 
-@pytest.fixture(scope="module")
-def meld_subset(meld_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(manifest, MiniLM store): 600 MELD training and 200 dev utterances."""
-    folder = tmp_path_factory.mktemp("meld-probe")
-    runner = CliRunner()
-    full = folder / "full.jsonl"
-    assert runner.invoke(app, ["manifest", "meld", str(meld_root), "-o", str(full)]).exit_code == 0
-    manifest = read_manifest(full)
-    train = [u for u in manifest.utterances if u.split == "train"][:600]
-    dev = [u for u in manifest.utterances if u.split == "validation"][:200]
-    subset = folder / "meld.jsonl"
-    write_manifest(subset, manifest.header, train + dev)
-    store = folder / "meld.minilm.h5"
-    result = runner.invoke(
-        app, ["extract", "--model", "minilm", "--manifest", str(subset), "-o", str(store), "--no-progress"]
-    )
-    assert result.exit_code == 0, result.output
-    return subset, store
-
-
-def _ua(run_dir: Path) -> dict[tuple[str, int], float]:
-    runs = json.loads((run_dir / "metrics.json").read_text())["runs"]
-    return {(r["fold"], r["seed"]): r["test"]["ua"] for r in runs}
-
-
 @pytest.mark.slow
-def test_minilm_sweep_on_meld(meld_subset: tuple[Path, Path], tmp_path: Path) -> None:
-    manifest, store = meld_subset
+def test_minilm_sweep_on_meld(meld_minilm: tuple[Path, Path], tmp_path: Path) -> None:
+    manifest, store = meld_minilm
     args = ["probe", "-f", "mlp", "-m", str(manifest), "--text", str(store), *OPTIONS, *MLP, "-q", "-o", str(tmp_path)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -86,6 +61,6 @@ def test_minilm_sweep_on_meld(meld_subset: tuple[Path, Path], tmp_path: Path) ->
     )
     assert fit.exit_code == 0, fit.output
     plain = Path(fit.output.strip().splitlines()[-1].split("run directory: ")[1])
-    probe_ua, plain_ua = _ua(tmp_path / rows[6]["run_dir"]), _ua(plain)
+    probe_ua, plain_ua = ua_by_member(tmp_path / rows[6]["run_dir"]), ua_by_member(plain)
     assert probe_ua.keys() == plain_ua.keys() and all(abs(probe_ua[k] - plain_ua[k]) <= 1e-5 for k in plain_ua)
     assert json.loads((plain / "metrics.json").read_text())["runs"][0]["test"]["n"] == 200  # dev, tested once
