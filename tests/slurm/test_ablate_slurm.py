@@ -165,5 +165,6 @@ def test_a_failing_task_is_reported_with_its_job_id_and_log(
     assert (
         error == f"ser.errors.UserError: {corpus['root'] / 'no.h5'}: no such cache store; create it with `ser extract`"
     )
-    assert slurm_cluster.job(job_id)["JobState"] == "FAILED"
+    # the task has written its result; Slurm records the state once its process has exited
+    assert slurm_cluster.wait_for(job_id, {"FAILED", "COMPLETED", "CANCELLED", "TIMEOUT"}) == "FAILED"
     assert Path(log).is_file() and Path(log).name.startswith(job_id) and "no.h5" in Path(log).read_text()
